@@ -1,0 +1,38 @@
+# asp: two commands for a new user -- `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.asp-installed
+
+.PHONY: demo test bench docs lint clean install
+
+install: $(STAMP)
+
+# The environment: created if missing, refreshed when the package metadata or the
+# native call path change.  Idempotent.
+$(STAMP): pyproject.toml setup.py asp/runtime/_native.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet numpy
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[dev,docs,dask]'
+	$(PY) -c "import asp._native" || (echo "asp: the native call path did not build" && exit 1)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/heat2d.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check asp specializers examples benchmarks tests
+
+clean:
+	rm -rf build docs/_build bench-results .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

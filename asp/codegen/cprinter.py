@@ -1,0 +1,217 @@
+"""Printing the platform IR as C through cgen.
+
+Statements become cgen nodes (so nesting and indentation come from cgen);
+expressions become strings with the fewest parentheses C's precedence
+allows.  Float literals are printed so they round-trip exactly
+(``repr`` of a Python float), with an ``f`` suffix for ``float``.
+"""
+from __future__ import annotations
+
+import math
+
+import cgen as c
+
+from asp.ir import platform as ir
+from asp.ir.node import Visitor
+
+__all__ = ["expr_to_c", "function_to_cgen", "module_to_c"]
+
+# C precedence, higher binds tighter.
+_PREC = {
+    "||": 1, "&&": 2, "|": 3, "^": 4, "&": 5, "==": 6, "!=": 6,
+    "<": 7, "<=": 7, ">": 7, ">=": 7, "<<": 8, ">>": 8, "+": 9, "-": 9,
+    "*": 10, "/": 10, "%": 10,
+}
+_UNARY = 11
+_POSTFIX = 12
+_ATOM = 13
+
+
+def _literal(value, ctype: str) -> str:
+    if ctype == "bool":
+        return "1" if value else "0"
+    if ctype in ("double", "float"):
+        v = float(value)
+        if math.isnan(v):
+            text = "NAN"
+        elif math.isinf(v):
+            text = "INFINITY" if v > 0 else "(-INFINITY)"
+        else:
+            text = repr(v)
+            if "e" not in text and "." not in text:
+                text += ".0"
+        if ctype == "float" and text[-1].isdigit():
+            text += "f"
+        return text
+    v = int(value)
+    if ctype == "int64_t":
+        return f"INT64_C({v})" if abs(v) >= 2**31 else str(v)
+    if ctype == "uint64_t":
+        return f"UINT64_C({v})"
+    return str(v)
+
+
+class _ExprPrinter(Visitor):
+    """Returns (text, precedence) for an expression."""
+
+    def visit_Const(self, node: ir.Const):
+        text = _literal(node.value, node.ctype)
+        neg = text.startswith("-") or text.startswith("(-")
+        return text, (_UNARY if neg else _ATOM)
+
+    def visit_Var(self, node: ir.Var):
+        return node.name, _ATOM
+
+    def visit_ArrayRef(self, node: ir.ArrayRef):
+        return f"{node.array}[{self.text(node.index)}]", _POSTFIX
+
+    def visit_Call(self, node: ir.Call):
+        return f"{node.func}({', '.join(self.text(a) for a in node.args)})", _POSTFIX
+
+    def visit_Cast(self, node: ir.Cast):
+        return f"({node.ctype}){self.wrap(node.expr, _UNARY)}", _UNARY
+
+    def visit_UnaryOp(self, node: ir.UnaryOp):
+        inner = self.wrap(node.operand, _UNARY)
+        if node.op == "-" and inner.startswith("-"):
+            inner = f"({inner})"
+        return f"{node.op}{inner}", _UNARY
+
+    def visit_BinOp(self, node: ir.BinOp):
+        p = _PREC[node.op]
+        left = self.wrap(node.left, p)
+        # C operators are left-associative: the right side needs parens at equal precedence.
+        right = self.wrap(node.right, p + 1)
+        return f"{left} {node.op} {right}", p
+
+    def visit_Ternary(self, node: ir.Ternary):
+        return (f"{self.wrap(node.cond, 1)} ? {self.wrap(node.then, 1)} : "
+                f"{self.wrap(node.orelse, 0)}"), 0
+
+    def generic_visit(self, node, *args, **kwargs):
+        raise TypeError(f"not an expression: {type(node).__name__}")
+
+    def text(self, node: ir.Expr) -> str:
+        return self.visit(node)[0]
+
+    def wrap(self, node: ir.Expr, min_prec: int) -> str:
+        text, prec = self.visit(node)
+        return text if prec >= min_prec else f"({text})"
+
+
+_EXPR = _ExprPrinter()
+
+
+def expr_to_c(expr: ir.Expr) -> str:
+    """C text of an expression."""
+    return _EXPR.text(expr)
+
+
+def _pragmas(loop: ir.For) -> list[c.Generable]:
+    out: list[c.Generable] = []
+    if loop.parallel is not None:
+        p = loop.parallel
+        clause = f"omp parallel for schedule({p.schedule}"
+        clause += f", {p.chunk})" if p.chunk else ")"
+        if p.collapse > 1:
+            clause += f" collapse({p.collapse})"
+        if p.num_threads:
+            clause += f" num_threads({p.num_threads})"
+        if p.when is not None:
+            clause += f" if({expr_to_c(p.when)})"
+        if loop.simd:
+            clause = clause.replace("parallel for", "parallel for simd", 1)
+        out.append(c.Pragma(clause))
+    elif loop.simd:
+        out.append(c.Pragma("omp simd"))
+    if loop.unroll:
+        out.append(c.Pragma(f"GCC unroll {loop.unroll}"))
+    return out
+
+
+class _StmtPrinter(Visitor):
+    """Returns a list of cgen nodes for a statement."""
+
+    def visit_Block(self, node: ir.Block):
+        return [c.Block(self.body(node))]
+
+    def body(self, block: ir.Block) -> list[c.Generable]:
+        out: list[c.Generable] = []
+        for stmt in block.body:
+            out.extend(self.visit(stmt))
+        return out
+
+    def visit_Declare(self, node: ir.Declare):
+        decl = c.Value(node.ctype, node.name)
+        if node.const:
+            decl = c.Const(decl)
+        if node.init is None:
+            return [c.Statement(f"{node.ctype} {node.name}")]
+        return [c.Initializer(decl, expr_to_c(node.init))]
+
+    def visit_Assign(self, node: ir.Assign):
+        return [c.Statement(f"{expr_to_c(node.target)} {node.op}= {expr_to_c(node.value)}")]
+
+    def visit_ExprStmt(self, node: ir.ExprStmt):
+        return [c.Statement(expr_to_c(node.expr))]
+
+    def visit_If(self, node: ir.If):
+        then = c.Block(self.body(node.then))
+        orelse = c.Block(self.body(node.orelse)) if node.orelse and node.orelse.body else None
+        return [c.If(expr_to_c(node.cond), then, orelse)]
+
+    def visit_For(self, node: ir.For):
+        start = f"int64_t {node.var} = {expr_to_c(node.start)}"
+        cond = f"{node.var} < {expr_to_c(node.stop)}"
+        step = (f"++{node.var}" if node.step == ir.Const(1, "int64_t")
+                else f"{node.var} += {expr_to_c(node.step)}")
+        return [*_pragmas(node), c.For(start, cond, step, c.Block(self.body(node.body)))]
+
+    def visit_While(self, node: ir.While):
+        return [c.While(expr_to_c(node.cond), c.Block(self.body(node.body)))]
+
+    def visit_Break(self, node):
+        return [c.Statement("break")]
+
+    def visit_Continue(self, node):
+        return [c.Statement("continue")]
+
+    def visit_Return(self, node: ir.Return):
+        return [c.Statement("return" if node.value is None else f"return {expr_to_c(node.value)}")]
+
+    def visit_Pragma(self, node: ir.Pragma):
+        return [c.Pragma(node.text)]
+
+    def generic_visit(self, node, *args, **kwargs):
+        raise TypeError(f"not a statement: {type(node).__name__}")
+
+
+_STMT = _StmtPrinter()
+
+
+def _param(p: ir.Param) -> c.Generable:
+    if not p.pointer:
+        return c.Value(p.ctype, p.name)
+    # ``const`` qualifies the pointee: ``const double *restrict x``.
+    base = c.Value(f"const {p.ctype}" if p.const else p.ctype, p.name)
+    return c.RestrictPointer(base) if p.restrict else c.Pointer(base)
+
+
+def function_to_cgen(fn: ir.Function) -> c.FunctionBody:
+    ret = fn.ret
+    if fn.inline:
+        ret = "inline " + ret
+    if fn.static:
+        ret = "static " + ret
+    decl = c.FunctionDeclaration(c.Value(ret, fn.name), [_param(p) for p in fn.params])
+    return c.FunctionBody(decl, c.Block(_STMT.body(fn.body)))
+
+
+def module_to_c(module: ir.Module) -> str:
+    """The C source of a translation unit."""
+    parts: list[c.Generable] = [c.Include(h, system=True) for h in module.includes]
+    if module.preamble:
+        parts += [c.Line(), c.LiteralLines(module.preamble)]
+    for fn in module.functions:
+        parts += [c.Line(), function_to_cgen(fn)]
+    return str(c.Module(parts)) + "\n"

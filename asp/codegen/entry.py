@@ -1,0 +1,86 @@
+"""Kernel parameters in ABI order, and the entry-point boilerplate (a Mako template).
+
+A kernel function lowered by a specializer takes its parameters in *ABI
+order*: for each argument of the call, in order, an array gives a pointer
+parameter followed by one ``int64_t`` extent per dimension (``<name>_n0``,
+``<name>_n1``, ...), a float scalar a ``double`` and an integer scalar an
+``int64_t``.  :func:`abi_params` builds that list; :func:`entry_point` maps the
+uniform ABI (``ptrs``, ``dims``, ``f``, ``i``) onto it.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from asp.codegen.cprinter import module_to_c
+from asp.ir import platform as ir
+from asp.ir.types import ctype_of
+from asp.runtime.abi import ArgSpec
+
+__all__ = ["EntryPoint", "abi_params", "entry_point", "extent_name", "render_module"]
+
+
+def extent_name(array: str, axis: int) -> str:
+    return f"{array}_n{axis}"
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    symbol: str
+    target: str
+    args: tuple[str, ...]
+
+
+def abi_params(names: Sequence[str], specs: Sequence[ArgSpec], *,
+               float_ctype: str = "double") -> tuple[ir.Param, ...]:
+    """The kernel's parameters for arguments ``names`` with guards ``specs``."""
+    out = []
+    for name, spec in zip(names, specs, strict=True):
+        if spec.kind == "array":
+            out.append(ir.Param(name, ctype_of(spec.dtype), pointer=True,
+                                const=not spec.write, restrict=True))
+            out += [ir.Param(extent_name(name, k), "int64_t") for k in range(spec.ndim)]
+        elif spec.kind == "float":
+            out.append(ir.Param(name, float_ctype))
+        else:
+            out.append(ir.Param(name, "int64_t"))
+    return tuple(out)
+
+
+def entry_point(symbol: str, target: str, specs: Sequence[ArgSpec]) -> EntryPoint:
+    """The entry ``symbol`` that unpacks the ABI and calls ``target``."""
+    args, p, d, f, i = [], 0, 0, 0, 0
+    for spec in specs:
+        if spec.kind == "array":
+            ctype = ctype_of(spec.dtype)
+            const = "" if spec.write else "const "
+            args.append(f"({const}{ctype} *)ptrs[{p}]")
+            p += 1
+            for _ in range(spec.ndim):
+                args.append(f"dims[{d}]")
+                d += 1
+        elif spec.kind == "float":
+            args.append(f"f[{f}]")
+            f += 1
+        else:
+            args.append(f"i[{i}]")
+            i += 1
+    return EntryPoint(symbol, target, tuple(args))
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    from mako.template import Template
+
+    return Template(filename=str(Path(__file__).parent / "templates" / "module.c.mako"),
+                    strict_undefined=True)
+
+
+def render_module(module: ir.Module, entries: Sequence[EntryPoint], *, kernel: str,
+                  signature: str) -> str:
+    """The complete C source: the printed module, then its entry points."""
+    return _template().render(kernel=kernel, signature=signature,
+                              variants=[e.symbol for e in entries],
+                              body=module_to_c(module), entries=list(entries))

@@ -1,0 +1,98 @@
+"""Configuration from the environment, read at each use so tests can change it.
+
+Every ``ASP_*`` variable is documented in docs/configuration.rst.  Values are
+validated: an unknown tuning mode is an error, not a silent default.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "TUNE_MODES",
+    "cache_dir",
+    "cflags_override",
+    "compiler_override",
+    "dump_ir",
+    "jit_disabled",
+    "num_threads",
+    "strict",
+    "tune_mode",
+]
+
+TUNE_MODES = ("off", "online", "exhaustive")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def strict() -> bool:
+    """``ASP_STRICT=1``: raise specialization errors instead of falling back to Python."""
+    return _flag("ASP_STRICT")
+
+
+def jit_disabled() -> bool:
+    """``ASP_DISABLE_JIT=1``: always run the plain Python."""
+    return _flag("ASP_DISABLE_JIT")
+
+
+def dump_ir() -> bool:
+    """``ASP_DUMP_IR=1``: print every intermediate IR to stderr."""
+    return _flag("ASP_DUMP_IR")
+
+
+def tune_mode() -> str:
+    """``ASP_TUNE``: ``off`` (first variant), ``online`` (default) or ``exhaustive``."""
+    mode = os.environ.get("ASP_TUNE", "online").strip().lower() or "online"
+    if mode not in TUNE_MODES:
+        raise ValueError(f"ASP_TUNE={mode!r}: expected one of {', '.join(TUNE_MODES)}")
+    return mode
+
+
+def cache_dir() -> Path:
+    """``ASP_CACHE_DIR`` or the per-user cache directory; created with mode 0700."""
+    env = os.environ.get("ASP_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("asp-sejits", appauthor=False))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def compiler_override() -> str | None:
+    """``ASP_CC``: the C compiler to use instead of the guessed one."""
+    return os.environ.get("ASP_CC") or None
+
+
+def cflags_override() -> list[str] | None:
+    """``ASP_CFLAGS``: replaces asp's optimisation flags (``-O3 -march=native -fopenmp``)."""
+    value = os.environ.get("ASP_CFLAGS")
+    return value.split() if value is not None else None
+
+
+def num_threads() -> int:
+    """``OMP_NUM_THREADS`` if set, else the number of usable cores."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS={env!r}: expected a positive integer") from None
+        if n > 0:
+            return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

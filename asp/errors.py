@@ -1,0 +1,84 @@
+"""Errors and warnings of asp.
+
+Every stage of the pipeline raises a subclass of :class:`SpecializationError`
+that names the stage and, where it knows it, the kernel's ``file:line``.  The
+runtime catches them, warns once with :class:`AspFallbackWarning` and runs the
+plain Python; with ``ASP_STRICT=1`` it re-raises instead.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "AspFallbackWarning",
+    "CompileError",
+    "FrontendError",
+    "LoadError",
+    "LoweringError",
+    "PassError",
+    "SpecializationError",
+    "where",
+]
+
+
+def where(filename: str | None, lineno: int | None) -> str | None:
+    """Format a source location the way compilers and tracebacks do."""
+    if not filename:
+        return None
+    return f"{filename}:{lineno}" if lineno else filename
+
+
+class SpecializationError(Exception):
+    """A kernel could not be specialized; it will run as plain Python."""
+
+    stage = "specialize"
+
+    def __init__(self, message: str, *, location: str | None = None, kernel: str | None = None):
+        self.message = message
+        self.location = location
+        self.kernel = kernel
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        head = f"{self.location}: " if self.location else ""
+        who = f" (kernel {self.kernel})" if self.kernel else ""
+        return f"{head}{self.message} [{self.stage}{who}]"
+
+    def with_context(self, *, location: str | None = None, kernel: str | None = None):
+        """Fill in a location or kernel name the raiser did not know."""
+        self.location = self.location or location
+        self.kernel = self.kernel or kernel
+        self.args = (self._text(),)
+        return self
+
+
+class FrontendError(SpecializationError):
+    """The Python source could not be read or holds a construct the specializer rejects."""
+
+    stage = "front end"
+
+
+class PassError(SpecializationError):
+    """A transform pass failed."""
+
+    stage = "passes"
+
+
+class LoweringError(SpecializationError):
+    """The domain IR could not be lowered to the platform IR."""
+
+    stage = "lowering"
+
+
+class CompileError(SpecializationError):
+    """The C compiler failed or is missing."""
+
+    stage = "compile"
+
+
+class LoadError(SpecializationError):
+    """A compiled object could not be loaded or called."""
+
+    stage = "load"
+
+
+class AspFallbackWarning(RuntimeWarning):
+    """A kernel runs as plain Python because specialization failed."""

@@ -1,0 +1,85 @@
+"""Reading a kernel's Python source.
+
+``get_source(fn)`` returns the ``ast.FunctionDef`` of a function or method
+with line numbers that point into the real file (indentation removed,
+decorators kept out of the way), plus a helper to raise a
+:class:`~asp.errors.FrontendError` at any node's ``file:line``.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+import types
+from dataclasses import dataclass
+from typing import NoReturn
+
+from asp.errors import FrontendError, where
+
+__all__ = ["KernelSource", "get_source", "reject"]
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A kernel's tree and where it came from."""
+
+    func: ast.FunctionDef
+    filename: str
+    firstlineno: int
+    text: str
+    qualname: str
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the source text: part of every key derived from this kernel."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def location(self, node: ast.AST | None = None) -> str:
+        line = getattr(node, "lineno", None) or self.firstlineno
+        return where(self.filename, line) or "<unknown>"
+
+    def error(self, node: ast.AST | None, message: str) -> FrontendError:
+        return FrontendError(message, location=self.location(node), kernel=self.qualname)
+
+
+def reject(src: KernelSource, node: ast.AST | None, message: str) -> NoReturn:
+    """Raise a FrontendError at ``node``'s line."""
+    raise src.error(node, message)
+
+
+def get_source(fn) -> KernelSource:
+    """Parse ``fn`` (a function, method or bound method) into a located tree."""
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    fn = inspect.unwrap(fn)
+    if not isinstance(fn, types.FunctionType):
+        raise FrontendError(f"{fn!r} is not a Python function")
+    code = fn.__code__
+    qualname = fn.__qualname__
+    filename = code.co_filename
+    if fn.__name__ == "<lambda>":
+        raise FrontendError("lambdas cannot be specialized; use a def",
+                            location=where(filename, code.co_firstlineno), kernel=qualname)
+    try:
+        lines, firstlineno = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        raise FrontendError("the source of this function is not available "
+                            "(defined in a REPL or with exec?)",
+                            location=where(filename, code.co_firstlineno),
+                            kernel=qualname) from None
+    text = textwrap.dedent("".join(lines))
+    try:
+        module = ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise FrontendError(f"cannot parse the source: {exc.msg}",
+                            location=where(filename, code.co_firstlineno),
+                            kernel=qualname) from None
+    func = next((n for n in module.body
+                 if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+    if func is None or isinstance(func, ast.AsyncFunctionDef):
+        raise FrontendError("expected a plain 'def' function",
+                            location=where(filename, firstlineno), kernel=qualname)
+    ast.increment_lineno(module, firstlineno - 1)
+    return KernelSource(func=func, filename=filename, firstlineno=firstlineno, text=text,
+                        qualname=qualname)

@@ -1,0 +1,233 @@
+"""The platform IR: a small, C-like loop-nest IR shared by every specializer.
+
+Specializers lower their domain IR to this; the platform passes
+(:mod:`asp.passes`) annotate and restructure it; :mod:`asp.codegen` prints it
+through cgen.  Types are C type names (``'double'``, ``'int64_t'``, see
+:mod:`asp.ir.types`).  Arrays are flat: an :class:`ArrayRef` takes one
+linear index expression.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from asp.ir.node import Node
+
+__all__ = [
+    "ArrayRef", "Assign", "BinOp", "Block", "Break", "Call", "Cast", "Const", "Continue",
+    "Declare", "Expr", "ExprStmt", "For", "Function", "If", "Module", "Param", "Parallel",
+    "Pragma", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "While",
+]
+
+
+# -- expressions ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Expr(Node):
+    """Base of expressions."""
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    """A literal; ``ctype`` decides how it is printed (``1.0`` vs ``1.0f`` vs ``1``)."""
+
+    value: float | int | bool
+    ctype: str = "double"
+
+
+@dataclass(frozen=True)
+class Var(Expr):
+    name: str
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    """``left op right`` with a C operator (``+ - * / % < <= == != && || & | ^ << >>``)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    child_fields: ClassVar = ("left", "right")
+
+
+@dataclass(frozen=True)
+class UnaryOp(Expr):
+    op: str  # '-', '!', '~', '+'
+    operand: Expr
+    child_fields: ClassVar = ("operand",)
+
+
+@dataclass(frozen=True)
+class Ternary(Expr):
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    child_fields: ClassVar = ("cond", "then", "orelse")
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    """A call of a C function by name (math functions, helpers in the preamble)."""
+
+    func: str
+    args: tuple[Expr, ...]
+    child_fields: ClassVar = ("args",)
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    ctype: str
+    expr: Expr
+    child_fields: ClassVar = ("expr",)
+
+
+@dataclass(frozen=True)
+class ArrayRef(Expr):
+    """``array[index]`` on a flat array."""
+
+    array: str
+    index: Expr
+    child_fields: ClassVar = ("index",)
+
+
+# -- statements ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stmt(Node):
+    """Base of statements."""
+
+
+@dataclass(frozen=True)
+class Block(Stmt):
+    body: tuple[Stmt, ...] = ()
+    child_fields: ClassVar = ("body",)
+
+
+@dataclass(frozen=True)
+class Declare(Stmt):
+    """``ctype name = init;`` (``init`` may be None)."""
+
+    ctype: str
+    name: str
+    init: Expr | None = None
+    const: bool = False
+    child_fields: ClassVar = ("init",)
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    """``target op= value;`` with ``op`` '' for plain assignment, or one of ``+ - * /``."""
+
+    target: Expr
+    value: Expr
+    op: str = ""
+    child_fields: ClassVar = ("target", "value")
+
+
+@dataclass(frozen=True)
+class ExprStmt(Stmt):
+    expr: Expr
+    child_fields: ClassVar = ("expr",)
+
+
+@dataclass(frozen=True)
+class If(Stmt):
+    cond: Expr
+    then: Block
+    orelse: Block | None = None
+    child_fields: ClassVar = ("cond", "then", "orelse")
+
+
+@dataclass(frozen=True)
+class Parallel(Node):
+    """How a loop is shared among threads: ``#pragma omp parallel for ...``."""
+
+    schedule: str = "static"  # static | dynamic | guided
+    chunk: int | None = None
+    collapse: int = 1
+    num_threads: int | None = None
+    #: Run in parallel only when this holds (``if(...)`` clause), e.g. enough work.
+    when: "Expr | None" = None
+    child_fields: ClassVar = ("when",)
+
+
+@dataclass(frozen=True)
+class For(Stmt):
+    """``for (int64_t var = start; var < stop; var += step) body`` with annotations.
+
+    ``parallel``: OpenMP work sharing; ``simd``: ``#pragma omp simd``;
+    ``unroll``: ``#pragma GCC unroll``; ``tile``: a request a tiling pass consumes.
+    """
+
+    var: str
+    start: Expr
+    stop: Expr
+    body: Block
+    step: Expr = Const(1, "int64_t")
+    parallel: Parallel | None = None
+    simd: bool = False
+    unroll: int | None = None
+    tile: int | None = None
+    child_fields: ClassVar = ("start", "stop", "step", "body", "parallel")
+
+
+@dataclass(frozen=True)
+class While(Stmt):
+    cond: Expr
+    body: Block
+    child_fields: ClassVar = ("cond", "body")
+
+
+@dataclass(frozen=True)
+class Break(Stmt):
+    pass
+
+
+@dataclass(frozen=True)
+class Continue(Stmt):
+    pass
+
+
+@dataclass(frozen=True)
+class Return(Stmt):
+    value: Expr | None = None
+    child_fields: ClassVar = ("value",)
+
+
+@dataclass(frozen=True)
+class Pragma(Stmt):
+    text: str
+
+
+# -- functions and modules ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param(Node):
+    """A parameter: a scalar, or a pointer (``pointer=True``) with const/restrict qualifiers."""
+
+    name: str
+    ctype: str
+    pointer: bool = False
+    const: bool = False
+    restrict: bool = False
+
+
+@dataclass(frozen=True)
+class Function(Node):
+    name: str
+    params: tuple[Param, ...]
+    body: Block
+    ret: str = "void"
+    static: bool = False
+    inline: bool = False
+    child_fields: ClassVar = ("params", "body")
+
+
+@dataclass(frozen=True)
+class Module(Node):
+    """A translation unit: C preamble text (helpers, includes) then functions."""
+
+    functions: tuple[Function, ...]
+    includes: tuple[str, ...] = ("stdint.h", "math.h")
+    preamble: str = ""
+    child_fields: ClassVar = ("functions",)

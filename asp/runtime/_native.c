@@ -1,0 +1,297 @@
+/*
+ * asp._native: the lean call path from Python into a generated kernel.
+ *
+ * Generated kernels are plain C with one ABI,
+ *     int entry(void **ptrs, const int64_t *dims, const double *f, const int64_t *i);
+ * so they compile without Python.h.  An Entry object holds one kernel's
+ * function pointer and the guards of the signature it was specialized for.
+ * Calling it checks every guard in C (type, dtype, ndim, baked shape, shape
+ * groups, contiguity, alignment, writability, aliasing), allocates missing
+ * outputs, and calls the kernel with the GIL released.  A guard that does not
+ * hold returns the `miss` sentinel, never an exception: the Python side then
+ * takes the slow path, which validates with clear messages or specializes again.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef int (*asp_kernel_fn)(void **, const int64_t *, const double *, const int64_t *);
+
+enum { ARG_ARRAY = 0, ARG_FLOAT = 1, ARG_INT = 2 };
+enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4 };
+
+#define MAX_ARGS 32
+#define MAX_DIMS 8
+
+typedef struct {
+    int kind, typenum, ndim, flags, group;
+    npy_intp shape[MAX_DIMS]; /* -1: any extent */
+} argspec;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    asp_kernel_fn fn;
+    int nargs, ret;
+    argspec spec[MAX_ARGS];
+    PyObject *miss;      /* returned when a guard does not hold */
+    PyObject *errors;    /* tuple of (exception type, message) for kernel codes 1.. */
+    PyObject *keepalive; /* whatever keeps the shared object loaded */
+} Entry;
+
+static void Entry_dealloc(Entry *self)
+{
+    Py_XDECREF(self->miss);
+    Py_XDECREF(self->errors);
+    Py_XDECREF(self->keepalive);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Entry *self = (Entry *)op;
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    void *ptrs[MAX_ARGS];
+    int64_t dims[MAX_ARGS * MAX_DIMS];
+    double fs[MAX_ARGS];
+    int64_t is[MAX_ARGS];
+    PyArrayObject *arrs[MAX_ARGS];
+    const npy_intp *gshape[MAX_ARGS];
+    PyObject *allocated[MAX_ARGS];
+    int nalloc = 0, nf = 0, ni = 0, np_ = 0, nd = 0, i, j;
+    PyObject *result;
+
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_SetString(PyExc_TypeError, "asp kernel entries take positional arguments only");
+        return NULL;
+    }
+    if (n != self->nargs) {
+        PyErr_Format(PyExc_TypeError, "asp kernel entry expects %d arguments, got %zd",
+                     self->nargs, n);
+        return NULL;
+    }
+    for (i = 0; i < MAX_ARGS; i++) gshape[i] = NULL;
+
+    /* First pass: check the guards of every given argument. */
+    for (i = 0; i < n; i++) {
+        const argspec *s = &self->spec[i];
+        PyObject *obj = args[i];
+        arrs[i] = NULL;
+        if (s->kind == ARG_ARRAY) {
+            PyArrayObject *a;
+            int fl;
+            if (obj == Py_None && (s->flags & F_ALLOC)) continue;
+            if (!PyArray_Check(obj)) goto miss;
+            a = (PyArrayObject *)obj;
+            fl = PyArray_FLAGS(a);
+            if (PyArray_TYPE(a) != s->typenum || PyArray_NDIM(a) != s->ndim) goto miss;
+            if ((fl & (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED)) !=
+                (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED)) goto miss;
+            if ((s->flags & F_WRITE) && !(fl & NPY_ARRAY_WRITEABLE)) goto miss;
+            for (j = 0; j < s->ndim; j++)
+                if (s->shape[j] >= 0 && PyArray_DIM(a, j) != s->shape[j]) goto miss;
+            if (s->group >= 0) {
+                const npy_intp *ref = gshape[s->group];
+                if (ref == NULL) gshape[s->group] = PyArray_DIMS(a);
+                else for (j = 0; j < s->ndim; j++) if (ref[j] != PyArray_DIM(a, j)) goto miss;
+            }
+            arrs[i] = a;
+        } else if (s->kind == ARG_FLOAT) {
+            if (!PyFloat_Check(obj)) goto miss;
+        } else {
+            if (!PyLong_Check(obj) || PyBool_Check(obj)) goto miss;
+        }
+    }
+
+    /* Outputs the kernel must not share memory with (e.g. a stencil's output). */
+    for (i = 0; i < n; i++) {
+        if (arrs[i] == NULL || !(self->spec[i].flags & F_NOALIAS)) continue;
+        {
+            char *lo = PyArray_BYTES(arrs[i]);
+            char *hi = lo + PyArray_NBYTES(arrs[i]);
+            for (j = 0; j < n; j++) {
+                char *lo2, *hi2;
+                if (j == i || arrs[j] == NULL) continue;
+                lo2 = PyArray_BYTES(arrs[j]);
+                hi2 = lo2 + PyArray_NBYTES(arrs[j]);
+                if (lo < hi2 && lo2 < hi) goto miss;
+            }
+        }
+    }
+
+    /* Second pass: allocate missing outputs, gather pointers, extents, scalars. */
+    for (i = 0; i < n; i++) {
+        const argspec *s = &self->spec[i];
+        if (s->kind == ARG_ARRAY) {
+            PyArrayObject *a = arrs[i];
+            if (a == NULL) {
+                const npy_intp *shape = s->group >= 0 ? gshape[s->group] : NULL;
+                npy_intp tmp[MAX_DIMS];
+                if (shape == NULL) {
+                    for (j = 0; j < s->ndim; j++) {
+                        if (s->shape[j] < 0) goto miss;
+                        tmp[j] = s->shape[j];
+                    }
+                    shape = tmp;
+                }
+                a = (PyArrayObject *)PyArray_SimpleNew(s->ndim, (npy_intp *)shape, s->typenum);
+                if (a == NULL) goto fail;
+                allocated[nalloc++] = (PyObject *)a;
+                arrs[i] = a;
+            }
+            ptrs[np_++] = PyArray_DATA(a);
+            for (j = 0; j < s->ndim; j++) dims[nd++] = (int64_t)PyArray_DIM(a, j);
+        } else if (s->kind == ARG_FLOAT) {
+            fs[nf++] = PyFloat_AS_DOUBLE(args[i]);
+        } else {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(args[i], &overflow);
+            if (overflow) goto miss;
+            is[ni++] = (int64_t)v;
+        }
+    }
+
+    {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = self->fn(ptrs, dims, fs, is);
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            if (rc > 0 && rc <= PyTuple_GET_SIZE(self->errors)) {
+                PyObject *e = PyTuple_GET_ITEM(self->errors, rc - 1);
+                PyErr_SetObject(PyTuple_GET_ITEM(e, 0), PyTuple_GET_ITEM(e, 1));
+            } else {
+                PyErr_Format(PyExc_RuntimeError, "asp kernel returned error code %d", rc);
+            }
+            goto fail;
+        }
+    }
+
+    if (self->ret < 0) result = Py_None;
+    else result = arrs[self->ret] ? (PyObject *)arrs[self->ret] : Py_None;
+    Py_INCREF(result);
+    for (i = 0; i < nalloc; i++) Py_DECREF(allocated[i]);
+    return result;
+
+miss:
+    for (i = 0; i < nalloc; i++) Py_DECREF(allocated[i]);
+    Py_INCREF(self->miss);
+    return self->miss;
+fail:
+    for (i = 0; i < nalloc; i++) Py_DECREF(allocated[i]);
+    return NULL;
+}
+
+/* Entry(fnptr, specs, ret, miss, errors, keepalive)
+ * specs: sequence of (kind, typenum, ndim, flags, group, shape) with shape a tuple
+ * of ndim ints (-1 for any extent). */
+static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    unsigned long long fnptr;
+    PyObject *specs, *miss, *errors, *keepalive;
+    int ret;
+    Entry *self;
+    Py_ssize_t i, n;
+
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Entry takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "KOiOO!O", &fnptr, &specs, &ret, &miss,
+                          &PyTuple_Type, &errors, &keepalive))
+        return NULL;
+    if (fnptr == 0) {
+        PyErr_SetString(PyExc_ValueError, "Entry: null function pointer");
+        return NULL;
+    }
+    specs = PySequence_Fast(specs, "Entry: specs must be a sequence");
+    if (specs == NULL) return NULL;
+    n = PySequence_Fast_GET_SIZE(specs);
+    if (n > MAX_ARGS) {
+        Py_DECREF(specs);
+        PyErr_Format(PyExc_ValueError, "Entry: at most %d arguments", MAX_ARGS);
+        return NULL;
+    }
+    if (ret >= n) {
+        Py_DECREF(specs);
+        PyErr_SetString(PyExc_ValueError, "Entry: ret out of range");
+        return NULL;
+    }
+    self = (Entry *)type->tp_alloc(type, 0);
+    if (self == NULL) { Py_DECREF(specs); return NULL; }
+    for (i = 0; i < n; i++) {
+        argspec *s = &self->spec[i];
+        PyObject *shape;
+        Py_ssize_t j;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(specs, i), "iiiiiO!", &s->kind, &s->typenum,
+                              &s->ndim, &s->flags, &s->group, &PyTuple_Type, &shape))
+            goto bad;
+        if (s->kind < ARG_ARRAY || s->kind > ARG_INT || s->ndim < 0 || s->ndim > MAX_DIMS ||
+            s->group >= MAX_ARGS || PyTuple_GET_SIZE(shape) != (s->kind == ARG_ARRAY ? s->ndim : 0)) {
+            PyErr_Format(PyExc_ValueError, "Entry: malformed spec for argument %zd", i);
+            goto bad;
+        }
+        for (j = 0; j < s->ndim; j++) {
+            s->shape[j] = (npy_intp)PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, j));
+            if (s->shape[j] == -1 && PyErr_Occurred()) goto bad;
+        }
+    }
+    Py_DECREF(specs);
+    self->fn = (asp_kernel_fn)(uintptr_t)fnptr;
+    self->nargs = (int)n;
+    self->ret = ret;
+    Py_INCREF(miss); self->miss = miss;
+    Py_INCREF(errors); self->errors = errors;
+    Py_INCREF(keepalive); self->keepalive = keepalive;
+    self->vectorcall = Entry_call;
+    return (PyObject *)self;
+bad:
+    Py_DECREF(specs);
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyTypeObject EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asp._native.Entry",
+    .tp_basicsize = sizeof(Entry),
+    .tp_dealloc = (destructor)Entry_dealloc,
+    .tp_vectorcall_offset = offsetof(Entry, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A compiled kernel with its guards; calling it returns the miss sentinel "
+              "when a guard does not hold.",
+    .tp_new = Entry_new,
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "asp._native", "asp's lean call path into generated kernels.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m;
+    import_array();
+    if (PyType_Ready(&EntryType) < 0) return NULL;
+    m = PyModule_Create(&native_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EntryType);
+    if (PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
+        Py_DECREF(&EntryType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "ARG_ARRAY", ARG_ARRAY);
+    PyModule_AddIntConstant(m, "ARG_FLOAT", ARG_FLOAT);
+    PyModule_AddIntConstant(m, "ARG_INT", ARG_INT);
+    PyModule_AddIntConstant(m, "F_WRITE", F_WRITE);
+    PyModule_AddIntConstant(m, "F_ALLOC", F_ALLOC);
+    PyModule_AddIntConstant(m, "F_NOALIAS", F_NOALIAS);
+    PyModule_AddIntConstant(m, "MAX_ARGS", MAX_ARGS);
+    PyModule_AddIntConstant(m, "MAX_DIMS", MAX_DIMS);
+    return m;
+}

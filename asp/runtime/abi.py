@@ -1,0 +1,82 @@
+"""The kernel ABI and the guarded entry objects built on it.
+
+Every entry point asp generates has one C signature::
+
+    int entry(void **ptrs, const int64_t *dims, const double *f, const int64_t *i);
+
+``ptrs`` holds the data pointers of the array arguments in order, ``dims`` their
+extents one after another, ``f`` the float scalars and ``i`` the integer
+scalars.  A non-zero return is an error code (1-based index into ``errors``).
+:func:`make_entry` wraps such a function in an ``asp._native.Entry`` that checks
+the guards of :class:`ArgSpec` in C on every call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from asp.errors import LoadError
+
+__all__ = ["MISS", "ArgSpec", "make_entry", "native_available"]
+
+try:
+    from asp import _native
+except ImportError:  # built without a compiler: every kernel runs as Python
+    _native = None
+
+
+class _Miss:
+    """Returned by an entry whose guards do not hold for the given arguments."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS = _Miss()
+
+
+def native_available() -> bool:
+    return _native is not None
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """What one argument of a compiled entry must be.
+
+    ``kind`` is ``'array'``, ``'float'`` or ``'int'``.  Arrays must have ``dtype``
+    and ``ndim``, be C-contiguous and aligned, be writeable if ``write``, match
+    ``shape`` where it is not -1, and have the same shape as every other array in
+    the same ``group`` (-1: no group).  ``alloc`` lets the caller pass ``None``
+    for an output allocated like its group; ``noalias`` rejects an output that
+    overlaps any other array argument.
+    """
+
+    kind: str
+    dtype: np.dtype | None = None
+    ndim: int = 0
+    write: bool = False
+    alloc: bool = False
+    noalias: bool = False
+    group: int = -1
+    shape: tuple[int, ...] | None = None
+
+    def native(self) -> tuple:
+        kind = {"array": 0, "float": 1, "int": 2}[self.kind]
+        if self.kind != "array":
+            return (kind, 0, 0, 0, -1, ())
+        flags = (1 if self.write else 0) | (2 if self.alloc else 0) | (4 if self.noalias else 0)
+        shape = self.shape if self.shape is not None else (-1,) * self.ndim
+        return (kind, np.dtype(self.dtype).num, self.ndim, flags, self.group, tuple(shape))
+
+
+def make_entry(address: int, specs: tuple[ArgSpec, ...], *, ret: int = -1,
+               errors: tuple[tuple[type[Exception], str], ...] = (), keepalive=None):
+    """A callable ``entry(*args)`` for a kernel at ``address``; returns MISS on a guard miss."""
+    if _native is None:
+        raise LoadError("asp's native call path (asp._native) was not built; "
+                        "reinstall asp with a C compiler present")
+    return _native.Entry(address, [s.native() for s in specs], ret, MISS, tuple(errors),
+                         keepalive)

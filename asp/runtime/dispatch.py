@@ -1,0 +1,358 @@
+"""The runtime: from a Python call to a tuned, guarded native call, or to Python.
+
+A specializer implements :class:`Specializer` for one user kernel: how to
+validate and normalize arguments (:meth:`~Specializer.prepare`), how to plan
+the code for a signature (:meth:`~Specializer.plan`: front end, passes,
+lowering), and how to run the plain Python.  :class:`JitKernel` does the rest
+for every specializer alike:
+
+* the hot path: the last winning :class:`asp._native.Entry` is tried first;
+  its guards run in C and a miss costs one comparison;
+* the slow path: validation with clear errors, one :class:`Specialization`
+  per signature (compiled once per process, from the disk cache after that);
+* tuning among variants (:mod:`asp.tune`), with each variant first checked
+  against the Python on small random inputs when the specializer offers them;
+* fallback: any :class:`~asp.errors.SpecializationError` makes this signature
+  run as Python, with one :class:`~asp.errors.AspFallbackWarning` per kernel;
+  ``ASP_STRICT=1`` raises instead, ``ASP_DISABLE_JIT=1`` never compiles.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asp import config
+from asp.codegen.entry import entry_point, render_module
+from asp.errors import AspFallbackWarning, CompileError, LoadError, SpecializationError
+from asp.ir import platform as ir
+from asp.jit.cache import build
+from asp.passes.pipeline import dump
+from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.tune.tuner import Tuning
+
+__all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One code variant: a name the tuner reports and its lowered kernel function."""
+
+    name: str
+    function: ir.Function
+
+
+@dataclass
+class Prepared:
+    """A call's arguments made ready for native code, and the signature they have.
+
+    ``args`` are what the entry receives (contiguous arrays, Python scalars);
+    ``finish`` turns the entry's result into the user's (e.g. copies into a
+    non-contiguous output); ``same`` says ``args`` are the user's own objects,
+    so the hot path may serve the next call directly.
+    """
+
+    args: tuple
+    signature: str
+    finish: Callable[[object], object] | None = None
+    same: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to build one signature's variants."""
+
+    signature: str
+    specs: tuple[ArgSpec, ...]
+    variants: tuple[Variant, ...]
+    ret: int = -1
+    errors: tuple[tuple[type[Exception], str], ...] = ()
+    preamble: str = ""
+    includes: tuple[str, ...] = ("stdint.h", "math.h")
+    # Small random arguments for checking each variant against the Python, or None.
+    check_args: Callable[[], tuple] | None = None
+    rtol: float = 1e-9
+    atol: float = 1e-12
+
+
+class Specializer(ABC):
+    """What a specializer provides for one user kernel."""
+
+    #: A stable, human-readable name (kind, qualified name, file:line).
+    name: str = "kernel"
+    #: Digest of everything the generated code depends on besides the signature.
+    digest: str = ""
+
+    @abstractmethod
+    def prepare(self, args: tuple) -> Prepared:
+        """Validate ``args`` (TypeError/ValueError naming the argument) and normalize them."""
+
+    @abstractmethod
+    def plan(self, prepared: Prepared) -> Plan:
+        """Front end, passes and lowering for the signature of ``prepared``."""
+
+    @abstractmethod
+    def run_python(self, args: tuple):
+        """The reference: the user's Python, as written."""
+
+    def location(self) -> str | None:
+        return None
+
+
+@dataclass
+class Specialization:
+    """One signature's compiled variants, their entries and their tuning."""
+
+    kernel: str
+    plan: Plan
+    entries: dict[str, Callable]
+    tuning: Tuning
+    source: str
+    build_seconds: float = 0.0
+    check_failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def variant_names(self) -> list[str]:
+        return list(self.entries)
+
+    def run(self, args: tuple):
+        t = self.tuning
+        if t.winner is not None:
+            return self.entries[t.winner](*args)
+        if t.mode == "exhaustive":
+            self._exhaustive(args)
+            return self.entries[t.winner](*args)
+        v = t.pick()
+        t0 = time.perf_counter()
+        result = self.entries[v](*args)
+        t.record(v, time.perf_counter() - t0)
+        return result
+
+    def _exhaustive(self, args: tuple) -> None:
+        # Outputs may accumulate (``out += ...``): restore them after every timed run.
+        writable = [(a, a.copy()) for a, s in zip(args, self.plan.specs)
+                    if s.kind == "array" and s.write and isinstance(a, np.ndarray)]
+
+        def run(v):
+            try:
+                r = self.entries[v](*args)
+            finally:
+                for a, saved in writable:
+                    a[...] = saved
+            if r is MISS:
+                raise LoadError("guard miss in tuning")
+
+        self.tuning.run_exhaustive(run)
+
+
+def _copy_args(args: tuple) -> tuple:
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _agree(expected, got, rtol: float, atol: float) -> str | None:
+    """None if the results agree, else a short reason."""
+    if isinstance(expected, tuple | list):
+        for e, g in zip(expected, got, strict=True):
+            why = _agree(e, g, rtol, atol)
+            if why:
+                return why
+        return None
+    e, g = np.asarray(expected), np.asarray(got)
+    if e.shape != g.shape:
+        return f"shape {g.shape} != {e.shape}"
+    if e.dtype.kind in "fc" or g.dtype.kind in "fc":
+        ok = np.isclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol,
+                        equal_nan=True)
+    else:
+        ok = g == e
+    if not np.all(ok):
+        bad = int(np.size(ok) - np.count_nonzero(ok))
+        return f"{bad} of {np.size(ok)} values differ from the Python reference"
+    return None
+
+
+class JitKernel:
+    """The call-site object of one user kernel: hot path, specializations, fallback."""
+
+    def __init__(self, specializer: Specializer):
+        self.specializer = specializer
+        self._hot: Callable | None = None
+        self._specs: dict[str, Specialization] = {}
+        self._failed: dict[str, SpecializationError] = {}
+        self._warned = False
+        self.last_error: SpecializationError | None = None
+
+    # -- calling ----------------------------------------------------------------------------
+    def __call__(self, *args):
+        hot = self._hot
+        if hot is not None:
+            result = hot(*args)
+            if result is not MISS:
+                return result
+        return self._slow(args)
+
+    def _slow(self, args: tuple):
+        spec = self.specializer
+        if config.jit_disabled():
+            return spec.run_python(args)
+        prepared = spec.prepare(args)
+        try:
+            s = self._specialization(prepared)
+        except SpecializationError as exc:
+            return self._fallback(args, exc)
+        result = s.run(prepared.args)
+        if result is MISS:
+            exc = LoadError("the compiled entry rejected arguments the specializer accepted",
+                            kernel=spec.name)
+            self._failed[prepared.signature] = exc
+            self._specs.pop(prepared.signature, None)
+            return self._fallback(args, exc)
+        if s.tuning.done and prepared.same:
+            self._hot = s.entries[s.tuning.winner]
+        return prepared.finish(result) if prepared.finish else result
+
+    def _fallback(self, args: tuple, exc: SpecializationError):
+        exc.with_context(kernel=self.specializer.name, location=self.specializer.location())
+        self.last_error = exc
+        if config.strict():
+            raise exc
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{exc}; running it as plain Python", AspFallbackWarning, stacklevel=4)
+        return self.specializer.run_python(args)
+
+    # -- building ---------------------------------------------------------------------------
+    def specialization(self, *args) -> Specialization:
+        """The compiled variants for the signature of ``args`` (built if needed).
+
+        Raises the :class:`SpecializationError` instead of falling back.
+        """
+        return self._specialization(self.specializer.prepare(args))
+
+    def _specialization(self, prepared: Prepared) -> Specialization:
+        sig = prepared.signature
+        s = self._specs.get(sig)
+        if s is not None:
+            return s
+        if sig in self._failed:
+            raise self._failed[sig]
+        try:
+            s = self._build(prepared)
+        except SpecializationError as exc:
+            self._failed[sig] = exc.with_context(kernel=self.specializer.name)
+            raise
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:  # an unexpected failure in a stage is still a fallback
+            err = SpecializationError(f"internal error: {type(exc).__name__}: {exc}",
+                                      kernel=self.specializer.name)
+            self._failed[sig] = err
+            raise err from exc
+        self._specs[sig] = s
+        return s
+
+    def _build(self, prepared: Prepared) -> Specialization:
+        spec = self.specializer
+        t0 = time.perf_counter()
+        plan = spec.plan(prepared)
+        kernel_id = f"{spec.name}@{spec.digest[:12]}" if spec.digest else spec.name
+        entries, source = _compile_variants(plan, kernel_id)
+        tuning = Tuning(kernel_id, plan.signature, list(entries))
+        s = Specialization(kernel=kernel_id, plan=plan, entries=entries, tuning=tuning,
+                           source=source)
+        if plan.check_args is not None and not tuning.done:
+            _check_variants(s, spec)
+        s.build_seconds = time.perf_counter() - t0
+        return s
+
+    # -- introspection ----------------------------------------------------------------------
+    def run_variant(self, name: str, *args):
+        """Run one named variant (for tests: every variant against the Python)."""
+        prepared = self.specializer.prepare(args)
+        s = self._specialization(prepared)
+        result = s.entries[name](*prepared.args)
+        if result is MISS:
+            raise LoadError(f"variant {name} rejected the arguments", kernel=s.kernel)
+        return prepared.finish(result) if prepared.finish else result
+
+    def clear(self) -> None:
+        """Forget the in-process specializations (the disk cache stays)."""
+        self._hot = None
+        self._specs.clear()
+        self._failed.clear()
+        self._warned = False
+
+
+def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, Callable], str]:
+    """Compile all variants in one translation unit; if that fails, one by one."""
+    def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
+        eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
+        module = ir.Module(functions=tuple(v.function for v in variants),
+                           includes=plan.includes, preamble=plan.preamble)
+        dump(f"{kernel_id} [{plan.signature}]: module", module)
+        return render_module(module, eps, kernel=kernel_id, signature=plan.signature), eps
+
+    def entries_for(variants, lib, eps):
+        return {v.name: make_entry(lib.address(ep.symbol), plan.specs, ret=plan.ret,
+                                   errors=plan.errors, keepalive=lib)
+                for v, ep in zip(variants, eps)}
+
+    source, eps = source_for(plan.variants)
+    try:
+        lib = build(source, kernel=kernel_id)
+        return entries_for(plan.variants, lib, eps), source
+    except CompileError as whole:
+        if len(plan.variants) == 1:
+            raise
+        entries: dict[str, Callable] = {}
+        for v in plan.variants:
+            src, eps1 = source_for([v])
+            try:
+                lib = build(src, kernel=kernel_id)
+            except CompileError:
+                continue
+            entries.update(entries_for([v], lib, eps1))
+        if not entries:
+            raise whole from None
+        return entries, source
+
+
+def _check_variants(s: Specialization, spec: Specializer) -> None:
+    """Run every variant on small random inputs and exclude those that disagree with Python."""
+    plan = s.plan
+    args = plan.check_args()
+    try:
+        expected_args = _copy_args(args)
+        expected = spec.run_python(expected_args)
+    except Exception:  # the Python itself fails on these inputs: nothing to compare with
+        return
+    for name, entry in s.entries.items():
+        got_args = _copy_args(args)
+        try:
+            got = entry(*got_args)
+        except Exception as exc:
+            s.tuning.exclude(name, f"{type(exc).__name__}: {exc}")
+            s.check_failures[name] = str(exc)
+            continue
+        if got is MISS:
+            s.tuning.exclude(name, "guard miss on check inputs")
+            s.check_failures[name] = "guard miss"
+            continue
+        # Compare whatever the kernel writes: its result and its writable arguments.
+        exp_parts = [expected] if plan.ret >= 0 else []
+        got_parts = [got] if plan.ret >= 0 else []
+        for i, sp in enumerate(plan.specs):
+            if sp.kind == "array" and sp.write and i != plan.ret and got_args[i] is not None:
+                exp_parts.append(expected_args[i])
+                got_parts.append(got_args[i])
+        why = _agree(tuple(exp_parts), tuple(got_parts), plan.rtol, plan.atol)
+        if why:
+            s.tuning.exclude(name, why)
+            s.check_failures[name] = why
+    if len(s.check_failures) == len(s.entries):
+        raise CompileError("every compiled variant disagrees with the Python reference: "
+                           + next(iter(s.check_failures.values())), kernel=s.kernel)

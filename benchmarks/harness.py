@@ -1,0 +1,85 @@
+"""What every benchmark module shares: figures with targets, and side-by-side timing.
+
+A benchmark module ``benchmarks/bench_<name>.py`` defines ``run(quick: bool) ->
+list[Figure]``.  Competitors are timed *interleaved* in one run (A, B, C, A, B,
+C, ...) and compared by their best times, so a noisy shared machine moves
+them together and the ratios hold.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Figure", "interleaved", "rss_mb", "time_once"]
+
+
+@dataclass
+class Figure:
+    """One measured figure beside its target.
+
+    ``better`` says which way is good: ``'higher'`` (speed-ups, bandwidth) or
+    ``'lower'`` (seconds, overhead ratios).  ``target`` may be None for a
+    figure that is reported but has no target.
+    """
+
+    group: str
+    name: str
+    value: float
+    target: float | None
+    unit: str = "x"
+    better: str = "higher"
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.better == "higher" else self.value <= self.target
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["met"] = self.met
+        return d
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], object]], *, repeat: int = 7,
+                warmup: int = 1, number: int = 1) -> dict[str, float]:
+    """Best seconds per call of each function, timed in alternation."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {k: float("inf") for k in fns}
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                best[k] = min(best[k], (time.perf_counter() - t0) / number)
+    finally:
+        if gc_was:
+            gc.enable()
+    return best
+
+
+def rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def quick_mode() -> bool:
+    return os.environ.get("ASP_BENCH_QUICK", "") not in ("", "0")

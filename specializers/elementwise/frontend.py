@@ -1,0 +1,679 @@
+"""Front end of the elementwise specializer: a scalar Python function to typed IR.
+
+The domain IR of this specializer is :class:`ScalarFunction`: the user's
+function with every value typed, its body already in platform IR statements
+(an elementwise body *is* scalar C-like code; what is domain-specific is the
+typing, which follows Python and NumPy's rules for scalars, NEP 50
+included: a Python ``int``/``float`` literal or scalar argument is *weak* and
+takes the type of the array element it meets).
+
+Supported: arithmetic ``+ - * / // % **``, comparisons (chained too),
+``and or not`` on booleans, ``x if c else y``, local variables and tuple
+assignment, augmented assignment, ``if/elif/else``, ``for`` over ``range``
+with ``break``/``continue``, ``while``, early ``return``, the builtins ``abs
+min max int float bool``, the functions of ``math`` and their NumPy
+counterparts, and module-level numeric constants.  Anything else raises a
+:class:`~asp.errors.FrontendError` naming ``file:line``.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from asp.frontend import KernelSource
+from asp.ir import platform as ir
+from asp.ir.node import Node
+from asp.ir.types import ctype_of, dtype_of
+
+__all__ = ["ScalarFunction", "T", "translate"]
+
+
+@dataclass(frozen=True)
+class T:
+    """A value's type: a C type name, and whether it is a weak Python scalar."""
+
+    ctype: str
+    weak: bool = False
+
+    @property
+    def is_float(self) -> bool:
+        return self.ctype in ("double", "float")
+
+    @property
+    def is_bool(self) -> bool:
+        return self.ctype == "bool"
+
+
+INT = T("int64_t", weak=True)
+FLOAT = T("double", weak=True)
+BOOL = T("bool")
+
+
+@dataclass(frozen=True)
+class ScalarFunction(Node):
+    """The domain IR: one typed scalar function (the body of the elementwise map)."""
+
+    name: str
+    params: tuple[ir.Param, ...]
+    param_types: tuple[T, ...]
+    ret: T
+    locals: tuple[tuple[str, str], ...]
+    body: ir.Block
+    child_fields = ("body",)
+
+    def as_function(self) -> ir.Function:
+        decls = tuple(ir.Declare(ct, name, ir.Const(0, ct)) for name, ct in self.locals)
+        return ir.Function(self.name, self.params, ir.Block(decls + self.body.body),
+                           ret=self.ret.ctype, static=True, inline=True)
+
+
+def _numeric(t: T) -> T:
+    return T("int64_t", t.weak) if t.is_bool else t
+
+
+def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
+    """The type of ``a op b`` for an arithmetic operator, by NumPy/NEP 50 rules."""
+    a, b = _numeric(a), _numeric(b)
+    if a.weak and b.weak:
+        out = T("double" if (a.is_float or b.is_float) else "int64_t", True)
+    elif a.weak or b.weak:
+        weak, strong = (a, b) if a.weak else (b, a)
+        if weak.is_float and not strong.is_float:
+            out = T("double")
+        else:
+            out = strong
+    else:
+        out = T(ctype_of(np.promote_types(dtype_of(a.ctype), dtype_of(b.ctype))))
+    if true_div and not out.is_float:
+        out = T("double", out.weak)
+    return out
+
+
+def join(a: T | None, b: T) -> T:
+    """The type of a variable assigned values of types ``a`` and ``b``."""
+    if a is None or a == b:
+        return b
+    if a.is_bool and b.is_bool:
+        return T("bool", a.weak and b.weak)
+    t = binop_type(a, b)
+    return T(t.ctype, a.weak and b.weak)
+
+
+# Functions of one or more float arguments returning a float (computed in double, like Python).
+_MATH_FLOAT = {
+    "sqrt": "sqrt", "exp": "exp", "log10": "log10", "log2": "log2", "log1p": "log1p",
+    "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos",
+    "atan": "atan", "atan2": "atan2", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
+    "asinh": "asinh", "acosh": "acosh", "atanh": "atanh", "pow": "pow", "fabs": "fabs",
+    "hypot": "hypot", "copysign": "copysign", "fmod": "fmod", "erf": "erf", "erfc": "erfc",
+    "gamma": "tgamma", "lgamma": "lgamma", "exp2": "exp2", "cbrt": "cbrt",
+}
+_MATH_INT = {"floor": "floor", "ceil": "ceil", "trunc": "trunc"}  # return Python ints
+_MATH_BOOL = {"isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite"}
+_MATH_CONST = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
+_NP_FLOAT = {
+    "sqrt": "sqrt", "exp": "exp", "log": "log", "log10": "log10", "log2": "log2",
+    "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan",
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2", "sinh": "sinh",
+    "cosh": "cosh", "tanh": "tanh", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
+    "trunc": "trunc", "fabs": "fabs", "power": "pow", "cbrt": "cbrt", "exp2": "exp2",
+}
+_NP_CAST = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
+            "double": "double", "single": "float"}
+
+
+def _resolve_callables() -> dict[int, tuple[str, str]]:
+    """Map id(callable) -> (kind, C name) for math and numpy functions."""
+    out: dict[int, tuple[str, str]] = {}
+    for py, c in _MATH_FLOAT.items():
+        out[id(getattr(math, py))] = ("float", c)
+    out[id(math.log)] = ("log", "log")
+    for py, c in _MATH_INT.items():
+        out[id(getattr(math, py))] = ("int", c)
+    for py, c in _MATH_BOOL.items():
+        out[id(getattr(math, py))] = ("bool", c)
+        out[id(getattr(np, py))] = ("bool", c)
+    for py, c in _NP_FLOAT.items():
+        out[id(getattr(np, py))] = ("npfloat", c)
+    for py in ("abs", "absolute"):
+        out[id(getattr(np, py))] = ("abs", "abs")
+    for py, c in _NP_CAST.items():
+        out[id(getattr(np, py))] = ("cast", c)
+    for name in ("abs", "min", "max", "int", "float", "bool"):
+        out[id(getattr(builtins, name))] = (name, name)
+    out[id(range)] = ("range", "range")
+    return out
+
+
+_CALLABLES = _resolve_callables()
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+           ast.Mod: "%", ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+           ast.LShift: "<<", ast.RShift: ">>"}
+_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+#: C helpers for Python's integer floor division and modulo and float modulo.
+PREAMBLE = r"""
+static inline int64_t asp_floordiv_i64(int64_t a, int64_t b) {
+    if (b == 0) return 0;
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+    return q;
+}
+static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
+    if (b == 0) return 0;
+    int64_t r = a % b;
+    if (r != 0 && ((r < 0) != (b < 0))) r += b;
+    return r;
+}
+static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {
+    if (step > 0) return stop > start ? (stop - start + step - 1) / step : 0;
+    if (step < 0) return start > stop ? (start - stop - step - 1) / (-step) : 0;
+    return 0;
+}
+static inline double asp_mod_f64(double a, double b) {
+    double r = fmod(a, b);
+    if (r != 0.0 && ((r < 0.0) != (b < 0.0))) r += b;
+    return r;
+}
+"""
+
+
+def _cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
+    if src.ctype == dst:
+        return e
+    if isinstance(e, ir.Const) and not isinstance(e.value, bool):
+        return ir.Const(float(e.value) if dst in ("double", "float") else e.value, dst)
+    return ir.Cast(dst, e)
+
+
+class _Translator:
+    """Translates a function body; run until the local types stop changing."""
+
+    def __init__(self, src: KernelSource, globals_: dict, closure: dict,
+                 params: dict[str, T], env: dict[str, T]):
+        self.src = src
+        self.globals = globals_
+        self.closure = closure
+        self.params = params
+        self.env = env          # local variable types (joined over all assignments)
+        self.returns: list[T] = []
+        self.ret: T | None = None
+        self.tmp = 0
+        self.loop_depth = 0
+
+    def err(self, node, message: str):
+        return self.src.error(node, message)
+
+    # -- names ------------------------------------------------------------------------------
+    def lookup_global(self, name: str, node):
+        if name in self.closure:
+            return self.closure[name]
+        if name in self.globals:
+            return self.globals[name]
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        raise self.err(node, f"name {name!r} is not defined")
+
+    def constant(self, value, node) -> tuple[ir.Expr, T]:
+        if isinstance(value, bool | np.bool_):
+            return ir.Const(bool(value), "bool"), T("bool", True)
+        if isinstance(value, int | np.integer):
+            if not -(2**63) <= int(value) < 2**63:
+                raise self.err(node, f"integer constant {value} does not fit in 64 bits")
+            return ir.Const(int(value), "int64_t"), INT
+        if isinstance(value, float | np.floating):
+            return ir.Const(float(value), "double"), FLOAT
+        if isinstance(value, complex):
+            raise self.err(node, "complex numbers are not supported in compiled kernels")
+        raise self.err(node, f"{type(value).__name__} value cannot be used in a compiled kernel")
+
+    # -- expressions ------------------------------------------------------------------------
+    def expr(self, node) -> tuple[ir.Expr, T]:
+        method = getattr(self, f"e_{type(node).__name__}", None)
+        if method is None:
+            raise self.err(node, f"{_describe(node)} is not supported in an elementwise kernel")
+        return method(node)
+
+    def e_Constant(self, node: ast.Constant):
+        return self.constant(node.value, node)
+
+    def e_Name(self, node: ast.Name):
+        if node.id in self.params:
+            return ir.Var(node.id), self.params[node.id]
+        if node.id in self.env:
+            return ir.Var(node.id), self.env[node.id]
+        value = self.lookup_global(node.id, node)
+        if isinstance(value, int | float | bool | np.number | np.bool_ | complex):
+            return self.constant(value, node)
+        raise self.err(node, f"{node.id!r} ({type(value).__name__}) cannot be used as a value "
+                             "in a compiled kernel")
+
+    def e_Attribute(self, node: ast.Attribute):
+        base = self.static_value(node.value)
+        if base is math and node.attr in _MATH_CONST:
+            return self.constant(_MATH_CONST[node.attr], node)
+        if base is np and node.attr in ("pi", "e", "inf", "nan"):
+            return self.constant(float(getattr(np, node.attr)), node)
+        raise self.err(node, f"attribute '{ast.unparse(node)}' is not supported")
+
+    def static_value(self, node):
+        """The Python object a name or dotted name refers to (modules, functions)."""
+        if isinstance(node, ast.Name):
+            if node.id in self.params or node.id in self.env:
+                raise self.err(node, f"'{node.id}' is a value, not a module or function")
+            return self.lookup_global(node.id, node)
+        if isinstance(node, ast.Attribute):
+            base = self.static_value(node.value)
+            if isinstance(base, types.ModuleType) and hasattr(base, node.attr):
+                return getattr(base, node.attr)
+            raise self.err(node, f"'{ast.unparse(node)}' is not supported")
+        raise self.err(node, f"'{ast.unparse(node)}' cannot be called in a compiled kernel")
+
+    def e_UnaryOp(self, node: ast.UnaryOp):
+        e, t = self.expr(node.operand)
+        if isinstance(node.op, ast.Not):
+            return ir.UnaryOp("!", self.truth(e, t)), BOOL
+        if isinstance(node.op, ast.UAdd):
+            return e, _numeric(t)
+        if isinstance(node.op, ast.USub):
+            nt = _numeric(t)
+            if isinstance(e, ir.Const):
+                return ir.Const(-e.value, nt.ctype), nt
+            return ir.UnaryOp("-", _cast(e, t, nt.ctype)), nt
+        if isinstance(node.op, ast.Invert):
+            if t.is_float:
+                raise self.err(node, "'~' needs an integer operand")
+            return ir.UnaryOp("~", e), _numeric(t)
+        raise self.err(node, "unsupported unary operator")
+
+    def truth(self, e: ir.Expr, t: T) -> ir.Expr:
+        if t.is_bool:
+            return e
+        zero = ir.Const(0.0 if t.is_float else 0, t.ctype)
+        return ir.BinOp("!=", e, zero)
+
+    def e_BinOp(self, node: ast.BinOp):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.err(node, f"operator {type(node.op).__name__} is not supported")
+        le, lt = self.expr(node.left)
+        re_, rt = self.expr(node.right)
+        return self.binop(node, op, le, lt, re_, rt)
+
+    def binop(self, node, op, le, lt, re_, rt):
+        if op in ("&", "|", "^", "<<", ">>"):
+            if lt.is_float or rt.is_float:
+                raise self.err(node, f"'{op}' needs integer operands")
+            t = binop_type(lt, rt)
+            return ir.BinOp(op, _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)), t
+        if op == "/":
+            t = binop_type(lt, rt, true_div=True)
+            return ir.BinOp("/", _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)), t
+        if op == "**":
+            return self.power(node, le, lt, re_, rt)
+        t = binop_type(lt, rt)
+        a, b = _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)
+        if op == "//":
+            if t.is_float:
+                return ir.Cast(t.ctype, ir.Call("floor", (ir.BinOp("/", a, b),))), t
+            return ir.Cast(t.ctype, ir.Call("asp_floordiv_i64", (a, b))), t
+        if op == "%":
+            if t.is_float:
+                return ir.Cast(t.ctype, ir.Call("asp_mod_f64", (a, b))), t
+            return ir.Cast(t.ctype, ir.Call("asp_mod_i64", (a, b))), t
+        return ir.BinOp(op, a, b), t
+
+    def power(self, node, le, lt, re_, rt):
+        t = binop_type(lt, rt)
+        if isinstance(re_, ir.Const) and not rt.is_float and 0 <= re_.value <= 32:
+            n = int(re_.value)
+            if n == 0:
+                return ir.Const(1, t.ctype), t
+            base = _cast(le, lt, t.ctype)
+            if not isinstance(base, ir.Var | ir.Const) and n > 1:
+                # Repeat a plain name, not an expression: bind it to a temporary.
+                name = self.fresh()
+                self.pending.append(ir.Declare(t.ctype, name, base))
+                base = ir.Var(name)
+            result = base
+            for _ in range(n - 1):
+                result = ir.BinOp("*", result, base)
+            return result, t
+        if not t.is_float:
+            raise self.err(node, "an integer power needs a constant exponent from 0 to 32 "
+                                 "(write float(x) ** y for a float power)")
+        if isinstance(re_, ir.Const) and re_.value == 0.5:
+            return _cast(ir.Call("sqrt", (_cast(le, lt, "double"),)), FLOAT, t.ctype), t
+        call = ir.Call("pow", (_cast(le, lt, "double"), _cast(re_, rt, "double")))
+        return _cast(call, FLOAT, t.ctype), t
+
+    def fresh(self) -> str:
+        self.tmp += 1
+        return f"asp_t{self.tmp}"
+
+    def e_Compare(self, node: ast.Compare):
+        parts = []
+        left, lt = self.expr(node.left)
+        for op, comp in zip(node.ops, node.comparators):
+            c = _CMPOPS.get(type(op))
+            if c is None:
+                raise self.err(node, f"comparison {type(op).__name__} is not supported")
+            right, rt = self.expr(comp)
+            t = binop_type(lt, rt)
+            parts.append(ir.BinOp(c, _cast(left, lt, t.ctype), _cast(right, rt, t.ctype)))
+            left, lt = right, rt
+        out = parts[0]
+        for p in parts[1:]:
+            out = ir.BinOp("&&", out, p)
+        return out, BOOL
+
+    def e_BoolOp(self, node: ast.BoolOp):
+        op = "&&" if isinstance(node.op, ast.And) else "||"
+        values = [self.expr(v) for v in node.values]
+        if not all(t.is_bool for _, t in values):
+            raise self.err(node, f"'{ast.unparse(node)}': 'and'/'or' are supported on "
+                                 "booleans (comparisons) only")
+        out = values[0][0]
+        for e, _ in values[1:]:
+            out = ir.BinOp(op, out, e)
+        return out, BOOL
+
+    def e_IfExp(self, node: ast.IfExp):
+        c, ct = self.expr(node.test)
+        a, at = self.expr(node.body)
+        b, bt = self.expr(node.orelse)
+        t = join(at, bt)
+        return ir.Ternary(self.truth(c, ct), _cast(a, at, t.ctype), _cast(b, bt, t.ctype)), t
+
+    def e_Call(self, node: ast.Call):
+        if node.keywords:
+            raise self.err(node, "keyword arguments are not supported in kernel calls")
+        fn = self.static_value(node.func)
+        kind, cname = _CALLABLES.get(id(fn), (None, None))
+        name = ast.unparse(node.func)
+        if kind is None:
+            raise self.err(node, f"call to unknown function '{name}'")
+        if kind == "range":
+            raise self.err(node, "range() can only be used as a for loop's iterable")
+        args = [self.expr(a) for a in node.args]
+        if kind in ("float", "npfloat", "log"):
+            if kind == "log" and len(args) == 2:
+                (x, xt), (b, bt) = args
+                return ir.BinOp("/", ir.Call("log", (_cast(x, xt, "double"),)),
+                                ir.Call("log", (_cast(b, bt, "double"),))), FLOAT
+            want = {"sqrt": 1, "pow": 2, "atan2": 2, "hypot": 2, "copysign": 2, "fmod": 2}
+            n = want.get(cname, 1)
+            if len(args) != n:
+                raise self.err(node, f"{name}() takes {n} argument(s)")
+            call = ir.Call(cname, tuple(_cast(e, t, "double") for e, t in args))
+            if kind == "npfloat":  # numpy keeps the argument's float type
+                t = args[0][1]
+                out = t if t.is_float else T("double", t.weak)
+                return _cast(call, FLOAT, out.ctype), out
+            return call, FLOAT
+        if kind == "int" and cname in _MATH_INT.values():
+            self.arity(node, args, 1, name)
+            return ir.Cast("int64_t", ir.Call(cname, (_cast(*args[0], "double"),))), INT
+        if kind == "bool" and cname in _MATH_BOOL.values():
+            self.arity(node, args, 1, name)
+            return ir.Call(cname, (_cast(*args[0], "double"),)), BOOL
+        if kind == "abs":
+            self.arity(node, args, 1, name)
+            e, t = args[0]
+            t = _numeric(t)
+            if t.is_float:
+                return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,)), t
+            return ir.Ternary(ir.BinOp("<", e, ir.Const(0, t.ctype)), ir.UnaryOp("-", e), e), t
+        if kind in ("min", "max"):
+            if len(args) < 2:
+                raise self.err(node, f"{name}() needs at least two arguments in a kernel")
+            e, t = args[0]
+            for e2, t2 in args[1:]:
+                tt = join(t, t2) if (t.weak == t2.weak) else binop_type(t, t2)
+                a, b = _cast(e, t, tt.ctype), _cast(e2, t2, tt.ctype)
+                # Python: min(a, b) is b if b < a else a (and max: b if b > a else a).
+                cmp = "<" if kind == "min" else ">"
+                e, t = ir.Ternary(ir.BinOp(cmp, b, a), b, a), tt
+            return e, t
+        if kind == "int":
+            self.arity(node, args, 1, name)
+            return _cast(args[0][0], args[0][1], "int64_t"), INT
+        if kind == "float":
+            self.arity(node, args, 1, name)
+            return _cast(args[0][0], args[0][1], "double"), FLOAT
+        if kind == "bool":
+            self.arity(node, args, 1, name)
+            return self.truth(*args[0]), BOOL
+        if kind == "cast":
+            self.arity(node, args, 1, name)
+            return _cast(args[0][0], args[0][1], cname), T(cname)
+        raise self.err(node, f"call to unsupported function '{name}'")
+
+    def arity(self, node, args, n, name):
+        if len(args) != n:
+            raise self.err(node, f"{name}() takes {n} argument(s) here")
+
+    # -- statements -------------------------------------------------------------------------
+    def block(self, stmts) -> ir.Block:
+        out: list[ir.Stmt] = []
+        for s in stmts:
+            self.pending: list[ir.Stmt] = []
+            produced = self.stmt(s)
+            out.extend(self.pending)
+            out.extend(produced)
+        return ir.Block(tuple(out))
+
+    def stmt(self, node) -> list[ir.Stmt]:
+        method = getattr(self, f"s_{type(node).__name__}", None)
+        if method is None:
+            raise self.err(node, f"{_describe(node)} is not supported in an elementwise kernel")
+        return method(node)
+
+    def assign_name(self, name: str, e: ir.Expr, t: T, node) -> ir.Stmt:
+        if name in self.params:
+            raise self.err(node, f"cannot assign to parameter {name!r}; use a new local name")
+        self.env[name] = join(self.env.get(name), t)
+        return ir.Assign(ir.Var(name), _cast(e, t, self.env[name].ctype))
+
+    def s_Assign(self, node: ast.Assign):
+        out = []
+        e, t = None, None
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple):
+            target = node.targets[0]
+            if not isinstance(node.value, ast.Tuple) or len(node.value.elts) != len(target.elts):
+                raise self.err(node, "tuple assignment needs a tuple of the same length")
+            # Evaluate every right-hand side before assigning any (Python's semantics).
+            temps = []
+            for v in node.value.elts:
+                ve, vt = self.expr(v)
+                name = self.fresh()
+                out.append(ir.Declare(vt.ctype, name, ve))
+                temps.append((ir.Var(name), vt))
+            for tgt, (ve, vt) in zip(target.elts, temps):
+                if not isinstance(tgt, ast.Name):
+                    raise self.err(tgt, "only names can be assigned in an elementwise kernel")
+                out.append(self.assign_name(tgt.id, ve, vt, node))
+            return out
+        e, t = self.expr(node.value)
+        for tgt in node.targets:
+            if not isinstance(tgt, ast.Name):
+                raise self.err(tgt, "only names can be assigned in an elementwise kernel")
+            out.append(self.assign_name(tgt.id, e, t, node))
+        return out
+
+    def s_AnnAssign(self, node: ast.AnnAssign):
+        if node.value is None or not isinstance(node.target, ast.Name):
+            raise self.err(node, "annotated assignment needs a name and a value")
+        e, t = self.expr(node.value)
+        return [self.assign_name(node.target.id, e, t, node)]
+
+    def s_AugAssign(self, node: ast.AugAssign):
+        if not isinstance(node.target, ast.Name):
+            raise self.err(node, "only names can be assigned in an elementwise kernel")
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.err(node, "unsupported augmented assignment")
+        le, lt = self.expr(ast.Name(node.target.id, ast.Load(), lineno=node.lineno))
+        re_, rt = self.expr(node.value)
+        e, t = self.binop(node, op, le, lt, re_, rt)
+        return [self.assign_name(node.target.id, e, t, node)]
+
+    def s_Expr(self, node: ast.Expr):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return []  # a docstring
+        raise self.err(node, "an expression statement has no effect in an elementwise kernel")
+
+    def s_Pass(self, node):
+        return []
+
+    def s_Return(self, node: ast.Return):
+        if node.value is None:
+            raise self.err(node, "an elementwise kernel must return a value")
+        if isinstance(node.value, ast.Tuple):
+            raise self.err(node, "returning several values is not supported; "
+                                 "write one kernel per output")
+        e, t = self.expr(node.value)
+        self.returns.append(t)
+        ret = self.ret.ctype if self.ret is not None else t.ctype
+        return [ir.Return(_cast(e, t, ret))]
+
+    def s_If(self, node: ast.If):
+        c, ct = self.expr(node.test)
+        pend = self.pending
+        then = self.block(node.body)
+        orelse = self.block(node.orelse) if node.orelse else None
+        self.pending = pend
+        return [ir.If(self.truth(c, ct), then, orelse)]
+
+    def s_While(self, node: ast.While):
+        if node.orelse:
+            raise self.err(node, "'while ... else' is not supported")
+        c, ct = self.expr(node.test)
+        if self.pending:
+            raise self.err(node, "a while condition must be a simple expression")
+        self.loop_depth += 1
+        body = self.block(node.body)
+        self.loop_depth -= 1
+        self.pending = []
+        return [ir.While(self.truth(c, ct), body)]
+
+    def s_For(self, node: ast.For):
+        if node.orelse:
+            raise self.err(node, "'for ... else' is not supported")
+        it = node.iter
+        if not (isinstance(it, ast.Call) and not it.keywords
+                and _CALLABLES.get(id(self.static_value(it.func)), (None,))[0] == "range"):
+            raise self.err(node, "only 'for ... in range(...)' loops are supported")
+        if not isinstance(node.target, ast.Name):
+            raise self.err(node, "the loop variable must be a plain name")
+        args = [self.expr(a) for a in it.args]
+        if not 1 <= len(args) <= 3 or any(t.is_float for _, t in args):
+            raise self.err(node, "range() takes one to three integer arguments")
+        zero, one = ir.Const(0, "int64_t"), ir.Const(1, "int64_t")
+        if len(args) == 1:
+            start, stop, step = zero, _cast(*args[0], "int64_t"), one
+        else:
+            start, stop = _cast(*args[0], "int64_t"), _cast(*args[1], "int64_t")
+            step = _cast(*args[2], "int64_t") if len(args) == 3 else one
+        if isinstance(step, ir.Const) and step.value == 0:
+            raise self.err(node, "range() step must not be zero")
+        name = node.target.id
+        if name in self.params:
+            raise self.err(node, f"cannot use parameter {name!r} as a loop variable")
+        self.env[name] = join(self.env.get(name), INT)
+        it = self.fresh()
+        v_start, v_step, v_count = (ir.Var(f"{it}_start"), ir.Var(f"{it}_step"),
+                                    ir.Var(f"{it}_count"))
+        # Python's range: the trip count is computed once, up front (len(range(...))).
+        count = ir.Call("asp_range_len", (v_start, stop, v_step))
+        header = [ir.Declare("int64_t", f"{it}_start", start, const=True),
+                  ir.Declare("int64_t", f"{it}_step", step, const=True),
+                  ir.Declare("int64_t", f"{it}_count", count, const=True)]
+        pend, self.pending = self.pending, []
+        self.loop_depth += 1
+        body = self.block(node.body)
+        self.loop_depth -= 1
+        self.pending = pend
+        # The loop variable takes each value in turn and keeps the last one after the loop.
+        value = ir.BinOp("+", v_start, ir.BinOp("*", ir.Var(it), v_step))
+        copy = ir.Assign(ir.Var(name), _cast(value, INT, self.env[name].ctype))
+        loop = ir.For(it, zero, v_count, ir.Block((copy, *body.body)))
+        return [*header, loop]
+
+    def s_Break(self, node):
+        if not self.loop_depth:
+            raise self.err(node, "'break' outside a loop")
+        return [ir.Break()]
+
+    def s_Continue(self, node):
+        if not self.loop_depth:
+            raise self.err(node, "'continue' outside a loop")
+        return [ir.Continue()]
+
+
+def _describe(node) -> str:
+    names = {"While": "'while' loops", "Lambda": "lambda", "ListComp": "list comprehensions",
+             "List": "lists", "Dict": "dicts", "Subscript": "indexing", "Try": "'try'",
+             "With": "'with'", "Global": "'global'", "Nonlocal": "'nonlocal'",
+             "FunctionDef": "nested functions", "Tuple": "tuples", "JoinedStr": "f-strings",
+             "Yield": "'yield'", "Await": "'await'", "Raise": "'raise'", "Assert": "'assert'",
+             "Delete": "'del'", "Import": "'import'", "ImportFrom": "'import'"}
+    return names.get(type(node).__name__, f"'{type(node).__name__}'")
+
+
+def _always_returns(stmts) -> bool:
+    if not stmts:
+        return False
+    last = stmts[-1]
+    if isinstance(last, ast.Return):
+        return True
+    if isinstance(last, ast.If):
+        return _always_returns(last.body) and _always_returns(last.orelse)
+    if isinstance(last, ast.While):
+        is_true = isinstance(last.test, ast.Constant) and bool(last.test.value)
+        return is_true and not any(isinstance(n, ast.Break) for n in ast.walk(last))
+    return False
+
+
+def translate(src: KernelSource, fn, param_types: dict[str, T], *,
+              name: str = "asp_elem") -> ScalarFunction:
+    """The typed scalar function for ``src`` with parameters of ``param_types``."""
+    func = src.func
+    a = func.args
+    if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
+        raise src.error(func, "elementwise kernels take plain positional parameters only "
+                              "(no defaults, *args, **kwargs or keyword-only)")
+    names = [p.arg for p in a.args]
+    if set(names) != set(param_types):
+        raise src.error(func, "internal: parameter types do not match the signature")
+    if not _always_returns(func.body):
+        raise src.error(func, f"'{func.name}' can reach its end without returning a value")
+    closure = {}
+    if fn.__closure__:
+        closure = {n: c.cell_contents for n, c in zip(fn.__code__.co_freevars, fn.__closure__)}
+    env: dict[str, T] = {}
+    tr = None
+    for _ in range(12):  # types of locals only widen, so this reaches a fixed point quickly
+        before = dict(env)
+        tr = _Translator(src, fn.__globals__, closure, param_types, env)
+        tr.block(func.body)
+        if env == before:
+            break
+    ret = tr.returns[0]
+    for t in tr.returns[1:]:
+        ret = join(ret, t)
+    tr = _Translator(src, fn.__globals__, closure, param_types, env)
+    tr.ret = ret
+    body = tr.block(func.body)
+    params = tuple(ir.Param(n, param_types[n].ctype) for n in names)
+    temps = {d.name for d in body.walk() if isinstance(d, ir.Declare)}
+    locals_ = tuple(sorted((k, v.ctype) for k, v in env.items() if k not in temps))
+    return ScalarFunction(name=name, params=params, param_types=tuple(param_types[n]
+                                                                      for n in names),
+                          ret=ret, locals=locals_, body=body)

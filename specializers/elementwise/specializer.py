@@ -1,0 +1,258 @@
+"""``@elementwise``: a scalar Python function mapped over numpy arrays in parallel C.
+
+::
+
+    @elementwise
+    def poly(x):
+        return 3 * x**3 + 2 * x**2 + x + 1
+
+    y = poly(np.linspace(0, 1, 10_000_000))   # float64 in, float64 out
+    poly(x, out=y)                            # into an existing array
+
+Arguments are arrays of one common shape, or Python scalars (broadcast to
+every element).  The output's dtype follows NumPy's rules for the scalar
+operations (NEP 50), or is ``out``'s.  Non-contiguous arrays are copied;
+a non-contiguous or overlapping ``out`` is written through a temporary.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+
+import numpy as np
+
+from asp.frontend import get_source
+from asp.passes import run_pipeline
+from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from specializers.elementwise.frontend import FLOAT, INT, PREAMBLE, T, translate
+from specializers.elementwise.lowering import fold_constants, lower_variants
+
+__all__ = ["ElementwiseFunction", "elementwise"]
+
+
+def _arg_name(names: list[str], i: int) -> str:
+    return names[i] if i < len(names) else f"#{i}"
+
+
+class ElementwiseSpecializer(Specializer):
+    """The specializer for one ``@elementwise`` function."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        code = fn.__code__
+        self.params = list(code.co_varnames[: code.co_argcount])
+        self.name = f"elementwise:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
+        self._src = None
+        self.digest = ""
+        try:
+            import hashlib
+            import inspect
+
+            self.digest = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+        except (OSError, TypeError):
+            pass
+
+    def location(self) -> str:
+        code = self.fn.__code__
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    # -- validation -------------------------------------------------------------------------
+    def prepare(self, args: tuple) -> Prepared:
+        *inputs, out = args
+        fname = self.fn.__name__
+        if len(inputs) != len(self.params):
+            raise TypeError(f"{fname}() takes {len(self.params)} argument(s) "
+                            f"({', '.join(self.params)}), got {len(inputs)}")
+        conv, parts, same, shape, shape_of = [], [], True, None, None
+        for i, a in enumerate(inputs):
+            name = _arg_name(self.params, i)
+            if isinstance(a, np.ndarray) and a.ndim > 0:
+                if a.dtype.kind not in "biuf" or a.dtype.byteorder == ">":
+                    raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
+                                    "expected a real numeric dtype")
+                if shape is None:
+                    shape, shape_of = a.shape, name
+                elif a.shape != shape:
+                    raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
+                                     f"{shape_of!r} has shape {shape}; arrays must have "
+                                     "the same shape (scalars broadcast)")
+                if not (a.flags.c_contiguous and a.flags.aligned):
+                    a, same = np.ascontiguousarray(a), False
+                conv.append(a)
+                parts.append(f"{a.dtype.str}{a.ndim}")
+            elif isinstance(a, bool | np.bool_):
+                conv.append(int(a))
+                same = False
+                parts.append("i")
+            elif isinstance(a, numbers.Integral):
+                if not -(2**63) <= int(a) < 2**63:
+                    raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
+                if type(a) is not int:
+                    a, same = int(a), False
+                conv.append(a)
+                parts.append("i")
+            elif isinstance(a, numbers.Real):
+                if type(a) is not float:
+                    a, same = float(a), False
+                conv.append(a)
+                parts.append("f")
+            elif isinstance(a, np.ndarray):  # 0-d array: a scalar
+                return self.prepare((*inputs[:i], a[()], *inputs[i + 1:], out))
+            elif a is None:
+                raise TypeError(f"{fname}() argument {name!r} is None; expected an array "
+                                "or a number")
+            elif isinstance(a, list | tuple):
+                arr = np.asarray(a)
+                return self.prepare((*inputs[:i], arr, *inputs[i + 1:], out))
+            else:
+                raise TypeError(f"{fname}() argument {name!r} must be a numpy array or a "
+                                f"number, not {type(a).__name__}")
+        if shape is None:
+            raise TypeError(f"{fname}() needs at least one array argument "
+                            "(call the Python function directly for scalars)")
+        finish = None
+        out_sig = "auto"
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"{fname}() argument 'out' must be a numpy array, "
+                                f"not {type(out).__name__}")
+            if out.shape != shape:
+                raise ValueError(f"{fname}() argument 'out' has shape {out.shape}; "
+                                 f"expected {shape}")
+            if not out.flags.writeable:
+                raise ValueError(f"{fname}() argument 'out' is read-only")
+            if out.dtype.kind not in "biuf" or out.dtype.byteorder == ">":
+                raise TypeError(f"{fname}() argument 'out' has dtype {out.dtype}; "
+                                "expected a real numeric dtype")
+            overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
+                           for a in conv)
+            if overlaps or not (out.flags.c_contiguous and out.flags.aligned):
+                user_out = out
+                out = np.empty(shape, out.dtype)
+                same = False
+
+                def finish(result, user_out=user_out):
+                    user_out[...] = result
+                    return user_out
+            out_sig = f"{out.dtype.str}"
+        sig = f"({','.join(parts)})->{out_sig}"
+        return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same)
+
+    # -- planning ---------------------------------------------------------------------------
+    def plan(self, prepared: Prepared) -> Plan:
+        *inputs, out = prepared.args
+        src = self._src or get_source(self.fn)
+        self._src = src
+        types: dict[str, T] = {}
+        specs = []
+        for name, a in zip(self.params, inputs):
+            if isinstance(a, np.ndarray):
+                types[name] = T(_ctype(a.dtype))
+                specs.append(ArgSpec("array", a.dtype, a.ndim, group=0))
+            elif isinstance(a, float):
+                types[name] = FLOAT
+                specs.append(ArgSpec("float"))
+            else:
+                types[name] = INT
+                specs.append(ArgSpec("int"))
+        sf = translate(src, self.fn, types)
+        sf = run_pipeline(sf, [fold_constants], title=f"{self.fn.__name__}: domain passes")
+        out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
+        ndim = next(a.ndim for a in inputs if isinstance(a, np.ndarray))
+        specs.append(ArgSpec("array", out_dtype, ndim, write=True, alloc=True, noalias=True,
+                             group=0))
+        specs = tuple(specs)
+        names = [*self.params, "asp_out"]
+        variants = lower_variants(sf, names, specs, _ctype(out_dtype))
+        scalar_fn = sf.as_function()
+        funcs = tuple(Variant(name, fn) for name, fn in variants)
+        preamble = PREAMBLE + "\n" + _function_text(scalar_fn)
+
+        def check_args(inputs=tuple(inputs), out=out):
+            rng = np.random.default_rng(12345)
+            made = []
+            for a in inputs:
+                if isinstance(a, np.ndarray):
+                    made.append(_random_like(rng, a, (37,) + (1,) * (a.ndim - 1)))
+                else:
+                    made.append(a)
+            o = None if out is None else np.zeros((37,) + (1,) * (out.ndim - 1), out.dtype)
+            return (*made, o)
+
+        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
+        return Plan(signature=prepared.signature, specs=specs, variants=funcs,
+                    ret=len(specs) - 1, preamble=preamble,
+                    includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
+                    rtol=1e-4 if float32 else 1e-9, atol=1e-6 if float32 else 1e-12)
+
+    # -- reference --------------------------------------------------------------------------
+    def run_python(self, args: tuple):
+        *inputs, out = args
+        ufunc = np.frompyfunc(self.fn, len(inputs), 1)
+        res = ufunc(*inputs)
+        if out is not None:
+            out[...] = res
+            return out
+        if not isinstance(res, np.ndarray):
+            return np.asarray(res)
+        return np.array(res.ravel().tolist()).reshape(res.shape)
+
+
+def _ctype(dtype) -> str:
+    from asp.ir.types import ctype_of
+
+    return ctype_of(dtype)
+
+
+def _dtype(ctype: str):
+    from asp.ir.types import dtype_of
+
+    return dtype_of(ctype)
+
+
+def _function_text(fn) -> str:
+    from asp.codegen import function_to_cgen
+
+    return str(function_to_cgen(fn))
+
+
+def _random_like(rng, a: np.ndarray, shape) -> np.ndarray:
+    if a.dtype.kind == "f":
+        return rng.uniform(0.5, 2.0, shape).astype(a.dtype)
+    if a.dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(1, 10, shape).astype(a.dtype)
+
+
+class ElementwiseFunction:
+    """A scalar function usable on whole arrays; calls run specialized C."""
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.py_func = fn
+        self.specializer = ElementwiseSpecializer(fn)
+        self.jit = JitKernel(self.specializer)
+
+    def __call__(self, *args, out=None):
+        # The hot path, inlined: the last winning native entry checks its own guards.
+        hot = self.jit._hot
+        if hot is not None:
+            result = hot(*args, out)
+            if result is not MISS:
+                return result
+        return self.jit._slow((*args, out))
+
+    def __repr__(self) -> str:
+        return f"<elementwise {self.py_func.__qualname__}>"
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else functools.partial(self, obj)
+
+
+def elementwise(fn=None):
+    """Decorator: make a scalar function an elementwise kernel over numpy arrays."""
+    if fn is None:
+        return elementwise
+    if not callable(fn):
+        raise TypeError("@elementwise decorates a function")
+    return ElementwiseFunction(fn)
