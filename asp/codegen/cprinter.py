@@ -45,6 +45,8 @@ def _literal(value, ctype: str) -> str:
         return text
     v = int(value)
     if ctype == "int64_t":
+        if v == -(2**63):  # 9223372036854775808 alone does not fit in int64_t
+            return "INT64_MIN"
         return f"INT64_C({v})" if abs(v) >= 2**31 else str(v)
     if ctype == "uint64_t":
         return f"UINT64_C({v})"
@@ -72,7 +74,7 @@ class _ExprPrinter(Visitor):
         return f"({node.ctype}){self.wrap(node.expr, _UNARY)}", _UNARY
 
     def visit_UnaryOp(self, node: ir.UnaryOp):
-        inner = self.wrap(node.operand, _UNARY)
+        inner = self.wrap(node.operand, _UNARY if node.op != "&" else _POSTFIX)
         if node.op == "-" and inner.startswith("-"):
             inner = f"({inner})"
         return f"{node.op}{inner}", _UNARY
@@ -162,7 +164,8 @@ class _StmtPrinter(Visitor):
 
     def visit_For(self, node: ir.For):
         start = f"int64_t {node.var} = {expr_to_c(node.start)}"
-        cond = f"{node.var} < {expr_to_c(node.stop)}"
+        # The bound may be a ternary (a tile's min): parenthesize below '<'.
+        cond = f"{node.var} < {_EXPR.wrap(node.stop, _PREC['<'] + 1)}"
         step = (f"++{node.var}" if node.step == ir.Const(1, "int64_t")
                 else f"{node.var} += {expr_to_c(node.step)}")
         return [*_pragmas(node), c.For(start, cond, step, c.Block(self.body(node.body)))]
@@ -211,7 +214,8 @@ def module_to_c(module: ir.Module) -> str:
     """The C source of a translation unit."""
     parts: list[c.Generable] = [c.Include(h, system=True) for h in module.includes]
     if module.preamble:
-        parts += [c.Line(), c.LiteralLines(module.preamble)]
+        # cgen's LiteralLines insists on a leading newline; accept any preamble text.
+        parts += [c.Line(), c.LiteralLines("\n" + module.preamble.lstrip("\n"))]
     for fn in module.functions:
         parts += [c.Line(), function_to_cgen(fn)]
     return str(c.Module(parts)) + "\n"

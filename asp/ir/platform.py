@@ -52,7 +52,7 @@ class BinOp(Expr):
 
 @dataclass(frozen=True)
 class UnaryOp(Expr):
-    op: str  # '-', '!', '~', '+'
+    op: str  # '-', '!', '~', '+', '&' (address of an ArrayRef)
     operand: Expr
     child_fields: ClassVar = ("operand",)
 

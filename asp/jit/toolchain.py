@@ -54,13 +54,55 @@ def _c_compiler_for(cc: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _identify(cc: str, flags: tuple[str, ...], mtime: float) -> Compiler:
+    version = _remembered_version(cc, mtime)
+    if version is not None:
+        return Compiler(path=cc, version=version, flags=flags)
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CompileError(f"C compiler {cc!r} cannot be run: {exc}") from None
     if out.returncode != 0:
         raise CompileError(f"C compiler {cc!r} --version failed: {out.stderr.strip()}")
-    return Compiler(path=cc, version=out.stdout.strip().splitlines()[0], flags=flags)
+    version = (out.stdout.strip().splitlines() or ["unknown"])[0]
+    _remember_version(cc, mtime, version)
+    return Compiler(path=cc, version=version, flags=flags)
+
+
+def _versions_file():
+    return config.cache_dir() / "compilers.json"
+
+
+def _remembered_version(cc: str, mtime: float) -> str | None:
+    """A compiler's version text, remembered per (path, mtime): saves a subprocess per start."""
+    import json
+
+    try:
+        known = json.loads(_versions_file().read_text())
+        entry = known.get(cc)
+        if entry and entry["mtime"] == mtime:
+            return entry["version"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _remember_version(cc: str, mtime: float, version: str) -> None:
+    import json
+
+    path = _versions_file()
+    try:
+        try:
+            known = json.loads(path.read_text())
+            if not isinstance(known, dict):
+                known = {}
+        except (OSError, ValueError):
+            known = {}
+        known[cc] = {"mtime": mtime, "version": version}
+        tmp = path.with_name(f".compilers.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def compiler() -> Compiler:
@@ -76,12 +118,12 @@ def compiler() -> Compiler:
 
 @functools.lru_cache(maxsize=1)
 def _guessed_cc() -> str:
-    try:
-        from codepy.toolchain import guess_toolchain
+    # The compiler Python was built with, as codepy's guess_toolchain() reads it,
+    # without importing codepy: this runs on every warm start.
+    import sysconfig
 
-        return _c_compiler_for(guess_toolchain().cc)
-    except Exception:  # codepy could not guess: fall back to the usual name
-        return "cc"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return _c_compiler_for(cc)
 
 
 @functools.lru_cache(maxsize=8)

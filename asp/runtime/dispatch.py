@@ -33,6 +33,7 @@ from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.record import load_record, record_key, save_record
 from asp.tune.tuner import Tuning
 
 __all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
@@ -53,13 +54,16 @@ class Prepared:
     ``args`` are what the entry receives (contiguous arrays, Python scalars);
     ``finish`` turns the entry's result into the user's (e.g. copies into a
     non-contiguous output); ``same`` says ``args`` are the user's own objects,
-    so the hot path may serve the next call directly.
+    so the hot path may serve the next call directly.  ``bucket`` groups
+    calls of one signature that should be tuned apart (e.g. problem sizes a
+    factor of four apart): the code is shared, the choice of variant is not.
     """
 
     args: tuple
     signature: str
     finish: Callable[[object], object] | None = None
     same: bool = True
+    bucket: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,29 +106,57 @@ class Specializer(ABC):
     def location(self) -> str | None:
         return None
 
+    def code_digest(self) -> str:
+        """Digest of everything besides the signature that the generated code depends on.
+
+        Keys the on-disk specialization record, so it must change whenever the
+        code would (the kernel's source, constants it bakes in, options).
+        """
+        return self.digest
+
 
 @dataclass
 class Specialization:
-    """One signature's compiled variants, their entries and their tuning."""
+    """One signature's compiled variants, their entries and their tuning.
+
+    ``plan`` and ``source`` are None for a specialization loaded from its
+    on-disk record (a warm start): nothing was planned or generated.
+    """
 
     kernel: str
-    plan: Plan
+    signature: str
+    specs: tuple[ArgSpec, ...]
     entries: dict[str, Callable]
     tuning: Tuning
-    source: str
+    plan: Plan | None = None
+    source: str | None = None
     build_seconds: float = 0.0
     check_failures: dict[str, str] = field(default_factory=dict)
+    buckets: dict[str, Tuning] = field(default_factory=dict)
 
     @property
     def variant_names(self) -> list[str]:
         return list(self.entries)
 
-    def run(self, args: tuple):
-        t = self.tuning
+    def tuning_for(self, bucket: str) -> Tuning:
+        """The tuning of one size bucket (``""``: the signature's own)."""
+        if not bucket:
+            return self.tuning
+        t = self.buckets.get(bucket)
+        if t is None:
+            t = Tuning(self.kernel, f"{self.signature} {bucket}", list(self.entries),
+                       mode=self.tuning.mode)
+            for v, why in self.tuning.excluded.items():
+                t.exclude(v, why)
+            self.buckets[bucket] = t
+        return t
+
+    def run(self, args: tuple, bucket: str = ""):
+        t = self.tuning_for(bucket)
         if t.winner is not None:
             return self.entries[t.winner](*args)
         if t.mode == "exhaustive":
-            self._exhaustive(args)
+            self._exhaustive(args, t)
             return self.entries[t.winner](*args)
         v = t.pick()
         t0 = time.perf_counter()
@@ -132,9 +164,9 @@ class Specialization:
         t.record(v, time.perf_counter() - t0)
         return result
 
-    def _exhaustive(self, args: tuple) -> None:
+    def _exhaustive(self, args: tuple, tuning: Tuning) -> None:
         # Outputs may accumulate (``out += ...``): restore them after every timed run.
-        writable = [(a, a.copy()) for a, s in zip(args, self.plan.specs)
+        writable = [(a, a.copy()) for a, s in zip(args, self.specs)
                     if s.kind == "array" and s.write and isinstance(a, np.ndarray)]
 
         def run(v):
@@ -146,7 +178,7 @@ class Specialization:
             if r is MISS:
                 raise LoadError("guard miss in tuning")
 
-        self.tuning.run_exhaustive(run)
+        tuning.run_exhaustive(run)
 
 
 def _copy_args(args: tuple) -> tuple:
@@ -204,15 +236,16 @@ class JitKernel:
             s = self._specialization(prepared)
         except SpecializationError as exc:
             return self._fallback(args, exc)
-        result = s.run(prepared.args)
+        result = s.run(prepared.args, prepared.bucket)
         if result is MISS:
             exc = LoadError("the compiled entry rejected arguments the specializer accepted",
                             kernel=spec.name)
             self._failed[prepared.signature] = exc
             self._specs.pop(prepared.signature, None)
             return self._fallback(args, exc)
-        if s.tuning.done and prepared.same:
-            self._hot = s.entries[s.tuning.winner]
+        tuning = s.tuning_for(prepared.bucket)
+        if tuning.done and prepared.same:
+            self._hot = s.entries[tuning.winner]
         return prepared.finish(result) if prepared.finish else result
 
     def _fallback(self, args: tuple, exc: SpecializationError):
@@ -258,16 +291,41 @@ class JitKernel:
     def _build(self, prepared: Prepared) -> Specialization:
         spec = self.specializer
         t0 = time.perf_counter()
-        plan = spec.plan(prepared)
-        kernel_id = f"{spec.name}@{spec.digest[:12]}" if spec.digest else spec.name
-        entries, source = _compile_variants(plan, kernel_id)
-        tuning = Tuning(kernel_id, plan.signature, list(entries))
-        s = Specialization(kernel=kernel_id, plan=plan, entries=entries, tuning=tuning,
-                           source=source)
-        if plan.check_args is not None and not tuning.done:
-            _check_variants(s, spec)
+        digest = spec.code_digest()
+        kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
+        key = record_key(kernel_id, digest, prepared.signature) if digest else None
+        s = self._load(key, kernel_id, prepared.signature) if key else None
+        if s is None:
+            plan = spec.plan(prepared)
+            found, source = _compile_variants(plan, kernel_id)
+            entries = {name: e for name, (e, _, _) in found.items()}
+            tuning = Tuning(kernel_id, plan.signature, list(entries))
+            s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
+                               entries=entries, tuning=tuning, plan=plan, source=source)
+            if plan.check_args is not None:
+                _check_variants(s, spec)
+            if key:
+                save_record(key, variants={n: (lib, sym) for n, (_, lib, sym) in found.items()},
+                            specs=plan.specs, ret=plan.ret, errors=plan.errors,
+                            excluded=dict(s.check_failures))
         s.build_seconds = time.perf_counter() - t0
         return s
+
+    @staticmethod
+    def _load(key: str, kernel_id: str, signature: str) -> Specialization | None:
+        rec = load_record(key)
+        if rec is None:
+            return None
+        variants, specs, ret, errors, excluded, libs = rec
+        entries = {name: make_entry(libs[lib].address(sym), specs, ret=ret, errors=errors,
+                                    keepalive=libs[lib])
+                   for name, (lib, sym) in variants.items()}
+        tuning = Tuning(kernel_id, signature, list(entries))
+        for name, why in excluded.items():
+            if name in entries:
+                tuning.exclude(name, why)
+        return Specialization(kernel=kernel_id, signature=signature, specs=specs,
+                              entries=entries, tuning=tuning, check_failures=dict(excluded))
 
     # -- introspection ----------------------------------------------------------------------
     def run_variant(self, name: str, *args):
@@ -287,8 +345,11 @@ class JitKernel:
         self._warned = False
 
 
-def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, Callable], str]:
-    """Compile all variants in one translation unit; if that fails, one by one."""
+def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str]:
+    """Compile all variants in one translation unit; if that fails, one by one.
+
+    Returns ``{variant: (entry, library key, symbol)}`` and the source.
+    """
     def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
         eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
         module = ir.Module(functions=tuple(v.function for v in variants),
@@ -297,8 +358,8 @@ def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, Callable], 
         return render_module(module, eps, kernel=kernel_id, signature=plan.signature), eps
 
     def entries_for(variants, lib, eps):
-        return {v.name: make_entry(lib.address(ep.symbol), plan.specs, ret=plan.ret,
-                                   errors=plan.errors, keepalive=lib)
+        return {v.name: (make_entry(lib.address(ep.symbol), plan.specs, ret=plan.ret,
+                                    errors=plan.errors, keepalive=lib), lib.key, ep.symbol)
                 for v, ep in zip(variants, eps)}
 
     source, eps = source_for(plan.variants)
@@ -308,7 +369,7 @@ def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, Callable], 
     except CompileError as whole:
         if len(plan.variants) == 1:
             raise
-        entries: dict[str, Callable] = {}
+        entries: dict[str, tuple] = {}
         for v in plan.variants:
             src, eps1 = source_for([v])
             try:

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS winners (
 @functools.lru_cache(maxsize=1)
 def machine_id() -> str:
     """A short, stable name for this machine's processor and thread count."""
-    model = platform.processor() or platform.machine()
+    model = platform.machine()  # platform.processor() would start a subprocess
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -56,6 +56,25 @@ class ElementwiseSpecializer(Specializer):
         code = self.fn.__code__
         return f"{code.co_filename}:{code.co_firstlineno}"
 
+    def code_digest(self) -> str:
+        """The source, plus the numeric globals and closure values it bakes in as constants."""
+        if not self.digest:
+            return ""
+        import hashlib
+
+        fn = self.fn
+        baked = []
+        for name in sorted(set(fn.__code__.co_names)):
+            value = fn.__globals__.get(name)
+            if isinstance(value, int | float | complex | np.number):
+                baked.append(f"{name}={value!r}")
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                baked.append(f"{name}={cell.cell_contents!r}")
+            except ValueError:  # an empty cell
+                baked.append(f"{name}=<empty>")
+        return hashlib.sha256("\n".join([self.digest, *baked]).encode()).hexdigest()
+
     # -- validation -------------------------------------------------------------------------
     def prepare(self, args: tuple) -> Prepared:
         *inputs, out = args
@@ -136,7 +155,12 @@ class ElementwiseSpecializer(Specializer):
                     return user_out
             out_sig = f"{out.dtype.str}"
         sig = f"({','.join(parts)})->{out_sig}"
-        return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same)
+        # Tune separately for sizes a factor of four apart: the best schedule for 1e3
+        # elements is not the best for 1e7.
+        size = int(np.prod(shape))
+        bucket = f"n~4^{size.bit_length() // 2}"
+        return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same,
+                        bucket=bucket)
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, prepared: Prepared) -> Plan:

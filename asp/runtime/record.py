@@ -1,0 +1,89 @@
+"""Specialization records: what a warm process needs to skip the whole pipeline.
+
+After a signature is built, its record is written to ``specs/<key>.json`` in
+the cache: for each variant the library key and entry symbol, the argument
+guards, the error table, and which variants failed their correctness check.
+The key hashes the kernel's code digest, the signature, the compiler identity
+and asp's version, so a changed kernel, compiler or flag never reuses one.  A
+new process with a warm cache then goes from call to result with no parsing,
+no code generation and no template engine: it reads one small JSON file and
+``dlopen``s one object.  A record that is unreadable or whose library is gone
+is ignored (the caller rebuilds and rewrites it).
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asp import config
+from asp.jit.cache import _write_atomic, load_library
+from asp.jit.toolchain import compiler
+from asp.runtime.abi import ArgSpec
+
+__all__ = ["load_record", "record_key", "save_record"]
+
+
+def record_key(kernel: str, digest: str, signature: str) -> str:
+    from asp import __version__
+
+    h = hashlib.sha256()
+    for part in (kernel, digest, signature, compiler().identity(), __version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _path(key: str) -> Path:
+    d = config.cache_dir() / "specs"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d / f"{key}.json"
+
+
+def _spec_to_json(s: ArgSpec) -> dict:
+    return {"kind": s.kind, "dtype": None if s.dtype is None else np.dtype(s.dtype).str,
+            "ndim": s.ndim, "write": s.write, "alloc": s.alloc, "noalias": s.noalias,
+            "group": s.group, "shape": None if s.shape is None else list(s.shape)}
+
+
+def _spec_from_json(d: dict) -> ArgSpec:
+    return ArgSpec(kind=d["kind"], dtype=None if d["dtype"] is None else np.dtype(d["dtype"]),
+                   ndim=d["ndim"], write=d["write"], alloc=d["alloc"], noalias=d["noalias"],
+                   group=d["group"], shape=None if d["shape"] is None else tuple(d["shape"]))
+
+
+def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: int,
+                errors, excluded: dict[str, str]) -> None:
+    """Write the record; ``variants`` maps name -> (library key, entry symbol)."""
+    errs = [[e.__name__, msg] for e, msg in errors]
+    if any(not isinstance(getattr(builtins, name, None), type) for name, _ in errs):
+        return  # only built-in exception types can be named in a record
+    data = {"variants": variants, "specs": [_spec_to_json(s) for s in specs], "ret": ret,
+            "errors": errs, "excluded": excluded}
+    try:
+        _write_atomic(_path(key), json.dumps(data).encode())
+    except OSError:
+        pass  # a read-only cache only costs the next process a rebuild
+
+
+def load_record(key: str):
+    """``(variants, specs, ret, errors, excluded, libraries)`` or None."""
+    try:
+        data = json.loads(_path(key).read_text())
+        specs = tuple(_spec_from_json(d) for d in data["specs"])
+        errors = tuple((getattr(builtins, name), msg) for name, msg in data["errors"])
+        variants = {name: (lib, sym) for name, (lib, sym) in data["variants"].items()}
+        ret, excluded = int(data["ret"]), dict(data["excluded"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    libs = {}
+    for lib_key, _ in variants.values():
+        if lib_key not in libs:
+            lib = load_library(lib_key)
+            if lib is None:
+                return None
+            libs[lib_key] = lib
+    return variants, specs, ret, errors, excluded, libs

@@ -1,0 +1,24 @@
+"""Every example runs, as a user would run it, and says what it did."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs(path, tmp_path):
+    env = dict(os.environ, ASP_EXAMPLE_QUICK="1", MPLBACKEND="Agg",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # A fallback in an example is a bug: make it an error.
+    env["PYTHONWARNINGS"] = "error::asp.errors.AspFallbackWarning"
+    out = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, f"{path.name} failed:\n{out.stdout}\n{out.stderr}"
+    assert out.stdout.strip(), f"{path.name} printed nothing"
