@@ -38,8 +38,9 @@ class SpecializationError(Exception):
         super().__init__(self._text())
 
     def _text(self) -> str:
+        # One line a user can act on: where, what, and which stage gave up.
         head = f"{self.location}: " if self.location else ""
-        who = f" (kernel {self.kernel})" if self.kernel else ""
+        who = f" of {self.kernel}" if self.kernel and not self.location else ""
         return f"{head}{self.message} [{self.stage}{who}]"
 
     def with_context(self, *, location: str | None = None, kernel: str | None = None):

@@ -129,7 +129,7 @@ def run(quick: bool = False) -> list[Figure]:
         "numba_par": lambda: npoly_par(x),
     }, repeat=5 if quick else 10)
     best_numba = min(t["numba"], t["numba_par"])
-    winner = poly.jit.specialization(x, None).tuning_for(f"n~4^{n.bit_length() // 2}").winner
+    winner = poly.jit.chosen_variant(x, None)
     detail = (f"asp {t['asp']*1e3:.2f} ms ({winner}), numpy {t['numpy']*1e3:.1f} ms, numba "
               f"{t['numba']*1e3:.2f} ms, numba parallel {t['numba_par']*1e3:.2f} ms")
     figs.append(Figure("elementwise", f"poly {n:.0e} f64 vs NumPy", t["numpy"] / t["asp"], 12.0,
@@ -151,8 +151,7 @@ def run(quick: bool = False) -> list[Figure]:
         "numba": lambda: nmandel(cr, ci, maxit),
         "numba_par": lambda: nmandel_par(cr, ci, maxit),
     }, repeat=3 if quick else 7)
-    winner = mandel.jit.specialization(cr, ci, maxit, None).tuning_for(
-        f"n~4^{(h * w).bit_length() // 2}").winner
+    winner = mandel.jit.chosen_variant(cr, ci, maxit, None)
     best_numba = min(t["numba"], t["numba_par"])
     detail = (f"asp {t['asp']*1e3:.2f} ms ({winner}), numpy {t['numpy']*1e3:.1f} ms, numba "
               f"{t['numba']*1e3:.2f} ms, numba parallel {t['numba_par']*1e3:.2f} ms, "

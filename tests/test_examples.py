@@ -22,3 +22,18 @@ def test_example_runs(path, tmp_path):
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, f"{path.name} failed:\n{out.stdout}\n{out.stderr}"
     assert out.stdout.strip(), f"{path.name} printed nothing"
+
+
+@pytest.mark.parametrize("name", ["poly", "mandelbrot"])
+def test_example_runs_without_a_compiler(name, tmp_path):
+    """No C compiler: the example still runs, in Python, with one warning per kernel."""
+    env = dict(os.environ, ASP_EXAMPLE_QUICK="1", MPLBACKEND="Agg", ASP_CC="/nonexistent/cc",
+               ASP_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PYTHONWARNINGS", None)
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("AspFallbackWarning") == 1, out.stderr
+    assert "no C compiler found" in out.stderr
+    assert "unavailable" in out.stdout  # the raw C form says why it did not run

@@ -337,6 +337,15 @@ class JitKernel:
             raise LoadError(f"variant {name} rejected the arguments", kernel=s.kernel)
         return prepared.finish(result) if prepared.finish else result
 
+    def chosen_variant(self, *args) -> str | None:
+        """The variant calls with ``args`` run now: the tuner's winner, ``'python'``
+        after a fallback, or None while the tuner is still trying variants."""
+        prepared = self.specializer.prepare(args)
+        if prepared.signature in self._failed or config.jit_disabled():
+            return "python"
+        s = self._specs.get(prepared.signature)
+        return None if s is None else s.tuning_for(prepared.bucket).winner
+
     def clear(self) -> None:
         """Forget the in-process specializations (the disk cache stays)."""
         self._hot = None
