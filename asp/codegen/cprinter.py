@@ -144,6 +144,8 @@ class _StmtPrinter(Visitor):
         return out
 
     def visit_Declare(self, node: ir.Declare):
+        if node.size is not None:
+            return [c.Statement(f"{node.ctype} {node.name}[{node.size}]")]
         decl = c.Value(node.ctype, node.name)
         if node.const:
             decl = c.Const(decl)

@@ -13,11 +13,14 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asp.codegen.cprinter import module_to_c
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
-from asp.runtime.abi import ArgSpec
+
+if TYPE_CHECKING:  # a runtime import would be circular (asp.runtime imports this module)
+    from asp.runtime.abi import ArgSpec
 
 __all__ = ["EntryPoint", "abi_params", "entry_point", "extent_name", "render_module"]
 

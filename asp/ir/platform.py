@@ -105,12 +105,14 @@ class Block(Stmt):
 
 @dataclass(frozen=True)
 class Declare(Stmt):
-    """``ctype name = init;`` (``init`` may be None)."""
+    """``ctype name = init;`` (``init`` may be None); ``size`` makes it a local array
+    ``ctype name[size];`` (no initializer)."""
 
     ctype: str
     name: str
     init: Expr | None = None
     const: bool = False
+    size: int | None = None
     child_fields: ClassVar = ("init",)
 
 

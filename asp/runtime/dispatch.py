@@ -33,7 +33,7 @@ from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, ArgSpec, make_entry
-from asp.runtime.record import load_record, record_key, save_record
+from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
 from asp.tune.tuner import Tuning
 
 __all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
@@ -293,7 +293,8 @@ class JitKernel:
         t0 = time.perf_counter()
         digest = spec.code_digest()
         kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
-        key = record_key(kernel_id, digest, prepared.signature) if digest else None
+        key = (record_key(kernel_id, digest, prepared.signature,
+                          generator_fingerprint(type(spec).__module__)) if digest else None)
         s = self._load(key, kernel_id, prepared.signature) if key else None
         if s is None:
             plan = spec.plan(prepared)

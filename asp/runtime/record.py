@@ -3,8 +3,9 @@
 After a signature is built, its record is written to ``specs/<key>.json`` in
 the cache: for each variant the library key and entry symbol, the argument
 guards, the error table, and which variants failed their correctness check.
-The key hashes the kernel's code digest, the signature, the compiler identity
-and asp's version, so a changed kernel, compiler or flag never reuses one.  A
+The key hashes the kernel's code digest, the signature, the compiler identity,
+asp's version and a fingerprint of the code generator's own source, so a
+changed kernel, compiler, flag or specializer never reuses one.  A
 new process with a warm cache then goes from call to result with no parsing,
 no code generation and no template engine: it reads one small JSON file and
 ``dlopen``s one object.  A record that is unreadable or whose library is gone
@@ -13,8 +14,10 @@ is ignored (the caller rebuilds and rewrites it).
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +27,36 @@ from asp.jit.cache import _write_atomic, load_library
 from asp.jit.toolchain import compiler
 from asp.runtime.abi import ArgSpec
 
-__all__ = ["load_record", "record_key", "save_record"]
+__all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
 
 
-def record_key(kernel: str, digest: str, signature: str) -> str:
+@functools.lru_cache(maxsize=None)
+def generator_fingerprint(module: str) -> str:
+    """sha256 of the code that generates C: the asp core and the package of ``module``.
+
+    A record made by other code-generating sources must never be reused, even
+    under the same version number (an editable install, a patched specializer).
+    """
+    import asp
+
+    roots = {Path(asp.__file__).parent}
+    mod = sys.modules.get(module)
+    if mod is not None and getattr(mod, "__file__", None):
+        roots.add(Path(mod.__file__).parent)
+    h = hashlib.sha256()
+    for root in sorted(roots):
+        for p in sorted(root.rglob("*")):
+            if p.suffix in (".py", ".mako", ".c", ".h") and p.is_file():
+                h.update(str(p.relative_to(root)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def record_key(kernel: str, digest: str, signature: str, generator: str = "") -> str:
     from asp import __version__
 
     h = hashlib.sha256()
-    for part in (kernel, digest, signature, compiler().identity(), __version__):
+    for part in (kernel, digest, signature, compiler().identity(), __version__, generator):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

@@ -30,7 +30,7 @@ from asp.ir import platform as ir
 from asp.ir.node import Node
 from asp.ir.types import ctype_of, dtype_of
 
-__all__ = ["ScalarFunction", "T", "translate"]
+__all__ = ["ScalarFunction", "T", "c_name", "translate"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,12 @@ static inline double asp_mod_f64(double a, double b) {
 """
 
 
+def c_name(name: str) -> str:
+    """The C identifier of a Python name: prefixed, so it never meets a generated name
+    (``n``, ``k``, ``asp_*``), a C keyword or a libm function."""
+    return f"v_{name}"
+
+
 def _cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     if src.ctype == dst:
         return e
@@ -245,9 +251,9 @@ class _Translator:
 
     def e_Name(self, node: ast.Name):
         if node.id in self.params:
-            return ir.Var(node.id), self.params[node.id]
+            return ir.Var(c_name(node.id)), self.params[node.id]
         if node.id in self.env:
-            return ir.Var(node.id), self.env[node.id]
+            return ir.Var(c_name(node.id)), self.env[node.id]
         value = self.lookup_global(node.id, node)
         if isinstance(value, int | float | bool | np.number | np.bool_ | complex):
             return self.constant(value, node)
@@ -479,7 +485,7 @@ class _Translator:
         if name in self.params:
             raise self.err(node, f"cannot assign to parameter {name!r}; use a new local name")
         self.env[name] = join(self.env.get(name), t)
-        return ir.Assign(ir.Var(name), _cast(e, t, self.env[name].ctype))
+        return ir.Assign(ir.Var(c_name(name)), _cast(e, t, self.env[name].ctype))
 
     def s_Assign(self, node: ast.Assign):
         out = []
@@ -602,7 +608,7 @@ class _Translator:
         self.pending = pend
         # The loop variable takes each value in turn and keeps the last one after the loop.
         value = ir.BinOp("+", v_start, ir.BinOp("*", ir.Var(it), v_step))
-        copy = ir.Assign(ir.Var(name), _cast(value, INT, self.env[name].ctype))
+        copy = ir.Assign(ir.Var(c_name(name)), _cast(value, INT, self.env[name].ctype))
         loop = ir.For(it, zero, v_count, ir.Block((copy, *body.body)))
         return [*header, loop]
 
@@ -671,9 +677,9 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     tr = _Translator(src, fn.__globals__, closure, param_types, env)
     tr.ret = ret
     body = tr.block(func.body)
-    params = tuple(ir.Param(n, param_types[n].ctype) for n in names)
+    params = tuple(ir.Param(c_name(n), param_types[n].ctype) for n in names)
     temps = {d.name for d in body.walk() if isinstance(d, ir.Declare)}
-    locals_ = tuple(sorted((k, v.ctype) for k, v in env.items() if k not in temps))
+    locals_ = tuple(sorted((c_name(k), v.ctype) for k, v in env.items() if k not in temps))
     return ScalarFunction(name=name, params=params, param_types=tuple(param_types[n]
                                                                       for n in names),
                           ret=ret, locals=locals_, body=body)

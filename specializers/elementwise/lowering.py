@@ -6,7 +6,10 @@ arrays with a work-sharing schedule:
 * ``chunk``:   ``schedule(static)``: each thread one contiguous block (streams well);
 * ``stride``:  ``schedule(static, 1)``: threads interleave elements (balances
   kernels whose cost varies smoothly across the array, e.g. Mandelbrot rows);
-* ``dynamic``: ``schedule(dynamic, 256)``: blocks handed out on demand.
+* ``dynamic``: ``schedule(dynamic, 256)``: blocks handed out on demand;
+* ``lanes8``, ``lanes32``: for kernels with loops, 8 or 32 elements run in
+  lockstep so the loop vectorizes (see :mod:`specializers.elementwise.lanes`),
+  blocks striped over threads.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from asp.ir import platform as ir
 from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_inner
 from asp.runtime.abi import ArgSpec
 from specializers.elementwise.frontend import ScalarFunction
+from specializers.elementwise.lanes import lanes_function
 
 __all__ = ["SCHEDULES", "fold_constants", "lower_variants"]
 
@@ -88,4 +92,9 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
             passes.append(vectorize_inner)
         passes.append(functools.partial(serial_below, when=when))
         out.append((variant, run_pipeline(fn, passes, title=f"elementwise {variant}")))
+    for width in (8, 32) if heavy else ():
+        fn = lanes_function(sf, names, specs, out_ctype, lanes=width, schedule=("static", 1),
+                            when=when, size=size, params=params)
+        if fn is not None:
+            out.append((f"lanes{width}", run_pipeline(fn, [], title=f"elementwise lanes{width}")))
     return out

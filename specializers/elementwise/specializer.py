@@ -24,7 +24,7 @@ import numpy as np
 from asp.frontend import get_source
 from asp.passes import run_pipeline
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
-from specializers.elementwise.frontend import FLOAT, INT, PREAMBLE, T, translate
+from specializers.elementwise.frontend import FLOAT, INT, PREAMBLE, T, c_name, translate
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
 __all__ = ["ElementwiseFunction", "elementwise"]
@@ -86,9 +86,9 @@ class ElementwiseSpecializer(Specializer):
         for i, a in enumerate(inputs):
             name = _arg_name(self.params, i)
             if isinstance(a, np.ndarray) and a.ndim > 0:
-                if a.dtype.kind not in "biuf" or a.dtype.byteorder == ">":
+                if not _compilable(a.dtype):
                     raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
-                                    "expected a real numeric dtype")
+                                    "expected float32/64, (u)int8-64 or bool")
                 if shape is None:
                     shape, shape_of = a.shape, name
                 elif a.shape != shape:
@@ -140,9 +140,9 @@ class ElementwiseSpecializer(Specializer):
                                  f"expected {shape}")
             if not out.flags.writeable:
                 raise ValueError(f"{fname}() argument 'out' is read-only")
-            if out.dtype.kind not in "biuf" or out.dtype.byteorder == ">":
+            if not _compilable(out.dtype):
                 raise TypeError(f"{fname}() argument 'out' has dtype {out.dtype}; "
-                                "expected a real numeric dtype")
+                                "expected float32/64, (u)int8-64 or bool")
             overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
                            for a in conv)
             if overlaps or not (out.flags.c_contiguous and out.flags.aligned):
@@ -186,7 +186,7 @@ class ElementwiseSpecializer(Specializer):
         specs.append(ArgSpec("array", out_dtype, ndim, write=True, alloc=True, noalias=True,
                              group=0))
         specs = tuple(specs)
-        names = [*self.params, "asp_out"]
+        names = [*(c_name(p) for p in self.params), "asp_out"]
         variants = lower_variants(sf, names, specs, _ctype(out_dtype))
         scalar_fn = sf.as_function()
         funcs = tuple(Variant(name, fn) for name, fn in variants)
@@ -220,6 +220,13 @@ class ElementwiseSpecializer(Specializer):
         if not isinstance(res, np.ndarray):
             return np.asarray(res)
         return np.array(res.ravel().tolist()).reshape(res.shape)
+
+
+def _compilable(dtype) -> bool:
+    """A real numeric dtype with a C type (not float16, longdouble, complex, object, ...)."""
+    from asp.ir.types import CTYPES
+
+    return dtype.kind in "biuf" and dtype.byteorder != ">" and dtype in CTYPES.values()
 
 
 def _ctype(dtype) -> str:
