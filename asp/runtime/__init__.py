@@ -1,8 +1,8 @@
 """The runtime: guarded entries, specializations, tuning at call time, fallback."""
-from asp.runtime.abi import MISS, ArgSpec, make_entry, native_available
+from asp.runtime.abi import MISS, ArgSpec, make_entry, native_available, release_memory
 from asp.runtime.dispatch import JitKernel, Plan, Prepared, Specialization, Specializer, Variant
 
 __all__ = [
     "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Specialization", "Specializer",
-    "Variant", "make_entry", "native_available",
+    "Variant", "make_entry", "native_available", "release_memory",
 ]

@@ -17,7 +17,128 @@
 #include <numpy/arrayobject.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#if NPY_ABI_VERSION < 0x02000000  /* built against NumPy 1.x headers */
+#define PyDataType_ELSIZE(d) ((d)->elsize)
+#endif
+
+/* -- Reusing large outputs -----------------------------------------------------------------
+ * A loop like `y = kernel(x)` allocates a fresh output each call, and the kernel then
+ * pays for the operating system zeroing every new page: for a streaming kernel that is
+ * as much time as the computation.  Outputs of at least CACHE_MIN bytes are therefore
+ * allocated through this NumPy memory handler, whose free() keeps a few blocks for the
+ * next allocation of the same size.  The arrays own their data as usual.  All calls
+ * happen with the GIL held (allocation here, deallocation of arrays), so no lock. */
+#define CACHE_SLOTS 4
+#define CACHE_MIN ((size_t)1 << 20)
+#define CACHE_MAX_TOTAL ((size_t)1 << 30)
+static struct { void *p; size_t n; } cache[CACHE_SLOTS];
+static size_t cache_total = 0;
+
+static void *big_malloc(void *ctx, size_t n)
+{
+    int i;
+    void *p;
+    (void)ctx;
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        if (cache[i].p != NULL && cache[i].n == n) {
+            p = cache[i].p;
+            cache[i].p = NULL;
+            cache_total -= n;
+            return p;
+        }
+    }
+    p = malloc(n ? n : 1);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL && n >= ((size_t)4 << 20)) {  /* as NumPy does for large arrays */
+        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+        if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+    }
+#endif
+    return p;
+}
+
+static void *big_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    void *p;
+    if (elsize != 0 && nelem > SIZE_MAX / elsize) return NULL;
+    p = big_malloc(ctx, nelem * elsize);
+    if (p != NULL) memset(p, 0, nelem * elsize);
+    return p;
+}
+
+static void *big_realloc(void *ctx, void *ptr, size_t n)
+{
+    (void)ctx;
+    return realloc(ptr, n ? n : 1);
+}
+
+static void big_free(void *ctx, void *ptr, size_t n)
+{
+    int i;
+    (void)ctx;
+    if (ptr == NULL) return;
+    if (n >= CACHE_MIN && cache_total + n <= CACHE_MAX_TOTAL) {
+        for (i = 0; i < CACHE_SLOTS; i++) {
+            if (cache[i].p == NULL) {
+                cache[i].p = ptr;
+                cache[i].n = n;
+                cache_total += n;
+                return;
+            }
+        }
+    }
+    free(ptr);
+}
+
+static PyDataMem_Handler big_handler = {
+    "asp_reuse_outputs", 1, {NULL, big_malloc, big_calloc, big_realloc, big_free},
+};
+static PyObject *big_handler_capsule = NULL;
+
+static PyObject *release_cached(PyObject *self, PyObject *unused)
+{
+    int i;
+    size_t freed = cache_total;
+    (void)self; (void)unused;
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        if (cache[i].p != NULL) free(cache[i].p);
+        cache[i].p = NULL;
+    }
+    cache_total = 0;
+    return PyLong_FromSize_t(freed);
+}
+
+static PyObject *cached_bytes(PyObject *self, PyObject *unused)
+{
+    (void)self; (void)unused;
+    return PyLong_FromSize_t(cache_total);
+}
+
+/* A new C-contiguous array; large ones through the reusing handler. */
+static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum)
+{
+    PyArray_Descr *descr = PyArray_DescrFromType(typenum);
+    npy_intp k, n;
+    PyObject *old, *prev, *a;
+    if (descr == NULL) return NULL;
+    n = PyDataType_ELSIZE(descr);
+    Py_DECREF(descr);
+    for (k = 0; k < ndim; k++) n *= shape[k];
+    if ((size_t)n < CACHE_MIN || big_handler_capsule == NULL)
+        return (PyArrayObject *)PyArray_SimpleNew(ndim, shape, typenum);
+    old = PyDataMem_SetHandler(big_handler_capsule);
+    if (old == NULL) return NULL;
+    a = PyArray_SimpleNew(ndim, shape, typenum);
+    prev = PyDataMem_SetHandler(old);
+    Py_DECREF(old);
+    Py_XDECREF(prev);
+    return (PyArrayObject *)a;
+}
 
 typedef int (*asp_kernel_fn)(void **, const int64_t *, const double *, const int64_t *);
 
@@ -138,7 +259,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
                     }
                     shape = tmp;
                 }
-                a = (PyArrayObject *)PyArray_SimpleNew(s->ndim, (npy_intp *)shape, s->typenum);
+                a = new_output(s->ndim, (npy_intp *)shape, s->typenum);
                 if (a == NULL) goto fail;
                 allocated[nalloc++] = (PyObject *)a;
                 arrs[i] = a;
@@ -268,8 +389,16 @@ static PyTypeObject EntryType = {
     .tp_new = Entry_new,
 };
 
+static PyMethodDef native_methods[] = {
+    {"release_cached", release_cached, METH_NOARGS,
+     "Free the output blocks kept for reuse; returns how many bytes were freed."},
+    {"cached_bytes", cached_bytes, METH_NOARGS, "Bytes of output blocks kept for reuse."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "asp._native", "asp's lean call path into generated kernels.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "asp._native", "asp's lean call path into generated kernels.", -1,
+    native_methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void)
@@ -279,6 +408,8 @@ PyMODINIT_FUNC PyInit__native(void)
     if (PyType_Ready(&EntryType) < 0) return NULL;
     m = PyModule_Create(&native_module);
     if (m == NULL) return NULL;
+    big_handler_capsule = PyCapsule_New(&big_handler, "mem_handler", NULL);
+    if (big_handler_capsule == NULL) return NULL;
     Py_INCREF(&EntryType);
     if (PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
         Py_DECREF(&EntryType);

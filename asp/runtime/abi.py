@@ -18,7 +18,7 @@ import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MISS", "ArgSpec", "make_entry", "native_available"]
+__all__ = ["MISS", "ArgSpec", "make_entry", "native_available", "release_memory"]
 
 try:
     from asp import _native
@@ -80,3 +80,14 @@ def make_entry(address: int, specs: tuple[ArgSpec, ...], *, ret: int = -1,
                         "reinstall asp with a C compiler present")
     return _native.Entry(address, [s.native() for s in specs], ret, MISS, tuple(errors),
                          keepalive)
+
+
+def release_memory() -> int:
+    """Free the large output blocks kept for reuse by compiled entries; returns bytes freed.
+
+    Entries allocate outputs of 1 MiB or more through a NumPy memory handler
+    that keeps up to four freed blocks (at most 1 GiB) for the next output of
+    the same size, so ``y = kernel(x)`` in a loop does not pay for the
+    operating system zeroing fresh pages every call.
+    """
+    return _native.release_cached() if _native is not None else 0

@@ -222,7 +222,10 @@ class JitKernel:
     def __call__(self, *args):
         hot = self._hot
         if hot is not None:
-            result = hot(*args)
+            try:
+                result = hot(*args)
+            except TypeError:  # a wrong argument count: the slow path names the problem
+                return self._slow(args)
             if result is not MISS:
                 return result
         return self._slow(args)
