@@ -14,7 +14,12 @@ this package:
 ``asp.runtime``   guarded native entries, specializations, fallback
 """
 from asp.errors import (
-    AspFallbackWarning, CompileError, FrontendError, LoadError, LoweringError, PassError,
+    AspFallbackWarning,
+    CompileError,
+    FrontendError,
+    LoadError,
+    LoweringError,
+    PassError,
     SpecializationError,
 )
 

@@ -42,7 +42,8 @@ def _info(args) -> int:
     print(f"cpu:          {machine_id()}")
     print(f"cache dir:    {config.cache_dir()}")
     print(f"tuning:       {config.tune_mode()}")
-    print(f"native path:  {'built' if native_available() else 'MISSING (reinstall with a compiler)'}")
+    native = "built" if native_available() else "MISSING (reinstall with a compiler)"
+    print(f"native path:  {native}")
     print(f"strict:       {config.strict()}   jit disabled: {config.jit_disabled()}")
     return 0
 

@@ -32,7 +32,8 @@ def _flag(name: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{name}={os.environ[name]!r}: expected one of 1/0, true/false, yes/no, on/off")
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of 1/0, true/false, "
+                     "yes/no, on/off")
 
 
 def strict() -> bool:

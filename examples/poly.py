@@ -14,7 +14,10 @@ import numpy as np
 
 from asp import SpecializationError
 from specializers.elementwise import (
-    call_c_function, call_c_function_parallel, elementwise, make_c_function,
+    call_c_function,
+    call_c_function_parallel,
+    elementwise,
+    make_c_function,
     wait_for_parallel_finish,
 )
 

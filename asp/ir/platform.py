@@ -149,7 +149,7 @@ class Parallel(Node):
     collapse: int = 1
     num_threads: int | None = None
     #: Run in parallel only when this holds (``if(...)`` clause), e.g. enough work.
-    when: "Expr | None" = None
+    when: Expr | None = None
     child_fields: ClassVar = ("when",)
 
 

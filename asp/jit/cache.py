@@ -34,7 +34,7 @@ from asp.jit.toolchain import compiler
 
 __all__ = ["Library", "build", "cache_entries", "clear_cache", "load_library", "source_key"]
 
-_memory: dict[str, "Library"] = {}
+_memory: dict[str, Library] = {}
 
 
 @dataclass

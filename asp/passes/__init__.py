@@ -1,6 +1,12 @@
 """Platform passes (pure functions IR -> IR) and the pipeline runner that dumps each stage."""
 from asp.passes.loops import (
-    innermost_loops, outer_loops, parallelize_outer, serial_below, tile_loops, unroll_inner, vectorize_inner,
+    innermost_loops,
+    outer_loops,
+    parallelize_outer,
+    serial_below,
+    tile_loops,
+    unroll_inner,
+    vectorize_inner,
 )
 from asp.passes.pipeline import dump, format_ir, run_pipeline
 

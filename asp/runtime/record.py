@@ -30,7 +30,7 @@ from asp.runtime.abi import ArgSpec
 __all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generator_fingerprint(module: str) -> str:
     """sha256 of the code that generates C: the asp core and the package of ``module``.
 

@@ -7,7 +7,10 @@ over the rows of numpy arrays, on striped or chunked threads, with every type
 and size checked.
 """
 from specializers.elementwise.rawc import (
-    CFunction, call_c_function, call_c_function_parallel, make_c_function,
+    CFunction,
+    call_c_function,
+    call_c_function_parallel,
+    make_c_function,
     wait_for_parallel_finish,
 )
 from specializers.elementwise.specializer import ElementwiseFunction, elementwise

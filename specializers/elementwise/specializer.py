@@ -268,7 +268,10 @@ class ElementwiseFunction:
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit._hot
         if hot is not None:
-            result = hot(*args, out)
+            try:
+                result = hot(*args, out)
+            except TypeError:  # a wrong argument count: the slow path names the problem
+                return self.jit._slow((*args, out))
             if result is not MISS:
                 return result
         return self.jit._slow((*args, out))
