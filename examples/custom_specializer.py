@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import hashlib
 import os
 import time
 import warnings
@@ -75,7 +74,7 @@ _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 def translate(src: KernelSource, fn, ctype: str) -> ThreePointRule:
     """The rule's source to domain IR; anything unsupported raises a FrontendError."""
     params = [a.arg for a in src.func.args.args]
-    taps = dict(zip(params, (-1, 0, 1)))
+    taps = dict(zip(params, (-1, 0, 1), strict=True))
     body = [s for s in src.func.body
             if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]  # docstring
     if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
@@ -133,8 +132,9 @@ def lower(rule: ThreePointRule, specs: tuple[ArgSpec, ...]) -> ir.Function:
             return ir.ArrayRef("x", index)
 
     last = ir.BinOp("-", n, ir.Const(1, "int64_t"))
-    ends = ir.If(ir.BinOp(">", n, ir.Const(0, "int64_t")), ir.Block((
-        ir.Assign(ir.ArrayRef("out", ir.Const(0, "int64_t")), ir.ArrayRef("x", ir.Const(0, "int64_t"))),
+    zero = ir.Const(0, "int64_t")
+    ends = ir.If(ir.BinOp(">", n, zero), ir.Block((
+        ir.Assign(ir.ArrayRef("out", zero), ir.ArrayRef("x", zero)),
         ir.Assign(ir.ArrayRef("out", last), ir.ArrayRef("x", last)),
     )))
     loop = ir.For("i", ir.Const(1, "int64_t"), last,
@@ -144,7 +144,7 @@ def lower(rule: ThreePointRule, specs: tuple[ArgSpec, ...]) -> ir.Function:
     return ir.Function(f"smooth_{rule.name}", abi_params(["x", "out"], specs), body, ret="int")
 
 
-# -- 5. variants: one list of platform passes each --------------------------------------------------
+# -- 5. variants: one list of platform passes each ----------------------------------------------
 # Threads only pay off with enough points; below that every variant runs serially.
 _ENOUGH = ir.BinOp(">", ir.Var("n"), ir.Const(32768, "int64_t"))
 VARIANTS = {
@@ -299,19 +299,20 @@ def main() -> None:
     out = np.empty_like(x)
     for _ in range(12):  # online tuning: each call times the next untried variant
         smooth(x, out)
-    s = smooth.jit.specialization(x, out)
-    print(f"  variants {s.variant_names}; the tuner chose {s.tuning.winner!r}")
+    print(f"  variants {list(VARIANTS)}; the tuner chose {smooth.jit.chosen_variant(x, out)!r}")
 
     repeat = 5 if quick else 10
     t_asp = _best(lambda: smooth(x, out), repeat)
     t_np = _best(lambda: 0.25 * x[:-2] + 0.5 * x[1:-1] + 0.25 * x[2:], repeat)
+    assert np.allclose(out, expected, rtol=1e-12, atol=1e-14)
     print(f"  asp {t_asp * 1e3:.2f} ms, NumPy slicing {t_np * 1e3:.2f} ms "
           f"({t_np / t_asp:.1f}x)")
 
     x32 = x[:1000].astype(np.float32)
     b = box(x32)
-    print(f"box(x) on float32: dtype {b.dtype}, a new signature compiled for it; "
-          f"max error vs NumPy {np.max(np.abs(b[1:-1] - (x32[:-2] + x32[1:-1] + x32[2:]) / 3)):.1e}")
+    err = np.max(np.abs(b[1:-1] - (x32[:-2] + x32[1:-1] + x32[2:]) / 3))
+    print(f"box(x) on float32: dtype {b.dtype} (a second signature, compiled for float); "
+          f"max difference from NumPy {err:.1e}")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AspFallbackWarning)

@@ -120,9 +120,16 @@ def _min(a: ir.Expr, b: ir.Expr) -> ir.Expr:
 def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function:
     """Cache-block each outermost perfect nest: loop ``k`` is split into tiles of ``sizes[k]``.
 
-    Before: ``for (i = a; i < b; ++i) for (j = c; j < d; ++j) s;`` with sizes (None, 64)
-    After:  ``for (jj = c; jj < d; jj += 64) for (i = a; i < b; ++i)
-              for (j = jj; j < min(jj + 64, d); ++j) s;``
+    Before, with sizes (None, 64)::
+
+        for (i = a; i < b; ++i) for (j = c; j < d; ++j) s;
+
+    After::
+
+        for (j_t = c; j_t < d; j_t += 64)
+          for (i = a; i < b; ++i)
+            for (j = j_t; j < min(j_t + 64, d); ++j) s;
+
     Tile loops go outermost (in nest order) and take over the outer loop's
     ``parallel`` annotation; point loops keep ``simd``.  ``None`` or 0 leaves
     a level untiled.  Only unit-step loops whose bounds do not depend on

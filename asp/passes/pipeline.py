@@ -7,6 +7,7 @@ also collects the stages for programmatic use (``asp.passes.dump.stages``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Sequence
 
@@ -78,5 +79,17 @@ def run_pipeline(node, passes: Sequence[Callable], *, title: str):
     dump(f"{title}: input", node)
     for p in passes:
         node = p(node)
-        dump(f"{title}: after {getattr(p, '__name__', repr(p))}", node)
+        dump(f"{title}: after {_pass_name(p)}", node)
     return node
+
+
+def _pass_name(p) -> str:
+    """``parallelize_outer(schedule='static', chunk=1)`` for a partial, else the name."""
+    if isinstance(p, functools.partial):
+        from asp.codegen.cprinter import expr_to_c
+
+        args = [repr(a) for a in p.args] + [
+            f"{k}={expr_to_c(v) if isinstance(v, Node) else repr(v)}"
+            for k, v in p.keywords.items()]
+        return f"{_pass_name(p.func)}({', '.join(args)})"
+    return getattr(p, "__name__", repr(p))

@@ -181,6 +181,21 @@ class Specialization:
         tuning.run_exhaustive(run)
 
 
+def _user_stacklevel(specializer: Specializer) -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside asp and the
+    specializer's package, i.e. at the user's call, however deep its wrappers go."""
+    import os
+    import sys
+
+    module = sys.modules.get(type(specializer).__module__)
+    inside = (os.path.dirname(os.path.dirname(__file__)),
+              os.path.dirname(getattr(module, "__file__", None) or __file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _copy_args(args: tuple) -> tuple:
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
 
@@ -258,7 +273,8 @@ class JitKernel:
             raise exc
         if not self._warned:
             self._warned = True
-            warnings.warn(f"{exc}; running it as plain Python", AspFallbackWarning, stacklevel=4)
+            warnings.warn(f"{exc}; running it as plain Python", AspFallbackWarning,
+                          stacklevel=_user_stacklevel(self.specializer))
         return self.specializer.run_python(args)
 
     # -- building ---------------------------------------------------------------------------

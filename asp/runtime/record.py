@@ -8,7 +8,7 @@ asp's version and a fingerprint of the code generator's own source, so a
 changed kernel, compiler, flag or specializer never reuses one.  A
 new process with a warm cache then goes from call to result with no parsing,
 no code generation and no template engine: it reads one small JSON file and
-``dlopen``s one object.  A record that is unreadable or whose library is gone
+loads one shared object.  A record that is unreadable or whose library is gone
 is ignored (the caller rebuilds and rewrites it).
 """
 from __future__ import annotations
