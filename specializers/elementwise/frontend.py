@@ -179,7 +179,20 @@ static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {
 static inline double asp_mod_f64(double a, double b) {
     double r = fmod(a, b);
     if (r != 0.0 && ((r < 0.0) != (b < 0.0))) r += b;
+    else if (r == 0.0) r = copysign(0.0, b);
     return r;
+}
+/* Python's float floor division (and NumPy's): floor(a / b) rounds a / b first and
+ * is wrong by one when the quotient lands on an integer, e.g. 1.0 // 0.1 == 9.0. */
+static inline double asp_floordiv_f64(double a, double b) {
+    if (b == 0.0) return a / b;
+    double mod = fmod(a, b);
+    double div = (a - mod) / b;
+    if (mod != 0.0 && ((b < 0.0) != (mod < 0.0))) div -= 1.0;
+    if (div == 0.0) return copysign(0.0, a / b);
+    double q = floor(div);
+    if (div - q > 0.5) q += 1.0;
+    return q;
 }
 """
 
@@ -327,7 +340,7 @@ class _Translator:
         a, b = _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)
         if op == "//":
             if t.is_float:
-                return ir.Cast(t.ctype, ir.Call("floor", (ir.BinOp("/", a, b),))), t
+                return ir.Cast(t.ctype, ir.Call("asp_floordiv_f64", (a, b))), t
             return ir.Cast(t.ctype, ir.Call("asp_floordiv_i64", (a, b))), t
         if op == "%":
             if t.is_float:

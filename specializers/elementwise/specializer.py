@@ -183,8 +183,10 @@ class ElementwiseSpecializer(Specializer):
         sf = run_pipeline(sf, [fold_constants], title=f"{self.fn.__name__}: domain passes")
         out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
         ndim = next(a.ndim for a in inputs if isinstance(a, np.ndarray))
-        specs.append(ArgSpec("array", out_dtype, ndim, write=True, alloc=True, noalias=True,
-                             group=0))
+        # Only the out=None signature may allocate: otherwise its entry, once on the hot
+        # path, would serve a call without out= with out='s dtype instead of the natural one.
+        specs.append(ArgSpec("array", out_dtype, ndim, write=True, alloc=out is None,
+                             noalias=True, group=0))
         specs = tuple(specs)
         names = [*(c_name(p) for p in self.params), "asp_out"]
         variants = lower_variants(sf, names, specs, _ctype(out_dtype))

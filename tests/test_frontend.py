@@ -1,0 +1,178 @@
+"""The front end: a kernel's tree with true file and line numbers, and clear refusals."""
+from __future__ import annotations
+
+import ast
+import functools
+import textwrap
+
+import pytest
+
+from asp.errors import FrontendError, SpecializationError
+from asp.frontend import get_source, reject
+
+HERE = __file__
+
+
+def _line_of(marker: str) -> int:
+    """The 1-based line of this file that holds ``marker`` (written once, in a comment)."""
+    with open(HERE) as f:
+        lines = [i for i, text in enumerate(f, 1) if text.rstrip().endswith(f"# {marker}")]
+    assert len(lines) == 1, marker
+    return lines[0]
+
+
+def plain(x):  # L-plain
+    y = x + 1  # L-plain-body
+    return y
+
+
+def _decorator(fn):
+    @functools.wraps(fn)
+    def wrapper(*args):
+        return fn(*args)
+    return wrapper
+
+
+@_decorator
+@functools.cache
+def decorated(x):  # L-decorated
+    return x * 2  # L-decorated-body
+
+
+class Holder:
+    def method(self, x):  # L-method
+        return x - 1  # L-method-body
+
+    @staticmethod
+    def static(x):  # L-static
+        return x
+
+    class Inner:
+        def deep(self, x):  # L-deep
+            if x:
+                return x  # L-deep-body
+            return 0
+
+
+def make_nested(k):
+    def nested(x):  # L-nested
+        return x + k  # L-nested-body
+    return nested
+
+
+if True:
+    def indented(x):  # L-indented
+        return (x  # L-indented-body
+                + 1)
+
+
+def test_plain_function_has_true_line_numbers():
+    src = get_source(plain)
+    assert isinstance(src.func, ast.FunctionDef)
+    assert src.func.name == "plain"
+    assert src.filename == HERE
+    assert src.func.lineno == _line_of("L-plain")
+    assert src.func.body[0].lineno == _line_of("L-plain-body")
+    assert src.location(src.func.body[0]) == f"{HERE}:{_line_of('L-plain-body')}"
+    assert src.qualname == "plain"
+
+
+def test_decorated_function_unwraps_and_keeps_def_line():
+    src = get_source(decorated)
+    assert src.func.name == "decorated"
+    assert src.func.lineno == _line_of("L-decorated")
+    assert src.func.body[0].lineno == _line_of("L-decorated-body")
+    # The decorators are part of the source text, and lie above the def.
+    assert src.firstlineno < src.func.lineno
+    assert "@_decorator" in src.text
+
+
+def test_methods_bound_unbound_static_and_nested_classes():
+    h = Holder()
+    for fn in (Holder.method, h.method):
+        src = get_source(fn)
+        assert src.func.name == "method"
+        assert src.func.lineno == _line_of("L-method")
+        assert src.func.body[0].lineno == _line_of("L-method-body")
+        assert src.qualname == "Holder.method"
+    assert get_source(Holder.static).func.lineno == _line_of("L-static")
+    deep = get_source(Holder.Inner().deep)
+    assert deep.func.lineno == _line_of("L-deep")
+    assert deep.func.body[0].body[0].lineno == _line_of("L-deep-body")
+    assert deep.qualname == "Holder.Inner.deep"
+
+
+def test_nested_and_indented_defs():
+    src = get_source(make_nested(3))
+    assert src.func.name == "nested"
+    assert src.func.lineno == _line_of("L-nested")
+    assert src.func.body[0].lineno == _line_of("L-nested-body")
+    assert not src.text.startswith(" ")  # dedented so it parses
+    ind = get_source(indented)
+    assert ind.func.lineno == _line_of("L-indented")
+    assert ind.func.body[0].lineno == _line_of("L-indented-body")
+
+
+def test_every_node_line_is_within_the_function():
+    src = get_source(Holder.Inner.deep)
+    lines = {n.lineno for n in ast.walk(src.func) if hasattr(n, "lineno")}
+    assert min(lines) == _line_of("L-deep")
+    assert max(lines) <= _line_of("L-deep") + 3
+
+
+def test_digest_is_stable_and_depends_on_the_text():
+    assert get_source(plain).digest == get_source(plain).digest
+    assert get_source(plain).digest != get_source(indented).digest
+    assert len(get_source(plain).digest) == 64
+
+
+def test_error_names_file_line_and_kernel():
+    src = get_source(plain)
+    node = src.func.body[0]
+    err = src.error(node, "no such thing")
+    assert isinstance(err, FrontendError) and isinstance(err, SpecializationError)
+    assert err.location == f"{HERE}:{_line_of('L-plain-body')}"
+    assert err.kernel == "plain"
+    text = str(err)
+    assert text.startswith(f"{HERE}:{_line_of('L-plain-body')}: no such thing")
+    assert "[front end" in text
+    with pytest.raises(FrontendError, match="no such thing"):
+        reject(src, node, "no such thing")
+
+
+def test_lambda_is_refused_clearly():
+    square = lambda x: x * x  # noqa: E731  # L-lambda
+    with pytest.raises(FrontendError) as info:
+        get_source(square)
+    err = info.value
+    assert "lambda" in str(err) and "def" in str(err)
+    assert err.location == f"{HERE}:{_line_of('L-lambda')}"
+    assert err.stage == "front end"
+
+
+def test_exec_defined_code_is_refused_clearly():
+    ns: dict = {}
+    exec(textwrap.dedent("""
+        def from_exec(x):
+            return x + 1
+    """), ns)
+    with pytest.raises(FrontendError) as info:
+        get_source(ns["from_exec"])
+    msg = str(info.value)
+    assert "source" in msg and "not available" in msg
+    assert "<string>" in msg
+    assert info.value.kernel == "from_exec"
+
+
+def test_compiled_code_with_a_fake_filename_is_refused():
+    code = compile("def ghost(x):\n    return x\n", "/nonexistent/ghost.py", "exec")
+    ns: dict = {}
+    exec(code, ns)
+    with pytest.raises(FrontendError, match="not available"):
+        get_source(ns["ghost"])
+
+
+@pytest.mark.parametrize("obj", [len, 42, "text", functools.partial(plain, 1)])
+def test_non_functions_are_refused(obj):
+    with pytest.raises(FrontendError, match="not a Python function"):
+        get_source(obj)

@@ -1,0 +1,259 @@
+"""The tuner: online round-robin, exhaustive, off; winners remembered across processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from asp import config
+from asp.tune import db, forget, lookup, remembered, store, tuner
+from asp.tune.tuner import Tuning
+
+ROOT = Path(__file__).resolve().parents[1]
+V3 = ["chunk", "stride", "dynamic"]
+
+
+def _kernel() -> str:
+    return f"test-kernel-{uuid.uuid4().hex[:8]}"
+
+
+def _run_py(code: str, cache_dir: Path, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "ASP_CACHE_DIR": str(cache_dir), **env}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache):
+    t = Tuning(_kernel(), "(f8)->auto", V3, mode="online")
+    cost = {"chunk": 3.0, "stride": 1.0, "dynamic": 2.0}
+    order = []
+    for _ in range(9):
+        assert not t.done
+        v = t.pick()
+        order.append(v)
+        t.record(v, cost[v])
+    assert order == V3 * 3
+    assert t.done and t.winner == "stride"
+    assert all(t.pick() == "stride" for _ in range(5))
+    t.record("chunk", 0.0)  # after the decision, timings change nothing
+    assert t.winner == "stride"
+
+
+def test_online_winner_uses_each_variants_best_time(fresh_cache):
+    t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=3)
+    # 'a' has one outlier (a stall) but the best minimum.
+    for ta, tb in [(9.0, 2.0), (1.0, 2.0), (1.1, 2.1)]:
+        t.record(t.pick(), ta)
+        t.record(t.pick(), tb)
+    assert t.winner == "a"
+
+
+def test_off_mode_picks_the_first_without_timing(fresh_cache, monkeypatch):
+    monkeypatch.setattr(db, "lookup", lambda *a: pytest.fail("off mode must not consult the db"))
+    t = Tuning(_kernel(), "sig", V3, mode="off")
+    assert t.done and t.winner == "chunk" and t.pick() == "chunk"
+    monkeypatch.setenv("ASP_TUNE", "off")
+    assert Tuning(_kernel(), "sig", V3).winner == "chunk"
+
+
+def test_single_variant_is_the_winner(fresh_cache):
+    t = Tuning(_kernel(), "sig", ["only"], mode="online")
+    assert t.done and t.winner == "only"
+    with pytest.raises(ValueError):
+        Tuning(_kernel(), "sig", [], mode="online")
+
+
+def test_invalid_tune_mode_is_an_error(monkeypatch):
+    monkeypatch.setenv("ASP_TUNE", "sometimes")
+    with pytest.raises(ValueError, match="ASP_TUNE"):
+        config.tune_mode()
+
+
+def test_exhaustive_times_every_variant_and_picks_the_fastest(fresh_cache, monkeypatch):
+    cost = {"chunk": 2.0, "stride": 3.0, "dynamic": 1.0}
+    ran = []
+
+    def run(v):
+        ran.append(v)
+
+    def fake_time_call(fn):
+        fn()
+        return cost[ran[-1]]
+
+    monkeypatch.setattr(tuner, "time_call", fake_time_call)
+    k = _kernel()
+    t = Tuning(k, "sig", V3, mode="exhaustive")
+    assert not t.done
+    assert t.run_exhaustive(run, min_reps=4, max_reps=4) == "dynamic"
+    assert t.winner == "dynamic"
+    # Warm-up once each, then 4 interleaved repetitions.
+    assert ran[:3] == V3
+    assert ran[3:] == V3 * 4
+    assert all(len(t.trials[v]) == 4 for v in V3)
+    found = lookup(k, "sig")
+    assert found is not None and found[0] == "dynamic"
+    assert found[1]["chunk"] == {"best": 2.0, "runs": 4}
+
+
+def test_exhaustive_excludes_a_variant_that_fails(fresh_cache):
+    def run(v):
+        if v == "stride":
+            raise RuntimeError("boom")
+
+    t = Tuning(_kernel(), "sig", V3, mode="exhaustive")
+    winner = t.run_exhaustive(run, min_reps=1, max_reps=2)
+    assert winner in ("chunk", "dynamic")
+    assert "stride" in t.excluded and "boom" in t.excluded["stride"]
+    assert t.trials["stride"] == []
+
+
+def test_excluded_variant_is_never_chosen(fresh_cache):
+    t = Tuning(_kernel(), "sig", V3, mode="online")
+    t.exclude("stride", "disagrees with Python")
+    cost = {"chunk": 2.0, "stride": 0.0, "dynamic": 1.0}
+    seen = set()
+    while not t.done:
+        v = t.pick()
+        seen.add(v)
+        t.record(v, cost[v])
+    assert "stride" not in seen
+    assert t.winner == "dynamic"
+    stored = lookup(t.kernel, "sig")
+    assert stored[1]["stride"] == {"excluded": "disagrees with Python"}
+
+
+def test_excluding_the_winner_or_all_but_one(fresh_cache):
+    t = Tuning(_kernel(), "sig", V3, mode="online")
+    for _ in range(9):
+        v = t.pick()
+        t.record(v, {"chunk": 1.0, "stride": 2.0, "dynamic": 3.0}[v])
+    assert t.winner == "chunk"
+    t.exclude("chunk", "late failure")
+    assert t.winner == "stride"  # decided again among the rest
+    u = Tuning(_kernel(), "sig", V3, mode="online")
+    u.exclude("chunk", "x")
+    u.exclude("dynamic", "y")
+    assert u.winner == "stride"
+    w = Tuning(_kernel(), "sig", ["a", "b"], mode="online")
+    w.exclude("a", "x")
+    w.exclude("b", "y")
+    with pytest.raises(RuntimeError, match="every variant"):
+        w.pick()
+
+
+def test_remembered_winner_is_used_without_retiming(fresh_cache):
+    k = _kernel()
+    store(k, "sig", "dynamic", {"dynamic": {"best": 1e-6, "runs": 3}}, "online")
+    t = Tuning(k, "sig", V3, mode="online")
+    assert t.done and t.winner == "dynamic"
+    # A remembered variant this build no longer has is ignored.
+    store(k, "sig2", "gone", {}, "online")
+    assert not Tuning(k, "sig2", V3, mode="online").done
+    # Another signature is tuned on its own.
+    assert not Tuning(k, "other", V3, mode="online").done
+
+
+def test_winner_is_reused_by_another_process(fresh_cache):
+    k = _kernel()
+    t = Tuning(k, "(f8)->auto", V3, mode="online")
+    for _ in range(9):
+        v = t.pick()
+        t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
+    assert t.winner == "stride"
+    out = _run_py(f"""
+        from asp.tune import tuner
+        from asp.tune.tuner import Tuning
+        def no_timing(*a, **k):
+            raise SystemExit("re-timed")
+        tuner.Tuning.record = no_timing
+        tuner.Tuning.run_exhaustive = no_timing
+        for mode in ("online", "exhaustive"):
+            t = Tuning({k!r}, "(f8)->auto", ["chunk", "stride", "dynamic"], mode=mode)
+            print(t.done, t.winner, t.pick())
+        """, fresh_cache)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "stride", "stride"] * 2
+
+
+KERNEL_MODULE = '''
+from specializers.elementwise import elementwise
+
+
+@elementwise
+def cube(x):
+    return x * x * x
+'''
+
+
+def test_elementwise_winner_persists_across_processes(fresh_cache, tmp_path):
+    (tmp_path / "tuned_kernel.py").write_text(KERNEL_MODULE)
+    head = f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np
+        from tuned_kernel import cube
+        x = np.linspace(0, 1, 1000)
+        """
+    first = _run_py(head + """
+        for _ in range(12):
+            y = cube(x)
+        assert np.allclose(y, x ** 3)
+        s = cube.jit.specialization(x, None)
+        t = s.tuning_for("n~4^5")
+        print(t.winner, sorted(t.trials))
+        """, fresh_cache, ASP_TUNE="online")
+    assert first.returncode == 0, first.stderr
+    winner = first.stdout.split()[0]
+    assert winner in V3
+    second = _run_py(head + """
+        from asp.tune import tuner
+        def no_timing(*a, **k):
+            raise SystemExit("re-timed")
+        tuner.Tuning.record = no_timing
+        y = cube(x)
+        assert np.allclose(y, x ** 3)
+        t = cube.jit.specialization(x, None).tuning_for("n~4^5")
+        print(t.winner, cube.jit._hot is not None)
+        """, fresh_cache, ASP_TUNE="online")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == [winner, "True"]
+    rows = remembered("cube")
+    assert any(r["variant"] == winner for r in rows)
+
+
+def test_damaged_database_is_moved_aside_and_recreated(fresh_cache):
+    path = config.cache_dir() / "tuning.sqlite"
+    path.write_bytes(b"this is not a sqlite database, it is garbage" * 50)
+    k = _kernel()
+    assert lookup(k, "sig") is None
+    store(k, "sig", "chunk", {"chunk": {"best": 1.0, "runs": 1}}, "online")
+    assert lookup(k, "sig")[0] == "chunk"
+    aside = list(fresh_cache.glob("tuning.sqlite.damaged.*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes().startswith(b"this is not a sqlite")
+    # A Tuning over the damaged database decides and remembers as usual.
+    path.write_bytes(b"\x00" * 4096)
+    t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=1)
+    t.record(t.pick(), 2.0)
+    t.record(t.pick(), 1.0)
+    assert t.winner == "b"
+    assert lookup(t.kernel, "sig")[0] == "b"
+
+
+def test_remembered_and_forget(fresh_cache):
+    store("alpha:one", "s1", "chunk", {"chunk": {"best": 1.0, "runs": 3}}, "online")
+    store("alpha:one", "s2", "stride", {}, "exhaustive")
+    store("beta:two", "s1", "dynamic", {}, "online")
+    assert len(remembered()) == 3
+    assert [r["signature"] for r in remembered("alpha")] == ["s1", "s2"]
+    assert remembered("alpha")[0]["timings"] == {"chunk": {"best": 1.0, "runs": 3}}
+    assert remembered("alpha")[0]["machine"] == db.machine_id()
+    assert forget("alpha") == 2
+    assert [r["kernel"] for r in remembered()] == ["beta:two"]
+    assert forget() == 1
+    assert remembered() == []
