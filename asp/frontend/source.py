@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from asp.errors import FrontendError, where
 
-__all__ = ["KernelSource", "get_source", "reject"]
+__all__ = ["KernelSource", "attach_source", "get_source", "reject"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ def get_source(fn) -> KernelSource:
     code = fn.__code__
     qualname = fn.__qualname__
     filename = code.co_filename
+    shipped = getattr(fn, "__asp_source__", None)
+    if shipped is not None:  # source shipped with a pickled kernel (a Dask worker, say)
+        return _parse(shipped[0], filename, shipped[1], qualname)
     if fn.__name__ == "<lambda>":
         raise FrontendError("lambdas cannot be specialized; use a def",
                             location=where(filename, code.co_firstlineno), kernel=qualname)
@@ -68,12 +71,30 @@ def get_source(fn) -> KernelSource:
                             "(defined in a REPL or with exec?)",
                             location=where(filename, code.co_firstlineno),
                             kernel=qualname) from None
-    text = textwrap.dedent("".join(lines))
+    return _parse("".join(lines), filename, firstlineno, qualname)
+
+
+def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
+    """Record ``fn``'s source on the function itself (``__asp_source__``).
+
+    A kernel pickled to another process or machine may arrive where its file
+    does not exist; with the source attached, :func:`get_source` still works.
+    Returns ``fn``.
+    """
+    if text is None:
+        lines, firstlineno = inspect.getsourcelines(fn)
+        text = "".join(lines)
+    fn.__asp_source__ = (text, firstlineno or fn.__code__.co_firstlineno)
+    return fn
+
+
+def _parse(raw: str, filename: str, firstlineno: int, qualname: str) -> KernelSource:
+    text = textwrap.dedent(raw)
     try:
         module = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise FrontendError(f"cannot parse the source: {exc.msg}",
-                            location=where(filename, code.co_firstlineno),
+                            location=where(filename, firstlineno),
                             kernel=qualname) from None
     func = next((n for n in module.body
                  if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
