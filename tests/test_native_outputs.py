@@ -41,3 +41,29 @@ def test_cache_is_bounded_and_releasable(rng):
     assert 0 < _native.cached_bytes() <= 4 * x.nbytes
     assert _native.release_cached() > 0
     assert _native.cached_bytes() == 0
+
+
+def test_restricted_entry_serves_only_its_size_bucket(rng):
+    from asp.runtime import MISS
+
+    x = rng.random(1000)
+    for _ in range(15):
+        twice_plus_one(x)
+    s = twice_plus_one.jit.specialization(x, None)
+    entry = s.entries[s.variant_names[0]].restricted(10, 20)
+    assert entry(rng.random(8), None) is MISS
+    assert entry(rng.random(20), None) is MISS
+    y = rng.random(12)
+    np.testing.assert_array_equal(entry(y, None), 2.0 * y + 1.0)
+
+
+def test_hot_path_does_not_cross_size_buckets(rng):
+    small, big = rng.random(8), rng.random(50_000)
+    for _ in range(15):
+        twice_plus_one(big)
+    hot = twice_plus_one.jit._hot
+    assert hot is not None
+    from asp.runtime import MISS
+
+    assert hot(small, None) is MISS  # the big bucket's winner does not serve small arrays
+    np.testing.assert_array_equal(twice_plus_one(small), 2.0 * small + 1.0)

@@ -158,6 +158,7 @@ typedef struct {
     vectorcallfunc vectorcall;
     asp_kernel_fn fn;
     int nargs, ret;
+    npy_intp size_lo, size_hi; /* element count of the first array must lie in [lo, hi) */
     argspec spec[MAX_ARGS];
     PyObject *miss;      /* returned when a guard does not hold */
     PyObject *errors;    /* tuple of (exception type, message) for kernel codes 1.. */
@@ -226,6 +227,14 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
         } else {
             if (!PyLong_Check(obj) || PyBool_Check(obj)) goto miss;
         }
+    }
+
+    /* A tuned entry serves only the problem sizes it was tuned for. */
+    if (self->size_lo > 0 || self->size_hi >= 0) {
+        npy_intp size = -1;
+        for (i = 0; i < n && size < 0; i++)
+            if (arrs[i] != NULL) size = PyArray_SIZE(arrs[i]);
+        if (size < self->size_lo || (self->size_hi >= 0 && size >= self->size_hi)) goto miss;
     }
 
     /* Outputs the kernel must not share memory with (e.g. a stencil's output). */
@@ -369,12 +378,41 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_INCREF(errors); self->errors = errors;
     Py_INCREF(keepalive); self->keepalive = keepalive;
     self->vectorcall = Entry_call;
+    self->size_lo = 0;
+    self->size_hi = -1;
     return (PyObject *)self;
 bad:
     Py_DECREF(specs);
     Py_DECREF(self);
     return NULL;
 }
+
+static PyTypeObject EntryType;
+
+/* entry.restricted(lo, hi): the same kernel and guards, serving only arrays whose
+ * element count lies in [lo, hi) (hi < 0: no upper bound). */
+static PyObject *Entry_restricted(PyObject *op, PyObject *args)
+{
+    Entry *self = (Entry *)op, *copy;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "nn", &lo, &hi)) return NULL;
+    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    if (copy == NULL) return NULL;
+    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
+           sizeof(Entry) - sizeof(PyObject));
+    Py_XINCREF(copy->miss);
+    Py_XINCREF(copy->errors);
+    Py_XINCREF(copy->keepalive);
+    copy->size_lo = lo;
+    copy->size_hi = hi;
+    return (PyObject *)copy;
+}
+
+static PyMethodDef Entry_methods[] = {
+    {"restricted", Entry_restricted, METH_VARARGS,
+     "A copy that only serves arrays whose element count is in [lo, hi)."},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyTypeObject EntryType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -387,6 +425,7 @@ static PyTypeObject EntryType = {
     .tp_doc = "A compiled kernel with its guards; calling it returns the miss sentinel "
               "when a guard does not hold.",
     .tp_new = Entry_new,
+    .tp_methods = Entry_methods,
 };
 
 static PyMethodDef native_methods[] = {

@@ -56,7 +56,9 @@ class Prepared:
     non-contiguous output); ``same`` says ``args`` are the user's own objects,
     so the hot path may serve the next call directly.  ``bucket`` groups
     calls of one signature that should be tuned apart (e.g. problem sizes a
-    factor of four apart): the code is shared, the choice of variant is not.
+    factor of four apart): the code is shared, the choice of variant is not;
+    ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of the
+    first array, so the hot path serves only calls of the same bucket.
     """
 
     args: tuple
@@ -64,6 +66,7 @@ class Prepared:
     finish: Callable[[object], object] | None = None
     same: bool = True
     bucket: str = ""
+    size_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,8 @@ class JitKernel:
             return self._fallback(args, exc)
         tuning = s.tuning_for(prepared.bucket)
         if tuning.done and prepared.same:
-            self._hot = s.entries[tuning.winner]
+            entry = s.entries[tuning.winner]
+            self._hot = entry.restricted(*prepared.size_range) if prepared.size_range else entry
         return prepared.finish(result) if prepared.finish else result
 
     def _fallback(self, args: tuple, exc: SpecializationError):

@@ -158,9 +158,10 @@ class ElementwiseSpecializer(Specializer):
         # Tune separately for sizes a factor of four apart: the best schedule for 1e3
         # elements is not the best for 1e7.
         size = int(np.prod(shape))
-        bucket = f"n~4^{size.bit_length() // 2}"
+        b = size.bit_length() // 2  # sizes whose bit length is 2b or 2b + 1
+        size_range = (1 << (2 * b - 1) if b else 0, 1 << (2 * b + 1))
         return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same,
-                        bucket=bucket)
+                        bucket=f"n~4^{b}", size_range=size_range)
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, prepared: Prepared) -> Plan:
