@@ -1,0 +1,169 @@
+"""The NumPy reference EM: the specification every compiled variant is tested against.
+
+It follows scikit-learn's ``GaussianMixture`` step for step, so that started from
+the same parameters both produce the same iterates:
+
+* E-step: log N(x | k) from the Cholesky factor of the precision
+  (``precisions_cholesky_``, upper triangular for ``full``/``tied``), plus
+  ``log w_k``; log-sum-exp over components gives ``log p(x)``; the lower bound
+  is its mean over events.
+* M-step: ``nk = sum_n r_nk + 10 eps``, ``means = r^T X / nk``, covariances with
+  ``reg_covar`` added to the diagonal, ``weights = nk / sum(nk)``, and the new
+  precision Cholesky factors.
+
+:class:`Params` carries one mixture's parameters; every function is pure.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+from scipy.special import logsumexp
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "Params",
+    "collapse_error",
+    "e_step",
+    "em_iteration",
+    "estimate_parameters",
+    "log_det_cholesky",
+    "precision_cholesky",
+    "precision_cholesky_from_precisions",
+    "weighted_log_prob",
+]
+
+COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
+
+
+@dataclass(frozen=True)
+class Params:
+    """A mixture's parameters in scikit-learn's shapes for ``cvtype``.
+
+    ``covariances`` is None when the mixture was started from precisions.
+    """
+
+    cvtype: str
+    weights: np.ndarray          # (M,)
+    means: np.ndarray            # (M, D)
+    covariances: np.ndarray | None
+    prec_chol: np.ndarray        # full (M,D,D), tied (D,D), diag (M,D), spherical (M,)
+
+
+def collapse_error(dtype) -> ValueError:
+    msg = ("Fitting the mixture model failed because some components have ill-defined "
+           "empirical covariance (for instance caused by singleton or collapsed samples). "
+           "Try to decrease the number of components, increase reg_covar, or scale the "
+           "input data.")
+    if np.dtype(dtype) == np.float32:
+        msg += " The numerical accuracy can also be improved by passing float64 data."
+    return ValueError(msg)
+
+
+def precision_cholesky(cov: np.ndarray, cvtype: str) -> np.ndarray:
+    """Upper-triangular Cholesky factors of the precisions, from covariances."""
+    dtype = cov.dtype
+    if cvtype in ("full", "tied"):
+        mats = cov if cvtype == "full" else cov[None]
+        out = np.empty_like(mats)
+        eye = np.eye(mats.shape[-1], dtype=dtype)
+        for k, c in enumerate(mats):
+            try:
+                chol = linalg.cholesky(c, lower=True)
+            except linalg.LinAlgError:
+                raise collapse_error(dtype) from None
+            out[k] = linalg.solve_triangular(chol, eye, lower=True).T
+        return out if cvtype == "full" else out[0]
+    if np.any(cov <= 0.0) or not np.all(np.isfinite(cov)):
+        raise collapse_error(dtype)
+    return 1.0 / np.sqrt(cov)
+
+
+def precision_cholesky_from_precisions(prec: np.ndarray, cvtype: str) -> np.ndarray:
+    """Upper Cholesky factors U (prec = U U^T) via the flipped lower factorisation."""
+    def flip(a):
+        return a[::-1, ::-1]
+
+    if cvtype == "full":
+        return np.stack([flip(linalg.cholesky(flip(p), lower=True)) for p in prec])
+    if cvtype == "tied":
+        return flip(linalg.cholesky(flip(prec), lower=True))
+    return np.sqrt(prec)
+
+
+def log_det_cholesky(prec_chol: np.ndarray, cvtype: str, n_features: int) -> np.ndarray:
+    """log det of each precision Cholesky factor (= -1/2 log det covariance)."""
+    if cvtype == "full":
+        return np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+    if cvtype == "tied":
+        return np.sum(np.log(np.diag(prec_chol)))
+    if cvtype == "diag":
+        return np.sum(np.log(prec_chol), axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def weighted_log_prob(X: np.ndarray, p: Params) -> np.ndarray:
+    """log w_k + log N(x_n | mu_k, Sigma_k), shape (N, M)."""
+    n, d = X.shape
+    m = p.means.shape[0]
+    log_det = log_det_cholesky(p.prec_chol, p.cvtype, d)
+    if p.cvtype in ("full", "tied"):
+        lp = np.empty((n, m), dtype=X.dtype)
+        for k in range(m):
+            pc = p.prec_chol[k] if p.cvtype == "full" else p.prec_chol
+            y = X @ pc - p.means[k] @ pc
+            lp[:, k] = np.sum(np.square(y), axis=1)
+    elif p.cvtype == "diag":
+        prec = p.prec_chol ** 2
+        lp = (np.sum(p.means ** 2 * prec, axis=1) - 2.0 * (X @ (p.means * prec).T)
+              + (X ** 2 @ prec.T))
+    else:
+        prec = p.prec_chol ** 2
+        lp = (np.sum(p.means ** 2, axis=1) * prec - 2 * (X @ p.means.T * prec)
+              + np.outer(np.einsum("ij,ij->i", X, X), prec))
+    return -0.5 * (d * math.log(2 * math.pi) + lp) + log_det + np.log(p.weights)
+
+
+def e_step(X: np.ndarray, p: Params) -> tuple[float, np.ndarray]:
+    """(mean log p(x), log responsibilities)."""
+    wlp = weighted_log_prob(X, p)
+    norm = logsumexp(wlp, axis=1)
+    with np.errstate(under="ignore"):
+        log_resp = wlp - norm[:, None]
+    return float(np.mean(norm)), log_resp
+
+
+def estimate_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
+                        cvtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nk, means, covariances) from responsibilities, as scikit-learn computes them."""
+    nk = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
+    means = (resp.T @ X) / nk[:, None]
+    m, d = means.shape
+    if cvtype == "full":
+        cov = np.empty((m, d, d), dtype=X.dtype)
+        for k in range(m):
+            diff = X - means[k]
+            cov[k] = ((resp[:, k] * diff.T) @ diff) / nk[k]
+            cov[k].flat[:: d + 1] += reg_covar
+    elif cvtype == "tied":
+        cov = (X.T @ X - (nk * means.T) @ means) / nk.sum()
+        cov.flat[:: d + 1] += reg_covar
+    else:
+        cov = (resp.T @ (X * X)) / nk[:, None] - means ** 2 + reg_covar
+        if cvtype == "spherical":
+            cov = cov.mean(axis=1)
+    return nk, means, cov
+
+
+def m_step(X: np.ndarray, log_resp: np.ndarray, reg_covar: float, cvtype: str) -> Params:
+    """New parameters from log responsibilities."""
+    nk, means, cov = estimate_parameters(X, np.exp(log_resp), reg_covar, cvtype)
+    return Params(cvtype, nk / nk.sum(), means, cov, precision_cholesky(cov, cvtype))
+
+
+def em_iteration(X: np.ndarray, p: Params, reg_covar: float) -> tuple[float, Params]:
+    """One EM iteration: (lower bound under ``p``, the updated parameters)."""
+    lower, log_resp = e_step(X, p)
+    return lower, m_step(X, log_resp, reg_covar, p.cvtype)

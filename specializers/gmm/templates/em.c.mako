@@ -1,0 +1,410 @@
+<%doc>
+One EM iteration of a Gaussian mixture as C/OpenMP, for one (M, D, kind, dtype).
+
+kind 'full': P[k] is the upper-triangular Cholesky factor of component k's
+precision (sklearn's precisions_cholesky_), so the Mahalanobis term is
+|(x - mu_k) P_k|^2.  kind 'diag': P[k][i] = 1/sigma_ki.  Tied and spherical
+mixtures reuse these kernels with P broadcast over components.
+
+Each variant writes, per component k, the sufficient statistics centred on the
+current means (shifted sums keep the covariance free of cancellation):
+    stats[k] = [ sum_n r_nk,  sum_n r_nk d_n (D),  sum_n r_nk d_n d_n^T (upper, DxD) or r d^2 (D) ]
+with d_n = x_n - mu_k, and *ll = sum_n log p(x_n).  The caller turns them into
+sklearn's M-step.  Variants differ only in how the work is split over threads.
+</%doc>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <omp.h>
+
+#define M ${M}
+#define D ${D}
+#define DD ${'(D * D)' if full else 'D'}
+#define NSTAT (1 + D + DD)
+typedef ${ctype} real_t;
+
+/* exp(x) for x <= 0, branch-free so loops across events vectorise (glibc's exp
+   does not without -ffast-math).  Cody-Waite reduction x = n ln2 + r,
+   |r| <= ln2/2, a degree-12 Taylor polynomial (relative error ~3e-16), and
+   2^n built in the exponent bits: n is read from the low mantissa bits of
+   x log2(e) + 1.5 * 2^52, which avoids a float->int conversion that would not
+   vectorise.  Arguments below -708 give ~1e-308 instead of 0, which no
+   responsibility can tell apart. */
+#pragma omp declare simd notinbranch
+static inline double exp_neg(double x)
+{
+    x = x < -708.0 ? -708.0 : x;
+    const double t = x * 1.4426950408889634 + 6755399441055744.0;
+    const double n = t - 6755399441055744.0;
+    const double r = (x - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Mahalanobis term of one event against component k; d receives x - mu_k. */
+static inline double quad(const double *restrict x, const double *restrict mu,
+                          const double *restrict P, double *restrict d)
+{
+    for (int i = 0; i < D; ++i) d[i] = x[i] - mu[i];
+%if full:
+    /* y = d P with P upper triangular: the zero lower half is skipped. */
+    double y[D];
+    for (int j = 0; j < D; ++j) y[j] = 0.0;
+    for (int i = 0; i < D; ++i) {
+        const double di = d[i];
+        for (int j = i; j < D; ++j) y[j] += di * P[i * D + j];
+    }
+    double q = 0.0;
+    for (int j = 0; j < D; ++j) q += y[j] * y[j];
+%else:
+    double q = 0.0;
+    for (int i = 0; i < D; ++i) { const double y = d[i] * P[i]; q += y * y; }
+%endif
+    return q;
+}
+
+/* log-sum-exp over components: lp holds log w_k + log N(x|k); returns log p(x),
+   turns lp into responsibilities.  Subtracting the max keeps exp in range. */
+static inline double normalize(double *restrict lp)
+{
+    double mx = lp[0];
+    for (int k = 1; k < M; ++k) mx = lp[k] > mx ? lp[k] : mx;
+    double s = 0.0;
+    for (int k = 0; k < M; ++k) { lp[k] = exp_neg(lp[k] - mx); s += lp[k]; }
+    const double inv = 1.0 / s;
+    for (int k = 0; k < M; ++k) lp[k] *= inv;
+    return mx + log(s);
+}
+
+/* Add one event's weighted statistics for component k. */
+static inline void accumulate(double *restrict st, double r, const double *restrict d)
+{
+    st[0] += r;
+    double *restrict sd = st + 1, *restrict sdd = st + 1 + D;
+    for (int i = 0; i < D; ++i) sd[i] += r * d[i];
+%if full:
+    for (int i = 0; i < D; ++i) {
+        const double ri = r * d[i];
+        for (int j = i; j < D; ++j) sdd[i * D + j] += ri * d[j];
+    }
+%else:
+    for (int i = 0; i < D; ++i) sdd[i] += r * d[i] * d[i];
+%endif
+}
+
+static inline void load_event(const real_t *restrict X, int64_t n, double *restrict x)
+{
+    for (int i = 0; i < D; ++i) x[i] = (double)X[n * D + i];
+}
+
+/* E-step only: weighted log-probabilities, N x M (predict, score_samples). */
+int gmm_logprob(int64_t n, const real_t *restrict X, const double *restrict mu,
+                const double *restrict P, const double *restrict logc, double *restrict out,
+                int64_t nthreads)
+{
+    #pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : 1)
+    for (int64_t e = 0; e < n; ++e) {
+        double x[D], d[D];
+        load_event(X, e, x);
+        for (int k = 0; k < M; ++k)
+            out[e * M + k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, d);
+    }
+    return 0;
+}
+
+/* Sums across a block of events are kept in W explicit lanes (a GCC vector:
+   one AVX-512 register, or two AVX2 ones) and added up once per block.  Left
+   to itself gcc lowers `omp simd reduction` here to lanes in memory, or
+   vectorises the wrong loop, both several times slower. */
+#define W 8
+typedef double vd __attribute__((vector_size(8 * W)));
+
+static inline vd vload(const double *p)
+{
+    vd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline double hsum(vd a)
+{
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+/* Sum the per-thread partials in thread order, so results do not depend on timing. */
+static void reduce_partials(const double *part, int nt, double *restrict stats, double *ll)
+{
+    const int len = M * NSTAT + 1;
+    memset(stats, 0, sizeof(double) * M * NSTAT);
+    *ll = 0.0;
+    for (int t = 0; t < nt; ++t) {
+        const double *p = part + (int64_t)t * len;
+        for (int s = 0; s < M * NSTAT; ++s) stats[s] += p[s];
+        *ll += p[M * NSTAT];
+    }
+}
+
+%for B in blocks:
+<% name = f"gmm_em_events_b{B}" %>
+%if B == 1:
+/* Variant events_b1: threads take contiguous ranges of events; each event is
+   handled start to finish (quadratic forms, responsibilities, statistics)
+   while it is in registers; per-thread partial sums are reduced at the end. */
+int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
+            const double *restrict P, const double *restrict logc,
+            double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
+            int64_t skip_m)
+{
+    (void)work;
+    const int nt = nthreads > 0 ? (int)nthreads : 1;
+    const int len = M * NSTAT + 1;
+    double *part = calloc((size_t)nt * len, sizeof(double));
+    if (!part) return 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        double *restrict st = part + (int64_t)t * len;
+        double x[D], dk[M][D], lp[M], lsum = 0.0;
+        for (int64_t e = lo; e < hi; ++e) {
+            load_event(X, e, x);
+            for (int k = 0; k < M; ++k)
+                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, dk[k]);
+            lsum += normalize(lp);
+            if (!skip_m)
+                for (int k = 0; k < M; ++k) accumulate(st + k * NSTAT, lp[k], dk[k]);
+        }
+        st[M * NSTAT] = lsum;
+    }
+    reduce_partials(part, nt, stats, ll);
+    free(part);
+    return 0;
+}
+%else:
+/* Variant events_b${B}: like events_b1, but events go in blocks of ${B}, stored
+   transposed so every inner loop runs across ${B} events (SIMD lanes) with
+   the component's parameters broadcast. */
+int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
+            const double *restrict P, const double *restrict logc,
+            double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
+            int64_t skip_m)
+{
+    (void)work;
+    enum { B = ${B} };
+    const int nt = nthreads > 0 ? (int)nthreads : 1;
+    const int len = M * NSTAT + 1;
+    double *part = calloc((size_t)nt * len, sizeof(double));
+    if (!part) return 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        double *restrict st = part + (int64_t)t * len;
+        double xt[D][B] __attribute__((aligned(64)));
+        double dt[D][B] __attribute__((aligned(64)));
+        double lp[M][B] __attribute__((aligned(64)));
+        double lsum = 0.0;
+        for (int64_t e0 = lo; e0 < hi; e0 += B) {
+            const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
+            for (int b = 0; b < nb; ++b)
+                for (int i = 0; i < D; ++i) xt[i][b] = (double)X[(e0 + b) * D + i];
+            for (int b = nb; b < B; ++b)  /* pad a short last block with a real event */
+                for (int i = 0; i < D; ++i) xt[i][b] = xt[i][0];
+            for (int k = 0; k < M; ++k) {
+                const double *restrict m = mu + k * D;
+                const double *restrict Pk = P + k * ${'D * D' if full else 'D'};
+                double q[B] __attribute__((aligned(64)));
+                for (int b = 0; b < B; ++b) q[b] = 0.0;
+%if full:
+                for (int i = 0; i < D; ++i)
+                    for (int b = 0; b < B; ++b) dt[i][b] = xt[i][b] - m[i];
+                /* y = d U column by column for 4W events at a time, so the
+                   partial sums of y and q stay in registers */
+                for (int b0 = 0; b0 < B; b0 += 4 * W) {
+                    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+                    for (int j = 0; j < D; ++j) {
+                        vd y0 = {0}, y1 = {0}, y2 = {0}, y3 = {0};
+                        for (int i = 0; i <= j; ++i) {
+                            const double p = Pk[i * D + j];
+                            y0 += vload(&dt[i][b0]) * p;
+                            y1 += vload(&dt[i][b0 + W]) * p;
+                            y2 += vload(&dt[i][b0 + 2 * W]) * p;
+                            y3 += vload(&dt[i][b0 + 3 * W]) * p;
+                        }
+                        q0 += y0 * y0;
+                        q1 += y1 * y1;
+                        q2 += y2 * y2;
+                        q3 += y3 * y3;
+                    }
+                    memcpy(&q[b0], &q0, sizeof q0);
+                    memcpy(&q[b0 + W], &q1, sizeof q1);
+                    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+                    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+                }
+%else:
+                for (int b0 = 0; b0 < B; b0 += 4 * W) {
+                    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+                    for (int i = 0; i < D; ++i) {
+                        const double p = Pk[i], c = m[i];  /* (x - mu) p: no cancellation */
+                        const vd y0 = (vload(&xt[i][b0]) - c) * p;
+                        const vd y1 = (vload(&xt[i][b0 + W]) - c) * p;
+                        const vd y2 = (vload(&xt[i][b0 + 2 * W]) - c) * p;
+                        const vd y3 = (vload(&xt[i][b0 + 3 * W]) - c) * p;
+                        q0 += y0 * y0;
+                        q1 += y1 * y1;
+                        q2 += y2 * y2;
+                        q3 += y3 * y3;
+                    }
+                    memcpy(&q[b0], &q0, sizeof q0);
+                    memcpy(&q[b0 + W], &q1, sizeof q1);
+                    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+                    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+                }
+%endif
+                for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
+            }
+            /* log-sum-exp across components, vectorised across the block */
+            double mx[B] __attribute__((aligned(64))), s[B] __attribute__((aligned(64)));
+            for (int b = 0; b < B; ++b) { mx[b] = lp[0][b]; s[b] = 0.0; }
+            for (int k = 1; k < M; ++k)
+                for (int b = 0; b < B; ++b) mx[b] = lp[k][b] > mx[b] ? lp[k][b] : mx[b];
+            for (int k = 0; k < M; ++k) {
+                #pragma omp simd
+                for (int b = 0; b < B; ++b) {
+                    const double v = exp_neg(lp[k][b] - mx[b]);
+                    lp[k][b] = v;
+                    s[b] += v;
+                }
+            }
+            for (int b = 0; b < nb; ++b) lsum += mx[b] + log(s[b]);
+            for (int b = 0; b < B; ++b) s[b] = b < nb ? 1.0 / s[b] : 0.0;  /* padding weighs 0 */
+            for (int k = 0; k < M && !skip_m; ++k) {
+                const double *restrict m = mu + k * D;
+                double *restrict sk = st + k * NSTAT;
+                double r[B] __attribute__((aligned(64)));
+                vd rs = {0};
+                for (int b0 = 0; b0 < B; b0 += W) {
+                    const vd rv = vload(&lp[k][b0]) * vload(&s[b0]);
+                    memcpy(&r[b0], &rv, sizeof rv);
+                    rs += rv;
+                }
+                sk[0] += hsum(rs);
+%if full:
+                for (int i = 0; i < D; ++i) {
+                    vd a = {0};
+                    for (int b0 = 0; b0 < B; b0 += W) {
+                        const vd d = vload(&xt[i][b0]) - m[i];
+                        memcpy(&dt[i][b0], &d, sizeof d);
+                        a += vload(&r[b0]) * d;
+                    }
+                    sk[1 + i] += hsum(a);
+                }
+                /* the upper half of sum r d d^T, four columns at a time so each
+                   load of r d feeds four FMAs */
+                for (int i = 0; i < D; ++i) {
+                    double rd[B] __attribute__((aligned(64)));
+                    for (int b0 = 0; b0 < B; b0 += W) {
+                        const vd v = vload(&r[b0]) * vload(&dt[i][b0]);
+                        memcpy(&rd[b0], &v, sizeof v);
+                    }
+                    double *restrict row = sk + 1 + D + i * D;
+                    int j = i;
+                    for (; j + 4 <= D; j += 4) {
+                        vd a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                        for (int b0 = 0; b0 < B; b0 += W) {
+                            const vd v = vload(&rd[b0]);
+                            a0 += v * vload(&dt[j][b0]);
+                            a1 += v * vload(&dt[j + 1][b0]);
+                            a2 += v * vload(&dt[j + 2][b0]);
+                            a3 += v * vload(&dt[j + 3][b0]);
+                        }
+                        row[j] += hsum(a0);
+                        row[j + 1] += hsum(a1);
+                        row[j + 2] += hsum(a2);
+                        row[j + 3] += hsum(a3);
+                    }
+                    for (; j < D; ++j) {
+                        vd a0 = {0};
+                        for (int b0 = 0; b0 < B; b0 += W) a0 += vload(&rd[b0]) * vload(&dt[j][b0]);
+                        row[j] += hsum(a0);
+                    }
+                }
+%else:
+                for (int i = 0; i < D; ++i) {
+                    vd a1 = {0}, a2 = {0};
+                    for (int b0 = 0; b0 < B; b0 += W) {
+                        const vd d = vload(&xt[i][b0]) - m[i], rd = vload(&r[b0]) * d;
+                        a1 += rd;
+                        a2 += rd * d;
+                    }
+                    sk[1 + i] += hsum(a1);
+                    sk[1 + D + i] += hsum(a2);
+                }
+%endif
+            }
+        }
+        st[M * NSTAT] = lsum;
+    }
+    reduce_partials(part, nt, stats, ll);
+    free(part);
+    return 0;
+}
+%endif
+%endfor
+
+/* Variant components: the paper's other strategy.  Pass 1 (parallel over
+   events) writes the N x M responsibilities to `work`; pass 2 is parallel over
+   components, each thread owning whole components, so no reduction is needed. */
+int gmm_em_components(int64_t n, const real_t *restrict X, const double *restrict mu,
+                      const double *restrict P, const double *restrict logc,
+                      double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
+            int64_t skip_m)
+{
+    const int nt = nthreads > 0 ? (int)nthreads : 1;
+    double lsum = 0.0;
+    #pragma omp parallel for schedule(static) reduction(+:lsum) num_threads(nt)
+    for (int64_t e = 0; e < n; ++e) {
+        double x[D], d[D];
+        double *restrict lp = work + e * M;
+        load_event(X, e, x);
+        for (int k = 0; k < M; ++k)
+            lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, d);
+        lsum += normalize(lp);
+    }
+    *ll = lsum;
+    if (skip_m) {
+        memset(stats, 0, sizeof(double) * M * NSTAT);
+        return 0;
+    }
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int k = 0; k < M; ++k) {
+        double st[NSTAT];
+        memset(st, 0, sizeof st);
+        const double *restrict m = mu + k * D;
+        for (int64_t e = 0; e < n; ++e) {
+            double d[D];
+            for (int i = 0; i < D; ++i) d[i] = (double)X[e * D + i] - m[i];
+            accumulate(st, work[e * M + k], d);
+        }
+        memcpy(stats + k * NSTAT, st, sizeof st);
+    }
+    return 0;
+}
