@@ -175,6 +175,11 @@ def build(source: str, *, kernel: str, name: str = "asp_kernel") -> Library:
 def _build_locked(dirs: dict[str, Path], key: str, source: str, kernel: str,
                   name: str) -> Library:
     so, entry_path = dirs["lib"] / f"{key}.so", dirs["entries"] / f"{key}.json"
+    # Temporary files of this key left by a process killed between write and rename:
+    # under the key's lock nobody else can be writing them.
+    for leftover in (*dirs["lib"].glob(f".{key}.so.*.tmp"),
+                     *dirs["entries"].glob(f".{key}.json.*.tmp")):
+        leftover.unlink(missing_ok=True)
     for attempt in range(2):
         built = _compile(dirs, key, source, name)
         data = built.read_bytes()

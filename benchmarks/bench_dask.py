@@ -1,0 +1,79 @@
+"""Dask scale-out: one heat step on an 8192 x 8192 float64 grid, Dask vs the direct call.
+
+Target (issue 6): on this 2-core machine, the step through Dask on a local
+cluster of 2 single-threaded worker processes costs at most 1.5x the direct
+call (2 OpenMP threads, one process).  The grid lives in the workers' memory
+(persisted) and the result stays there (``persist`` + ``wait``), as in a real
+time-stepping run; both sides allocate their output.  ``--quick``: 2048 x 2048.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from benchmarks.harness import Figure, interleaved
+from specializers.stencil import StencilKernel
+
+
+class HeatStep(StencilKernel):
+    boundary = "wrap"
+
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
+
+
+def run(quick: bool) -> list[Figure]:
+    import dask.array as da
+    import distributed
+
+    from specializers.stencil.dask import apply, ship_by_value
+
+    n = 2048 if quick else 8192
+    step = HeatStep()
+    ship_by_value(step)
+    u = np.random.default_rng(0).random((n, n))
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit=0)
+    client = distributed.Client(cluster)
+    try:
+        # Row slabs, one per worker: halos are contiguous rows.
+        ud = da.from_array(u, chunks=(n // 2, n)).persist()
+        distributed.wait(ud)
+        check = apply(step, ud, 0.2).compute()
+        agree = float(np.abs(check - step(u, 0.2)).max())
+        del check
+
+        def via_dask():
+            out = apply(step, ud, 0.2).persist()
+            distributed.wait(out)
+            del out
+
+        def direct():
+            step(u, 0.2)
+
+        best = interleaved({"dask": via_dask, "direct": direct}, repeat=3 if quick else 5)
+    finally:
+        client.close()
+        cluster.close()
+    ratio = best["dask"] / best["direct"]
+    detail = f"{n}x{n} float64, 2 workers x 1 thread vs 1 process x 2 threads"
+    return [
+        Figure("dask", "heat step: direct call", best["direct"] * 1e3, None, unit="ms",
+               better="lower", detail=detail),
+        Figure("dask", "heat step: via Dask", best["dask"] * 1e3, None, unit="ms",
+               better="lower", detail=f"{detail}; max |diff| {agree:.1e}"),
+        Figure("dask", "Dask overhead (dask / direct)", ratio, 1.5, unit="x", better="lower",
+               detail=detail),
+    ]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for f in run("--quick" in sys.argv):
+        print(f"{f.name:32s} {f.value:10.3f} {f.unit}  target {f.target}  {f.detail}")
