@@ -171,13 +171,11 @@ def test_workers_share_the_session_cache(client, _asp_cache):
 
 
 def test_dask_input_through_the_kernel_call(client, rng):
-    """Works once StencilKernel.__call__ hands dask inputs to specializers.stencil.dask."""
+    """StencilKernel.__call__ hands dask inputs to specializers.stencil.dask."""
     a = rng.random((10, 12))
     k = Heat(boundary="wrap")
-    try:
-        got = k(da.from_array(a, chunks=5), 0.1)
-    except TypeError:
-        pytest.skip("StencilKernel.__call__ has no dask hook yet")
+    got = k(da.from_array(a, chunks=5), 0.1)
+    assert isinstance(got, da.Array)
     _equal(got.compute(), k(a, 0.1))
 
 

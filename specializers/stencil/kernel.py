@@ -1,0 +1,184 @@
+"""``StencilKernel``: subclass it, write ``kernel()`` in Python, call it.
+
+::
+
+    class Laplacian(StencilKernel):
+        def kernel(self, in_grid, out_grid):
+            for x in out_grid.interior_points():
+                for y in in_grid.neighbors(x, 1):
+                    out_grid[x] += in_grid[y]
+                out_grid[x] -= 4 * in_grid[x]
+
+    Laplacian().kernel(g, out)        # fills out (its border untouched)
+    out = Laplacian(boundary="wrap")(g)   # allocates and returns the output
+
+The first call with a new kind of argument (dtypes, numbers of dimensions,
+ghost depths, neighbourhoods) specializes the kernel; later calls go straight
+to the tuned native entry.  Compiled kernels are shared by every instance of a
+class with the same options.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asp.runtime import MISS, JitKernel
+from specializers.stencil.grid import StencilGrid, default_neighbors
+from specializers.stencil.lowering import MODES
+from specializers.stencil.specializer import StencilSpecializer
+
+__all__ = ["StencilKernel", "distance"]
+
+_JITS: dict[tuple, JitKernel] = {}
+_DEFAULTS = {d: [list(lst) for lst in default_neighbors(d)] for d in (1, 2, 3)}
+
+
+def distance(x, y) -> float:
+    """Euclidean distance between two points (usable in kernels as ``distance(x, y)``)."""
+    return float(sum((a - b) ** 2 for a, b in zip(x, y)) ** 0.5)
+
+
+def _geometry(arg):
+    """None for the defaults, else what of ``arg``'s geometry the generated code bakes in."""
+    if type(arg) is not StencilGrid and not isinstance(arg, StencilGrid):
+        return None
+    nd = arg.neighbor_definition
+    if arg.ghost_depth == 1 and nd == _DEFAULTS.get(arg.dim):
+        return None
+    return (int(arg.ghost_depth), tuple(tuple(tuple(int(v) for v in off) for off in lst)
+                                        for lst in nd))
+
+
+class StencilKernel:
+    """Base class of stencil kernels: override ``kernel(self, *inputs, output)``.
+
+    Options (constructor arguments or class attributes): ``boundary`` (one of
+    ``'interior'``, ``'constant'``, ``'nearest'``, ``'reflect'``, ``'mirror'``,
+    ``'wrap'``), ``cval`` (for ``'constant'``), ``pure_python`` (run the
+    Python only), ``should_unroll`` (unroll neighbour loops).
+    """
+
+    boundary: str = "interior"
+    cval: float = 0.0
+    pure_python: bool = False
+    should_unroll: bool = True
+
+    def __init__(self, boundary: str | None = None, cval: float | None = None, *,
+                 pure_python: bool | None = None, should_unroll: bool | None = None):
+        if boundary is not None:
+            self.boundary = boundary
+        if cval is not None:
+            self.cval = cval
+        if pure_python is not None:
+            self.pure_python = pure_python
+        if should_unroll is not None:
+            self.should_unroll = should_unroll
+        _check_mode(self.boundary)
+        self._fast: tuple | None = None
+        # The instance attribute shadows the class's method: calls go through asp.
+        self.pure_kernel = self.kernel
+        self.kernel = self._specialized
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "boundary" in cls.__dict__:
+            _check_mode(cls.boundary)
+
+    # -- calling ----------------------------------------------------------------------------
+    def _jit(self, geometry: tuple) -> JitKernel:
+        fn = type(self).kernel
+        key = (type(self), fn, self.boundary, float(self.cval), bool(self.should_unroll),
+               geometry)
+        jit = _JITS.get(key)
+        if jit is None:
+            _check_mode(self.boundary)
+            spec = StencilSpecializer(self, fn, boundary=self.boundary, cval=float(self.cval),
+                                      unroll=bool(self.should_unroll), geometry=geometry)
+            jit = _JITS[key] = JitKernel(spec)
+        return jit
+
+    def _specialized(self, *args):
+        # The hot path: the options and grids are as last time (default geometry, arrays
+        # or plain grids), so the last winning native entry may take the call; its guards
+        # run in C and a miss costs one comparison.
+        fast = self._fast
+        if fast is not None and fast[0] is self.boundary and fast[1] is self.cval \
+                and fast[2] is self.should_unroll and not self.pure_python:
+            hot = fast[3]._hot
+            if hot is not None:
+                try:
+                    result = hot(*args)  # a grid object is no array: its guard misses
+                except TypeError:  # a wrong number of arguments: say so in the user's terms
+                    return self._call(args)
+                if result is not MISS:
+                    return result
+                conv = []
+                for a in args:
+                    if type(a) is StencilGrid:
+                        if a.ghost_depth != 1 or \
+                                a.neighbor_definition != _DEFAULTS[a._data.ndim]:
+                            break
+                        a = a._data
+                    conv.append(a)
+                else:
+                    result = hot(*conv)
+                    if result is not MISS:
+                        return result
+        return self._call(args)
+
+    def _call(self, args: tuple):
+        geometry = tuple(_geometry(a) for a in args)
+        if not any(geometry):
+            geometry = ()
+        jit = self._jit(geometry)
+        if self.pure_python:
+            return jit.specializer.run_python(args)
+        if not geometry:
+            self._fast = (self.boundary, self.cval, self.should_unroll, jit)
+        arrays = tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
+        return jit(*arrays)
+
+    def specialization(self, *args):
+        """The compiled variants for ``args`` (for tests and tools)."""
+        return self.jit_for(*args).specialization(*_arrays(args))
+
+    def jit_for(self, *args) -> JitKernel:
+        geometry = tuple(_geometry(a) for a in args)
+        return self._jit(geometry if any(geometry) else ())
+
+    def run_variant(self, name: str, *args):
+        """Run one compiled variant on ``args`` (tests check every variant)."""
+        return self.jit_for(*args).run_variant(name, *_arrays(args))
+
+    def __call__(self, *inputs):
+        """Run the kernel on ``inputs`` into a new zero-filled output, and return it.
+
+        Dask arrays among the inputs give a lazy dask array computed block by block
+        (see :mod:`specializers.stencil.dask`).
+        """
+        if any(hasattr(a, "__dask_graph__") for a in inputs):
+            from specializers.stencil.dask import apply  # dask stays an optional extra
+
+            return apply(self, *inputs)
+        first = next((a for a in inputs if isinstance(a, StencilGrid | np.ndarray)), None)
+        if first is None:
+            raise TypeError(f"{type(self).__name__}() needs at least one input grid")
+        data = first.data if isinstance(first, StencilGrid) else first
+        out = np.zeros(data.shape, data.dtype)
+        if isinstance(first, StencilGrid):
+            grid = StencilGrid.from_array(out)
+            grid.ghost_depth = first.ghost_depth
+            grid.neighbor_definition = first.neighbor_definition
+            self.kernel(*inputs, grid)
+        else:
+            self.kernel(*inputs, out)
+        return out
+
+
+def _arrays(args):
+    return tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
+
+
+def _check_mode(mode) -> None:
+    if mode not in MODES:
+        raise ValueError(f"boundary={mode!r} is not a boundary mode; expected one of "
+                         + ", ".join(repr(m) for m in MODES))

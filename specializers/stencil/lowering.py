@@ -1,0 +1,318 @@
+"""Lowering of the stencil domain IR to the core's platform IR, one function per variant.
+
+The iteration space is the grid of the output (``'interior'`` mode: the points at
+least ``ghost_depth`` from every edge).  With a boundary mode, it is split into
+an *interior box*, where every neighbour read stays inside the grid and the
+code has no bounds checks (so the innermost loop vectorizes), and *border
+slabs*, where each read's index is remapped by the mode (scipy.ndimage's
+rules).  The output point is kept in a register (``asp_acc``): read once if the
+kernel reads or accumulates into it, written once at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from asp.codegen.entry import abi_params, extent_name
+from asp.ir import platform as ir
+from asp.ir.node import Transformer
+from asp.runtime.abi import ArgSpec
+from specializers.stencil.domain import (
+    Coord,
+    Distance,
+    GridRead,
+    GridWrite,
+    NeighborLoop,
+    StencilIR,
+    TableRead,
+    radius,
+)
+
+__all__ = ["MODES", "lower", "lower_border", "neighbor_tables", "needs_load"]
+
+MODES = ("interior", "constant", "nearest", "reflect", "mirror", "wrap")
+I64 = "int64_t"
+
+
+def _c(v: int) -> ir.Const:
+    return ir.Const(v, I64)
+
+
+def _add(a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    if isinstance(b, ir.Const) and b.value == 0:
+        return a
+    if isinstance(b, ir.Const) and b.value < 0:
+        return ir.BinOp("-", a, _c(-b.value))
+    return ir.BinOp("+", a, b)
+
+
+def _mul(a: ir.Expr, b: ir.Expr) -> ir.Expr:
+    return ir.BinOp("*", a, b)
+
+
+def pname(name: str) -> str:
+    """The C name of a kernel parameter (never a C keyword or an asp name)."""
+    return f"p_{name}"
+
+
+def needs_load(kernel: StencilIR) -> bool:
+    """Whether the point's old output value is needed: the kernel reads or accumulates
+    into ``out[x]`` before it first assigns it unconditionally."""
+    out = kernel.out
+    for stmt in kernel.loop.body.body:
+        touches = any(isinstance(n, GridRead | GridWrite) and n.grid == out for n in stmt.walk())
+        if not touches:
+            continue
+        if isinstance(stmt, GridWrite):
+            return any(isinstance(n, GridRead) and n.grid == out for n in stmt.value.walk())
+        return True
+    return True
+
+
+def neighbor_tables(kernel: StencilIR) -> tuple[list[NeighborLoop], str]:
+    """The neighbour loops left after unrolling, numbered, and the C tables of their offsets
+    and distances (for the module preamble)."""
+    loops = [n for n in kernel.walk() if isinstance(n, NeighborLoop)]
+    text = []
+    for k, lp in enumerate(loops):
+        flat = ", ".join(str(o) for off in lp.offsets for o in off) or "0"
+        dist = ", ".join(repr(sum(o * o for o in off) ** 0.5) for off in lp.offsets) or "0.0"
+        text.append(f"static const int64_t asp_off{k}[] = {{{flat}}};")
+        text.append(f"static const double asp_dist{k}[] = {{{dist}}};")
+    return loops, "\n".join(text)
+
+
+class _Body(Transformer):
+    """The per-point body in platform IR, for either the interior box or a border slab."""
+
+    def __init__(self, kernel: StencilIR, loops: list[NeighborLoop], dim: int, *,
+                 checked: bool, mode: str, cval: float, ivars: list[ir.Expr]):
+        self.k, self.dim, self.checked, self.mode, self.cval = kernel, dim, checked, mode, cval
+        self.loop_ids = {id(lp): i for i, lp in enumerate(loops)}
+        self.nbr_ids: dict[str, int] = {}
+        self.ivars = ivars
+        self.scalars = {n for n, _ in kernel.scalars}
+        self.locals = {n for n, _ in kernel.locals}
+        self.shape_of = kernel.loop.grid
+
+    def extent(self, grid: str, axis: int) -> ir.Expr:
+        return ir.Var(extent_name(pname(grid), axis))
+
+    def coords(self, offset, nbr) -> list[ir.Expr]:
+        if offset is not None:
+            return [_add(v, _c(o)) for v, o in zip(self.ivars, offset)]
+        if nbr is not None:
+            k = self.nbr_ids[nbr]
+            return [_add(v, ir.ArrayRef(f"asp_off{k}", _add(_mul(ir.Var(f"asp_k{k}"),
+                                                                 _c(self.dim)), _c(a))))
+                    for a, v in enumerate(self.ivars)]
+        return list(self.ivars)
+
+    def linear(self, grid: str, coords: list[ir.Expr]) -> ir.Expr:
+        e = coords[0]
+        for a in range(1, len(coords)):
+            e = _add(_mul(e, self.extent(grid, a)), coords[a])
+        return e
+
+    def visit_GridRead(self, node: GridRead):
+        if node.grid == self.k.out and node.offset is None and node.nbr is None:
+            return ir.Var("asp_acc")
+        arr = pname(node.grid)
+        if not self.checked:
+            if node.nbr is not None:  # linear offsets precomputed once per call
+                k = self.nbr_ids[node.nbr]
+                base = self.linear(node.grid, list(self.ivars))
+                return ir.ArrayRef(arr, _add(base, ir.ArrayRef(f"asp_lin{k}",
+                                                               ir.Var(f"asp_k{k}"))))
+            return ir.ArrayRef(arr, self.linear(node.grid, self.coords(node.offset, node.nbr)))
+        coords = self.coords(node.offset, node.nbr)
+        if self.mode == "constant":
+            inside = None
+            for a, c in enumerate(coords):
+                test = ir.BinOp("<", ir.Cast("uint64_t", c),
+                                ir.Cast("uint64_t", self.extent(node.grid, a)))
+                inside = test if inside is None else ir.BinOp("&&", inside, test)
+            ctype = self.k.grid(node.grid).ctype
+            return ir.Ternary(inside, ir.ArrayRef(arr, self.linear(node.grid, coords)),
+                              ir.Const(self.cval, ctype))
+        fixed = [ir.Call(f"asp_{self.mode}", (c, self.extent(node.grid, a)))
+                 for a, c in enumerate(coords)]
+        return ir.ArrayRef(arr, self.linear(node.grid, fixed))
+
+    def visit_TableRead(self, node: TableRead):
+        index = self.visit(node.index)
+        fixed = ir.Call("asp_index", (index, ir.Var(extent_name(pname(node.grid), 0)),
+                                      ir.UnaryOp("&", ir.Var("asp_bad"))))
+        return ir.ArrayRef(pname(node.grid), fixed)
+
+    def visit_Distance(self, node: Distance):
+        k = self.nbr_ids[node.nbr]
+        return ir.ArrayRef(f"asp_dist{k}", ir.Var(f"asp_k{k}"))
+
+    def visit_Coord(self, node: Coord):
+        if node.axis >= self.dim:
+            return _c(0)
+        return self.coords(node.offset, node.nbr)[node.axis]
+
+    def visit_Var(self, node: ir.Var):
+        if node.name in self.scalars:
+            return ir.Var(pname(node.name))
+        if node.name in self.locals:
+            return ir.Var(f"l_{node.name}")
+        return node
+
+    def visit_GridWrite(self, node: GridWrite):
+        return ir.Assign(ir.Var("asp_acc"), self.visit(node.value))
+
+    def visit_NeighborLoop(self, node: NeighborLoop):
+        k = self.loop_ids[id(node)]
+        self.nbr_ids[node.var] = k
+        body = self.visit(node.body)
+        return ir.For(f"asp_k{k}", _c(0), _c(len(node.offsets)), body)
+
+
+def _point_body(kernel, loops, dim, ivars, *, checked, mode, cval, load, store) -> ir.Block:
+    lowered = _Body(kernel, loops, dim, checked=checked, mode=mode, cval=cval,
+                    ivars=ivars).visit(kernel.loop.body)
+    out = kernel.grid(kernel.out)
+    t = _Body(kernel, loops, dim, checked=False, mode=mode, cval=cval, ivars=ivars)
+    here = ir.ArrayRef(pname(out.name), t.linear(out.name, list(ivars)))
+    head: list[ir.Stmt] = [ir.Declare(out.ctype, "asp_acc", here if load else None)]
+    head += [ir.Declare(ct, f"l_{n}", ir.Const(0, ct)) for n, ct in kernel.locals]
+    tail = store(here) if store else [ir.Assign(here, ir.Var("asp_acc"))]
+    return ir.Block((*head, *lowered.body, *tail))
+
+
+def _nest(ranges, body: ir.Block, first: int = 0) -> ir.For:
+    for a in reversed(range(len(ranges))):
+        lo, hi = ranges[a]
+        body = ir.For(f"asp_i{first + a}", lo, hi, body if isinstance(body, ir.Block)
+                      else ir.Block((body,)))
+    return body
+
+
+def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mode: str,
+          cval: float, ghost: int, loops: list[NeighborLoop], streaming: bool,
+          name: str, border: str | None = None) -> ir.Function:
+    """The kernel function of one variant (before platform passes).
+
+    With a boundary mode, ``border`` names the function (from :func:`lower_border`)
+    that computes the border slabs; every variant calls the same one.
+
+    ``streaming``: the interior box writes each output row through a small buffer
+    and non-temporal stores (only valid when :func:`needs_load` is False).
+    """
+    dim = kernel.grid(kernel.loop.grid).ndim
+    grid = pname(kernel.loop.grid)
+    n = [ir.Var(extent_name(grid, a)) for a in range(dim)]
+    ivars = [ir.Var(f"asp_i{a}") for a in range(dim)]
+    load = needs_load(kernel)
+    pre = _prologue(kernel, loops, dim, n)
+    if mode == "interior":
+        box = [(_c(ghost), ir.BinOp("-", n[a], _c(ghost)) if ghost else n[a])
+               for a in range(dim)]
+    else:
+        lo, hi = radius(kernel, dim)
+        box = _box(lo, hi, n, pre)
+    nests: list[ir.Stmt] = []
+    if streaming:
+        nests.append(_streaming_nest(kernel, loops, dim, box, ivars, mode, cval))
+    else:
+        body = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
+                           load=load, store=None)
+        nests.append(_nest(box, body))
+    params = abi_params([pname(x) for x in names], specs)
+    if border is not None:
+        call = ir.Call(border, tuple(ir.Var(p.name) for p in params))
+        nests.append(ir.Assign(ir.Var("asp_bad"), call, "|"))
+    body = ir.Block((*pre, *nests, ir.Return(ir.Var("asp_bad"))))
+    return ir.Function(name, params, body, ret="int")
+
+
+CHUNK = 512
+
+
+def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval) -> ir.For:
+    """The interior box with the innermost axis computed into a buffer, then streamed."""
+    out = kernel.grid(kernel.out)
+    last = dim - 1
+    c, m = ir.Var("asp_c"), ir.Var("asp_m")
+
+    def store(here: ir.ArrayRef):
+        return [ir.Assign(ir.ArrayRef("asp_buf", ir.BinOp("-", ivars[last], c)),
+                          ir.Var("asp_acc"))]
+
+    body = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
+                       load=False, store=store)
+    inner = ir.For(f"asp_i{last}", c, ir.BinOp("+", c, m), body)
+    row = [*ivars[:last], c]
+    t = _Body(kernel, loops, dim, checked=False, mode=mode, cval=cval, ivars=row)
+    dst = ir.UnaryOp("&", ir.ArrayRef(pname(out.name), t.linear(out.name, row)))
+    e_last = box[last][1]
+    left = ir.BinOp("-", e_last, c)
+    chunk = ir.For("asp_c", box[last][0], e_last, ir.Block((
+        ir.Declare(I64, "asp_m", ir.Ternary(ir.BinOp("<", _c(CHUNK), left), _c(CHUNK), left),
+                   const=True),
+        inner,
+        ir.ExprStmt(ir.Call(f"asp_stream_{_suffix(out.ctype)}", (dst, ir.Var("asp_buf"), m))),
+    )), step=_c(CHUNK))
+    buf = ir.Declare(out.ctype, f"asp_buf[{CHUNK}] __attribute__((aligned(64)))")
+    # The buffer is private to each thread: declared inside the outermost (parallel) loop.
+    if last == 0:
+        return dataclasses.replace(chunk, body=ir.Block((buf, *chunk.body.body)))
+    nest = _nest(box[:last], ir.Block((buf, chunk)))
+    return nest
+
+
+def _suffix(ctype: str) -> str:
+    return {"double": "f64", "float": "f32"}.get(ctype, "any")
+
+
+def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *,
+                 mode: str, cval: float, loops: list[NeighborLoop], name: str) -> ir.Function:
+    """The border slabs of a boundary mode: every point within the neighbourhood's reach
+    of an edge, each read remapped by ``mode``.  Shared by all variants of a signature."""
+    dim = kernel.grid(kernel.loop.grid).ndim
+    n = [ir.Var(extent_name(pname(kernel.loop.grid), a)) for a in range(dim)]
+    ivars = [ir.Var(f"asp_i{a}") for a in range(dim)]
+    pre = _prologue(kernel, loops, dim, n)
+    lo, hi = radius(kernel, dim)
+    box = _box(lo, hi, n, pre)
+    checked = _point_body(kernel, loops, dim, ivars, checked=True, mode=mode, cval=cval,
+                          load=needs_load(kernel), store=None)
+    nests: list[ir.Stmt] = []
+    for a in range(dim):
+        if not (lo[a] or hi[a]):
+            continue
+        for part in ((_c(0), box[a][0]), (box[a][1], n[a])):
+            ranges = [box[b] if b < a else (part if b == a else (_c(0), n[b]))
+                      for b in range(dim)]
+            nests.append(_nest(ranges, checked))
+    params = abi_params([pname(x) for x in names], specs)
+    body = ir.Block((*pre, *nests, ir.Return(ir.Var("asp_bad"))))
+    return ir.Function(name, params, body, ret="int", static=True)
+
+
+def _prologue(kernel, loops, dim, n) -> list[ir.Stmt]:
+    pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
+    for k, lp in enumerate(loops):
+        # Linear offsets of the neighbourhood for this call's grid shape.
+        cnt = len(lp.offsets)
+        pre.append(ir.Declare(I64, f"asp_lin{k}[{max(cnt, 1)}]"))
+        strides = [n[a] for a in range(1, dim)] + [_c(1)] * (3 - dim)
+        pre.append(ir.ExprStmt(ir.Call("asp_linear_offsets", (
+            ir.Var(f"asp_lin{k}"), ir.Var(f"asp_off{k}"), _c(cnt), _c(dim), *strides[:2]))))
+    return pre
+
+
+def _box(lo, hi, n, pre: list[ir.Stmt]) -> list[tuple[ir.Expr, ir.Expr]]:
+    """The interior box's bounds per axis (declared into ``pre``)."""
+    box = []
+    for a in range(len(n)):
+        s, e = f"asp_s{a}", f"asp_e{a}"
+        pre.append(ir.Declare(I64, s, ir.Ternary(ir.BinOp("<", _c(lo[a]), n[a]), _c(lo[a]),
+                                                 n[a]), const=True))
+        stop = ir.BinOp("-", n[a], _c(hi[a])) if hi[a] else n[a]
+        pre.append(ir.Declare(I64, e, ir.Ternary(ir.BinOp(">", ir.Var(s), stop), ir.Var(s),
+                                                 stop), const=True))
+        box.append((ir.Var(s), ir.Var(e)))
+    return box

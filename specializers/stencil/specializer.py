@@ -1,0 +1,291 @@
+"""The stencil specializer: argument checks, planning of variants, the Python reference.
+
+One :class:`StencilSpecializer` serves one kernel class with one set of options
+(boundary mode, ``cval``, unrolling) and one *geometry* (the ghost depth and
+neighbourhoods of the grids passed): all of these are baked into the code.
+Dtypes and numbers of dimensions make its signatures; shapes are not baked
+in, so a new grid size reuses the compiled code.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import numbers
+
+import numpy as np
+
+from asp.codegen import function_to_cgen
+from asp.errors import SpecializationError
+from asp.frontend import get_source
+from asp.ir import platform as ir
+from asp.ir.types import ctype_of
+from asp.passes import parallelize_outer, run_pipeline
+from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant
+from specializers.stencil.domain import StencilIR, radius
+from specializers.stencil.frontend import ArgInfo, translate
+from specializers.stencil.grid import StencilGrid, default_neighbors
+from specializers.stencil.lowering import lower, lower_border, needs_load, neighbor_tables
+from specializers.stencil.passes import fold_constants, unroll_neighbors
+from specializers.stencil.reference import BoundaryGrid
+from specializers.stencil.variants import PREAMBLE, SERIAL_POINTS, apply_variant, variant_specs
+
+__all__ = ["Geometry", "StencilSpecializer"]
+
+#: Per argument: None (an array, or a grid with the defaults) or (ghost_depth, neighbourhoods).
+Geometry = tuple
+
+
+class StencilSpecializer(Specializer):
+    """Specializes ``kernel_fn`` (a ``kernel(self, ...)`` function) for one kernel object."""
+
+    def __init__(self, owner, kernel_fn, *, boundary: str, cval: float, unroll: bool,
+                 geometry: Geometry):
+        self.owner, self.fn = owner, kernel_fn
+        self.boundary, self.cval, self.unroll, self.geometry = boundary, cval, unroll, geometry
+        code = kernel_fn.__code__
+        self.params = list(code.co_varnames[1: code.co_argcount])
+        self.fname = f"{type(owner).__name__}.kernel"
+        self.name = f"stencil:{kernel_fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
+        self._src = None
+        self._ir: dict[str, StencilIR | SpecializationError] = {}
+        self._roles: dict[str, str] = {}
+        try:  # get_source honours source shipped with a pickled kernel (a Dask worker)
+            text = get_source(kernel_fn).text
+        except SpecializationError:
+            text = ""
+        # Numeric module constants the kernel reads are baked into the code.
+        baked = [f"{n}={kernel_fn.__globals__[n]!r}" for n in sorted(set(code.co_names))
+                 if isinstance(kernel_fn.__globals__.get(n), int | float | np.number)]
+        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}|{','.join(baked)}"
+        self.digest = hashlib.sha256((text + options).encode()).hexdigest() if text else ""
+
+    def location(self) -> str:
+        code = self.fn.__code__
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    # -- geometry ---------------------------------------------------------------------------
+    def ghost(self, i: int) -> int:
+        g = self.geometry[i] if i < len(self.geometry) else None
+        return 1 if g is None else g[0]
+
+    def neighbors(self, i: int, ndim: int):
+        g = self.geometry[i] if i < len(self.geometry) else None
+        if g is None:
+            return tuple(tuple(map(tuple, lst)) for lst in default_neighbors(ndim))
+        return g[1]
+
+    # -- the domain IR ----------------------------------------------------------------------
+    def domain_ir(self, args: tuple, signature: str) -> StencilIR:
+        got = self._ir.get(signature)
+        if got is None:
+            try:
+                if self._src is None:
+                    self._src = get_source(self.fn)
+                infos = {}
+                for i, (name, a) in enumerate(zip(self.params, args)):
+                    if isinstance(a, np.ndarray):
+                        infos[name] = ArgInfo("grid", ctype_of(a.dtype), a.ndim,
+                                              self.neighbors(i, a.ndim))
+                    else:
+                        infos[name] = ArgInfo("float" if isinstance(a, float) else "int")
+                got = translate(self._src, self.fn.__globals__, infos)
+                self._roles = {g.name: g.role for g in got.grids}
+            except SpecializationError as exc:
+                got = exc
+            self._ir[signature] = got
+        if isinstance(got, SpecializationError):
+            raise got
+        return got
+
+    # -- validation -------------------------------------------------------------------------
+    def prepare(self, args: tuple) -> Prepared:
+        fname = self.fname
+        if len(args) != len(self.params):
+            raise TypeError(f"{fname}() takes {len(self.params)} argument(s) "
+                            f"({', '.join(self.params)}), got {len(args)}")
+        conv, parts, same = [], [], True
+        for name, a in zip(self.params, args):
+            if isinstance(a, StencilGrid):
+                a, same = a.data, False
+            if isinstance(a, np.ndarray) and a.ndim > 0:
+                if a.dtype.kind not in "biuf" or a.dtype.byteorder == ">":
+                    raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
+                                    "expected a real numeric dtype")
+                if a.ndim > 3:
+                    raise ValueError(f"{fname}() argument {name!r} has {a.ndim} dimensions; "
+                                     "stencil grids have 1 to 3")
+                if a.dtype == np.bool_:
+                    raise TypeError(f"{fname}() argument {name!r} has dtype bool; "
+                                    "expected a numeric dtype")
+                conv.append(a)
+                parts.append(f"{a.dtype.str}:{a.ndim}")
+            elif isinstance(a, bool | np.bool_) or isinstance(a, numbers.Integral):
+                conv.append(int(a))
+                same = same and type(a) is int
+                parts.append("i")
+            elif isinstance(a, numbers.Real):
+                conv.append(float(a))
+                same = same and type(a) is float
+                parts.append("f")
+            elif a is None:
+                raise TypeError(f"{fname}() argument {name!r} is None; expected a StencilGrid, "
+                                "a numpy array or a number")
+            else:
+                raise TypeError(f"{fname}() argument {name!r} must be a StencilGrid, a numpy "
+                                f"array or a number, not {type(a).__name__}")
+        sig = "(" + ",".join(parts) + ")"
+        try:
+            k = self.domain_ir(tuple(conv), sig)
+        except SpecializationError:  # plan() raises it again and the call falls back
+            return Prepared(args=tuple(conv), signature=sig, same=False)
+        finish = None
+        pos = {n: i for i, n in enumerate(self.params)}
+        fields = [g for g in k.grids if g.role == "field"]
+        loop_i = pos[k.loop.grid]
+        shape = conv[loop_i].shape
+        for g in fields:
+            a = conv[pos[g.name]]
+            if a.shape != shape:
+                raise ValueError(f"{fname}() argument {g.name!r} has shape {a.shape} but "
+                                 f"{k.loop.grid!r} has shape {shape}; the grids a kernel "
+                                 "indexes by points must have one shape")
+        for g in k.grids:
+            if g.role == "table" and conv[pos[g.name]].size == 0:
+                raise ValueError(f"{fname}() lookup table {g.name!r} is empty")
+        oi = pos[k.out]
+        out = conv[oi]
+        if not out.flags.writeable:
+            raise ValueError(f"{fname}() output argument {k.out!r} is read-only")
+        for g in k.grids:
+            if g.name != k.out and np.may_share_memory(conv[pos[g.name]], out):
+                raise ValueError(f"{fname}() output argument {k.out!r} overlaps input "
+                                 f"{g.name!r}; a stencil's output must be a separate array")
+        if self.boundary == "interior":
+            ghost = self.ghost(loop_i)
+            lo, hi = radius(self.planned(k), out.ndim)
+            for a in range(out.ndim):
+                if max(lo[a], hi[a]) > ghost:
+                    raise ValueError(
+                        f"{fname}(): a neighbour offset reaches {max(lo[a], hi[a])} points "
+                        f"along axis {a}, beyond the ghost depth {ghost} of {k.loop.grid!r}; "
+                        "it would read outside the grid (raise ghost_depth, or use a "
+                        "boundary mode such as boundary='nearest')")
+        for i, a in enumerate(conv):
+            if isinstance(a, np.ndarray) and not (a.flags.c_contiguous and a.flags.aligned):
+                conv[i], same = np.ascontiguousarray(a), False
+                if i == oi:
+                    def finish(result, user_out=a):
+                        user_out[...] = result
+                        return user_out
+        # Tune apart sizes a factor of four apart: what wins in cache may lose in memory.
+        bucket = f"n~4^{int(np.prod(shape)).bit_length() // 2}"
+        return Prepared(args=tuple(conv), signature=sig, finish=finish, same=same,
+                        bucket=bucket)
+
+    def planned(self, k: StencilIR) -> StencilIR:
+        """The domain passes, as a pipeline."""
+        passes = [unroll_neighbors] if self.unroll else []
+        passes.append(fold_constants)
+        return run_pipeline(k, passes, title=f"{self.fname}: domain passes")
+
+    # -- planning ---------------------------------------------------------------------------
+    def plan(self, prepared: Prepared) -> Plan:
+        args = prepared.args
+        k = self.planned(self.domain_ir(args, prepared.signature))
+        pos = {n: i for i, n in enumerate(self.params)}
+        specs = []
+        for g_name, a in zip(self.params, args):
+            if isinstance(a, np.ndarray):
+                role = k.grid(g_name).role
+                out = g_name == k.out
+                specs.append(ArgSpec("array", a.dtype, a.ndim, write=out, noalias=out,
+                                     group=0 if role == "field" else -1))
+            else:
+                specs.append(ArgSpec("float" if isinstance(a, float) else "int"))
+        specs = tuple(specs)
+        loops, tables = neighbor_tables(k)
+        dim = args[pos[k.loop.grid]].ndim
+        out_ct = k.grid(k.out).ctype
+        stream_ok = not needs_load(k) and out_ct in ("double", "float")
+        loop_grid = f"p_{k.loop.grid}"
+        size: ir.Expr = ir.Var(f"{loop_grid}_n0")
+        for a in range(1, dim):
+            size = ir.BinOp("*", size, ir.Var(f"{loop_grid}_n{a}"))
+        variants, border_c = [], ""
+        border = None
+        if self.boundary != "interior":
+            border = "stencil_border"
+            bfn = lower_border(k, self.params, specs, mode=self.boundary, cval=self.cval,
+                               loops=loops, name=border)
+            # One thread below the size where a team pays; no SIMD: remapped reads do not
+            # vectorize, and the border is a thin shell of the grid.
+            bfn = run_pipeline(bfn, [functools.partial(
+                parallelize_outer, when=ir.BinOp(">", size, ir.Const(SERIAL_POINTS, "int64_t")))],
+                title=f"{self.fname} border")
+            border_c = str(function_to_cgen(bfn))
+        for vname, opts in variant_specs(dim, stream_ok):
+            fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
+                       ghost=self.ghost(pos[k.loop.grid]), loops=loops, border=border,
+                       streaming=opts.get("streaming", False), name=f"stencil_{vname}")
+            fn = apply_variant(fn, opts, size, f"{self.fname} {vname}", dim)
+            variants.append(Variant(vname, fn))
+        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
+        lo, hi = radius(k, dim)
+        return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
+                    ret=pos[k.out], errors=((IndexError, "lookup table index out of range"),),
+                    preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
+                    includes=("stdint.h", "math.h"),
+                    check_args=functools.partial(self.check_args, k, _light(args),
+                                                 max(lo + hi + (0,))),
+                    rtol=1e-4 if float32 else 1e-9, atol=1e-5 if float32 else 1e-11)
+
+    def check_args(self, k: StencilIR, args: tuple, reach: int) -> tuple:
+        """Small random arguments of the same kinds: fields a few points past the reach of
+        the neighbourhood, tables as given (their contents decide valid indices)."""
+        rng = np.random.default_rng(7)
+        made = []
+        for name, a in zip(self.params, args):
+            if not isinstance(a, np.ndarray):
+                made.append(a)
+            elif k.grid(name).role == "table":
+                made.append(a.copy())
+            else:
+                n = max(2 * max(reach, self.ghost(self.params.index(name))) + 3, 5)
+                n = min(n, {1: 64, 2: 16, 3: 9}[a.ndim])
+                shape = (max(n, 2 * reach + 1),) * a.ndim
+                if a.dtype.kind == "f":
+                    made.append(rng.uniform(0.05, 1.0, shape).astype(a.dtype))
+                else:
+                    made.append(rng.integers(0, 5, shape).astype(a.dtype))
+        return tuple(made)
+
+    # -- reference --------------------------------------------------------------------------
+    def run_python(self, args: tuple):
+        grids = []
+        out_i = max(i for i, a in enumerate(args) if isinstance(a, np.ndarray | StencilGrid))
+        for i, a in enumerate(args):
+            if isinstance(a, StencilGrid):
+                a = a.data
+            if isinstance(a, np.ndarray):
+                g = StencilGrid.from_array(a)
+                g.ghost_depth = self.ghost(i)
+                g.neighbor_definition = [list(lst) for lst in self.neighbors(i, a.ndim)]
+                # Fields read through the boundary mode; lookup tables as they are.
+                role = self._roles.get(self.params[i] if i < len(self.params) else "")
+                field = role == "field" or (role is None and a.ndim == np.ndim(args[out_i]))
+                if self.boundary != "interior" and field:
+                    g = BoundaryGrid(g, self.boundary if i != out_i else "nearest", self.cval)
+                grids.append(g)
+            else:
+                grids.append(a)
+        self.fn(self.owner, *grids)
+        out = args[out_i]
+        return out.data if isinstance(out, StencilGrid) else out
+
+
+def _light(args: tuple) -> tuple:
+    """``args`` with big arrays replaced by empty ones of the same dtype and ndim (a plan
+    must not keep the caller's grids alive); small arrays (tables) are copied."""
+    return tuple(a.copy() if isinstance(a, np.ndarray) and a.size <= 65536 else
+                 np.empty((0,) * a.ndim, a.dtype) if isinstance(a, np.ndarray) else a
+                 for a in args)
