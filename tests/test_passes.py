@@ -303,3 +303,22 @@ def test_format_ir_of_non_platform_nodes_is_a_tree():
     text = format_ir(Stencil(1, (ir.Var("x"),)))
     assert text.splitlines()[0] == "Stencil(radius=1)"
     assert "Var(name='x')" in text
+
+
+def test_vectorize_inner_leaves_loop_carried_scalars_alone():
+    """``s += a[j]`` carries s between iterations: omp simd would be wrong without a reduction."""
+    from asp.ir import platform as ir
+    from asp.passes import vectorize_inner
+
+    j = ir.Var("j")
+    carried = ir.For("j", ir.Const(0, "int64_t"), ir.Var("n"), ir.Block((
+        ir.Assign(ir.Var("s"), ir.ArrayRef("a", j), op="+"),)))
+    private = ir.For("j", ir.Const(0, "int64_t"), ir.Var("n"), ir.Block((
+        ir.Declare("double", "t", ir.ArrayRef("a", j)),
+        ir.Assign(ir.Var("t"), ir.Const(2.0), op="*"),
+        ir.Assign(ir.ArrayRef("b", j), ir.Var("t")),)))
+    fn = ir.Function("f", (), ir.Block((ir.Declare("double", "s", ir.Const(0.0)), carried,
+                                        private)))
+    out = vectorize_inner(fn)
+    loops = [n for n in out.body.walk() if isinstance(n, ir.For)]
+    assert [lp.simd for lp in loops] == [False, True]

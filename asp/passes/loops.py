@@ -82,16 +82,26 @@ def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int |
     return dataclasses.replace(fn, body=Par().visit(fn.body))
 
 
+def _carries_scalar(loop: ir.For) -> bool:
+    """Whether the loop body assigns a scalar declared outside it (a loop-carried value)."""
+    declared = {n.name for n in loop.body.walk() if isinstance(n, ir.Declare)}
+    return any(isinstance(n, ir.Assign) and isinstance(n.target, ir.Var)
+               and n.target.name not in declared for n in loop.body.walk())
+
+
 def vectorize_inner(fn: ir.Function) -> ir.Function:
-    """Mark each innermost loop with ``#pragma omp simd`` when it has no early exit.
+    """Mark each innermost loop with ``#pragma omp simd`` when that is safe.
 
     Before: ``for (j...) a[j] = b[j] + 1;``  After: ``#pragma omp simd`` above it.
-    Loops containing ``break``/``return`` are left alone (SIMD cannot exit early).
+    Left alone: loops with an early exit (``break``/``return``/``continue``), and
+    loops that carry a scalar from one iteration to the next (``s += a[j]``):
+    ``omp simd`` promises no such dependence, so marking them would be wrong.
     """
     class Simd(Transformer):
         def visit_For(self, node: ir.For):
             node = self.generic_visit(node)
-            if not _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue):
+            if (not _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue)
+                    and not _carries_scalar(node)):
                 return dataclasses.replace(node, simd=True)
             return node
 
