@@ -1,0 +1,352 @@
+"""``MatrixPowers``: the Krylov basis {x, Ax, ..., A^k x} (or its Newton form) in one call.
+
+::
+
+    akx = MatrixPowers(A, 4)                 # setup: CSR once, bandwidths, tuning key
+    V = akx(x)                               # V[j] = A^j x, shape (5, n)
+    akx.powers(V)                            # in place: V[0] in, V[1..4] out
+    G = gram_matrix(V)                       # V V^T
+
+Variants (see :mod:`specializers.matrix_powers.kernels`) are chosen per
+(structure fingerprint, k, dtype, basis) by :class:`asp.tune.Tuning`; the
+winner is remembered on disk.  Setup work (ghost zones, reordering) is timed
+apart from the calls: ``setup_seconds``; ``ghost_overhead`` is the extra
+memory of the chosen variant relative to the matrix.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from asp import config
+from asp.errors import AspFallbackWarning, SpecializationError
+from asp.runtime import MISS
+from asp.tune import Tuning
+from specializers.matrix_powers import partition
+from specializers.matrix_powers.kernels import VALUE_TYPES, kernels
+
+__all__ = ["MatrixPowers", "as_csr", "gram_matrix", "native_kernels"]
+
+BASES = ("monomial", "newton")
+# rows of A per PA1 block are chosen so a block's part of A fills about this much cache
+_PA1_BYTES = (256 << 10, 1 << 20)
+_WINDOW_STEPS = (256, 2048)
+# each seam between window chunks costs a little re-reading; a few chunks per thread
+# buy load balance when the cores are shared
+_WINDOW_CHUNKS_PER_THREAD = 4
+
+
+def native_kernels(vdtype, idtype, ndiag: int):
+    """The compiled kernels, or None (after one AspFallbackWarning) if they cannot be built.
+
+    ``ASP_DISABLE_JIT=1`` gives None silently; ``ASP_STRICT=1`` raises instead of warning.
+    """
+    if config.jit_disabled():
+        return None
+    try:
+        return kernels(vdtype, idtype, ndiag)
+    except SpecializationError as exc:
+        if config.strict():
+            raise
+        warnings.warn(f"matrix powers: {exc}; running with SciPy instead", AspFallbackWarning,
+                      stacklevel=3)
+        return None
+
+
+def as_csr(A, name: str = "A") -> sp.csr_matrix:
+    """``A`` as a square float32/float64 CSR matrix with finite values and int32/64 indices."""
+    if sp.issparse(A):
+        M = A.tocsr()
+    elif isinstance(A, np.ndarray) or hasattr(A, "__array__"):
+        arr = np.asarray(A)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (a square matrix), got shape {arr.shape}")
+        if arr.dtype not in VALUE_TYPES:
+            raise TypeError(f"{name} has dtype {arr.dtype}; expected float64 or float32")
+        M = sp.csr_matrix(arr)
+    else:
+        raise TypeError(f"{name} must be a scipy sparse matrix or a numpy array, "
+                        f"not {type(A).__name__}")
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {M.shape}")
+    if M.dtype not in VALUE_TYPES:
+        raise TypeError(f"{name} has dtype {M.dtype}; expected float64 or float32")
+    if not np.isfinite(M.data).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    idt = np.dtype(np.int32) if M.nnz < 2**31 - 1 and M.shape[0] < 2**31 - 1 \
+        else np.dtype(np.int64)
+    if M.indices.dtype != idt or M.indptr.dtype != idt:
+        M = sp.csr_matrix((M.data, M.indices.astype(idt), M.indptr.astype(idt)),
+                          shape=M.shape)
+    if not (M.data.flags.c_contiguous and M.indices.flags.c_contiguous
+            and M.indptr.flags.c_contiguous):
+        M = sp.csr_matrix((np.ascontiguousarray(M.data), np.ascontiguousarray(M.indices),
+                           np.ascontiguousarray(M.indptr)), shape=M.shape)
+    return M
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise if ``x`` holds NaN/inf: one sum (NaN and inf propagate), exact check if needed."""
+    # a sum, not a BLAS dot: BLAS threads would spin against the kernels' OpenMP threads
+    with np.errstate(all="ignore"):
+        s = x.sum()
+    if not np.isfinite(s) and not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def gram_matrix(V) -> np.ndarray:
+    """``V V^T`` of a (m, n) basis (one pass over V through BLAS)."""
+    V = np.asarray(V)
+    if V.ndim != 2:
+        raise ValueError(f"V must be 2-D (m, n), got shape {V.shape}")
+    if V.dtype not in VALUE_TYPES:
+        raise TypeError(f"V has dtype {V.dtype}; expected float64 or float32")
+    return V @ V.T
+
+
+class MatrixPowers:
+    """The matrix-powers kernel of a fixed square matrix ``A`` and depth ``k``.
+
+    ``basis='monomial'`` gives ``V[j] = A^j x``; ``basis='newton'`` with ``k``
+    ``shifts`` gives ``V[j] = (A - shifts[j-1] I) V[j-1]``.  ``scales`` (optional,
+    length k) multiplies level j by ``scales[j-1]`` (s-step solvers use it to keep
+    the basis well scaled).  ``symmetric`` tells the reordering that A's
+    structure is symmetric (None: not assumed).  ``variant`` forces one variant
+    instead of tuning (see :attr:`variants`).  ``reorder`` forces (True) or
+    forbids (False) reverse Cuthill-McKee; by default it is tried when the
+    bandwidth is too wide for the window and blocks, and kept if it halves it.
+    """
+
+    def __init__(self, A, k: int, basis: str = "monomial", shifts=None, symmetric=None, *,
+                 scales=None, variant: str | None = None, reorder: bool | None = None):
+        t0 = time.perf_counter()
+        if isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise TypeError(f"k must be an integer, not {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+        self.k = int(k)
+        self.basis = basis
+        self.shifts = self._levels(shifts, "shifts", 0.0, required=basis == "newton")
+        if basis == "monomial" and shifts is not None and np.any(self.shifts):
+            raise ValueError("shifts are only used with basis='newton'")
+        self.scales = self._levels(scales, "scales", 1.0)
+        self.symmetric = symmetric
+        M = as_csr(A)
+        self.n = M.shape[0]
+        self.dtype = M.dtype
+        bl, bu = partition.bandwidths(M.indptr, M.indices, self.n)
+        self.perm = None
+        threads = config.num_threads()
+        if reorder is None:
+            reorder = max(bl, bu) * 4 * threads * self.k > self.n and self.n > 1000
+        if reorder:
+            perm = partition.rcm_permutation(M, symmetric)
+            P = M[perm][:, perm].tocsr()
+            pbl, pbu = partition.bandwidths(P.indptr, P.indices, self.n)
+            if max(pbl, pbu) * 2 <= max(bl, bu):
+                M, bl, bu, self.perm = as_csr(P), pbl, pbu, perm.astype(np.intp)
+                self.iperm = np.argsort(self.perm)
+        self.A = M
+        self.bandwidth = (bl, bu)
+        self.diagonals, self.diagonal_runs = partition.diagonal_runs(M.indptr, M.indices,
+                                                                      self.n)
+        self._k = native_kernels(M.dtype, M.indices.dtype, self.diagonals.size)
+        self._csr = (M.indptr, M.indices, M.data, self.diagonal_runs, self.diagonals)
+        self.matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
+        self.fingerprint = partition.fingerprint(M.indptr, M.indices, self.n)
+        row_bytes = max(1.0, (M.data.itemsize + M.indices.itemsize) * M.nnz / max(self.n, 1))
+        pa1_sizes = sorted({max(64, int(b / row_bytes)) for b in _PA1_BYTES})
+        self.variants = (["naive"] + [f"pa1-{r}" for r in pa1_sizes]
+                         + [f"window-{s}" for s in _WINDOW_STEPS])
+        self._valid(variant)
+        self.forced = variant
+        self._plans: dict[str, object] = {}
+        self._tunings: dict[int, Tuning] = {}
+        self.setup_seconds = time.perf_counter() - t0
+        self.last_variant: str | None = None
+
+    def _levels(self, values, name: str, default: float, required: bool = False) -> np.ndarray:
+        if values is None:
+            if required:
+                raise ValueError(f"basis='newton' needs {name}: {self.k} values")
+            return np.full(self.k, default)
+        arr = np.asarray(values, dtype=np.float64).ravel()
+        if arr.size != self.k:
+            raise ValueError(f"{name} must have k={self.k} values, got {arr.size}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return np.ascontiguousarray(arr)
+
+    def _valid(self, variant: str | None) -> None:
+        # besides the tuned list, any block size or window step may be forced
+        if variant is None or variant in self.variants:
+            return
+        head, _, size = variant.partition("-")
+        if head not in ("pa1", "window") or not size.isdigit() or int(size) < 1:
+            raise ValueError(f"variant must be one of {self.variants} (or pa1-<rows>, "
+                             f"window-<step>), got {variant!r}")
+
+    # -- plans ---------------------------------------------------------------
+    def _plan(self, variant: str, levels: int):
+        key = variant if not variant.startswith("window") else f"{variant}/{levels}"
+        plan = self._plans.get(key)
+        if plan is None:
+            t0 = time.perf_counter()
+            bl, bu = self.bandwidth
+            if variant.startswith("pa1-"):
+                plan = partition.pa1_plan(self.A.indptr, self.A.indices, self.n, self.k,
+                                          int(variant[4:]))
+            elif variant.startswith("window-"):
+                threads = config.num_threads()
+                chunks = 1 if threads == 1 else _WINDOW_CHUNKS_PER_THREAD * threads
+                plan = partition.window_chunks(self.n, levels, bl, bu, chunks)
+            self._plans[key] = plan
+            self.setup_seconds += time.perf_counter() - t0
+        return plan
+
+    def variant_stats(self, variant: str) -> dict:
+        """What a variant costs beyond A: stored ghost zones (bytes, ratio to A), the
+        per-call scratch it allocates, and its redundant row computations / (k n)."""
+        plan = self._plan(variant, self.k)
+        scratch, redundant, extra = 0, 0, 0
+        if isinstance(plan, partition.Pa1Plan):
+            scratch = config.num_threads() * (self.k - 1) * plan.span * self.dtype.itemsize
+            extra, redundant = plan.nbytes, plan.redundant_rows
+        elif plan is not None:
+            extra = plan.nbytes
+        return {"extra_bytes": extra, "ghost_overhead": extra / max(self.matrix_bytes, 1),
+                "scratch_bytes": scratch, "redundant_work": redundant / max(self.k * self.n, 1)}
+
+    @property
+    def ghost_overhead(self) -> float:
+        """Extra memory of the current (or, before any call, the PA1) variant / size of A."""
+        v = self.last_variant or self.variants[1]
+        return self.variant_stats(v)["ghost_overhead"]
+
+    # -- calls ---------------------------------------------------------------
+    def _check_v(self, V, levels: int | None = None) -> int:
+        if not isinstance(V, np.ndarray):
+            raise TypeError(f"V must be a numpy array, not {type(V).__name__}")
+        if V.dtype != self.dtype:
+            raise TypeError(f"V has dtype {V.dtype}; the matrix is {self.dtype}")
+        if V.ndim != 2 or V.shape[1] != self.n:
+            raise ValueError(f"V must have shape (k+1, n) = ({self.k + 1}, {self.n}), "
+                             f"got {V.shape}")
+        rows = V.shape[0] - 1
+        if levels is None and rows != self.k:
+            raise ValueError(f"V must have k+1 = {self.k + 1} rows, got {V.shape[0]}")
+        if not 1 <= rows <= self.k:
+            raise ValueError(f"V must have between 2 and {self.k + 1} rows, got {V.shape[0]}")
+        if not V.flags.writeable:
+            raise ValueError("V is read-only; powers() fills V[1:] in place")
+        if not V.flags.c_contiguous:
+            raise ValueError("V must be C-contiguous")
+        check_finite(V[0], "V[0] (the input vector x)")
+        return rows
+
+    def powers(self, V: np.ndarray, *, variant: str | None = None) -> np.ndarray:
+        """Fill ``V[1..k]`` from ``V[0]`` in place; returns V."""
+        self._check_v(V)
+        return self._run(V, variant)
+
+    def partial(self, V: np.ndarray, *, variant: str | None = None) -> np.ndarray:
+        """Like :meth:`powers` but ``V`` may have fewer than k+1 rows (levels 1..len(V)-1)."""
+        self._check_v(V, levels=V.shape[0] - 1 if isinstance(V, np.ndarray) else None)
+        return self._run(V, variant)
+
+    def __call__(self, x) -> np.ndarray:
+        """A new (k+1, n) array ``V`` with ``V[0] = x`` and the k products below it."""
+        x = np.asarray(x)
+        if x.ndim != 1 or x.shape[0] != self.n:
+            raise ValueError(f"x must have shape ({self.n},), got {x.shape}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"x has dtype {x.dtype}; the matrix is {self.dtype}")
+        V = np.empty((self.k + 1, self.n), dtype=self.dtype)
+        V[0] = x
+        return self.powers(V)
+
+    def _run(self, V: np.ndarray, variant: str | None) -> np.ndarray:
+        levels = V.shape[0] - 1
+        self._valid(variant)
+        variant = variant or self.forced
+        W = V
+        if self.perm is not None:
+            W = np.empty_like(V)
+            W[0] = V[0][self.perm]
+        if variant is not None:
+            self._launch(variant, W, levels)
+        else:
+            tuning = self._tuning(levels)
+            if tuning.done:
+                variant = tuning.winner
+                self._launch(variant, W, levels)
+            elif tuning.mode == "exhaustive":
+                variant = tuning.run_exhaustive(lambda v: self._launch(v, W, levels))
+                self._launch(variant, W, levels)
+            else:
+                variant = tuning.pick()
+                t0 = time.perf_counter()
+                self._launch(variant, W, levels)
+                tuning.record(variant, time.perf_counter() - t0)
+        self.last_variant = variant
+        if self.perm is not None:
+            V[1:] = W[1:, self.iperm]
+        return V
+
+    def pair(self, V: np.ndarray, V2: np.ndarray) -> None:
+        """Fill two bases at once: ``V`` (k+1 rows) and ``V2`` (at most k+1 rows).
+
+        Inputs are not re-checked (s-step solvers call this with vectors they own).
+        When the tuned variant for ``V`` is a window, one sweep fills both, so A
+        is read once; otherwise the two are filled one after the other.
+        """
+        levels, levels2 = V.shape[0] - 1, V2.shape[0] - 1
+        tuning = self._tuning(levels)
+        variant = self.forced or (tuning.winner if tuning.done else None)
+        if (self._k is None or self.perm is not None or variant is None or levels2 < 1
+                or not variant.startswith("window")):
+            self._run(V, None)
+            if levels2 >= 1:
+                self._run(V2, None)
+            return
+        plan = self._plan(variant, levels)
+        bl, bu = self.bandwidth
+        rc = self._k["window2"](*self._csr, V, self.shifts[:levels], self.scales[:levels], V2,
+                                plan, bl, bu, int(variant[7:]))
+        if rc is MISS:
+            raise TypeError("matrix powers: an argument does not match the compiled kernel")
+        self.last_variant = variant
+
+    def _tuning(self, levels: int) -> Tuning:
+        t = self._tunings.get(levels)
+        if t is None:
+            sig = (f"{self.fingerprint}:n{self.n}:k{levels}:{self.dtype}:{self.basis}"
+                   f":t{config.num_threads()}")
+            t = Tuning("matrix_powers", sig, self.variants)
+            self._tunings[levels] = t
+        return t
+
+    def _launch(self, variant: str, W: np.ndarray, levels: int) -> None:
+        if self._k is None:  # no native code: the same products with SciPy
+            for j in range(levels):
+                W[j + 1] = (self.A @ W[j] - self.shifts[j] * W[j]) * self.scales[j]
+            return
+        # a partial basis of L levels uses the first L shifts
+        th, ga = self.shifts[:levels], self.scales[:levels]
+        plan = self._plan(variant, levels)
+        if variant == "naive":
+            rc = self._k["naive"](*self._csr, W, th, ga)
+        elif variant.startswith("pa1-"):
+            rc = self._k["pa1"](*self._csr, W, th, ga, plan.blk, plan.runptr, plan.runs,
+                                plan.base, self.k, plan.span)
+        else:
+            bl, bu = self.bandwidth
+            rc = self._k["window"](*self._csr, W, th, ga, plan, bl, bu, int(variant[7:]))
+        if rc is MISS:
+            raise TypeError("matrix powers: an argument does not match the compiled kernel "
+                            f"(V {W.dtype} {W.shape}, A {self.dtype})")

@@ -1,0 +1,264 @@
+"""Matrix powers: every variant agrees with SciPy's repeated SpMVs; setup, tuning, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from specializers.matrix_powers import MatrixPowers, gram_matrix, partition
+
+
+def poisson1d(n):
+    return sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
+
+
+def poisson2d(m):
+    T, eye = poisson1d(m), sp.identity(m)
+    return (sp.kron(eye, T) + sp.kron(T, eye)).tocsr()
+
+
+def poisson3d(m):
+    T, eye = poisson1d(m), sp.identity(m)
+    return (sp.kron(sp.kron(T, eye), eye) + sp.kron(sp.kron(eye, T), eye)
+            + sp.kron(sp.kron(eye, eye), T)).tocsr()
+
+
+def random_sparse(n, density, seed, empty_rows=0):
+    A = sp.random(n, n, density=density, random_state=seed, format="lil")
+    A.setdiag(1.0 + np.arange(n) % 3)
+    A = A.tocsr()
+    if empty_rows:
+        keep = np.ones(n)
+        keep[np.random.default_rng(seed).choice(n, empty_rows, replace=False)] = 0
+        A = (sp.diags(keep) @ A).tocsr()
+        A.eliminate_zeros()
+    return A
+
+
+def shuffled(A, seed):
+    p = np.random.default_rng(seed).permutation(A.shape[0])
+    return A[p][:, p].tocsr()
+
+
+MATRICES = {
+    "poisson1d": lambda: poisson1d(3000),
+    "poisson2d": lambda: poisson2d(40),
+    "poisson3d": lambda: poisson3d(12),
+    "random": lambda: random_sparse(700, 0.01, 1),
+    "empty_rows": lambda: random_sparse(500, 0.01, 2, empty_rows=40),
+    "shuffled_poisson2d": lambda: shuffled(poisson2d(45), 3),
+}
+
+
+def reference(A, x, k, shifts=None, scales=None):
+    out = [x]
+    for j in range(k):
+        y = A @ out[-1]
+        if shifts is not None:
+            y = y - shifts[j] * out[-1]
+        if scales is not None:
+            y = y * scales[j]
+        out.append(y)
+    return np.array(out)
+
+
+def assert_close(V, ref, rtol):
+    for j in range(ref.shape[0]):
+        scale = max(np.abs(ref[j]).max(), 1e-300)
+        err = np.abs(V[j] - ref[j]).max() / scale
+        assert err <= rtol, f"level {j}: relative error {err:.3g} > {rtol}"
+
+
+def all_variants(mp):
+    # the tuned list plus small blocks and steps, so blocks, ghost runs and seams are exercised
+    return [*mp.variants, "pa1-37", "pa1-300", "window-7"]
+
+
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_every_variant_matches_scipy(name, rng, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # three window chunks, so two seams
+    A = MATRICES[name]()
+    k = 4
+    mp = MatrixPowers(A, k)
+    x = rng.standard_normal(A.shape[0])
+    ref = reference(A, x, k)
+    for v in all_variants(mp):
+        V = np.zeros((k + 1, A.shape[0]))
+        V[0] = x
+        mp.powers(V, variant=v)
+        assert_close(V, ref, 1e-12)
+        assert np.array_equal(V[0], x)
+
+
+def test_shuffled_matrix_is_reordered(rng):
+    A = shuffled(poisson2d(45), 3)
+    mp = MatrixPowers(A, 3)
+    assert mp.perm is not None
+    assert max(mp.bandwidth) < 200
+
+
+@pytest.mark.parametrize("k", [1, 2, 6])
+def test_newton_basis_matches_scipy(k, rng):
+    A = poisson2d(30)
+    shifts = rng.uniform(0, 8, k)
+    scales = rng.uniform(0.2, 0.5, k)
+    mp = MatrixPowers(A, k, basis="newton", shifts=shifts, scales=scales)
+    x = rng.standard_normal(A.shape[0])
+    ref = reference(A, x, k, shifts, scales)
+    for v in all_variants(mp):
+        V = mp.powers(np.vstack([x, np.zeros((k, x.size))]), variant=v)
+        assert_close(V, ref, 1e-12)
+
+
+def test_partial_basis_uses_first_levels(rng):
+    A = poisson2d(25)
+    shifts = np.array([1.0, 2.0, 3.0, 4.0])
+    mp = MatrixPowers(A, 4, basis="newton", shifts=shifts)
+    x = rng.standard_normal(A.shape[0])
+    ref = reference(A, x, 2, shifts)
+    for v in all_variants(mp):
+        V = np.vstack([x, np.zeros((2, x.size))])
+        mp.partial(V, variant=v)
+        assert_close(V, ref, 1e-12)
+
+
+def test_float32_int64_and_dense_inputs(rng):
+    A = poisson2d(20)
+    x = rng.standard_normal(A.shape[0])
+    A32 = A.astype(np.float32)
+    mp = MatrixPowers(A32, 3)
+    V = mp(x.astype(np.float32))
+    assert V.dtype == np.float32
+    assert_close(V, reference(A32.astype(np.float64), x.astype(np.float32).astype(np.float64),
+                              3), 1e-5)
+    A64 = sp.csr_matrix((A.data, A.indices.astype(np.int64), A.indptr.astype(np.int64)),
+                        shape=A.shape)
+    assert_close(MatrixPowers(A64, 3)(x), reference(A, x, 3), 1e-12)
+    assert_close(MatrixPowers(A.toarray(), 3)(x), reference(A, x, 3), 1e-12)
+    assert_close(MatrixPowers(A.tocoo(), 3)(x), reference(A, x, 3), 1e-12)
+
+
+def test_call_allocates_and_gram(rng):
+    A = poisson1d(50)
+    x = rng.standard_normal(50)
+    V = MatrixPowers(A, 3)(x)
+    assert V.shape == (4, 50) and np.array_equal(V[0], x)
+    np.testing.assert_allclose(gram_matrix(V), V @ V.T, rtol=1e-13)
+
+
+def test_setup_reported_and_ghost_overhead_small():
+    mp = MatrixPowers(poisson2d(200), 4)
+    assert mp.setup_seconds > 0
+    pa1 = [v for v in mp.variants if v.startswith("pa1")]
+    stats = mp.variant_stats(pa1[-1])
+    assert 0 <= stats["ghost_overhead"] <= 0.25
+    assert stats["redundant_work"] > 0
+    assert mp.variant_stats("naive")["ghost_overhead"] == 0
+    assert 0 <= mp.ghost_overhead <= 0.25
+
+
+def test_tuning_picks_and_remembers(fresh_cache, rng):
+    A = poisson2d(30)
+    x = rng.standard_normal(A.shape[0])
+    mp = MatrixPowers(A, 3)
+    V = np.vstack([x, np.zeros((3, x.size))])
+    ref = reference(A, x, 3)
+    for _ in range(3 * len(mp.variants)):
+        mp.powers(V)
+        assert_close(V, ref, 1e-12)
+    tuning = mp._tuning(3)
+    assert tuning.done and tuning.winner in mp.variants
+    again = MatrixPowers(A, 3)
+    assert again._tuning(3).winner == tuning.winner  # from disk, no re-timing
+
+
+def test_pa1_ghost_zones_match_dense_reachability():
+    A = random_sparse(120, 0.02, 5, empty_rows=10)
+    k, rows = 3, 25
+    plan = partition.pa1_plan(A.indptr, A.indices, 120, k, rows)
+    pattern = (A.toarray() != 0)
+    for b in range(len(plan.blk) - 1):
+        need = np.zeros(120, bool)
+        need[plan.blk[b]:plan.blk[b + 1]] = True
+        expected = {}
+        for level in range(k - 1, 0, -1):
+            need = need | pattern[need].any(axis=0)
+            expected[level] = need.copy()
+        for level in range(1, k):
+            j = b * (k - 1) + level - 1
+            got = np.zeros(120, bool)
+            for q in range(plan.runptr[j], plan.runptr[j + 1]):
+                got[plan.runs[2 * q]:plan.runs[2 * q + 1]] = True
+            assert np.array_equal(got, expected[level]), (b, level)
+
+
+def test_diagonal_runs_of_a_stencil_matrix():
+    offsets, runs = partition.diagonal_runs(*(lambda A: (A.indptr, A.indices))(poisson2d(10)),
+                                            100)
+    assert offsets.tolist() == [-10, -1, 0, 1, 10]
+    assert runs.size and (runs[1::2] > runs[0::2]).all()
+
+
+# -- bad input -----------------------------------------------------------------
+
+def test_bad_matrix_and_k():
+    with pytest.raises(ValueError, match="A must be square"):
+        MatrixPowers(sp.random(4, 5, density=0.5, format="csr"), 2)
+    bad = poisson1d(5).tolil()
+    bad[2, 2] = np.nan
+    with pytest.raises(ValueError, match="A contains NaN"):
+        MatrixPowers(bad.tocsr(), 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        MatrixPowers(poisson1d(5), 0)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        MatrixPowers(poisson1d(5), 2.0)
+    with pytest.raises(TypeError, match="A has dtype"):
+        MatrixPowers(poisson1d(5).astype(np.int64), 2)
+    with pytest.raises(TypeError, match="A must be"):
+        MatrixPowers("matrix", 2)
+    with pytest.raises(ValueError, match="basis"):
+        MatrixPowers(poisson1d(5), 2, basis="chebyshev")
+    with pytest.raises(ValueError, match="needs shifts"):
+        MatrixPowers(poisson1d(5), 2, basis="newton")
+    with pytest.raises(ValueError, match="shifts must have k=2"):
+        MatrixPowers(poisson1d(5), 2, basis="newton", shifts=[1.0])
+    with pytest.raises(ValueError, match="variant"):
+        MatrixPowers(poisson1d(5), 2, variant="fastest")
+
+
+def test_bad_v():
+    mp = MatrixPowers(poisson1d(6), 2)
+    with pytest.raises(ValueError, match=r"V must have shape \(k\+1, n\)"):
+        mp.powers(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="V must have k\\+1 = 3 rows"):
+        mp.powers(np.zeros((2, 6)))
+    with pytest.raises(TypeError, match="V has dtype float32"):
+        mp.powers(np.zeros((3, 6), dtype=np.float32))
+    with pytest.raises(TypeError, match="V must be a numpy array"):
+        mp.powers([[0.0] * 6] * 3)
+    ro = np.zeros((3, 6))
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="V is read-only"):
+        mp.powers(ro)
+    nan = np.zeros((3, 6))
+    nan[0, 2] = np.nan
+    with pytest.raises(ValueError, match="V\\[0\\].*NaN"):
+        mp.powers(nan)
+    with pytest.raises(ValueError, match="x must have shape"):
+        mp(np.zeros(5))
+    with pytest.raises(ValueError, match="V must be C-contiguous"):
+        mp.powers(np.zeros((6, 3)).T)
+
+
+@pytest.mark.parametrize("variant", ["window-7", "window-2048", "naive"])
+def test_two_bases_in_one_sweep(variant, rng, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    A = poisson2d(40)
+    shifts, scales = np.array([1.0, 3.0, 5.0, 7.0]), np.full(4, 0.3)
+    mp = MatrixPowers(A, 4, basis="newton", shifts=shifts, scales=scales, variant=variant)
+    p, r = rng.standard_normal((2, A.shape[0]))
+    P = np.vstack([p, np.zeros((4, p.size))])
+    R = np.vstack([r, np.zeros((3, r.size))])
+    mp.pair(P, R)
+    assert_close(P, reference(A, p, 4, shifts, scales), 1e-12)
+    assert_close(R, reference(A, r, 3, shifts, scales), 1e-12)
