@@ -28,30 +28,21 @@ import numpy as np
 from asp.frontend import KernelSource
 from asp.ir import platform as ir
 from asp.ir.node import Node
-from asp.ir.types import ctype_of, dtype_of
+from asp.ir.pyscalar import (
+    BOOL,
+    FLOAT,
+    HELPERS,
+    INT,
+    T,
+    binop_type,
+    cast,
+    floordiv,
+    join,
+    mod,
+    numeric,
+)
 
 __all__ = ["ScalarFunction", "T", "c_name", "translate"]
-
-
-@dataclass(frozen=True)
-class T:
-    """A value's type: a C type name, and whether it is a weak Python scalar."""
-
-    ctype: str
-    weak: bool = False
-
-    @property
-    def is_float(self) -> bool:
-        return self.ctype in ("double", "float")
-
-    @property
-    def is_bool(self) -> bool:
-        return self.ctype == "bool"
-
-
-INT = T("int64_t", weak=True)
-FLOAT = T("double", weak=True)
-BOOL = T("bool")
 
 
 @dataclass(frozen=True)
@@ -70,38 +61,6 @@ class ScalarFunction(Node):
         decls = tuple(ir.Declare(ct, name, ir.Const(0, ct)) for name, ct in self.locals)
         return ir.Function(self.name, self.params, ir.Block(decls + self.body.body),
                            ret=self.ret.ctype, static=True, inline=True)
-
-
-def _numeric(t: T) -> T:
-    return T("int64_t", t.weak) if t.is_bool else t
-
-
-def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
-    """The type of ``a op b`` for an arithmetic operator, by NumPy/NEP 50 rules."""
-    a, b = _numeric(a), _numeric(b)
-    if a.weak and b.weak:
-        out = T("double" if (a.is_float or b.is_float) else "int64_t", True)
-    elif a.weak or b.weak:
-        weak, strong = (a, b) if a.weak else (b, a)
-        if weak.is_float and not strong.is_float:
-            out = T("double")
-        else:
-            out = strong
-    else:
-        out = T(ctype_of(np.promote_types(dtype_of(a.ctype), dtype_of(b.ctype))))
-    if true_div and not out.is_float:
-        out = T("double", out.weak)
-    return out
-
-
-def join(a: T | None, b: T) -> T:
-    """The type of a variable assigned values of types ``a`` and ``b``."""
-    if a is None or a == b:
-        return b
-    if a.is_bool and b.is_bool:
-        return T("bool", a.weak and b.weak)
-    t = binop_type(a, b)
-    return T(t.ctype, a.weak and b.weak)
 
 
 # Functions of one or more float arguments returning a float (computed in double, like Python).
@@ -157,58 +116,14 @@ _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv
            ast.LShift: "<<", ast.RShift: ">>"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 
-#: C helpers for Python's integer floor division and modulo and float modulo.
-PREAMBLE = r"""
-static inline int64_t asp_floordiv_i64(int64_t a, int64_t b) {
-    if (b == 0) return 0;
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
-    return q;
-}
-static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
-    if (b == 0) return 0;
-    int64_t r = a % b;
-    if (r != 0 && ((r < 0) != (b < 0))) r += b;
-    return r;
-}
-static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {
-    if (step > 0) return stop > start ? (stop - start + step - 1) / step : 0;
-    if (step < 0) return start > stop ? (start - stop - step - 1) / (-step) : 0;
-    return 0;
-}
-static inline double asp_mod_f64(double a, double b) {
-    double r = fmod(a, b);
-    if (r != 0.0 && ((r < 0.0) != (b < 0.0))) r += b;
-    else if (r == 0.0) r = copysign(0.0, b);
-    return r;
-}
-/* Python's float floor division (and NumPy's): floor(a / b) rounds a / b first and
- * is wrong by one when the quotient lands on an integer, e.g. 1.0 // 0.1 == 9.0. */
-static inline double asp_floordiv_f64(double a, double b) {
-    if (b == 0.0) return a / b;
-    double mod = fmod(a, b);
-    double div = (a - mod) / b;
-    if (mod != 0.0 && ((b < 0.0) != (mod < 0.0))) div -= 1.0;
-    if (div == 0.0) return copysign(0.0, a / b);
-    double q = floor(div);
-    if (div - q > 0.5) q += 1.0;
-    return q;
-}
-"""
+#: The C helpers this front end's code calls (Python's ``//``, ``%``, ``range`` length).
+PREAMBLE = HELPERS
 
 
 def c_name(name: str) -> str:
     """The C identifier of a Python name: prefixed, so it never meets a generated name
     (``n``, ``k``, ``asp_*``), a C keyword or a libm function."""
     return f"v_{name}"
-
-
-def _cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
-    if src.ctype == dst:
-        return e
-    if isinstance(e, ir.Const) and not isinstance(e.value, bool):
-        return ir.Const(float(e.value) if dst in ("double", "float") else e.value, dst)
-    return ir.Cast(dst, e)
 
 
 class _Translator:
@@ -299,16 +214,16 @@ class _Translator:
         if isinstance(node.op, ast.Not):
             return ir.UnaryOp("!", self.truth(e, t)), BOOL
         if isinstance(node.op, ast.UAdd):
-            return e, _numeric(t)
+            return e, numeric(t)
         if isinstance(node.op, ast.USub):
-            nt = _numeric(t)
+            nt = numeric(t)
             if isinstance(e, ir.Const):
                 return ir.Const(-e.value, nt.ctype), nt
-            return ir.UnaryOp("-", _cast(e, t, nt.ctype)), nt
+            return ir.UnaryOp("-", cast(e, t, nt.ctype)), nt
         if isinstance(node.op, ast.Invert):
             if t.is_float:
                 raise self.err(node, "'~' needs an integer operand")
-            return ir.UnaryOp("~", e), _numeric(t)
+            return ir.UnaryOp("~", e), numeric(t)
         raise self.err(node, "unsupported unary operator")
 
     def truth(self, e: ir.Expr, t: T) -> ir.Expr:
@@ -330,22 +245,18 @@ class _Translator:
             if lt.is_float or rt.is_float:
                 raise self.err(node, f"'{op}' needs integer operands")
             t = binop_type(lt, rt)
-            return ir.BinOp(op, _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)), t
+            return ir.BinOp(op, cast(le, lt, t.ctype), cast(re_, rt, t.ctype)), t
         if op == "/":
             t = binop_type(lt, rt, true_div=True)
-            return ir.BinOp("/", _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)), t
+            return ir.BinOp("/", cast(le, lt, t.ctype), cast(re_, rt, t.ctype)), t
         if op == "**":
             return self.power(node, le, lt, re_, rt)
         t = binop_type(lt, rt)
-        a, b = _cast(le, lt, t.ctype), _cast(re_, rt, t.ctype)
+        a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
         if op == "//":
-            if t.is_float:
-                return ir.Cast(t.ctype, ir.Call("asp_floordiv_f64", (a, b))), t
-            return ir.Cast(t.ctype, ir.Call("asp_floordiv_i64", (a, b))), t
+            return floordiv(a, b, t), t
         if op == "%":
-            if t.is_float:
-                return ir.Cast(t.ctype, ir.Call("asp_mod_f64", (a, b))), t
-            return ir.Cast(t.ctype, ir.Call("asp_mod_i64", (a, b))), t
+            return mod(a, b, t), t
         return ir.BinOp(op, a, b), t
 
     def power(self, node, le, lt, re_, rt):
@@ -354,7 +265,7 @@ class _Translator:
             n = int(re_.value)
             if n == 0:
                 return ir.Const(1, t.ctype), t
-            base = _cast(le, lt, t.ctype)
+            base = cast(le, lt, t.ctype)
             if not isinstance(base, ir.Var | ir.Const) and n > 1:
                 # Repeat a plain name, not an expression: bind it to a temporary.
                 name = self.fresh()
@@ -368,9 +279,9 @@ class _Translator:
             raise self.err(node, "an integer power needs a constant exponent from 0 to 32 "
                                  "(write float(x) ** y for a float power)")
         if isinstance(re_, ir.Const) and re_.value == 0.5:
-            return _cast(ir.Call("sqrt", (_cast(le, lt, "double"),)), FLOAT, t.ctype), t
-        call = ir.Call("pow", (_cast(le, lt, "double"), _cast(re_, rt, "double")))
-        return _cast(call, FLOAT, t.ctype), t
+            return cast(ir.Call("sqrt", (cast(le, lt, "double"),)), FLOAT, t.ctype), t
+        call = ir.Call("pow", (cast(le, lt, "double"), cast(re_, rt, "double")))
+        return cast(call, FLOAT, t.ctype), t
 
     def fresh(self) -> str:
         self.tmp += 1
@@ -385,7 +296,7 @@ class _Translator:
                 raise self.err(node, f"comparison {type(op).__name__} is not supported")
             right, rt = self.expr(comp)
             t = binop_type(lt, rt)
-            parts.append(ir.BinOp(c, _cast(left, lt, t.ctype), _cast(right, rt, t.ctype)))
+            parts.append(ir.BinOp(c, cast(left, lt, t.ctype), cast(right, rt, t.ctype)))
             left, lt = right, rt
         out = parts[0]
         for p in parts[1:]:
@@ -408,7 +319,7 @@ class _Translator:
         a, at = self.expr(node.body)
         b, bt = self.expr(node.orelse)
         t = join(at, bt)
-        return ir.Ternary(self.truth(c, ct), _cast(a, at, t.ctype), _cast(b, bt, t.ctype)), t
+        return ir.Ternary(self.truth(c, ct), cast(a, at, t.ctype), cast(b, bt, t.ctype)), t
 
     def e_Call(self, node: ast.Call):
         if node.keywords:
@@ -424,28 +335,28 @@ class _Translator:
         if kind in ("float", "npfloat", "log"):
             if kind == "log" and len(args) == 2:
                 (x, xt), (b, bt) = args
-                return ir.BinOp("/", ir.Call("log", (_cast(x, xt, "double"),)),
-                                ir.Call("log", (_cast(b, bt, "double"),))), FLOAT
+                return ir.BinOp("/", ir.Call("log", (cast(x, xt, "double"),)),
+                                ir.Call("log", (cast(b, bt, "double"),))), FLOAT
             want = {"sqrt": 1, "pow": 2, "atan2": 2, "hypot": 2, "copysign": 2, "fmod": 2}
             n = want.get(cname, 1)
             if len(args) != n:
                 raise self.err(node, f"{name}() takes {n} argument(s)")
-            call = ir.Call(cname, tuple(_cast(e, t, "double") for e, t in args))
+            call = ir.Call(cname, tuple(cast(e, t, "double") for e, t in args))
             if kind == "npfloat":  # numpy keeps the argument's float type
                 t = args[0][1]
                 out = t if t.is_float else T("double", t.weak)
-                return _cast(call, FLOAT, out.ctype), out
+                return cast(call, FLOAT, out.ctype), out
             return call, FLOAT
         if kind == "int" and cname in _MATH_INT.values():
             self.arity(node, args, 1, name)
-            return ir.Cast("int64_t", ir.Call(cname, (_cast(*args[0], "double"),))), INT
+            return ir.Cast("int64_t", ir.Call(cname, (cast(*args[0], "double"),))), INT
         if kind == "bool" and cname in _MATH_BOOL.values():
             self.arity(node, args, 1, name)
-            return ir.Call(cname, (_cast(*args[0], "double"),)), BOOL
+            return ir.Call(cname, (cast(*args[0], "double"),)), BOOL
         if kind == "abs":
             self.arity(node, args, 1, name)
             e, t = args[0]
-            t = _numeric(t)
+            t = numeric(t)
             if t.is_float:
                 return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,)), t
             return ir.Ternary(ir.BinOp("<", e, ir.Const(0, t.ctype)), ir.UnaryOp("-", e), e), t
@@ -455,23 +366,23 @@ class _Translator:
             e, t = args[0]
             for e2, t2 in args[1:]:
                 tt = join(t, t2) if (t.weak == t2.weak) else binop_type(t, t2)
-                a, b = _cast(e, t, tt.ctype), _cast(e2, t2, tt.ctype)
+                a, b = cast(e, t, tt.ctype), cast(e2, t2, tt.ctype)
                 # Python: min(a, b) is b if b < a else a (and max: b if b > a else a).
                 cmp = "<" if kind == "min" else ">"
                 e, t = ir.Ternary(ir.BinOp(cmp, b, a), b, a), tt
             return e, t
         if kind == "int":
             self.arity(node, args, 1, name)
-            return _cast(args[0][0], args[0][1], "int64_t"), INT
+            return cast(args[0][0], args[0][1], "int64_t"), INT
         if kind == "float":
             self.arity(node, args, 1, name)
-            return _cast(args[0][0], args[0][1], "double"), FLOAT
+            return cast(args[0][0], args[0][1], "double"), FLOAT
         if kind == "bool":
             self.arity(node, args, 1, name)
             return self.truth(*args[0]), BOOL
         if kind == "cast":
             self.arity(node, args, 1, name)
-            return _cast(args[0][0], args[0][1], cname), T(cname)
+            return cast(args[0][0], args[0][1], cname), T(cname)
         raise self.err(node, f"call to unsupported function '{name}'")
 
     def arity(self, node, args, n, name):
@@ -498,7 +409,7 @@ class _Translator:
         if name in self.params:
             raise self.err(node, f"cannot assign to parameter {name!r}; use a new local name")
         self.env[name] = join(self.env.get(name), t)
-        return ir.Assign(ir.Var(c_name(name)), _cast(e, t, self.env[name].ctype))
+        return ir.Assign(ir.Var(c_name(name)), cast(e, t, self.env[name].ctype))
 
     def s_Assign(self, node: ast.Assign):
         out = []
@@ -560,7 +471,7 @@ class _Translator:
         e, t = self.expr(node.value)
         self.returns.append(t)
         ret = self.ret.ctype if self.ret is not None else t.ctype
-        return [ir.Return(_cast(e, t, ret))]
+        return [ir.Return(cast(e, t, ret))]
 
     def s_If(self, node: ast.If):
         c, ct = self.expr(node.test)
@@ -596,10 +507,10 @@ class _Translator:
             raise self.err(node, "range() takes one to three integer arguments")
         zero, one = ir.Const(0, "int64_t"), ir.Const(1, "int64_t")
         if len(args) == 1:
-            start, stop, step = zero, _cast(*args[0], "int64_t"), one
+            start, stop, step = zero, cast(*args[0], "int64_t"), one
         else:
-            start, stop = _cast(*args[0], "int64_t"), _cast(*args[1], "int64_t")
-            step = _cast(*args[2], "int64_t") if len(args) == 3 else one
+            start, stop = cast(*args[0], "int64_t"), cast(*args[1], "int64_t")
+            step = cast(*args[2], "int64_t") if len(args) == 3 else one
         if isinstance(step, ir.Const) and step.value == 0:
             raise self.err(node, "range() step must not be zero")
         name = node.target.id
@@ -621,7 +532,7 @@ class _Translator:
         self.pending = pend
         # The loop variable takes each value in turn and keeps the last one after the loop.
         value = ir.BinOp("+", v_start, ir.BinOp("*", ir.Var(it), v_step))
-        copy = ir.Assign(ir.Var(c_name(name)), _cast(value, INT, self.env[name].ctype))
+        copy = ir.Assign(ir.Var(c_name(name)), cast(value, INT, self.env[name].ctype))
         loop = ir.For(it, zero, v_count, ir.Block((copy, *body.body)))
         return [*header, loop]
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from asp.frontend import KernelSource
 from asp.ir import platform as ir
-from asp.ir.types import ctype_of, dtype_of
+from asp.ir.pyscalar import BOOL, FLOAT, INT, T, binop_type, cast, floordiv, join, mod
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -42,21 +42,6 @@ __all__ = ["ArgInfo", "T", "translate"]
 
 
 @dataclass(frozen=True)
-class T:
-    """A value's C type, and whether it is a weak Python scalar (NEP 50)."""
-
-    ctype: str
-    weak: bool = False
-
-    @property
-    def is_float(self) -> bool:
-        return self.ctype in ("double", "float")
-
-
-INT, FLOAT, BOOL = T("int64_t", True), T("double", True), T("bool")
-
-
-@dataclass(frozen=True)
 class ArgInfo:
     """What the front end knows of one argument: a grid (dtype, ndim, neighbourhoods) or a
     scalar (``kind`` 'float' or 'int')."""
@@ -65,36 +50,6 @@ class ArgInfo:
     ctype: str = "double"
     ndim: int = 0
     neighbors: tuple[tuple[tuple[int, ...], ...], ...] = ()
-
-
-def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
-    a = T("int64_t", a.weak) if a.ctype == "bool" else a
-    b = T("int64_t", b.weak) if b.ctype == "bool" else b
-    if a.weak and b.weak:
-        out = T("double" if (a.is_float or b.is_float) else "int64_t", True)
-    elif a.weak or b.weak:
-        weak, strong = (a, b) if a.weak else (b, a)
-        out = T("double") if weak.is_float and not strong.is_float else strong
-    else:
-        out = T(ctype_of(np.promote_types(dtype_of(a.ctype), dtype_of(b.ctype))))
-    if true_div and not out.is_float:
-        out = T("double", out.weak)
-    return out
-
-
-def join(a: T | None, b: T) -> T:
-    if a is None or a == b:
-        return b
-    t = binop_type(a, b)
-    return T(t.ctype, a.weak and b.weak)
-
-
-def cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
-    if src.ctype == dst:
-        return e
-    if isinstance(e, ir.Const) and not isinstance(e.value, bool):
-        return ir.Const(float(e.value) if dst in ("double", "float") else int(e.value), dst)
-    return ir.Cast(dst, e)
 
 
 _MATH = {"sqrt": 1, "exp": 1, "log": 1, "sin": 1, "cos": 1, "tan": 1, "pow": 2, "fabs": 1,
@@ -269,15 +224,12 @@ class _Translator:
             call = ir.Call("pow", (cast(le, lt, "double"), cast(re_, rt, "double")))
             return cast(call, FLOAT, t.ctype), t
         a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
-        if op == "%":
-            fn = "asp_mod_f64" if t.is_float else "asp_mod_i64"
-            return cast(ir.Call(fn, (cast(a, t, "double" if t.is_float else "int64_t"),
-                                     cast(b, t, "double" if t.is_float else "int64_t"))),
-                        T("double" if t.is_float else "int64_t"), t.ctype), t
-        if op == "//":
-            if t.is_float:
-                return ir.Cast(t.ctype, ir.Call("floor", (ir.BinOp("/", a, b),))), t
-            return ir.Call("asp_floordiv_i64", (a, b)), t
+        if op in ("%", "//"):
+            # The helpers take int64/double: widen, then narrow the result back to t.
+            wide = T("double" if t.is_float else "int64_t")
+            a, b = cast(a, t, wide.ctype), cast(b, t, wide.ctype)
+            r = mod(a, b, wide) if op == "%" else floordiv(a, b, wide)
+            return cast(r, wide, t.ctype), t
         return ir.BinOp(op, a, b), t
 
     def e_Compare(self, node):

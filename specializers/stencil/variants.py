@@ -21,13 +21,15 @@ import functools
 
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
+from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
 
 __all__ = ["PREAMBLE", "SERIAL_POINTS", "apply_variant", "variant_specs", "vectorize_points"]
 
-#: Index remapping of scipy.ndimage's boundary modes, Python's table indexing, and the
-#: streaming row store (AVX non-temporal stores where the compiler targets AVX).
-PREAMBLE = r"""
+#: Python's scalar helpers (``//``, ``%``), index remapping of scipy.ndimage's boundary
+#: modes, Python's table indexing, and the streaming row store (AVX non-temporal stores
+#: where the compiler targets AVX).
+PREAMBLE = HELPERS + r"""
 #ifdef __AVX__
 #include <immintrin.h>
 #endif
@@ -67,23 +69,6 @@ static void asp_linear_offsets(int64_t *lin, const int64_t *off, int64_t count, 
         const int64_t *o = off + k * dim;
         lin[k] = dim == 1 ? o[0] : (dim == 2 ? o[0] * n1 + o[1] : (o[0] * n1 + o[1]) * n2 + o[2]);
     }
-}
-static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
-    if (b == 0) return 0;
-    int64_t r = a % b;
-    if (r != 0 && ((r < 0) != (b < 0))) r += b;
-    return r;
-}
-static inline int64_t asp_floordiv_i64(int64_t a, int64_t b) {
-    if (b == 0) return 0;
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
-    return q;
-}
-static inline double asp_mod_f64(double a, double b) {
-    double r = fmod(a, b);
-    if (r != 0.0 && ((r < 0.0) != (b < 0.0))) r += b;
-    return r;
 }
 static inline void asp_stream_f64(double *restrict dst, const double *restrict src, int64_t n) {
     int64_t k = 0;

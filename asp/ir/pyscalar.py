@@ -1,0 +1,138 @@
+"""Python's scalar semantics, for front ends that translate Python arithmetic to C.
+
+A kernel's Python *is* its specification, so its arithmetic must mean in C
+what it means in Python on NumPy scalars:
+
+* types follow NumPy's promotion with NEP 50's *weak* Python scalars: a Python
+  ``int`` or ``float`` literal (or scalar argument) takes the type of the
+  array element it meets, so ``float32 * 2.0`` stays ``float32``;
+* ``/`` is true division, ``//`` floors and ``%`` takes the divisor's sign,
+  for integers and floats alike (``HELPERS`` holds their C, and
+  :func:`floordiv` / :func:`mod` emit calls to it).
+
+Used by the elementwise and stencil front ends; any specializer may use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from asp.ir import platform as ir
+from asp.ir.types import ctype_of, dtype_of
+
+__all__ = ["BOOL", "FLOAT", "HELPERS", "INT", "T", "binop_type", "cast", "floordiv", "join",
+           "mod", "numeric"]
+
+
+@dataclass(frozen=True)
+class T:
+    """A value's type: a C type name, and whether it is a weak Python scalar."""
+
+    ctype: str
+    weak: bool = False
+
+    @property
+    def is_float(self) -> bool:
+        return self.ctype in ("double", "float")
+
+    @property
+    def is_bool(self) -> bool:
+        return self.ctype == "bool"
+
+
+INT = T("int64_t", weak=True)
+FLOAT = T("double", weak=True)
+BOOL = T("bool")
+
+
+def numeric(t: T) -> T:
+    return T("int64_t", t.weak) if t.is_bool else t
+
+
+def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
+    """The type of ``a op b`` for an arithmetic operator, by NumPy/NEP 50 rules."""
+    a, b = numeric(a), numeric(b)
+    if a.weak and b.weak:
+        out = T("double" if (a.is_float or b.is_float) else "int64_t", True)
+    elif a.weak or b.weak:
+        weak, strong = (a, b) if a.weak else (b, a)
+        if weak.is_float and not strong.is_float:
+            out = T("double")
+        else:
+            out = strong
+    else:
+        out = T(ctype_of(np.promote_types(dtype_of(a.ctype), dtype_of(b.ctype))))
+    if true_div and not out.is_float:
+        out = T("double", out.weak)
+    return out
+
+
+def join(a: T | None, b: T) -> T:
+    """The type of a variable assigned values of types ``a`` and ``b``."""
+    if a is None or a == b:
+        return b
+    if a.is_bool and b.is_bool:
+        return T("bool", a.weak and b.weak)
+    t = binop_type(a, b)
+    return T(t.ctype, a.weak and b.weak)
+
+
+def cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
+    if src.ctype == dst:
+        return e
+    if isinstance(e, ir.Const) and not isinstance(e.value, bool):
+        return ir.Const(float(e.value) if dst in ("double", "float") else e.value, dst)
+    return ir.Cast(dst, e)
+
+
+def floordiv(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
+    """``a // b`` with Python's flooring, for operands already of type ``t``."""
+    fn = "asp_floordiv_f64" if t.is_float else "asp_floordiv_i64"
+    return ir.Cast(t.ctype, ir.Call(fn, (a, b)))
+
+
+def mod(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
+    """``a % b`` with the divisor's sign, for operands already of type ``t``."""
+    fn = "asp_mod_f64" if t.is_float else "asp_mod_i64"
+    return ir.Cast(t.ctype, ir.Call(fn, (a, b)))
+
+
+#: C helpers for Python's integer floor division and modulo and float modulo.
+HELPERS = r"""
+static inline int64_t asp_floordiv_i64(int64_t a, int64_t b) {
+    if (b == 0) return 0;
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+    return q;
+}
+static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
+    if (b == 0) return 0;
+    int64_t r = a % b;
+    if (r != 0 && ((r < 0) != (b < 0))) r += b;
+    return r;
+}
+static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {
+    if (step > 0) return stop > start ? (stop - start + step - 1) / step : 0;
+    if (step < 0) return start > stop ? (start - stop - step - 1) / (-step) : 0;
+    return 0;
+}
+static inline double asp_mod_f64(double a, double b) {
+    double r = fmod(a, b);
+    if (r != 0.0 && ((r < 0.0) != (b < 0.0))) r += b;
+    else if (r == 0.0) r = copysign(0.0, b);
+    return r;
+}
+/* Python's float floor division (and NumPy's): floor(a / b) rounds a / b first and
+ * is wrong by one when the quotient lands on an integer, e.g. 1.0 // 0.1 == 9.0. */
+static inline double asp_floordiv_f64(double a, double b) {
+    if (b == 0.0) return a / b;
+    double mod = fmod(a, b);
+    double div = (a - mod) / b;
+    if (mod != 0.0 && ((b < 0.0) != (mod < 0.0))) div -= 1.0;
+    if (div == 0.0) return copysign(0.0, a / b);
+    double q = floor(div);
+    if (div - q > 0.5) q += 1.0;
+    return q;
+}
+"""
