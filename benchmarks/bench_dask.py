@@ -38,9 +38,12 @@ def run(quick: bool) -> list[Figure]:
     step = HeatStep()
     ship_by_value(step)
     u = np.random.default_rng(0).random((n, n))
+    saved = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 here, for the direct call
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=None, memory_limit=0)
     client = distributed.Client(cluster)
+    os.environ.clear()
+    os.environ.update(saved)
     try:
         # Row slabs, one per worker: halos are contiguous rows.
         ud = da.from_array(u, chunks=(n // 2, n)).persist()

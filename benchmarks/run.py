@@ -7,10 +7,12 @@ Prints a table of every figure against its target, writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -68,12 +70,29 @@ def _chart(figures: list[Figure], path: Path) -> None:
     plt.close(fig)
 
 
+def _child(name: str, quick: bool) -> int:
+    """Run one benchmark module and print its figures as one JSON line."""
+    if quick:
+        os.environ["ASP_BENCH_QUICK"] = "1"
+    try:
+        mod = importlib.import_module(f"benchmarks.bench_{name}")
+        got = mod.run(quick=quick)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print("ASP-BENCH-FIGURES " + json.dumps([dataclasses.asdict(f) for f in got]), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
     ap.add_argument("--quick", action="store_true", help="small problems: a smoke run")
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
+    ap.add_argument("--child", metavar="NAME", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return _child(args.child, args.quick)
     if args.quick:
         os.environ["ASP_BENCH_QUICK"] = "1"
     mods = sorted(p.stem[len("bench_"):] for p in (ROOT / "benchmarks").glob("bench_*.py"))
@@ -85,11 +104,20 @@ def main(argv=None) -> int:
     failed = []
     for name in chosen:
         print(f"--- {name}", flush=True)
-        try:
-            mod = importlib.import_module(f"benchmarks.bench_{name}")
-            got = mod.run(quick=args.quick)
-        except Exception:
-            traceback.print_exc()
+        # Each module in a process of its own: thread pools, environment changes (a
+        # Dask cluster sets OMP_NUM_THREADS=1 in its parent), caches and peak RSS of one
+        # benchmark must not colour the next.
+        out = subprocess.run([sys.executable, __file__, "--child", name]
+                             + (["--quick"] if args.quick else []),
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        lines = out.stdout.splitlines()
+        marker = "ASP-BENCH-FIGURES "
+        got = [Figure(**d) for line in lines if line.startswith(marker)
+               for d in json.loads(line[len(marker):])]
+        for line in lines:
+            if not line.startswith(marker):
+                print(line, flush=True)
+        if out.returncode != 0 or not got:
             failed.append(name)
             continue
         for f in got:

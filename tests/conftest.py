@@ -1,10 +1,23 @@
 """Shared test setup: a private cache directory per test session, strict fallback off."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 import pytest
+
+
+@contextlib.contextmanager
+def environ_restored():
+    """Put ``os.environ`` back as it was: ``distributed.LocalCluster`` sets variables such
+    as ``OMP_NUM_THREADS=1`` in the *calling* process, which would leak into later tests."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session", autouse=True)

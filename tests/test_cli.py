@@ -61,7 +61,11 @@ def test_cache_list_info_clear(capsys, fresh_cache):
     assert code == 0
     assert "entries:    2" in out and "for 2 kernel(s)" in out
     assert "damaged" not in out
-    (fresh_cache / "lib" / f"{a.key}.so").write_bytes(b"x")
+    # Damage by replacing the file: this process has the object mapped, and writing
+    # into a mapped object in place would crash it (SIGBUS), cache or no cache.
+    damaged = fresh_cache / "lib" / "damaged.tmp"
+    damaged.write_bytes(b"x")
+    os.replace(damaged, fresh_cache / "lib" / f"{a.key}.so")
     code, out = _asp(capsys, "cache", "list")
     assert "[damaged]" in out
     code, out = _asp(capsys, "cache", "info")

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import environ_restored
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -21,9 +22,10 @@ RTOL = 1e-10
 @pytest.fixture(scope="module")
 def client(_asp_cache):
     env = {"ASP_CACHE_DIR": str(_asp_cache), "ASP_TUNE": "off", "OMP_NUM_THREADS": "1"}
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, env=env)
-    c = distributed.Client(cluster)
+    with environ_restored():
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, env=env)
+        c = distributed.Client(cluster)
     yield c
     c.close()
     cluster.close()

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import environ_restored
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -73,9 +74,10 @@ def client(_asp_cache):
     os.environ.update(ASP_TUNE="off", ASP_CFLAGS=CFLAGS)
     env = {"ASP_CACHE_DIR": str(_asp_cache), "ASP_TUNE": "off", "ASP_CFLAGS": CFLAGS,
            "OMP_NUM_THREADS": "1"}
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, env=env)
-    c = distributed.Client(cluster)
+    with environ_restored():
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, env=env)
+        c = distributed.Client(cluster)
     yield c
     c.close()
     cluster.close()
