@@ -257,3 +257,12 @@ def test_remembered_and_forget(fresh_cache):
     assert [r["kernel"] for r in remembered()] == ["beta:two"]
     assert forget() == 1
     assert remembered() == []
+
+
+def test_machine_id_follows_the_thread_count_in_force(monkeypatch):
+    from asp.tune import machine_id
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    three = machine_id()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert machine_id() != three and " x1 " in machine_id()

@@ -34,18 +34,26 @@ CREATE TABLE IF NOT EXISTS winners (
 
 
 @functools.lru_cache(maxsize=1)
-def machine_id() -> str:
-    """A short, stable name for this machine's processor and thread count."""
+def _cpu_model() -> str:
     model = platform.machine()  # platform.processor() would start a subprocess
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    text = f"{platform.machine()}|{model}|threads={config.num_threads()}"
-    return f"{model} x{config.num_threads()} [{hashlib.sha256(text.encode()).hexdigest()[:8]}]"
+    return model
+
+
+def machine_id() -> str:
+    """A short, stable name for this machine's processor and the thread count in force.
+
+    The thread count is read at each call (``OMP_NUM_THREADS`` may change within
+    a process); only the processor model is cached.
+    """
+    model, threads = _cpu_model(), config.num_threads()
+    text = f"{platform.machine()}|{model}|threads={threads}"
+    return f"{model} x{threads} [{hashlib.sha256(text.encode()).hexdigest()[:8]}]"
 
 
 def _path() -> Path:
