@@ -10,8 +10,6 @@ kernel reads or accumulates into it, written once at the end.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
@@ -228,39 +226,57 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
     return ir.Function(name, params, body, ret="int")
 
 
-CHUNK = 512
+#: Bytes of one cache line: the unit of a streaming store.
+LINE = 64
 
 
 def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval) -> ir.For:
-    """The interior box with the innermost axis computed into a buffer, then streamed."""
+    """The interior box, each row's cache-line-aligned middle written with streaming stores.
+
+    Per row: points up to the first 64-byte boundary of the output are stored as
+    usual; then each cache line's points are computed (``omp simd``) into a
+    line-sized buffer that stays in registers and leaves with one non-temporal
+    store, so the output is never read for ownership; the remainder is stored as
+    usual; one ``sfence`` per row orders the streamed lines before the loop's
+    barrier.  Needs ``dim >= 2`` (the fence runs on the thread that streamed).
+    """
     out = kernel.grid(kernel.out)
     last = dim - 1
-    c, m = ir.Var("asp_c"), ir.Var("asp_m")
+    iv = ivars[last]
+    width = LINE // (8 if out.ctype == "double" else 4)
+    c, a0, tail = ir.Var("asp_c"), ir.Var("asp_a0"), ir.Var("asp_tail")
+    s0, e = box[last]
 
-    def store(here: ir.ArrayRef):
-        return [ir.Assign(ir.ArrayRef("asp_buf", ir.BinOp("-", ivars[last], c)),
-                          ir.Var("asp_acc"))]
+    def to_buffer(here: ir.ArrayRef):
+        return [ir.Assign(ir.ArrayRef("asp_buf", ir.BinOp("-", iv, c)), ir.Var("asp_acc"))]
 
-    body = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
-                       load=False, store=store)
-    inner = ir.For(f"asp_i{last}", c, ir.BinOp("+", c, m), body)
-    row = [*ivars[:last], c]
-    t = _Body(kernel, loops, dim, checked=False, mode=mode, cval=cval, ivars=row)
-    dst = ir.UnaryOp("&", ir.ArrayRef(pname(out.name), t.linear(out.name, row)))
-    e_last = box[last][1]
-    left = ir.BinOp("-", e_last, c)
-    chunk = ir.For("asp_c", box[last][0], e_last, ir.Block((
-        ir.Declare(I64, "asp_m", ir.Ternary(ir.BinOp("<", _c(CHUNK), left), _c(CHUNK), left),
+    lines = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
+                        load=False, store=to_buffer)
+    plain = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
+                        load=False, store=None)
+    t = _Body(kernel, loops, dim, checked=False, mode=mode, cval=cval, ivars=ivars)
+    optr = ir.Var(pname(out.name))
+    row_start = t.linear(out.name, [*ivars[:last], _c(0)])
+    first_line = ir.Call(f"asp_line_start_{_suffix(out.ctype)}", (optr, row_start, s0))
+    line = ir.For("asp_c", a0, ir.BinOp("-", e, _c(width - 1)), ir.Block((
+        ir.Declare(out.ctype, "asp_buf", size=width),
+        ir.For(iv.name, c, ir.BinOp("+", c, _c(width)), lines),
+        ir.ExprStmt(ir.Call(f"asp_stream_line_{_suffix(out.ctype)}",
+                            (ir.UnaryOp("&", ir.ArrayRef(optr.name,
+                                                         ir.BinOp("+", row_start, c))),
+                             ir.Var("asp_buf")))),
+    )), step=_c(width))
+    row = ir.Block((
+        ir.Declare(I64, "asp_a0", ir.Ternary(ir.BinOp("<", first_line, e), first_line, e),
                    const=True),
-        inner,
-        ir.ExprStmt(ir.Call(f"asp_stream_{_suffix(out.ctype)}", (dst, ir.Var("asp_buf"), m))),
-    )), step=_c(CHUNK))
-    buf = ir.Declare(out.ctype, f"asp_buf[{CHUNK}] __attribute__((aligned(64)))")
-    # The buffer is private to each thread: declared inside the outermost (parallel) loop.
-    if last == 0:
-        return dataclasses.replace(chunk, body=ir.Block((buf, *chunk.body.body)))
-    nest = _nest(box[:last], ir.Block((buf, chunk)))
-    return nest
+        ir.Declare(I64, "asp_tail", ir.BinOp("+", a0, ir.BinOp(
+            "*", ir.BinOp("/", ir.BinOp("-", e, a0), _c(width)), _c(width))), const=True),
+        ir.For(iv.name, s0, a0, plain),
+        line,
+        ir.For(iv.name, tail, e, plain),
+        ir.ExprStmt(ir.Call("asp_sfence", ())),
+    ))
+    return _nest(box[:last], row)
 
 
 def _suffix(ctype: str) -> str:

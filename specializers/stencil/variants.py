@@ -10,9 +10,10 @@ marks the contiguous innermost loop ``omp simd``.  They differ in
 * ``tile<N>``: (3-D) cache blocking of the middle axis by
   :func:`asp.passes.tile_loops` (in 2-D three rows fit in cache anyway: blocking
   the columns measured slower here, so it is not offered);
-* ``stream``: rows computed into an L1 buffer, then written with
-  non-temporal stores (no read-for-ownership of the output), when the kernel
-  writes each output point once and never reads it.
+* ``stream``: (2-D, 3-D) each cache line of an output row computed into a
+  register-resident buffer and written with one non-temporal store (no
+  read-for-ownership of the output), when the kernel writes each output point
+  once and never reads it.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ __all__ = ["PREAMBLE", "SERIAL_POINTS", "apply_variant", "variant_specs", "vecto
 #: modes, Python's table indexing, and the streaming row store (AVX non-temporal stores
 #: where the compiler targets AVX).
 PREAMBLE = HELPERS + r"""
-#ifdef __AVX__
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 static inline int64_t asp_nearest(int64_t i, int64_t n) {
@@ -70,23 +71,40 @@ static void asp_linear_offsets(int64_t *lin, const int64_t *off, int64_t count, 
         lin[k] = dim == 1 ? o[0] : (dim == 2 ? o[0] * n1 + o[1] : (o[0] * n1 + o[1]) * n2 + o[2]);
     }
 }
-static inline void asp_stream_f64(double *restrict dst, const double *restrict src, int64_t n) {
-    int64_t k = 0;
-#ifdef __AVX__
-    for (; k < n && ((uintptr_t)(dst + k) & 31); ++k) dst[k] = src[k];
-    for (; k + 4 <= n; k += 4) _mm256_stream_pd(dst + k, _mm256_loadu_pd(src + k));
-    _mm_sfence();
-#endif
-    for (; k < n; ++k) dst[k] = src[k];
+/* Streaming stores of one 64-byte output line from a (register-resident) buffer. */
+static inline int64_t asp_line_start_f64(const double *base, int64_t row, int64_t k) {
+    /* the first index >= k whose address in the row is 64-byte aligned */
+    uintptr_t a = (uintptr_t)(base + row + k);
+    return k + (int64_t)(((64 - (a & 63)) & 63) / sizeof(double));
 }
-static inline void asp_stream_f32(float *restrict dst, const float *restrict src, int64_t n) {
-    int64_t k = 0;
-#ifdef __AVX__
-    for (; k < n && ((uintptr_t)(dst + k) & 31); ++k) dst[k] = src[k];
-    for (; k + 8 <= n; k += 8) _mm256_stream_ps(dst + k, _mm256_loadu_ps(src + k));
+static inline int64_t asp_line_start_f32(const float *base, int64_t row, int64_t k) {
+    uintptr_t a = (uintptr_t)(base + row + k);
+    return k + (int64_t)(((64 - (a & 63)) & 63) / sizeof(float));
+}
+static inline void asp_stream_line_f64(double *dst, const double *buf) {
+#if defined(__AVX512F__)
+    _mm512_stream_pd(dst, _mm512_loadu_pd(buf));
+#elif defined(__AVX__)
+    _mm256_stream_pd(dst, _mm256_loadu_pd(buf));
+    _mm256_stream_pd(dst + 4, _mm256_loadu_pd(buf + 4));
+#else
+    for (int k = 0; k < 8; ++k) dst[k] = buf[k];
+#endif
+}
+static inline void asp_stream_line_f32(float *dst, const float *buf) {
+#if defined(__AVX512F__)
+    _mm512_stream_ps(dst, _mm512_loadu_ps(buf));
+#elif defined(__AVX__)
+    _mm256_stream_ps(dst, _mm256_loadu_ps(buf));
+    _mm256_stream_ps(dst + 8, _mm256_loadu_ps(buf + 8));
+#else
+    for (int k = 0; k < 16; ++k) dst[k] = buf[k];
+#endif
+}
+static inline void asp_sfence(void) {
+#if defined(__SSE2__)
     _mm_sfence();
 #endif
-    for (; k < n; ++k) dst[k] = src[k];
 }
 """
 
@@ -100,7 +118,7 @@ def variant_specs(dim: int, streaming_ok: bool) -> list[tuple[str, dict]]:
     if dim == 3:
         out += [("collapse", {"collapse": 2}), ("tile8", {"tile": (None, 8)}),
                 ("tile32", {"tile": (None, 32)})]
-    if streaming_ok:
+    if streaming_ok and dim >= 2:
         out.append(("stream", {"streaming": True}))
     return out
 
