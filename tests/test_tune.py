@@ -266,3 +266,13 @@ def test_machine_id_follows_the_thread_count_in_force(monkeypatch):
     three = machine_id()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert machine_id() != three and " x1 " in machine_id()
+
+
+def test_winner_timed_on_other_code_is_not_reused(fresh_cache):
+    k = _kernel()
+    t = Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a")
+    for _ in range(9):
+        v = t.pick()
+        t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
+    assert Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a").winner == "stride"
+    assert not Tuning(k, "(f8)->auto", V3, mode="online", code="generator-b").done

@@ -133,6 +133,7 @@ class Specialization:
     tuning: Tuning
     plan: Plan | None = None
     source: str | None = None
+    code: str = ""  # fingerprint of the generator, part of every tuning key
     build_seconds: float = 0.0
     check_failures: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, Tuning] = field(default_factory=dict)
@@ -148,7 +149,7 @@ class Specialization:
         t = self.buckets.get(bucket)
         if t is None:
             t = Tuning(self.kernel, f"{self.signature} {bucket}", list(self.entries),
-                       mode=self.tuning.mode)
+                       mode=self.tuning.mode, code=self.code)
             for v, why in self.tuning.excluded.items():
                 t.exclude(v, why)
             self.buckets[bucket] = t
@@ -320,16 +321,17 @@ class JitKernel:
         t0 = time.perf_counter()
         digest = spec.code_digest()
         kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
-        key = (record_key(kernel_id, digest, prepared.signature,
-                          generator_fingerprint(type(spec).__module__)) if digest else None)
-        s = self._load(key, kernel_id, prepared.signature) if key else None
+        code = generator_fingerprint(type(spec).__module__)
+        key = record_key(kernel_id, digest, prepared.signature, code) if digest else None
+        s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
             plan = spec.plan(prepared)
             found, source = _compile_variants(plan, kernel_id)
             entries = {name: e for name, (e, _, _) in found.items()}
-            tuning = Tuning(kernel_id, plan.signature, list(entries))
+            tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
             s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
-                               entries=entries, tuning=tuning, plan=plan, source=source)
+                               entries=entries, tuning=tuning, plan=plan, source=source,
+                               code=code)
             if plan.check_args is not None:
                 _check_variants(s, spec)
             if key:
@@ -340,7 +342,7 @@ class JitKernel:
         return s
 
     @staticmethod
-    def _load(key: str, kernel_id: str, signature: str) -> Specialization | None:
+    def _load(key: str, kernel_id: str, signature: str, code: str) -> Specialization | None:
         rec = load_record(key)
         if rec is None:
             return None
@@ -348,12 +350,13 @@ class JitKernel:
         entries = {name: make_entry(libs[lib].address(sym), specs, ret=ret, errors=errors,
                                     keepalive=libs[lib])
                    for name, (lib, sym) in variants.items()}
-        tuning = Tuning(kernel_id, signature, list(entries))
+        tuning = Tuning(kernel_id, signature, list(entries), code=code)
         for name, why in excluded.items():
             if name in entries:
                 tuning.exclude(name, why)
         return Specialization(kernel=kernel_id, signature=signature, specs=specs,
-                              entries=entries, tuning=tuning, check_failures=dict(excluded))
+                              entries=entries, tuning=tuning, check_failures=dict(excluded),
+                              code=code)
 
     # -- introspection ----------------------------------------------------------------------
     def run_variant(self, name: str, *args):

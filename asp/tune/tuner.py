@@ -37,11 +37,14 @@ class Tuning:
     """The state of the choice among ``variants`` for one (kernel, signature)."""
 
     def __init__(self, kernel: str, signature: str, variants: Sequence[str], *,
-                 mode: str | None = None, rounds: int = 3):
+                 mode: str | None = None, rounds: int = 3, code: str = ""):
+        """``code`` fingerprints the generator of the variants (e.g.
+        :func:`asp.runtime.generator_fingerprint`): a winner timed on other code is
+        never reused, even for the same kernel name and signature."""
         if not variants:
             raise ValueError("Tuning needs at least one variant")
         self.kernel = kernel
-        self.signature = signature
+        self.signature = f"{signature} [code {code[:12]}]" if code else signature
         self.variants = list(variants)
         self.mode = mode or config.tune_mode()
         self.rounds = rounds
@@ -51,7 +54,7 @@ class Tuning:
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
-            found = db.lookup(kernel, signature)
+            found = db.lookup(kernel, self.signature)
             if found is not None and found[0] in self.variants:
                 self.winner = found[0]
 

@@ -31,6 +31,7 @@ from mako.template import Template
 from asp import config
 from asp.errors import AspFallbackWarning, LoadError, SpecializationError
 from asp.jit import build
+from asp.runtime import generator_fingerprint
 from asp.tune import Tuning
 
 from . import reference as ref
@@ -261,7 +262,8 @@ class EMStepper:
                f"dtype={self.dtype.name} threads={config.num_threads()}")
         t = _tunings.get(sig)
         if t is None:
-            t = _tunings[sig] = Tuning("gmm.em", sig, list(VARIANTS))
+            t = _tunings[sig] = Tuning("gmm.em", sig, list(VARIANTS),
+                                       code=generator_fingerprint(__name__))
         return t
 
     def step(self, X: np.ndarray, p: ref.Params, reg_covar: float) -> tuple[float, ref.Params]:

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
-from asp.runtime import MISS
+from asp.runtime import MISS, generator_fingerprint
 from asp.tune import Tuning
 from specializers.matrix_powers import partition
 from specializers.matrix_powers.kernels import VALUE_TYPES, kernels
@@ -327,7 +327,8 @@ class MatrixPowers:
         if t is None:
             sig = (f"{self.fingerprint}:n{self.n}:k{levels}:{self.dtype}:{self.basis}"
                    f":t{config.num_threads()}")
-            t = Tuning("matrix_powers", sig, self.variants)
+            t = Tuning("matrix_powers", sig, self.variants,
+                       code=generator_fingerprint(__name__))
             self._tunings[levels] = t
         return t
 
