@@ -21,8 +21,8 @@ import numpy as np
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of, dtype_of
 
-__all__ = ["BOOL", "FLOAT", "HELPERS", "INT", "T", "binop_type", "cast", "floordiv", "join",
-           "mod", "numeric"]
+__all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "binop_type", "cast",
+           "compare_chain", "floordiv", "join", "mod", "numeric"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,25 @@ def cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     if isinstance(e, ir.Const) and not isinstance(e.value, bool):
         return ir.Const(float(e.value) if dst in ("double", "float") else e.value, dst)
     return ir.Cast(dst, e)
+
+
+#: Python's comparison operators (``ast`` node classes) as C operators.
+COMPARE_OPS = {"Lt": "<", "LtE": "<=", "Gt": ">", "GtE": ">=", "Eq": "==", "NotEq": "!="}
+
+
+def compare_chain(items: list[tuple[ir.Expr, T]], ops: list[str]) -> tuple[ir.Expr, T]:
+    """``a < b <= c`` as ``(a < b) && (b <= c)``, each pair compared in its common type.
+
+    ``items`` are the typed operands, ``ops`` the C operators between them.
+    """
+    parts = []
+    for (left, lt), (right, rt), op in zip(items, items[1:], ops):
+        t = binop_type(lt, rt)
+        parts.append(ir.BinOp(op, cast(left, lt, t.ctype), cast(right, rt, t.ctype)))
+    out = parts[0]
+    for p in parts[1:]:
+        out = ir.BinOp("&&", out, p)
+    return out, BOOL
 
 
 def floordiv(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:

@@ -30,12 +30,14 @@ from asp.ir import platform as ir
 from asp.ir.node import Node
 from asp.ir.pyscalar import (
     BOOL,
+    COMPARE_OPS,
     FLOAT,
     HELPERS,
     INT,
     T,
     binop_type,
     cast,
+    compare_chain,
     floordiv,
     join,
     mod,
@@ -114,7 +116,6 @@ _CALLABLES = _resolve_callables()
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
            ast.Mod: "%", ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
            ast.LShift: "<<", ast.RShift: ">>"}
-_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 
 #: The C helpers this front end's code calls (Python's ``//``, ``%``, ``range`` length).
 PREAMBLE = HELPERS
@@ -287,21 +288,12 @@ class _Translator:
         self.tmp += 1
         return f"asp_t{self.tmp}"
 
-    def e_Compare(self, node: ast.Compare):
-        parts = []
-        left, lt = self.expr(node.left)
-        for op, comp in zip(node.ops, node.comparators):
-            c = _CMPOPS.get(type(op))
-            if c is None:
-                raise self.err(node, f"comparison {type(op).__name__} is not supported")
-            right, rt = self.expr(comp)
-            t = binop_type(lt, rt)
-            parts.append(ir.BinOp(c, cast(left, lt, t.ctype), cast(right, rt, t.ctype)))
-            left, lt = right, rt
-        out = parts[0]
-        for p in parts[1:]:
-            out = ir.BinOp("&&", out, p)
-        return out, BOOL
+    def e_Compare(self, node):
+        ops = [COMPARE_OPS.get(type(op).__name__) for op in node.ops]
+        if None in ops:
+            bad = node.ops[ops.index(None)]
+            raise self.err(node, f"comparison {type(bad).__name__} is not supported")
+        return compare_chain([self.expr(e) for e in (node.left, *node.comparators)], ops)
 
     def e_BoolOp(self, node: ast.BoolOp):
         op = "&&" if isinstance(node.op, ast.And) else "||"

@@ -25,7 +25,19 @@ import numpy as np
 
 from asp.frontend import KernelSource
 from asp.ir import platform as ir
-from asp.ir.pyscalar import BOOL, FLOAT, INT, T, binop_type, cast, floordiv, join, mod
+from asp.ir.pyscalar import (
+    BOOL,
+    COMPARE_OPS,
+    FLOAT,
+    INT,
+    T,
+    binop_type,
+    cast,
+    compare_chain,
+    floordiv,
+    join,
+    mod,
+)
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -57,7 +69,6 @@ _MATH = {"sqrt": 1, "exp": 1, "log": 1, "sin": 1, "cos": 1, "tan": 1, "pow": 2, 
 _MATH_INT = {"floor", "ceil", "trunc"}
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
            ast.Mod: "%", ast.Pow: "**"}
-_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _UNSUPPORTED = {"While": "'while' loops", "Try": "'try'", "With": "'with'", "Return": "'return'",
                 "Lambda": "lambdas", "ListComp": "list comprehensions", "Global": "'global'",
                 "FunctionDef": "nested functions", "Yield": "'yield'", "Raise": "'raise'",
@@ -233,19 +244,11 @@ class _Translator:
         return ir.BinOp(op, a, b), t
 
     def e_Compare(self, node):
-        parts, (left, lt) = [], self.expr(node.left)
-        for op, comp in zip(node.ops, node.comparators):
-            c = _CMPOPS.get(type(op))
-            if c is None:
-                raise self.err(node, f"comparison {type(op).__name__} is not supported")
-            right, rt = self.expr(comp)
-            t = binop_type(lt, rt)
-            parts.append(ir.BinOp(c, cast(left, lt, t.ctype), cast(right, rt, t.ctype)))
-            left, lt = right, rt
-        out = parts[0]
-        for p in parts[1:]:
-            out = ir.BinOp("&&", out, p)
-        return out, BOOL
+        ops = [COMPARE_OPS.get(type(op).__name__) for op in node.ops]
+        if None in ops:
+            bad = node.ops[ops.index(None)]
+            raise self.err(node, f"comparison {type(bad).__name__} is not supported")
+        return compare_chain([self.expr(e) for e in (node.left, *node.comparators)], ops)
 
     def e_BoolOp(self, node):
         op = "&&" if isinstance(node.op, ast.And) else "||"
