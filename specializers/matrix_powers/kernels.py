@@ -188,61 +188,18 @@ int ${sym}_pa1(void **ptrs, const int64_t *dims, const double *f, const int64_t 
     return err;
 }
 
-int ${sym}_window(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
+<%def name="window_kernel(name, two)">\
+int ${sym}_${name}(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
 {
     MAT_ARGS
     vt *V = ptrs[5]; const double *th = ptrs[6]; const double *ga = ptrs[7];
-    const int64_t *ch = ptrs[8];
-    const int64_t L = dims[5] - 1, n = dims[6], T = dims[9] - 1;
-    const int64_t bl = iv[0], bu = iv[1], step = iv[2];
-    (void)f;
-    #pragma omp parallel if(T > 1)
-    {
-        /* more chunks than threads, taken dynamically: a thread the OS holds back
-           on a shared machine leaves its chunks to the others */
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < T; ++c) {
-            const int64_t lo = ch[c], hi = ch[c + 1];
-            int64_t done[L + 1], stop[L + 1];
-            for (int64_t l = 1; l <= L; ++l) {
-                done[l] = lo == 0 ? 0 : lo + (l - 1) * bl;
-                stop[l] = hi == n ? n : hi - (l - 1) * bu;
-            }
-            /* Level l trails level l-1 by bu rows: its inputs were just written. */
-            for (int64_t p = lo + step;; p += step) {
-                int more = 0;
-                for (int64_t l = 1; l <= L; ++l) {
-                    int64_t e = p - (l - 1) * bu;
-                    if (e > stop[l]) e = stop[l];
-                    if (e > done[l]) {
-                        rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, done[l], e,
-                                   (vt)th[l - 1], (vt)ga[l - 1]);
-                        done[l] = e;
-                    }
-                    more |= done[l] < stop[l];
-                }
-                if (!more) break;
-            }
-        }
-        /* The seams between chunks, level by level: each needs both sides' level l-1. */
-        #pragma omp for schedule(static, 1)
-        for (int64_t c = 1; c < T; ++c) {
-            const int64_t m = ch[c];
-            for (int64_t l = 2; l <= L; ++l)
-                rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, m - (l - 1) * bu,
-                           m + (l - 1) * bl, (vt)th[l - 1], (vt)ga[l - 1]);
-        }
-    }
-    return 0;
-}
-
-/* Two bases in one sweep (s-step CG's p and r bases): A is streamed once for both. */
-int ${sym}_window2(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    MAT_ARGS
-    vt *V = ptrs[5]; const double *th = ptrs[6]; const double *ga = ptrs[7];
+% if two:
     vt *V2 = ptrs[8]; const int64_t *ch = ptrs[9];
     const int64_t L = dims[5] - 1, n = dims[6], L2 = dims[9] - 1, T = dims[11] - 1;
+% else:
+    const int64_t *ch = ptrs[8];
+    const int64_t L = dims[5] - 1, n = dims[6], T = dims[9] - 1;
+% endif
     const int64_t bl = iv[0], bu = iv[1], step = iv[2];
     (void)f;
     #pragma omp parallel if(T > 1)
@@ -266,9 +223,11 @@ int ${sym}_window2(void **ptrs, const int64_t *dims, const double *f, const int6
                     if (e > done[l]) {
                         rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, done[l], e,
                                    (vt)th[l - 1], (vt)ga[l - 1]);
+% if two:
                         if (l <= L2)  /* the same rows of A, still in cache */
                             rows_apply(A, V2 + (l - 1) * n, 0, V2 + l * n, 0, done[l], e,
                                        (vt)th[l - 1], (vt)ga[l - 1]);
+% endif
                         done[l] = e;
                     }
                     more |= done[l] < stop[l];
@@ -283,14 +242,20 @@ int ${sym}_window2(void **ptrs, const int64_t *dims, const double *f, const int6
             for (int64_t l = 2; l <= L; ++l) {
                 rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, m - (l - 1) * bu,
                            m + (l - 1) * bl, (vt)th[l - 1], (vt)ga[l - 1]);
+% if two:
                 if (l <= L2)
                     rows_apply(A, V2 + (l - 1) * n, 0, V2 + l * n, 0, m - (l - 1) * bu,
                                m + (l - 1) * bl, (vt)th[l - 1], (vt)ga[l - 1]);
+% endif
             }
         }
     }
     return 0;
 }
+</%def>
+${window_kernel("window", False)}
+/* Two bases in one sweep (s-step CG's p and r bases): A is streamed once for both. */
+${window_kernel("window2", True)}
 
 % if cg:
 /* Rows of one thread's static share of [0, n). */
