@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml setup.py asp/runtime/_native.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet numpy
-	$(PY) -m pip install --quiet --no-build-isolation -e '.[dev,docs,dask]'
+	$(PY) -m pip install --quiet -e '.[dev,docs,dask]'
 	$(PY) -c "import asp._native" || (echo "asp: the native call path did not build" && exit 1)
 	touch $(STAMP)
 
