@@ -18,7 +18,7 @@ import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MISS", "ArgSpec", "make_entry", "native_available", "release_memory"]
+__all__ = ["MISS", "ArgSpec", "as_native", "make_entry", "native_available", "release_memory"]
 
 try:
     from asp import _native
@@ -40,6 +40,17 @@ MISS = _Miss()
 
 def native_available() -> bool:
     return _native is not None
+
+
+def as_native(a, dtype=None) -> np.ndarray:
+    """``a`` as native code may take it: C-contiguous and aligned (of ``dtype`` if given).
+
+    ``a`` itself when it already is; otherwise a copy.  ``np.ascontiguousarray``
+    is not enough: it keeps a contiguous but unaligned array as it is, and such
+    arrays are common (Dask and pickle protocol 5 deserialize into message
+    buffers at any offset).  Guards reject them, so they must be copied first.
+    """
+    return np.require(a, dtype=dtype, requirements="CA")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from asp.errors import SpecializationError
 from asp.jit import build
-from asp.runtime import ArgSpec, make_entry
+from asp.runtime import ArgSpec, as_native, make_entry
 from asp.runtime.abi import MISS
 
 __all__ = ["CFunction", "call_c_function", "call_c_function_parallel", "make_c_function",
@@ -147,13 +147,13 @@ def _check(f, arrays, start_row, end_row) -> tuple[tuple, int, int]:
         if k == want - 1:
             if not a.flags.writeable:
                 raise ValueError("the output array is read-only")
-            if not a.flags.c_contiguous:
-                raise ValueError("the output array must be C-contiguous")
+            if not (a.flags.c_contiguous and a.flags.aligned):
+                raise ValueError("the output array must be C-contiguous and aligned")
             if any(np.may_share_memory(a, b) for b in arrays[:-1]):
                 if not any(b is a for b in arrays[:-1]):
                     raise ValueError("the output array overlaps an input array")
-        elif not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
+        else:
+            a = as_native(a)
         out.append(a)
     for nm, v in (("start_row", start_row), ("end_row", end_row)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer):

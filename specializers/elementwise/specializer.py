@@ -23,7 +23,7 @@ import numpy as np
 
 from asp.frontend import get_source
 from asp.passes import run_pipeline
-from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant, as_native
 from specializers.elementwise.frontend import FLOAT, INT, PREAMBLE, T, c_name, translate
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
@@ -96,7 +96,7 @@ class ElementwiseSpecializer(Specializer):
                                      f"{shape_of!r} has shape {shape}; arrays must have "
                                      "the same shape (scalars broadcast)")
                 if not (a.flags.c_contiguous and a.flags.aligned):
-                    a, same = np.ascontiguousarray(a), False
+                    a, same = as_native(a), False
                 conv.append(a)
                 parts.append(f"{a.dtype.str}{a.ndim}")
             elif isinstance(a, bool | np.bool_):

@@ -38,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
+from asp.runtime import as_native
 
 from . import reference as ref
 from .kernels import VARIANTS, kernel_params, kernels_for, params_from_stats
@@ -55,7 +56,7 @@ def chunk_statistics(X: np.ndarray, p: ref.Params, kp: tuple, variant: str | Non
     Runs the generated kernel (``variant``, or the first when None), or the NumPy
     statistics with one :class:`AspFallbackWarning` if the kernels cannot be built.
     """
-    X = np.ascontiguousarray(X)
+    X = as_native(X)
     if not np.isfinite(X).all():
         raise ValueError("X: contains NaN or infinity")
     m, d = p.means.shape
@@ -101,7 +102,7 @@ def _loglik(X: np.ndarray, p: ref.Params, kp: tuple) -> float:
     """sum over the chunk of log p(x)."""
     m, d = p.means.shape
     try:
-        wlp = kernels_for(m, d, p.cvtype, X.dtype).weighted_log_prob(np.ascontiguousarray(X), kp)
+        wlp = kernels_for(m, d, p.cvtype, X.dtype).weighted_log_prob(as_native(X), kp)
     except SpecializationError:
         wlp = ref.weighted_log_prob(X, p)
     wlp = wlp.astype(np.float64)
@@ -116,7 +117,7 @@ def _add(a, b):
 
 
 def _labels(X: np.ndarray, estimator) -> np.ndarray:
-    return estimator.predict(np.ascontiguousarray(X))
+    return estimator.predict(as_native(X))
 
 
 # -- on the client -------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
+from asp.runtime import as_native
+
 from . import reference as ref
 from .kernels import EMStepper
 from .validate import check_data
@@ -59,7 +61,7 @@ class GaussianMixture(_SkGaussianMixture):
         if X.shape[0] < self.n_components:
             raise ValueError(f"X: expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {X.shape[0]}")
-        X = np.ascontiguousarray(X)
+        X = as_native(X)
         xp, _ = get_namespace(X)
         self._check_parameters(X, xp=xp)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -113,7 +115,7 @@ class GaussianMixture(_SkGaussianMixture):
                 self.precisions_cholesky_)
 
     def _estimate_weighted_log_prob(self, X, xp=None):
-        X = np.ascontiguousarray(X)
+        X = as_native(X)
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float64)
         return self._stepper(X).weighted_log_prob(X, self._params())

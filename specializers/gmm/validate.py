@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from asp.runtime import as_native
+
 __all__ = ["check_cvtype", "check_data", "check_positive_int"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -63,4 +65,4 @@ def check_data(X, *, name: str = "X", n_features: int | None = None,
         arr = arr.astype(dtype, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or infinity")
-    return np.ascontiguousarray(arr)
+    return as_native(arr)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
-from asp.runtime import MISS, generator_fingerprint
+from asp.runtime import MISS, as_native, generator_fingerprint
 from asp.tune import Tuning
 from specializers.matrix_powers import partition
 from specializers.matrix_powers.kernels import VALUE_TYPES, kernels
@@ -81,10 +81,10 @@ def as_csr(A, name: str = "A") -> sp.csr_matrix:
     if M.indices.dtype != idt or M.indptr.dtype != idt:
         M = sp.csr_matrix((M.data, M.indices.astype(idt), M.indptr.astype(idt)),
                           shape=M.shape)
-    if not (M.data.flags.c_contiguous and M.indices.flags.c_contiguous
-            and M.indptr.flags.c_contiguous):
-        M = sp.csr_matrix((np.ascontiguousarray(M.data), np.ascontiguousarray(M.indices),
-                           np.ascontiguousarray(M.indptr)), shape=M.shape)
+    if not all(a.flags.c_contiguous and a.flags.aligned
+               for a in (M.data, M.indices, M.indptr)):
+        M = sp.csr_matrix((as_native(M.data), as_native(M.indices), as_native(M.indptr)),
+                          shape=M.shape)
     return M
 
 
@@ -180,7 +180,7 @@ class MatrixPowers:
             raise ValueError(f"{name} must have k={self.k} values, got {arr.size}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinite values")
-        return np.ascontiguousarray(arr)
+        return as_native(arr)
 
     def _valid(self, variant: str | None) -> None:
         # besides the tuned list, any block size or window step may be forced
@@ -244,8 +244,8 @@ class MatrixPowers:
             raise ValueError(f"V must have between 2 and {self.k + 1} rows, got {V.shape[0]}")
         if not V.flags.writeable:
             raise ValueError("V is read-only; powers() fills V[1:] in place")
-        if not V.flags.c_contiguous:
-            raise ValueError("V must be C-contiguous")
+        if not (V.flags.c_contiguous and V.flags.aligned):
+            raise ValueError("V must be C-contiguous and aligned")
         check_finite(V[0], "V[0] (the input vector x)")
         return rows
 

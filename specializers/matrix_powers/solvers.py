@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from asp.errors import AspFallbackWarning
+from asp.runtime import as_native
 from specializers.matrix_powers import partition
 from specializers.matrix_powers.kernels import sstep_kernels
 from specializers.matrix_powers.powers import (
@@ -111,7 +112,7 @@ def _setup(A, b, x0, rtol, atol, maxiter, tol, callback):
         raise ValueError(f"b must have shape ({n},) to match A {op.A.shape}, got {b.shape}")
     if not np.issubdtype(b.dtype, np.number) or np.iscomplexobj(b):
         raise TypeError(f"b has dtype {b.dtype}; expected real floating point")
-    b = np.ascontiguousarray(b, dtype=np.float64)
+    b = as_native(b, np.float64)
     check_finite(b, "b")
     if x0 is None:
         x = np.zeros(n)
@@ -154,7 +155,7 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
         precond = aslinearoperator(M)
         if precond.shape != (n, n):
             raise ValueError(f"M must have shape ({n}, {n}), got {precond.shape}")
-    z = r if precond is None else np.ascontiguousarray(precond.matvec(r), dtype=np.float64)
+    z = r if precond is None else as_native(precond.matvec(r), np.float64)
     rho = rr if precond is None else float(r @ z)
     p = z.copy()
     q = np.empty(n)
@@ -174,7 +175,7 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
             rho_new = rr
             op.direction(p, r, rho_new / rho)
         else:
-            z = np.ascontiguousarray(precond.matvec(r), dtype=np.float64)
+            z = as_native(precond.matvec(r), np.float64)
             rho_new = float(r @ z)
             op.direction(p, z, rho_new / rho)
         rho = rho_new

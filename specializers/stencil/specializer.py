@@ -20,7 +20,7 @@ from asp.frontend import get_source
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import parallelize_outer, run_pipeline
-from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant
+from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant, as_native
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
 from specializers.stencil.grid import StencilGrid, default_neighbors
@@ -172,7 +172,7 @@ class StencilSpecializer(Specializer):
                         "boundary mode such as boundary='nearest')")
         for i, a in enumerate(conv):
             if isinstance(a, np.ndarray) and not (a.flags.c_contiguous and a.flags.aligned):
-                conv[i], same = np.ascontiguousarray(a), False
+                conv[i], same = as_native(a), False
                 if i == oi:
                     def finish(result, user_out=a):
                         user_out[...] = result
