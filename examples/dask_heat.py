@@ -3,9 +3,9 @@
     u_t = alpha (u_xx + u_yy) on a periodic square, explicit in time.
 
 The step is an ordinary ``StencilKernel`` with ``boundary='wrap'``;
-``specializers.stencil.dask.iterate`` applies it to a ``dask.array`` with
-``map_overlap`` (one-point halos exchanged between blocks) and persists the
-state every few steps.  The script runs on a local two-worker cluster, or on an
+``specializers.stencil.dask.iterate`` applies it to a ``dask.array`` block by
+block (one-point halo slices exchanged between neighbouring blocks) and persists
+the state every few steps.  The script runs on a local two-worker cluster, or on an
 existing one with ``--scheduler tcp://host:port``, and checks the result against
 the same steps run on one machine.
 

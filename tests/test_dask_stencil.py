@@ -93,15 +93,16 @@ def _equal(got: np.ndarray, want: np.ndarray):
     assert np.array_equal(got, want), f"max diff {np.abs(got - want).max()}"
 
 
+@pytest.mark.parametrize("method", ["split", "overlap"])
 @pytest.mark.parametrize("mode", MODES)
-def test_every_mode_bit_for_bit_2d_and_3d(client, mode, rng):
+def test_every_mode_bit_for_bit_2d_and_3d(client, mode, method, rng):
     a2 = rng.random((23, 17))
     k = Heat(boundary=mode, cval=0.7)
-    out = apply(k, da.from_array(a2, chunks=((5, 9, 9), (4, 7, 6))), 0.1)
+    out = apply(k, da.from_array(a2, chunks=((5, 9, 9), (4, 7, 6))), 0.1, method=method)
     _equal(out.compute(), k(a2, 0.1))
     a3 = rng.random((9, 10, 11))
     k3 = Lap(boundary=mode, cval=-0.5)
-    _equal(apply(k3, da.from_array(a3, chunks=(4, 3, 5))).compute(), k3(a3))
+    _equal(apply(k3, da.from_array(a3, chunks=(4, 3, 5)), method=method).compute(), k3(a3))
 
 
 def test_interior_leaves_the_border_untouched(client, rng):
