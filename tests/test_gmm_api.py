@@ -155,14 +155,16 @@ def test_bad_constructor_arguments():
 
 
 # -- fallback -----------------------------------------------------------------------------
-def test_disabled_jit_runs_python_with_one_warning(blobs, monkeypatch):
+def test_disabled_jit_runs_python_silently(blobs, monkeypatch):
+    """ASP_DISABLE_JIT is a request, not a failure: no warning (as for every kernel)."""
     X, _ = blobs
     ref_ll = GMM(3, 3, cvtype="full").train_using_python(X, max_iters=5)
     monkeypatch.setenv("ASP_DISABLE_JIT", "1")
     g = GMM(3, 3, cvtype="full")
-    with pytest.warns(AspFallbackWarning) as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         ll = g.train(X, max_iters=5)
-    assert len([w for w in record if issubclass(w.category, AspFallbackWarning)]) == 1
+    assert not [w for w in record if issubclass(w.category, AspFallbackWarning)]
     assert ll == ref_ll and g.last_variant == "python"
 
 

@@ -244,9 +244,7 @@ class EMStepper:
         self._work: np.ndarray | None = None
         if python:
             return
-        if config.jit_disabled():
-            warnings.warn("ASP_DISABLE_JIT=1: running the NumPy reference EM",
-                          AspFallbackWarning, stacklevel=3)
+        if config.jit_disabled():  # asked for: the NumPy reference EM, silently
             return
         try:
             self.kernels = kernels_for(m, d, cvtype, dtype)
