@@ -712,3 +712,29 @@ def test_unsupported_constructs_fall_back_with_a_location():
     f = elementwise(with_try)
     with pytest.warns(AspFallbackWarning, match="'try'"):
         np.testing.assert_array_equal(f(np.arange(3.0)), [1.0, 2.0, 3.0])
+
+
+def test_python_fallback_keeps_numpy_types(monkeypatch):
+    """Running as Python (fallback or ASP_DISABLE_JIT) computes on NumPy scalars and
+    returns what the compiled kernel returns: float32 in, float32 arithmetic and out."""
+    from asp.errors import AspFallbackWarning
+
+    x = np.linspace(-1, 1, 11, dtype=np.float32)
+    compiled = poly(x)
+    assert compiled.dtype == np.float32
+    monkeypatch.setenv("ASP_DISABLE_JIT", "1")
+    as_python = poly(x)
+    assert as_python.dtype == np.float32
+    np.testing.assert_array_equal(as_python, [poly.py_func(v) for v in x])
+    monkeypatch.delenv("ASP_DISABLE_JIT")
+
+    def with_dict(x):
+        return {"k": x * 0.5}["k"]
+
+    f = elementwise(with_dict)
+    with pytest.warns(AspFallbackWarning, match="not supported"):
+        r = f(x)
+    assert r.dtype == np.float32
+    np.testing.assert_array_equal(r, x * np.float32(0.5))
+    ints = f(np.arange(4, dtype=np.int16))  # cannot be typed: NumPy's own result type
+    assert ints.dtype == np.float64

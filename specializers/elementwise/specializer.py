@@ -43,6 +43,7 @@ class ElementwiseSpecializer(Specializer):
         self.params = list(code.co_varnames[: code.co_argcount])
         self.name = f"elementwise:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
         self._src = None
+        self._dtypes: dict[str, np.dtype] = {}  # signature -> result dtype, for run_python
         self.digest = ""
         try:
             import hashlib
@@ -214,15 +215,51 @@ class ElementwiseSpecializer(Specializer):
 
     # -- reference --------------------------------------------------------------------------
     def run_python(self, args: tuple):
+        """The function on each element, as Python runs it on ``a[i]``.
+
+        Elements are NumPy scalars, so arithmetic follows NumPy's types (float32 stays
+        float32); ``np.frompyfunc`` would pass Python floats and compute in double.  The
+        result has the dtype the compiled kernel would give when the kernel can be
+        typed, else the dtype NumPy infers from the values.
+        """
         *inputs, out = args
-        ufunc = np.frompyfunc(self.fn, len(inputs), 1)
-        res = ufunc(*inputs)
+        arrays = [a for a in inputs if isinstance(a, np.ndarray) and a.ndim > 0]
+        shape = arrays[0].shape if arrays else ()
+        flat = [a.reshape(-1) if isinstance(a, np.ndarray) and a.ndim > 0 else a
+                for a in inputs]
+        fn = self.fn
+
+        def one(i):
+            xs = [a[i] if isinstance(a, np.ndarray) else a for a in flat]
+            try:
+                return fn(*xs)
+            except TypeError:  # e.g. math.trunc(np.float32(...)): NumPy scalars lack it
+                return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
+
+        values = [one(i) for i in range(int(np.prod(shape)))]
         if out is not None:
-            out[...] = res
+            out[...] = np.asarray(values).reshape(shape)
             return out
-        if not isinstance(res, np.ndarray):
-            return np.asarray(res)
-        return np.array(res.ravel().tolist()).reshape(res.shape)
+        dtype = self._result_dtype(inputs)
+        res = np.asarray(values) if dtype is None else np.asarray(values, dtype=dtype)
+        return res.reshape(shape)
+
+    def _result_dtype(self, inputs) -> np.dtype | None:
+        """The dtype the compiled kernel returns for ``inputs``, or None if it cannot be
+        typed (the reason it runs as Python)."""
+        try:
+            prepared = self.prepare((*inputs, None))
+            key = prepared.signature
+            if key not in self._dtypes:
+                types = {}
+                for name, a in zip(self.params, prepared.args[:-1]):
+                    types[name] = T(_ctype(a.dtype)) if isinstance(a, np.ndarray) else \
+                        FLOAT if isinstance(a, float) else INT
+                src = self._src or get_source(self.fn)
+                self._dtypes[key] = _dtype(translate(src, self.fn, types).ret.ctype)
+            return self._dtypes[key]
+        except Exception:  # any failure: NumPy infers the dtype from the values
+            return None
 
 
 def _compilable(dtype) -> bool:
