@@ -188,7 +188,7 @@ def test_object_replaced_by_garbage_is_rebuilt(fresh_cache, count_compiles):
     src = _source(uuid.uuid4().hex, 2)
     key = _prebuild(src, fresh_cache)
     (fresh_cache / "lib" / f"{key}.so").write_bytes(b"this is not an ELF file" * 100)
-    # Also damage codepy's own copy, so the rebuild has to notice that too.
+    # Also damage the build directory's copy, so the rebuild has to notice that too.
     for p in (fresh_cache / "build").rglob("*.so"):
         p.write_bytes(b"junk")
     assert _call(build(src, kernel="test.damaged"), 4) == 8
@@ -210,7 +210,7 @@ def test_garbage_index_entry_is_detected_and_rebuilt(fresh_cache, garbage):
     assert json.loads(entry.read_text())["key"] == lib.key
 
 
-def test_stale_codepy_lock_does_not_hang(fresh_cache):
+def test_stale_lock_file_in_the_build_directory_does_not_hang(fresh_cache):
     src = _source(uuid.uuid4().hex, 6)
     key = source_key(src)
     lock = fresh_cache / "build" / key / "lock"

@@ -4,14 +4,14 @@ Layout under the cache directory (``ASP_CACHE_DIR`` or the user cache dir)::
 
     lib/<key>.so           the shared object, named by its key
     entries/<key>.json     what it is: kernel, source size, sha256 of the .so, times
-    build/<key>/           codepy's build directory for that key
+    build/<key>/           the C source and the object as gcc wrote it
     locks/<key>.lock       a flock held while the key is built
 
 The key is the sha256 of the C source, the compiler's identity (path, version,
 flags) and asp's version, so a different compiler or flag never reuses a stale
 object.  Building holds a per-key ``flock`` (released by the kernel if a
 process dies), so concurrent processes wait for each other rather than race,
-and a lock file left behind by a killed codepy run is removed safely.  Every
+and a build killed half-way is simply redone.  Every
 file is written to a temporary name and renamed into place; a truncated object
 or an unreadable entry is detected on load (sha256 and ``dlopen``) and rebuilt.
 """
@@ -131,23 +131,27 @@ def _discard(dirs: dict[str, Path], key: str) -> None:
 
 
 def _compile(dirs: dict[str, Path], key: str, source: str, name: str) -> Path:
+    """gcc, through codepy's toolchain, on ``source`` in the key's build directory.
+
+    Not ``codepy.jit.compile_from_string``: its own cache, a second one under ours,
+    would first run the preprocessor over the source to hash its headers (a tenth
+    of a cold build) and spin forever on a lock file left by a killed process.
+    """
     from codepy import CompileError as CodepyCompileError
-    from codepy.jit import compile_from_string
 
     build_dir = dirs["build"] / key
     build_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Under our flock nobody else is inside codepy for this key: a lock file
-    # here was left by a killed process and would make codepy spin forever.
-    (build_dir / "lock").unlink(missing_ok=True)
+    # Under our flock nobody else builds this key: whatever is here is ours to replace.
+    c_file, so_file = build_dir / f"{name}.c", build_dir / f"{name}.so"
+    c_file.write_text(source)
+    so_file.unlink(missing_ok=True)
     try:
-        _, _, so_file, _ = compile_from_string(
-            compiler().toolchain(), name, source, source_name=f"{name}.c",
-            cache_dir=str(build_dir), debug_recompile=False)
+        compiler().toolchain().build_extension(str(so_file), [str(c_file)])
     except CodepyCompileError as exc:
         raise CompileError(f"the C compiler rejected the generated code:\n{exc}") from None
     except OSError as exc:
         raise CompileError(f"the C compiler could not be run: {exc}") from None
-    return Path(so_file)
+    return so_file
 
 
 def build(source: str, *, kernel: str, name: str = "asp_kernel") -> Library:
@@ -197,7 +201,7 @@ def _build_locked(dirs: dict[str, Path], key: str, source: str, kernel: str,
         if lib is not None:
             _write_atomic(entry_path, json.dumps(entry, indent=1).encode())
             return lib
-        # codepy's own cached object was damaged: drop everything for this key, once.
+        # The object gcc wrote cannot be loaded: drop everything for this key, once.
         _discard(dirs, key)
         dirs = _dirs(config.cache_dir())
     raise LoadError(f"the compiled object for {kernel} cannot be loaded", kernel=kernel)
