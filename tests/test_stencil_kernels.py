@@ -205,3 +205,51 @@ def test_ghost_depth_and_custom_neighbourhood(rng):
     Sum(pure_python=True).kernel(a, ref)
     np.testing.assert_allclose(out.data, ref.data, rtol=1e-12)
     assert not out.data[1].any()
+
+
+# -- large outputs of __call__ come from reused, unzeroed memory ----------------------------
+def _poison_reuse_cache(shape, dtype=np.float64):
+    """Leave a freed block of this size full of NaN in asp's output cache, so the next
+    output of that size reuses it (and shows anything not written or zeroed)."""
+    from asp.runtime import new_output
+
+    junk = new_output(shape, dtype)
+    junk.fill(np.nan)
+    del junk
+
+
+@pytest.mark.parametrize("kernel_cls, args", [
+    (Laplacian, ()),            # accumulates into out: everything must start at zero
+    (Weighted, (0.5, 0.125)),   # assigns every point: only the border is left
+])
+@pytest.mark.parametrize("mode", ["interior", "wrap", "constant"])
+def test_large_call_output_reuses_memory_and_zeroes_what_it_must(kernel_cls, args, mode, rng):
+    a = rng.random((512, 384))  # 1.5 MiB: above the reuse threshold
+    k = kernel_cls(boundary=mode, cval=0.5)
+    want = np.zeros_like(a)
+    k.kernel(a, *args, want)  # into zeros the caller made
+    _poison_reuse_cache(a.shape)
+    got = k(a, *args)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got, want)
+    if mode == "interior":
+        assert not got[0].any() and not got[:, -1].any()
+
+
+def test_large_call_output_zeroes_the_widest_ghost_border(rng):
+    """The loop walks a grid of ghost depth 2 while the output has 1: a border two
+    deep stays zero."""
+
+    class Walk(StencilKernel):
+        def kernel(self, u, out):
+            for x in u.interior_points():
+                out[x] = 2.0 * u[x]
+
+    u = StencilGrid([600, 300])
+    u.data = rng.random((600, 300))
+    u.ghost_depth = 2
+    want = np.zeros((600, 300))
+    want[2:-2, 2:-2] = 2.0 * u.data[2:-2, 2:-2]
+    _poison_reuse_cache((600, 300))
+    got = Walk()(u)
+    np.testing.assert_array_equal(got, want)

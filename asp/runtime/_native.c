@@ -428,7 +428,48 @@ static PyTypeObject EntryType = {
     .tp_methods = Entry_methods,
 };
 
+/* empty(shape, dtype): an uninitialised C-contiguous array, large ones through the
+ * reusing handler (for outputs allocated in Python, e.g. a stencil's __call__). */
+static PyObject *native_empty(PyObject *self, PyObject *args)
+{
+    PyObject *shape_obj, *seq;
+    PyArray_Descr *descr = NULL;
+    npy_intp shape[MAX_DIMS];
+    Py_ssize_t k, ndim;
+    int typenum;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO&", &shape_obj, PyArray_DescrConverter, &descr)) return NULL;
+    typenum = descr->type_num;
+    Py_DECREF(descr);
+    if (!PyTypeNum_ISNUMBER(typenum) && typenum != NPY_BOOL) {
+        PyErr_SetString(PyExc_TypeError, "empty: expected a numeric dtype");
+        return NULL;
+    }
+    seq = PySequence_Fast(shape_obj, "empty: shape must be a sequence of ints");
+    if (seq == NULL) return NULL;
+    ndim = PySequence_Fast_GET_SIZE(seq);
+    if (ndim > MAX_DIMS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "empty: too many dimensions");
+        return NULL;
+    }
+    for (k = 0; k < ndim; k++) {
+        shape[k] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        if (shape[k] < 0) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "empty: negative dimension");
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    return (PyObject *)new_output((int)ndim, shape, typenum);
+}
+
 static PyMethodDef native_methods[] = {
+    {"empty", native_empty, METH_VARARGS,
+     "empty(shape, dtype): an uninitialised array; outputs of 1 MiB or more reuse freed "
+     "blocks."},
     {"release_cached", release_cached, METH_NOARGS,
      "Free the output blocks kept for reuse; returns how many bytes were freed."},
     {"cached_bytes", cached_bytes, METH_NOARGS, "Bytes of output blocks kept for reuse."},

@@ -18,7 +18,8 @@ import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MISS", "ArgSpec", "as_native", "make_entry", "native_available", "release_memory"]
+__all__ = ["MISS", "ArgSpec", "as_native", "make_entry", "native_available", "new_output",
+           "release_memory"]
 
 try:
     from asp import _native
@@ -91,6 +92,19 @@ def make_entry(address: int, specs: tuple[ArgSpec, ...], *, ret: int = -1,
                         "reinstall asp with a C compiler present")
     return _native.Entry(address, [s.native() for s in specs], ret, MISS, tuple(errors),
                          keepalive)
+
+
+def new_output(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array for a kernel's output.
+
+    Arrays of 1 MiB or more come from the reusing memory handler (see
+    :func:`release_memory`): a loop ``u = kernel(u)`` then writes into warm pages
+    instead of the operating system zeroing fresh ones, which costs as much as a
+    memory-bound kernel itself.  The caller must write every element (or zero it).
+    """
+    if _native is None:
+        return np.empty(shape, dtype)
+    return _native.empty(tuple(int(n) for n in shape), np.dtype(dtype))
 
 
 def release_memory() -> int:

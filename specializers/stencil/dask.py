@@ -13,13 +13,15 @@ Two ways to compute a block, both equal to ``kernel(*computed inputs)`` bit for
 bit when both run the same variant:
 
 ``method='split'`` (the default)
-    The block itself goes to the kernel, run in ``'interior'`` mode with a ghost
-    depth of the halo ``g``: that fills all but a shell of width ``g``.  The shell
-    is computed from thin *strips* (``3g`` points across, the block's width plus
-    ``2g`` along): one per face, assembled from the block's own edge and slices
-    of its neighbours, and pasted in.  Only the slices (``g`` deep) travel
-    between workers, and the block is never copied: a step costs one read of the
-    input and one write of the output, as the direct call does.
+    Two tasks per block.  The first runs the kernel on the block itself in
+    ``'interior'`` mode with a ghost depth of the halo ``g``: that fills all but
+    a shell of width ``g``, and needs nothing from the neighbours, so it starts
+    at once.  The second computes the shell from thin *strips* (``3g`` points
+    across, the block's width plus ``2g`` along), one per face, assembled from
+    the block's own edge and slices of its neighbours, and pastes them in.  Only
+    the slices (``g`` deep) travel between workers, and the block is never
+    copied: a step costs one read of the input and one write of the output, as
+    the direct call does.
 ``method='overlap'``
     :func:`dask.array.map_overlap`: every block is concatenated with its halos
     (a copy of the block), run through the kernel's own boundary mode, and
@@ -427,8 +429,26 @@ class _Split:
     fills: tuple         # per field, the value of points outside the domain
 
 
-class _SplitBlock:
-    """The task of one output block: the block's own call, then its strips."""
+class _Interior:
+    """A block's first task: the kernel on the block alone (``'interior'`` mode), all
+    but the shell.  It needs no halo, so it runs while the halo slices travel."""
+
+    __slots__ = ("split",)
+
+    def __init__(self, split: _Split):
+        self.split = split
+
+    def __reduce__(self):
+        return _Interior, (self.split,)
+
+    def __call__(self, *own) -> np.ndarray:
+        return self.split.fn(*[as_native(b) for b in own])
+
+
+class _Shell:
+    """A block's second task: the strips, computed and pasted into the first task's
+    output.  That array is this graph's own intermediate with no other reader, so it is
+    filled in place; pasting is idempotent, so a retried task gives the same bits."""
 
     __slots__ = ("index", "split")
 
@@ -436,13 +456,11 @@ class _SplitBlock:
         self.split, self.index = split, index
 
     def __reduce__(self):
-        return _SplitBlock, (self.split, self.index)
+        return _Shell, (self.split, self.index)
 
-    def __call__(self, own: list, halos: list) -> np.ndarray:
+    def __call__(self, out: np.ndarray, own: list, halos: list) -> np.ndarray:
         sp = self.split
         plan = _block_plan(sp.bounds, sp.g, sp.mode, sp.ghost, self.index)
-        own = [as_native(b) for b in own]
-        out = sp.fn(*own)
         for strip in plan.strips:
             fields = []
             for f, block in enumerate(own):
@@ -483,6 +501,7 @@ def _split_graph(kernel: StencilKernel, fields: list, layout: tuple, consts: tup
         token = uuid.uuid4().hex
     out_name = f"{name}-{token}"
     halo_names = [f"{out_name}-halo{i}" for i in range(len(fields))]
+    inner_name = f"{out_name}-interior"
     dsk = {}
     for index in np.ndindex(*(len(c) for c in fields[0].chunks)):
         plan = _block_plan(bounds, g, mode, ghost, index)
@@ -494,8 +513,10 @@ def _split_graph(kernel: StencilKernel, fields: list, layout: tuple, consts: tup
                 dsk[key] = (_Take(box), (f.name,) + j)
                 keys.append(key)
             halo_keys.append(keys)
-        dsk[(out_name,) + index] = (_SplitBlock(split, index),
-                                    [(f.name,) + index for f in fields], halo_keys)
+        own = [(f.name,) + index for f in fields]
+        dsk[(inner_name,) + index] = (_Interior(split), *own)
+        dsk[(out_name,) + index] = (_Shell(split, index), (inner_name,) + index, own,
+                                    halo_keys)
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=fields)
     return da.Array(graph, out_name, fields[0].chunks, dtype=dtype,
                     meta=np.empty((0,) * ndim, dtype))

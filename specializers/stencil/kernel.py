@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asp.runtime import MISS, JitKernel
+from asp.runtime import MISS, JitKernel, new_output
 from specializers.stencil.grid import StencilGrid, default_neighbors
 from specializers.stencil.lowering import MODES
 from specializers.stencil.specializer import StencilSpecializer
@@ -29,6 +29,8 @@ from specializers.stencil.specializer import StencilSpecializer
 __all__ = ["StencilKernel", "distance"]
 
 _JITS: dict[tuple, JitKernel] = {}
+# Outputs this large come from the reusing allocator (asp.runtime.new_output), not zeroed.
+_REUSE_BYTES = 1 << 20
 _DEFAULTS = {d: [list(lst) for lst in default_neighbors(d)] for d in (1, 2, 3)}
 
 
@@ -150,7 +152,11 @@ class StencilKernel:
         return self.jit_for(*args).run_variant(name, *_arrays(args))
 
     def __call__(self, *inputs):
-        """Run the kernel on ``inputs`` into a new zero-filled output, and return it.
+        """Run the kernel on ``inputs`` into a new output, and return it.
+
+        Points the kernel does not write (the border in ``'interior'`` mode) are zero.
+        Large outputs reuse freed memory (:func:`asp.runtime.new_output`), which in a
+        loop ``u = kernel(u)`` saves the operating system's zeroing of fresh pages.
 
         Dask arrays among the inputs give a lazy dask array computed block by block
         (see :mod:`specializers.stencil.dask`).
@@ -163,15 +169,35 @@ class StencilKernel:
         if first is None:
             raise TypeError(f"{type(self).__name__}() needs at least one input grid")
         data = first.data if isinstance(first, StencilGrid) else first
-        out = np.zeros(data.shape, data.dtype)
+        large = data.size * data.dtype.itemsize >= _REUSE_BYTES and not self.pure_python
+        out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
+        target = out
         if isinstance(first, StencilGrid):
-            grid = StencilGrid.from_array(out)
-            grid.ghost_depth = first.ghost_depth
-            grid.neighbor_definition = first.neighbor_definition
-            self.kernel(*inputs, grid)
-        else:
-            self.kernel(*inputs, out)
+            target = StencilGrid.from_array(out)
+            target.ghost_depth = first.ghost_depth
+            target.neighbor_definition = first.neighbor_definition
+        if large:
+            self._zero_unwritten(inputs, target, out)
+        self.kernel(*inputs, target)
         return out
+
+    def _zero_unwritten(self, inputs: tuple, target, out: np.ndarray) -> None:
+        """Zero what the kernel will not write in a fresh (reused, not zeroed) output:
+        nothing when it assigns every point; the border of the ghost depth in
+        ``'interior'`` mode; everything when it reads or accumulates into ``out``."""
+        args = (*inputs, target)
+        if not self.jit_for(*args).specializer.writes_every_point(_arrays(args)):
+            out.fill(0)
+        elif self.boundary == "interior":
+            # The loop may walk any grid's interior: zero the widest border (the kernel
+            # overwrites whatever of it it visits).
+            g = max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid))])
+            for axis in range(out.ndim):
+                lo = [slice(None)] * out.ndim
+                lo[axis] = slice(0, g)
+                out[tuple(lo)] = 0
+                lo[axis] = slice(max(out.shape[axis] - g, 0), None)
+                out[tuple(lo)] = 0
 
 
 def _arrays(args):

@@ -97,6 +97,17 @@ class StencilSpecializer(Specializer):
             raise got
         return got
 
+    def writes_every_point(self, args: tuple) -> bool:
+        """Whether the kernel assigns every point it visits before anything reads it, so
+        a fresh output needs no zeroing first (only the border it never visits, in
+        ``'interior'`` mode).  False when the kernel cannot be specialized: then the
+        Python runs, and it gets zeros."""
+        try:
+            prepared = self.prepare(args)
+            return not needs_load(self.domain_ir(prepared.args, prepared.signature))
+        except (SpecializationError, TypeError, ValueError):
+            return False
+
     # -- validation -------------------------------------------------------------------------
     def prepare(self, args: tuple) -> Prepared:
         fname = self.fname
