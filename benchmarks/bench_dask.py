@@ -47,6 +47,7 @@ class _Alone:
 def run(quick: bool) -> list[Figure]:
     import dask.array as da
     import distributed
+    from distributed import futures_of
 
     from specializers.stencil.dask import _Bound, _Shipped, apply, iterate, ship_by_value
 
@@ -65,6 +66,12 @@ def run(quick: bool) -> list[Figure]:
         # workers, as a time-stepping run's state is (the previous step's output).
         ud = da.random.default_rng(0).random((n, n), chunks=(n // 2, n)).persist()
         distributed.wait(ud)
+        # One slab per worker, as a cluster holds a large grid (the scheduler may have
+        # put both on one worker; then one computes both and the other idles).
+        client.rebalance(futures_of(ud))
+        holders = client.who_has(ud)
+        if len({w for ws in holders.values() for w in ws}) != 2:
+            raise RuntimeError(f"the two slabs did not spread over both workers: {holders}")
         # What the client receives is unaligned (it sits in a message buffer): asp would
         # copy it on every call, so the direct side gets an ordinary array.
         u = as_native(ud.compute())
