@@ -1,6 +1,12 @@
 """The runtime: guarded entries, specializations, tuning at call time, fallback."""
 from asp.runtime.abi import (
-    MISS, ArgSpec, as_native, make_entry, native_available, new_output, release_memory,
+    MISS,
+    ArgSpec,
+    as_native,
+    make_entry,
+    native_available,
+    new_output,
+    release_memory,
 )
 from asp.runtime.dispatch import JitKernel, Plan, Prepared, Specialization, Specializer, Variant
 from asp.runtime.record import generator_fingerprint
