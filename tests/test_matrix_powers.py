@@ -262,3 +262,28 @@ def test_two_bases_in_one_sweep(variant, rng, monkeypatch):
     mp.pair(P, R)
     assert_close(P, reference(A, p, 4, shifts, scales), 1e-12)
     assert_close(R, reference(A, r, 3, shifts, scales), 1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 4])
+def test_sstep_basis_fills_both_bases_and_their_gram_matrix(s, rng, monkeypatch):
+    """Every variant, including the window sweep that sums G while its rows are in
+    cache (with 3 threads and 7-row steps: many chunks and seams), gives the two
+    Newton bases and G = Y Y^T."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    A = poisson2d(40)
+    shifts, scales = np.linspace(1.0, 7.0, s), np.full(s, 0.3)
+    probe = MatrixPowers(A, s, basis="newton", shifts=shifts, scales=scales)
+    pa1 = next(v for v in probe.variants if v.startswith("pa1"))
+    p, r = rng.standard_normal((2, A.shape[0]))
+    for variant in ["window-7", "window-2048", "naive", pa1, None]:
+        mp = MatrixPowers(A, s, basis="newton", shifts=shifts, scales=scales,
+                          variant=variant)
+        for _ in range(1 if variant else 3 * len(mp.variants) + 1):  # None: tune, then win
+            Y = np.zeros((2 * s + 1, A.shape[0]))
+            Y[0], Y[s + 1] = p, r
+            G = np.full((2 * s + 1, 2 * s + 1), np.nan)
+            mp.sstep_basis(Y, G)
+            assert_close(Y[:s + 1], reference(A, p, s, shifts, scales), 1e-12)
+            assert_close(Y[s + 1:], reference(A, r, s - 1, shifts, scales), 1e-12)
+            np.testing.assert_allclose(G, Y @ Y.T, rtol=1e-12, atol=1e-12 * np.abs(G).max())
+            assert np.array_equal(G, G.T)

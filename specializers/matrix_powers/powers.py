@@ -26,7 +26,7 @@ from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import MISS, as_native, generator_fingerprint
 from asp.tune import Tuning
 from specializers.matrix_powers import partition
-from specializers.matrix_powers.kernels import VALUE_TYPES, kernels
+from specializers.matrix_powers.kernels import VALUE_TYPES, kernels, sstep_kernels
 
 __all__ = ["MatrixPowers", "as_csr", "gram_matrix", "native_kernels"]
 
@@ -166,7 +166,7 @@ class MatrixPowers:
         self._valid(variant)
         self.forced = variant
         self._plans: dict[str, object] = {}
-        self._tunings: dict[int, Tuning] = {}
+        self._tunings: dict[object, Tuning] = {}
         self.setup_seconds = time.perf_counter() - t0
         self.last_variant: str | None = None
 
@@ -321,6 +321,66 @@ class MatrixPowers:
         if rc is MISS:
             raise TypeError("matrix powers: an argument does not match the compiled kernel")
         self.last_variant = variant
+
+    def sstep_basis(self, Y: np.ndarray, G: np.ndarray) -> None:
+        """One outer step of s-step CG: ``Y`` is (2s+1, n) float64 with ``Y[0] = p`` and
+        ``Y[s+1] = r``; fill ``P = Y[:s+1]`` (s levels), ``R = Y[s+1:]`` (s-1 levels)
+        and ``G = Y Y^T``.
+
+        Tuned as one operation, apart from :meth:`powers`: a window variant fills
+        both bases in one sweep (A read once for both), the others one after the
+        other, so the variant that wins for one basis need not win here.  G takes
+        one more pass.  Inputs are not re-checked.
+        """
+        s = (Y.shape[0] - 1) // 2
+        if self._k is None or self.perm is not None:
+            self.pair(Y[:s + 1], Y[s + 1:])
+            G[:] = Y @ Y.T
+            return
+        variant = self.forced
+        if variant is None:
+            tuning = self._sstep_tuning(s)
+            if tuning.done:
+                variant = tuning.winner
+            elif tuning.mode == "exhaustive":
+                variant = tuning.run_exhaustive(lambda v: self._sstep_launch(v, Y, s, G))
+            else:
+                variant = tuning.pick()
+                t0 = time.perf_counter()
+                self._sstep_launch(variant, Y, s, G)
+                tuning.record(variant, time.perf_counter() - t0)
+                self.last_variant = variant
+                return
+        self._sstep_launch(variant, Y, s, G)
+        self.last_variant = variant
+
+    def _sstep_launch(self, variant: str, Y: np.ndarray, s: int, G: np.ndarray) -> None:
+        P, R = Y[:s + 1], Y[s + 1:]
+        if variant.startswith("window") and s >= 2:
+            bl, bu = self.bandwidth
+            rc = self._k["window2"](*self._csr, P, self.shifts[:s], self.scales[:s], R,
+                                    self._plan(variant, s), bl, bu, int(variant[7:]))
+            if rc is MISS:
+                raise TypeError("matrix powers: an argument does not match the compiled "
+                                "kernel")
+        else:
+            self._launch(variant, P, s)
+            if s >= 2:
+                self._launch(variant, R, s - 1)
+        # G in one more pass: summing it inside the window sweep was tried and is
+        # slower (the sweep's loop cannot keep all m(m+1)/2 sums in registers).
+        sstep_kernels(Y.shape[0])["gram"](Y, G)
+
+    def _sstep_tuning(self, s: int) -> Tuning:
+        key = ("sstep", s)
+        t = self._tunings.get(key)
+        if t is None:
+            sig = (f"{self.fingerprint}:n{self.n}:k{s}:{self.dtype}:{self.basis}:sstep"
+                   f":t{config.num_threads()}")
+            t = Tuning("matrix_powers", sig, self.variants,
+                       code=generator_fingerprint(__name__))
+            self._tunings[key] = t
+        return t
 
     def _tuning(self, levels: int) -> Tuning:
         t = self._tunings.get(levels)

@@ -84,12 +84,6 @@ class _Operator:
             return
         self.k["cg_direction"](p, r, beta)
 
-    def gram(self, Y: np.ndarray, G: np.ndarray) -> None:
-        if self.k is None:
-            G[:] = Y @ Y.T
-            return
-        sstep_kernels(Y.shape[0])["gram"](Y, G)
-
     def recover(self, Y, x, coef, ip: int, ir: int) -> float:
         if self.k is None:
             out = coef @ Y
@@ -265,15 +259,13 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
     B = _change_of_basis(shifts, scales, s)
     Y = np.empty((2 * s + 1, n))
     Y[0], Y[s + 1] = r, r
-    P, R = Y[: s + 1], Y[s + 1:]
     coef = np.zeros((3, 2 * s + 1))  # rows: x', r', p'
     G = np.empty((2 * s + 1, 2 * s + 1))
     its = 0
     replaced = 0
     while its < maxiter:
         # validated once above, so the kernels are called without re-checking V
-        mpk.pair(P, R)
-        op.gram(Y, G)
+        mpk.sstep_basis(Y, G)  # both bases and their Gram matrix, tuned as one step
         coef[:] = 0.0
         coef[1, s + 1] = coef[2, 0] = 1.0
         xc, rc, pc = coef
