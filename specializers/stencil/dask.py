@@ -47,6 +47,7 @@ raises an :class:`ImportError` that says how to install it.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import types
 from dataclasses import dataclass
@@ -376,9 +377,9 @@ def _merge_boxes(boxes: list) -> list:
     """Boxes (per axis ``(lo, hi)``) merged pairwise while the union holds no more
     points than the two apart."""
     def volume(b):
-        return int(np.prod([hi - lo for lo, hi in b]))
+        return math.prod(hi - lo for lo, hi in b)
 
-    boxes = [list(b) for b in boxes]
+    boxes = [list(b) for b in dict.fromkeys(tuple(b) for b in boxes)]  # distinct, in order
     merged = True
     while merged:
         merged = False
