@@ -166,7 +166,7 @@ class MatrixPowers:
         self._valid(variant)
         self.forced = variant
         self._plans: dict[str, object] = {}
-        self._tunings: dict[object, Tuning] = {}
+        self._tunings: dict[tuple[int, str], Tuning] = {}
         self.setup_seconds = time.perf_counter() - t0
         self.last_variant: str | None = None
 
@@ -339,7 +339,7 @@ class MatrixPowers:
             return
         variant = self.forced
         if variant is None:
-            tuning = self._sstep_tuning(s)
+            tuning = self._tuning(s, "sstep")
             if tuning.done:
                 variant = tuning.winner
             elif tuning.mode == "exhaustive":
@@ -371,25 +371,17 @@ class MatrixPowers:
         # slower (the sweep's loop cannot keep all m(m+1)/2 sums in registers).
         sstep_kernels(Y.shape[0])["gram"](Y, G)
 
-    def _sstep_tuning(self, s: int) -> Tuning:
-        key = ("sstep", s)
+    def _tuning(self, levels: int, step: str = "") -> Tuning:
+        """The tuning of ``levels`` levels of one basis, or (``step='sstep'``) of the
+        s-step solver's two bases and Gram matrix, which may pick another winner."""
+        key = (levels, step)
         t = self._tunings.get(key)
         if t is None:
-            sig = (f"{self.fingerprint}:n{self.n}:k{s}:{self.dtype}:{self.basis}:sstep"
-                   f":t{config.num_threads()}")
+            sig = (f"{self.fingerprint}:n{self.n}:k{levels}:{self.dtype}:{self.basis}"
+                   + (f":{step}" if step else "") + f":t{config.num_threads()}")
             t = Tuning("matrix_powers", sig, self.variants,
                        code=generator_fingerprint(__name__))
             self._tunings[key] = t
-        return t
-
-    def _tuning(self, levels: int) -> Tuning:
-        t = self._tunings.get(levels)
-        if t is None:
-            sig = (f"{self.fingerprint}:n{self.n}:k{levels}:{self.dtype}:{self.basis}"
-                   f":t{config.num_threads()}")
-            t = Tuning("matrix_powers", sig, self.variants,
-                       code=generator_fingerprint(__name__))
-            self._tunings[levels] = t
         return t
 
     def _launch(self, variant: str, W: np.ndarray, levels: int) -> None:
