@@ -253,3 +253,11 @@ def test_large_call_output_zeroes_the_widest_ghost_border(rng):
     _poison_reuse_cache((600, 300))
     got = Walk()(u)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [object, ">f8", complex])
+def test_large_call_with_a_bad_dtype_names_the_argument(dtype):
+    """The reusing allocator is skipped for dtypes no kernel takes: the kernel's own
+    check speaks, naming the argument."""
+    with pytest.raises(TypeError, match="argument 'in_grid' has dtype"):
+        Laplacian()(np.zeros((512, 512), dtype=dtype))

@@ -169,7 +169,10 @@ class StencilKernel:
         if first is None:
             raise TypeError(f"{type(self).__name__}() needs at least one input grid")
         data = first.data if isinstance(first, StencilGrid) else first
-        large = data.size * data.dtype.itemsize >= _REUSE_BYTES and not self.pure_python
+        # Reuse only for dtypes a kernel can take; any other reaches the kernel's own
+        # check (a clear error naming the argument) through np.zeros.
+        large = (data.size * data.dtype.itemsize >= _REUSE_BYTES and not self.pure_python
+                 and data.dtype.kind in "iuf" and data.dtype.isnative)
         out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
         target = out
         if isinstance(first, StencilGrid):
