@@ -67,3 +67,23 @@ def test_hot_path_does_not_cross_size_buckets(rng):
 
     assert hot(small, None) is MISS  # the big bucket's winner does not serve small arrays
     np.testing.assert_array_equal(twice_plus_one(small), 2.0 * small + 1.0)
+
+
+def test_byte_swapped_arrays_never_reach_native_code(rng):
+    """'>f8' shares float64's type number: the guard must look at the byte order too,
+    or a warm entry reads big-endian bytes as little-endian (silently wrong)."""
+    import pytest
+
+    from asp.runtime import MISS
+    from tests.test_stencil_kernels import Laplacian
+
+    x = rng.random(1000)
+    for _ in range(15):
+        twice_plus_one(x)
+    s = twice_plus_one.jit.specialization(x, None)
+    for name in s.variant_names:
+        assert s.entries[name](x.astype(">f8"), None) is MISS
+    u = rng.random((64, 64))
+    Laplacian()(u)  # warm: the hot path holds a native entry
+    with pytest.raises(TypeError, match="argument 'in_grid' has dtype >f8"):
+        Laplacian()(u.astype(">f8"))

@@ -211,6 +211,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             a = (PyArrayObject *)obj;
             fl = PyArray_FLAGS(a);
             if (PyArray_TYPE(a) != s->typenum || PyArray_NDIM(a) != s->ndim) goto miss;
+            if (!PyArray_ISNOTSWAPPED(a)) goto miss;  /* '>f8' has NPY_DOUBLE's number too */
             if ((fl & (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED)) !=
                 (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED)) goto miss;
             if ((s->flags & F_WRITE) && !(fl & NPY_ARRAY_WRITEABLE)) goto miss;
