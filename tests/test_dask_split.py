@@ -173,5 +173,25 @@ def test_only_thin_slices_travel(mode):
         total = sum(int(np.prod([s.stop - s.start for s in box])) for _, box in plan.halos)
         # Two faces, a corner... of a 32 x 40 block: far below its 1280 points.
         assert total <= 2 * (32 + 40) + 4
-    assert np.array_equal(_Take((slice(1, 2), slice(0, 3)))(np.arange(12).reshape(3, 4)),
-                          [[4, 5, 6]])
+    first, last = _Take(((slice(1, 2), slice(0, 3)), (slice(2, 3), slice(3, 4))))(
+        np.arange(12).reshape(3, 4))
+    assert np.array_equal(first, [[4, 5, 6]]) and np.array_equal(last, [[11]])
+    assert first.flags.owndata and first.flags.c_contiguous  # a copy, not the block
+
+
+def test_halo_is_remembered_per_class_options_and_types():
+    """apply() asks for the halo every step: the answer is cached, and anything the
+    halo depends on (boundary mode, dtype, rank, geometry) is part of the key."""
+    from specializers.stencil.dask import _HALOS, halo
+
+    _HALOS.clear()
+    x2 = da.zeros((8, 8), chunks=4)
+    assert halo(Diffuse(boundary="wrap"), x2, 0.1) == (1, 1)
+    assert len(_HALOS) == 1
+    assert halo(Diffuse(boundary="wrap"), x2, 0.2) == (1, 1)  # same class, options, types
+    assert len(_HALOS) == 1
+    assert halo(Diffuse(boundary="interior"), x2, 0.1) == (1, 1)
+    assert halo(Diffuse(boundary="wrap"), x2.astype(np.float32), 0.1) == (1, 1)
+    assert halo(Diffuse(boundary="wrap"), da.zeros((8, 8, 8), chunks=4), 0.1) == (1, 1, 1)
+    assert halo(Diffuse(boundary="interior"), x2, 0.1, geometry=(2, (((0, 0),),))) == (2, 2)
+    assert len(_HALOS) == 5

@@ -18,7 +18,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from specializers.stencil import MODES, StencilGrid, StencilKernel  # noqa: E402
-from specializers.stencil.dask import apply, iterate, ship_by_value  # noqa: E402
+from specializers.stencil.dask import apply, gather, iterate, ship_by_value  # noqa: E402
 
 # Same flags on both sides: gcc contracts a*b+c into an FMA in some loop versions and
 # not others, so without this a point's last bit could depend on its column in a block.
@@ -151,6 +151,26 @@ def test_time_stepping_with_persist(client, rng):
         if t % 3 == 0:
             u = u.persist()
     _equal(u.compute(), want)
+
+
+def test_gather_leaves_blocks_where_they_are(client, rng):
+    """compute() concatenates on a worker (which then holds copies of the other
+    blocks); gather() fetches the blocks to the client and moves nothing."""
+    from distributed import futures_of
+
+    a = rng.random((20, 18, 3))
+    u = da.from_array(a, chunks=(7, 6, 2)).persist()  # 3 x 3 x 2 blocks
+    distributed.wait(u)
+    where = client.who_has(u)
+    got = gather(u)
+    _equal(got, a)
+    assert got.flags.aligned and got.flags.c_contiguous
+    assert client.who_has(u) == where
+    # Not persisted, or not a dask array at all.
+    _equal(gather(da.from_array(a, chunks=5) * 2), a * 2)
+    with pytest.raises(TypeError, match="x must be a dask array"):
+        gather(a)
+    assert len(futures_of(u)) == 18
 
 
 def test_kernel_pickles_without_compiled_state(rng):

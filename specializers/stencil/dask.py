@@ -19,9 +19,10 @@ bit when both run the same variant:
     at once.  The second computes the shell from thin *strips* (``3g`` points
     across, the block's width plus ``2g`` along), one per face, assembled from
     the block's own edge and slices of its neighbours, and pastes them in.  Only
-    the slices (``g`` deep) travel between workers, and the block is never
-    copied: a step costs one read of the input and one write of the output, as
-    the direct call does.
+    the slices (``g`` deep) travel between workers, one small task per neighbour
+    cuts them, and the block is never copied: a step costs one read of the input
+    and one write of the output, as the direct call does.  The first task reads
+    only its own block, so the scheduler always runs it where the block is.
 ``method='overlap'``
     :func:`dask.array.map_overlap`: every block is concatenated with its halos
     (a copy of the block), run through the kernel's own boundary mode, and
@@ -47,6 +48,7 @@ raises an :class:`ImportError` that says how to install it.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 import types
@@ -67,7 +69,8 @@ from specializers.stencil.domain import radius
 from specializers.stencil.grid import StencilGrid, default_neighbors
 from specializers.stencil.kernel import StencilKernel
 
-__all__ = ["METHODS", "apply", "halo", "is_dask_collection", "iterate", "ship_by_value"]
+__all__ = ["METHODS", "apply", "gather", "halo", "is_dask_collection", "iterate",
+           "ship_by_value"]
 
 # Dask's names for the modes it pads itself; 'mirror' and 'constant' are handled apart.
 _DASK_KINDS = {"wrap": "periodic", "nearest": "nearest", "reflect": "reflect"}
@@ -173,7 +176,45 @@ def _grid(block: np.ndarray, geometry):
 # -- the halo ------------------------------------------------------------------------------
 def halo(kernel: StencilKernel, *inputs, geometry=None) -> tuple[int, ...]:
     """Per axis, the halo a block needs: the ghost depth in ``'interior'`` mode, else
-    the farthest neighbour read (0 for a point-wise kernel)."""
+    the farthest neighbour read (0 for a point-wise kernel).
+
+    Remembered per kernel class, options and argument types: a time-stepping loop
+    asks once per step, and planning the kernel costs about a millisecond, which a
+    step on a cluster pays before any worker starts."""
+    key = _halo_key(kernel, inputs, geometry)
+    if key is None:
+        return _halo(kernel, inputs, geometry)
+    found = _HALOS.get(key)
+    if found is None:
+        found = _HALOS[key] = _halo(kernel, inputs, geometry)
+        if len(_HALOS) > 256:
+            del _HALOS[next(iter(_HALOS))]
+    return found
+
+
+_HALOS: dict = {}
+
+
+def _halo_key(kernel: StencilKernel, inputs: tuple, geometry):
+    """What the halo depends on, hashable; None when an option or argument is not."""
+    fn = getattr(type(kernel), "kernel", None)
+    parts = [type(kernel), getattr(fn, "__code__", fn), geometry]
+    for a in inputs:
+        if is_dask_collection(a):
+            parts.append(("dask", np.dtype(a.dtype).str, a.ndim))
+        elif isinstance(a, np.ndarray):
+            parts.append(("array", a.dtype.str, a.shape))
+        else:
+            parts.append(("value", type(a)))
+    try:
+        key = (tuple(parts), tuple(sorted(_state(kernel).items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _halo(kernel: StencilKernel, inputs: tuple, geometry) -> tuple[int, ...]:
     first = next(a for a in inputs if is_dask_collection(a))
     if kernel.boundary == "interior":
         # Reads beyond the ghost depth are rejected when the kernel specializes.
@@ -404,18 +445,19 @@ def _product(per_axis: list) -> list:
 
 
 class _Take:
-    """A halo slice of a neighbouring block (a copy: only it travels, not the block)."""
+    """The halo slices one block needs from one neighbour, copied (only they travel,
+    not the block), in one task: each task costs the scheduler a round of messages."""
 
-    __slots__ = ("box",)
+    __slots__ = ("boxes",)
 
-    def __init__(self, box: tuple):
-        self.box = box
+    def __init__(self, boxes: tuple):
+        self.boxes = boxes
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        return np.array(block[self.box], order="C")
+    def __call__(self, block: np.ndarray) -> tuple:
+        return tuple(np.array(block[box], order="C") for box in self.boxes)
 
     def __reduce__(self):
-        return _Take, (self.box,)
+        return _Take, (self.boxes,)
 
 
 @dataclass(frozen=True)
@@ -432,7 +474,8 @@ class _Split:
 
 class _Interior:
     """A block's first task: the kernel on the block alone (``'interior'`` mode), all
-    but the shell.  It needs no halo, so it runs while the halo slices travel."""
+    but the shell.  It reads nothing but the block, so it starts at once, and only
+    where the block is."""
 
     __slots__ = ("split",)
 
@@ -442,14 +485,16 @@ class _Interior:
     def __reduce__(self):
         return _Interior, (self.split,)
 
-    def __call__(self, *own) -> np.ndarray:
+    def __call__(self, own: list) -> np.ndarray:
         return self.split.fn(*[as_native(b) for b in own])
 
 
 class _Shell:
-    """A block's second task: the strips, computed and pasted into the first task's
-    output.  That array is this graph's own intermediate with no other reader, so it is
-    filled in place; pasting is idempotent, so a retried task gives the same bits."""
+    """A block's second task: the shell of width ``g``, computed from strips assembled
+    from the block's own edge and the halo slices, pasted into the first task's
+    output (and, in ``'interior'`` mode, the domain's border zeroed).  That array is
+    this graph's own intermediate with no other reader, so it is filled in place;
+    pasting is idempotent, so a retried task gives the same bits."""
 
     __slots__ = ("index", "split")
 
@@ -462,6 +507,8 @@ class _Shell:
     def __call__(self, out: np.ndarray, own: list, halos: list) -> np.ndarray:
         sp = self.split
         plan = _block_plan(sp.bounds, sp.g, sp.mode, sp.ghost, self.index)
+        # Per field, the slices in the plan's order (each neighbour sent a tuple).
+        flat = [[a for group in per_field for a in group] for per_field in halos]
         for strip in plan.strips:
             fields = []
             for f, block in enumerate(own):
@@ -470,7 +517,7 @@ class _Shell:
                 else:
                     a = np.empty(strip.shape, dtype=block.dtype)
                 for p in strip.pieces:
-                    a[p.dest] = (block if p.source < 0 else halos[f][p.source])[p.src]
+                    a[p.dest] = (block if p.source < 0 else flat[f][p.source])[p.src]
                 fields.append(a)
             out[strip.put] = sp.fn(*fields)[strip.take]
         for band in plan.band:
@@ -506,16 +553,19 @@ def _split_graph(kernel: StencilKernel, fields: list, layout: tuple, consts: tup
     dsk = {}
     for index in np.ndindex(*(len(c) for c in fields[0].chunks)):
         plan = _block_plan(bounds, g, mode, ghost, index)
+        # plan.halos is sorted by neighbour: one task per neighbour and field.
+        groups = [(j, tuple(box for _, box in grp))
+                  for j, grp in itertools.groupby(plan.halos, key=lambda h: h[0])]
         halo_keys = []
         for i, f in enumerate(fields):
             keys = []
-            for k, (j, box) in enumerate(plan.halos):
-                key = (halo_names[i],) + index + (k,)
-                dsk[key] = (_Take(box), (f.name,) + j)
+            for j, boxes in groups:
+                key = (halo_names[i],) + index + j
+                dsk[key] = (_Take(boxes), (f.name,) + j)
                 keys.append(key)
             halo_keys.append(keys)
         own = [(f.name,) + index for f in fields]
-        dsk[(inner_name,) + index] = (_Interior(split), *own)
+        dsk[(inner_name,) + index] = (_Interior(split), own)
         dsk[(out_name,) + index] = (_Shell(split, index), (inner_name,) + index, own,
                                     halo_keys)
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=fields)
@@ -662,3 +712,43 @@ def iterate(kernel: StencilKernel, u, steps: int, *args, persist_every: int = 10
         if t % persist_every == 0 and t < steps:
             u = u.persist()
     return u
+
+
+def gather(x) -> np.ndarray:
+    """A persisted dask array as one NumPy array, assembled on the client.
+
+    ``x.compute()`` concatenates the blocks on one worker first; that worker keeps
+    copies of the others' blocks, and when Dask's memory manager later drops one of
+    the two copies it may drop the original, so one worker ends up computing two
+    blocks in every later step.  This fetches each block from where it is and
+    leaves the cluster as it was.  Without a distributed cluster (or when ``x`` is
+    not persisted there) it is ``x.compute()``; the result is aligned, so asp's
+    kernels take it without a copy.
+    """
+    if not isinstance(x, da.Array):
+        raise TypeError(f"x must be a dask array, not {type(x).__name__}")
+    try:
+        from distributed import futures_of
+    except ImportError:
+        return as_native(x.compute())
+    futures = {f.key: f for f in futures_of(x)}
+    keys = x.__dask_keys__()
+    flat = list(_flatten_keys(keys))
+    if not flat or any(k not in futures for k in flat):
+        return as_native(x.compute())
+    client = futures[flat[0]].client
+    blocks = client.gather(_nest(keys, futures))
+    return np.block(blocks) if x.ndim else np.asarray(blocks)
+
+
+def _flatten_keys(keys):
+    if isinstance(keys, list):
+        for k in keys:
+            yield from _flatten_keys(k)
+    else:
+        yield keys
+
+
+def _nest(keys, futures: dict):
+    return [_nest(k, futures) for k in keys] if isinstance(keys, list) else futures[keys]
+
