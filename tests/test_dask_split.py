@@ -195,3 +195,22 @@ def test_halo_is_remembered_per_class_options_and_types():
     assert halo(Diffuse(boundary="wrap"), da.zeros((8, 8, 8), chunks=4), 0.1) == (1, 1, 1)
     assert halo(Diffuse(boundary="interior"), x2, 0.1, geometry=(2, (((0, 0),),))) == (2, 2)
     assert len(_HALOS) == 5
+
+
+def test_a_block_keeps_its_cut_slices_until_its_shell_is_done():
+    """Every halo slice a block cuts for a neighbour is also named by the block's own
+    last task, so the scheduler releases it after that task rather than just before
+    it (a release message then would hold the shell back by Dask's 5 ms batching)."""
+    from dask.core import get_dependencies
+
+    x = da.zeros((16, 12), chunks=(8, 6))
+    out = apply(Diffuse(boundary="wrap"), x, 0.1)
+    g = dict(out.__dask_graph__())
+    takes = {k: get_dependencies(g, k) for k in g
+             if isinstance(k, tuple) and k[0].endswith("-halo0")}
+    assert len(takes) == 4 * 3  # each of 4 blocks gets slices from its 3 other blocks
+    for index in np.ndindex(2, 2):
+        key = (out.name,) + index
+        cut = {k for k, deps in takes.items() if deps == {(x.name,) + index}}
+        assert len(cut) == 3
+        assert cut <= get_dependencies(g, key)

@@ -504,7 +504,7 @@ class _Shell:
     def __reduce__(self):
         return _Shell, (self.split, self.index)
 
-    def __call__(self, out: np.ndarray, own: list, halos: list) -> np.ndarray:
+    def __call__(self, out: np.ndarray, own: list, halos: list, _cut=()) -> np.ndarray:
         sp = self.split
         plan = _block_plan(sp.bounds, sp.g, sp.mode, sp.ghost, self.index)
         # Per field, the slices in the plan's order (each neighbour sent a tuple).
@@ -551,23 +551,29 @@ def _split_graph(kernel: StencilKernel, fields: list, layout: tuple, consts: tup
     halo_names = [f"{out_name}-halo{i}" for i in range(len(fields))]
     inner_name = f"{out_name}-interior"
     dsk = {}
-    for index in np.ndindex(*(len(c) for c in fields[0].chunks)):
+    blocks = list(np.ndindex(*(len(c) for c in fields[0].chunks)))
+    incoming, outgoing = {}, {index: [] for index in blocks}
+    for index in blocks:
         plan = _block_plan(bounds, g, mode, ghost, index)
         # plan.halos is sorted by neighbour: one task per neighbour and field.
         groups = [(j, tuple(box for _, box in grp))
                   for j, grp in itertools.groupby(plan.halos, key=lambda h: h[0])]
-        halo_keys = []
+        incoming[index] = [[] for _ in fields]
         for i, f in enumerate(fields):
-            keys = []
             for j, boxes in groups:
                 key = (halo_names[i],) + index + j
                 dsk[key] = (_Take(boxes), (f.name,) + j)
-                keys.append(key)
-            halo_keys.append(keys)
+                incoming[index][i].append(key)
+                outgoing[j].append(key)
+    for index in blocks:
         own = [(f.name,) + index for f in fields]
         dsk[(inner_name,) + index] = (_Interior(split), own)
+        # The shell also names the slices its block cut for the neighbours (it does not
+        # read them): they are then released after the shell, not while it waits.  The
+        # scheduler batches what it sends a worker at most every 5 ms, so a release sent
+        # just before the shell is handed out would hold the shell back that long.
         dsk[(out_name,) + index] = (_Shell(split, index), (inner_name,) + index, own,
-                                    halo_keys)
+                                    incoming[index], outgoing[index])
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=fields)
     return da.Array(graph, out_name, fields[0].chunks, dtype=dtype,
                     meta=np.empty((0,) * ndim, dtype))
