@@ -315,12 +315,14 @@ class _Scale(Specializer):
 
     name = "test:scale"
 
-    def __init__(self, factor: float, *, fail: Exception | None = None, accept_any=False):
+    def __init__(self, factor: float, *, fail: Exception | None = None, accept_any=False,
+                 broken: bool = False):
         self.factor = factor
         # The digest keys the on-disk specialization record: it must cover the factor.
-        self.digest = f"scale-{factor}"
+        self.digest = f"scale-{factor}-{broken}"
         self.fail = fail
         self.accept_any = accept_any
+        self.broken = broken  # add a variant gcc rejects (it reads an undeclared name)
 
     def prepare(self, args):
         (x,) = args
@@ -347,6 +349,11 @@ class _Scale(Specializer):
                                       ir.Block((loop, ir.Return(ir.Const(0, "int32_t")))),
                                       ret="int"))
             for name in ("one", "two"))
+        if self.broken:
+            bad = ir.Block((ir.Assign(ir.ArrayRef("out", ir.Const(0, "int64_t")),
+                                      ir.Var("no_such_name")),
+                            ir.Return(ir.Const(0, "int32_t"))))
+            variants += (Variant("bad", ir.Function("scale_bad", params, bad, ret="int")),)
         return Plan(signature=prepared.signature, specs=specs, variants=variants, ret=1,
                     check_args=lambda: (np.arange(5.0), None))
 
@@ -366,6 +373,26 @@ def test_hand_written_specializer_compiles_and_tunes():
     assert k._hot is None  # the entry's arguments differ from the user's: no hot path
     for name in s.variant_names:
         np.testing.assert_array_equal(k.run_variant(name, x), x * 2.5)
+
+
+def test_a_variant_that_does_not_compile_is_left_out_and_reported():
+    k = JitKernel(_Scale(1.5, broken=True))
+    x = np.arange(10.0)
+    for _ in range(8):
+        np.testing.assert_array_equal(k(x), x * 1.5)
+    s = k.specialization(x)
+    assert s.variant_names == ["one", "two"]
+    t = s.tuning_for("")
+    assert t.done and t.winner in ("one", "two")
+    assert "does not compile" in t.excluded["bad"] and "no_such_name" in t.excluded["bad"]
+
+
+def test_variant_names_must_be_c_identifiers():
+    fn = ir.Function("f", (), ir.Block((ir.Return(ir.Const(0, "int32_t")),)), ret="int")
+    for bad in ("stream-tile32", "2d", "", "tile 8", "naïve"):
+        with pytest.raises(ValueError, match="must be a C identifier"):
+            Variant(bad, fn)
+    assert Variant("stream_tile32", fn).name == "stream_tile32"
 
 
 def test_bad_input_is_raised_not_fallen_back():

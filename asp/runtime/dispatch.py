@@ -46,6 +46,11 @@ class Variant:
     name: str
     function: ir.Function
 
+    def __post_init__(self):
+        if not (self.name.isascii() and self.name.isidentifier()):
+            raise ValueError(f"variant name {self.name!r}: must be a C identifier (letters, "
+                             "digits, underscores): it names the variant's entry point")
+
 
 @dataclass
 class Prepared:
@@ -326,9 +331,11 @@ class JitKernel:
         s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
             plan = spec.plan(prepared)
-            found, source = _compile_variants(plan, kernel_id)
+            found, source, broken = _compile_variants(plan, kernel_id)
             entries = {name: e for name, (e, _, _) in found.items()}
             tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
+            for name, why in broken.items():  # shown by `asp tune show`, never picked
+                tuning.exclude(name, why)
             s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
                                entries=entries, tuning=tuning, plan=plan, source=source,
                                code=code)
@@ -385,10 +392,11 @@ class JitKernel:
         self._warned = False
 
 
-def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str]:
+def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str, dict]:
     """Compile all variants in one translation unit; if that fails, one by one.
 
-    Returns ``{variant: (entry, library key, symbol)}`` and the source.
+    Returns ``{variant: (entry, library key, symbol)}``, the source, and
+    ``{variant: why}`` for those that did not compile on their own.
     """
     def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
         eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
@@ -405,21 +413,25 @@ def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str
     source, eps = source_for(plan.variants)
     try:
         lib = build(source, kernel=kernel_id)
-        return entries_for(plan.variants, lib, eps), source
+        return entries_for(plan.variants, lib, eps), source, {}
     except CompileError as whole:
         if len(plan.variants) == 1:
             raise
         entries: dict[str, tuple] = {}
+        broken: dict[str, str] = {}
         for v in plan.variants:
             src, eps1 = source_for([v])
             try:
                 lib = build(src, kernel=kernel_id)
-            except CompileError:
+            except CompileError as exc:
+                lines = str(exc).splitlines() or [""]
+                first = next((ln for ln in lines if "error" in ln), lines[0])
+                broken[v.name] = f"does not compile: {first.strip()[:200]}"
                 continue
             entries.update(entries_for([v], lib, eps1))
         if not entries:
             raise whole from None
-        return entries, source
+        return entries, source, broken
 
 
 def _check_variants(s: Specialization, spec: Specializer) -> None:
