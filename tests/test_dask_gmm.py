@@ -59,6 +59,24 @@ def test_estimator_fit_equals_in_memory(client, data, cvtype):
                                   mem.predict(data))
 
 
+def test_fit_leaves_a_persisted_x_where_it_is(client, data):
+    """Initialising from all of a small X gathers its chunks: compute() would
+    concatenate them on one worker, whose copies the memory manager may keep in
+    place of the originals (every iteration then runs on that worker)."""
+    from specializers.gmm.dask import _sample
+
+    X = da.from_array(data, chunks=(300, 3)).persist()
+    distributed.wait(X)
+    where = client.who_has(X)
+    assert len({w for ws in where.values() for w in ws}) == 2
+    # Checked at once: Dask's memory manager drops extra copies every few seconds.
+    np.testing.assert_array_equal(_sample(X, np.random.default_rng(0)), data)
+    assert client.who_has(X) == where
+    fit(GaussianMixture(3, random_state=0, max_iter=3), X)
+    assert {k: set(v) for k, v in client.who_has(X).items()} == \
+        {k: set(v) for k, v in where.items()}
+
+
 def test_published_train_equals_in_memory(client, data):
     means = data[[0, 1, 2]]
     a = GMM(3, 3, means=means, cvtype="full")

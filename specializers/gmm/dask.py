@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import as_native
+from asp.scaleout import gather
 
 from . import reference as ref
 from .kernels import VARIANTS, kernel_params, kernels_for, params_from_stats
@@ -144,7 +145,7 @@ def _sample(X, random_state) -> np.ndarray:
     random sample of INIT_SAMPLE events."""
     n = X.shape[0]
     if n <= INIT_SAMPLE:
-        return np.ascontiguousarray(X.compute())
+        return gather(X)  # not X.compute(): that leaves X's chunks on one worker
     idx = np.sort(random_state.choice(n, INIT_SAMPLE, replace=False))
     return np.ascontiguousarray(X[idx].compute())
 

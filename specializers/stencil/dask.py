@@ -65,6 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from asp.errors import SpecializationError
 from asp.frontend import attach_source
 from asp.runtime import as_native
+from asp.scaleout import gather
 from specializers.stencil.domain import radius
 from specializers.stencil.grid import StencilGrid, default_neighbors
 from specializers.stencil.kernel import StencilKernel
@@ -718,43 +719,3 @@ def iterate(kernel: StencilKernel, u, steps: int, *args, persist_every: int = 10
         if t % persist_every == 0 and t < steps:
             u = u.persist()
     return u
-
-
-def gather(x) -> np.ndarray:
-    """A persisted dask array as one NumPy array, assembled on the client.
-
-    ``x.compute()`` concatenates the blocks on one worker first; that worker keeps
-    copies of the others' blocks, and when Dask's memory manager later drops one of
-    the two copies it may drop the original, so one worker ends up computing two
-    blocks in every later step.  This fetches each block from where it is and
-    leaves the cluster as it was.  Without a distributed cluster (or when ``x`` is
-    not persisted there) it is ``x.compute()``; the result is aligned, so asp's
-    kernels take it without a copy.
-    """
-    if not isinstance(x, da.Array):
-        raise TypeError(f"x must be a dask array, not {type(x).__name__}")
-    try:
-        from distributed import futures_of
-    except ImportError:
-        return as_native(x.compute())
-    futures = {f.key: f for f in futures_of(x)}
-    keys = x.__dask_keys__()
-    flat = list(_flatten_keys(keys))
-    if not flat or any(k not in futures for k in flat):
-        return as_native(x.compute())
-    client = futures[flat[0]].client
-    blocks = client.gather(_nest(keys, futures))
-    return np.block(blocks) if x.ndim else np.asarray(blocks)
-
-
-def _flatten_keys(keys):
-    if isinstance(keys, list):
-        for k in keys:
-            yield from _flatten_keys(k)
-    else:
-        yield keys
-
-
-def _nest(keys, futures: dict):
-    return [_nest(k, futures) for k in keys] if isinstance(keys, list) else futures[keys]
-
