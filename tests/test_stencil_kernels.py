@@ -78,6 +78,28 @@ def test_every_variant_matches_python(dim, dtype, rng):
     assert ("stream" in names) == (dim >= 2)
 
 
+@pytest.mark.parametrize("shape", [(13, 80), (6, 16), (5, 32), (9, 2, 64), (5, 11, 48)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["interior", "wrap", "constant"])
+def test_jammed_rows_match_python(shape, dtype, mode, rng):
+    """Rows a whole number of cache lines long take the jammed path of 'stream_jam4'
+    (four rows per pass); row counts leave 0 to 3 rows over for the one-row path."""
+    a = rng.random(shape).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    k = Weighted(boundary=mode, cval=0.25)
+    names = check_every_variant(k, (a, -2.0 * len(shape), 1.0, np.zeros(shape, dtype)), rtol)
+    assert "stream_jam4" in names
+    assert shape[-1] * np.dtype(dtype).itemsize % 64 == 0  # the jammed branch runs
+    from asp.codegen import function_to_cgen
+
+    args = (a, 1.0, 1.0, np.zeros(shape, dtype))
+    spec = k.jit_for(*args).specializer
+    plan = spec.plan(spec.prepare(args))
+    jam = str(function_to_cgen(next(v.function for v in plan.variants
+                                    if v.name == "stream_jam4")))
+    assert "asp_j3" in jam and "asp_buf3" in jam  # four rows per pass
+
+
 MODES = ["constant", "nearest", "reflect", "mirror", "wrap"]
 
 

@@ -237,7 +237,8 @@ class StencilSpecializer(Specializer):
         for vname, opts in variant_specs(dim, stream_ok):
             fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
                        ghost=self.ghost(pos[k.loop.grid]), loops=loops, border=border,
-                       streaming=opts.get("streaming", False), name=f"stencil_{vname}")
+                       streaming=opts.get("streaming", False), name=f"stencil_{vname}",
+                       jam=opts.get("jam", 1))
             fn = apply_variant(fn, opts, size, f"{self.fname} {vname}", dim)
             variants.append(Variant(vname, fn))
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)

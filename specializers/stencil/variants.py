@@ -120,6 +120,7 @@ def variant_specs(dim: int, streaming_ok: bool) -> list[tuple[str, dict]]:
                 ("tile32", {"tile": (None, 32)})]
     if streaming_ok and dim >= 2:
         out.append(("stream", {"streaming": True}))
+        out.append(("stream_jam4", {"streaming": True, "jam": 4}))
     return out
 
 
