@@ -125,9 +125,10 @@ def run(quick: bool) -> list[Figure]:
             held.append(out)
 
         # Enough warm-up calls for online tuning to finish on both sides (3 rounds of
-        # each variant), then the steady state a time-stepping run sees.
+        # each of a 2-D stencil's 3 variants, per size: the blocks' interiors and their
+        # strips are tuned apart), then the steady state a time-stepping run sees.
         best = interleaved({"dask": via_dask, "direct": direct, "floor": floor,
-                            "overlap": lambda: via_dask("overlap")}, warmup=8,
+                            "overlap": lambda: via_dask("overlap")}, warmup=12,
                            repeat=3 if quick else 7,
                            after={"dask": release, "overlap": release, "floor": release})
         runs = interleaved({"dask": run_dask, "direct": run_direct}, warmup=1,

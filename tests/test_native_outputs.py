@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from asp import _native
 from specializers.elementwise import elementwise
@@ -87,3 +88,51 @@ def test_byte_swapped_arrays_never_reach_native_code(rng):
     Laplacian()(u)  # warm: the hot path holds a native entry
     with pytest.raises(TypeError, match="argument 'in_grid' has dtype >f8"):
         Laplacian()(u.astype(">f8"))
+
+
+def test_restricted_entry_can_check_another_argument(rng):
+    """restricted(lo, hi, arg): the size checked is argument ``arg``'s (a stencil's
+    output, when a lookup table comes first)."""
+    from asp.runtime import MISS
+
+    x = rng.random(1000)
+    twice_plus_one(x)
+    s = twice_plus_one.jit.specialization(x, None)
+    entry = s.entries[s.variant_names[0]]
+    out = np.empty(12)
+    y = rng.random(12)
+    np.testing.assert_array_equal(entry.restricted(10, 20, 1)(y, out), 2.0 * y + 1.0)
+    assert entry.restricted(10, 20, 1)(y, None) is MISS  # no array there: no size
+    assert entry.restricted(100, 200, 1)(y, out) is MISS
+    with pytest.raises(ValueError, match="arg=5"):
+        entry.restricted(10, 20, 5)
+
+
+def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
+    """Each size bucket is tuned on its own calls: after a 16x16 grid is tuned, calls on
+    a 300x300 grid are timed and decided apart, not served by the small grid's winner
+    (the Dask split method calls one kernel on whole blocks and on thin strips)."""
+    from specializers.stencil import StencilKernel
+
+    monkeypatch.setenv("ASP_TUNE", "online")
+
+    class Smooth(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = 0.5 * u[x]
+                for y in u.neighbors(x, 1):
+                    out[x] += 0.125 * u[y]
+
+    k = Smooth()
+    small, big = rng.random((16, 16)), rng.random((300, 300))
+    for _ in range(12):
+        k(small)
+    for _ in range(12):
+        got = k(big)
+    np.testing.assert_allclose(got, Smooth(pure_python=True)(big), rtol=1e-12)
+    s = k.jit_for(big, big.copy()).specialization(big, np.zeros_like(big))
+    assert {"n~4^4", "n~4^8"} <= set(s.buckets)
+    for bucket in ("n~4^4", "n~4^8"):
+        t = s.buckets[bucket]
+        assert t.done, bucket
+        assert all(len(t.trials[v]) >= 3 for v in t.candidates()), (bucket, t.trials)

@@ -158,7 +158,8 @@ typedef struct {
     vectorcallfunc vectorcall;
     asp_kernel_fn fn;
     int nargs, ret;
-    npy_intp size_lo, size_hi; /* element count of the first array must lie in [lo, hi) */
+    npy_intp size_lo, size_hi; /* element count of one array must lie in [lo, hi) ... */
+    int size_arg;              /* ... of argument size_arg (< 0: the first array) */
     argspec spec[MAX_ARGS];
     PyObject *miss;      /* returned when a guard does not hold */
     PyObject *errors;    /* tuple of (exception type, message) for kernel codes 1.. */
@@ -233,8 +234,12 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
     /* A tuned entry serves only the problem sizes it was tuned for. */
     if (self->size_lo > 0 || self->size_hi >= 0) {
         npy_intp size = -1;
-        for (i = 0; i < n && size < 0; i++)
-            if (arrs[i] != NULL) size = PyArray_SIZE(arrs[i]);
+        if (self->size_arg >= 0 && self->size_arg < n) {
+            if (arrs[self->size_arg] != NULL) size = PyArray_SIZE(arrs[self->size_arg]);
+        } else {
+            for (i = 0; i < n && size < 0; i++)
+                if (arrs[i] != NULL) size = PyArray_SIZE(arrs[i]);
+        }
         if (size < self->size_lo || (self->size_hi >= 0 && size >= self->size_hi)) goto miss;
     }
 
@@ -381,6 +386,7 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->vectorcall = Entry_call;
     self->size_lo = 0;
     self->size_hi = -1;
+    self->size_arg = -1;
     return (PyObject *)self;
 bad:
     Py_DECREF(specs);
@@ -390,13 +396,20 @@ bad:
 
 static PyTypeObject EntryType;
 
-/* entry.restricted(lo, hi): the same kernel and guards, serving only arrays whose
- * element count lies in [lo, hi) (hi < 0: no upper bound). */
+/* entry.restricted(lo, hi[, arg]): the same kernel and guards, serving only calls whose
+ * array argument ``arg`` (default: the first array) has an element count in [lo, hi)
+ * (hi < 0: no upper bound). */
 static PyObject *Entry_restricted(PyObject *op, PyObject *args)
 {
     Entry *self = (Entry *)op, *copy;
     Py_ssize_t lo, hi;
-    if (!PyArg_ParseTuple(args, "nn", &lo, &hi)) return NULL;
+    int arg = -1;
+    if (!PyArg_ParseTuple(args, "nn|i", &lo, &hi, &arg)) return NULL;
+    if (arg >= self->nargs) {
+        PyErr_Format(PyExc_ValueError, "restricted(): arg=%d, but the entry takes %d arguments",
+                     arg, self->nargs);
+        return NULL;
+    }
     copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
     if (copy == NULL) return NULL;
     memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
@@ -406,12 +419,14 @@ static PyObject *Entry_restricted(PyObject *op, PyObject *args)
     Py_XINCREF(copy->keepalive);
     copy->size_lo = lo;
     copy->size_hi = hi;
+    copy->size_arg = arg;
     return (PyObject *)copy;
 }
 
 static PyMethodDef Entry_methods[] = {
     {"restricted", Entry_restricted, METH_VARARGS,
-     "A copy that only serves arrays whose element count is in [lo, hi)."},
+     "restricted(lo, hi[, arg]): a copy that only serves calls whose array argument arg "
+     "(default: the first array) has an element count in [lo, hi)."},
     {NULL, NULL, 0, NULL},
 };
 

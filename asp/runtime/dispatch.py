@@ -62,8 +62,10 @@ class Prepared:
     so the hot path may serve the next call directly.  ``bucket`` groups
     calls of one signature that should be tuned apart (e.g. problem sizes a
     factor of four apart): the code is shared, the choice of variant is not;
-    ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of the
-    first array, so the hot path serves only calls of the same bucket.
+    ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of
+    argument ``size_arg`` (default: the first array), so the hot path serves only
+    calls of the same bucket; a bucketed call without a range never takes the hot
+    path (it would serve every size with one bucket's winner).
     """
 
     args: tuple
@@ -72,6 +74,7 @@ class Prepared:
     same: bool = True
     bucket: str = ""
     size_range: tuple[int, int] | None = None
+    size_arg: int = -1
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,10 @@ class JitKernel:
         tuning = s.tuning_for(prepared.bucket)
         if tuning.done and prepared.same:
             entry = s.entries[tuning.winner]
-            self._hot = entry.restricted(*prepared.size_range) if prepared.size_range else entry
+            if prepared.size_range:
+                self._hot = entry.restricted(*prepared.size_range, prepared.size_arg)
+            elif not prepared.bucket:
+                self._hot = entry
         return prepared.finish(result) if prepared.finish else result
 
     def _fallback(self, args: tuple, exc: SpecializationError):

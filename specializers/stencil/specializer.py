@@ -189,9 +189,12 @@ class StencilSpecializer(Specializer):
                         user_out[...] = result
                         return user_out
         # Tune apart sizes a factor of four apart: what wins in cache may lose in memory.
-        bucket = f"n~4^{int(np.prod(shape)).bit_length() // 2}"
+        # The hot path serves one bucket only (the output's size decides), so a small grid
+        # tuned first does not hand its winner to a large one.
+        b = int(np.prod(shape)).bit_length() // 2  # sizes whose bit length is 2b or 2b + 1
         return Prepared(args=tuple(conv), signature=sig, finish=finish, same=same,
-                        bucket=bucket)
+                        bucket=f"n~4^{b}", size_range=(1 << (2 * b - 1) if b else 0,
+                                                       1 << (2 * b + 1)), size_arg=oi)
 
     def planned(self, k: StencilIR) -> StencilIR:
         """The domain passes, as a pipeline."""
