@@ -44,6 +44,23 @@ def test_cache_is_bounded_and_releasable(rng):
     assert _native.cached_bytes() == 0
 
 
+def test_a_new_size_displaces_the_blocks_kept_longest():
+    """Four slots full of one size: a freed block of another size is kept (the oldest
+    block goes), so a loop that moves to a new grid size reuses its own outputs."""
+    _native.release_cached()
+    old = [_native.empty((300_000,), np.float64) for _ in range(4)]  # 2.4 MB each
+    del old
+    assert _native.cached_bytes() == 4 * 2_400_000
+    new = _native.empty((200_000,), np.float64)  # 1.6 MB: not among those kept
+    assert _native.cached_bytes() == 4 * 2_400_000
+    del new
+    assert _native.cached_bytes() == 3 * 2_400_000 + 1_600_000
+    again = _native.empty((200_000,), np.float64)  # served from the cache
+    assert _native.cached_bytes() == 3 * 2_400_000
+    del again
+    assert _native.release_cached() == 3 * 2_400_000 + 1_600_000
+
+
 def test_restricted_entry_serves_only_its_size_bucket(rng):
     from asp.runtime import MISS
 

@@ -35,8 +35,9 @@
 #define CACHE_SLOTS 4
 #define CACHE_MIN ((size_t)1 << 20)
 #define CACHE_MAX_TOTAL ((size_t)1 << 30)
-static struct { void *p; size_t n; } cache[CACHE_SLOTS];
+static struct { void *p; size_t n; unsigned long stamp; } cache[CACHE_SLOTS];
 static size_t cache_total = 0;
+static unsigned long cache_clock = 0;
 
 static void *big_malloc(void *ctx, size_t n)
 {
@@ -77,19 +78,32 @@ static void *big_realloc(void *ctx, void *ptr, size_t n)
     return realloc(ptr, n ? n : 1);
 }
 
+/* Keep the block; to make room (a slot, and the byte cap), free the blocks kept
+ * longest: when a loop moves to another grid size, its blocks replace the old size's
+ * instead of every new output paying for fresh pages while stale blocks sit here. */
 static void big_free(void *ctx, void *ptr, size_t n)
 {
-    int i;
+    int i, empty, oldest;
     (void)ctx;
     if (ptr == NULL) return;
-    if (n >= CACHE_MIN && cache_total + n <= CACHE_MAX_TOTAL) {
-        for (i = 0; i < CACHE_SLOTS; i++) {
-            if (cache[i].p == NULL) {
-                cache[i].p = ptr;
-                cache[i].n = n;
+    if (n >= CACHE_MIN && n <= CACHE_MAX_TOTAL) {
+        for (;;) {
+            empty = oldest = -1;
+            for (i = 0; i < CACHE_SLOTS; i++) {
+                if (cache[i].p == NULL) empty = i;
+                else if (oldest < 0 || cache[i].stamp < cache[oldest].stamp) oldest = i;
+            }
+            if (empty >= 0 && cache_total + n <= CACHE_MAX_TOTAL) {
+                cache[empty].p = ptr;
+                cache[empty].n = n;
+                cache[empty].stamp = ++cache_clock;
                 cache_total += n;
                 return;
             }
+            if (oldest < 0) break;
+            free(cache[oldest].p);
+            cache_total -= cache[oldest].n;
+            cache[oldest].p = NULL;
         }
     }
     free(ptr);

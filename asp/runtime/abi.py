@@ -113,6 +113,7 @@ def release_memory() -> int:
     Entries allocate outputs of 1 MiB or more through a NumPy memory handler
     that keeps up to four freed blocks (at most 1 GiB) for the next output of
     the same size, so ``y = kernel(x)`` in a loop does not pay for the
-    operating system zeroing fresh pages every call.
+    operating system zeroing fresh pages every call.  A block freed when the
+    cache is full displaces the blocks kept longest.
     """
     return _native.release_cached() if _native is not None else 0
