@@ -714,6 +714,17 @@ def test_unsupported_constructs_fall_back_with_a_location():
         np.testing.assert_array_equal(f(np.arange(3.0)), [1.0, 2.0, 3.0])
 
 
+def test_identity_comparisons_fall_back_naming_the_operator():
+    from asp.errors import AspFallbackWarning
+
+    def not_none(x):
+        return x if x is not None else 0.0
+
+    f = elementwise(not_none)
+    with pytest.warns(AspFallbackWarning, match="comparison IsNot is not supported"):
+        np.testing.assert_array_equal(f(np.arange(3.0)), [0.0, 1.0, 2.0])
+
+
 def test_python_fallback_keeps_numpy_types(monkeypatch):
     """Running as Python (fallback or ASP_DISABLE_JIT) computes on NumPy scalars and
     returns what the compiled kernel returns: float32 in, float32 arithmetic and out."""

@@ -129,9 +129,19 @@ class WriteInputKernel(StencilKernel):
             out[x] = a[x]
 
 
+class IsKernel(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            if a[x] is None:
+                out[x] = 0.0
+            else:
+                out[x] = a[x]
+
+
 @pytest.mark.parametrize("cls, what", [(WhileKernel, "'while' loops"),
                                        (CallKernel, "unknown function 'helper'"),
-                                       (WriteInputKernel, "writing input grid 'a'")])
+                                       (WriteInputKernel, "writing input grid 'a'"),
+                                       (IsKernel, "comparison Is is not supported")])
 def test_unsupported_constructs_fall_back_with_one_warning(cls, what, rng):
     a = rng.random((6, 6))
     with pytest.warns(AspFallbackWarning, match=re.escape(what)) as rec:

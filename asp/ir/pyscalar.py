@@ -22,7 +22,7 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of, dtype_of
 
 __all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "binop_type", "cast",
-           "compare_chain", "floordiv", "join", "mod", "numeric"]
+           "compare_chain", "floordiv", "join", "mod", "numeric", "translate_compare"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,17 @@ def compare_chain(items: list[tuple[ir.Expr, T]], ops: list[str]) -> tuple[ir.Ex
     for p in parts[1:]:
         out = ir.BinOp("&&", out, p)
     return out, BOOL
+
+
+def translate_compare(node, expr, err) -> tuple[ir.Expr, T]:
+    """A Python ``Compare`` node (``a < b <= c``) in C: ``expr`` translates an operand
+    to ``(ir.Expr, T)``, ``err(node, message)`` makes the front end's error for an
+    operator C has no counterpart of (``in``, ``is``)."""
+    ops = [COMPARE_OPS.get(type(op).__name__) for op in node.ops]
+    if None in ops:
+        bad = node.ops[ops.index(None)]
+        raise err(node, f"comparison {type(bad).__name__} is not supported")
+    return compare_chain([expr(e) for e in (node.left, *node.comparators)], ops)
 
 
 def floordiv(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:

@@ -30,18 +30,17 @@ from asp.ir import platform as ir
 from asp.ir.node import Node
 from asp.ir.pyscalar import (
     BOOL,
-    COMPARE_OPS,
     FLOAT,
     HELPERS,
     INT,
     T,
     binop_type,
     cast,
-    compare_chain,
     floordiv,
     join,
     mod,
     numeric,
+    translate_compare,
 )
 
 __all__ = ["ScalarFunction", "T", "c_name", "translate"]
@@ -289,11 +288,7 @@ class _Translator:
         return f"asp_t{self.tmp}"
 
     def e_Compare(self, node):
-        ops = [COMPARE_OPS.get(type(op).__name__) for op in node.ops]
-        if None in ops:
-            bad = node.ops[ops.index(None)]
-            raise self.err(node, f"comparison {type(bad).__name__} is not supported")
-        return compare_chain([self.expr(e) for e in (node.left, *node.comparators)], ops)
+        return translate_compare(node, self.expr, self.err)
 
     def e_BoolOp(self, node: ast.BoolOp):
         op = "&&" if isinstance(node.op, ast.And) else "||"

@@ -27,16 +27,15 @@ from asp.frontend import KernelSource
 from asp.ir import platform as ir
 from asp.ir.pyscalar import (
     BOOL,
-    COMPARE_OPS,
     FLOAT,
     INT,
     T,
     binop_type,
     cast,
-    compare_chain,
     floordiv,
     join,
     mod,
+    translate_compare,
 )
 from specializers.stencil.domain import (
     Coord,
@@ -244,11 +243,7 @@ class _Translator:
         return ir.BinOp(op, a, b), t
 
     def e_Compare(self, node):
-        ops = [COMPARE_OPS.get(type(op).__name__) for op in node.ops]
-        if None in ops:
-            bad = node.ops[ops.index(None)]
-            raise self.err(node, f"comparison {type(bad).__name__} is not supported")
-        return compare_chain([self.expr(e) for e in (node.left, *node.comparators)], ops)
+        return translate_compare(node, self.expr, self.err)
 
     def e_BoolOp(self, node):
         op = "&&" if isinstance(node.op, ast.And) else "||"
