@@ -22,7 +22,8 @@ bit when both run the same variant:
     the slices (``g`` deep) travel between workers, one small task per neighbour
     cuts them, and the block is never copied: a step costs one read of the input
     and one write of the output, as the direct call does.  The first task reads
-    only its own block, so the scheduler always runs it where the block is.
+    only its own block, so the scheduler runs it where the block is (unless
+    work stealing moves it).
 ``method='overlap'``
     :func:`dask.array.map_overlap`: every block is concatenated with its halos
     (a copy of the block), run through the kernel's own boundary mode, and
