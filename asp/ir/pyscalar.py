@@ -8,7 +8,14 @@ what it means in Python on NumPy scalars:
   array element it meets, so ``float32 * 2.0`` stays ``float32``;
 * ``/`` is true division, ``//`` floors and ``%`` takes the divisor's sign,
   for integers and floats alike (``HELPERS`` holds their C, and
-  :func:`floordiv` / :func:`mod` emit calls to it).
+  :func:`floordiv` / :func:`mod` emit calls to it);
+* integers wrap as NumPy's arrays do: every result is narrowed to its type
+  (C computes ``int8 + int8`` in ``int``), signed overflow wraps (the
+  toolchain builds with ``-fwrapv``), ``INT_MIN // -1`` is ``INT_MIN`` and
+  ``% -1`` is 0 (C raises SIGFPE), ``x // 0`` and ``x % 0`` are 0, and shifts by
+  a negative count or by the type's width or more give 0 (``>>``: -1 for a
+  negative ``x``), as :func:`arith`, :func:`negate`, :func:`invert`,
+  :func:`absolute` and :func:`shift` emit.
 
 Used by the elementwise and stencil front ends; any specializer may use it.
 """
@@ -21,8 +28,9 @@ import numpy as np
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of, dtype_of
 
-__all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "binop_type", "cast",
-           "compare_chain", "floordiv", "join", "mod", "numeric", "translate_compare"]
+__all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "absolute", "arith",
+           "binop_type", "cast", "compare_chain", "floordiv", "invert", "join", "mod", "negate",
+           "numeric", "shift", "translate_compare"]
 
 
 @dataclass(frozen=True)
@@ -116,32 +124,106 @@ def translate_compare(node, expr, err) -> tuple[ir.Expr, T]:
     return compare_chain([expr(e) for e in (node.left, *node.comparators)], ops)
 
 
+#: Integer types C promotes to ``int`` before any arithmetic: their results must be
+#: narrowed back, or ``int8(100) + int8(100) > 100`` would be true (NumPy: -56).
+_NARROW = frozenset({"int8_t", "uint8_t", "int16_t", "uint16_t", "bool"})
+_INT_MIN = {"int64_t": -(2**63), "int32_t": -(2**31)}
+_SHORT = {"int8_t": "i8", "int16_t": "i16", "int32_t": "i32", "int64_t": "i64",
+          "uint8_t": "u8", "uint16_t": "u16", "uint32_t": "u32", "uint64_t": "u64"}
+
+
+def _narrowed(e: ir.Expr, t: T) -> ir.Expr:
+    return ir.Cast(t.ctype, e) if t.ctype in _NARROW else e
+
+
+def arith(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
+    """``a op b`` for ``+ - * & | ^`` on operands already of type ``t``, wrapping in
+    ``t`` as NumPy does."""
+    return _narrowed(ir.BinOp(op, a, b), t)
+
+
+def negate(e: ir.Expr, t: T) -> ir.Expr:
+    """``-e`` in type ``t`` (``-uint8(5)`` is 251, ``-INT_MIN`` is ``INT_MIN``)."""
+    if isinstance(e, ir.Const) and not isinstance(e.value, bool) and (
+            t.is_float or (t.ctype in ("int64_t", "int32_t") and e.value != _INT_MIN[t.ctype])):
+        return ir.Const(-e.value, t.ctype)
+    return _narrowed(ir.UnaryOp("-", e), t)
+
+
+def invert(e: ir.Expr, t: T) -> ir.Expr:
+    """``~e`` in integer type ``t``."""
+    return _narrowed(ir.UnaryOp("~", e), t)
+
+
+def absolute(e: ir.Expr, t: T) -> ir.Expr:
+    """``abs(e)`` in type ``t``: ``abs(INT_MIN)`` is ``INT_MIN`` as in NumPy; unsigned
+    values are their own absolute value."""
+    if t.is_float:
+        return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,))
+    if t.ctype.startswith("uint") or t.is_bool:
+        return e
+    return ir.Call(f"asp_abs_{_SHORT[t.ctype]}", (e,))
+
+
+def shift(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
+    """``a << b`` or ``a >> b`` on integers already of type ``t``, with NumPy's rule for
+    counts outside ``[0, width)`` (C leaves them undefined)."""
+    name = "shl" if op == "<<" else "shr"
+    return ir.Call(f"asp_{name}_{_SHORT[t.ctype]}", (a, b))
+
+
 def floordiv(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a // b`` with Python's flooring, for operands already of type ``t``."""
-    fn = "asp_floordiv_f64" if t.is_float else "asp_floordiv_i64"
+    fn = "asp_floordiv_f64" if t.is_float else (
+        "asp_floordiv_u64" if t.ctype == "uint64_t" else "asp_floordiv_i64")
     return ir.Cast(t.ctype, ir.Call(fn, (a, b)))
 
 
 def mod(a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a % b`` with the divisor's sign, for operands already of type ``t``."""
-    fn = "asp_mod_f64" if t.is_float else "asp_mod_i64"
+    fn = "asp_mod_f64" if t.is_float else (
+        "asp_mod_u64" if t.ctype == "uint64_t" else "asp_mod_i64")
     return ir.Cast(t.ctype, ir.Call(fn, (a, b)))
 
 
-#: C helpers for Python's integer floor division and modulo and float modulo.
+def _integer_helpers() -> str:
+    """Shifts and ``abs`` per integer type, as NumPy computes them."""
+    out = []
+    for ctype, short in _SHORT.items():
+        signed = not ctype.startswith("u")
+        u = "u" + ctype if signed else ctype
+        bits = int(short[1:])
+        beyond = "(a < 0 ? -1 : 0)" if signed else "0"
+        out.append(
+            f"static inline {ctype} asp_shl_{short}({ctype} a, {ctype} b) {{\n"
+            f"    return ({u})b < {bits}u ? ({ctype})(({u})a << ({u})b) : ({ctype})0;\n}}\n"
+            f"static inline {ctype} asp_shr_{short}({ctype} a, {ctype} b) {{\n"
+            f"    return ({u})b < {bits}u ? ({ctype})(a >> b) : ({ctype}){beyond};\n}}")
+        if signed:
+            out.append(f"static inline {ctype} asp_abs_{short}({ctype} a) {{\n"
+                       f"    return a < 0 ? ({ctype})(0 - ({u})a) : a;\n}}")
+    return "\n".join(out) + "\n"
+
+
+#: C helpers for Python's integer floor division and modulo and float modulo, and
+#: NumPy's shifts and ``abs``.  NumPy's integer ``x // 0`` and ``x % 0`` are 0, and
+#: ``INT64_MIN // -1`` wraps to ``INT64_MIN`` (C traps: SIGFPE).
 HELPERS = r"""
 static inline int64_t asp_floordiv_i64(int64_t a, int64_t b) {
     if (b == 0) return 0;
+    if (b == -1) return (int64_t)(0 - (uint64_t)a);
     int64_t q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
     return q;
 }
 static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
-    if (b == 0) return 0;
+    if (b == 0 || b == -1) return 0;
     int64_t r = a % b;
     if (r != 0 && ((r < 0) != (b < 0))) r += b;
     return r;
 }
+static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }
+static inline uint64_t asp_mod_u64(uint64_t a, uint64_t b) { return b ? a % b : 0; }
 static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {
     if (step > 0) return stop > start ? (stop - start + step - 1) / step : 0;
     if (step < 0) return start > stop ? (start - stop - step - 1) / (-step) : 0;
@@ -165,4 +247,4 @@ static inline double asp_floordiv_f64(double a, double b) {
     if (div - q > 0.5) q += 1.0;
     return q;
 }
-"""
+""" + _integer_helpers()

@@ -19,7 +19,10 @@ from asp.errors import CompileError
 __all__ = ["DEFAULT_FLAGS", "Compiler", "compiler"]
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp")
-_BASE_FLAGS = ("-fPIC", "-std=gnu11", "-fno-math-errno", "-Wno-unused-variable",
+# -fwrapv: NumPy's integer arrays wrap on overflow, and a kernel's Python is its
+# specification; C's signed overflow is undefined, and gcc optimizes as if it never
+# happened (abs(2 * (x + x)) at INT64_MAX came out as -4, NumPy gives 4).
+_BASE_FLAGS = ("-fPIC", "-std=gnu11", "-fno-math-errno", "-fwrapv", "-Wno-unused-variable",
                "-Wno-unused-label", "-Wno-unknown-pragmas")
 
 
@@ -36,7 +39,8 @@ class Compiler:
         return any(f in ("-fopenmp", "-qopenmp", "-fiopenmp") for f in self.flags)
 
     def identity(self) -> str:
-        return "\n".join([self.path, self.version, " ".join(self.flags)])
+        # The fixed flags change the meaning of the code too (-fwrapv): part of every key.
+        return "\n".join([self.path, self.version, " ".join((*_BASE_FLAGS, *self.flags))])
 
     def toolchain(self):
         """A codepy toolchain for this compiler, derived from the guessed one."""

@@ -34,12 +34,17 @@ from asp.ir.pyscalar import (
     HELPERS,
     INT,
     T,
+    absolute,
+    arith,
     binop_type,
     cast,
     floordiv,
+    invert,
     join,
     mod,
+    negate,
     numeric,
+    shift,
     translate_compare,
 )
 
@@ -217,13 +222,13 @@ class _Translator:
             return e, numeric(t)
         if isinstance(node.op, ast.USub):
             nt = numeric(t)
-            if isinstance(e, ir.Const):
-                return ir.Const(-e.value, nt.ctype), nt
-            return ir.UnaryOp("-", cast(e, t, nt.ctype)), nt
+            return negate(cast(e, t, nt.ctype), nt), nt
         if isinstance(node.op, ast.Invert):
             if t.is_float:
                 raise self.err(node, "'~' needs an integer operand")
-            return ir.UnaryOp("~", e), numeric(t)
+            if t.is_bool:  # NumPy: ~True is False
+                return ir.UnaryOp("!", e), t
+            return invert(e, t), t
         raise self.err(node, "unsupported unary operator")
 
     def truth(self, e: ir.Expr, t: T) -> ir.Expr:
@@ -245,7 +250,8 @@ class _Translator:
             if lt.is_float or rt.is_float:
                 raise self.err(node, f"'{op}' needs integer operands")
             t = binop_type(lt, rt)
-            return ir.BinOp(op, cast(le, lt, t.ctype), cast(re_, rt, t.ctype)), t
+            a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+            return (shift(op, a, b, t) if op in ("<<", ">>") else arith(op, a, b, t)), t
         if op == "/":
             t = binop_type(lt, rt, true_div=True)
             return ir.BinOp("/", cast(le, lt, t.ctype), cast(re_, rt, t.ctype)), t
@@ -257,7 +263,7 @@ class _Translator:
             return floordiv(a, b, t), t
         if op == "%":
             return mod(a, b, t), t
-        return ir.BinOp(op, a, b), t
+        return arith(op, a, b, t), t
 
     def power(self, node, le, lt, re_, rt):
         t = binop_type(lt, rt)
@@ -273,7 +279,7 @@ class _Translator:
                 base = ir.Var(name)
             result = base
             for _ in range(n - 1):
-                result = ir.BinOp("*", result, base)
+                result = arith("*", result, base, t)
             return result, t
         if not t.is_float:
             raise self.err(node, "an integer power needs a constant exponent from 0 to 32 "
@@ -343,10 +349,8 @@ class _Translator:
         if kind == "abs":
             self.arity(node, args, 1, name)
             e, t = args[0]
-            t = numeric(t)
-            if t.is_float:
-                return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,)), t
-            return ir.Ternary(ir.BinOp("<", e, ir.Const(0, t.ctype)), ir.UnaryOp("-", e), e), t
+            nt = numeric(t)
+            return absolute(cast(e, t, nt.ctype), nt), nt
         if kind in ("min", "max"):
             if len(args) < 2:
                 raise self.err(node, f"{name}() needs at least two arguments in a kernel")

@@ -30,11 +30,14 @@ from asp.ir.pyscalar import (
     FLOAT,
     INT,
     T,
+    absolute,
+    arith,
     binop_type,
     cast,
     floordiv,
     join,
     mod,
+    negate,
     translate_compare,
 )
 from specializers.stencil.domain import (
@@ -195,9 +198,7 @@ class _Translator:
     def e_UnaryOp(self, node):
         e, t = self.expr(node.operand)
         if isinstance(node.op, ast.USub):
-            if isinstance(e, ir.Const):
-                return ir.Const(-e.value, e.ctype), t
-            return ir.UnaryOp("-", e), t
+            return negate(e, t), t
         if isinstance(node.op, ast.UAdd):
             return e, t
         if isinstance(node.op, ast.Not):
@@ -227,7 +228,7 @@ class _Translator:
                     return ir.Const(1, t.ctype), t
                 out = base
                 for _ in range(int(re_.value) - 1):
-                    out = ir.BinOp("*", out, base)
+                    out = arith("*", out, base, t)
                 return out, t
             if not t.is_float:
                 raise self.err(node, "an integer power needs a constant exponent 0..8")
@@ -240,7 +241,7 @@ class _Translator:
             a, b = cast(a, t, wide.ctype), cast(b, t, wide.ctype)
             r = mod(a, b, wide) if op == "%" else floordiv(a, b, wide)
             return cast(r, wide, t.ctype), t
-        return ir.BinOp(op, a, b), t
+        return arith(op, a, b, t), t
 
     def e_Compare(self, node):
         return translate_compare(node, self.expr, self.err)
@@ -298,11 +299,7 @@ class _Translator:
             return cast(e, t, "int64_t"), INT
         if fn == "float":
             return cast(e, t, "double"), FLOAT
-        if t.is_float:
-            return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,)), t
-        if t.ctype == "int64_t":
-            return ir.Call("asp_abs_i64", (e,)), t
-        return ir.Ternary(ir.BinOp("<", e, ir.Const(0, t.ctype)), ir.UnaryOp("-", e), e), t
+        return absolute(e, t), t
 
     def distance(self, node):
         if len(node.args) != 2:

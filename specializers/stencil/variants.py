@@ -62,7 +62,6 @@ static inline int64_t asp_index(int64_t i, int64_t n, int *bad) {
     if (i < 0 || i >= n) { *bad = 1; return 0; }
     return i;
 }
-static inline int64_t asp_abs_i64(int64_t a) { return a < 0 ? -a : a; }
 /* Linear offsets of a neighbourhood (dim offsets per point) for extents n1, n2. */
 static void asp_linear_offsets(int64_t *lin, const int64_t *off, int64_t count, int64_t dim,
                                int64_t n1, int64_t n2) {

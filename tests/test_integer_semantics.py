@@ -1,0 +1,181 @@
+"""Integer arithmetic means in C what it means on NumPy arrays: it wraps, never traps.
+
+Found by random differential testing: C's signed overflow is undefined (gcc folded
+``abs(2 * (x + x))`` at INT64_MAX to -4), ``INT64_MIN // -1`` killed the process
+with SIGFPE, shifts by negative or too-large counts differed from NumPy, and
+narrow types were computed in C's ``int`` without wrapping.  The oracle is
+NumPy's own array arithmetic on the same values; every variant of each kernel is
+checked (``run_variant``), so the parallel and vector paths are covered too.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from specializers.elementwise import elementwise
+from specializers.stencil import StencilKernel
+
+I64 = np.iinfo(np.int64)
+I32 = np.iinfo(np.int32)
+
+
+def every_variant(fn, *args):
+    """The results of every compiled variant of ``fn`` on ``args`` (all must exist)."""
+    s = fn.jit.specialization(*args, None)
+    assert not s.check_failures, s.check_failures
+    return {name: fn.jit.run_variant(name, *args, None) for name in s.variant_names}
+
+
+def assert_all_equal(fn, expected, *args):
+    expected = np.asarray(expected)
+    for name, got in every_variant(fn, *args).items():
+        assert got.dtype == expected.dtype, name
+        np.testing.assert_array_equal(got, expected, err_msg=f"variant {name}")
+
+
+def numpy_says(f, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            return f(*args)
+
+
+@elementwise
+def double_abs(x):
+    return abs(2 * (x + x))
+
+
+@elementwise
+def abs_floordiv(y):
+    return abs(y) // 13
+
+
+@elementwise
+def neg_branch(x):
+    n = -x
+    if n < 0:
+        return 1
+    return 2
+
+
+@elementwise
+def floordiv_by(x, d):
+    return x // d
+
+
+@elementwise
+def mod_by(x, d):
+    return x % d
+
+
+@elementwise
+def shl(x, n):
+    return x << n
+
+
+@elementwise
+def shr(x, n):
+    return x >> n
+
+
+@elementwise
+def narrow_sum_big(x):
+    return (x + x) > 100
+
+
+@elementwise
+def negate(x):
+    return -x
+
+
+@elementwise
+def invert(x):
+    return ~x
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_signed_overflow_wraps(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([info.max, info.min, -1, 0, 7, info.max // 4 + 1], dtype)
+    assert_all_equal(double_abs, numpy_says(lambda a: np.abs(2 * (a + a)), x), x)
+    assert_all_equal(abs_floordiv, numpy_says(lambda a: np.abs(a) // 13, x), x)
+    assert_all_equal(neg_branch, np.where(numpy_says(np.negative, x) < 0, 1, 2), x)
+
+
+def test_issue_examples_exactly():
+    x = np.array([I64.max], np.int64)
+    assert double_abs(x)[0] == 4
+    y = np.array([I64.min], np.int64)
+    assert abs_floordiv(y)[0] == -709490156681136601
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.int8])
+def test_min_floordiv_and_mod_minus_one_do_not_trap(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([info.min, info.max, -7, 0, 5], dtype)
+    for d in (np.full_like(x, -1), -1, np.zeros_like(x), 0):
+        assert_all_equal(floordiv_by, numpy_says(np.floor_divide, x, d), x, d)
+        assert_all_equal(mod_by, numpy_says(np.remainder, x, d), x, d)
+
+
+def test_uint64_division_uses_unsigned_values():
+    x = np.array([2**64 - 1, 2**63 + 5, 10, 0], np.uint64)
+    d = np.array([3, 2**63, 0, 7], np.uint64)
+    assert_all_equal(floordiv_by, numpy_says(np.floor_divide, x, d), x, d)
+    assert_all_equal(mod_by, numpy_says(np.remainder, x, d), x, d)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8, np.uint8, np.uint64])
+def test_shifts_out_of_range_follow_numpy(dtype):
+    bits = np.dtype(dtype).itemsize * 8
+    signed = np.dtype(dtype).kind == "i"
+    x = np.array([1, 5, 3, 2, 1, 7] + ([-8, -1] if signed else [200, 1]), dtype)
+    counts = [0, 1, bits - 1, bits, bits + 3, 2] + ([-1, 70] if signed else [bits * 2, 3])
+    n = np.array(counts, dtype)
+    assert_all_equal(shl, numpy_says(np.left_shift, x, n), x, n)
+    assert_all_equal(shr, numpy_says(np.right_shift, x, n), x, n)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+def test_narrow_types_wrap_before_use(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([100, info.max, info.min, 60, 1], dtype)
+    assert_all_equal(narrow_sum_big, numpy_says(lambda a: (a + a) > 100, x), x)
+    assert_all_equal(negate, numpy_says(np.negative, x), x)
+    assert_all_equal(invert, numpy_says(np.invert, x), x)
+
+
+def test_abs_of_min_is_min_as_in_numpy():
+    for dtype in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dtype)
+
+        x = np.array([info.min, -3, 4], dtype)
+        assert_all_equal(_abs, numpy_says(np.abs, x), x)
+
+
+@elementwise
+def _abs(x):
+    return abs(x)
+
+
+class FloorDivStencil(StencilKernel):
+    def kernel(self, a, d, out):
+        for x in out.interior_points():
+            out[x] = a[x] // d + a[x] % d
+
+
+@pytest.mark.parametrize("d", [-1, 0])
+def test_stencil_min_floordiv_does_not_trap(d):
+    a = np.full((6, 6), I64.min, np.int64)
+    a[2, 3] = I64.max
+    k = FloorDivStencil()
+    spec = k.specialization(a, d, np.zeros_like(a))
+    expected = np.zeros_like(a)
+    with np.errstate(all="ignore"):
+        expected[1:-1, 1:-1] = a[1:-1, 1:-1] // d + a[1:-1, 1:-1] % d
+    for name in spec.variant_names:
+        out = np.zeros_like(a)
+        k.run_variant(name, a, d, out)
+        np.testing.assert_array_equal(out, expected, err_msg=name)
