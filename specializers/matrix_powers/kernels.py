@@ -23,6 +23,12 @@ Three ways to fill ``V[1..L]`` with ``V[l] = g_l (A - t_l I) V[l-1]``:
 
 The s-step solver's Gram matrix and recovery are generated per basis size
 (:func:`sstep_kernels`), so every sum is written out and vectorizes.
+
+Each stage (render, build, load) raises a :class:`asp.errors.SpecializationError`
+naming the kernel and the stage, whatever went wrong inside it (an ``OSError``
+from a read-only or full cache becomes a ``CompileError``); callers turn it into
+one fallback warning (:mod:`specializers.matrix_powers.fallback`).  Without
+``-fopenmp`` (a serial ``ASP_CFLAGS``) the OpenMP calls have one-thread stand-ins.
 """
 from __future__ import annotations
 
@@ -31,8 +37,10 @@ import functools
 import numpy as np
 from mako.template import Template
 
+from asp.errors import CompileError, LoadError
 from asp.jit import build
 from asp.runtime import ArgSpec, make_entry
+from specializers.matrix_powers.fallback import RenderError, stage
 
 __all__ = ["INDEX_TYPES", "VALUE_TYPES", "kernels", "sstep_kernels"]
 
@@ -43,7 +51,13 @@ _SOURCE = Template(r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
 #include <omp.h>
+#else
+/* A serial build (ASP_CFLAGS without -fopenmp): the pragmas are ignored, one thread. */
+static inline int omp_get_num_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
 
 /* Below this many rows a kernel runs on one thread: a team's barriers cost more. */
 #define ASP_PAR_MIN 20000
@@ -356,10 +370,14 @@ class Kernels:
     def __init__(self, vdtype: np.dtype, idtype: np.dtype, ndiag: int):
         vt, it = VALUE_TYPES[vdtype], INDEX_TYPES[idtype]
         sym = f"asp_mpk_{vt[0]}{it[3:5]}_d{ndiag}"
-        self.source = _SOURCE.render(vt=vt, it=it, sym=sym, nd=ndiag,
-                                     cg=vdtype == np.float64)
-        self.library = build(self.source, kernel=f"matrix_powers:{vt}/{it}/d{ndiag}",
-                             name=f"matrix_powers_{vt}_{it}_d{ndiag}")
+        self.kernel = f"matrix_powers:{vt}/{it}/d{ndiag}"
+        self.source = stage(RenderError, self.kernel, lambda: _SOURCE.render(
+            vt=vt, it=it, sym=sym, nd=ndiag, cg=vdtype == np.float64))
+        self.library = stage(CompileError, self.kernel, lambda: build(
+            self.source, kernel=self.kernel, name=f"matrix_powers_{vt}_{it}_d{ndiag}"))
+        self.entries = stage(LoadError, self.kernel, lambda: self._entries(vdtype, idtype, sym))
+
+    def _entries(self, vdtype: np.dtype, idtype: np.dtype, sym: str) -> dict:
         i64 = np.dtype(np.int64)
         f64 = np.dtype(np.float64)
         mat = (ArgSpec("array", idtype, 1), ArgSpec("array", idtype, 1),
@@ -385,7 +403,7 @@ class Kernels:
                 "cg_direction": (wvec, vec, fl),
                 "residual": mat + (vec, vec, wvec, out),
             })
-        self.entries = {
+        return {
             name: make_entry(self.library.address(f"{sym}_{name}"), spec, errors=_ERRORS,
                              keepalive=self.library)
             for name, spec in specs.items()
@@ -475,9 +493,14 @@ class SStepKernels:
     def __init__(self, m: int):
         sym = f"asp_sstep_m{m}"
         pairs = [(i, j) for i in range(m) for j in range(i + 1)]
-        self.source = _SSTEP.render(m=m, sym=sym, pairs=pairs)
-        self.library = build(self.source, kernel=f"matrix_powers:sstep/m{m}",
-                             name=f"matrix_powers_sstep_m{m}")
+        self.kernel = f"matrix_powers:sstep/m{m}"
+        self.source = stage(RenderError, self.kernel,
+                            lambda: _SSTEP.render(m=m, sym=sym, pairs=pairs))
+        self.library = stage(CompileError, self.kernel, lambda: build(
+            self.source, kernel=self.kernel, name=f"matrix_powers_sstep_m{m}"))
+        self.entries = stage(LoadError, self.kernel, lambda: self._entries(m, sym))
+
+    def _entries(self, m: int, sym: str) -> dict:
         f64 = np.dtype(np.float64)
         basis = ArgSpec("array", f64, 2, shape=(m, -1))
         specs = {
@@ -487,7 +510,7 @@ class SStepKernels:
                                                                        shape=(3, m)),
                         ArgSpec("array", f64, 1, write=True), ArgSpec("int"), ArgSpec("int")),
         }
-        self.entries = {
+        return {
             name: make_entry(self.library.address(f"{sym}_{name}"), spec,
                              keepalive=self.library)
             for name, spec in specs.items()

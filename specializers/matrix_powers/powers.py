@@ -15,17 +15,17 @@ memory of the chosen variant relative to the matrix.
 """
 from __future__ import annotations
 
+import sqlite3
 import time
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
 from asp import config
-from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import MISS, as_native, generator_fingerprint
 from asp.tune import Tuning
 from specializers.matrix_powers import partition
+from specializers.matrix_powers.fallback import PlanningError, give_up, native
 from specializers.matrix_powers.kernels import VALUE_TYPES, kernels, sstep_kernels
 
 __all__ = ["MatrixPowers", "as_csr", "gram_matrix", "native_kernels"]
@@ -42,18 +42,10 @@ _WINDOW_CHUNKS_PER_THREAD = 4
 def native_kernels(vdtype, idtype, ndiag: int):
     """The compiled kernels, or None (after one AspFallbackWarning) if they cannot be built.
 
-    ``ASP_DISABLE_JIT=1`` gives None silently; ``ASP_STRICT=1`` raises instead of warning.
+    Any failure -- rendering, compiling, a read-only or full cache, loading -- falls
+    back.  ``ASP_DISABLE_JIT=1`` gives None silently; ``ASP_STRICT=1`` raises instead.
     """
-    if config.jit_disabled():
-        return None
-    try:
-        return kernels(vdtype, idtype, ndiag)
-    except SpecializationError as exc:
-        if config.strict():
-            raise
-        warnings.warn(f"matrix powers: {exc}; running with SciPy instead", AspFallbackWarning,
-                      stacklevel=3)
-        return None
+    return native(kernels, np.dtype(vdtype), np.dtype(idtype), int(ndiag), stacklevel=4)
 
 
 def as_csr(A, name: str = "A") -> sp.csr_matrix:
@@ -139,26 +131,15 @@ class MatrixPowers:
         M = as_csr(A)
         self.n = M.shape[0]
         self.dtype = M.dtype
-        bl, bu = partition.bandwidths(M.indptr, M.indices, self.n)
-        self.perm = None
-        threads = config.num_threads()
-        if reorder is None:
-            reorder = max(bl, bu) * 4 * threads * self.k > self.n and self.n > 1000
-        if reorder:
-            perm = partition.rcm_permutation(M, symmetric)
-            P = M[perm][:, perm].tocsr()
-            pbl, pbu = partition.bandwidths(P.indptr, P.indices, self.n)
-            if max(pbl, pbu) * 2 <= max(bl, bu):
-                M, bl, bu, self.perm = as_csr(P), pbl, pbu, perm.astype(np.intp)
-                self.iperm = np.argsort(self.perm)
+        # what the SciPy path needs; _analyse() replaces it with the native setup
         self.A = M
-        self.bandwidth = (bl, bu)
-        self.diagonals, self.diagonal_runs = partition.diagonal_runs(M.indptr, M.indices,
-                                                                      self.n)
-        self._k = native_kernels(M.dtype, M.indices.dtype, self.diagonals.size)
-        self._csr = (M.indptr, M.indices, M.data, self.diagonal_runs, self.diagonals)
+        self.perm = None
+        self.bandwidth = (0, 0)
+        self.diagonals = self.diagonal_runs = np.zeros(0, np.int64)
+        self.fingerprint = ""
+        self._k = None
+        self._sstep: dict[int, object] = {}
         self.matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
-        self.fingerprint = partition.fingerprint(M.indptr, M.indices, self.n)
         row_bytes = max(1.0, (M.data.itemsize + M.indices.itemsize) * M.nnz / max(self.n, 1))
         pa1_sizes = sorted({max(64, int(b / row_bytes)) for b in _PA1_BYTES})
         self.variants = (["naive"] + [f"pa1-{r}" for r in pa1_sizes]
@@ -166,9 +147,41 @@ class MatrixPowers:
         self._valid(variant)
         self.forced = variant
         self._plans: dict[str, object] = {}
+        if not config.jit_disabled():
+            try:
+                self._analyse(M, reorder)
+            except Exception as exc:  # a bug in the setup must not reach the user's program
+                give_up(PlanningError(f"analysing the matrix failed: {type(exc).__name__}: "
+                                      f"{exc}", kernel="matrix_powers"))
+            else:
+                self._k = native_kernels(self.A.dtype, self.A.indices.dtype,
+                                         self.diagonals.size)
         self._tunings: dict[tuple[int, str], Tuning] = {}
         self.setup_seconds = time.perf_counter() - t0
         self.last_variant: str | None = None
+
+    def _analyse(self, M: sp.csr_matrix, reorder: bool | None) -> None:
+        """Bandwidths, the reordering, diagonal runs and the structure fingerprint;
+        the attributes are set only once all of it succeeded."""
+        n = self.n
+        bl, bu = partition.bandwidths(M.indptr, M.indices, n)
+        perm = iperm = None
+        if reorder is None:
+            reorder = max(bl, bu) * 4 * config.num_threads() * self.k > n and n > 1000
+        if reorder:
+            p = partition.rcm_permutation(M, self.symmetric)
+            P = M[p][:, p].tocsr()
+            pbl, pbu = partition.bandwidths(P.indptr, P.indices, n)
+            if max(pbl, pbu) * 2 <= max(bl, bu):
+                M, bl, bu, perm = as_csr(P), pbl, pbu, p.astype(np.intp)
+                iperm = np.argsort(perm)
+        diagonals, runs = partition.diagonal_runs(M.indptr, M.indices, n)
+        fingerprint = partition.fingerprint(M.indptr, M.indices, n)
+        self.A, self.perm, self.bandwidth = M, perm, (bl, bu)
+        if perm is not None:
+            self.iperm = iperm
+        self.diagonals, self.diagonal_runs, self.fingerprint = diagonals, runs, fingerprint
+        self._csr = (M.indptr, M.indices, M.data, runs, diagonals)
 
     def _levels(self, values, name: str, default: float, required: bool = False) -> np.ndarray:
         if values is None:
@@ -278,7 +291,10 @@ class MatrixPowers:
         if self.perm is not None:
             W = np.empty_like(V)
             W[0] = V[0][self.perm]
-        if variant is not None:
+        if self._k is None:  # nothing to tune: the SciPy products
+            variant = "scipy"
+            self._launch(variant, W, levels)
+        elif variant is not None:
             self._launch(variant, W, levels)
         else:
             tuning = self._tuning(levels)
@@ -292,7 +308,8 @@ class MatrixPowers:
                 variant = tuning.pick()
                 t0 = time.perf_counter()
                 self._launch(variant, W, levels)
-                tuning.record(variant, time.perf_counter() - t0)
+                if self._k is not None:  # not a SciPy timing after a planning failure
+                    tuning.record(variant, time.perf_counter() - t0)
         self.last_variant = variant
         if self.perm is not None:
             V[1:] = W[1:, self.iperm]
@@ -306,15 +323,18 @@ class MatrixPowers:
         is read once; otherwise the two are filled one after the other.
         """
         levels, levels2 = V.shape[0] - 1, V2.shape[0] - 1
-        tuning = self._tuning(levels)
-        variant = self.forced or (tuning.winner if tuning.done else None)
-        if (self._k is None or self.perm is not None or variant is None or levels2 < 1
-                or not variant.startswith("window")):
+        variant = None
+        if self._k is not None and self.perm is None and levels2 >= 1:
+            tuning = self._tuning(levels)
+            variant = self.forced or (tuning.winner if tuning.done else None)
+        plan = None
+        if variant is not None and variant.startswith("window"):
+            plan = self._checked_plan(variant, levels)
+        if plan is None:  # no window (or no native code): one basis after the other
             self._run(V, None)
             if levels2 >= 1:
                 self._run(V2, None)
             return
-        plan = self._plan(variant, levels)
         bl, bu = self.bandwidth
         rc = self._k["window2"](*self._csr, V, self.shifts[:levels], self.scales[:levels], V2,
                                 plan, bl, bu, int(variant[7:]))
@@ -335,7 +355,7 @@ class MatrixPowers:
         s = (Y.shape[0] - 1) // 2
         if self._k is None or self.perm is not None:
             self.pair(Y[:s + 1], Y[s + 1:])
-            G[:] = Y @ Y.T
+            self._gram(Y, G)
             return
         variant = self.forced
         if variant is None:
@@ -348,7 +368,8 @@ class MatrixPowers:
                 variant = tuning.pick()
                 t0 = time.perf_counter()
                 self._sstep_launch(variant, Y, s, G)
-                tuning.record(variant, time.perf_counter() - t0)
+                if self._k is not None:
+                    tuning.record(variant, time.perf_counter() - t0)
                 self.last_variant = variant
                 return
         self._sstep_launch(variant, Y, s, G)
@@ -356,10 +377,13 @@ class MatrixPowers:
 
     def _sstep_launch(self, variant: str, Y: np.ndarray, s: int, G: np.ndarray) -> None:
         P, R = Y[:s + 1], Y[s + 1:]
+        plan = None
         if variant.startswith("window") and s >= 2:
+            plan = self._checked_plan(variant, s)
+        if plan is not None:
             bl, bu = self.bandwidth
             rc = self._k["window2"](*self._csr, P, self.shifts[:s], self.scales[:s], R,
-                                    self._plan(variant, s), bl, bu, int(variant[7:]))
+                                    plan, bl, bu, int(variant[7:]))
             if rc is MISS:
                 raise TypeError("matrix powers: an argument does not match the compiled "
                                 "kernel")
@@ -369,7 +393,23 @@ class MatrixPowers:
                 self._launch(variant, R, s - 1)
         # G in one more pass: summing it inside the window sweep was tried and is
         # slower (the sweep's loop cannot keep all m(m+1)/2 sums in registers).
-        sstep_kernels(Y.shape[0])["gram"](Y, G)
+        self._gram(Y, G)
+
+    def native_sstep(self, m: int):
+        """The s-step kernels for a basis of ``m`` vectors, or None: without the matrix
+        kernels (everything runs in SciPy) or after one warning that they failed."""
+        if self._k is None:
+            return None
+        if m not in self._sstep:
+            self._sstep[m] = native(sstep_kernels, int(m), stacklevel=5)
+        return self._sstep[m]
+
+    def _gram(self, Y: np.ndarray, G: np.ndarray) -> None:
+        sk = self.native_sstep(Y.shape[0])
+        if sk is None:
+            G[:] = Y @ Y.T
+        elif sk["gram"](Y, G) is MISS:
+            raise TypeError(f"matrix powers: the Gram kernel rejected Y {Y.dtype} {Y.shape}")
 
     def _tuning(self, levels: int, step: str = "") -> Tuning:
         """The tuning of ``levels`` levels of one basis, or (``step='sstep'``) of the
@@ -379,19 +419,39 @@ class MatrixPowers:
         if t is None:
             sig = (f"{self.fingerprint}:n{self.n}:k{levels}:{self.dtype}:{self.basis}"
                    + (f":{step}" if step else "") + f":t{config.num_threads()}")
-            t = Tuning("matrix_powers", sig, self.variants,
-                       code=generator_fingerprint(__name__))
+            code = generator_fingerprint(__name__)
+            try:
+                t = Tuning("matrix_powers", sig, self.variants, code=code)
+            except (OSError, sqlite3.Error):
+                # no tuning database (a read-only cache, an unwritable HOME): tune in
+                # memory for this process; the winner is simply not remembered
+                mode = config.tune_mode()
+                t = Tuning("matrix_powers", sig, self.variants, code=code, mode="off")
+                if mode != "off":
+                    t.mode, t.winner = mode, None
             self._tunings[key] = t
         return t
 
+    def _checked_plan(self, variant: str, levels: int):
+        """``_plan``, but a failure (a bug in the planning) warns once, or raises under
+        ``ASP_STRICT=1``, and switches this object to SciPy (``_k`` is None after)."""
+        try:
+            return self._plan(variant, levels)
+        except Exception as exc:
+            give_up(PlanningError(f"planning variant {variant!r} failed: "
+                                  f"{type(exc).__name__}: {exc}", kernel="matrix_powers"),
+                    stacklevel=4)
+            self._k = None
+            return None
+
     def _launch(self, variant: str, W: np.ndarray, levels: int) -> None:
+        plan = self._checked_plan(variant, levels) if self._k is not None else None
         if self._k is None:  # no native code: the same products with SciPy
             for j in range(levels):
                 W[j + 1] = (self.A @ W[j] - self.shifts[j] * W[j]) * self.scales[j]
             return
         # a partial basis of L levels uses the first L shifts
         th, ga = self.shifts[:levels], self.scales[:levels]
-        plan = self._plan(variant, levels)
         if variant == "naive":
             rc = self._k["naive"](*self._csr, W, th, ga)
         elif variant.startswith("pa1-"):

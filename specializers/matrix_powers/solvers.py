@@ -26,10 +26,11 @@ import warnings
 
 import numpy as np
 
+from asp import config
 from asp.errors import AspFallbackWarning
-from asp.runtime import as_native
+from asp.runtime import MISS, as_native
 from specializers.matrix_powers import partition
-from specializers.matrix_powers.kernels import sstep_kernels
+from specializers.matrix_powers.fallback import PlanningError, give_up
 from specializers.matrix_powers.powers import (
     MatrixPowers,
     as_csr,
@@ -49,49 +50,61 @@ class _Operator:
             M = as_csr(M.astype(np.float64), name)
         self.A = M
         self.n = M.shape[0]
-        offs, runs = partition.diagonal_runs(M.indptr, M.indices, self.n)
+        self.k = None
+        self.out = np.zeros(1)
+        if config.jit_disabled():
+            return
+        try:
+            offs, runs = partition.diagonal_runs(M.indptr, M.indices, self.n)
+        except Exception as exc:  # a bug in the setup must not reach the user's program
+            give_up(PlanningError(f"analysing the matrix failed: {type(exc).__name__}: {exc}",
+                                  kernel="matrix_powers:cg"), stacklevel=4)
+            return
         self.k = native_kernels(np.dtype(np.float64), M.indices.dtype, offs.size)
         self.mat = (M.indptr, M.indices, M.data, runs, offs)
-        self.out = np.zeros(1)
+
+    def _call(self, entry, *args) -> float:
+        # a guard miss would leave out[0] stale: a wrong number, so never ignored
+        if entry(*args) is MISS:
+            raise TypeError("matrix powers: a CG kernel rejected its arguments")
+        return float(self.out[0])
 
     # each method falls back to the same arithmetic in numpy when there is no native code
     def spmv_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         if self.k is None:
             q[:] = self.A @ p
             return float(p @ q)
-        self.k["cg_spmv"](*self.mat, p, q, self.out)
-        return float(self.out[0])
+        return self._call(self.k["cg_spmv"], *self.mat, p, q, self.out)
 
     def residual(self, x: np.ndarray, b: np.ndarray, r: np.ndarray) -> float:
         if self.k is None:
             r[:] = b - self.A @ x
             return float(r @ r)
-        self.k["residual"](*self.mat, x, b, r, self.out)
-        return float(self.out[0])
+        return self._call(self.k["residual"], *self.mat, x, b, r, self.out)
 
     def update(self, x, r, p, q, alpha: float) -> float:
         if self.k is None:
             x += alpha * p
             r -= alpha * q
             return float(r @ r)
-        self.k["cg_update"](x, r, p, q, self.out, alpha)
-        return float(self.out[0])
+        return self._call(self.k["cg_update"], x, r, p, q, self.out, alpha)
 
     def direction(self, p, r, beta: float) -> None:
         if self.k is None:
             p *= beta
             p += r
             return
-        self.k["cg_direction"](p, r, beta)
+        self._call(self.k["cg_direction"], p, r, beta)
 
-    def recover(self, Y, x, coef, ip: int, ir: int) -> float:
-        if self.k is None:
+    def recover(self, Y, x, coef, ip: int, ir: int, sstep=None) -> float:
+        """x += Y^T c0; r, p = Y^T c1, Y^T c2 into Y[ir], Y[ip]; returns r.r.
+        ``sstep``: the s-step kernels for Y's basis size (None: numpy)."""
+        if sstep is None:
             out = coef @ Y
             x += out[0]
             Y[ir], Y[ip] = out[1], out[2]
             return float(out[1] @ out[1])
-        sstep_kernels(Y.shape[0])["recover"](Y, x, coef, self.out, ip, ir)
-        return float(self.out[0])
+        return self._call(sstep["recover"], Y, x, coef, self.out, ip, ir)
 
 
 def _setup(A, b, x0, rtol, atol, maxiter, tol, callback):
@@ -123,7 +136,7 @@ def _setup(A, b, x0, rtol, atol, maxiter, tol, callback):
                 or not math.isfinite(v):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if maxiter is None:
-        maxiter = 10 * n
+        maxiter = max(10 * n, 1)  # SciPy's default; a 0x0 system returns before using it
     if isinstance(maxiter, bool) or not isinstance(maxiter, int | np.integer) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
     if callback is not None and not callable(callback):
@@ -137,6 +150,8 @@ def cg(A, b, x0=None, *, rtol=1e-5, atol=0.0, maxiter=None, M=None, callback=Non
        tol=None):
     """Conjugate gradients with fused C/OpenMP kernels (SpMV+dot, axpys+dot, direction)."""
     op, b, x, target, maxiter = _setup(A, b, x0, rtol, atol, maxiter, tol, callback)
+    if not b.any():  # as SciPy: b = 0 (or a 0x0 system) has the solution 0, whatever x0
+        return np.zeros(op.n), 0
     n = op.n
     r = np.empty(n)
     rr = op.residual(x, b, r)
@@ -240,6 +255,8 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
                   tol=tol)
     s = int(s)
     op, b, x, target, maxiter = _setup(A, b, x0, rtol, atol, maxiter, tol, callback)
+    if not b.any():  # as SciPy: b = 0 (or a 0x0 system) has the solution 0, whatever x0
+        return np.zeros(op.n), 0
     n = op.n
     r = np.empty(n)
     rnorm = math.sqrt(op.residual(x, b, r))
@@ -256,6 +273,8 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
     scales = np.full(s, scale)
     mpk = MatrixPowers(op.A, s, basis=basis, shifts=shifts if basis == "newton" else None,
                        scales=scales)
+    # the recovery's kernel: None (numpy) without native code or if it fails to build
+    sstep = mpk.native_sstep(2 * s + 1) if op.k is not None else None
     B = _change_of_basis(shifts, scales, s)
     Y = np.empty((2 * s + 1, n))
     Y[0], Y[s + 1] = r, r
@@ -293,7 +312,7 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
                 break
         if broke and its == 0:
             return x, -1
-        rnorm = math.sqrt(op.recover(Y, x, coef, 0, s + 1))
+        rnorm = math.sqrt(op.recover(Y, x, coef, 0, s + 1, sstep))
         if not math.isfinite(rnorm):
             return x, -1
         if rnorm <= target or not rr > 0 or math.sqrt(rr) <= target:
