@@ -110,10 +110,13 @@ class MatrixPowers:
     instead of tuning (see :attr:`variants`).  ``reorder`` forces (True) or
     forbids (False) reverse Cuthill-McKee; by default it is tried when the
     bandwidth is too wide for the window and blocks, and kept if it halves it.
+    ``native=False`` runs the SciPy products without trying to build anything (a
+    solver whose own kernels failed passes it, so one failure warns once).
     """
 
     def __init__(self, A, k: int, basis: str = "monomial", shifts=None, symmetric=None, *,
-                 scales=None, variant: str | None = None, reorder: bool | None = None):
+                 scales=None, variant: str | None = None, reorder: bool | None = None,
+                 native: bool = True):
         t0 = time.perf_counter()
         if isinstance(k, bool) or not isinstance(k, int | np.integer):
             raise TypeError(f"k must be an integer, not {type(k).__name__}")
@@ -147,7 +150,7 @@ class MatrixPowers:
         self._valid(variant)
         self.forced = variant
         self._plans: dict[str, object] = {}
-        if not config.jit_disabled():
+        if native and not config.jit_disabled():
             try:
                 self._analyse(M, reorder)
             except Exception as exc:  # a bug in the setup must not reach the user's program

@@ -272,7 +272,7 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
     scale = 1.0 / width if width > 0 and math.isfinite(width) else 1.0
     scales = np.full(s, scale)
     mpk = MatrixPowers(op.A, s, basis=basis, shifts=shifts if basis == "newton" else None,
-                       scales=scales)
+                       scales=scales, native=op.k is not None)
     # the recovery's kernel: None (numpy) without native code or if it fails to build
     sstep = mpk.native_sstep(2 * s + 1) if op.k is not None else None
     B = _change_of_basis(shifts, scales, s)
