@@ -68,7 +68,10 @@ def cache_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_cache_dir("asp-sejits", appauthor=False))
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        pass  # asp.jit.trust.cache_root() reports it (clearly) where the directory is needed
     return path
 
 

@@ -6,6 +6,10 @@ parameter followed by one ``int64_t`` extent per dimension (``<name>_n0``,
 ``<name>_n1``, ...), a float scalar a ``double`` and an integer scalar an
 ``int64_t``.  :func:`abi_params` builds that list; :func:`entry_point` maps the
 uniform ABI (``ptrs``, ``dims``, ``f``, ``i``) onto it.
+
+Text that comes from the user (kernel names, qualified names, file paths) goes
+into the generated C only through :func:`comment_text`: a kernel in a folder
+named ``x*`` (a path holding ``*/``) or with a newline in its path still compiles.
 """
 from __future__ import annotations
 
@@ -22,7 +26,21 @@ from asp.ir.types import ctype_of
 if TYPE_CHECKING:  # a runtime import would be circular (asp.runtime imports this module)
     from asp.runtime.abi import ArgSpec
 
-__all__ = ["EntryPoint", "abi_params", "entry_point", "extent_name", "render_module"]
+__all__ = ["EntryPoint", "abi_params", "comment_text", "entry_point", "extent_name",
+           "render_module"]
+
+
+def comment_text(text: str) -> str:
+    """``text`` made safe inside a C block comment, on one line, in printable ASCII.
+
+    Non-ASCII characters (and lone surrogates from undecodable file names, which
+    could not even be encoded) become ``\\uXXXX`` escapes, control characters
+    ``\\xNN``; ``*/`` and ``/*`` are split so the comment can neither end early
+    nor nest.
+    """
+    out = text.encode("ascii", "backslashreplace").decode("ascii")
+    out = "".join(ch if " " <= ch <= "~" else f"\\x{ord(ch):02x}" for ch in out)
+    return out.replace("*/", "*\\/").replace("/*", "/\\*")
 
 
 def extent_name(array: str, axis: int) -> str:
@@ -84,6 +102,6 @@ def _template():
 def render_module(module: ir.Module, entries: Sequence[EntryPoint], *, kernel: str,
                   signature: str) -> str:
     """The complete C source: the printed module, then its entry points."""
-    return _template().render(kernel=kernel, signature=signature,
-                              variants=[e.symbol for e in entries],
+    return _template().render(kernel=comment_text(kernel), signature=comment_text(signature),
+                              variants=[comment_text(e.symbol) for e in entries],
                               body=module_to_c(module), entries=list(entries))

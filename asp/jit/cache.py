@@ -11,9 +11,16 @@ The key is the sha256 of the C source, the compiler's identity (path, version,
 flags) and asp's version, so a different compiler or flag never reuses a stale
 object.  Building holds a per-key ``flock`` (released by the kernel if a
 process dies), so concurrent processes wait for each other rather than race,
-and a build killed half-way is simply redone.  Every
-file is written to a temporary name and renamed into place; a truncated object
-or an unreadable entry is detected on load (sha256 and ``dlopen``) and rebuilt.
+and a build killed half-way is simply redone.  gcc works in a fresh private
+directory; every file is written to a fresh temporary name and renamed into
+place, and no symbolic link in the cache is ever written through
+(:mod:`asp.jit.trust`); a truncated object or an unreadable entry is detected on
+load (sha256 and ``dlopen``) and rebuilt.
+
+Nothing is loaded from a cache directory that another user could write
+(:func:`asp.jit.trust.cache_root`), and every failure of the environment (full
+disk, file size limit, read-only or missing directory) is a
+:class:`~asp.errors.CompileError`, so kernels fall back to Python.
 """
 from __future__ import annotations
 
@@ -22,19 +29,31 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from asp import config
 from asp.errors import CompileError, LoadError
 from asp.jit.toolchain import compiler
+from asp.jit.trust import (
+    cache_root,
+    cache_subdir,
+    environment_error,
+    open_lock,
+    read_nofollow,
+    remove_path,
+    write_atomic,
+)
 
 __all__ = ["Library", "build", "cache_entries", "clear_cache", "load_library", "source_key"]
 
 _memory: dict[str, Library] = {}
+
+# gcc's own words when it could not write its output: the environment, not the code
+_GCC_ENVIRONMENT = ("No space left on device", "File too large", "Read-only file system",
+                    "Permission denied", "Disk quota exceeded")
 
 
 @dataclass
@@ -71,39 +90,32 @@ def source_key(source: str) -> str:
     return h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+# Kept under its old name: asp.runtime.record writes its records with it.
+_write_atomic = write_atomic
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _dirs(root: Path) -> dict[str, Path]:
-    dirs = {name: root / name for name in ("lib", "entries", "build", "locks")}
-    for d in dirs.values():
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return dirs
+def _dirs(root: Path | None = None) -> dict[str, Path]:
+    """The checked cache subdirectories (CompileError if the cache is unusable)."""
+    root = cache_root() if root is None else root
+    return {name: cache_subdir(name, root) for name in ("lib", "entries", "build", "locks")}
 
 
 @contextmanager
 def _locked(lock_path: Path):
-    with open(lock_path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    fd = open_lock(lock_path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _read_entry(path: Path) -> dict | None:
     try:
-        entry = json.loads(path.read_text())
+        entry = json.loads(read_nofollow(path))
     except (OSError, ValueError):
         return None
     if not isinstance(entry, dict) or not {"key", "sha256", "kernel"} <= entry.keys():
@@ -113,10 +125,11 @@ def _read_entry(path: Path) -> dict | None:
 
 def _try_load(key: str, so: Path, entry: dict | None) -> Library | None:
     """Load a cached object if it is intact, else None (the caller rebuilds)."""
-    if entry is None or not so.is_file():
+    if entry is None:
         return None
     try:
-        if _sha256_file(so) != entry["sha256"]:
+        data = read_nofollow(so)  # a link or anything but a regular file is not ours
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             return None
         cdll = ctypes.CDLL(str(so))
     except OSError:
@@ -126,45 +139,68 @@ def _try_load(key: str, so: Path, entry: dict | None) -> Library | None:
 
 def _discard(dirs: dict[str, Path], key: str) -> None:
     for p in (dirs["lib"] / f"{key}.so", dirs["entries"] / f"{key}.json"):
-        p.unlink(missing_ok=True)
-    shutil.rmtree(dirs["build"] / key, ignore_errors=True)
+        remove_path(p)
 
 
-def _compile(dirs: dict[str, Path], key: str, source: str, name: str) -> Path:
-    """gcc, through codepy's toolchain, on ``source`` in the key's build directory.
+def _compile(dirs: dict[str, Path], key: str, source: str, name: str) -> bytes:
+    """gcc, through codepy's toolchain, on ``source``; returns the object's bytes.
 
-    Not ``codepy.jit.compile_from_string``: its own cache, a second one under ours,
-    would first run the preprocessor over the source to hash its headers (a tenth
-    of a cold build) and spin forever on a lock file left by a killed process.
+    gcc works in a fresh private directory (``mkdtemp``), so nothing planted in
+    the cache can redirect its output; a successful build is then kept as
+    ``build/<key>/`` for inspection.  Not ``codepy.jit.compile_from_string``: its
+    own cache, a second one under ours, would first run the preprocessor over the
+    source to hash its headers (a tenth of a cold build) and spin forever on a
+    lock file left by a killed process.
     """
     from codepy import CompileError as CodepyCompileError
 
-    build_dir = dirs["build"] / key
-    build_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Under our flock nobody else builds this key: whatever is here is ours to replace.
-    c_file, so_file = build_dir / f"{name}.c", build_dir / f"{name}.so"
-    c_file.write_text(source)
-    so_file.unlink(missing_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dirs["build"]))
     try:
-        compiler().toolchain().build_extension(str(so_file), [str(c_file)])
-    except CodepyCompileError as exc:
-        raise CompileError(f"the C compiler rejected the generated code:\n{exc}") from None
-    except OSError as exc:
-        raise CompileError(f"the C compiler could not be run: {exc}") from None
-    return so_file
+        c_file, so_file = work / f"{name}.c", work / f"{name}.so"
+        write_atomic(c_file, source.encode())
+        try:
+            compiler().toolchain().build_extension(str(so_file), [str(c_file)])
+        except CodepyCompileError as exc:
+            text = str(exc)
+            if any(s in text for s in _GCC_ENVIRONMENT):
+                raise CompileError("the C compiler could not write its output in the cache "
+                                   f"directory {dirs['build'].parent}:\n{text}") from None
+            raise CompileError(f"the C compiler rejected the generated code:\n{text}") from None
+        except OSError as exc:
+            raise CompileError(f"the C compiler could not be run: {exc}") from None
+        data = read_nofollow(so_file)
+        final = dirs["build"] / key
+        # Under the key's flock nobody else builds this key: whatever is there is ours
+        # to replace (a link is removed, never followed).
+        remove_path(final)
+        os.rename(work, final)
+        return data
+    except BaseException:
+        remove_path(work)
+        raise
 
 
 def build(source: str, *, kernel: str, name: str = "asp_kernel") -> Library:
     """Compile ``source`` (plain C) or fetch it from the cache, and load it.
 
     ``kernel`` names what the object belongs to (shown by ``asp cache list``).
-    Raises :class:`~asp.errors.CompileError` or :class:`~asp.errors.LoadError`.
+    Raises :class:`~asp.errors.CompileError` (also for an unusable cache
+    directory, a full disk or any other failure of the environment) or
+    :class:`~asp.errors.LoadError`.
     """
+    try:
+        return _build(source, kernel, name)
+    except OSError as exc:
+        raise environment_error(exc, f"build {kernel} in the cache").with_context(
+            kernel=kernel) from None
+
+
+def _build(source: str, kernel: str, name: str) -> Library:
     key = source_key(source)
     lib = _memory.get(key)
     if lib is not None:
         return lib
-    dirs = _dirs(config.cache_dir())
+    dirs = _dirs()
     so, entry_path = dirs["lib"] / f"{key}.so", dirs["entries"] / f"{key}.json"
     lib = _try_load(key, so, _read_entry(entry_path))
     if lib is None:
@@ -182,12 +218,11 @@ def _build_locked(dirs: dict[str, Path], key: str, source: str, kernel: str,
     # Temporary files of this key left by a process killed between write and rename:
     # under the key's lock nobody else can be writing them.
     for leftover in (*dirs["lib"].glob(f".{key}.so.*.tmp"),
-                     *dirs["entries"].glob(f".{key}.json.*.tmp")):
-        leftover.unlink(missing_ok=True)
+                     *dirs["entries"].glob(f".{key}.json.*.tmp"),
+                     *dirs["build"].glob(f".{key}.*")):
+        remove_path(leftover)
     for attempt in range(2):
-        built = _compile(dirs, key, source, name)
-        data = built.read_bytes()
-        _write_atomic(so, data)
+        data = _compile(dirs, key, source, name)
         entry = {
             "key": key,
             "kernel": kernel,
@@ -197,22 +232,31 @@ def _build_locked(dirs: dict[str, Path], key: str, source: str, kernel: str,
             "created": time.time(),
             "compiler": compiler().identity(),
         }
-        lib = _try_load(key, so, entry)
-        if lib is not None:
-            _write_atomic(entry_path, json.dumps(entry, indent=1).encode())
-            return lib
+        try:
+            write_atomic(so, data)
+            lib = _try_load(key, so, entry)
+            if lib is not None:
+                write_atomic(entry_path, json.dumps(entry, indent=1).encode())
+                return lib
+        except BaseException:
+            _discard(dirs, key)  # an object without its entry would only be rebuilt
+            raise
         # The object gcc wrote cannot be loaded: drop everything for this key, once.
         _discard(dirs, key)
-        dirs = _dirs(config.cache_dir())
+        dirs = _dirs()
     raise LoadError(f"the compiled object for {kernel} cannot be loaded", kernel=kernel)
 
 
 def load_library(key: str) -> Library | None:
-    """Load an already built object by key, or None if it is missing or damaged."""
+    """Load an already built object by key, or None if it is missing or damaged.
+
+    Raises :class:`~asp.errors.CompileError` if the cache directory is not
+    safely this user's (nothing is loaded from it).
+    """
     lib = _memory.get(key)
     if lib is not None:
         return lib
-    dirs = _dirs(config.cache_dir())
+    dirs = _dirs()
     lib = _try_load(key, dirs["lib"] / f"{key}.so", _read_entry(dirs["entries"] / f"{key}.json"))
     if lib is not None:
         _memory[key] = lib
@@ -221,7 +265,7 @@ def load_library(key: str) -> Library | None:
 
 def cache_entries() -> list[dict]:
     """Every intact entry of the disk cache, newest first (``asp cache list``)."""
-    dirs = _dirs(config.cache_dir())
+    dirs = _dirs()
     out = []
     for p in dirs["entries"].glob("*.json"):
         entry = _read_entry(p)
@@ -229,17 +273,26 @@ def cache_entries() -> list[dict]:
             out.append({"key": p.stem, "kernel": "?", "damaged": True, "size": 0, "created": 0})
             continue
         so = dirs["lib"] / f"{p.stem}.so"
-        entry["damaged"] = not so.is_file() or so.stat().st_size != entry.get("size")
+        entry["damaged"] = so.is_symlink() or not so.is_file() \
+            or so.stat().st_size != entry.get("size")
         out.append(entry)
     return sorted(out, key=lambda e: e.get("created", 0), reverse=True)
 
 
 def clear_cache() -> int:
-    """Remove every compiled object and the tuning database; returns the count removed."""
-    root = config.cache_dir()
-    n = len(list((root / "entries").glob("*.json"))) if (root / "entries").is_dir() else 0
+    """Remove every compiled object and the tuning database; returns the count removed.
+
+    Refuses (CompileError) a cache directory that is not safely this user's.
+    """
+    root = cache_root()
+    entries = root / "entries"
+    n = len(list(entries.glob("*.json"))) if entries.is_dir() and not entries.is_symlink() \
+        else 0
     for name in ("lib", "entries", "build", "locks", "specs"):
-        shutil.rmtree(root / name, ignore_errors=True)
+        try:
+            remove_path(root / name)  # a link is removed, never what it points to
+        except OSError:
+            pass
     for p in root.glob("tuning.sqlite*"):
         p.unlink(missing_ok=True)
     _memory.clear()

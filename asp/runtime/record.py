@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from asp import config
+from asp.errors import SpecializationError
 from asp.jit.cache import _write_atomic, load_library
 from asp.jit.toolchain import compiler
+from asp.jit.trust import cache_subdir
 from asp.runtime.abi import ArgSpec
 
 __all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
@@ -63,9 +65,8 @@ def record_key(kernel: str, digest: str, signature: str, generator: str = "") ->
 
 
 def _path(key: str) -> Path:
-    d = config.cache_dir() / "specs"
-    d.mkdir(mode=0o700, exist_ok=True)
-    return d / f"{key}.json"
+    # CompileError if the cache is not safely this user's: the caller falls back
+    return cache_subdir("specs") / f"{key}.json"
 
 
 def _spec_to_json(s: ArgSpec) -> dict:
@@ -90,7 +91,7 @@ def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: i
             "errors": errs, "excluded": excluded}
     try:
         _write_atomic(_path(key), json.dumps(data).encode())
-    except OSError:
+    except (OSError, SpecializationError):
         pass  # a read-only cache only costs the next process a rebuild
 
 

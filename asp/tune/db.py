@@ -3,9 +3,16 @@
 A row remembers, for a (kernel, signature, machine), which variant won and the
 timings that made it win.  Later processes read the row and never re-time.  A
 database that is not sqlite (damaged, truncated) is moved aside and recreated.
+
+A database another process holds locked is waited on for :data:`BUSY_TIMEOUT`
+seconds and then left alone: a lookup finds nothing and a winner is not stored
+this time, but a locked database is never taken for a damaged one.  Nothing is
+read or written in a cache directory that is not safely this user's, nor
+through a symbolic link (:mod:`asp.jit.trust`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -13,11 +20,18 @@ import os
 import platform
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from asp import config
+from asp.errors import SpecializationError
+from asp.jit.trust import cache_root
 
-__all__ = ["forget", "lookup", "machine_id", "remembered", "store"]
+__all__ = ["BUSY_TIMEOUT", "forget", "lookup", "machine_id", "remembered", "store"]
+
+# Seconds to wait for another process's lock: long enough for any writer (one row),
+# short enough that a call never stalls for long on a database held by a stuck process.
+BUSY_TIMEOUT = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS winners (
@@ -57,21 +71,40 @@ def machine_id() -> str:
 
 
 def _path() -> Path:
-    return config.cache_dir() / "tuning.sqlite"
+    """The database file; CompileError if the cache is untrusted, OSError if it is a link."""
+    root = cache_root()
+    for name in ("tuning.sqlite", "tuning.sqlite-journal", "tuning.sqlite-wal"):
+        if (root / name).is_symlink():  # sqlite would write through it
+            raise OSError(f"{root / name} is a symbolic link; asp does not follow links in "
+                          "its cache: remove it")
+    return root / "tuning.sqlite"
 
 
-def _connect() -> sqlite3.Connection:
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """A file that is not a database (or a corrupt one), not one that is merely busy."""
+    # "database is locked" is an OperationalError, a subclass of DatabaseError
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+@contextlib.contextmanager
+def _connect() -> Iterator[sqlite3.Connection]:
+    """A connection in a transaction (committed on success), always closed."""
     path = _path()
     for attempt in range(2):
+        con = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT)
         try:
-            con = sqlite3.connect(str(path), timeout=30)
             con.execute(_SCHEMA)
-            return con
-        except sqlite3.DatabaseError:
-            if attempt:
+            break
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            if attempt or not _damaged(exc):
                 raise
             os.replace(path, path.with_name(f"tuning.sqlite.damaged.{int(time.time())}"))
-    raise AssertionError("unreachable")
+    try:
+        with con:
+            yield con
+    finally:
+        con.close()
 
 
 def lookup(kernel: str, signature: str) -> tuple[str, dict] | None:
@@ -81,7 +114,7 @@ def lookup(kernel: str, signature: str) -> tuple[str, dict] | None:
             row = con.execute(
                 "SELECT variant, timings FROM winners WHERE kernel=? AND signature=? AND machine=?",
                 (kernel, signature, machine_id())).fetchone()
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError, SpecializationError):  # busy, unreadable or untrusted
         return None
     if row is None:
         return None
@@ -91,12 +124,22 @@ def lookup(kernel: str, signature: str) -> tuple[str, dict] | None:
         return None
 
 
-def store(kernel: str, signature: str, variant: str, timings: dict, mode: str) -> None:
-    """Remember a winner (replacing an older one for the same key)."""
-    with _connect() as con:
-        con.execute(
-            "INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kernel, signature, machine_id(), variant, json.dumps(timings), mode, time.time()))
+def store(kernel: str, signature: str, variant: str, timings: dict, mode: str) -> bool:
+    """Remember a winner (replacing an older one for the same key); True if stored.
+
+    A database still locked by another process after :data:`BUSY_TIMEOUT`
+    seconds, a read-only or untrusted cache: the winner is not stored this time
+    (False), and the next process simply tunes again.
+    """
+    try:
+        with _connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kernel, signature, machine_id(), variant, json.dumps(timings), mode,
+                 time.time()))
+    except (sqlite3.OperationalError, OSError, SpecializationError):
+        return False
+    return True
 
 
 def remembered(kernel: str | None = None) -> list[dict]:
