@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asp.errors import CompileError
+from asp.errors import AspFallbackWarning, CompileError
 from specializers.elementwise import (
     call_c_function,
     call_c_function_parallel,
@@ -275,3 +275,101 @@ def test_runtime_thread_errors_are_reraised_by_wait(fns, monkeypatch):
     with pytest.raises(RuntimeError, match="thread failed"):
         wait_for_parallel_finish(h)
     assert h.finished
+
+
+# -- names checked before gcc runs; build faults fall back to the Python twin ----------------
+
+@pytest.mark.parametrize("name, words", [
+    ("int", "C keyword"), ("restrict", "C keyword"), ("_Bool", "C keyword"),
+    ("NAN", "macro"), ("INFINITY", "macro"), ("M_PI", "macro"), ("isnan", "macro"),
+    ("INT64_MAX", "macro"), ("UINT8_C", "macro"), ("errno", "macro"),
+    ("x\n", "not a C identifier"), ("x ", "not a C identifier"), ("é", "not a C identifier"),
+    ("__x", "reserved"), ("_Tmp", "reserved"), ("int64_t", "reserved"), ("size_t", "reserved"),
+    ("asp_rows", "generated code"),
+])
+def test_make_c_function_rejects_unusable_names_before_gcc(monkeypatch, name, words):
+    from specializers.elementwise import rawc
+
+    def no_gcc(*args, **kwargs):
+        raise AssertionError("the C compiler must not run for a bad name")
+
+    monkeypatch.setattr(rawc, "build", no_gcc)
+    with pytest.raises(ValueError, match=r"inputs\[1\]: .* is not a usable C parameter name: "
+                                         rf"it .*{words}"):
+        make_c_function("return a;", [("double", "a"), ("double", name)], "double")
+
+
+def _fault(kind, monkeypatch):
+    """Make the next build fail as ``kind`` would; returns the C code to build."""
+    import errno
+    import os
+    import tempfile
+    import uuid
+
+    code = f"/* {uuid.uuid4().hex} */ return 3*x*x*x + 2*x*x + x + 1;"
+    if kind == "EFBIG":
+        def too_large(fd):
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+        monkeypatch.setattr(os, "fsync", too_large)
+    elif kind == "read-only cache":
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+        monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    else:
+        code = code.replace("+ 1;", "+* ;")  # C that does not compile
+    return code
+
+
+FAULTS = [("EFBIG", "File too large"), ("read-only cache", "Permission denied"),
+          ("compile error", "rejected")]
+
+
+@pytest.mark.parametrize("kind, words", FAULTS)
+def test_build_faults_fall_back_to_the_python_twin(fresh_cache, monkeypatch, kind, words):
+    code = _fault(kind, monkeypatch)
+    with pytest.warns(AspFallbackWarning, match=words) as record:
+        f = make_c_function(code, [("double", "x")], "double", python=_poly)
+    assert len([w for w in record if issubclass(w.category, AspFallbackWarning)]) == 1
+    assert not f.compiled
+    x = _x("double", (9, 2))
+    y = np.zeros_like(x)
+    call_c_function(f, (x, y), 2, 7)
+    np.testing.assert_array_equal(y[2:7], _poly(x[2:7]))
+    assert not y[:2].any() and not y[7:].any()
+    for mode in (1, 2):
+        z = np.zeros_like(x)
+        wait_for_parallel_finish(call_c_function_parallel(f, (x, z), 0, 9, 2, mode))
+        np.testing.assert_array_equal(z, _poly(x))
+
+
+@pytest.mark.parametrize("kind, words", FAULTS)
+def test_build_faults_without_a_twin_or_strict_raise_compile_error(fresh_cache, monkeypatch,
+                                                                     kind, words):
+    code = _fault(kind, monkeypatch)
+    with pytest.raises(CompileError, match=words):
+        make_c_function(code, [("double", "x")], "double")
+    monkeypatch.setenv("ASP_STRICT", "1")
+    with pytest.raises(CompileError, match=words):
+        make_c_function(code, [("double", "x")], "double", python=_poly)
+
+
+def test_python_twin_runs_without_warning_when_jit_is_disabled(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("ASP_DISABLE_JIT", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = make_c_function("return (long)(x * k);", [("float", "x"), ("int", "k")], "long",
+                            python=lambda x, k: x * k)
+    assert not f.compiled
+    out = np.zeros(3, np.int_)
+    call_c_function(f, (np.array([0.5, 1.5, 2.5], np.float32), np.array([2, 3, 4], np.intc),
+                        out), 0, 3)
+    assert out.tolist() == [1, 4, 10]  # converted to the output's C type, as C would
+
+
+def test_compiled_function_reports_compiled(fns):
+    assert fns["double"].compiled
+    with pytest.raises(TypeError, match="python must be a function"):
+        make_c_function(POLY, [("double", "x")], "double", python=3)

@@ -276,3 +276,61 @@ def test_winner_timed_on_other_code_is_not_reused(fresh_cache):
         t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
     assert Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a").winner == "stride"
     assert not Tuning(k, "(f8)->auto", V3, mode="online", code="generator-b").done
+
+
+def _hold_exclusive_lock(path: Path, locked, release=None, hold: float = 0.0) -> None:
+    """Another writer: an EXCLUSIVE transaction on ``path`` until ``release`` (or ``hold`` s)."""
+    import sqlite3
+    import time
+
+    con = sqlite3.connect(str(path), isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")
+    locked.set()
+    if release is not None:
+        release.wait(120)
+    else:
+        time.sleep(hold)
+    con.execute("COMMIT")
+    con.close()
+
+
+def test_locked_database_is_waited_on_and_the_winner_recorded(fresh_cache):
+    import threading
+
+    k = _kernel()
+    assert store(k, "old", "chunk", {}, "online")
+    assert 1.0 <= db.BUSY_TIMEOUT <= 10.0  # waits briefly, never stalls a call for long
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_exclusive_lock,
+                              args=(fresh_cache / "tuning.sqlite", locked), kwargs={"hold": 1.0})
+    holder.start()
+    assert locked.wait(60)
+    assert store(k, "new", "stride", {"stride": {"best": 1.0, "runs": 3}}, "online")
+    holder.join()
+    assert lookup(k, "new")[0] == "stride" and lookup(k, "old")[0] == "chunk"
+    assert sorted(p.name for p in fresh_cache.glob("tuning.sqlite*")) == ["tuning.sqlite"]
+
+
+def test_database_locked_beyond_the_timeout_is_left_intact(fresh_cache, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.3, raising=False)
+    k = _kernel()
+    assert store(k, "old", "chunk", {}, "online")
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_exclusive_lock,
+                              args=(fresh_cache / "tuning.sqlite", locked, release))
+    holder.start()
+    try:
+        assert locked.wait(60)
+        assert store(k, "new", "stride", {}, "online") is False  # not saved this time
+        assert lookup(k, "old") is None  # busy: nothing found, nothing moved aside
+        t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=1)
+        t.record(t.pick(), 2.0)
+        t.record(t.pick(), 1.0)
+        assert t.winner == "b"  # the call goes on; only the remembering is skipped
+    finally:
+        release.set()
+        holder.join()
+    assert sorted(p.name for p in fresh_cache.glob("tuning.sqlite*")) == ["tuning.sqlite"]
+    assert lookup(k, "old")[0] == "chunk" and lookup(k, "new") is None

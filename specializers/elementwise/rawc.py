@@ -11,17 +11,26 @@
 the first axis and every element of a row is computed.  Access mode 1
 stripes rows over threads (thread t takes rows t, t+T, ...), mode 2 gives
 each thread one contiguous chunk.  Unlike the module it is modelled on, every
-type, shape and row range is checked before native code runs.
+type, shape, name and row range is checked before native code runs.
+
+C has no Python twin of its own: give one as ``python=`` (a function of the
+same scalar inputs) and a C function that cannot be built (no compiler, a
+read-only or untrusted cache, a full disk, C that does not compile) runs as that
+Python, with one :class:`~asp.errors.AspFallbackWarning`; ``ASP_STRICT=1``
+raises instead.  Without a twin the :class:`~asp.errors.CompileError` is raised.
 """
 from __future__ import annotations
 
 import re
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from asp.errors import SpecializationError
+from asp import config
+from asp.errors import AspFallbackWarning, SpecializationError
 from asp.jit import build
 from asp.runtime import ArgSpec, as_native, make_entry
 from asp.runtime.abi import MISS
@@ -34,7 +43,45 @@ CTYPES = {
     "double": np.dtype(np.float64), "int32_t": np.dtype(np.int32),
     "int64_t": np.dtype(np.int64), "unsigned char": np.dtype(np.uint8),
 }
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "x\n" is no name
+_C_KEYWORDS = frozenset("""
+    auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic
+    _Imaginary _Noreturn _Static_assert _Thread_local asm typeof __asm__ __typeof__
+    """.split())
+# Macros and type names of the headers the generated code includes (<stdint.h>, <math.h>):
+# as a parameter name they would be replaced by the preprocessor or parse as a type.
+_C_HEADER_NAMES = frozenset("""
+    NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL FP_NAN FP_INFINITE FP_ZERO FP_SUBNORMAL FP_NORMAL
+    FP_ILOGB0 FP_ILOGBNAN FP_FAST_FMA FP_FAST_FMAF FP_FAST_FMAL MATH_ERRNO MATH_ERREXCEPT
+    math_errhandling errno NULL M_E M_LOG2E M_LOG10E M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI
+    M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2 isnan isinf isfinite isnormal signbit fpclassify
+    isgreater isgreaterequal isless islessequal islessgreater isunordered SIZE_MAX
+    PTRDIFF_MIN PTRDIFF_MAX SIG_ATOMIC_MIN SIG_ATOMIC_MAX WCHAR_MIN WCHAR_MAX WINT_MIN
+    WINT_MAX INTMAX_MIN INTMAX_MAX UINTMAX_MAX INTPTR_MIN INTPTR_MAX UINTPTR_MAX INTMAX_C
+    UINTMAX_C
+    """.split())
+_C_HEADER_PATTERN = re.compile(r"U?INT(_LEAST|_FAST)?(8|16|32|64)_(MIN|MAX|C)")
+# Names of the generated module itself (its function, its loop's variables).
+_ASP_NAMES = frozenset({"out", "r", "c"})
+
+
+def _name_problem(name) -> str | None:
+    """Why ``name`` cannot be a parameter of the generated C function, or None."""
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
+        return "is not a C identifier (letters, digits and underscores, not starting with a digit)"
+    if name in _C_KEYWORDS:
+        return "is a C keyword"
+    if name in _C_HEADER_NAMES or _C_HEADER_PATTERN.fullmatch(name):
+        return "is a macro or name of the C library headers (<math.h>, <stdint.h>)"
+    if name.startswith("__") or re.match(r"_[A-Z]", name):
+        return "is reserved for the C implementation (it starts with '__' or '_' and a capital)"
+    if name.endswith("_t"):
+        return "is reserved for type names (names ending in '_t', e.g. int64_t)"
+    if name in _ASP_NAMES or name.startswith("asp_"):
+        return "is used by the generated code itself"
+    return None
 _TEMPLATE = """#include <stdint.h>
 #include <math.h>
 
@@ -67,6 +114,12 @@ class CFunction:
     source: str
     _entries: dict = field(default_factory=dict, repr=False)
     _lib: object = field(default=None, repr=False)
+    python: Callable | None = field(default=None, repr=False)
+
+    @property
+    def compiled(self) -> bool:
+        """False when the C could not be built and the Python twin runs instead."""
+        return self._lib is not None
 
     def entry(self, ndim: int):
         """The guarded entry for arrays of ``ndim`` dimensions (made once per ndim)."""
@@ -80,16 +133,28 @@ class CFunction:
         return e
 
 
-def make_c_function(c_code: str, inputs, out_ctype: str) -> CFunction:
+def make_c_function(c_code: str, inputs, out_ctype: str, *,
+                    python: Callable | None = None) -> CFunction:
     """Compile ``c_code``, the body of a C function of ``inputs`` that returns the output.
 
     ``inputs`` is a list of ``(ctype, name)``; C types: int, long, float, double,
-    int32_t, int64_t, unsigned char.  Raises :class:`asp.CompileError` with the
-    compiler's message if the code does not compile.
+    int32_t, int64_t, unsigned char; names must be C identifiers that are not C
+    keywords, header macros (``NAN``, ``INFINITY``...) or reserved names.
+    ``python``, a function of the same inputs (NumPy scalars) returning the
+    output, runs instead if the C cannot be built, with one
+    :class:`~asp.errors.AspFallbackWarning` (``ASP_STRICT=1`` raises).  Without
+    it, raises :class:`asp.CompileError` (with the compiler's message if the code
+    does not compile).
     """
     if not isinstance(c_code, str) or "return" not in c_code:
         raise ValueError("c_code must be a string: the body of a C function that returns "
                          "the output value (e.g. 'return x + 1;')")
+    try:
+        c_code.encode()
+    except UnicodeEncodeError:
+        raise ValueError("c_code holds characters that cannot be encoded as UTF-8") from None
+    if python is not None and not callable(python):
+        raise TypeError(f"python must be a function of the inputs, not {type(python).__name__}")
     if out_ctype not in CTYPES:
         raise TypeError(f"out_ctype {out_ctype!r} is not supported; expected one of "
                         f"{', '.join(CTYPES)}")
@@ -103,8 +168,10 @@ def make_c_function(c_code: str, inputs, out_ctype: str) -> CFunction:
         if ctype not in CTYPES:
             raise TypeError(f"inputs[{k}]: C type {ctype!r} is not supported; expected one of "
                             f"{', '.join(CTYPES)}")
-        if not isinstance(name, str) or not _IDENT.match(name) or name in ("out", "r", "c"):
-            raise ValueError(f"inputs[{k}]: {name!r} is not a usable C parameter name")
+        problem = _name_problem(name)
+        if problem is not None:
+            raise ValueError(f"inputs[{k}]: {name!r} is not a usable C parameter name: it "
+                             f"{problem}")
         checked.append((ctype, name))
     if len({n for _, n in checked}) != len(checked):
         raise ValueError("input names must be distinct")
@@ -115,8 +182,20 @@ def make_c_function(c_code: str, inputs, out_ctype: str) -> CFunction:
     source = _TEMPLATE.format(
         out=out_ctype, params=", ".join(f"{c} {nm}" for c, nm in checked), body=c_code,
         unpack="\n".join(unpack), call=", ".join(f"in{k}[base + c]" for k in range(n)))
-    lib = build(source, kernel="rawc:" + (c_code.strip().splitlines() or ["?"])[0][:40])
-    return CFunction(inputs=tuple(checked), out_ctype=out_ctype, source=source, _lib=lib)
+    if python is not None and config.jit_disabled():
+        return CFunction(inputs=tuple(checked), out_ctype=out_ctype, source=source,
+                         python=python)
+    kernel = "rawc:" + (c_code.strip().splitlines() or ["?"])[0][:40]
+    try:
+        lib = build(source, kernel=kernel)
+    except SpecializationError as exc:
+        if python is None or config.strict():
+            raise
+        warnings.warn(f"{exc}; running {getattr(python, '__qualname__', 'python')} as "
+                      "plain Python instead", AspFallbackWarning, stacklevel=2)
+        lib = None
+    return CFunction(inputs=tuple(checked), out_ctype=out_ctype, source=source, _lib=lib,
+                     python=python)
 
 
 def _check(f, arrays, start_row, end_row) -> tuple[tuple, int, int]:
@@ -164,7 +243,24 @@ def _check(f, arrays, start_row, end_row) -> tuple[tuple, int, int]:
     return tuple(out), start_row, end_row
 
 
+def _run_python(f: CFunction, arrays: tuple, start: int, end: int, step: int) -> None:
+    """What the C loop does, with the Python twin on NumPy scalars for each element."""
+    *inputs, out = arrays
+    n = out.shape[0]
+    if start >= end:
+        return
+    flat_out = out.reshape(n, -1)  # C-contiguous (checked): a view
+    flat_in = [a.reshape(n, -1) for a in inputs]
+    with np.errstate(all="ignore"):  # C computes on silently, as the compiled form would
+        for r in range(start, end, step):
+            for c in range(flat_out.shape[1]):
+                flat_out[r, c] = f.python(*(a[r, c] for a in flat_in))
+
+
 def _run(f: CFunction, arrays: tuple, start: int, end: int, step: int) -> None:
+    if f._lib is None:
+        _run_python(f, arrays, start, end, step)
+        return
     row = int(np.prod(arrays[0].shape[1:], dtype=np.int64))
     r = f.entry(arrays[0].ndim)(*arrays, start, end, step, row)
     if r is MISS:  # every guard was checked above; a miss here is a bug, not bad input
