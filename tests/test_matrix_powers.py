@@ -1,6 +1,8 @@
 """Matrix powers: every variant agrees with SciPy's repeated SpMVs; setup, tuning, bad input."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -143,7 +145,34 @@ def test_call_allocates_and_gram(rng):
     x = rng.standard_normal(50)
     V = MatrixPowers(A, 3)(x)
     assert V.shape == (4, 50) and np.array_equal(V[0], x)
-    np.testing.assert_allclose(gram_matrix(V), V @ V.T, rtol=1e-13)
+    ref = reference(A, x, 3)
+    assert_close(V, ref, 1e-12)
+    # the oracle: exactly rounded dot products of SciPy's basis, not V V^T again
+    oracle = np.array([[math.fsum(a * b) for b in ref] for a in ref])
+    np.testing.assert_allclose(gram_matrix(V), oracle, rtol=1e-12)
+    V32 = V.astype(np.float32)
+    G32 = gram_matrix(V32)
+    assert G32.dtype == np.float32
+    np.testing.assert_allclose(G32, oracle, rtol=1e-5)
+
+
+def test_gram_matrix_bad_input():
+    with pytest.raises(ValueError, match="V must be 2-D"):
+        gram_matrix(np.zeros(3))
+    with pytest.raises(TypeError, match="V has dtype int64"):
+        gram_matrix(np.zeros((2, 3), dtype=np.int64))
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_tiny_matrices(n, rng):
+    A = sp.csr_matrix(np.full((n, n), 3.0))
+    x = rng.standard_normal(n)
+    mp = MatrixPowers(A, 3)
+    for v in all_variants(mp):
+        V = np.zeros((4, n))
+        V[0] = x
+        mp.powers(V, variant=v)
+        np.testing.assert_array_equal(V, reference(A, x, 3))
 
 
 def test_setup_reported_and_ghost_overhead_small():

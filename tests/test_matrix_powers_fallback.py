@@ -13,6 +13,9 @@ import builtins
 import errno
 import io
 import os
+import sqlite3
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -277,13 +280,28 @@ def test_analysis_failure_falls_back(who, monkeypatch, rng):
     one_fallback(record, "planning of matrix_powers", "ValueError")
 
 
-def test_no_tuning_database_tunes_in_memory(isolated, monkeypatch, tmp_path, rng):
-    """Kernels already built in this process, then the cache becomes unreachable: the
-    native kernels still run and are tuned in memory (no warning: nothing falls back)."""
+@pytest.mark.parametrize("how", ["unwritable_home", "database_raises"])
+def test_no_tuning_database_tunes_in_memory(how, isolated, monkeypatch, tmp_path, rng):
+    """Kernels already built in this process, then the tuning database is out of reach:
+    the native kernels still run and are tuned in memory (no warning: nothing falls
+    back).  ``database_raises``: whatever the core lets through (an OSError from a
+    read-only cache, a sqlite error) is caught where matrix powers creates its tuning."""
+    from asp.tune import db
+
     A = poisson2d(16)
     x = rng.standard_normal(A.shape[0])
     MatrixPowers(A, 3)  # builds the kernels into the test's cache
-    unwritable_home(monkeypatch, tmp_path)
+    if how == "unwritable_home":
+        unwritable_home(monkeypatch, tmp_path)
+    else:
+        def lookup(*args):
+            raise sqlite3.OperationalError("unable to open database file")
+
+        def store(*args):
+            raise PermissionError(errno.EACCES, "Permission denied", "tuning.sqlite")
+
+        monkeypatch.setattr(db, "lookup", lookup)
+        monkeypatch.setattr(db, "store", store)
     mp = MatrixPowers(A, 3)
     assert mp._k is not None
     V = np.zeros((4, A.shape[0]))
@@ -294,20 +312,38 @@ def test_no_tuning_database_tunes_in_memory(isolated, monkeypatch, tmp_path, rng
     assert mp._tuning(3).done and mp.last_variant in mp.variants
 
 
-def test_serial_build_without_openmp(isolated, monkeypatch, rng):
-    """ASP_CFLAGS without -fopenmp (the documented serial build) compiles and is right."""
-    from asp.jit import compiler
+def serial_check() -> None:
+    """Run in a fresh process by the test below: no libgomp preloaded, strict mode."""
+    import scipy.sparse as sp
 
-    monkeypatch.setenv("ASP_CFLAGS", "-O2")
-    assert not compiler().openmp
     A = poisson2d(20)
-    x = rng.standard_normal(A.shape[0])
-    mp = MatrixPowers(A, 3)
-    assert mp._k is not None  # native, not the SciPy fallback (which would warn: an error)
+    x = np.random.default_rng(5).standard_normal(A.shape[0])
+    mp = MatrixPowers(A, 3, basis="newton", shifts=[1.0, 2.0, 3.0])
+    assert mp._k is not None
     for v in [*mp.variants, "pa1-37", "window-7"]:
         V = np.zeros((4, A.shape[0]))
         V[0] = x
-        assert_close(mp.powers(V, variant=v), reference(A, x, 3), 1e-12)
+        assert_close(mp.powers(V, variant=v), reference(A, x, 3, [1.0, 2.0, 3.0]), 1e-12)
     for fn in (cg, ca_cg):
         y, info = fn(A, x, rtol=1e-10)
         assert info == 0 and np.linalg.norm(x - A @ y) <= 1e-10 * np.linalg.norm(x)
+    y, info = cg(sp.csr_matrix(A.toarray()[:7, :7]), x[:7], rtol=1e-12)  # CSR, not diagonals
+    np.testing.assert_allclose(y, np.linalg.solve(A.toarray()[:7, :7], x[:7]), rtol=1e-9)
+    with open("/proc/self/maps") as maps:
+        assert "libgomp" not in maps.read()  # a serial build: no OpenMP runtime needed
+    print("serial ok")
+
+
+def test_serial_build_without_openmp(tmp_path):
+    """ASP_CFLAGS without -fopenmp (the documented serial build) compiles, loads and is
+    right.  In a fresh process: the suite's own process has libgomp loaded, which
+    would hide kernels that still call the OpenMP runtime."""
+    env = {**os.environ, "ASP_CFLAGS": "-O2", "ASP_STRICT": "1",
+           "ASP_CACHE_DIR": str(tmp_path / "cache")}
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "from tests.test_matrix_powers_fallback import serial_check; serial_check()"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.strip().endswith("serial ok")

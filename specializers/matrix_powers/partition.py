@@ -104,7 +104,8 @@ def pa1_plan(indptr: np.ndarray, indices: np.ndarray, n: int, k: int,
         new = np.ones(cols.size, dtype=bool)
         new[1:] = (cols[1:] != cols[:-1] + 1) | (row_of[1:] != row_of[:-1])
         first = np.flatnonzero(new)
-        last = np.append(first[1:], cols.size) - 1
+        # [: first.size]: no runs at all (a 0x0 matrix) must give no last index either
+        last = np.append(first[1:], cols.size)[: first.size] - 1
         starts_all.append((row_of[first], li, cols[first], cols[last] + 1))
         run_counts[:, li] = np.bincount(row_of[first], minlength=nb)
         redundant += int(cols.size) - n
