@@ -13,6 +13,8 @@ import argparse
 import sys
 import time
 
+from asp.errors import SpecializationError
+
 __all__ = ["main"]
 
 
@@ -119,6 +121,9 @@ def main(argv=None) -> int:
     except ValueError as exc:  # e.g. a malformed ASP_* variable
         print(f"asp: {exc}", file=sys.stderr)
         return 2
+    except SpecializationError as exc:  # e.g. a cache directory another user could write
+        print(f"asp: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

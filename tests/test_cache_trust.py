@@ -196,6 +196,19 @@ def test_warm_start_from_an_unsafe_cache_loads_nothing(tmp_path):
     assert len(warned) == 2 and all("chmod 700" in w for w in warned)  # once per kernel
 
 
+def test_cli_reports_an_unsafe_cache_without_a_traceback(fresh_cache, capsys):
+    from asp.cli import main
+
+    build(_source(), kernel="test.cli")
+    fresh_cache.chmod(0o777)
+    for argv in (["cache", "list"], ["cache", "clear"], ["tune", "show"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"asp: asp will not use the cache directory {fresh_cache}")
+        assert f"chmod 700 {fresh_cache}" in err
+    assert list((fresh_cache / "lib").glob("*.so"))  # clear refused: nothing removed
+
+
 def test_tuning_database_of_an_unsafe_cache_is_not_used(fresh_cache):
     assert db.store("trust:k", "sig", "a", {}, "online")
     fresh_cache.chmod(0o777)

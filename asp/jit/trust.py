@@ -44,30 +44,31 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def directory_problem(path: Path, *, follow: bool = False) -> str | None:
-    """Why ``path`` is not a directory only this user (or root) can change, or None."""
+    """Why ``path`` is not a directory only this user (or root) can change, and the fix; or None."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError as exc:
         return f"cannot be examined ({exc.strerror})"
     if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link (asp never follows links in its cache); remove it"
+        return "is a symbolic link, and asp never follows links in its cache; remove it"
     if not stat.S_ISDIR(st.st_mode):
         return "is not a directory; remove it"
     me = os.geteuid()
     if st.st_uid not in (me, 0):  # root can run code as anyone anyway
-        return (f"is owned by uid {st.st_uid}, not by you (uid {me}); use a directory of "
-                f"your own (set ASP_CACHE_DIR) or run `chown {me} {path}`")
+        return (f"is owned by uid {st.st_uid}, not by you (uid {me}), so that user could make "
+                f"this process run their code; use a directory of your own (set "
+                f"ASP_CACHE_DIR) or run `chown {me} {path}`")
     lax = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
            if st.st_mode & bit]
     if lax:
-        return (f"is writable by {' and '.join(lax)} (mode {stat.S_IMODE(st.st_mode):04o}); "
-                f"fix it with `chmod 700 {path}`")
+        return (f"is writable by {' and '.join(lax)} (mode {stat.S_IMODE(st.st_mode):04o}), so "
+                f"another user could make this process run their code; fix it with "
+                f"`chmod 700 {path}`")
     return None
 
 
 def _refuse(path: Path, problem: str) -> CompileError:
-    return CompileError(f"asp will not use the cache directory {path}: it {problem}; another "
-                        "user could make this process run their code")
+    return CompileError(f"asp will not use the cache directory {path}: it {problem}")
 
 
 def environment_error(exc: OSError, doing: str) -> CompileError:
