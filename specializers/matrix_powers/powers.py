@@ -12,6 +12,13 @@ Variants (see :mod:`specializers.matrix_powers.kernels`) are chosen per
 winner is remembered on disk.  Setup work (ghost zones, reordering) is timed
 apart from the calls: ``setup_seconds``; ``ghost_overhead`` is the extra
 memory of the chosen variant relative to the matrix.
+
+Nothing native is ever needed for a right answer: when the kernels cannot be
+rendered, built (compiler error, read-only or full cache, unwritable ``HOME``)
+or loaded, or the matrix analysis or a variant's plan fails, the same products
+run through SciPy after one :class:`asp.errors.AspFallbackWarning` naming the
+kernel and the stage (``ASP_STRICT=1`` raises instead); see
+:mod:`specializers.matrix_powers.fallback`.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from asp import config
+from asp.errors import SpecializationError
 from asp.runtime import MISS, as_native, generator_fingerprint
 from asp.tune import Tuning
 from specializers.matrix_powers import partition
@@ -151,6 +159,7 @@ class MatrixPowers:
         self.forced = variant
         self._plans: dict[str, object] = {}
         if native and not config.jit_disabled():
+            config.num_threads()  # a malformed OMP_NUM_THREADS is the user's error: raise it
             try:
                 self._analyse(M, reorder)
             except Exception as exc:  # a bug in the setup must not reach the user's program
@@ -425,7 +434,7 @@ class MatrixPowers:
             code = generator_fingerprint(__name__)
             try:
                 t = Tuning("matrix_powers", sig, self.variants, code=code)
-            except (OSError, sqlite3.Error):
+            except (OSError, sqlite3.Error, SpecializationError):
                 # no tuning database (a read-only cache, an unwritable HOME): tune in
                 # memory for this process; the winner is simply not remembered
                 mode = config.tune_mode()

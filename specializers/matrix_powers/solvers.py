@@ -5,7 +5,10 @@ on convergence (``||b - A x|| <= max(rtol * ||b||, atol)``), ``info > 0`` the
 number of iterations done when ``maxiter`` stopped it, ``info < 0`` on a
 breakdown (a zero or non-finite curvature ``p.Ap``, which a matrix that is not
 symmetric positive definite can cause); ``callback(xk)`` after each iteration;
-``tol=`` is accepted as the older name of ``rtol``.
+``tol=`` is accepted as the older name of ``rtol``.  As in SciPy, ``b = 0``
+(a 0x0 system included) returns ``(zeros, 0)`` whatever ``x0``.  Without native
+kernels (see :mod:`specializers.matrix_powers.fallback`) both run the same
+recurrences in NumPy/SciPy after one warning.
 
 ``ca_cg`` runs s steps of CG per outer iteration from the bases of p (s
 products) and r (s-1 products), built in one sweep of the matrix-powers
