@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AspFallbackWarning",
+    "CheckError",
     "CompileError",
     "FrontendError",
     "LoadError",
@@ -31,10 +32,13 @@ class SpecializationError(Exception):
 
     stage = "specialize"
 
-    def __init__(self, message: str, *, location: str | None = None, kernel: str | None = None):
+    def __init__(self, message: str, *, location: str | None = None, kernel: str | None = None,
+                 stage: str | None = None):
         self.message = message
         self.location = location
         self.kernel = kernel
+        if stage is not None:  # e.g. an internal error, named by the stage it escaped from
+            self.stage = stage
         super().__init__(self._text())
 
     def _text(self) -> str:
@@ -73,6 +77,12 @@ class CompileError(SpecializationError):
     """The C compiler failed or is missing."""
 
     stage = "compile"
+
+
+class CheckError(SpecializationError):
+    """The compiled variants could not be checked against the Python, or all disagree."""
+
+    stage = "check"
 
 
 class LoadError(SpecializationError):

@@ -178,6 +178,8 @@ typedef struct {
     PyObject *miss;      /* returned when a guard does not hold */
     PyObject *errors;    /* tuple of (exception type, message) for kernel codes 1.. */
     PyObject *keepalive; /* whatever keeps the shared object loaded */
+    PyObject *assume;    /* NULL, or a tuple of (namespace, name, value): the module-level
+                            names the code baked in, each still bound to what it was */
 } Entry;
 
 static void Entry_dealloc(Entry *self)
@@ -185,6 +187,7 @@ static void Entry_dealloc(Entry *self)
     Py_XDECREF(self->miss);
     Py_XDECREF(self->errors);
     Py_XDECREF(self->keepalive);
+    Py_XDECREF(self->assume);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -212,6 +215,24 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
         return NULL;
     }
     for (i = 0; i < MAX_ARGS; i++) gshape[i] = NULL;
+
+    /* The names the kernel read when it was specialized still mean what they meant
+     * (a module constant rebound since must not keep giving the old result).  A name
+     * that was unbound is expected to be the miss sentinel. */
+    if (self->assume != NULL) {
+        Py_ssize_t k, na = PyTuple_GET_SIZE(self->assume);
+        for (k = 0; k < na; k++) {
+            PyObject *g = PyTuple_GET_ITEM(self->assume, k);
+            PyObject *ns = PyTuple_GET_ITEM(g, 0), *now;
+            if (PyDict_Check(ns)) {
+                now = PyDict_GetItemWithError(ns, PyTuple_GET_ITEM(g, 1));
+                if (now == NULL && PyErr_Occurred()) return NULL;
+            } else {
+                now = PyCell_GET(ns);
+            }
+            if ((now == NULL ? self->miss : now) != PyTuple_GET_ITEM(g, 2)) goto miss;
+        }
+    }
 
     /* First pass: check the guards of every given argument. */
     for (i = 0; i < n; i++) {
@@ -401,6 +422,7 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->size_lo = 0;
     self->size_hi = -1;
     self->size_arg = -1;
+    self->assume = NULL;
     return (PyObject *)self;
 bad:
     Py_DECREF(specs);
@@ -431,13 +453,50 @@ static PyObject *Entry_restricted(PyObject *op, PyObject *args)
     Py_XINCREF(copy->miss);
     Py_XINCREF(copy->errors);
     Py_XINCREF(copy->keepalive);
+    Py_XINCREF(copy->assume);
     copy->size_lo = lo;
     copy->size_hi = hi;
     copy->size_arg = arg;
     return (PyObject *)copy;
 }
 
+/* entry.assuming(guards): the same kernel, serving calls only while every (namespace,
+ * name, value) of guards holds: namespace (a dict, or a cell) maps name to value
+ * (identity), or lacks it and value is the miss sentinel. */
+static PyObject *Entry_assuming(PyObject *op, PyObject *guards)
+{
+    Entry *self = (Entry *)op, *copy;
+    Py_ssize_t k;
+    if (!PyTuple_Check(guards)) {
+        PyErr_SetString(PyExc_TypeError, "assuming(): guards must be a tuple");
+        return NULL;
+    }
+    for (k = 0; k < PyTuple_GET_SIZE(guards); k++) {
+        PyObject *g = PyTuple_GET_ITEM(guards, k);
+        if (!PyTuple_Check(g) || PyTuple_GET_SIZE(g) != 3 ||
+            !(PyDict_Check(PyTuple_GET_ITEM(g, 0)) || PyCell_Check(PyTuple_GET_ITEM(g, 0)))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "assuming(): each guard is (dict or cell, name, value)");
+            return NULL;
+        }
+    }
+    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    if (copy == NULL) return NULL;
+    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
+           sizeof(Entry) - sizeof(PyObject));
+    Py_XINCREF(copy->miss);
+    Py_XINCREF(copy->errors);
+    Py_XINCREF(copy->keepalive);
+    Py_INCREF(guards);
+    copy->assume = PyTuple_GET_SIZE(guards) ? guards : NULL;
+    if (copy->assume == NULL) Py_DECREF(guards);
+    return (PyObject *)copy;
+}
+
 static PyMethodDef Entry_methods[] = {
+    {"assuming", Entry_assuming, METH_O,
+     "assuming(guards): a copy that serves calls only while each (namespace, name, value) "
+     "of guards holds (the value is the miss sentinel for an unbound name)."},
     {"restricted", Entry_restricted, METH_VARARGS,
      "restricted(lo, hi[, arg]): a copy that only serves calls whose array argument arg "
      "(default: the first array) has an element count in [lo, hi)."},

@@ -11,13 +11,22 @@ for every specializer alike:
 * the slow path: validation with clear errors, one :class:`Specialization`
   per signature (compiled once per process, from the disk cache after that);
 * tuning among variants (:mod:`asp.tune`), with each variant first checked
-  against the Python on small random inputs when the specializer offers them;
-* fallback: any :class:`~asp.errors.SpecializationError` makes this signature
-  run as Python, with one :class:`~asp.errors.AspFallbackWarning` per kernel;
-  ``ASP_STRICT=1`` raises instead, ``ASP_DISABLE_JIT=1`` never compiles.
+  against the Python on small random inputs when the specializer offers them
+  (:mod:`asp.runtime.check`);
+* module-level names the code baked in (:mod:`asp.frontend.names`): the hot
+  entry serves calls only while each is bound as it was, and a rebinding
+  specializes again (under another record key), so ``module.K = 3.0`` is seen
+  by the next call as it is in Python;
+* fallback: any :class:`~asp.errors.SpecializationError`, and any other
+  exception escaping a stage of the specializer (planning, printing, checking),
+  makes this signature run as Python, with one
+  :class:`~asp.errors.AspFallbackWarning` per kernel; ``ASP_STRICT=1`` raises
+  instead, ``ASP_DISABLE_JIT=1`` never compiles.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -29,10 +38,12 @@ import numpy as np
 from asp import config
 from asp.codegen.entry import entry_point, render_module
 from asp.errors import AspFallbackWarning, CompileError, LoadError, SpecializationError
+from asp.frontend.names import UNBOUND, GlobalReads
 from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.check import check_variants
 from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
 from asp.tune.tuner import Tuning
 
@@ -90,6 +101,8 @@ class Plan:
     includes: tuple[str, ...] = ("stdint.h", "math.h")
     # Small random arguments for checking each variant against the Python, or None.
     check_args: Callable[[], tuple] | None = None
+    # Small arguments cut from a real call's, for when the Python raises on check_args.
+    check_args_from: Callable[[tuple], tuple] | None = None
     rtol: float = 1e-9
     atol: float = 1e-12
 
@@ -116,6 +129,15 @@ class Specializer(ABC):
 
     def location(self) -> str | None:
         return None
+
+    def global_reads(self) -> GlobalReads | None:
+        """The module-level and closure names the generated code depends on, as bound now
+        (:func:`asp.frontend.names.global_reads` of the user's function), or None."""
+        return None
+
+    def forget(self) -> None:  # noqa: B027 - a hook; most specializers cache nothing
+        """Drop whatever was derived from names that have since been rebound (cached
+        front-end results): the next :meth:`plan` must see the new bindings."""
 
     def code_digest(self) -> str:
         """Digest of everything besides the signature that the generated code depends on.
@@ -208,34 +230,17 @@ def _user_stacklevel(specializer: Specializer) -> int:
     return level
 
 
-def _copy_args(args: tuple) -> tuple:
-    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
-
-
-def _agree(expected, got, rtol: float, atol: float) -> str | None:
-    """None if the results agree, else a short reason."""
-    if isinstance(expected, tuple | list):
-        for e, g in zip(expected, got, strict=True):
-            why = _agree(e, g, rtol, atol)
-            if why:
-                return why
-        return None
-    e, g = np.asarray(expected), np.asarray(got)
-    if e.shape != g.shape:
-        return f"shape {g.shape} != {e.shape}"
-    if e.dtype.kind in "fc" or g.dtype.kind in "fc":
-        ok = np.isclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol,
-                        equal_nan=True)
-    elif g.dtype.kind in "iu" and e.dtype.kind in "biu" and e.dtype != g.dtype:
-        # The Python computes with unbounded ints; the kernel in its output's integer type
-        # (NumPy's rules, e.g. -uint8(1) == 255): compare modulo that type.
-        ok = g == e.astype(g.dtype)
-    else:
-        ok = g == e
-    if not np.all(ok):
-        bad = int(np.size(ok) - np.count_nonzero(ok))
-        return f"{bad} of {np.size(ok)} values differ from the Python reference"
-    return None
+def _stage(stage: str, kernel: str, fn, *args):
+    """``fn(*args)``, with any exception other than a :class:`SpecializationError` (a
+    bug in a specializer or in asp) turned into one that names the kernel and the stage,
+    so the call falls back instead of failing in the user's program."""
+    try:
+        return fn(*args)
+    except SpecializationError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SpecializationError(f"internal error: {type(exc).__name__}: {exc}",
+                                  kernel=kernel, stage=stage) from exc
 
 
 class JitKernel:
@@ -247,6 +252,7 @@ class JitKernel:
         self._specs: dict[str, Specialization] = {}
         self._failed: dict[str, SpecializationError] = {}
         self._warned = False
+        self._reads: GlobalReads | None = None
         self.last_error: SpecializationError | None = None
 
     # -- calling ----------------------------------------------------------------------------
@@ -265,6 +271,9 @@ class JitKernel:
         spec = self.specializer
         if config.jit_disabled():
             return spec.run_python(args)
+        reads = self._reads
+        if reads is not None and not reads.holds():
+            self._rebound(reads)
         prepared = spec.prepare(args)
         try:
             s = self._specialization(prepared)
@@ -278,13 +287,30 @@ class JitKernel:
             self._specs.pop(prepared.signature, None)
             return self._fallback(args, exc)
         tuning = s.tuning_for(prepared.bucket)
-        if tuning.done and prepared.same:
+        # The hot entry returns the native result as it is: only a call that needs no
+        # finishing (copy-back, conversion) may be served by it.
+        if tuning.done and prepared.same and prepared.finish is None:
             entry = s.entries[tuning.winner]
+            if self._reads is not None and self._reads.guards:
+                entry = entry.assuming(tuple((ns, name, MISS if v is UNBOUND else v)
+                                             for ns, name, v in self._reads.guards))
             if prepared.size_range:
                 self._hot = entry.restricted(*prepared.size_range, prepared.size_arg)
             elif not prepared.bucket:
                 self._hot = entry
         return prepared.finish(result) if prepared.finish else result
+
+    def _rebound(self, reads: GlobalReads) -> None:
+        """Some name the code baked in was rebound: specialize again if what it is bound
+        to now differs (by value: the same number rebound costs nothing)."""
+        now = self.specializer.global_reads()
+        self._reads = now
+        self._hot = None  # its guards name the old objects
+        if now is None or now.describe() != reads.describe():
+            self._specs.clear()
+            self._failed.clear()
+            self._warned = False
+            self.specializer.forget()
 
     def _fallback(self, args: tuple, exc: SpecializationError):
         exc.with_context(kernel=self.specializer.name, location=self.specializer.location())
@@ -312,18 +338,13 @@ class JitKernel:
             return s
         if sig in self._failed:
             raise self._failed[sig]
+        if self._reads is None:
+            self._reads = self.specializer.global_reads()
         try:
             s = self._build(prepared)
         except SpecializationError as exc:
             self._failed[sig] = exc.with_context(kernel=self.specializer.name)
             raise
-        except (ValueError, TypeError):
-            raise
-        except Exception as exc:  # an unexpected failure in a stage is still a fallback
-            err = SpecializationError(f"internal error: {type(exc).__name__}: {exc}",
-                                      kernel=self.specializer.name)
-            self._failed[sig] = err
-            raise err from exc
         self._specs[sig] = s
         return s
 
@@ -331,12 +352,16 @@ class JitKernel:
         spec = self.specializer
         t0 = time.perf_counter()
         digest = spec.code_digest()
+        if digest and self._reads is not None and self._reads.guards:
+            # Code specialized for other bindings of the names it read has another key.
+            digest = hashlib.sha256(f"{digest}\n{self._reads.describe()}".encode()).hexdigest()
         kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
         code = generator_fingerprint(type(spec).__module__)
         key = record_key(kernel_id, digest, prepared.signature, code) if digest else None
         s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
-            plan = spec.plan(prepared)
+            plan = _stage("planning (front end, passes, lowering)", kernel_id,
+                          spec.plan, prepared)
             found, source, broken = _compile_variants(plan, kernel_id)
             entries = {name: e for name, (e, _, _) in found.items()}
             tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
@@ -346,7 +371,8 @@ class JitKernel:
                                entries=entries, tuning=tuning, plan=plan, source=source,
                                code=code)
             if plan.check_args is not None:
-                _check_variants(s, spec)
+                _stage("checking against the Python", kernel_id,
+                       check_variants, s, spec, prepared.args)
             if key:
                 save_record(key, variants={n: (lib, sym) for n, (_, lib, sym) in found.items()},
                             specs=plan.specs, ret=plan.ret, errors=plan.errors,
@@ -416,15 +442,31 @@ def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str
                                     errors=plan.errors, keepalive=lib), lib.key, ep.symbol)
                 for v, ep in zip(variants, eps)}
 
-    source, eps = source_for(plan.variants)
+    broken: dict[str, str] = {}
+    try:
+        source, eps = source_for(plan.variants)
+    except Exception:  # noqa: BLE001 - a specializer bug: exclude the variants it hits
+        printable = []
+        for v in plan.variants:
+            try:
+                source_for([v])
+            except Exception as exc:  # noqa: BLE001
+                broken[v.name] = f"internal error: {type(exc).__name__}: {exc} [printing]"
+            else:
+                printable.append(v)
+        if not printable:
+            name, why = next(iter(broken.items()))
+            raise SpecializationError(f"no variant could be printed (variant {name}: {why})",
+                                      kernel=kernel_id, stage="printing") from None
+        plan = dataclasses.replace(plan, variants=tuple(printable))
+        source, eps = source_for(plan.variants)
     try:
         lib = build(source, kernel=kernel_id)
-        return entries_for(plan.variants, lib, eps), source, {}
+        return entries_for(plan.variants, lib, eps), source, broken
     except CompileError as whole:
         if len(plan.variants) == 1:
             raise
         entries: dict[str, tuple] = {}
-        broken: dict[str, str] = {}
         for v in plan.variants:
             src, eps1 = source_for([v])
             try:
@@ -438,41 +480,3 @@ def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str
         if not entries:
             raise whole from None
         return entries, source, broken
-
-
-def _check_variants(s: Specialization, spec: Specializer) -> None:
-    """Run every variant on small random inputs and exclude those that disagree with Python."""
-    plan = s.plan
-    args = plan.check_args()
-    try:
-        expected_args = _copy_args(args)
-        with np.errstate(all="ignore"):  # random inputs may overflow: not the user's data
-            expected = spec.run_python(expected_args)
-    except Exception:  # the Python itself fails on these inputs: nothing to compare with
-        return
-    for name, entry in s.entries.items():
-        got_args = _copy_args(args)
-        try:
-            got = entry(*got_args)
-        except Exception as exc:
-            s.tuning.exclude(name, f"{type(exc).__name__}: {exc}")
-            s.check_failures[name] = str(exc)
-            continue
-        if got is MISS:
-            s.tuning.exclude(name, "guard miss on check inputs")
-            s.check_failures[name] = "guard miss"
-            continue
-        # Compare whatever the kernel writes: its result and its writable arguments.
-        exp_parts = [expected] if plan.ret >= 0 else []
-        got_parts = [got] if plan.ret >= 0 else []
-        for i, sp in enumerate(plan.specs):
-            if sp.kind == "array" and sp.write and i != plan.ret and got_args[i] is not None:
-                exp_parts.append(expected_args[i])
-                got_parts.append(got_args[i])
-        why = _agree(tuple(exp_parts), tuple(got_parts), plan.rtol, plan.atol)
-        if why:
-            s.tuning.exclude(name, why)
-            s.check_failures[name] = why
-    if len(s.check_failures) == len(s.entries):
-        raise CompileError("every compiled variant disagrees with the Python reference: "
-                           + next(iter(s.check_failures.values())), kernel=s.kernel)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,7 @@ from specializers.stencil.domain import (
     StencilIR,
     TableRead,
 )
+from specializers.stencil.grid import distance as _distance
 
 __all__ = ["ArgInfo", "T", "translate"]
 
@@ -82,10 +85,15 @@ def _describe(node) -> str:
     return _UNSUPPORTED.get(type(node).__name__, f"'{type(node).__name__}'")
 
 
+_BUILTINS = {id(getattr(builtins, n)): n for n in ("abs", "int", "float", "min", "max")}
+
+
 class _Translator:
-    def __init__(self, src: KernelSource, globals_: dict, args: dict[str, ArgInfo],
-                 out: str, env: dict[str, T]):
-        self.src, self.globals, self.args, self.out, self.env = src, globals_, args, out, env
+    def __init__(self, src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgInfo],
+                 out: str, env: dict[str, T], owner=None):
+        self.src, self.ns, self.args, self.out, self.env = src, ns, args, out, env
+        self.owner = owner
+        self.self_name = src.func.args.args[0].arg if src.func.args.args else None
         self.point: str | None = None      # the point loop variable
         self.nbrs: dict[str, tuple[str, tuple]] = {}  # neighbour var -> (grid, offsets)
         self.roles: dict[str, str] = {}
@@ -147,7 +155,7 @@ class _Translator:
         if name == self.point or name in self.nbrs:
             raise self.err(node, f"point {name!r} cannot be used as a number "
                                  f"(use {name}[0] for a coordinate)")
-        value = self.globals.get(name, getattr(builtins, name, None))
+        value = self.ns.get(name)
         if isinstance(value, int | float | np.number) and not isinstance(value, bool):
             return self.constant(value, node)
         raise self.err(node, f"name {name!r} cannot be used in a stencil kernel")
@@ -156,7 +164,7 @@ class _Translator:
         if isinstance(node.value, ast.Name) and self.is_grid(node.value.id) \
                 and node.attr == "dim":
             return ir.Const(self.args[node.value.id].ndim, "int64_t"), INT
-        if isinstance(node.value, ast.Name) and self.globals.get(node.value.id) is math:
+        if isinstance(node.value, ast.Name) and self.module(node.value.id) is math:
             if node.attr in ("pi", "e", "tau"):
                 return self.constant(getattr(math, node.attr), node)
         raise self.err(node, f"attribute '{ast.unparse(node)}' is not supported in a stencil "
@@ -266,21 +274,58 @@ class _Translator:
         if node.keywords:
             raise self.err(node, "keyword arguments are not supported in a stencil kernel")
         name = ast.unparse(f)
-        if name in ("distance", "self.distance"):
+        target = self.callee(f)
+        if target is _distance:
             return self.distance(node)
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
-                and self.globals.get(f.value.id) is math:
+                and self.module(f.value.id) is math:
             args = [self.expr(a) for a in node.args]
             if f.attr in _MATH and len(args) == _MATH[f.attr]:
                 return ir.Call(f.attr, tuple(cast(e, t, "double") for e, t in args)), FLOAT
             if f.attr in _MATH_INT and len(args) == 1:
                 return ir.Cast("int64_t", ir.Call(f.attr, (cast(*args[0], "double"),))), INT
             raise self.err(node, f"call to unknown function '{name}'")
-        if isinstance(f, ast.Name) and f.id not in self.globals \
-                and f.id in ("abs", "int", "float", "min", "max"):
+        if id(target) in _BUILTINS and target is getattr(builtins, _BUILTINS[id(target)]):
             args = [self.expr(a) for a in node.args]
-            return self.builtin(node, f.id, args)
+            return self.builtin(node, _BUILTINS[id(target)], args)
+        if target is not None and callable(target):
+            where = ""
+            try:
+                where = f" (defined at {inspect.getsourcefile(target)}:" \
+                        f"{inspect.getsourcelines(target)[1]})"
+            except (TypeError, OSError):
+                pass
+            raise self.err(node, f"call to function '{name}'{where} is not supported: a "
+                                 "stencil kernel can call only the built-in distance(), abs, "
+                                 "int, float, min, max and math functions")
         raise self.err(node, f"call to unknown function '{name}'")
+
+    def module(self, name: str):
+        """What a bare name used as a module refers to (None for a local or argument)."""
+        if name in self.env or name in self.args:
+            return None
+        return self.ns.get(name)
+
+    def callee(self, f):
+        """The object a call's function expression refers to, resolved as Python would:
+        a bare name through the closure, the module and the builtins; ``self.name``
+        through the kernel object (its own attributes, then its class's)."""
+        if isinstance(f, ast.Name):
+            if f.id in self.env or f.id in self.args:
+                return None
+            return self.ns.get(f.id)
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                and f.value.id == self.self_name and self.owner is not None:
+            if f.attr in vars(self.owner):
+                return vars(self.owner)[f.attr]
+            try:
+                attr = inspect.getattr_static(type(self.owner), f.attr)
+            except AttributeError:
+                return None
+            if isinstance(attr, staticmethod):
+                return attr.__func__
+            return getattr(self.owner, f.attr, None)
+        return None
 
     def builtin(self, node, fn, args):
         if fn in ("min", "max"):
@@ -446,8 +491,13 @@ def _output(src: KernelSource, params: list[str], args: dict[str, ArgInfo]) -> s
     return out
 
 
-def translate(src: KernelSource, globals_: dict, args: dict[str, ArgInfo]) -> StencilIR:
-    """The domain IR of the kernel ``src`` for arguments described by ``args``."""
+def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgInfo], *,
+              owner=None) -> StencilIR:
+    """The domain IR of the kernel ``src`` for arguments described by ``args``.
+
+    ``ns`` maps the kernel's free names as Python would resolve them (closure, module,
+    builtins: :func:`asp.frontend.names.namespace`); ``owner`` is the kernel object
+    ``self.name`` calls resolve through."""
     func = src.func
     a = func.args
     if a.vararg or a.kwarg or a.kwonlyargs or a.defaults:
@@ -467,7 +517,7 @@ def translate(src: KernelSource, globals_: dict, args: dict[str, ArgInfo]) -> St
     env: dict[str, T] = {}
     for _ in range(8):  # local types only widen: a fixed point comes quickly
         before = dict(env)
-        tr = _Translator(src, globals_, args, out, env)
+        tr = _Translator(src, ns, args, out, env, owner)
         block = tr.block(body)
         if env == before:
             break

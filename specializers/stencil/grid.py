@@ -14,7 +14,13 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["StencilGrid", "default_neighbors"]
+__all__ = ["StencilGrid", "default_neighbors", "distance"]
+
+
+def distance(x, y) -> float:
+    """Euclidean distance between two points (usable in kernels as ``distance(x, y)``,
+    and as ``self.distance(x, y)`` as in the original Asp)."""
+    return float(sum((a - b) ** 2 for a, b in zip(x, y)) ** 0.5)
 
 
 def default_neighbors(dim: int) -> list[list[tuple[int, ...]]]:
@@ -66,6 +72,12 @@ class StencilGrid:
     @property
     def dim(self) -> int:
         return self._data.ndim
+
+    @property
+    def interior(self) -> list[int]:
+        """The interior's shape: each extent less the ghost border at both ends (the
+        original Asp's attribute)."""
+        return [max(n - 2 * self.ghost_depth, 0) for n in self.shape]
 
     @property
     def dtype(self) -> np.dtype:

@@ -17,6 +17,7 @@ import numpy as np
 from asp.codegen import function_to_cgen
 from asp.errors import SpecializationError
 from asp.frontend import get_source
+from asp.frontend.names import global_reads, namespace
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import parallelize_outer, run_pipeline
@@ -27,7 +28,7 @@ from specializers.stencil.grid import StencilGrid, default_neighbors
 from specializers.stencil.lowering import lower, lower_border, needs_load, neighbor_tables
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
-from specializers.stencil.variants import PREAMBLE, SERIAL_POINTS, apply_variant, variant_specs
+from specializers.stencil.variants import PREAMBLE, apply_variant, serial_points, variant_specs
 
 __all__ = ["Geometry", "StencilSpecializer"]
 
@@ -53,15 +54,22 @@ class StencilSpecializer(Specializer):
             text = get_source(kernel_fn).text
         except SpecializationError:
             text = ""
-        # Numeric module constants the kernel reads are baked into the code.
-        baked = [f"{n}={kernel_fn.__globals__[n]!r}" for n in sorted(set(code.co_names))
-                 if isinstance(kernel_fn.__globals__.get(n), int | float | np.number)]
-        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}|{','.join(baked)}"
+        # Module constants the kernel reads are baked in too: the runtime adds their
+        # values to this digest and guards them (see global_reads).
+        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}"
         self.digest = hashlib.sha256((text + options).encode()).hexdigest() if text else ""
 
     def location(self) -> str:
         code = self.fn.__code__
         return f"{code.co_filename}:{code.co_firstlineno}"
+
+    def global_reads(self):
+        """The module-level names the kernel reads (numbers are baked in as constants,
+        ``math`` and ``distance`` resolved once): the runtime guards each binding."""
+        return global_reads(self.fn)
+
+    def forget(self) -> None:
+        self._ir.clear()
 
     # -- geometry ---------------------------------------------------------------------------
     def ghost(self, i: int) -> int:
@@ -88,7 +96,7 @@ class StencilSpecializer(Specializer):
                                               self.neighbors(i, a.ndim))
                     else:
                         infos[name] = ArgInfo("float" if isinstance(a, float) else "int")
-                got = translate(self._src, self.fn.__globals__, infos)
+                got = translate(self._src, namespace(self.fn), infos, owner=self.owner)
                 self._roles = {g.name: g.role for g in got.grids}
             except SpecializationError as exc:
                 got = exc
@@ -234,7 +242,7 @@ class StencilSpecializer(Specializer):
             # One thread below the size where a team pays; no SIMD: remapped reads do not
             # vectorize, and the border is a thin shell of the grid.
             bfn = run_pipeline(bfn, [functools.partial(
-                parallelize_outer, when=ir.BinOp(">", size, ir.Const(SERIAL_POINTS, "int64_t")))],
+                parallelize_outer, when=ir.BinOp(">", size, ir.Const(serial_points(), "int64_t")))],
                 title=f"{self.fname} border")
             border_c = str(function_to_cgen(bfn))
         for vname, opts in variant_specs(dim, stream_ok):
@@ -252,26 +260,51 @@ class StencilSpecializer(Specializer):
                     includes=("stdint.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
                                                  max(lo + hi + (0,))),
+                    check_args_from=functools.partial(self.check_args_from, k,
+                                                      max(lo + hi + (0,))),
                     rtol=1e-4 if float32 else 1e-9, atol=1e-5 if float32 else 1e-11)
 
+    def _check_extent(self, k: StencilIR, args: tuple, reach: int) -> int:
+        """One extent for every field grid of the check inputs (the grids a kernel indexes
+        by points must share a shape): a few points past the reach of the neighbourhood
+        and the deepest ghost border, capped so the Python stays quick."""
+        ghost = max([self.ghost(i) for i, (name, a) in enumerate(zip(self.params, args))
+                     if isinstance(a, np.ndarray) and k.grid(name).role != "table"] or [1])
+        ndim = max(a.ndim for a in args if isinstance(a, np.ndarray))
+        n = min(max(2 * max(reach, ghost) + 3, 5), {1: 64, 2: 16, 3: 9}[ndim])
+        return max(n, 2 * max(reach, ghost) + 1)
+
     def check_args(self, k: StencilIR, args: tuple, reach: int) -> tuple:
-        """Small random arguments of the same kinds: fields a few points past the reach of
-        the neighbourhood, tables as given (their contents decide valid indices)."""
+        """Small random arguments of the same kinds: fields of one shape a few points past
+        the reach of the neighbourhood, tables as given (their contents decide valid
+        indices)."""
         rng = np.random.default_rng(7)
+        n = self._check_extent(k, args, reach)
         made = []
         for name, a in zip(self.params, args):
             if not isinstance(a, np.ndarray):
                 made.append(a)
             elif k.grid(name).role == "table":
                 made.append(a.copy())
+            elif a.dtype.kind == "f":
+                made.append(rng.uniform(0.05, 1.0, (n,) * a.ndim).astype(a.dtype))
             else:
-                n = max(2 * max(reach, self.ghost(self.params.index(name))) + 3, 5)
-                n = min(n, {1: 64, 2: 16, 3: 9}[a.ndim])
-                shape = (max(n, 2 * reach + 1),) * a.ndim
-                if a.dtype.kind == "f":
-                    made.append(rng.uniform(0.05, 1.0, shape).astype(a.dtype))
-                else:
-                    made.append(rng.integers(0, 5, shape).astype(a.dtype))
+                made.append(rng.integers(0, 5, (n,) * a.ndim).astype(a.dtype))
+        return tuple(made)
+
+    def check_args_from(self, k: StencilIR, reach: int, call: tuple) -> tuple:
+        """Small arguments cut from a real call's (the corner of each field grid; tables
+        whole): for kernels whose valid inputs random values do not hit."""
+        n = self._check_extent(k, call, reach)
+        made = []
+        for name, a in zip(self.params, call):
+            if not isinstance(a, np.ndarray) or k.grid(name).role == "table":
+                made.append(a.copy() if isinstance(a, np.ndarray) else a)
+            else:
+                made.append(np.array(a[(slice(0, n),) * a.ndim]))
+        if any(isinstance(a, np.ndarray) and k.grid(name).role != "table"
+               and min(a.shape) < 2 * reach + 1 for name, a in zip(self.params, made)):
+            raise ValueError("the call's grids are smaller than the neighbourhood")
         return tuple(made)
 
     # -- reference --------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""The names a kernel reads from outside itself, resolved as Python resolves them.
+
+A kernel's Python is its specification, so a name means what Python would
+look up when the line runs: the function's closure cells first, then its
+module's globals, then the builtins.  A front end that compiles a module-level
+number as a constant, or a module-level ``math`` as the C library, has made
+an *assumption* about a binding that the user may change at any time
+(``module.K = 3.0``).  :func:`global_reads` records every such binding a
+function's code can load; :class:`GlobalReads` says whether they all still
+hold (one identity test each: cheap enough for every call) and describes them
+stably, so code specialized for other values is cached under another key.
+
+::
+
+    reads = global_reads(fn)
+    ns = namespace(fn)             # closure > globals > builtins, for the front end
+    ...
+    if not reads.holds():          # someone rebound a name: specialize again
+        ...
+"""
+from __future__ import annotations
+
+import builtins
+import dis
+import types
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["UNBOUND", "GlobalReads", "global_reads", "namespace"]
+
+
+class _Unbound:
+    """The value recorded for a global name the module did not define (Python then looks
+    in the builtins, or raises NameError)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNBOUND"
+
+
+UNBOUND = _Unbound()
+
+_LOADS_GLOBAL = {"LOAD_GLOBAL", "LOAD_NAME"}
+_LOADS_CELL = {"LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_CLOSURE"}
+
+
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # comprehensions, lambdas, nested defs
+            yield from _code_objects(const)
+
+
+def _describe(value) -> str:
+    """A description of a bound value that is stable across processes (part of cache
+    keys): numbers by type and value, modules and functions by name."""
+    if value is UNBOUND:
+        return "<unbound>"
+    if isinstance(value, bool | int | float | complex | np.number | np.bool_):
+        return f"{type(value).__name__}:{value!r}"
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    name = getattr(value, "__qualname__", None)
+    if callable(value) and name is not None:
+        return f"callable:{getattr(value, '__module__', '?')}.{name}"
+    return f"object:{type(value).__module__}.{type(value).__qualname__}"
+
+
+@dataclass(frozen=True)
+class GlobalReads:
+    """The bindings a function's code can load from outside itself, as they are now.
+
+    ``guards`` holds ``(namespace, name, value)``: ``namespace`` is the module's
+    globals dict (``value`` is :data:`UNBOUND` if the module lacks the name) or a
+    closure cell (``name`` is the free variable's name).
+    """
+
+    guards: tuple[tuple[object, str, object], ...]
+
+    def holds(self) -> bool:
+        """Whether every name is still bound to the very object it was."""
+        for ns, name, value in self.guards:
+            if isinstance(ns, dict):
+                if ns.get(name, UNBOUND) is not value:
+                    return False
+            else:
+                try:
+                    now = ns.cell_contents
+                except ValueError:  # an empty cell
+                    now = UNBOUND
+                if now is not value:
+                    return False
+        return True
+
+    def describe(self) -> str:
+        """One line per name: what it is bound to, stably (for cache and record keys)."""
+        return "\n".join(f"{name}={_describe(value)}" for _, name, value in self.guards)
+
+
+def global_reads(fn) -> GlobalReads:
+    """The module-level and closure names ``fn``'s code (and code nested in it) loads."""
+    fn = getattr(fn, "__func__", fn)
+    code = fn.__code__
+    globals_ = fn.__globals__
+    cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
+    seen: set[tuple[str, str]] = set()
+    guards = []
+    for co in _code_objects(code):
+        for ins in dis.get_instructions(co):
+            name = ins.argval
+            if not isinstance(name, str):
+                continue
+            if ins.opname in _LOADS_GLOBAL and ("g", name) not in seen:
+                seen.add(("g", name))
+                guards.append((globals_, name, globals_.get(name, UNBOUND)))
+            elif ins.opname in _LOADS_CELL and name in cells and ("c", name) not in seen:
+                seen.add(("c", name))
+                try:
+                    value = cells[name].cell_contents
+                except ValueError:
+                    value = UNBOUND
+                guards.append((cells[name], name, value))
+    guards.sort(key=lambda g: (not isinstance(g[0], dict), g[1]))
+    return GlobalReads(tuple(guards))
+
+
+def namespace(fn) -> Mapping[str, object]:
+    """What a free name in ``fn`` means: its closure, then its module, then the builtins."""
+    fn = getattr(fn, "__func__", fn)
+    closure = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            closure[name] = cell.cell_contents
+        except ValueError:
+            pass
+    return ChainMap(closure, fn.__globals__, vars(builtins))

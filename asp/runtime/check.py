@@ -1,0 +1,108 @@
+"""Every compiled variant is checked against the Python before it is trusted.
+
+:func:`check_variants` runs the user's Python on small arguments the
+specializer makes (``Plan.check_args``: random values of the right kinds and
+shapes), runs every variant on copies of the same arguments, and excludes the
+variants that disagree.  When the Python itself raises on those arguments (a
+kernel whose valid inputs random values do not hit, e.g. a lookup-table index),
+it tries small arguments cut from the user's own call (``Plan.check_args_from``);
+if the Python raises on those too, nothing could be checked and the
+specialization fails with a message that says so: a variant is never trusted
+unchecked.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asp.errors import CheckError
+from asp.runtime.abi import MISS
+
+__all__ = ["agree", "check_variants", "copy_args"]
+
+
+def copy_args(args: tuple) -> tuple:
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def agree(expected, got, rtol: float, atol: float) -> str | None:
+    """None if the results agree, else a short reason."""
+    if isinstance(expected, tuple | list):
+        for e, g in zip(expected, got, strict=True):
+            why = agree(e, g, rtol, atol)
+            if why:
+                return why
+        return None
+    e, g = np.asarray(expected), np.asarray(got)
+    if e.shape != g.shape:
+        return f"shape {g.shape} != {e.shape}"
+    if e.dtype.kind in "fc" or g.dtype.kind in "fc":
+        ok = np.isclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol,
+                        equal_nan=True)
+    elif g.dtype.kind in "iu" and e.dtype.kind in "biu" and e.dtype != g.dtype:
+        # The Python computes with unbounded ints; the kernel in its output's integer type
+        # (NumPy's rules, e.g. -uint8(1) == 255): compare modulo that type.
+        ok = g == e.astype(g.dtype)
+    else:
+        ok = g == e
+    if not np.all(ok):
+        bad = int(np.size(ok) - np.count_nonzero(ok))
+        return f"{bad} of {np.size(ok)} values differ from the Python reference"
+    return None
+
+
+def _reference(spec, make) -> tuple[tuple, tuple, object] | Exception:
+    """(arguments, the Python's arguments after the call, its result), or what it raised."""
+    try:
+        args = make()
+        expected_args = copy_args(args)
+        with np.errstate(all="ignore"):  # random inputs may overflow: not the user's data
+            expected = spec.run_python(expected_args)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's Python
+        return exc
+    return args, expected_args, expected
+
+
+def check_variants(s, spec, call_args: tuple | None = None) -> None:
+    """Run every variant of specialization ``s`` on small inputs and exclude those that
+    disagree with ``spec.run_python``; raise :class:`CheckError` when no input could be
+    made on which the Python runs, or when every variant disagrees."""
+    plan = s.plan
+    ref = _reference(spec, plan.check_args)
+    if isinstance(ref, Exception) and plan.check_args_from is not None \
+            and call_args is not None:
+        first = ref
+        ref = _reference(spec, lambda: plan.check_args_from(call_args))
+        if isinstance(ref, Exception):
+            ref = first
+    if isinstance(ref, Exception):
+        raise CheckError(
+            "the compiled code could not be checked: the Python raised "
+            f"{type(ref).__name__}: {ref} on the check inputs", kernel=s.kernel)
+    args, expected_args, expected = ref
+    for name, entry in s.entries.items():
+        got_args = copy_args(args)
+        try:
+            got = entry(*got_args)
+        except Exception as exc:  # noqa: BLE001 - a variant that fails is excluded
+            s.tuning.exclude(name, f"{type(exc).__name__}: {exc}")
+            s.check_failures[name] = str(exc)
+            continue
+        if got is MISS:
+            s.tuning.exclude(name, "guard miss on check inputs")
+            s.check_failures[name] = "guard miss"
+            continue
+        # Compare whatever the kernel writes: its result and its writable arguments.
+        exp_parts = [expected] if plan.ret >= 0 else []
+        got_parts = [got] if plan.ret >= 0 else []
+        for i, sp in enumerate(plan.specs):
+            if sp.kind == "array" and sp.write and i != plan.ret and got_args[i] is not None:
+                exp_parts.append(expected_args[i])
+                got_parts.append(got_args[i])
+        why = agree(tuple(exp_parts), tuple(got_parts), plan.rtol, plan.atol)
+        if why:
+            s.tuning.exclude(name, why)
+            s.check_failures[name] = why
+    if len(s.check_failures) == len(s.entries):
+        first = next(iter(s.check_failures.items()))
+        raise CheckError("every compiled variant disagrees with the Python reference "
+                         f"(variant {first[0]}: {first[1]})", kernel=s.kernel)
