@@ -242,7 +242,7 @@ def test_render_failure_names_kernel_and_stage(isolated, monkeypatch, rng):
 
 
 @pytest.mark.parametrize("variant", ["pa1-37", None])
-def test_planning_failure_of_a_variant_falls_back(variant, monkeypatch, rng):
+def test_planning_failure_of_a_variant_falls_back(variant, isolated, monkeypatch, rng):
     def pa1_plan(*args):
         raise IndexError("index 9 is out of bounds")
 
