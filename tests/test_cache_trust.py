@@ -145,6 +145,19 @@ def test_unsafe_cache_directory_is_refused_and_nothing_is_loaded(fresh_cache, ho
     _assert_falls_back_once(words)
 
 
+def test_cache_inside_a_world_writable_directory_without_sticky_bit_is_refused(tmp_path,
+                                                                              monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could rename our cache away and put theirs in its place
+    monkeypatch.setenv("ASP_CACHE_DIR", str(shared / "cache"))
+    with pytest.raises(CompileError, match=rf"lies in {shared}, which anyone can write "
+                                           rf"without the sticky bit.*chmod o-w {shared}"):
+        build(_source(), kernel="test.trust")
+    shared.chmod(0o1777)  # like /tmp: others cannot rename what is ours
+    assert _call(build(_source(), kernel="test.trust"), 1) == 3
+
+
 @pytest.mark.parametrize("sub", ["lib", "entries", "build", "locks"])
 def test_unsafe_subdirectory_is_refused(fresh_cache, sub):
     build(_source(), kernel="test.trust")

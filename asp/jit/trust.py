@@ -3,8 +3,9 @@
 asp ``dlopen``\\ s shared objects from its cache directory, so whoever can write
 there can make this process run their code.  Like ssh with a lax key file, a
 cache directory (``ASP_CACHE_DIR`` or the default) that is group- or
-world-writable, owned by another user, or whose subdirectories are symbolic
-links or fail the same checks, is refused with a :class:`~asp.errors.CompileError`
+world-writable, owned by another user, inside a world-writable directory
+without the sticky bit, or whose subdirectories are symbolic links or fail the
+same checks, is refused with a :class:`~asp.errors.CompileError`
 that says which directory, what is wrong and how to fix it; kernels then run as
 Python.
 
@@ -102,7 +103,29 @@ def cache_root() -> Path:
     problem = directory_problem(root, follow=True)
     if problem is not None:
         raise _refuse(root, problem)
+    parent = _unsafe_ancestor(root)
+    if parent is not None:
+        raise _refuse(root, f"lies in {parent}, which anyone can write without the sticky "
+                            "bit, so another user could replace it and make this process run "
+                            f"their code; use a directory elsewhere (set ASP_CACHE_DIR) or run "
+                            f"`chmod o-w {parent}`")
     return root
+
+
+def _unsafe_ancestor(path: Path) -> Path | None:
+    """An ancestor of ``path`` in which others could rename ``path`` away, or None.
+
+    Like ``/tmp`` without its sticky bit.  (Group-writable ancestors are accepted:
+    with per-user groups a home directory often is.)
+    """
+    for parent in path.parents:
+        try:
+            mode = os.stat(parent).st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            return parent
+    return None
 
 
 def cache_subdir(name: str, root: Path | None = None) -> Path:
