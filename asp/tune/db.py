@@ -83,7 +83,10 @@ def _path() -> Path:
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
     """A file that is not a database (or a corrupt one), not one that is merely busy."""
     # "database is locked" is an OperationalError, a subclass of DatabaseError
-    return not isinstance(exc, sqlite3.OperationalError)
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return type(exc) is sqlite3.DatabaseError
 
 
 @contextlib.contextmanager
