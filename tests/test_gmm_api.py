@@ -187,10 +187,14 @@ def test_compile_failure_falls_back_once_or_raises_when_strict(blobs, monkeypatc
         GaussianMixture(3, **kw).fit(X)
 
 
-def test_too_large_for_the_kernels_runs_python_with_a_warning():
+def test_large_dimension_runs_natively_and_matches_python():
+    """D=300 once ran Python (its buffers did not fit the stack): now native, no warning."""
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(12, 300))
+    X = rng.normal(size=(40, 300))
     g = GMM(2, 300, cvtype="diag")
-    with pytest.warns(AspFallbackWarning, match="too large"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspFallbackWarning)
         ll = g.train(X, max_iters=2)
-    assert ll == pytest.approx(GMM(2, 300, cvtype="diag").train_using_python(X, max_iters=2))
+    assert g.last_variant != "python"
+    assert ll == pytest.approx(GMM(2, 300, cvtype="diag").train_using_python(X, max_iters=2),
+                               rel=1e-9)

@@ -36,13 +36,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("specializers.gmm.dask needs Dask: pip install 'asp-sejits[dask]'"
                       ) from exc
 
-from asp import config
-from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import as_native
 from asp.scaleout import gather
 
 from . import reference as ref
-from .kernels import VARIANTS, kernel_params, kernels_for, params_from_stats
+from .kernels import VARIANTS, kernel_params, native_kernels, params_from_stats
 
 __all__ = ["chunk_statistics", "em", "fit", "predict", "train"]
 
@@ -64,14 +62,8 @@ def chunk_statistics(X: np.ndarray, p: ref.Params, kp: tuple, variant: str | Non
     if X.shape[0] == 0:
         nstat = 1 + d + (d * d if p.cvtype in ("full", "tied") else d)
         return 0.0, np.zeros((m, nstat))
-    try:
-        kernels = None if config.jit_disabled() else kernels_for(m, d, p.cvtype, X.dtype)
-    except SpecializationError as exc:
-        if config.strict():
-            raise
-        warnings.warn(f"{exc}; computing this chunk's EM statistics with NumPy",
-                      AspFallbackWarning, stacklevel=2)
-        kernels = None
+    kernels = native_kernels(m, d, p.cvtype, X.dtype,
+                             instead="computing this chunk's EM statistics with NumPy")
     if kernels is None:
         return _numpy_statistics(X, p)
     variant = variant or VARIANTS[0]
@@ -102,11 +94,14 @@ def _numpy_statistics(X: np.ndarray, p: ref.Params):
 def _loglik(X: np.ndarray, p: ref.Params, kp: tuple) -> float:
     """sum over the chunk of log p(x)."""
     m, d = p.means.shape
-    try:
-        wlp = kernels_for(m, d, p.cvtype, X.dtype).weighted_log_prob(as_native(X), kp)
-    except SpecializationError:
-        wlp = ref.weighted_log_prob(X, p)
-    wlp = wlp.astype(np.float64)
+    X = as_native(X)
+    if X.shape[0] == 0:
+        return 0.0
+    kernels = native_kernels(m, d, p.cvtype, X.dtype,
+                             instead="computing this chunk's log-likelihood with NumPy")
+    if kernels is not None:
+        return kernels.em(VARIANTS[0], X, kp, None, e_only=True)[0]
+    wlp = ref.weighted_log_prob(X, p).astype(np.float64)
     mx = wlp.max(axis=1, keepdims=True)
     return float((mx[:, 0] + np.log(np.exp(wlp - mx).sum(axis=1))).sum())
 

@@ -54,8 +54,20 @@ class GaussianMixture(_SkGaussianMixture):
         self.covariances_, self.precisions_cholesky_ = p.covariances, p.prec_chol
 
     @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the model ``n_init`` times and keep the best (scikit-learn's ``fit``,
+        without the final E-step whose labels ``fit`` would throw away)."""
+        self._fit(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X, y=None):
         """Fit the model ``n_init`` times, keep the best, and label ``X``."""
+        X, stepper = self._fit(X)
+        # A final E-step, so fit_predict(X) agrees with fit(X).predict(X).
+        return stepper.labels(X, self._params())
+
+    def _fit(self, X) -> tuple[np.ndarray, EMStepper]:
         check_data(X, min_events=1)  # clear errors for NaN, 1-D, non-numeric first
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
@@ -74,7 +86,11 @@ class GaussianMixture(_SkGaussianMixture):
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, random_state, xp=xp)
+                self._asp_init_stepper = stepper  # for _initialize, called by sklearn
+                try:
+                    self._initialize_parameters(X, random_state, xp=xp)
+                finally:
+                    del self._asp_init_stepper
             lb = -np.inf if do_init else self.lower_bound_
             lbs: list[float] = []
             p = self._params()
@@ -97,7 +113,7 @@ class GaussianMixture(_SkGaussianMixture):
         if not self.converged_ and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          ConvergenceWarning, stacklevel=2)
+                          ConvergenceWarning, stacklevel=3)
         if best.covariances is None:  # max_iter=0 from precisions_init: as scikit-learn
             self.weights_, self.means_ = best.weights, best.means
             self.precisions_cholesky_ = best.prec_chol
@@ -107,8 +123,25 @@ class GaussianMixture(_SkGaussianMixture):
         self.n_iter_ = best_iter
         self.lower_bound_ = best_lb
         self.lower_bounds_ = best_lbs
-        # A final E-step, so fit_predict(X) agrees with fit(X).predict(X).
-        return np.argmax(stepper.weighted_log_prob(X, self._params()), axis=1)
+        return X, stepper
+
+    def _initialize(self, X, resp, xp=None):
+        """scikit-learn's initial M-step from the responsibilities of an
+        initialisation (``init_params``), run by the generated kernel."""
+        stepper = getattr(self, "_asp_init_stepper", None) or self._stepper(X)
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        if resp is None or not stepper.native or all(v is not None for v in given):
+            return super()._initialize(X, resp, xp=xp)
+        nk, means, cov = stepper.initial_moments(as_native(X), resp, self.reg_covar)
+        if self.precisions_init is not None:
+            # sklearn then takes the precisions as given and sets no covariances
+            super()._initialize(X, None, xp=xp)
+        else:
+            self.covariances_ = cov
+            self.precisions_cholesky_ = ref.precision_cholesky(cov, self.covariance_type)
+        self.weights_ = np.asarray(nk / X.shape[0] if self.weights_init is None
+                                   else self.weights_init)
+        self.means_ = means if self.means_init is None else self.means_init
 
     def _get_parameters(self):
         return (self.weights_, self.means_, getattr(self, "covariances_", None),

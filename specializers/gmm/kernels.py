@@ -29,14 +29,15 @@ import numpy as np
 from mako.template import Template
 
 from asp import config
-from asp.errors import AspFallbackWarning, LoadError, SpecializationError
+from asp.errors import AspFallbackWarning, CompileError, LoadError, SpecializationError
 from asp.jit import build
 from asp.runtime import generator_fingerprint
 from asp.tune import Tuning
 
 from . import reference as ref
 
-__all__ = ["BLOCKS", "PAR_MIN_WORK", "VARIANTS", "EMKernels", "EMStepper", "kernels_for",
+__all__ = ["BLOCKS", "PAR_MIN_WORK", "VARIANTS", "EMKernels", "EMStepper", "kernel_params",
+           "kernels_for", "moments_from_stats", "native_kernels", "params_from_stats",
            "render_source", "threads_for"]
 
 BLOCKS = (1, 32, 128)  # blocked variants work in chunks of 32 events (4 SIMD vectors of 8)
@@ -74,59 +75,71 @@ def threads_for(n: int, m: int, d: int) -> int:
     return 1 if n * m * d < PAR_MIN_WORK else config.num_threads()
 
 
-# The kernels keep per-thread working sets on the stack (an event block, the
-# block's log-probabilities, one component's statistics); past this they could
-# overflow an OpenMP thread's stack, so larger problems run the NumPy reference.
-STACK_LIMIT = 1 << 20
-
-
-def stack_bytes(m: int, d: int) -> int:
-    """The largest per-thread stack footprint of any variant, in bytes."""
-    b = max(BLOCKS)
-    return 8 * (2 * d * b + m * b + m * d + 1 + d + d * d)
-
-
 def n_bucket(n: int) -> int:
     """Events are tuned per power-of-4 bucket: nearby sizes share a winner."""
     return 4 ** max(0, math.ceil(math.log(max(n, 1), 4)))
 
 
 class EMKernels:
-    """The compiled variants for one (M, D, kind, dtype), called through ctypes."""
+    """The compiled variants for one (M, D, kind, dtype), called through ctypes.
+
+    Construction raises only :class:`SpecializationError` (naming this kernel and
+    the stage that failed), whatever went wrong: a template bug, a compiler
+    error, a cache directory that cannot be written, a full disk.
+    """
 
     def __init__(self, m: int, d: int, kind: str, dtype):
         self.m, self.d, self.kind, self.dtype = m, d, kind, np.dtype(dtype)
         self.name = f"gmm.em[{kind},M={m},D={d},{self.dtype.name}]"
-        if stack_bytes(m, d) > STACK_LIMIT:
-            raise SpecializationError(
-                f"M={m}, D={d} is too large for the kernels' per-thread stack buffers "
-                f"({stack_bytes(m, d) >> 10} KiB > {STACK_LIMIT >> 10} KiB)", kernel=self.name)
         try:
             source = render_source(m, d, kind, self.dtype)
         except Exception as exc:  # a template bug must fall back, not crash the fit
-            raise SpecializationError(f"rendering the EM template failed: {exc}",
-                                      kernel=self.name) from None
-        self.lib = build(source, kernel=self.name, name="gmm_em")
-        self.fns = {v: self._fn(f"gmm_em_{v}", 10) for v in VARIANTS}
-        self.logprob = self._fn("gmm_logprob", 7)
+            raise SpecializationError(f"rendering the EM template failed: {_why(exc)}",
+                                      kernel=self.name) from exc
+        try:
+            self.lib = build(source, kernel=self.name, name="gmm_em")
+        except SpecializationError as exc:
+            raise exc.with_context(kernel=self.name) from exc.__cause__
+        except OSError as exc:
+            # A cache directory that cannot be made or written (read-only, HOME
+            # unwritable), a full disk ([Errno 27] File too large), ...
+            raise CompileError(f"building the EM kernels failed, the kernel cache could not "
+                               f"be used: {_why(exc)}", kernel=self.name) from exc
+        except Exception as exc:
+            raise CompileError(f"building the EM kernels failed: {_why(exc)}",
+                               kernel=self.name) from exc
+        try:
+            self.fns = {v: self._fn(f"gmm_em_{v}", [ctypes.c_int64] + [ctypes.c_void_p] * 7
+                                    + [ctypes.c_int64] * 2) for v in VARIANTS}
+            self.logprob = self._fn("gmm_logprob", [ctypes.c_int64] + [ctypes.c_void_p] * 6
+                                    + [ctypes.c_int64])
+            self.mstats_fn = self._fn("gmm_mstats", [ctypes.c_int64] + [ctypes.c_void_p] * 4
+                                      + [ctypes.c_int64])
+        except SpecializationError as exc:
+            raise exc.with_context(kernel=self.name) from exc.__cause__
+        except Exception as exc:
+            raise LoadError(f"binding the EM kernels failed: {_why(exc)}",
+                            kernel=self.name) from exc
         self.nstat = 1 + d + (d * d if kind == "full" else d)
 
-    def _fn(self, symbol: str, nargs: int):
+    def _fn(self, symbol: str, argtypes: list):
         try:
             fn = getattr(self.lib.cdll, symbol)
         except AttributeError:
             raise LoadError(f"symbol {symbol!r} missing", kernel=self.name) from None
-        nptr = 6 if symbol == "gmm_logprob" else 7
-        fn.argtypes = ([ctypes.c_int64] + [ctypes.c_void_p] * nptr
-                       + [ctypes.c_int64] * (nargs - 1 - nptr))
+        fn.argtypes = argtypes
         fn.restype = ctypes.c_int
         return fn
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc:
+            raise MemoryError(f"{self.name}: out of memory in {what}")
 
     def em(self, variant: str, X: np.ndarray, kp: tuple, work: np.ndarray | None, *,
            e_only: bool = False):
         """Run one variant: (sum of log p(x), stats of shape (M, NSTAT)).
 
-        ``e_only`` skips the statistics (zero): the E-step alone, for benchmarks."""
+        ``e_only`` skips the statistics (zero): the E-step alone."""
         mu, P, logc = kp
         stats = np.empty((self.m, self.nstat))
         ll = np.empty(1)
@@ -134,16 +147,43 @@ class EMKernels:
                                logc.ctypes.data, stats.ctypes.data, ll.ctypes.data,
                                None if work is None else work.ctypes.data,
                                threads_for(X.shape[0], self.m, self.d), int(e_only))
-        if rc:
-            raise MemoryError(f"{self.name}: out of memory in variant {variant}")
+        self._check(rc, f"variant {variant}")
         return float(ll[0]), stats
 
-    def weighted_log_prob(self, X: np.ndarray, kp: tuple) -> np.ndarray:
+    def estep(self, X: np.ndarray, kp: tuple, *, log_prob: bool = True,
+              labels: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(log w_k + log N(x | k) of shape (N, M), argmax labels (N,)); each only
+        if asked for."""
         mu, P, logc = kp
-        out = np.empty((X.shape[0], self.m))
-        self.logprob(X.shape[0], X.ctypes.data, mu.ctypes.data, P.ctypes.data,
-                     logc.ctypes.data, out.ctypes.data, threads_for(X.shape[0], self.m, self.d))
-        return out
+        n = X.shape[0]
+        out = np.empty((n, self.m)) if log_prob else None
+        lab = np.empty(n, dtype=np.int64) if labels else None
+        rc = self.logprob(n, X.ctypes.data, mu.ctypes.data, P.ctypes.data, logc.ctypes.data,
+                          None if out is None else out.ctypes.data,
+                          None if lab is None else lab.ctypes.data,
+                          threads_for(n, self.m, self.d))
+        self._check(rc, "the E-step")
+        return out, lab
+
+    def weighted_log_prob(self, X: np.ndarray, kp: tuple) -> np.ndarray:
+        return self.estep(X, kp)[0]
+
+    def mstats(self, X: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(stats (M, NSTAT) centred on c, c (M, D)) from responsibilities ``resp``
+        (N, M); c is the responsibility-weighted mean of each component."""
+        resp = np.ascontiguousarray(resp, dtype=X.dtype)
+        if resp.shape != (X.shape[0], self.m):
+            raise ValueError(f"resp: expected shape {(X.shape[0], self.m)}, got {resp.shape}")
+        c = np.empty((self.m, self.d))
+        stats = np.empty((self.m, self.nstat))
+        rc = self.mstats_fn(X.shape[0], X.ctypes.data, resp.ctypes.data, c.ctypes.data,
+                            stats.ctypes.data, threads_for(X.shape[0], self.m, self.d))
+        self._check(rc, "the initial M-step")
+        return stats, c
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 _kernels: dict[tuple, EMKernels] = {}
@@ -152,12 +192,36 @@ _tunings: dict[str, Tuning] = {}
 
 def kernels_for(m: int, d: int, cvtype: str, dtype) -> EMKernels:
     """The compiled kernels (built once per process, cached on disk); raises
-    :class:`SpecializationError` if they cannot be built."""
+    :class:`SpecializationError`, and nothing else, if they cannot be built."""
     key = (m, d, kind_of(cvtype), np.dtype(dtype).name)
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = EMKernels(m, d, kind_of(cvtype), dtype)
+        try:
+            k = EMKernels(m, d, kind_of(cvtype), dtype)
+        except SpecializationError:
+            raise
+        except Exception as exc:  # planning the kernels must never escape as a crash
+            raise SpecializationError(f"preparing the EM kernels failed: {_why(exc)}",
+                                      kernel=f"gmm.em[{cvtype},M={m},D={d}]") from exc
+        _kernels[key] = k
     return k
+
+
+def native_kernels(m: int, d: int, cvtype: str, dtype, *,
+                   instead: str = "running the NumPy reference EM instead",
+                   stacklevel: int = 3) -> EMKernels | None:
+    """The kernels, or None for the NumPy reference: silently when asked for
+    (``ASP_DISABLE_JIT``), with one :class:`AspFallbackWarning` when they cannot
+    be built, and never under ``ASP_STRICT=1`` (the error is raised)."""
+    if config.jit_disabled():
+        return None
+    try:
+        return kernels_for(m, d, cvtype, dtype)
+    except SpecializationError as exc:
+        if config.strict():
+            raise
+        warnings.warn(f"{exc}; {instead}", AspFallbackWarning, stacklevel=stacklevel + 1)
+        return None
 
 
 def kernel_params(p: ref.Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,23 +243,23 @@ def kernel_params(p: ref.Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mu, np.ascontiguousarray(P), np.ascontiguousarray(logc)
 
 
-def params_from_stats(stats: np.ndarray, old: ref.Params, reg_covar: float,
-                      dtype) -> ref.Params:
-    """scikit-learn's M-step from statistics centred on the old means ``c``.
+def moments_from_stats(stats: np.ndarray, c: np.ndarray, reg_covar: float, cvtype: str,
+                       dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nk, means, covariances) as scikit-learn computes them, from statistics
+    centred on ``c`` (M, D).
 
     With d = x - c, s = sum r d, S = sum r d d^T and e = new mean - c,
     sum r (x - mean)(x - mean)^T = S - s e^T - e s^T + (sum r) e e^T exactly,
     so no large sums cancel.
     """
     dtype = np.dtype(dtype)
-    m, d = old.means.shape
-    c = np.asarray(old.means, dtype=np.float64)
+    m, d = c.shape
+    c = np.asarray(c, dtype=np.float64)
     sumr = stats[:, 0]
     s = stats[:, 1:1 + d]
     nk = sumr + 10 * np.finfo(dtype).eps
     means = (s + c * sumr[:, None]) / nk[:, None]
     e = means - c
-    cvtype = old.cvtype
     if cvtype in ("full", "tied"):
         S = stats[:, 1 + d:].reshape(m, d, d)
         S = np.triu(S) + np.triu(S, 1).transpose(0, 2, 1)  # kernels fill the upper half
@@ -212,16 +276,16 @@ def params_from_stats(stats: np.ndarray, old: ref.Params, reg_covar: float,
         cov = (S - 2 * s * e + sumr[:, None] * e * e) / nk[:, None] + reg_covar
         if cvtype == "spherical":
             cov = cov.mean(axis=1)
-    cov = cov.astype(dtype)
-    return ref.Params(cvtype, (nk / nk.sum()).astype(dtype), means.astype(dtype), cov,
-                      ref.precision_cholesky(cov, cvtype))
+    return nk, means, cov.astype(dtype)
 
 
-def _fallback(exc: SpecializationError) -> None:
-    if config.strict():
-        raise exc
-    warnings.warn(f"{exc}; running the NumPy reference EM instead", AspFallbackWarning,
-                  stacklevel=4)
+def params_from_stats(stats: np.ndarray, old: ref.Params, reg_covar: float,
+                      dtype) -> ref.Params:
+    """scikit-learn's M-step from statistics centred on the old means."""
+    dtype = np.dtype(dtype)
+    nk, means, cov = moments_from_stats(stats, old.means, reg_covar, old.cvtype, dtype)
+    return ref.Params(old.cvtype, (nk / nk.sum()).astype(dtype), means.astype(dtype), cov,
+                      ref.precision_cholesky(cov, old.cvtype))
 
 
 class EMStepper:
@@ -239,17 +303,10 @@ class EMStepper:
             raise ValueError(f"variant={variant!r}: expected one of {', '.join(VARIANTS)}")
         self.m, self.d, self.cvtype, self.dtype = m, d, cvtype, np.dtype(dtype)
         self.forced = variant
-        self.kernels: EMKernels | None = None
         self.last_variant = "python"
         self._work: np.ndarray | None = None
-        if python:
-            return
-        if config.jit_disabled():  # asked for: the NumPy reference EM, silently
-            return
-        try:
-            self.kernels = kernels_for(m, d, cvtype, dtype)
-        except SpecializationError as exc:
-            _fallback(exc)
+        self.kernels: EMKernels | None = None if python else native_kernels(
+            m, d, cvtype, dtype, stacklevel=3)
 
     @property
     def native(self) -> bool:
@@ -260,8 +317,13 @@ class EMStepper:
                f"dtype={self.dtype.name} threads={config.num_threads()}")
         t = _tunings.get(sig)
         if t is None:
-            t = _tunings[sig] = Tuning("gmm.em", sig, list(VARIANTS),
-                                       code=generator_fingerprint(__name__))
+            try:
+                t = Tuning("gmm.em", sig, list(VARIANTS), code=generator_fingerprint(__name__))
+            except Exception:
+                # The tuning database is in the cache directory; if that cannot be
+                # opened the compiled kernels still run, untuned (ASP_TUNE=off's pick).
+                t = Tuning("gmm.em", sig, list(VARIANTS), mode="off")
+            _tunings[sig] = t
         return t
 
     def step(self, X: np.ndarray, p: ref.Params, reg_covar: float) -> tuple[float, ref.Params]:
@@ -281,13 +343,43 @@ class EMStepper:
         if tuning is not None:
             tuning.record(variant, time.perf_counter() - t0)
         self.last_variant = variant
-        if not np.isfinite(ll):
-            raise ValueError("the log-likelihood is not finite: X has values too large "
-                             "for the current parameters (scale the input data)")
+        _check_finite(ll)
         return ll / X.shape[0], params_from_stats(stats, p, reg_covar, self.dtype)
+
+    def initial_moments(self, X: np.ndarray, resp: np.ndarray,
+                        reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nk, means, covariances) from responsibilities, as scikit-learn's
+        ``_estimate_gaussian_parameters`` (the M-step of an initialisation)."""
+        if self.kernels is None:
+            return ref.estimate_parameters(X, resp, reg_covar, self.cvtype)
+        stats, c = self.kernels.mstats(X, resp)
+        nk, means, cov = moments_from_stats(stats, c, reg_covar, self.cvtype, self.dtype)
+        return nk.astype(self.dtype), means.astype(self.dtype), cov
 
     def weighted_log_prob(self, X: np.ndarray, p: ref.Params) -> np.ndarray:
         """log w_k + log N(x | k), shape (N, M), in X's dtype."""
         if self.kernels is None:
             return ref.weighted_log_prob(X, p)
-        return self.kernels.weighted_log_prob(X, kernel_params(p)).astype(X.dtype, copy=False)
+        return self.kernels.estep(X, kernel_params(p))[0].astype(X.dtype, copy=False)
+
+    def labels(self, X: np.ndarray, p: ref.Params) -> np.ndarray:
+        """The most likely component of each event (np.argmax of the above)."""
+        if self.kernels is None:
+            return np.argmax(ref.weighted_log_prob(X, p), axis=1)
+        return self.kernels.estep(X, kernel_params(p), log_prob=False, labels=True)[1]
+
+    def log_likelihood(self, X: np.ndarray, p: ref.Params) -> float:
+        """sum over X of log p(x): the fused kernel's E-step alone."""
+        if self.kernels is None:
+            wlp = ref.weighted_log_prob(X, p).astype(np.float64)
+            mx = wlp.max(axis=1, keepdims=True)
+            return float((mx[:, 0] + np.log(np.exp(wlp - mx).sum(axis=1))).sum())
+        ll, _ = self.kernels.em(VARIANTS[0], X, kernel_params(p), None, e_only=True)
+        _check_finite(ll)
+        return ll
+
+
+def _check_finite(ll: float) -> None:
+    if not np.isfinite(ll):
+        raise ValueError("the log-likelihood is not finite: X has values too large "
+                         "for the current parameters (scale the input data)")

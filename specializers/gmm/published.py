@@ -129,8 +129,7 @@ class GMM:
         self._from_params(p)
         self.last_variant = stepper.last_variant
         # The likelihood of X under the parameters just trained (one more E-step).
-        wlp = stepper.weighted_log_prob(X, p).astype(np.float64)
-        return float(_logsumexp_rows(wlp).sum())
+        return stepper.log_likelihood(X, p)
 
     def train(self, X, max_iters: int = 100, min_iters: int = 1) -> float:
         """Run EM on ``X`` (N, D) until the mean log-likelihood changes by less than
@@ -149,7 +148,7 @@ class GMM:
         X = check_data(X, n_features=self.D)
         self._initial(X)
         stepper = EMStepper(self.M, self.D, self.cvtype, X.dtype, python=python)
-        return np.argmax(stepper.weighted_log_prob(X, self._to_params(X.dtype)), axis=1)
+        return stepper.labels(X, self._to_params(X.dtype))
 
     def predict(self, X) -> np.ndarray:
         """The most likely component of each event of ``X``."""
@@ -171,11 +170,6 @@ class GMM:
 
     def get_all_component_diag_covariance(self) -> np.ndarray:
         return np.diagonal(self.components.covars, axis1=1, axis2=2).copy()
-
-
-def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    mx = a.max(axis=1, keepdims=True)
-    return (mx + np.log(np.exp(a - mx).sum(axis=1, keepdims=True)))[:, 0]
 
 
 def _farthest_first(X: np.ndarray, m: int) -> np.ndarray:

@@ -11,33 +11,68 @@ current means (shifted sums keep the covariance free of cancellation):
     stats[k] = [ sum_n r_nk,  sum_n r_nk d_n (D),  sum_n r_nk d_n d_n^T (upper, DxD) or r d^2 (D) ]
 with d_n = x_n - mu_k, and *ll = sum_n log p(x_n).  The caller turns them into
 sklearn's M-step.  Variants differ only in how the work is split over threads.
+
+Every buffer whose size grows with M or D lives on the heap, one allocation
+per call split into per-thread slices: OpenMP threads get small stacks
+(OMP_STACKSIZE, 2-8 MiB by default, as little as 16 KiB when set), and a full
+D=128 block is 256 KiB.  Only scalars and GCC vectors stay on the stack.
+
+Entry points return 0, or 1 when memory cannot be allocated.
 </%doc>
+<% EB = max(blocks) %>\
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+/* A serial build (ASP_CFLAGS without -fopenmp) must still compile and load:
+   the pragmas are then ignored, and one thread does all the work. */
+#ifdef _OPENMP
 #include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#define TEAM_SIZE() omp_get_num_threads()
+#else
+#define THREAD_ID() 0
+#define TEAM_SIZE() 1
+#endif
 
 #define M ${M}
 #define D ${D}
 #define DD ${'(D * D)' if full else 'D'}
+#define PSTRIDE ${'(D * D)' if full else 'D'}
 #define NSTAT (1 + D + DD)
 typedef ${ctype} real_t;
+
+/* Per-thread slices of one heap block, each a multiple of 64 bytes so slices
+   start on their own cache line (aligned loads, no false sharing). */
+static inline size_t slice_doubles(size_t n) { return (n + 7) & ~(size_t)7; }
+
+static double *alloc_slices(int nt, size_t per)
+{
+    const size_t bytes = (size_t)nt * per * sizeof(double);
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* Responsibilities below exp(EXP_CUT) are flushed to exactly zero.  A
+   responsibility that small cannot move any sum by more than N e-261, far below
+   rounding; but multiplied by small differences x - mu its products are
+   subnormal, and subnormal arithmetic is 10-100 times slower.  From a
+   data-point initialisation (tiny covariances, log densities down to -1e9)
+   nearly every (event, component) pair sits at that floor. */
+#define EXP_CUT (-600.0)
 
 /* exp(x) for x <= 0, branch-free so loops across events vectorise (glibc's exp
    does not without -ffast-math).  Cody-Waite reduction x = n ln2 + r,
    |r| <= ln2/2, a degree-12 Taylor polynomial (relative error ~3e-16), and
    2^n built in the exponent bits: n is read from the low mantissa bits of
    x log2(e) + 1.5 * 2^52, which avoids a float->int conversion that would not
-   vectorise.  Arguments below -708 give ~1e-308 instead of 0, which no
-   responsibility can tell apart. */
+   vectorise.  Below EXP_CUT the result is 0 (see above). */
 #pragma omp declare simd notinbranch
 static inline double exp_neg(double x)
 {
-    x = x < -708.0 ? -708.0 : x;
-    const double t = x * 1.4426950408889634 + 6755399441055744.0;
+    const double xc = x < EXP_CUT ? EXP_CUT : x;
+    const double t = xc * 1.4426950408889634 + 6755399441055744.0;
     const double n = t - 6755399441055744.0;
-    const double r = (x - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
+    const double r = (xc - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
     double p = 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -56,17 +91,17 @@ static inline double exp_neg(double x)
     bits = (bits + 1023) << 52;
     double scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x < EXP_CUT ? 0.0 : p * scale;
 }
 
-/* Mahalanobis term of one event against component k; d receives x - mu_k. */
+/* Mahalanobis term of one event against component k; d receives x - mu_k,
+   y is D doubles of scratch. */
 static inline double quad(const double *restrict x, const double *restrict mu,
-                          const double *restrict P, double *restrict d)
+                          const double *restrict P, double *restrict d, double *restrict y)
 {
     for (int i = 0; i < D; ++i) d[i] = x[i] - mu[i];
 %if full:
     /* y = d P with P upper triangular: the zero lower half is skipped. */
-    double y[D];
     for (int j = 0; j < D; ++j) y[j] = 0.0;
     for (int i = 0; i < D; ++i) {
         const double di = d[i];
@@ -75,8 +110,9 @@ static inline double quad(const double *restrict x, const double *restrict mu,
     double q = 0.0;
     for (int j = 0; j < D; ++j) q += y[j] * y[j];
 %else:
+    (void)y;
     double q = 0.0;
-    for (int i = 0; i < D; ++i) { const double y = d[i] * P[i]; q += y * y; }
+    for (int i = 0; i < D; ++i) { const double v = d[i] * P[i]; q += v * v; }
 %endif
     return q;
 }
@@ -115,19 +151,17 @@ static inline void load_event(const real_t *restrict X, int64_t n, double *restr
     for (int i = 0; i < D; ++i) x[i] = (double)X[n * D + i];
 }
 
-/* E-step only: weighted log-probabilities, N x M (predict, score_samples). */
-int gmm_logprob(int64_t n, const real_t *restrict X, const double *restrict mu,
-                const double *restrict P, const double *restrict logc, double *restrict out,
-                int64_t nthreads)
+/* Sum the per-thread partials in thread order, so results do not depend on timing. */
+static void reduce_partials(const double *part, int nt, double *restrict stats, double *ll)
 {
-    #pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : 1)
-    for (int64_t e = 0; e < n; ++e) {
-        double x[D], d[D];
-        load_event(X, e, x);
-        for (int k = 0; k < M; ++k)
-            out[e * M + k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, d);
+    const int64_t len = (int64_t)M * NSTAT + 1;
+    memset(stats, 0, sizeof(double) * M * NSTAT);
+    *ll = 0.0;
+    for (int t = 0; t < nt; ++t) {
+        const double *p = part + (int64_t)t * len;
+        for (int64_t s = 0; s < (int64_t)M * NSTAT; ++s) stats[s] += p[s];
+        *ll += p[(int64_t)M * NSTAT];
     }
-    return 0;
 }
 
 /* Sums across a block of events are kept in W explicit lanes (a GCC vector:
@@ -149,17 +183,113 @@ static inline double hsum(vd a)
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
-/* Sum the per-thread partials in thread order, so results do not depend on timing. */
-static void reduce_partials(const double *part, int nt, double *restrict stats, double *ll)
+%for B in sorted({b for b in blocks if b > 1} | {EB}):
+/* Events e0 .. e0+nb-1 into xt (D x ${B}, transposed); a short last block is
+   padded with its first event, so every lane holds a real event. */
+static inline void load_block_${B}(const real_t *restrict X, int64_t e0, int nb,
+                                   double (*restrict xt)[${B}])
 {
-    const int len = M * NSTAT + 1;
-    memset(stats, 0, sizeof(double) * M * NSTAT);
-    *ll = 0.0;
-    for (int t = 0; t < nt; ++t) {
-        const double *p = part + (int64_t)t * len;
-        for (int s = 0; s < M * NSTAT; ++s) stats[s] += p[s];
-        *ll += p[M * NSTAT];
+    for (int b = 0; b < nb; ++b)
+        for (int i = 0; i < D; ++i) xt[i][b] = (double)X[(e0 + b) * D + i];
+    for (int b = nb; b < ${B}; ++b)
+        for (int i = 0; i < D; ++i) xt[i][b] = xt[i][0];
+}
+
+/* q[b] = |(x_b - mu_k) P_k|^2 for the ${B} events of xt, with the component's
+   parameters broadcast across the SIMD lanes.  dt is D x ${B} scratch. */
+static inline __attribute__((always_inline)) void quad_block_${B}(
+    const double (*restrict xt)[${B}], double (*restrict dt)[${B}],
+    const double *restrict m, const double *restrict Pk, double *restrict q)
+{
+%if full:
+    for (int i = 0; i < D; ++i)
+        for (int b = 0; b < ${B}; ++b) dt[i][b] = xt[i][b] - m[i];
+    /* y = d U column by column for 4W events at a time, so the partial sums
+       of y and q stay in registers */
+    for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
+        vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+        for (int j = 0; j < D; ++j) {
+            vd y0 = {0}, y1 = {0}, y2 = {0}, y3 = {0};
+            for (int i = 0; i <= j; ++i) {
+                const double p = Pk[i * D + j];
+                y0 += vload(&dt[i][b0]) * p;
+                y1 += vload(&dt[i][b0 + W]) * p;
+                y2 += vload(&dt[i][b0 + 2 * W]) * p;
+                y3 += vload(&dt[i][b0 + 3 * W]) * p;
+            }
+            q0 += y0 * y0;
+            q1 += y1 * y1;
+            q2 += y2 * y2;
+            q3 += y3 * y3;
+        }
+        memcpy(&q[b0], &q0, sizeof q0);
+        memcpy(&q[b0 + W], &q1, sizeof q1);
+        memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+        memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
     }
+%else:
+    (void)dt;
+    for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
+        vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+        for (int i = 0; i < D; ++i) {
+            const double p = Pk[i], c = m[i];  /* (x - mu) p: no cancellation */
+            const vd y0 = (vload(&xt[i][b0]) - c) * p;
+            const vd y1 = (vload(&xt[i][b0 + W]) - c) * p;
+            const vd y2 = (vload(&xt[i][b0 + 2 * W]) - c) * p;
+            const vd y3 = (vload(&xt[i][b0 + 3 * W]) - c) * p;
+            q0 += y0 * y0;
+            q1 += y1 * y1;
+            q2 += y2 * y2;
+            q3 += y3 * y3;
+        }
+        memcpy(&q[b0], &q0, sizeof q0);
+        memcpy(&q[b0 + W], &q1, sizeof q1);
+        memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+        memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+    }
+%endif
+}
+
+%endfor
+/* E-step only (predict, score_samples, the final E-step of a fit): the
+   weighted log-probabilities log w_k + log N(x|k) into out (N x M), and/or
+   their argmax into labels (the first maximum, as np.argmax); either may be
+   NULL.  Blocks of ${EB} events, as the events_b${EB} variant. */
+int gmm_logprob(int64_t n, const real_t *restrict X, const double *restrict mu,
+                const double *restrict P, const double *restrict logc, double *restrict out,
+                int64_t *restrict labels, int64_t nthreads)
+{
+    enum { B = ${EB} };
+    const int nt = nthreads > 0 ? (int)nthreads : 1;
+    const size_t per = slice_doubles(2 * (size_t)D * B) + 3 * (size_t)B;
+    double *buf = alloc_slices(nt, per);
+    if (!buf) return 1;
+    #pragma omp parallel num_threads(nt)
+    {
+        const int t = THREAD_ID(), T = TEAM_SIZE();
+        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        double *w = buf + (size_t)t * per;
+        double (*restrict xt)[B] = (double (*)[B])w;
+        double (*restrict dt)[B] = (double (*)[B])(w + (size_t)D * B);
+        double *restrict q = w + slice_doubles(2 * (size_t)D * B);
+        double *restrict best = q + B, *restrict arg = best + B;
+        for (int64_t e0 = lo; e0 < hi; e0 += B) {
+            const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
+            load_block_${EB}(X, e0, nb, xt);
+            for (int k = 0; k < M; ++k) {
+                quad_block_${EB}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
+                for (int b = 0; b < nb; ++b) {
+                    const double v = logc[k] - 0.5 * q[b];
+                    if (out) out[(e0 + b) * M + k] = v;
+                    if (k == 0 || v > best[b]) { best[b] = v; arg[b] = k; }
+                }
+            }
+            if (labels)
+                for (int b = 0; b < nb; ++b) labels[e0 + b] = (int64_t)arg[b];
+        }
+    }
+    free(buf);
+    return 0;
 }
 
 %for B in blocks:
@@ -175,26 +305,32 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
 {
     (void)work;
     const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const int len = M * NSTAT + 1;
+    const int64_t len = (int64_t)M * NSTAT + 1;
     double *part = calloc((size_t)nt * len, sizeof(double));
-    if (!part) return 1;
+    const size_t per = slice_doubles((size_t)D * (M + 2) + M);
+    double *buf = alloc_slices(nt, per);
+    if (!part || !buf) { free(part); free(buf); return 1; }
     #pragma omp parallel num_threads(nt)
     {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int t = THREAD_ID(), T = TEAM_SIZE();
         const int64_t lo = n * t / T, hi = n * (t + 1) / T;
         double *restrict st = part + (int64_t)t * len;
-        double x[D], dk[M][D], lp[M], lsum = 0.0;
+        double *w = buf + (size_t)t * per;
+        double *restrict x = w, *restrict y = w + D, *restrict lp = w + 2 * D;
+        double (*restrict dk)[D] = (double (*)[D])(w + 2 * D + M);
+        double lsum = 0.0;
         for (int64_t e = lo; e < hi; ++e) {
             load_event(X, e, x);
             for (int k = 0; k < M; ++k)
-                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, dk[k]);
+                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, dk[k], y);
             lsum += normalize(lp);
             if (!skip_m)
                 for (int k = 0; k < M; ++k) accumulate(st + k * NSTAT, lp[k], dk[k]);
         }
-        st[M * NSTAT] = lsum;
+        st[(int64_t)M * NSTAT] = lsum;
     }
     reduce_partials(part, nt, stats, ll);
+    free(buf);
     free(part);
     return 0;
 }
@@ -210,79 +346,33 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
     (void)work;
     enum { B = ${B} };
     const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const int len = M * NSTAT + 1;
+    const int64_t len = (int64_t)M * NSTAT + 1;
     double *part = calloc((size_t)nt * len, sizeof(double));
-    if (!part) return 1;
+    /* xt, dt (D x B each), lp (M x B), then q, mx, s, r, rd (B each) */
+    const size_t per = (2 * (size_t)D + M + 5) * B;
+    double *buf = alloc_slices(nt, per);
+    if (!part || !buf) { free(part); free(buf); return 1; }
     #pragma omp parallel num_threads(nt)
     {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int t = THREAD_ID(), T = TEAM_SIZE();
         const int64_t lo = n * t / T, hi = n * (t + 1) / T;
         double *restrict st = part + (int64_t)t * len;
-        double xt[D][B] __attribute__((aligned(64)));
-        double dt[D][B] __attribute__((aligned(64)));
-        double lp[M][B] __attribute__((aligned(64)));
+        double *w = buf + (size_t)t * per;
+        double (*restrict xt)[B] = (double (*)[B])w;
+        double (*restrict dt)[B] = (double (*)[B])(w + (size_t)D * B);
+        double (*restrict lp)[B] = (double (*)[B])(w + 2 * (size_t)D * B);
+        double *restrict q = w + (2 * (size_t)D + M) * B;
+        double *restrict mx = q + B, *restrict s = mx + B, *restrict r = s + B;
+        double *restrict rd = r + B;
         double lsum = 0.0;
         for (int64_t e0 = lo; e0 < hi; e0 += B) {
             const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
-            for (int b = 0; b < nb; ++b)
-                for (int i = 0; i < D; ++i) xt[i][b] = (double)X[(e0 + b) * D + i];
-            for (int b = nb; b < B; ++b)  /* pad a short last block with a real event */
-                for (int i = 0; i < D; ++i) xt[i][b] = xt[i][0];
+            load_block_${B}(X, e0, nb, xt);
             for (int k = 0; k < M; ++k) {
-                const double *restrict m = mu + k * D;
-                const double *restrict Pk = P + k * ${'D * D' if full else 'D'};
-                double q[B] __attribute__((aligned(64)));
-                for (int b = 0; b < B; ++b) q[b] = 0.0;
-%if full:
-                for (int i = 0; i < D; ++i)
-                    for (int b = 0; b < B; ++b) dt[i][b] = xt[i][b] - m[i];
-                /* y = d U column by column for 4W events at a time, so the
-                   partial sums of y and q stay in registers */
-                for (int b0 = 0; b0 < B; b0 += 4 * W) {
-                    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
-                    for (int j = 0; j < D; ++j) {
-                        vd y0 = {0}, y1 = {0}, y2 = {0}, y3 = {0};
-                        for (int i = 0; i <= j; ++i) {
-                            const double p = Pk[i * D + j];
-                            y0 += vload(&dt[i][b0]) * p;
-                            y1 += vload(&dt[i][b0 + W]) * p;
-                            y2 += vload(&dt[i][b0 + 2 * W]) * p;
-                            y3 += vload(&dt[i][b0 + 3 * W]) * p;
-                        }
-                        q0 += y0 * y0;
-                        q1 += y1 * y1;
-                        q2 += y2 * y2;
-                        q3 += y3 * y3;
-                    }
-                    memcpy(&q[b0], &q0, sizeof q0);
-                    memcpy(&q[b0 + W], &q1, sizeof q1);
-                    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
-                    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
-                }
-%else:
-                for (int b0 = 0; b0 < B; b0 += 4 * W) {
-                    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
-                    for (int i = 0; i < D; ++i) {
-                        const double p = Pk[i], c = m[i];  /* (x - mu) p: no cancellation */
-                        const vd y0 = (vload(&xt[i][b0]) - c) * p;
-                        const vd y1 = (vload(&xt[i][b0 + W]) - c) * p;
-                        const vd y2 = (vload(&xt[i][b0 + 2 * W]) - c) * p;
-                        const vd y3 = (vload(&xt[i][b0 + 3 * W]) - c) * p;
-                        q0 += y0 * y0;
-                        q1 += y1 * y1;
-                        q2 += y2 * y2;
-                        q3 += y3 * y3;
-                    }
-                    memcpy(&q[b0], &q0, sizeof q0);
-                    memcpy(&q[b0 + W], &q1, sizeof q1);
-                    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
-                    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
-                }
-%endif
+                quad_block_${B}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
                 for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
             }
             /* log-sum-exp across components, vectorised across the block */
-            double mx[B] __attribute__((aligned(64))), s[B] __attribute__((aligned(64)));
             for (int b = 0; b < B; ++b) { mx[b] = lp[0][b]; s[b] = 0.0; }
             for (int k = 1; k < M; ++k)
                 for (int b = 0; b < B; ++b) mx[b] = lp[k][b] > mx[b] ? lp[k][b] : mx[b];
@@ -299,7 +389,6 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
             for (int k = 0; k < M && !skip_m; ++k) {
                 const double *restrict m = mu + k * D;
                 double *restrict sk = st + k * NSTAT;
-                double r[B] __attribute__((aligned(64)));
                 vd rs = {0};
                 for (int b0 = 0; b0 < B; b0 += W) {
                     const vd rv = vload(&lp[k][b0]) * vload(&s[b0]);
@@ -320,7 +409,6 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
                 /* the upper half of sum r d d^T, four columns at a time so each
                    load of r d feeds four FMAs */
                 for (int i = 0; i < D; ++i) {
-                    double rd[B] __attribute__((aligned(64)));
                     for (int b0 = 0; b0 < B; b0 += W) {
                         const vd v = vload(&r[b0]) * vload(&dt[i][b0]);
                         memcpy(&rd[b0], &v, sizeof v);
@@ -348,12 +436,13 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
                     }
                 }
 %else:
+                (void)rd;
                 for (int i = 0; i < D; ++i) {
                     vd a1 = {0}, a2 = {0};
                     for (int b0 = 0; b0 < B; b0 += W) {
-                        const vd d = vload(&xt[i][b0]) - m[i], rd = vload(&r[b0]) * d;
-                        a1 += rd;
-                        a2 += rd * d;
+                        const vd d = vload(&xt[i][b0]) - m[i], v = vload(&r[b0]) * d;
+                        a1 += v;
+                        a2 += v * d;
                     }
                     sk[1 + i] += hsum(a1);
                     sk[1 + D + i] += hsum(a2);
@@ -361,9 +450,10 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
 %endif
             }
         }
-        st[M * NSTAT] = lsum;
+        st[(int64_t)M * NSTAT] = lsum;
     }
     reduce_partials(part, nt, stats, ll);
+    free(buf);
     free(part);
     return 0;
 }
@@ -375,36 +465,104 @@ int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
    components, each thread owning whole components, so no reduction is needed. */
 int gmm_em_components(int64_t n, const real_t *restrict X, const double *restrict mu,
                       const double *restrict P, const double *restrict logc,
-                      double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
-            int64_t skip_m)
+                      double *restrict stats, double *restrict ll, double *restrict work,
+                      int64_t nthreads, int64_t skip_m)
 {
     const int nt = nthreads > 0 ? (int)nthreads : 1;
+    /* pass 1: x, d, y (D each); pass 2: the component's statistics and d */
+    const size_t per = slice_doubles(NSTAT + (size_t)D > 3 * (size_t)D ? NSTAT + (size_t)D
+                                                                       : 3 * (size_t)D);
+    double *buf = alloc_slices(nt, per);
+    if (!buf) return 1;
     double lsum = 0.0;
-    #pragma omp parallel for schedule(static) reduction(+:lsum) num_threads(nt)
-    for (int64_t e = 0; e < n; ++e) {
-        double x[D], d[D];
-        double *restrict lp = work + e * M;
-        load_event(X, e, x);
-        for (int k = 0; k < M; ++k)
-            lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * ${'D * D' if full else 'D'}, d);
-        lsum += normalize(lp);
+    #pragma omp parallel num_threads(nt) reduction(+:lsum)
+    {
+        double *w = buf + (size_t)THREAD_ID() * per;
+        double *restrict x = w, *restrict d = w + D, *restrict y = w + 2 * D;
+        #pragma omp for schedule(static)
+        for (int64_t e = 0; e < n; ++e) {
+            double *restrict lp = work + e * M;
+            load_event(X, e, x);
+            for (int k = 0; k < M; ++k)
+                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, d, y);
+            lsum += normalize(lp);
+        }
     }
     *ll = lsum;
     if (skip_m) {
         memset(stats, 0, sizeof(double) * M * NSTAT);
+        free(buf);
         return 0;
     }
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int k = 0; k < M; ++k) {
-        double st[NSTAT];
-        memset(st, 0, sizeof st);
-        const double *restrict m = mu + k * D;
-        for (int64_t e = 0; e < n; ++e) {
-            double d[D];
-            for (int i = 0; i < D; ++i) d[i] = (double)X[e * D + i] - m[i];
-            accumulate(st, work[e * M + k], d);
+    #pragma omp parallel num_threads(nt)
+    {
+        double *w = buf + (size_t)THREAD_ID() * per;
+        double *restrict st = w, *restrict d = w + NSTAT;
+        #pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < M; ++k) {
+            memset(st, 0, sizeof(double) * NSTAT);
+            const double *restrict m = mu + k * D;
+            for (int64_t e = 0; e < n; ++e) {
+                for (int i = 0; i < D; ++i) d[i] = (double)X[e * D + i] - m[i];
+                accumulate(st, work[e * M + k], d);
+            }
+            memcpy(stats + k * NSTAT, st, sizeof(double) * NSTAT);
         }
-        memcpy(stats + k * NSTAT, st, sizeof st);
     }
+    free(buf);
+    return 0;
+}
+
+/* The M-step from given responsibilities resp (N x M), as at initialisation:
+   pass 1 sums r and r x per component and sets c[k] to the weighted mean
+   (0 for a component without weight); pass 2 writes stats centred on c, so
+   the covariances are free of cancellation.  Zero responsibilities are
+   skipped: initialisations from data points or k-means labels have one
+   non-zero per event, or M in all. */
+int gmm_mstats(int64_t n, const real_t *restrict X, const real_t *restrict resp,
+               double *restrict c, double *restrict stats, int64_t nthreads)
+{
+    const int nt = nthreads > 0 ? (int)nthreads : 1;
+    const int64_t len = (int64_t)M * NSTAT + 1;
+    double *part = calloc((size_t)nt * len, sizeof(double));
+    const size_t per = slice_doubles(2 * (size_t)D);
+    double *buf = alloc_slices(nt, per);
+    if (!part || !buf) { free(part); free(buf); return 1; }
+    double unused;
+    for (int pass = 0; pass < 2; ++pass) {
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = THREAD_ID(), T = TEAM_SIZE();
+            const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+            double *restrict st = part + (int64_t)t * len;
+            double *w = buf + (size_t)t * per;
+            double *restrict x = w, *restrict d = w + D;
+            memset(st, 0, sizeof(double) * len);
+            for (int64_t e = lo; e < hi; ++e) {
+                load_event(X, e, x);
+                for (int k = 0; k < M; ++k) {
+                    const double r = (double)resp[e * M + k];
+                    if (r == 0.0) continue;
+                    double *restrict sk = st + k * NSTAT;
+                    if (pass == 0) {
+                        sk[0] += r;
+                        for (int i = 0; i < D; ++i) sk[1 + i] += r * x[i];
+                    } else {
+                        for (int i = 0; i < D; ++i) d[i] = x[i] - c[k * D + i];
+                        accumulate(sk, r, d);
+                    }
+                }
+            }
+        }
+        reduce_partials(part, nt, stats, &unused);
+        if (pass == 0)
+            for (int k = 0; k < M; ++k) {
+                const double sr = stats[k * NSTAT];
+                for (int i = 0; i < D; ++i)
+                    c[k * D + i] = sr > 0.0 ? stats[k * NSTAT + 1 + i] / sr : 0.0;
+            }
+    }
+    free(buf);
+    free(part);
     return 0;
 }
