@@ -305,8 +305,8 @@ def test_format_ir_of_non_platform_nodes_is_a_tree():
     assert "Var(name='x')" in text
 
 
-def test_vectorize_inner_leaves_loop_carried_scalars_alone():
-    """``s += a[j]`` carries s between iterations: omp simd would be wrong without a reduction."""
+def test_vectorize_inner_gives_a_carried_sum_its_reduction_clause():
+    """``s += a[j]`` carries s between iterations: omp simd needs ``reduction(+:s)``."""
     from asp.ir import platform as ir
     from asp.passes import vectorize_inner
 
@@ -321,4 +321,5 @@ def test_vectorize_inner_leaves_loop_carried_scalars_alone():
                                         private)))
     out = vectorize_inner(fn)
     loops = [n for n in out.body.walk() if isinstance(n, ir.For)]
-    assert [lp.simd for lp in loops] == [False, True]
+    assert [lp.simd for lp in loops] == [True, True]
+    assert [lp.reductions for lp in loops] == [(("+", "s"),), ()]

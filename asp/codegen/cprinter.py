@@ -109,8 +109,16 @@ def expr_to_c(expr: ir.Expr) -> str:
     return _EXPR.text(expr)
 
 
+def _reduction_clauses(loop: ir.For) -> str:
+    by_op: dict[str, list[str]] = {}
+    for op, var in loop.reductions:
+        by_op.setdefault(op, []).append(var)
+    return "".join(f" reduction({op}:{', '.join(vs)})" for op, vs in by_op.items())
+
+
 def _pragmas(loop: ir.For) -> list[c.Generable]:
     out: list[c.Generable] = []
+    reductions = _reduction_clauses(loop)
     if loop.parallel is not None:
         p = loop.parallel
         clause = f"omp parallel for schedule({p.schedule}"
@@ -123,9 +131,9 @@ def _pragmas(loop: ir.For) -> list[c.Generable]:
             clause += f" if({expr_to_c(p.when)})"
         if loop.simd:
             clause = clause.replace("parallel for", "parallel for simd", 1)
-        out.append(c.Pragma(clause))
+        out.append(c.Pragma(clause + reductions))
     elif loop.simd:
-        out.append(c.Pragma("omp simd"))
+        out.append(c.Pragma("omp simd" + reductions))
     if loop.unroll:
         out.append(c.Pragma(f"GCC unroll {loop.unroll}"))
     return out

@@ -158,7 +158,15 @@ class For(Stmt):
     """``for (int64_t var = start; var < stop; var += step) body`` with annotations.
 
     ``parallel``: OpenMP work sharing; ``simd``: ``#pragma omp simd``;
-    ``unroll``: ``#pragma GCC unroll``; ``tile``: a request a tiling pass consumes.
+    ``unroll``: ``#pragma GCC unroll``; ``tile``: a request a tiling pass consumes;
+    ``reductions``: ``(operator, variable)`` pairs the loop reduces across its
+    iterations, a ``reduction(op:var)`` clause on its ``parallel`` or ``simd``
+    pragma (the passes that set those add them; see :mod:`asp.passes.loops`);
+    ``independent``: the specializer guarantees, by what its domain allows, that
+    no iteration reads or writes array elements another iteration writes (a
+    stencil's point loops: each point writes only its own output), which the
+    passes' own analysis cannot always see (rows written by streaming stores);
+    scalars and early exits are still checked.
     """
 
     var: str
@@ -170,6 +178,8 @@ class For(Stmt):
     simd: bool = False
     unroll: int | None = None
     tile: int | None = None
+    reductions: tuple[tuple[str, str], ...] = ()
+    independent: bool = False
     child_fields: ClassVar = ("start", "stop", "step", "body", "parallel")
 
 

@@ -1,5 +1,7 @@
 """Platform passes (pure functions IR -> IR) and the pipeline runner that dumps each stage."""
 from asp.passes.loops import (
+    Dependences,
+    dependences,
     innermost_loops,
     outer_loops,
     parallelize_outer,
@@ -11,7 +13,7 @@ from asp.passes.loops import (
 from asp.passes.pipeline import dump, format_ir, run_pipeline
 
 __all__ = [
-    "dump", "format_ir", "innermost_loops", "outer_loops", "parallelize_outer", "run_pipeline",
-    "serial_below",
-    "tile_loops", "unroll_inner", "vectorize_inner",
+    "Dependences", "dependences", "dump", "format_ir", "innermost_loops", "outer_loops",
+    "parallelize_outer", "run_pipeline", "serial_below", "tile_loops", "unroll_inner",
+    "vectorize_inner",
 ]

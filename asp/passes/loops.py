@@ -3,17 +3,25 @@
 The passes act on *loop nests*: a ``For`` whose body is exactly one ``For``
 (possibly after declarations that do not depend on the inner index) continues
 the nest.  Parameters are bound with ``functools.partial``.
+
+A pass that shares a loop's iterations among threads or SIMD lanes must prove
+that the iterations are independent, or leave the loop alone (:func:`dependences`):
+a scalar carried from one iteration to the next is allowed only as a reduction
+(``s += x[i]``, ``s = s * x[i]``, ...), which gets a ``reduction`` clause; an
+array both written and read at different indices, or written at an index that
+does not move with the loop, is a dependence; so is an early exit.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from asp.ir import platform as ir
 from asp.ir.node import Transformer, Visitor
 
 __all__ = [
-    "innermost_loops", "outer_loops", "parallelize_outer", "serial_below", "tile_loops",
-    "unroll_inner", "vectorize_inner",
+    "Dependences", "dependences", "innermost_loops", "outer_loops", "parallelize_outer",
+    "serial_below", "tile_loops", "unroll_inner", "vectorize_inner",
 ]
 
 
@@ -55,6 +63,153 @@ def _nest(loop: ir.For) -> list[ir.For]:
     return out
 
 
+#: Operators OpenMP can reduce (``s op= e`` and ``s = s op e``).
+_REDUCIBLE = frozenset({"+", "*", "&", "|", "^", "&&", "||"})
+
+
+@dataclass(frozen=True)
+class Dependences:
+    """What stops a loop's iterations from running in any order.
+
+    ``reductions`` are ``(op, variable)`` pairs that are safe with a ``reduction``
+    clause; ``blocking`` says, in words, the first dependence no clause can fix
+    (empty: the iterations are independent).
+    """
+
+    reductions: tuple[tuple[str, str], ...] = ()
+    blocking: str = ""
+
+    @property
+    def independent(self) -> bool:
+        return not self.blocking
+
+
+def _own_nodes(body: ir.Node):
+    """Nodes of ``body`` that belong to this loop, not to loops nested in it."""
+    for child in body.children():
+        yield child
+        if not isinstance(child, ir.For | ir.While):
+            yield from _own_nodes(child)
+
+
+def _reads(node: ir.Node):
+    """(name, index or None) for every value ``node`` reads."""
+    for n in node.walk():
+        if isinstance(n, ir.Var):
+            yield n.name, None
+        elif isinstance(n, ir.ArrayRef):
+            yield n.array, n.index
+
+
+def _update_op(node: ir.Assign, name: str) -> str | None:
+    """The reduction operator of ``name op= e`` / ``name = name op e`` (e free of name)."""
+    v = node.value
+    if node.op:
+        op, rest = node.op, (v,)
+    elif isinstance(v, ir.BinOp) and v.left == ir.Var(name):
+        op, rest = v.op, (v.right,)
+    elif isinstance(v, ir.BinOp) and v.right == ir.Var(name) and v.op != "-":
+        op, rest = v.op, (v.left,)
+    else:
+        return None
+    if op not in _REDUCIBLE or any(r == name for e in rest for r, _ in _reads(e)):
+        return None
+    return op
+
+
+def _affine_in(e: ir.Expr, moving: set[str]) -> bool | None:
+    """Whether ``e`` involves the moving indices only through ``+ - *`` by expressions
+    free of them (True), involves none (False), or involves them otherwise (None: e.g.
+    ``i % 2`` or ``i * i``, which can repeat)."""
+    if isinstance(e, ir.Var):
+        return e.name in moving
+    if isinstance(e, ir.Const):
+        return False
+    if isinstance(e, ir.Cast):
+        return _affine_in(e.expr, moving)
+    if isinstance(e, ir.UnaryOp) and e.op in ("-", "+"):
+        return _affine_in(e.operand, moving)
+    if isinstance(e, ir.BinOp) and e.op in ("+", "-", "*"):
+        a, b = _affine_in(e.left, moving), _affine_in(e.right, moving)
+        if a is None or b is None or (e.op == "*" and a and b):
+            return None
+        return a or b
+    uses = any(isinstance(v, ir.Var) and v.name in moving for v in e.walk())
+    return None if uses else False
+
+
+def dependences(loop: ir.For, indices: tuple[str, ...] | None = None) -> Dependences:
+    """The loop-carried dependences of ``loop`` (and of the nest ``indices`` names, when
+    several collapsed loops share their iterations).
+
+    Conservative: an array written at one index expression and read (or written) at a
+    structurally different one counts as a dependence, and so does a write whose index
+    does not involve the loop's indices.  Arrays and scalars declared inside the body are
+    private to an iteration.
+    """
+    moving = set(indices or (loop.var,))
+    body = loop.body
+    # A loop nested inside whose range moves with these indices moves too (the point
+    # loop of a tile: for (i = i_t; i < i_t + 64; ++i)).
+    inner = [n for n in body.walk() if isinstance(n, ir.For)]
+    grew = True
+    while grew:
+        grew = False
+        for lp in inner:
+            if lp.var not in moving and any(isinstance(v, ir.Var) and v.name in moving
+                                             for e in (lp.start, lp.stop) for v in e.walk()):
+                moving.add(lp.var)
+                grew = True
+    private = {n.name for n in body.walk() if isinstance(n, ir.Declare)}
+    private |= {n.var for n in body.walk() if isinstance(n, ir.For)}
+    for n in body.walk():
+        if isinstance(n, ir.Return):
+            return Dependences(blocking="it can return early")
+    if any(isinstance(n, ir.Break) for n in _own_nodes(body)):
+        return Dependences(blocking="it can break early")
+    updates: dict[str, list[ir.Assign]] = {}
+    writes: dict[str, set] = {}
+    for n in body.walk():
+        if not isinstance(n, ir.Assign):
+            continue
+        t = n.target
+        if isinstance(t, ir.Var) and t.name not in private:
+            updates.setdefault(t.name, []).append(n)
+        elif isinstance(t, ir.ArrayRef) and t.array not in private:
+            writes.setdefault(t.array, set()).add(t.index)
+    if loop.independent:  # the specializer's guarantee covers the arrays
+        writes = {}
+    reductions = []
+    for name, assigns in updates.items():
+        ops = {_update_op(a, name) for a in assigns}
+        op = ops.pop() if len(ops) == 1 else None
+        if op is None:
+            return Dependences(blocking=f"it carries the scalar {name!r} from one iteration "
+                                        "to the next, and not as a reduction")
+        # Read anywhere but in its own updates: a thread's partial value would leak.
+        mine = sum(1 for a in assigns for n in a.walk() if n == ir.Var(name))
+        if sum(1 for n in body.walk() if n == ir.Var(name)) != mine:
+            return Dependences(blocking=f"it reads the reduction variable {name!r} before "
+                                        "the loop ends")
+        reductions.append((op, name))
+    for array, targets in writes.items():
+        if len(targets) > 1:
+            return Dependences(blocking=f"it writes {array!r} at more than one index")
+        (index,) = targets
+        moves = _affine_in(index, moving)
+        if moves is None:
+            return Dependences(blocking=f"it writes {array!r} at an index that may repeat "
+                                        "across iterations")
+        if not moves:
+            return Dependences(blocking=f"every iteration writes the same element of {array!r}")
+        read_at = {i for n in body.walk() if isinstance(n, ir.Expr)
+                   for r, i in _reads(n) if r == array and i is not None}
+        if read_at - {index}:
+            return Dependences(blocking=f"it reads {array!r} at an index it does not write "
+                                        "in the same iteration")
+    return Dependences(reductions=tuple(sorted(set(reductions))))
+
+
 def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int | None = None,
                       collapse: int = 1, when: ir.Expr | None = None) -> ir.Function:
     """Share each outermost loop among OpenMP threads.
@@ -63,18 +218,31 @@ def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int |
     After:  ``#pragma omp parallel for schedule(static)`` above ``for (i...)``.
     With ``collapse=2`` the pragma covers both loops of a perfect nest (a
     shallower nest gets what depth it has); ``when`` becomes an ``if()``
-    clause (e.g. only go parallel for enough work).
+    clause (e.g. only go parallel for enough work).  A loop whose iterations
+    depend on each other is left serial; a reduction gets its clause
+    (``s += x[i]`` becomes ``reduction(+:s)``).
     """
     if schedule not in ("static", "dynamic", "guided"):
         raise ValueError(f"schedule={schedule!r}: expected static, dynamic or guided")
 
     class Par(Transformer):
         def visit_For(self, node: ir.For):
-            depth = min(collapse, len(_nest(node)))
-            # The loop bounds of a collapsed nest must not depend on outer indices.
+            nest = _nest(node)[:max(collapse, 1)]
+            # The bounds of a collapsed loop must not depend on the indices outside it.
+            depth = 1
+            while depth < len(nest) and not ({v.name for e in (nest[depth].start,
+                                                              nest[depth].stop,
+                                                              nest[depth].step)
+                                              for v in e.walk() if isinstance(v, ir.Var)}
+                                             & {lp.var for lp in nest[:depth]}):
+                depth += 1
+            deps = dependences(node, tuple(lp.var for lp in nest[:depth]))
+            if not deps.independent:
+                return node
             return dataclasses.replace(
                 node, parallel=ir.Parallel(schedule=schedule, chunk=chunk, collapse=depth,
-                                           when=when))
+                                           when=when),
+                reductions=deps.reductions)
 
         def visit_While(self, node):
             return node
@@ -82,28 +250,26 @@ def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int |
     return dataclasses.replace(fn, body=Par().visit(fn.body))
 
 
-def _carries_scalar(loop: ir.For) -> bool:
-    """Whether the loop body assigns a scalar declared outside it (a loop-carried value)."""
-    declared = {n.name for n in loop.body.walk() if isinstance(n, ir.Declare)}
-    return any(isinstance(n, ir.Assign) and isinstance(n.target, ir.Var)
-               and n.target.name not in declared for n in loop.body.walk())
-
-
 def vectorize_inner(fn: ir.Function) -> ir.Function:
     """Mark each innermost loop with ``#pragma omp simd`` when that is safe.
 
     Before: ``for (j...) a[j] = b[j] + 1;``  After: ``#pragma omp simd`` above it.
     Left alone: loops with an early exit (``break``/``return``/``continue``), and
-    loops that carry a scalar from one iteration to the next (``s += a[j]``):
-    ``omp simd`` promises no such dependence, so marking them would be wrong.
+    loops whose iterations depend on each other (``a[j] = a[j-1] + 1``; a scalar
+    carried other than as a reduction): ``omp simd`` promises no such dependence.
+    A reduction (``s += a[j]``) gets ``reduction(+:s)``.
     """
     class Simd(Transformer):
         def visit_For(self, node: ir.For):
             node = self.generic_visit(node)
-            if (not _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue)
-                    and not _carries_scalar(node)):
-                return dataclasses.replace(node, simd=True)
-            return node
+            if _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue):
+                return node
+            deps = dependences(node)
+            if not deps.independent:
+                return node
+            return dataclasses.replace(node, simd=True,
+                                       reductions=tuple(sorted(set(node.reductions)
+                                                               | set(deps.reductions))))
 
     return dataclasses.replace(fn, body=Simd().visit(fn.body))
 
@@ -173,7 +339,7 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function
             for lp in reversed(points):
                 body = ir.Block((dataclasses.replace(lp, body=body),))
             tiles = [ir.For(lp.var + "_t", lp.start, lp.stop, ir.Block(()),
-                            step=ir.Const(size, "int64_t"))
+                            step=ir.Const(size, "int64_t"), independent=lp.independent)
                      for lp, size in zip(nest, plan) if size]
             for t in reversed(tiles):
                 body = ir.Block((dataclasses.replace(t, body=body),))
@@ -182,7 +348,8 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function
                 outer = dataclasses.replace(
                     outer, parallel=dataclasses.replace(node.parallel,
                                                         collapse=min(node.parallel.collapse,
-                                                                     len(tiles))))
+                                                                     len(tiles))),
+                    reductions=node.reductions)
             return outer
 
         def visit_While(self, node):

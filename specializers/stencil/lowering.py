@@ -181,10 +181,13 @@ def _point_body(kernel, loops, dim, ivars, *, checked, mode, cval, load, store) 
 
 
 def _nest(ranges, body: ir.Block, first: int = 0) -> ir.For:
+    # A point writes only the output at itself and reads no output elsewhere (the front
+    # end enforces both): the points are independent, which the passes cannot prove for
+    # jammed rows and streaming stores.
     for a in reversed(range(len(ranges))):
         lo, hi = ranges[a]
         body = ir.For(f"asp_i{first + a}", lo, hi, body if isinstance(body, ir.Block)
-                      else ir.Block((body,)))
+                      else ir.Block((body,)), independent=True)
     return body
 
 
@@ -287,22 +290,22 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
         first_line = ir.Call(f"asp_line_start_{_suffix(out.ctype)}", (optr, starts[0], s0))
         line = ir.For("asp_c", a0, ir.BinOp("-", e, _c(width - 1)), ir.Block((
             *(ir.Declare(out.ctype, buf, size=width) for buf in bufs),
-            ir.For(iv.name, c, ir.BinOp("+", c, _c(width)), lines),
+            ir.For(iv.name, c, ir.BinOp("+", c, _c(width)), lines, independent=True),
             *(ir.ExprStmt(ir.Call(f"asp_stream_line_{_suffix(out.ctype)}",
                                   (ir.UnaryOp("&", ir.ArrayRef(optr.name,
                                                                ir.BinOp("+", start, c))),
                                    ir.Var(buf))))
               for start, buf in zip(starts, bufs)),
-        )), step=_c(width))
+        )), step=_c(width), independent=True)
         return ir.Block((
             *pre,
             ir.Declare(I64, "asp_a0", ir.Ternary(ir.BinOp("<", first_line, e), first_line, e),
                        const=True),
             ir.Declare(I64, "asp_tail", ir.BinOp("+", a0, ir.BinOp(
                 "*", ir.BinOp("/", ir.BinOp("-", e, a0), _c(width)), _c(width))), const=True),
-            ir.For(iv.name, s0, a0, plain),
+            ir.For(iv.name, s0, a0, plain, independent=True),
             line,
-            ir.For(iv.name, tail, e, plain),
+            ir.For(iv.name, tail, e, plain, independent=True),
             ir.ExprStmt(ir.Call("asp_sfence", ())),
         ))
 
@@ -313,8 +316,9 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
     lo, hi = box[r]
     full = ir.BinOp("+", lo, ir.BinOp("*", ir.BinOp("/", ir.BinOp("-", hi, lo), _c(jam)),
                                       _c(jam)))
-    groups = ir.Block((ir.For(ivars[r].name, lo, full, rows(jam), step=_c(jam)),
-                       ir.For(ivars[r].name, full, hi, rows(1))))
+    groups = ir.Block((ir.For(ivars[r].name, lo, full, rows(jam), step=_c(jam),
+                              independent=True),
+                       ir.For(ivars[r].name, full, hi, rows(1), independent=True)))
     jammed = _nest(box[:r], groups)
     # A row is a whole number of cache lines: every row's lines start at one column.
     stride = t.linear(out.name, [_c(1) if a == r else _c(0) for a in range(dim)])
