@@ -12,10 +12,12 @@ __all__ = [
     "TUNE_MODES",
     "cache_dir",
     "cflags_override",
+    "codegen_settings",
     "compiler_override",
     "dump_ir",
     "jit_disabled",
     "num_threads",
+    "parallel_threshold",
     "strict",
     "tune_mode",
 ]
@@ -84,6 +86,32 @@ def cflags_override() -> list[str] | None:
     """``ASP_CFLAGS``: replaces asp's optimisation flags (``-O3 -march=native -fopenmp``)."""
     value = os.environ.get("ASP_CFLAGS")
     return value.split() if value is not None else None
+
+
+def parallel_threshold(default: int) -> int:
+    """``ASP_PARALLEL_THRESHOLD``: run a generated loop on an OpenMP team only above this
+    much work (points of a stencil, elements of an elementwise kernel); ``default``, each
+    specializer's measured value, when unset.  ``0`` runs every call's parallel branch
+    (the test suite does).  The value is baked into the generated C, so it is part of
+    the code's cache keys (see :func:`codegen_settings`)."""
+    value = os.environ.get("ASP_PARALLEL_THRESHOLD", "").strip()
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"ASP_PARALLEL_THRESHOLD={value!r}: expected a non-negative integer")
+    return n
+
+
+def codegen_settings() -> str:
+    """The settings that change generated source without being in a kernel's own digest;
+    keys warm-start records and tuning results, so code made under one is never reused
+    under another."""
+    n = parallel_threshold(-1)
+    return f"parallel_threshold={n}" if n >= 0 else ""
 
 
 def num_threads() -> int:

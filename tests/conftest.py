@@ -1,11 +1,51 @@
-"""Shared test setup: a private cache directory per test session, strict fallback off."""
+"""Shared test setup: the suite runs the code users run, in a private cache.
+
+Set at import, before any test module is collected (and so before anything can
+be compiled or libgomp can read its environment):
+
+* ``ASP_PARALLEL_THRESHOLD=0``: every generated ``if (work > threshold)`` takes
+  its OpenMP branch, so the per-variant checks, which use small inputs, run the
+  parallel code and not only the serial fallback below the shipped thresholds;
+* ``OMP_NUM_THREADS=2`` when unset or 1: a team of one would hide races;
+* a fresh ``ASP_CACHE_DIR`` (replaced by the session's own directory below), so
+  nothing is read from or written to the user's cache even at collection time.
+"""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
+
+PARALLEL_THRESHOLD = "0"
+MIN_THREADS = 2
+
+os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
+if os.environ.get("OMP_NUM_THREADS", "").strip() in ("", "1"):
+    os.environ["OMP_NUM_THREADS"] = str(MIN_THREADS)
+_SUITE_THREADS = os.environ["OMP_NUM_THREADS"]
+for _name in ("ASP_STRICT", "ASP_DISABLE_JIT", "ASP_DUMP_IR", "ASP_CC", "ASP_CFLAGS"):
+    os.environ.pop(_name, None)
+_COLLECTION_CACHE = tempfile.mkdtemp(prefix="asp-test-cache-")
+os.environ["ASP_CACHE_DIR"] = _COLLECTION_CACHE
+# libgomp reads OMP_NUM_THREADS once, when it is loaded: load it now, so a test that sets
+# OMP_NUM_THREADS=1 in this process (distributed.LocalCluster does) before the first
+# kernel runs cannot leave every later kernel on one thread.
+with contextlib.suppress(OSError):
+    ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+
+
+def openmp_max_threads() -> int | None:
+    """``omp_get_max_threads()`` of this process's libgomp (what a parallel region gets),
+    or None without libgomp."""
+    try:
+        return int(ctypes.CDLL("libgomp.so.1").omp_get_max_threads())
+    except (OSError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager
@@ -24,16 +64,20 @@ def environ_restored():
 def _asp_cache(tmp_path_factory):
     """Every test session compiles into its own cache, so tests never see stale objects."""
     path = tmp_path_factory.mktemp("asp-cache")
-    old = os.environ.get("ASP_CACHE_DIR")
     os.environ["ASP_CACHE_DIR"] = str(path)
-    for name in ("ASP_STRICT", "ASP_DISABLE_JIT", "ASP_DUMP_IR", "ASP_CC", "ASP_CFLAGS"):
-        os.environ.pop(name, None)
     os.environ.setdefault("ASP_TUNE", "online")
     yield path
-    if old is None:
-        os.environ.pop("ASP_CACHE_DIR", None)
-    else:
-        os.environ["ASP_CACHE_DIR"] = old
+    os.environ["ASP_CACHE_DIR"] = _COLLECTION_CACHE
+    shutil.rmtree(_COLLECTION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _suite_parallel_settings():
+    """Whatever a test (or a library it starts) does to the thread count or the threshold,
+    the next test runs with the suite's own."""
+    yield
+    os.environ["OMP_NUM_THREADS"] = _SUITE_THREADS
+    os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
 
 
 @pytest.fixture

@@ -32,13 +32,20 @@ from asp.runtime.abi import ArgSpec
 __all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
 
 
-@functools.cache
 def generator_fingerprint(module: str) -> str:
-    """sha256 of the code that generates C: the asp core and the package of ``module``.
+    """sha256 of the code that generates C: the asp core and the package of ``module``,
+    and the settings that change the generated source (:func:`asp.config.codegen_settings`).
 
     A record made by other code-generating sources must never be reused, even
     under the same version number (an editable install, a patched specializer).
     """
+    settings = config.codegen_settings()
+    source = _source_fingerprint(module)
+    return hashlib.sha256(f"{source}|{settings}".encode()).hexdigest() if settings else source
+
+
+@functools.cache
+def _source_fingerprint(module: str) -> str:
     import asp
 
     roots = {Path(asp.__file__).parent}

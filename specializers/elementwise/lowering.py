@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from asp import config
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
 from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_inner
@@ -23,13 +24,26 @@ from asp.runtime.abi import ArgSpec
 from specializers.elementwise.frontend import ScalarFunction
 from specializers.elementwise.lanes import lanes_function
 
-__all__ = ["SCHEDULES", "fold_constants", "lower_variants"]
+__all__ = ["SCHEDULES", "SERIAL_ELEMENTS", "SERIAL_ELEMENTS_LOOPS", "fold_constants",
+           "lower_variants", "serial_elements"]
 
 SCHEDULES: dict[str, tuple[str, int | None]] = {
     "chunk": ("static", None),
     "stride": ("static", 1),
     "dynamic": ("dynamic", 256),
 }
+
+#: Going parallel costs a few microseconds: below this many elements a call runs on one
+#: thread; kernels with loops (much more work per element) pay for a team much sooner.
+SERIAL_ELEMENTS = 16384
+SERIAL_ELEMENTS_LOOPS = 256
+
+
+def serial_elements(heavy: bool) -> int:
+    """The element count a call must exceed to run on an OpenMP team:
+    ``ASP_PARALLEL_THRESHOLD`` if set (0 in the test suite), else the default for kernels
+    with (``heavy``) or without loops.  Read at planning time: the value is baked into the C."""
+    return config.parallel_threshold(SERIAL_ELEMENTS_LOOPS if heavy else SERIAL_ELEMENTS)
 
 
 def fold_constants(sf: ScalarFunction) -> ScalarFunction:
@@ -82,8 +96,7 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
                      ir.Return(ir.Const(0, "int32_t"))))
     params = abi_params(names, specs)
     heavy = _has_loops(sf)
-    # Going parallel costs a few microseconds: only worth it with enough work.
-    when = ir.BinOp(">", ir.Var("n"), ir.Const(256 if heavy else 16384, "int64_t"))
+    when = ir.BinOp(">", ir.Var("n"), ir.Const(serial_elements(heavy), "int64_t"))
     out = []
     for variant, (schedule, chunk) in SCHEDULES.items():
         fn = ir.Function(f"kernel_{variant}", params, body, ret="int")

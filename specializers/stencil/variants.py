@@ -1,7 +1,8 @@
 """The variants of a stencil signature: platform passes over the lowered kernel.
 
 Every variant runs the outermost loop of each nest in parallel (only for grids
-big enough to pay for an OpenMP team: :func:`asp.passes.serial_below`) and
+big enough to pay for an OpenMP team: :func:`asp.passes.serial_below` with
+:func:`serial_points`) and
 marks the contiguous innermost loop ``omp simd``.  They differ in
 
 * ``static``: one block of outer iterations per thread (a stencil's work is
@@ -20,12 +21,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from asp import config
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
 
-__all__ = ["PREAMBLE", "SERIAL_POINTS", "apply_variant", "variant_specs", "vectorize_points"]
+__all__ = ["PREAMBLE", "SERIAL_POINTS", "apply_variant", "serial_points", "variant_specs",
+           "vectorize_points"]
 
 #: Python's scalar helpers (``//``, ``%``), index remapping of scipy.ndimage's boundary
 #: modes, Python's table indexing, and the streaming row store (AVX non-temporal stores
@@ -111,6 +114,13 @@ static inline void asp_sfence(void) {
 SERIAL_POINTS = 32768
 
 
+def serial_points() -> int:
+    """The point count a grid must exceed to run on an OpenMP team: ``ASP_PARALLEL_THRESHOLD``
+    if set (the test suite sets 0, so small grids run the parallel branch), else
+    :data:`SERIAL_POINTS`.  Read at planning time: the value is baked into the C."""
+    return config.parallel_threshold(SERIAL_POINTS)
+
+
 def variant_specs(dim: int, streaming_ok: bool) -> list[tuple[str, dict]]:
     """(name, options) of the variants for a ``dim``-dimensional kernel."""
     out: list[tuple[str, dict]] = [("static", {})]
@@ -152,7 +162,7 @@ def apply_variant(fn: ir.Function, options: dict, size: ir.Expr, title: str,
         functools.partial(parallelize_outer, schedule=schedule, chunk=chunk,
                           collapse=options.get("collapse", 1)),
         functools.partial(vectorize_points, var=f"asp_i{dim - 1}"),
-        functools.partial(serial_below, when=ir.BinOp(">", size, ir.Const(SERIAL_POINTS,
+        functools.partial(serial_below, when=ir.BinOp(">", size, ir.Const(serial_points(),
                                                                            "int64_t"))),
     ]
     return run_pipeline(fn, passes, title=title)

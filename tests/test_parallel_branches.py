@@ -1,0 +1,394 @@
+"""The OpenMP branches of every stencil and elementwise variant, against independent oracles.
+
+Generated kernels run a loop on an OpenMP team only above a threshold of work
+(``if (points > T) { #pragma omp parallel for ... } else { serial copy }``).  The
+per-variant checks use small inputs, so with the shipped thresholds they only
+ever ran the serial copy.  tests/conftest.py sets ``ASP_PARALLEL_THRESHOLD=0``
+and at least two OpenMP threads; here each variant's parallel branch is shown
+to be the one that runs (its guard is ``> 0``) and is compared with the Python
+reference on random inputs and edge values, and with NumPy/SciPy where they
+compute the same thing.  A few calls above the default thresholds, with the
+default setting, exercise the shipped configuration too.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from conftest import MIN_THREADS, openmp_max_threads
+
+from asp import config
+from asp.ir import platform as ir
+from specializers.elementwise import elementwise
+from specializers.elementwise.lowering import SERIAL_ELEMENTS, SERIAL_ELEMENTS_LOOPS
+from specializers.stencil import StencilGrid, StencilKernel
+from specializers.stencil.variants import SERIAL_POINTS, variant_specs
+
+MODES = ["interior", "constant", "nearest", "reflect", "mirror", "wrap"]
+CVAL = 0.5
+
+
+# -- where the parallel loops are, and what guards them -------------------------------------
+
+def parallel_guards(fn: ir.Function) -> list[tuple[ir.For, ir.Expr | None]]:
+    """Each parallel loop of ``fn`` with the condition it runs under: the ``if`` that
+    :func:`asp.passes.serial_below` (or the lanes lowering) put around it, else its own
+    ``if()`` clause, else None (always parallel)."""
+    found: list[tuple[ir.For, ir.Expr | None]] = []
+
+    def walk(node: ir.Node, guard: ir.Expr | None) -> None:
+        if isinstance(node, ir.If):
+            walk(node.cond, guard)
+            walk(node.then, node.cond)
+            if node.orelse is not None:
+                walk(node.orelse, guard)
+            return
+        if isinstance(node, ir.For) and node.parallel is not None:
+            found.append((node, node.parallel.when if node.parallel.when is not None
+                          else guard))
+        for child in node.children():
+            walk(child, guard)
+
+    walk(fn.body, None)
+    return found
+
+
+def threshold_of(guard: ir.Expr | None) -> int:
+    """T of a guard ``work > T`` (a loop without a guard is always parallel: T = -1)."""
+    if guard is None:
+        return -1
+    assert isinstance(guard, ir.BinOp) and guard.op == ">", guard
+    assert isinstance(guard.right, ir.Const), guard
+    return int(guard.right.value)
+
+
+def assert_parallel_branch_runs(variants, work: int, *, source: str | None = None) -> set[int]:
+    """Every variant has parallel loops, and each one's guard lets ``work`` through: the
+    branch taken on these inputs is the ``#pragma omp parallel for`` one.  Returns the
+    thresholds seen."""
+    assert variants
+    seen = set()
+    for v in variants:
+        guarded = parallel_guards(v.function)
+        assert guarded, f"variant {v.name}: no parallel loop"
+        for loop, guard in guarded:
+            seen.add(threshold_of(guard))
+            assert threshold_of(guard) < work, (v.name, loop.var, guard)
+    if source is not None:  # what was compiled, including helpers printed as text
+        for line in source.splitlines():
+            if "#pragma omp parallel" in line and " if(" in line:
+                seen.add(int(line.rsplit(">", 1)[1].strip(" )")))
+                assert int(line.rsplit(">", 1)[1].strip(" )")) < work, line
+    return seen
+
+
+def test_suite_runs_parallel_branches_on_a_team():
+    """The settings conftest.py makes for the whole suite are in force."""
+    assert config.parallel_threshold(SERIAL_POINTS) == 0
+    assert config.parallel_threshold(SERIAL_ELEMENTS) == 0
+    threads = openmp_max_threads()
+    assert threads is not None and threads >= MIN_THREADS
+
+
+# -- stencils -------------------------------------------------------------------------------
+
+class Correlate(StencilKernel):
+    """A correlation with weight ``c`` at the centre and ``w`` at each neighbour; written
+    once per point and never read, so the streaming variants are offered too."""
+
+    def kernel(self, u, c, w, out):
+        for x in out.interior_points():
+            s = c * u[x]
+            for y in u.neighbors(x, 1):
+                s += w * u[y]
+            out[x] = s
+
+
+class Accumulate(StencilKernel):
+    """Adds into the output (no streaming variants): the Laplacian of Asp's papers."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, 1):
+                out[x] += u[y]
+            out[x] -= 4 * u[x]
+
+
+def axis_offsets(dim: int, reach: int) -> list[tuple[int, ...]]:
+    """-d then +d along each axis, for d = 1..reach."""
+    out = []
+    for a in range(dim):
+        for d in range(1, reach + 1):
+            for s in (-d, d):
+                off = [0] * dim
+                off[a] = s
+                out.append(tuple(off))
+    return out
+
+
+def grids(u: np.ndarray, ghost: int) -> tuple[StencilGrid, StencilGrid]:
+    """Input and output grids of ghost depth ``ghost`` whose neighbourhood reaches it."""
+    g = StencilGrid.from_array(u)
+    g.ghost_depth = ghost
+    g.neighbor_definition[1] = axis_offsets(u.ndim, ghost)
+    out = StencilGrid(u.shape, u.dtype)
+    out.ghost_depth = ghost
+    return g, out
+
+
+def weights(dim: int, reach: int, c: float, w: float) -> np.ndarray:
+    wts = np.zeros((2 * reach + 1,) * dim)
+    wts[(reach,) * dim] = c
+    for off in axis_offsets(dim, reach):
+        wts[tuple(reach + o for o in off)] = w
+    return wts
+
+
+def scipy_oracle(u: np.ndarray, mode: str, reach: int, c: float, w: float) -> np.ndarray:
+    """The correlation by scipy.ndimage; in 'interior' mode only points ``reach`` from
+    every edge are computed and the rest stay zero."""
+    wts = weights(u.ndim, reach, c, w)
+    u64 = u.astype(np.float64)
+    if mode != "interior":
+        return ndi.correlate(u64, wts, mode=mode, cval=CVAL)
+    want = np.zeros_like(u64)
+    inner = (slice(reach, -reach),) * u.ndim
+    want[inner] = ndi.correlate(u64, wts, mode="constant")[inner]
+    return want
+
+
+def python_oracle(kernel_cls, mode: str, ghost: int, u: np.ndarray, *scalars) -> np.ndarray:
+    """The user's kernel run as Python (the specification) on fresh grids."""
+    g, out = grids(u.copy(), ghost)
+    with np.errstate(all="ignore"):  # inf - inf is NaN, as in C
+        return kernel_cls(boundary=mode, cval=CVAL, pure_python=True).kernel(g, *scalars, out)
+
+
+def edge_values(dtype) -> np.ndarray:
+    info = np.finfo(dtype)
+    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.max / 64, -info.tiny,
+                     info.smallest_subnormal, 1.0, -1.0], dtype=dtype)
+
+
+def with_edges(u: np.ndarray, rng) -> np.ndarray:
+    """``u`` with edge values at random points, including a corner and the centre."""
+    v = u.copy().reshape(-1)
+    e = edge_values(u.dtype)
+    where = rng.choice(v.size, size=min(v.size, 3 * e.size), replace=False)
+    v[where] = np.resize(e, where.size)
+    v[0] = np.nan
+    v[v.size // 2] = np.inf
+    return v.reshape(u.shape)
+
+
+def run_every_stencil_variant(k, u, ghost, scalars, want, rtol, *, threshold: int = 0):
+    """Each variant of ``k`` on ``u`` vs ``want``; its parallel branch, guarded by
+    ``threshold``, is the one taken."""
+    g, out = grids(u, ghost)
+    args = (g, *scalars, out)
+    jit = k.jit_for(*args)
+    s = k.specialization(*args)
+    assert s.check_failures == {}, s.check_failures
+    spec = jit.specializer
+    arrays = tuple(a.data if isinstance(a, StencilGrid) else a for a in args)
+    plan = spec.plan(spec.prepare(arrays))
+    assert assert_parallel_branch_runs(plan.variants, u.size, source=s.source) == {threshold}
+    for name in s.variant_names:
+        g2, out2 = grids(u.copy(), ghost)
+        got = k.run_variant(name, g2, *scalars, out2)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, equal_nan=True,
+                                   err_msg=f"variant {name}")
+    return s.variant_names
+
+
+SHAPES = {1: [(70,), (33,)], 2: [(13, 48), (11, 37)], 3: [(5, 40, 16), (4, 37, 19)]}
+
+
+def _stencil_cases():
+    # Every (dimension, mode) once, the (dtype, ghost depth) pair cycling with both: every
+    # pair of factors meets (each mode gets three of the four pairs, each dimension all
+    # four), at a quarter of the compilations of the full product.
+    combos = [(np.float64, 1), (np.float32, 2), (np.float64, 2), (np.float32, 1)]
+    for dim in (1, 2, 3):
+        for i, mode in enumerate(MODES):
+            dtype, ghost = combos[(i + dim) % 4]
+            yield pytest.param(dim, mode, dtype, ghost,
+                               id=f"{dim}d-{mode}-{np.dtype(dtype).name}-ghost{ghost}")
+
+
+@pytest.mark.parametrize("dim, mode, dtype, ghost", list(_stencil_cases()))
+def test_every_stencil_variant_parallel_branch(dim, mode, dtype, ghost, rng):
+    """Shapes with rows a whole number of cache lines (the jammed streaming path) and
+    ragged ones; tiles of 8 and 32 with a remainder; random values, then edge values."""
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    k = Correlate(boundary=mode, cval=CVAL)
+    c, w = -1.5 * dim, 0.75
+    for shape in SHAPES[dim]:
+        u = rng.uniform(-1, 1, shape).astype(dtype)
+        names = run_every_stencil_variant(k, u, ghost, (c, w),
+                                          scipy_oracle(u, mode, ghost, c, w), rtol)
+        streaming = dim >= 2
+        assert names == [n for n, _ in variant_specs(dim, streaming)]
+        # The Python reference agrees with SciPy here: it is a fair oracle for the edges.
+        np.testing.assert_allclose(python_oracle(Correlate, mode, ghost, u, c, w),
+                                   scipy_oracle(u, mode, ghost, c, w), rtol=rtol, atol=rtol)
+        e = with_edges(u, rng)
+        run_every_stencil_variant(k, e, ghost, (c, w),
+                                  python_oracle(Correlate, mode, ghost, e, c, w), rtol)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_accumulating_stencil_parallel_branch(dim, rng):
+    """A kernel that reads its output (``+=``): no streaming; ghost depth 2 in 3-D."""
+    shape = SHAPES[dim][1]
+    u = rng.uniform(-1, 1, shape)
+    ghost = 2 if dim == 3 else 1
+    k = Accumulate(boundary="reflect", cval=CVAL)
+    names = run_every_stencil_variant(k, u, ghost, (), scipy_oracle(u, "reflect", ghost, -4, 1),
+                                      1e-12)
+    assert names == [n for n, _ in variant_specs(dim, False)]
+
+
+# -- stencils above the shipped threshold, with the shipped setting ------------------------
+
+class CorrelateDefault(Correlate):
+    """Its own class: compiled only under the default threshold (the suite's kernels
+    were compiled under 0)."""
+
+
+@pytest.mark.parametrize("shape, mode", [((200, 200), "interior"), ((36, 36, 36), "wrap")])
+def test_stencil_above_the_default_threshold(shape, mode, rng, monkeypatch):
+    monkeypatch.delenv("ASP_PARALLEL_THRESHOLD")
+    assert config.parallel_threshold(SERIAL_POINTS) == SERIAL_POINTS
+    assert np.prod(shape) > SERIAL_POINTS
+    u = rng.uniform(-1, 1, shape)
+    k = CorrelateDefault(boundary=mode, cval=CVAL)
+    names = run_every_stencil_variant(k, u, 1, (2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
+                                      1e-12, threshold=SERIAL_POINTS)
+    assert names == [n for n, _ in variant_specs(u.ndim, True)]
+    # The tuner's winner, through the ordinary call, agrees too.
+    for _ in range(12):
+        np.testing.assert_allclose(k(u, 2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
+                                   rtol=1e-12, atol=1e-12)
+
+
+# -- elementwise ----------------------------------------------------------------------------
+
+@elementwise
+def cubic(x):
+    return 3 * x**3 - 2 * x**2 + x + 1
+
+
+@elementwise
+def pick(x, y):
+    if x > y:
+        return x
+    return -1 if x == y else y
+
+
+@elementwise
+def escape(cr, ci, maxiter):
+    zr, zi = cr, ci
+    for i in range(maxiter):
+        zr, zi = zr * zr - zi * zi + cr, 2.0 * zr * zi + ci
+        if zr * zr + zi * zi > 4.0:
+            return i
+    return maxiter
+
+
+@elementwise
+def damped(x):
+    acc = 0.0
+    for i in range(6):
+        if math.isnan(x):
+            break
+        acc = acc * 0.5 + x * i
+    return acc
+
+
+def elementwise_reference(fn, *args) -> np.ndarray:
+    """The user's function on each element (as NumPy scalars, so NumPy's typing)."""
+    n = next(a.size for a in args if isinstance(a, np.ndarray))
+    with np.errstate(all="ignore"):
+        vals = [fn.py_func(*[a.reshape(-1)[k] if isinstance(a, np.ndarray) else a
+                             for a in args]) for k in range(n)]
+    return np.asarray([v.item() if isinstance(v, np.generic) else v for v in vals])
+
+
+def run_every_elementwise_variant(fn, *args, want, rtol: float, expected: set[str],
+                                  threshold: int = 0):
+    s = fn.jit.specialization(*args, None)
+    assert s.check_failures == {}, s.check_failures
+    assert set(s.variant_names) == expected
+    spec = fn.jit.specializer
+    plan = spec.plan(spec.prepare((*args, None)))
+    n = next(a.size for a in args if isinstance(a, np.ndarray))
+    assert assert_parallel_branch_runs(plan.variants, n, source=s.source) == {threshold}
+    for name in s.variant_names:
+        got = fn.jit.run_variant(name, *args, None)
+        if got.dtype.kind in "iu":
+            np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=name)
+        else:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, equal_nan=True,
+                                       err_msg=name)
+
+
+SCHEDULES = {"chunk", "stride", "dynamic"}
+LANES = SCHEDULES | {"lanes8", "lanes32"}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_elementwise_float_variants_parallel_branch(dtype, rng):
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    x = rng.uniform(-4, 4, 301).astype(dtype)
+    run_every_elementwise_variant(cubic, x, want=3 * x.astype(float)**3
+                                  - 2 * x.astype(float)**2 + x + 1, rtol=rtol,
+                                  expected=SCHEDULES)
+    e = np.resize(edge_values(dtype), 301)
+    e[::7] = x[::7]
+    run_every_elementwise_variant(cubic, e, want=elementwise_reference(cubic, e), rtol=rtol,
+                                  expected=SCHEDULES)
+    run_every_elementwise_variant(damped, e, want=elementwise_reference(damped, e), rtol=rtol,
+                                  expected=LANES)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_elementwise_int_variants_parallel_branch(dtype, rng):
+    info = np.iinfo(dtype)
+    edges = np.array([0, -1, 1, info.min, info.max, info.min + 1, info.max - 1], dtype)
+    x = np.concatenate([rng.integers(-1000, 1000, 290, dtype=dtype), edges])
+    y = np.concatenate([rng.integers(-1000, 1000, 290, dtype=dtype), edges[::-1]])
+    y[:50] = x[:50]  # the x == y branch
+    run_every_elementwise_variant(pick, x, y, want=np.where(x > y, x, np.where(x == y, -1, y)),
+                                  rtol=0, expected=SCHEDULES)
+    small = rng.integers(-1000, 1000, 297, dtype=dtype)  # no overflow in the cubic
+    run_every_elementwise_variant(cubic, small,
+                                  want=elementwise_reference(cubic, small), rtol=0,
+                                  expected=SCHEDULES)
+
+
+def test_elementwise_lanes_variants_parallel_branch(rng):
+    # 32 * 9 + 5 elements: several lane blocks for each thread, and a scalar tail.
+    cr, ci = rng.uniform(-2, 1, 293), rng.uniform(-1.5, 1.5, 293)
+    cr[:4] = [0.0, -0.0, np.inf, np.nan]
+    run_every_elementwise_variant(escape, cr, ci, 40, want=elementwise_reference(escape, cr, ci,
+                                                                                 40),
+                                  rtol=0, expected=LANES)
+
+
+# -- elementwise above the shipped thresholds, with the shipped setting --------------------
+
+def test_elementwise_above_the_default_thresholds(rng, monkeypatch):
+    monkeypatch.delenv("ASP_PARALLEL_THRESHOLD")
+    light = elementwise(cubic.py_func)  # new kernels: compiled under the default only
+    heavy = elementwise(escape.py_func)
+    x = rng.uniform(-4, 4, SERIAL_ELEMENTS + 3001)
+    run_every_elementwise_variant(light, x, want=3 * x**3 - 2 * x**2 + x + 1, rtol=1e-12,
+                                  expected=SCHEDULES, threshold=SERIAL_ELEMENTS)
+    cr = rng.uniform(-2, 1, SERIAL_ELEMENTS_LOOPS * 4 + 7)
+    ci = rng.uniform(-1.5, 1.5, cr.size)
+    run_every_elementwise_variant(heavy, cr, ci, 30, want=elementwise_reference(escape, cr, ci,
+                                                                                30),
+                                  rtol=0, expected=LANES, threshold=SERIAL_ELEMENTS_LOOPS)
