@@ -383,3 +383,33 @@ def test_a_variant_that_cannot_be_printed_is_excluded_by_name(fresh_cache):
     s = k.specialization(x, None)
     assert s.variant_names == ["ok"]
     assert "printing" in s.tuning.excluded["bad"]
+
+
+# -- limits of the native entry -----------------------------------------------------------------
+
+def test_more_dimensions_than_an_entry_takes_fall_back_clearly():
+    x = np.arange(2.0 ** 9).reshape((2,) * 9)
+    with pytest.warns(AspFallbackWarning, match="9 dimensions: compiled kernels take arrays "
+                                                "of at most 8"):
+        np.testing.assert_array_equal(scale(x), 2.0 * x)
+
+
+def test_more_arguments_than_an_entry_takes_fall_back_clearly(tmp_path):
+    names = ", ".join(f"a{i}" for i in range(40))
+    mod = _load(tmp_path, "many_args", f"""
+        from specializers.elementwise import elementwise
+
+        @elementwise
+        def total({names}):
+            return {" + ".join(f"a{i}" for i in range(40))}
+    """)
+    xs = [np.full(3, float(i)) for i in range(40)]
+    with pytest.warns(AspFallbackWarning, match="41 arguments.*at most 32"):
+        np.testing.assert_array_equal(mod.total(*xs), np.full(3, float(sum(range(40)))))
+
+
+def test_stencil_grid_interior_is_the_original_asps_attribute():
+    g = StencilGrid([10, 7, 5])
+    assert g.interior == [8, 5, 3]
+    g.ghost_depth = 2
+    assert g.interior == [6, 3, 1]

@@ -18,13 +18,17 @@ import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MISS", "ArgSpec", "as_native", "make_entry", "native_available", "new_output",
-           "release_memory"]
+__all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "ArgSpec", "as_native", "make_entry",
+           "native_available", "new_output", "release_memory"]
 
 try:
     from asp import _native
 except ImportError:  # built without a compiler: every kernel runs as Python
     _native = None
+
+#: What one native entry takes: arguments (outputs included), and dimensions per array.
+MAX_ARGS = _native.MAX_ARGS if _native is not None else 32
+MAX_DIMS = _native.MAX_DIMS if _native is not None else 8
 
 
 class _Miss:

@@ -362,6 +362,7 @@ class JitKernel:
         if s is None:
             plan = _stage("planning (front end, passes, lowering)", kernel_id,
                           spec.plan, prepared)
+            _check_limits(plan, kernel_id)
             found, source, broken = _compile_variants(plan, kernel_id)
             entries = {name: e for name, (e, _, _) in found.items()}
             tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
@@ -422,6 +423,21 @@ class JitKernel:
         self._specs.clear()
         self._failed.clear()
         self._warned = False
+
+
+def _check_limits(plan: Plan, kernel_id: str) -> None:
+    """The native entry's limits, said in the user's terms before anything is built."""
+    from asp.runtime.abi import MAX_ARGS, MAX_DIMS
+
+    if len(plan.specs) > MAX_ARGS:
+        raise SpecializationError(
+            f"{len(plan.specs)} arguments (including outputs): compiled kernels take at most "
+            f"{MAX_ARGS}", kernel=kernel_id, stage="limits")
+    for i, sp in enumerate(plan.specs):
+        if sp.kind == "array" and sp.ndim > MAX_DIMS:
+            raise SpecializationError(
+                f"argument {i} has {sp.ndim} dimensions: compiled kernels take arrays of at "
+                f"most {MAX_DIMS}", kernel=kernel_id, stage="limits")
 
 
 def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str, dict]:
