@@ -38,7 +38,7 @@ import numpy as np
 
 from asp.codegen import abi_params
 from asp.errors import AspFallbackWarning
-from asp.frontend import KernelSource, get_source, reject
+from asp.frontend import KernelSource, get_source, global_reads, namespace, reject
 from asp.ir import platform as ir
 from asp.ir.node import Node, Transformer
 from asp.ir.types import ctype_of
@@ -81,6 +81,8 @@ def translate(src: KernelSource, fn, ctype: str) -> ThreePointRule:
         reject(src, body[0] if body else src.func,
                "a three-point rule must be a single 'return <expression>'")
 
+    names = namespace(fn)  # what a free name means: closure, module, builtins
+
     def expr(node: ast.expr) -> ir.Expr:
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return ir.BinOp(_OPS[type(node.op)], expr(node.left), expr(node.right))
@@ -91,8 +93,8 @@ def translate(src: KernelSource, fn, ctype: str) -> ThreePointRule:
             return ir.Const(float(node.value), ctype)
         if isinstance(node, ast.Name) and node.id in taps:
             return Tap(taps[node.id])
-        if isinstance(node, ast.Name) and type(fn.__globals__.get(node.id)) in (int, float):
-            return ir.Const(float(fn.__globals__[node.id]), ctype)  # a module constant
+        if isinstance(node, ast.Name) and type(names.get(node.id)) in (int, float):
+            return ir.Const(float(names[node.id]), ctype)  # a module constant, baked in
         reject(src, node, f"'{ast.unparse(node)}' is not supported in a three-point rule "
                           "(use + - * /, numbers and the three arguments)")
 
@@ -173,6 +175,11 @@ class ThreePointSpecializer(Specializer):
 
     def location(self) -> str:
         return f"{self.fn.__code__.co_filename}:{self.fn.__code__.co_firstlineno}"
+
+    def global_reads(self):
+        """The module constants the rule reads are baked in: the runtime guards them, and
+        specializes again when one is rebound (``THIRD = 0.3`` takes effect at once)."""
+        return global_reads(self.fn)
 
     def prepare(self, args: tuple) -> Prepared:
         """Check the arguments, naming the bad one; the signature is the dtype."""

@@ -51,6 +51,7 @@ def _load(tmp_path, name: str, text: str):
     path.write_text(textwrap.dedent(text))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -413,3 +414,21 @@ def test_stencil_grid_interior_is_the_original_asps_attribute():
     assert g.interior == [8, 5, 3]
     g.ghost_depth = 2
     assert g.interior == [6, 3, 1]
+
+
+def test_the_docs_custom_specializer_sees_a_rebound_constant():
+    """The tutorial's own example used to bake THIRD in forever."""
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "custom_specializer.py"
+    spec = importlib.util.spec_from_file_location("custom_specializer_example", path)
+    ex = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ex  # its dataclasses look their module up
+    spec.loader.exec_module(ex)
+    x = np.linspace(0.0, 1.0, 50) ** 2
+    for third in (1.0 / 3.0, 0.5, 1.0 / 3.0):
+        ex.THIRD = third
+        for _ in range(12):
+            y = ex.box(x)
+            np.testing.assert_allclose(y[1:-1], third * (x[:-2] + x[1:-1] + x[2:]),
+                                       rtol=1e-14)

@@ -1,4 +1,7 @@
-"""The front end: a Python function's syntax tree with its true file and line numbers."""
+"""The front end: a Python function's syntax tree with its true file and line numbers, and
+the names it reads from outside itself, resolved as Python resolves them."""
+from asp.frontend.names import GlobalReads, global_reads, namespace
 from asp.frontend.source import KernelSource, attach_source, get_source, reject
 
-__all__ = ["KernelSource", "attach_source", "get_source", "reject"]
+__all__ = ["GlobalReads", "KernelSource", "attach_source", "get_source", "global_reads",
+           "namespace", "reject"]
