@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +176,8 @@ def _compile(dirs: dict[str, Path], key: str, source: str, name: str) -> bytes:
         os.rename(work, final)
         return data
     except BaseException:
-        remove_path(work)
+        with suppress(OSError):  # never hide why the build failed
+            remove_path(work)
         raise
 
 
@@ -239,7 +240,8 @@ def _build_locked(dirs: dict[str, Path], key: str, source: str, kernel: str,
                 write_atomic(entry_path, json.dumps(entry, indent=1).encode())
                 return lib
         except BaseException:
-            _discard(dirs, key)  # an object without its entry would only be rebuilt
+            with suppress(OSError):  # an object without its entry would only be rebuilt
+                _discard(dirs, key)
             raise
         # The object gcc wrote cannot be loaded: drop everything for this key, once.
         _discard(dirs, key)
