@@ -109,8 +109,11 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
         out[id(getattr(np, py))] = ("abs", "abs")
     for py, c in _NP_CAST.items():
         out[id(getattr(np, py))] = ("cast", c)
-    for name in ("abs", "min", "max", "int", "float", "bool"):
+    for name in ("abs", "min", "max", "int", "bool"):
         out[id(getattr(builtins, name))] = (name, name)
+    # Not "float": that kind is a libm function returning a float (float(x) was printed
+    # as a call to a C function named float, and never compiled).
+    out[id(builtins.float)] = ("tofloat", "float")
     out[id(range)] = ("range", "range")
     return out
 
@@ -286,7 +289,10 @@ class _Translator:
                                  "(write float(x) ** y for a float power)")
         if isinstance(re_, ir.Const) and re_.value == 0.5:
             return cast(ir.Call("sqrt", (cast(le, lt, "double"),)), FLOAT, t.ctype), t
-        call = ir.Call("pow", (cast(le, lt, "double"), cast(re_, rt, "double")))
+        # NEP 50: both operands take the result type first (a weak Python float exponent
+        # of a float32 base is rounded to float32), then pow computes in double.
+        a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+        call = ir.Call("pow", (cast(a, t, "double"), cast(b, t, "double")))
         return cast(call, FLOAT, t.ctype), t
 
     def fresh(self) -> str:
@@ -365,7 +371,7 @@ class _Translator:
         if kind == "int":
             self.arity(node, args, 1, name)
             return cast(args[0][0], args[0][1], "int64_t"), INT
-        if kind == "float":
+        if kind == "tofloat":
             self.arity(node, args, 1, name)
             return cast(args[0][0], args[0][1], "double"), FLOAT
         if kind == "bool":

@@ -240,7 +240,10 @@ class _Translator:
                 return out, t
             if not t.is_float:
                 raise self.err(node, "an integer power needs a constant exponent 0..8")
-            call = ir.Call("pow", (cast(le, lt, "double"), cast(re_, rt, "double")))
+            # NEP 50: both operands take the result type first (a float32 base rounds a
+            # weak Python float exponent to float32), then pow computes in double.
+            a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+            call = ir.Call("pow", (cast(a, t, "double"), cast(b, t, "double")))
             return cast(call, FLOAT, t.ctype), t
         a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
         if op in ("%", "//"):

@@ -257,7 +257,7 @@ class StencilSpecializer(Specializer):
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
                     ret=pos[k.out], errors=((IndexError, "lookup table index out of range"),),
                     preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
-                    includes=("stdint.h", "math.h"),
+                    includes=("stdint.h", "stdbool.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
                                                  max(lo + hi + (0,))),
                     check_args_from=functools.partial(self.check_args_from, k,

@@ -1,0 +1,85 @@
+"""Floating-point arithmetic rounds where the Python rounds (fuzzer findings F1, F2, F3, F6).
+
+Found by the differential fuzzer (tests/fuzz): gcc fused ``x * y - z`` into one FMA
+rounding; ``float(x)`` in an ``@elementwise`` kernel never compiled; a stencil with a
+boolean local did not compile; a float32 base raised to a Python float exponent used the
+exponent unrounded (NEP 50 rounds it to float32 first).  The oracle is NumPy.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from asp.errors import AspFallbackWarning
+from specializers.elementwise import elementwise
+from specializers.stencil import StencilKernel
+
+
+@elementwise
+def mul_sub(x, y, z):
+    return x * y - z
+
+
+@elementwise
+def to_float(x):
+    return float(x) + 1
+
+
+@elementwise
+def power(x, e):
+    return x ** e
+
+
+def _every_variant(fn, *args):
+    s = fn.jit.specialization(*args, None)
+    assert not s.check_failures, s.check_failures
+    return [fn.jit.run_variant(name, *args, None) for name in s.variant_names]
+
+
+def test_a_product_is_rounded_before_it_is_subtracted():
+    x = np.full(40, 1.0 / 3.0)
+    y = np.full(40, 3.0)
+    z = np.ones(40)
+    for got in _every_variant(mul_sub, x, y, z):
+        np.testing.assert_array_equal(got, x * y - z)  # 0.0, not the FMA's -5.6e-17
+        assert got[0] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64, np.int8])
+def test_float_builtin_compiles(dtype):
+    x = np.arange(-5, 5).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspFallbackWarning)
+        got = to_float(x)
+    np.testing.assert_array_equal(got, x.astype(np.float64) + 1)
+    assert got.dtype == np.float64
+
+
+def test_float32_power_rounds_a_python_float_exponent_to_float32():
+    x = np.array([2.0, 3.0, 1.5, 7.25], np.float32)
+    e = 100 / 3.0  # weak: becomes float32 before the power
+    expected = np.power(x, np.float32(e))
+    for got in _every_variant(power, x, e):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=2e-7)
+        # Unrounded, 2 ** 33.333333333333336 differs from 2 ** float32(33.333332) by ~1e-6.
+        assert not np.allclose(got, (x.astype(np.float64) ** e).astype(np.float32),
+                               rtol=1e-7, atol=0)
+
+
+class BoolLocal(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            t = a[x] > 0.5
+            out[x] = a[x] * 2 if t else a[x]
+
+
+def test_a_stencil_with_a_boolean_local_compiles(monkeypatch):
+    monkeypatch.setenv("ASP_STRICT", "1")
+    a = np.random.default_rng(3).random((10, 10))
+    out = np.zeros_like(a)
+    BoolLocal().kernel(a, out)
+    inner = a[1:-1, 1:-1]
+    np.testing.assert_array_equal(out[1:-1, 1:-1], np.where(inner > 0.5, inner * 2, inner))
