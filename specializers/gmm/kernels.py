@@ -349,8 +349,15 @@ class EMStepper:
     def initial_moments(self, X: np.ndarray, resp: np.ndarray,
                         reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nk, means, covariances) from responsibilities, as scikit-learn's
-        ``_estimate_gaussian_parameters`` (the M-step of an initialisation)."""
-        if self.kernels is None:
+        ``_estimate_gaussian_parameters`` (the M-step of an initialisation).
+
+        Only ``full`` runs the kernel: its per-component D x D sums are the cost
+        (0.26 s of NumPy at N=200k, D=M=16).  scikit-learn computes the other
+        types from raw moments (tied: X^T X - sum nk mu mu^T, which is not a
+        weighted sum when, as at initialisation, rows of ``resp`` do not sum to
+        1; diag: sum r x^2 / nk - mu^2), whose rounding the centred kernel sums
+        would not reproduce; those are cheap matrix products, left to NumPy."""
+        if self.kernels is None or self.cvtype != "full":
             return ref.estimate_parameters(X, resp, reg_covar, self.cvtype)
         stats, c = self.kernels.mstats(X, resp)
         nk, means, cov = moments_from_stats(stats, c, reg_covar, self.cvtype, self.dtype)

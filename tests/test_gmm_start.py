@@ -1,0 +1,133 @@
+"""GMM from a real start: the initial M-step, the first EM iteration from
+scikit-learn's ``random_from_data`` initialisation (tiny covariances, log
+densities near -1e9, where subnormal arithmetic once made it 13x slower than
+later iterations), and the final E-step of ``fit_predict``.
+
+The oracle is ``sklearn.mixture.GaussianMixture`` with the same options and
+``random_state``; this file checks agreement, never timing.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from sklearn.mixture import _gaussian_mixture
+
+from specializers.gmm import VARIANTS, GaussianMixture
+from specializers.gmm import kernels as K
+from specializers.gmm import reference as ref
+
+M, D, N = 4, 8, 2000
+CVTYPES = ("full", "diag", "tied", "spherical")
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def _data(dtype=np.float64, seed=11):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=6.0, size=(M, D))
+    labels = rng.integers(0, M, N)
+    X = centers[labels] + rng.normal(size=(N, D)) * rng.uniform(0.5, 2.0, size=(M, D))[labels]
+    return X.astype(dtype)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def _pair(X, variant=None, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkGaussianMixture(M, random_state=0, **kw).fit(X)
+        ours = GaussianMixture(M, random_state=0, **kw)
+        ours._asp_variant = variant
+        ours.fit(X)
+    return ours, sk
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cvtype", CVTYPES)
+def test_first_iteration_from_random_from_data_matches_sklearn(cvtype, variant, monkeypatch):
+    monkeypatch.setattr(K, "PAR_MIN_WORK", 0)  # the threaded path
+    X = _data()
+    for iters in (1, 2):
+        ours, sk = _pair(X, variant, covariance_type=cvtype, init_params="random_from_data",
+                         max_iter=iters, tol=0.0)
+        for name in ATTRS:
+            assert _rel(getattr(ours, name), getattr(sk, name)) <= 1e-6, (iters, name)
+        assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-9)
+
+
+def test_responsibilities_from_tiny_covariances_are_zero_or_normal(monkeypatch):
+    """The kernels flush responsibilities below exp(-600) to exactly zero, so
+    that no product with them is subnormal (slow on x86)."""
+    X = _data()
+    init = SkGaussianMixture(M, covariance_type="full", max_iter=0,
+                             init_params="random_from_data", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init.fit(X)
+    p = ref.Params("full", init.weights_, init.means_, init.covariances_,
+                   init.precisions_cholesky_)
+    assert ref.weighted_log_prob(X, p).min() < -1e6  # the start the issue is about
+    work = np.empty((N, M))
+    K.kernels_for(M, D, "full", np.float64).em("components", X, K.kernel_params(p), work)
+    tiny = work[work != 0.0]
+    assert tiny.size and tiny.min() >= math.exp(-600) / M
+    np.testing.assert_allclose(work, np.exp(ref.e_step(X, p)[1]), rtol=1e-9, atol=1e-200)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize("cvtype", CVTYPES)
+def test_initial_m_step_runs_in_c_and_matches_sklearn(cvtype, init_params, dtype, monkeypatch):
+    X = _data(dtype)
+    kw = dict(covariance_type=cvtype, init_params=init_params, max_iter=0)
+    ours_untouched, sk = _pair(X, **kw)
+
+    def numpy_m_step(*args, **kwargs):
+        raise AssertionError("the initial M-step ran scikit-learn's NumPy code")
+
+    monkeypatch.setattr(_gaussian_mixture, "_estimate_gaussian_parameters", numpy_m_step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixture(M, random_state=0, **kw).fit(X)
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    for name in ATTRS:
+        assert getattr(ours, name).dtype == getattr(sk, name).dtype, name
+        assert _rel(getattr(ours, name), getattr(sk, name)) <= tol, name
+
+
+@pytest.mark.parametrize("given", ["weights_init", "means_init", "precisions_init"])
+def test_initial_m_step_keeps_what_the_user_gave(given):
+    X = _data()
+    rng = np.random.default_rng(2)
+    start = {"weights_init": rng.dirichlet(np.ones(M)),
+             "means_init": X[rng.choice(N, M, replace=False)],
+             "precisions_init": np.stack([np.eye(D) * rng.uniform(0.5, 2.0) for _ in range(M)])}
+    kw = dict(covariance_type="full", init_params="random", max_iter=2, tol=0.0,
+              **{given: start[given]})
+    ours, sk = _pair(X, **kw)
+    for name in ATTRS:
+        assert _rel(getattr(ours, name), getattr(sk, name)) <= 1e-6, name
+
+
+@pytest.mark.parametrize("cvtype", ["full", "diag"])
+def test_fit_predict_labels_match_sklearn(cvtype, monkeypatch):
+    monkeypatch.setattr(K, "PAR_MIN_WORK", 0)
+    X = _data()
+    kw = dict(covariance_type=cvtype, init_params="random_from_data", max_iter=20,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = GaussianMixture(M, **kw).fit_predict(X)
+        sk_labels = SkGaussianMixture(M, **kw).fit_predict(X)
+        fitted = GaussianMixture(M, **kw).fit(X)
+        sk_fitted = SkGaussianMixture(M, **kw).fit(X)
+    np.testing.assert_array_equal(labels, sk_labels)
+    np.testing.assert_array_equal(fitted.predict(X), labels)
+    np.testing.assert_allclose(fitted.score_samples(X), sk_fitted.score_samples(X), rtol=1e-9)
