@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.asp-installed
 
-.PHONY: demo test bench docs lint clean install
+.PHONY: demo test mutation bench docs lint clean install
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# Breaks a tile bound, a parallel branch, a collapse and a reduction clause, and checks
+# that the suite's per-variant checks catch each (tests/test_mutation.py; also in `test`).
+mutation: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_mutation.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -21,6 +21,7 @@ from conftest import MIN_THREADS, openmp_max_threads
 
 from asp import config
 from asp.ir import platform as ir
+from asp.passes import dependences
 from specializers.elementwise import elementwise
 from specializers.elementwise.lowering import SERIAL_ELEMENTS, SERIAL_ELEMENTS_LOOPS
 from specializers.stencil import StencilGrid, StencilKernel
@@ -64,16 +65,38 @@ def threshold_of(guard: ir.Expr | None) -> int:
     return int(guard.right.value)
 
 
+def collapsed(loop: ir.For) -> tuple[str, ...]:
+    """The indices a parallel loop shares among threads (``collapse(n)``: n of its nest)."""
+    nest = [loop]
+    while len(nest) < loop.parallel.collapse and len(nest[-1].body.body) == 1 \
+            and isinstance(nest[-1].body.body[0], ir.For):
+        nest.append(nest[-1].body.body[0])
+    assert len(nest) == loop.parallel.collapse, f"collapse({loop.parallel.collapse}) " \
+        f"over a nest of {len(nest)}"
+    return tuple(lp.var for lp in nest)
+
+
+def assert_parallel_loop_is_legal(name: str, loop: ir.For) -> None:
+    """Translation validation of one parallel loop of a finished variant: the dependence
+    analysis of :mod:`asp.passes.loops`, run again on the final IR, finds its iterations
+    independent and every reduction it finds declared in the loop's clause."""
+    deps = dependences(loop, collapsed(loop))
+    assert deps.independent, f"variant {name}: loop {loop.var} is parallel but {deps.blocking}"
+    missing = set(deps.reductions) - set(loop.reductions)
+    assert not missing, f"variant {name}: loop {loop.var} lacks reduction clauses {missing}"
+
+
 def assert_parallel_branch_runs(variants, work: int, *, source: str | None = None) -> set[int]:
-    """Every variant has parallel loops, and each one's guard lets ``work`` through: the
-    branch taken on these inputs is the ``#pragma omp parallel for`` one.  Returns the
-    thresholds seen."""
+    """Every variant has parallel loops, each legal as annotated, and each one's guard lets
+    ``work`` through: the branch taken on these inputs is the ``#pragma omp parallel for``
+    one.  Returns the thresholds seen."""
     assert variants
     seen = set()
     for v in variants:
         guarded = parallel_guards(v.function)
         assert guarded, f"variant {v.name}: no parallel loop"
         for loop, guard in guarded:
+            assert_parallel_loop_is_legal(v.name, loop)
             seen.add(threshold_of(guard))
             assert threshold_of(guard) < work, (v.name, loop.var, guard)
     if source is not None:  # what was compiled, including helpers printed as text
@@ -183,6 +206,17 @@ def with_edges(u: np.ndarray, rng) -> np.ndarray:
     return v.reshape(u.shape)
 
 
+def assert_variant_shape(v, options: dict) -> None:
+    """A variant is the transformation it is named for (the Python cannot tell: these
+    change speed, not results): its parallel nest is collapsed as asked, and a tiled
+    variant shares its tile loop, stepping by the tile size, among the threads."""
+    loops = [loop for loop, _ in parallel_guards(v.function)]
+    assert max(lp.parallel.collapse for lp in loops) == options.get("collapse", 1), v.name
+    sizes = [s for s in options.get("tile", ()) if s]
+    tiles = [lp for lp in loops if lp.var.endswith("_t")]
+    assert [lp.step for lp in tiles[:1]] == [ir.Const(s, "int64_t") for s in sizes[:1]], v.name
+
+
 def run_every_stencil_variant(k, u, ghost, scalars, want, rtol, *, threshold: int = 0):
     """Each variant of ``k`` on ``u`` vs ``want``; its parallel branch, guarded by
     ``threshold``, is the one taken."""
@@ -195,6 +229,9 @@ def run_every_stencil_variant(k, u, ghost, scalars, want, rtol, *, threshold: in
     arrays = tuple(a.data if isinstance(a, StencilGrid) else a for a in args)
     plan = spec.plan(spec.prepare(arrays))
     assert assert_parallel_branch_runs(plan.variants, u.size, source=s.source) == {threshold}
+    options = dict(variant_specs(u.ndim, True))
+    for v in plan.variants:
+        assert_variant_shape(v, options[v.name])
     for name in s.variant_names:
         g2, out2 = grids(u.copy(), ghost)
         got = k.run_variant(name, g2, *scalars, out2)

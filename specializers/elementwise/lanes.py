@@ -235,8 +235,10 @@ def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
                            *init, *body, store))
     nblocks = ir.BinOp("/", ir.Var("n"), ir.Const(lanes, "int64_t"))
     sched, chunk = schedule
+    # Block b writes only out[b*L .. b*L + L) (through asp_base, which the dependence
+    # analysis cannot follow), and its lane arrays are declared inside it: independent.
     blocks = ir.For("b", ir.Const(0, "int64_t"), ir.Var("asp_nblocks"), block_body,
-                    parallel=ir.Parallel(schedule=sched, chunk=chunk))
+                    parallel=ir.Parallel(schedule=sched, chunk=chunk), independent=True)
     serial_blocks = ir.For("b", ir.Const(0, "int64_t"), ir.Var("asp_nblocks"), block_body)
     call_args = tuple(ir.ArrayRef(n, ir.Var("k")) if n in arrays else ir.Var(n)
                       for n in names[:-1])
