@@ -1,19 +1,27 @@
-"""Front end of the elementwise specializer: a scalar Python function to typed IR.
+"""The core's Python front end for scalar functions: a Python function to typed IR.
 
-The domain IR of this specializer is :class:`ScalarFunction`: the user's
-function with every value typed, its body already in platform IR statements
-(an elementwise body *is* scalar C-like code; what is domain-specific is the
-typing, which follows Python and NumPy's rules for scalars, NEP 50
-included: a Python ``int``/``float`` literal or scalar argument is *weak* and
-takes the type of the array element it meets).
+Any specializer whose kernel is a scalar function of scalars (the elementwise map's
+body, a reduction's term) uses this translator; it is public API.  Its domain IR is
+:class:`ScalarFunction`: the user's function with every value typed, its body already
+in platform IR statements (a scalar function *is* C-like code; what is domain-specific
+is the typing, which follows Python and NumPy's rules for scalars, NEP 50 included: a
+Python ``int``/``float`` literal or scalar argument is *weak* and takes the type of the
+array element it meets; see :mod:`asp.ir.pyscalar`).
 
 Supported: arithmetic ``+ - * / // % **``, comparisons (chained too),
 ``and or not`` on booleans, ``x if c else y``, local variables and tuple
 assignment, augmented assignment, ``if/elif/else``, ``for`` over ``range``
 with ``break``/``continue``, ``while``, early ``return``, the builtins ``abs
 min max int float bool``, the functions of ``math`` and their NumPy
-counterparts, and module-level numeric constants.  Anything else raises a
+counterparts, and module-level numeric constants (names resolve as Python
+resolves them: closure, module, builtins).  Anything else raises a
 :class:`~asp.errors.FrontendError` naming ``file:line``.
+
+::
+
+    sf = translate(get_source(fn), fn, {"x": T("double"), "n": INT})
+    sf.ret          # T('double')
+    sf.as_function()  # a static inline C function, for a specializer's loop to call
 """
 from __future__ import annotations
 
@@ -48,7 +56,7 @@ from asp.ir.pyscalar import (
     translate_compare,
 )
 
-__all__ = ["ScalarFunction", "T", "c_name", "translate"]
+__all__ = ["FLOAT", "INT", "PREAMBLE", "ScalarFunction", "T", "c_name", "translate"]
 
 
 @dataclass(frozen=True)

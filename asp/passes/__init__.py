@@ -1,4 +1,5 @@
 """Platform passes (pure functions IR -> IR) and the pipeline runner that dumps each stage."""
+from asp.passes.fold import fold_constants
 from asp.passes.loops import (
     Dependences,
     dependences,
@@ -13,7 +14,7 @@ from asp.passes.loops import (
 from asp.passes.pipeline import dump, format_ir, run_pipeline
 
 __all__ = [
-    "Dependences", "dependences", "dump", "format_ir", "innermost_loops", "outer_loops",
-    "parallelize_outer", "run_pipeline", "serial_below", "tile_loops", "unroll_inner",
-    "vectorize_inner",
+    "Dependences", "dependences", "dump", "fold_constants", "format_ir", "innermost_loops",
+    "outer_loops", "parallelize_outer", "run_pipeline", "serial_below", "tile_loops",
+    "unroll_inner", "vectorize_inner",
 ]

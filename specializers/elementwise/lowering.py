@@ -18,10 +18,11 @@ import functools
 
 from asp import config
 from asp.codegen.entry import abi_params, extent_name
+from asp.frontend.scalar import ScalarFunction
 from asp.ir import platform as ir
 from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_inner
+from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
-from specializers.elementwise.frontend import ScalarFunction
 from specializers.elementwise.lanes import lanes_function
 
 __all__ = ["SCHEDULES", "SERIAL_ELEMENTS", "SERIAL_ELEMENTS_LOOPS", "fold_constants",
@@ -47,27 +48,11 @@ def serial_elements(heavy: bool) -> int:
 
 
 def fold_constants(sf: ScalarFunction) -> ScalarFunction:
-    """Fold arithmetic on literals (a domain pass).
+    """Fold arithmetic on literals (a domain pass: the core's folding on the body).
 
     Before: ``x * (2.0 * 3.0)``  After: ``x * 6.0``.
     """
-    from asp.ir.node import Transformer
-
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-
-    class Fold(Transformer):
-        def visit_BinOp(self, node: ir.BinOp):
-            node = self.generic_visit(node)
-            a, b = node.left, node.right
-            if (isinstance(a, ir.Const) and isinstance(b, ir.Const) and a.ctype == b.ctype
-                    and node.op in ops and a.ctype in ("double", "int64_t")):
-                value = ops[node.op](a.value, b.value)
-                if a.ctype == "int64_t" and not -(2**63) <= value < 2**63:
-                    return node
-                return ir.Const(value, a.ctype)
-            return node
-
-    return dataclasses.replace(sf, body=Fold().visit(sf.body))
+    return dataclasses.replace(sf, body=fold_expressions(sf.body))
 
 
 def _has_loops(sf: ScalarFunction) -> bool:

@@ -22,9 +22,9 @@ import numbers
 import numpy as np
 
 from asp.frontend import get_source
+from asp.frontend.scalar import FLOAT, INT, PREAMBLE, T, c_name, translate
 from asp.passes import run_pipeline
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant, as_native
-from specializers.elementwise.frontend import FLOAT, INT, PREAMBLE, T, c_name, translate
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
 __all__ = ["ElementwiseFunction", "elementwise"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
+from asp.passes.fold import fold_constants as fold_expressions
 from specializers.stencil.domain import Coord, Distance, GridRead, NeighborLoop, StencilIR
 
 __all__ = ["MAX_UNROLL", "fold_constants", "unroll_neighbors"]
@@ -56,37 +56,10 @@ def unroll_neighbors(kernel: StencilIR, *, limit: int = MAX_UNROLL) -> StencilIR
     return dataclasses.replace(kernel, loop=Unroll().visit(kernel.loop))
 
 
-_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
-
-
 def fold_constants(kernel: StencilIR) -> StencilIR:
-    """Fold arithmetic on literals of one type, and drop multiplications by one.
+    """Fold arithmetic on literals of one type, and drop multiplications by one (the
+    core's folding on the point loop).
 
-    Before: ``g[x] * (2.0 * 0.5)``  After: ``g[x] * 1.0`` then ``g[x]``.
+    Before: ``g[x] * (2.0 * 0.5)``  After: ``g[x] * 1.0``; ``g[x] * 1`` becomes ``g[x]``.
     """
-    class Fold(Transformer):
-        def visit_BinOp(self, node: ir.BinOp):
-            node = self.generic_visit(node)
-            a, b = node.left, node.right
-            if isinstance(a, ir.Const) and isinstance(b, ir.Const) and a.ctype == b.ctype \
-                    and node.op in _OPS and a.ctype in ("double", "int64_t"):
-                value = _OPS[node.op](a.value, b.value)
-                if a.ctype == "double" or -(2**63) <= value < 2**63:
-                    return ir.Const(value, a.ctype)
-            if node.op == "*" and isinstance(b, ir.Const) and b.value == 1 \
-                    and b.ctype == "int64_t" and isinstance(a, ir.Const | ir.Var):
-                return a
-            return node
-
-        def visit_Cast(self, node: ir.Cast):
-            node = self.generic_visit(node)
-            e = node.expr
-            if isinstance(e, ir.Const) and node.ctype in ("double", "float", "int64_t") \
-                    and e.ctype in ("double", "int64_t"):
-                if node.ctype == "int64_t":
-                    return ir.Const(int(e.value), "int64_t")
-                if node.ctype == "double":
-                    return ir.Const(float(e.value), "double")
-            return node
-
-    return dataclasses.replace(kernel, loop=Fold().visit(kernel.loop))
+    return dataclasses.replace(kernel, loop=fold_expressions(kernel.loop))
