@@ -50,6 +50,10 @@ def directory_problem(path: Path, *, follow: bool = False) -> str | None:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError as exc:
         return f"cannot be examined ({exc.strerror})"
+    return _stat_problem(path, st)
+
+
+def _stat_problem(path: Path, st: os.stat_result) -> str | None:
     if stat.S_ISLNK(st.st_mode):
         return "is a symbolic link, and asp never follows links in its cache; remove it"
     if not stat.S_ISDIR(st.st_mode):
@@ -95,8 +99,9 @@ def cache_root() -> Path:
     check cannot redirect later writes.
     """
     try:
-        configured = config.cache_dir()
-        configured.mkdir(mode=0o700, parents=True, exist_ok=True)
+        configured = config.cache_dir()  # which creates it if it can
+        if not configured.exists():
+            configured.mkdir(mode=0o700, parents=True)  # raises the reason it cannot
         root = Path(os.path.realpath(configured))
     except OSError as exc:
         raise environment_error(exc, "create the cache directory") from None
@@ -133,12 +138,16 @@ def cache_subdir(name: str, root: Path | None = None) -> Path:
     root = cache_root() if root is None else root
     path = root / name
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise environment_error(exc, f"create {path}") from None
-    problem = directory_problem(path)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            os.mkdir(path, 0o700)
+            st = os.lstat(path)
+        except FileExistsError:
+            st = os.lstat(path)
+        except OSError as exc:
+            raise environment_error(exc, f"create {path}") from None
+    problem = _stat_problem(path, st)
     if problem is not None:
         raise _refuse(path, problem)
     return path
