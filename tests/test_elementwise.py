@@ -7,6 +7,7 @@ element.  Each kernel compiles once per signature, so the examples are cheap.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -520,7 +521,9 @@ def test_out_of_another_dtype_does_not_change_calls_without_out():
     out = np.empty(X.shape, np.float32)
     for _ in range(12):
         f(X, out=out)
+        np.testing.assert_allclose(out, POLY.astype(np.float32), rtol=1e-6)
     assert f(X).dtype == np.float64
+    np.testing.assert_allclose(f(X), POLY)
 
 
 def test_out_of_another_dtype_casts_like_c():
@@ -604,15 +607,22 @@ def test_lists_and_zero_d_arrays_are_accepted():
 
 
 def test_methods_can_be_elementwise():
-    class Model:
-        gain = 3
+    from asp.errors import AspFallbackWarning
 
+    class Model:
         @elementwise
         def apply(self, x):
-            return x * 2
+            return x * 2 + self
 
-    # As a method, 'self' is an argument like any other (here ignored by the kernel).
     assert Model.apply.py_func.__qualname__.endswith("Model.apply")
+    # As a method, 'self' is an argument like any other: a number or an array is compiled...
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspFallbackWarning)
+        np.testing.assert_array_equal(Model.apply(1.0, np.arange(3.0)), [1.0, 3.0, 5.0])
+        np.testing.assert_array_equal(Model.apply(np.arange(3.0), np.ones(3)), [2.0, 3.0, 4.0])
+    # ...and an instance is not an element: the error names the argument.
+    with pytest.raises(TypeError, match="argument 'self'"):
+        Model().apply(np.arange(3.0))
 
 
 # -- bad inputs ---------------------------------------------------------------------------------
@@ -625,7 +635,7 @@ def test_wrong_argument_count():
         with pytest.raises(TypeError, match="got 0"):
             f()
         for _ in range(12):
-            f(X)
+            np.testing.assert_allclose(f(X), POLY)
         assert f.jit._hot is not None
 
 
@@ -737,6 +747,7 @@ def test_python_fallback_keeps_numpy_types(monkeypatch):
     as_python = poly(x)
     assert as_python.dtype == np.float32
     np.testing.assert_array_equal(as_python, [poly.py_func(v) for v in x])
+    np.testing.assert_allclose(compiled, as_python, rtol=1e-6)
     monkeypatch.delenv("ASP_DISABLE_JIT")
 
     def with_dict(x):
