@@ -429,3 +429,37 @@ def test_elementwise_above_the_default_thresholds(rng, monkeypatch):
     run_every_elementwise_variant(heavy, cr, ci, 30, want=elementwise_reference(escape, cr, ci,
                                                                                 30),
                                   rtol=0, expected=LANES, threshold=SERIAL_ELEMENTS_LOOPS)
+
+
+# -- the setting itself ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
+def test_bad_threshold_is_an_error(value, monkeypatch):
+    monkeypatch.setenv("ASP_PARALLEL_THRESHOLD", value)
+    with pytest.raises(ValueError, match="ASP_PARALLEL_THRESHOLD"):
+        config.parallel_threshold(SERIAL_POINTS)
+
+
+class CorrelateKeyed(Correlate):
+    """Its own class: built here under two thresholds."""
+
+
+def test_threshold_keys_records_and_tuning(monkeypatch, fresh_cache, rng):
+    """Code built under one threshold is never reused under another: not from the
+    warm-start record, not through a remembered tuning winner."""
+    u = rng.uniform(-1, 1, (12, 20))
+    args = (u, 1.0, 0.5, np.zeros_like(u))
+    k = CorrelateKeyed()
+    jit = k.jit_for(*args)
+    zero = k.specialization(*args)
+    assert "> 0)" in zero.source
+    jit.clear()
+    assert k.specialization(*args).source is None  # a warm start: from the record
+    jit.clear()
+    monkeypatch.delenv("ASP_PARALLEL_THRESHOLD")
+    default = k.specialization(*args)
+    assert default.source is not None and f"> {SERIAL_POINTS})" in default.source
+    assert default.tuning.signature != zero.tuning.signature
+    np.testing.assert_allclose(k(u, 1.0, 0.5), scipy_oracle(u, "interior", 1, 1.0, 0.5),
+                               rtol=1e-12, atol=1e-12)
+    jit.clear()
