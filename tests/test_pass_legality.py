@@ -201,3 +201,19 @@ def test_every_stencil_variant_stays_parallel(cls, shape):
     for name in s.variant_names:
         body = s.source.split(f"stencil_{name}(", 1)[1].split("\nint ", 1)[0]
         assert "#pragma omp parallel for" in body, name
+
+
+@pytest.mark.parametrize("cond, then, op", [
+    (">", "e", "max"), ("<", "acc", "max"), ("<", "e", "min"), (">", "acc", "min")])
+def test_max_and_min_updates_are_reductions(cond, then, op):
+    e, acc = ir.ArrayRef("x", X), V("m")
+    value = ir.Ternary(ir.BinOp(cond, e, acc), e if then == "e" else acc,
+                       acc if then == "e" else e)
+    fn = _fn("extreme", (_loop(ir.Assign(acc, value)), ir.Assign(ir.ArrayRef("y", I(0)), acc)),
+             scalars=("m",))
+    par = parallelize_outer(fn)
+    assert _loops(par)[0].reductions == ((op, "m"),)
+    x, y = np.random.default_rng(5).random(300_000), np.zeros(1)
+    _run(par, x, y)
+    # m starts at 0.0: the max over [0, 1) values, or min(0, ...) = 0.
+    assert y[0] == (x.max() if op == "max" else 0.0)

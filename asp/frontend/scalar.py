@@ -146,8 +146,9 @@ class _Translator:
     """Translates a function body; run until the local types stop changing."""
 
     def __init__(self, src: KernelSource, globals_: dict, closure: dict,
-                 params: dict[str, T], env: dict[str, T]):
+                 params: dict[str, T], env: dict[str, T], kind: str = "an elementwise kernel"):
         self.src = src
+        self.kind = kind  # how messages name the kernel ("an elementwise kernel")
         self.globals = globals_
         self.closure = closure
         self.params = params
@@ -187,7 +188,7 @@ class _Translator:
     def expr(self, node) -> tuple[ir.Expr, T]:
         method = getattr(self, f"e_{type(node).__name__}", None)
         if method is None:
-            raise self.err(node, f"{_describe(node)} is not supported in an elementwise kernel")
+            raise self.err(node, f"{_describe(node)} is not supported in {self.kind}")
         return method(node)
 
     def e_Constant(self, node: ast.Constant):
@@ -407,7 +408,7 @@ class _Translator:
     def stmt(self, node) -> list[ir.Stmt]:
         method = getattr(self, f"s_{type(node).__name__}", None)
         if method is None:
-            raise self.err(node, f"{_describe(node)} is not supported in an elementwise kernel")
+            raise self.err(node, f"{_describe(node)} is not supported in {self.kind}")
         return method(node)
 
     def assign_name(self, name: str, e: ir.Expr, t: T, node) -> ir.Stmt:
@@ -432,13 +433,13 @@ class _Translator:
                 temps.append((ir.Var(name), vt))
             for tgt, (ve, vt) in zip(target.elts, temps):
                 if not isinstance(tgt, ast.Name):
-                    raise self.err(tgt, "only names can be assigned in an elementwise kernel")
+                    raise self.err(tgt, f"only names can be assigned in {self.kind}")
                 out.append(self.assign_name(tgt.id, ve, vt, node))
             return out
         e, t = self.expr(node.value)
         for tgt in node.targets:
             if not isinstance(tgt, ast.Name):
-                raise self.err(tgt, "only names can be assigned in an elementwise kernel")
+                raise self.err(tgt, f"only names can be assigned in {self.kind}")
             out.append(self.assign_name(tgt.id, e, t, node))
         return out
 
@@ -450,7 +451,7 @@ class _Translator:
 
     def s_AugAssign(self, node: ast.AugAssign):
         if not isinstance(node.target, ast.Name):
-            raise self.err(node, "only names can be assigned in an elementwise kernel")
+            raise self.err(node, f"only names can be assigned in {self.kind}")
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.err(node, "unsupported augmented assignment")
@@ -462,14 +463,14 @@ class _Translator:
     def s_Expr(self, node: ast.Expr):
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return []  # a docstring
-        raise self.err(node, "an expression statement has no effect in an elementwise kernel")
+        raise self.err(node, f"an expression statement has no effect in {self.kind}")
 
     def s_Pass(self, node):
         return []
 
     def s_Return(self, node: ast.Return):
         if node.value is None:
-            raise self.err(node, "an elementwise kernel must return a value")
+            raise self.err(node, f"{self.kind} must return a value")
         if isinstance(node.value, ast.Tuple):
             raise self.err(node, "returning several values is not supported; "
                                  "write one kernel per output")
@@ -577,12 +578,12 @@ def _always_returns(stmts) -> bool:
 
 
 def translate(src: KernelSource, fn, param_types: dict[str, T], *,
-              name: str = "asp_elem") -> ScalarFunction:
+              name: str = "asp_elem", kind: str = "an elementwise kernel") -> ScalarFunction:
     """The typed scalar function for ``src`` with parameters of ``param_types``."""
     func = src.func
     a = func.args
     if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
-        raise src.error(func, "elementwise kernels take plain positional parameters only "
+        raise src.error(func, f"{kind}: plain positional parameters only "
                               "(no defaults, *args, **kwargs or keyword-only)")
     names = [p.arg for p in a.args]
     if set(names) != set(param_types):
@@ -596,14 +597,14 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     tr = None
     for _ in range(12):  # types of locals only widen, so this reaches a fixed point quickly
         before = dict(env)
-        tr = _Translator(src, fn.__globals__, closure, param_types, env)
+        tr = _Translator(src, fn.__globals__, closure, param_types, env, kind)
         tr.block(func.body)
         if env == before:
             break
     ret = tr.returns[0]
     for t in tr.returns[1:]:
         ret = join(ret, t)
-    tr = _Translator(src, fn.__globals__, closure, param_types, env)
+    tr = _Translator(src, fn.__globals__, closure, param_types, env, kind)
     tr.ret = ret
     body = tr.block(func.body)
     params = tuple(ir.Param(c_name(n), param_types[n].ctype) for n in names)

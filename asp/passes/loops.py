@@ -63,8 +63,9 @@ def _nest(loop: ir.For) -> list[ir.For]:
     return out
 
 
-#: Operators OpenMP can reduce (``s op= e`` and ``s = s op e``).
-_REDUCIBLE = frozenset({"+", "*", "&", "|", "^", "&&", "||"})
+#: Operators OpenMP can reduce (``s op= e``, ``s = s op e``; ``max``/``min`` as
+#: ``s = e > s ? e : s`` and its mirror images).
+_REDUCIBLE = frozenset({"+", "*", "&", "|", "^", "&&", "||", "max", "min"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,15 @@ def _update_op(node: ir.Assign, name: str) -> str | None:
         op, rest = v.op, (v.right,)
     elif isinstance(v, ir.BinOp) and v.right == ir.Var(name) and v.op != "-":
         op, rest = v.op, (v.left,)
+    elif isinstance(v, ir.Ternary) and isinstance(v.cond, ir.BinOp) \
+            and v.cond.op in ("<", "<=", ">", ">="):
+        big, small = ((v.cond.left, v.cond.right) if v.cond.op[0] == ">"
+                      else (v.cond.right, v.cond.left))
+        acc = ir.Var(name)
+        other = small if big == acc else big
+        if {big, small} != {acc, other} or {v.then, v.orelse} != {acc, other}:
+            return None
+        op, rest = ("max" if v.then == big else "min"), (other,)
     else:
         return None
     if op not in _REDUCIBLE or any(r == name for e in rest for r, _ in _reads(e)):

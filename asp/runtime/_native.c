@@ -157,7 +157,7 @@ static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum)
 typedef int (*asp_kernel_fn)(void **, const int64_t *, const double *, const int64_t *);
 
 enum { ARG_ARRAY = 0, ARG_FLOAT = 1, ARG_INT = 2 };
-enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4 };
+enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4, F_SCALAR = 8 };
 
 #define MAX_ARGS 32
 #define MAX_DIMS 8
@@ -342,9 +342,18 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
         }
     }
 
-    if (self->ret < 0) result = Py_None;
-    else result = arrs[self->ret] ? (PyObject *)arrs[self->ret] : Py_None;
-    Py_INCREF(result);
+    if (self->ret < 0) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else if (arrs[self->ret] != NULL && (self->spec[self->ret].flags & F_SCALAR)) {
+        /* A scalar result (a reduction): the first element, as a NumPy scalar. */
+        PyArrayObject *a = arrs[self->ret];
+        result = PyArray_Scalar(PyArray_DATA(a), PyArray_DESCR(a), (PyObject *)a);
+        if (result == NULL) goto fail;
+    } else {
+        result = arrs[self->ret] ? (PyObject *)arrs[self->ret] : Py_None;
+        Py_INCREF(result);
+    }
     for (i = 0; i < nalloc; i++) Py_DECREF(allocated[i]);
     return result;
 

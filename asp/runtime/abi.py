@@ -67,7 +67,9 @@ class ArgSpec:
     ``shape`` where it is not -1, and have the same shape as every other array in
     the same ``group`` (-1: no group).  ``alloc`` lets the caller pass ``None``
     for an output allocated like its group; ``noalias`` rejects an output that
-    overlaps any other array argument.
+    overlaps any other array argument; ``scalar`` makes the entry return this
+    output's first element as a NumPy scalar (a reduction's result) when it is
+    the returned argument.
     """
 
     kind: str
@@ -78,12 +80,14 @@ class ArgSpec:
     noalias: bool = False
     group: int = -1
     shape: tuple[int, ...] | None = None
+    scalar: bool = False
 
     def native(self) -> tuple:
         kind = {"array": 0, "float": 1, "int": 2}[self.kind]
         if self.kind != "array":
             return (kind, 0, 0, 0, -1, ())
-        flags = (1 if self.write else 0) | (2 if self.alloc else 0) | (4 if self.noalias else 0)
+        flags = ((1 if self.write else 0) | (2 if self.alloc else 0)
+                 | (4 if self.noalias else 0) | (8 if self.scalar else 0))
         shape = self.shape if self.shape is not None else (-1,) * self.ndim
         return (kind, np.dtype(self.dtype).num, self.ndim, flags, self.group, tuple(shape))
 

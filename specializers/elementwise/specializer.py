@@ -17,21 +17,23 @@ a non-contiguous or overlapping ``out`` is written through a temporary.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import numpy as np
 
 from asp.frontend import get_source
-from asp.frontend.scalar import FLOAT, INT, PREAMBLE, T, c_name, translate
+from asp.frontend.scalar import PREAMBLE, c_name, translate
 from asp.passes import run_pipeline
-from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant, as_native
+from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.runtime.mapargs import (
+    compilable,
+    map_arguments,
+    map_python,
+    random_like,
+    scalar_types,
+)
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
 __all__ = ["ElementwiseFunction", "elementwise"]
-
-
-def _arg_name(names: list[str], i: int) -> str:
-    return names[i] if i < len(names) else f"#{i}"
 
 
 class ElementwiseSpecializer(Specializer):
@@ -71,56 +73,8 @@ class ElementwiseSpecializer(Specializer):
     def prepare(self, args: tuple) -> Prepared:
         *inputs, out = args
         fname = self.fn.__name__
-        if len(inputs) != len(self.params):
-            raise TypeError(f"{fname}() takes {len(self.params)} argument(s) "
-                            f"({', '.join(self.params)}), got {len(inputs)}")
-        conv, parts, same, shape, shape_of = [], [], True, None, None
-        for i, a in enumerate(inputs):
-            name = _arg_name(self.params, i)
-            if isinstance(a, np.ndarray) and a.ndim > 0:
-                if not _compilable(a.dtype):
-                    raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
-                                    "expected float32/64, (u)int8-64 or bool")
-                if shape is None:
-                    shape, shape_of = a.shape, name
-                elif a.shape != shape:
-                    raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
-                                     f"{shape_of!r} has shape {shape}; arrays must have "
-                                     "the same shape (scalars broadcast)")
-                if not (a.flags.c_contiguous and a.flags.aligned):
-                    a, same = as_native(a), False
-                conv.append(a)
-                parts.append(f"{a.dtype.str}{a.ndim}")
-            elif isinstance(a, bool | np.bool_):
-                conv.append(int(a))
-                same = False
-                parts.append("i")
-            elif isinstance(a, numbers.Integral):
-                if not -(2**63) <= int(a) < 2**63:
-                    raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
-                if type(a) is not int:
-                    a, same = int(a), False
-                conv.append(a)
-                parts.append("i")
-            elif isinstance(a, numbers.Real):
-                if type(a) is not float:
-                    a, same = float(a), False
-                conv.append(a)
-                parts.append("f")
-            elif isinstance(a, np.ndarray):  # 0-d array: a scalar
-                return self.prepare((*inputs[:i], a[()], *inputs[i + 1:], out))
-            elif a is None:
-                raise TypeError(f"{fname}() argument {name!r} is None; expected an array "
-                                "or a number")
-            elif isinstance(a, list | tuple):
-                arr = np.asarray(a)
-                return self.prepare((*inputs[:i], arr, *inputs[i + 1:], out))
-            else:
-                raise TypeError(f"{fname}() argument {name!r} must be a numpy array or a "
-                                f"number, not {type(a).__name__}")
-        if shape is None:
-            raise TypeError(f"{fname}() needs at least one array argument "
-                            "(call the Python function directly for scalars)")
+        m = map_arguments(fname, self.params, inputs)
+        conv, parts, same, shape = m.args, m.parts, m.same, m.shape
         finish = None
         out_sig = "auto"
         if out is not None:
@@ -132,7 +86,7 @@ class ElementwiseSpecializer(Specializer):
                                  f"expected {shape}")
             if not out.flags.writeable:
                 raise ValueError(f"{fname}() argument 'out' is read-only")
-            if not _compilable(out.dtype):
+            if not compilable(out.dtype):
                 raise TypeError(f"{fname}() argument 'out' has dtype {out.dtype}; "
                                 "expected float32/64, (u)int8-64 or bool")
             overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
@@ -160,18 +114,7 @@ class ElementwiseSpecializer(Specializer):
         *inputs, out = prepared.args
         src = self._src or get_source(self.fn)
         self._src = src
-        types: dict[str, T] = {}
-        specs = []
-        for name, a in zip(self.params, inputs):
-            if isinstance(a, np.ndarray):
-                types[name] = T(_ctype(a.dtype))
-                specs.append(ArgSpec("array", a.dtype, a.ndim, group=0))
-            elif isinstance(a, float):
-                types[name] = FLOAT
-                specs.append(ArgSpec("float"))
-            else:
-                types[name] = INT
-                specs.append(ArgSpec("int"))
+        types, specs = scalar_types(self.params, inputs)
         sf = translate(src, self.fn, types)
         sf = run_pipeline(sf, [fold_constants], title=f"{self.fn.__name__}: domain passes")
         out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
@@ -192,7 +135,7 @@ class ElementwiseSpecializer(Specializer):
             made = []
             for a in inputs:
                 if isinstance(a, np.ndarray):
-                    made.append(_random_like(rng, a, (37,) + (1,) * (a.ndim - 1)))
+                    made.append(random_like(rng, a, (37,) + (1,) * (a.ndim - 1)))
                 else:
                     made.append(a)
             o = None if out is None else np.zeros((37,) + (1,) * (out.ndim - 1), out.dtype)
@@ -226,20 +169,7 @@ class ElementwiseSpecializer(Specializer):
         typed, else the dtype NumPy infers from the values.
         """
         *inputs, out = args
-        arrays = [a for a in inputs if isinstance(a, np.ndarray) and a.ndim > 0]
-        shape = arrays[0].shape if arrays else ()
-        flat = [a.reshape(-1) if isinstance(a, np.ndarray) and a.ndim > 0 else a
-                for a in inputs]
-        fn = self.fn
-
-        def one(i):
-            xs = [a[i] if isinstance(a, np.ndarray) else a for a in flat]
-            try:
-                return fn(*xs)
-            except TypeError:  # e.g. math.trunc(np.float32(...)): NumPy scalars lack it
-                return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
-
-        values = [one(i) for i in range(int(np.prod(shape)))]
+        values, shape = map_python(self.fn, inputs)
         if out is not None:
             out[...] = np.asarray(values).reshape(shape)
             return out
@@ -254,22 +184,12 @@ class ElementwiseSpecializer(Specializer):
             prepared = self.prepare((*inputs, None))
             key = prepared.signature
             if key not in self._dtypes:
-                types = {}
-                for name, a in zip(self.params, prepared.args[:-1]):
-                    types[name] = T(_ctype(a.dtype)) if isinstance(a, np.ndarray) else \
-                        FLOAT if isinstance(a, float) else INT
+                types, _ = scalar_types(self.params, prepared.args[:-1])
                 src = self._src or get_source(self.fn)
                 self._dtypes[key] = _dtype(translate(src, self.fn, types).ret.ctype)
             return self._dtypes[key]
         except Exception:  # any failure: NumPy infers the dtype from the values
             return None
-
-
-def _compilable(dtype) -> bool:
-    """A real numeric dtype with a C type (not float16, longdouble, complex, object, ...)."""
-    from asp.ir.types import CTYPES
-
-    return dtype.kind in "biuf" and dtype.byteorder != ">" and dtype in CTYPES.values()
 
 
 def _ctype(dtype) -> str:
@@ -288,14 +208,6 @@ def _function_text(fn) -> str:
     from asp.codegen import function_to_cgen
 
     return str(function_to_cgen(fn))
-
-
-def _random_like(rng, a: np.ndarray, shape) -> np.ndarray:
-    if a.dtype.kind == "f":
-        return rng.uniform(0.5, 2.0, shape).astype(a.dtype)
-    if a.dtype.kind == "b":
-        return rng.integers(0, 2, shape).astype(bool)
-    return rng.integers(1, 10, shape).astype(a.dtype)
 
 
 class ElementwiseFunction:

@@ -1,0 +1,138 @@
+"""Arguments of kernels that apply a scalar function to every element of some arrays.
+
+An elementwise map and a reduction take the same arguments: arrays of one shape
+(any number of dimensions), and Python numbers broadcast to every element (weak
+scalars, NEP 50).  :func:`map_arguments` validates and normalizes them with errors
+that name the argument; :func:`scalar_types` gives the translator's parameter types
+and the guards; :func:`map_python` runs the user's function on every element as
+Python would (on NumPy scalars, so float32 stays float32).
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from asp.frontend.scalar import FLOAT, INT, T
+from asp.ir.types import CTYPES, ctype_of
+from asp.runtime.abi import ArgSpec, as_native
+
+__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "random_like",
+           "scalar_types"]
+
+
+def compilable(dtype) -> bool:
+    """A real numeric dtype with a C type (not float16, longdouble, complex, object, ...)."""
+    return dtype.kind in "biuf" and dtype.byteorder != ">" and dtype in CTYPES.values()
+
+
+@dataclass
+class MapArgs:
+    """Normalized arguments: ``args`` (contiguous arrays, ``int`` and ``float``), their
+    signature ``parts``, their common ``shape``, and whether they are the caller's own."""
+
+    args: list
+    parts: list[str]
+    shape: tuple[int, ...]
+    same: bool
+
+
+def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArgs:
+    """Validate ``inputs`` for a function ``fname(*params)`` mapped over arrays."""
+    if len(inputs) != len(params):
+        raise TypeError(f"{fname}() takes {len(params)} argument(s) ({', '.join(params)}), "
+                        f"got {len(inputs)}")
+    conv, parts, same, shape, shape_of = [], [], True, None, None
+    for name, a in zip(params, inputs):
+        if isinstance(a, list | tuple):
+            a, same = np.asarray(a), False
+        if isinstance(a, np.ndarray) and a.ndim == 0:  # a 0-d array is a scalar
+            a, same = a[()], False
+        if isinstance(a, np.ndarray):
+            if not compilable(a.dtype):
+                raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
+                                "expected float32/64, (u)int8-64 or bool")
+            if shape is None:
+                shape, shape_of = a.shape, name
+            elif a.shape != shape:
+                raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
+                                 f"{shape_of!r} has shape {shape}; arrays must have "
+                                 "the same shape (scalars broadcast)")
+            if not (a.flags.c_contiguous and a.flags.aligned):
+                a, same = as_native(a), False
+            conv.append(a)
+            parts.append(f"{a.dtype.str}{a.ndim}")
+        elif isinstance(a, bool | np.bool_):
+            conv.append(int(a))
+            same = False
+            parts.append("i")
+        elif isinstance(a, numbers.Integral):
+            if not -(2**63) <= int(a) < 2**63:
+                raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
+            if type(a) is not int:
+                a, same = int(a), False
+            conv.append(a)
+            parts.append("i")
+        elif isinstance(a, numbers.Real):
+            if type(a) is not float:
+                a, same = float(a), False
+            conv.append(a)
+            parts.append("f")
+        elif a is None:
+            raise TypeError(f"{fname}() argument {name!r} is None; expected an array "
+                            "or a number")
+        else:
+            raise TypeError(f"{fname}() argument {name!r} must be a numpy array or a "
+                            f"number, not {type(a).__name__}")
+    if shape is None:
+        raise TypeError(f"{fname}() needs at least one array argument "
+                        "(call the Python function directly for scalars)")
+    return MapArgs(conv, parts, shape, same)
+
+
+def scalar_types(params: Sequence[str], args: Sequence) -> tuple[dict[str, T], list[ArgSpec]]:
+    """The translator's types of ``params`` and the guards of ``args`` (arrays in group 0)."""
+    types: dict[str, T] = {}
+    specs = []
+    for name, a in zip(params, args):
+        if isinstance(a, np.ndarray):
+            types[name] = T(ctype_of(a.dtype))
+            specs.append(ArgSpec("array", a.dtype, a.ndim, group=0))
+        elif isinstance(a, float):
+            types[name] = FLOAT
+            specs.append(ArgSpec("float"))
+        else:
+            types[name] = INT
+            specs.append(ArgSpec("int"))
+    return types, specs
+
+
+def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:
+    """``fn`` on each element, as Python runs it on ``a[i]``: the values, and the shape.
+
+    Elements are NumPy scalars, so arithmetic follows NumPy's types (float32 stays
+    float32); ``np.frompyfunc`` would pass Python floats and compute in double.
+    """
+    arrays = [a for a in inputs if isinstance(a, np.ndarray) and a.ndim > 0]
+    shape = arrays[0].shape if arrays else ()
+    flat = [a.reshape(-1) if isinstance(a, np.ndarray) and a.ndim > 0 else a for a in inputs]
+
+    def one(i):
+        xs = [a[i] if isinstance(a, np.ndarray) else a for a in flat]
+        try:
+            return fn(*xs)
+        except TypeError:  # e.g. math.trunc(np.float32(...)): NumPy scalars lack it
+            return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
+
+    return [one(i) for i in range(int(np.prod(shape)))], shape
+
+
+def random_like(rng: np.random.Generator, a: np.ndarray, shape) -> np.ndarray:
+    """Random values of ``a``'s dtype in a range every numeric kernel can take."""
+    if a.dtype.kind == "f":
+        return rng.uniform(0.5, 2.0, shape).astype(a.dtype)
+    if a.dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(1, 10, shape).astype(a.dtype)

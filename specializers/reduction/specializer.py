@@ -1,0 +1,188 @@
+"""``@reduction(op)``: a scalar Python function, reduced over whole arrays in parallel C.
+
+Written only against asp's public core: the core's scalar front end types the
+function, the core's passes parallelize and vectorize the loop (and prove the
+accumulation a reduction), the runtime builds, checks, tunes, guards and falls back.
+This module is the domain: what a reduction's loop is, and its NumPy semantics.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from asp import config
+from asp.codegen import abi_params, function_to_cgen
+from asp.codegen.entry import extent_name
+from asp.frontend import get_source, global_reads
+from asp.frontend.scalar import PREAMBLE, c_name, translate
+from asp.ir import platform as ir
+from asp.ir.types import ctype_of, dtype_of
+from asp.passes import (
+    fold_constants,
+    parallelize_outer,
+    run_pipeline,
+    serial_below,
+    vectorize_inner,
+)
+from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.runtime.mapargs import map_arguments, map_python, random_like, scalar_types
+
+__all__ = ["OPS", "Reduction", "reduction"]
+
+#: op -> (NumPy's reduction, its identity or None, the C update of ``acc`` by ``v``).
+OPS = {
+    "+": (np.sum, 0, lambda acc, v: ir.Assign(acc, v, "+")),
+    "*": (np.prod, 1, lambda acc, v: ir.Assign(acc, v, "*")),
+    "max": (np.max, None,
+            lambda acc, v: ir.Assign(acc, ir.Ternary(ir.BinOp(">", v, acc), v, acc))),
+    "min": (np.min, None,
+            lambda acc, v: ir.Assign(acc, ir.Ternary(ir.BinOp("<", v, acc), v, acc))),
+}
+#: Variants: OpenMP schedules of the one loop, and one thread with SIMD lanes.
+SCHEDULES = {"static": ("static", None), "dynamic": ("dynamic", 4096), "serial": None}
+SERIAL_ELEMENTS = 32768  # below this a call runs on one thread
+
+
+class ReductionSpecializer(Specializer):
+    def __init__(self, fn, op: str):
+        self.fn, self.op = fn, op
+        code = fn.__code__
+        self.params = list(code.co_varnames[: code.co_argcount])
+        self.name = f"reduction[{op}]:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
+        try:
+            self.digest = get_source(fn).digest + op
+        except Exception:  # noqa: BLE001 - no source: no record; plan() falls back
+            self.digest = ""
+
+    def location(self) -> str:
+        return f"{self.fn.__code__.co_filename}:{self.fn.__code__.co_firstlineno}"
+
+    def global_reads(self):
+        return global_reads(self.fn)
+
+    def prepare(self, args: tuple) -> Prepared:
+        *inputs, _ = args  # the entry's result slot: the caller passes None
+        m = map_arguments(self.fn.__name__, self.params, inputs)
+        if OPS[self.op][1] is None and math.prod(m.shape) == 0:
+            raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op} "
+                             "(it has no identity)")
+        return Prepared(args=(*m.args, None), signature=f"({','.join(m.parts)})",
+                        same=m.same)
+
+    def plan(self, prepared: Prepared) -> Plan:
+        inputs = prepared.args[:-1]
+        types, specs = scalar_types(self.params, inputs)
+        sf = translate(get_source(self.fn), self.fn, types, name="asp_term", kind="a reduction")
+        sf = run_pipeline(sf, [functools.partial(_fold)], title=f"{self.fn.__name__}: domain")
+        term = dtype_of(sf.ret.ctype)
+        result = self.result_dtype(term)
+        # float32 sums accumulate in double (NumPy sums pairwise; a float accumulator over
+        # millions of terms would lose digits), and are rounded once at the end.
+        acc_t = "double" if result == np.float32 and self.op in "+*" else ctype_of(result)
+        names = [c_name(p) for p in self.params] + ["asp_out"]
+        specs.append(ArgSpec("array", result, 1, write=True, alloc=True, shape=(1,),
+                             scalar=True))
+        variants = tuple(Variant(v, self.lower(sf, names, tuple(specs), acc_t, v))
+                         for v in SCHEDULES)
+
+        def check_args():
+            rng = np.random.default_rng(2026)
+            return (*(random_like(rng, a, (41,) + (1,) * (a.ndim - 1))
+                      if isinstance(a, np.ndarray) else a for a in inputs), None)
+
+        tight = result.kind != "f" or result == np.float64
+        return Plan(signature=prepared.signature, specs=tuple(specs), variants=variants,
+                    ret=len(specs) - 1, preamble=PREAMBLE + "\n" + str(function_to_cgen(
+                        sf.as_function())),
+                    includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
+                    rtol=1e-10 if tight else 1e-5, atol=0.0)
+
+    def result_dtype(self, term: np.dtype) -> np.dtype:
+        """NumPy's: what ``np.sum``/``np.prod``/``np.max``/``np.min`` of ``term`` gives."""
+        return OPS[self.op][0](np.zeros(1, term)).dtype
+
+    def lower(self, sf, names, specs, acc_t: str, variant: str) -> ir.Function:
+        first = next(n for n, s in zip(names, specs) if s.kind == "array")
+        ndim = specs[names.index(first)].ndim
+        size: ir.Expr = ir.Var(extent_name(first, 0))
+        for k in range(1, ndim):
+            size = ir.BinOp("*", size, ir.Var(extent_name(first, k)))
+        k = ir.Var("k")
+        call = ir.Call(sf.name, tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
+                                      for n, s in zip(names[:-1], specs[:-1])))
+        acc, v = ir.Var("asp_acc"), ir.Var("asp_v")
+        nan = ir.Var("asp_nan")  # max/min of floats: NumPy propagates NaN
+        body = [ir.Declare(acc_t, "asp_v", ir.Cast(acc_t, call)), OPS[self.op][2](acc, v)]
+        floating = acc_t in ("double", "float") and self.op in ("max", "min")
+        if floating:
+            body.append(ir.Assign(nan, ir.BinOp("!=", v, v), "|"))
+        identity = OPS[self.op][1]
+        # max and min have no identity: they start from the first term (prepare refused
+        # empty arrays).
+        first_term = ir.Cast(acc_t, ir.Call(sf.name, tuple(
+            ir.ArrayRef(n, ir.Const(0, "int64_t")) if s.kind == "array" else ir.Var(n)
+            for n, s in zip(names[:-1], specs[:-1]))))
+        decls = [ir.Declare("int64_t", "n", size, const=True),
+                 ir.Declare(acc_t, "asp_acc", first_term if identity is None
+                            else ir.Const(identity, acc_t)),
+                 ir.Declare("int", "asp_nan", ir.Const(0, "int"))]
+        loop = ir.For("k", ir.Const(0, "int64_t"), ir.Var("n"), ir.Block(tuple(body)))
+        store = ir.Assign(ir.ArrayRef("asp_out", ir.Const(0, "int64_t")),
+                          ir.Ternary(nan, ir.Var("NAN"), acc) if floating else acc)
+        fn = ir.Function(f"reduce_{variant}", abi_params(names, specs),
+                         ir.Block((*decls, loop, store, ir.Return(ir.Const(0, "int32_t")))),
+                         ret="int")
+        if SCHEDULES[variant] is None:
+            return run_pipeline(fn, [vectorize_inner], title=f"{self.name} {variant}")
+        schedule, chunk = SCHEDULES[variant]
+        when = ir.BinOp(">", ir.Var("n"),
+                        ir.Const(config.parallel_threshold(SERIAL_ELEMENTS), "int64_t"))
+        return run_pipeline(fn, [functools.partial(parallelize_outer, schedule=schedule,
+                                                   chunk=chunk),
+                                 vectorize_inner, functools.partial(serial_below, when=when)],
+                            title=f"{self.name} {variant}")
+
+    def run_python(self, args: tuple):
+        """``np.sum`` (``prod``, ``max``, ``min``) of the function on every element, with
+        the terms in the type the compiled kernel gives them when it can be typed."""
+        inputs = args[:len(self.params)]
+        values, _ = map_python(self.fn, inputs)
+        try:
+            types, _ = scalar_types(self.params, map_arguments("", self.params, inputs).args)
+            term = dtype_of(translate(get_source(self.fn), self.fn, types,
+                                      kind="a reduction").ret.ctype)
+        except Exception:  # noqa: BLE001 - untypable: NumPy infers from the values
+            term = None
+        if not values and OPS[self.op][1] is None:
+            raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op}")
+        return OPS[self.op][0](np.asarray(values, dtype=term))
+
+
+def _fold(sf):
+    import dataclasses
+
+    return dataclasses.replace(sf, body=fold_constants(sf.body))
+
+
+class Reduction:
+    """A scalar function of array elements, reduced with ``op`` over whole arrays."""
+
+    def __init__(self, fn, op: str):
+        functools.update_wrapper(self, fn)
+        self.py_func = fn
+        self.jit = JitKernel(ReductionSpecializer(fn, op))
+
+    def __call__(self, *args):
+        return self.jit(*args, None)  # the entry allocates the result slot
+
+    def __repr__(self) -> str:
+        return f"<reduction[{self.jit.specializer.op}] {self.py_func.__qualname__}>"
+
+
+def reduction(op: str = "+"):
+    """Decorator: ``@reduction("+")`` (or ``"*"``, ``"max"``, ``"min"``) over numpy arrays."""
+    if op not in OPS:
+        raise ValueError(f"reduction(op={op!r}): expected one of {', '.join(map(repr, OPS))}")
+    return lambda fn: Reduction(fn, op)

@@ -1,0 +1,177 @@
+"""@reduction: every compiled variant equals NumPy's np.sum/prod/max/min of the terms.
+
+The oracle is NumPy applied to the terms computed by NumPy (vectorized, independent of
+asp's own Python reference); every variant runs (``run_variant``), and the suite's
+``ASP_PARALLEL_THRESHOLD=0`` with two threads puts each on its parallel branch.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from asp.errors import AspFallbackWarning
+from specializers.reduction import reduction
+
+SCALE = 0.5
+
+
+@reduction("+")
+def energy(u, v):
+    return u * u + SCALE * v * v
+
+
+@reduction("*")
+def product(x):
+    return x
+
+
+@reduction("max")
+def biggest(x):
+    return x
+
+
+@reduction("min")
+def smallest(x):
+    return -x
+
+
+@reduction("+")
+def count_positive(x):
+    return x > 0
+
+
+@reduction("+")
+def clipped(x, lo):
+    if x < lo:
+        return lo
+    return x
+
+
+def _variants(fn, *args):
+    s = fn.jit.specialization(*args, None)
+    assert not s.check_failures, s.check_failures
+    return {name: fn.jit.run_variant(name, *args, None) for name in s.variant_names}
+
+
+def _same(got, expected, rtol):
+    assert np.asarray(got).dtype == np.asarray(expected).dtype
+    if np.asarray(expected).dtype.kind == "f":
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape", [(1,), (1000,), (37, 29), (5, 6, 7)])
+def test_energy_every_variant(dtype, rtol, shape, rng):
+    u = rng.random(shape).astype(dtype)
+    v = rng.random(shape).astype(dtype)
+    expected = np.sum(u * u + SCALE * v * v)
+    for name, got in _variants(energy, u, v).items():
+        assert isinstance(got, np.generic), name
+        _same(got, expected, rtol)
+    _same(energy(u, v), expected, rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.uint64, bool])
+def test_integer_sums_are_exact_with_numpys_dtype(dtype, rng):
+    x = rng.integers(0, 2 if dtype is bool else 100, 5000).astype(dtype)
+    for got in _variants(count_positive, x).values():
+        _same(got, np.sum(x > 0), 0)
+    info = np.iinfo(np.int64)
+    big = np.array([info.max, info.max, 3], np.int64)  # wraps, as np.sum does
+    for got in _variants(product, big).values():
+        with np.errstate(all="ignore"):
+            _same(got, np.prod(big), 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16, np.uint8])
+def test_max_and_min(dtype, rng):
+    x = (rng.random(3001) * 200 - (0 if np.dtype(dtype).kind == "u" else 100)).astype(dtype)
+    for got in _variants(biggest, x).values():
+        _same(got, np.max(x), 0)
+    for got in _variants(smallest, x).values():
+        with np.errstate(all="ignore"):
+            _same(got, np.min(-x), 0)
+
+
+@pytest.mark.parametrize("where", [0, 1500, 2999])
+def test_max_and_min_propagate_nan(where, rng):
+    x = rng.random(3000)
+    x[where] = np.nan
+    for got in (*_variants(biggest, x).values(), *_variants(smallest, x).values()):
+        assert math.isnan(got)
+
+
+def test_empty_arrays_follow_numpy():
+    assert energy(np.zeros(0), np.zeros(0)) == 0.0
+    assert product(np.zeros(0, np.int32)) == 1
+    with pytest.raises(ValueError, match="zero-size"):
+        biggest(np.zeros(0))
+
+
+def test_scalar_arguments_are_weak(rng):
+    x = rng.random(500).astype(np.float32)
+    got = clipped(x, 0.5)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, np.sum(np.maximum(x, np.float32(0.5))), rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hnp.arrays(np.float64, st.integers(1, 300),
+                  elements=st.floats(-1e6, 1e6, allow_nan=False)))
+def test_property_sum_agrees_with_numpy(x):
+    terms = x * x + SCALE * x * x
+    tol = 1e-12 * np.sum(np.abs(terms)) + 1e-300
+    for got in _variants(energy, x, x).values():
+        assert abs(got - np.sum(terms)) <= tol
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="'v' has shape"):
+        energy(np.zeros(3), np.zeros(4))
+    with pytest.raises(TypeError, match="'u' has dtype complex128"):
+        energy(np.zeros(3, complex), np.zeros(3))
+    with pytest.raises(TypeError, match=r"takes 2 argument\(s\)"):
+        energy(np.zeros(3))
+    with pytest.raises(ValueError, match="op='mean'"):
+        reduction("mean")
+
+
+def test_hot_path_and_a_rebound_constant(rng):
+    global SCALE
+    u, v = rng.random(100), rng.random(100)
+    try:
+        for _ in range(30):
+            np.testing.assert_allclose(energy(u, v), np.sum(u * u + 0.5 * v * v), rtol=1e-12)
+        assert energy.jit._hot is not None
+        SCALE = 2.0
+        np.testing.assert_allclose(energy(u, v), np.sum(u * u + 2.0 * v * v), rtol=1e-12)
+    finally:
+        SCALE = 0.5
+
+
+def test_unsupported_function_falls_back_once(rng):
+    @reduction("+")
+    def listy(x):
+        return [x][0]
+
+    x = rng.random(10)
+    with pytest.warns(AspFallbackWarning, match="not supported in a reduction") as rec:
+        a = listy(x)
+        b = listy(x)
+    assert len([w for w in rec if issubclass(w.category, AspFallbackWarning)]) == 1
+    assert a == b == np.sum(x)
+
+
+def test_non_contiguous_inputs(rng):
+    u = rng.random((40, 40))[:, ::3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspFallbackWarning)
+        np.testing.assert_allclose(energy(u, u), np.sum(u * u + 0.5 * u * u), rtol=1e-12)
