@@ -84,15 +84,21 @@ def test_responsibilities_from_tiny_covariances_are_zero_or_normal(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 @pytest.mark.parametrize("cvtype", CVTYPES)
-def test_initial_m_step_runs_in_c_and_matches_sklearn(cvtype, init_params, dtype, monkeypatch):
+def test_initial_m_step_matches_sklearn_without_its_code(cvtype, init_params, dtype,
+                                                         monkeypatch):
+    """The M-step of the initialisation never runs scikit-learn's NumPy code
+    (0.26 s at N=200k, D=M=16, full); ``full`` runs the generated kernel, the
+    cheap other types the NumPy reference (scikit-learn's formulas)."""
     X = _data(dtype)
     kw = dict(covariance_type=cvtype, init_params=init_params, max_iter=0)
-    ours_untouched, sk = _pair(X, **kw)
+    _, sk = _pair(X, **kw)
 
     def numpy_m_step(*args, **kwargs):
-        raise AssertionError("the initial M-step ran scikit-learn's NumPy code")
+        raise AssertionError("the initial M-step ran NumPy code")
 
     monkeypatch.setattr(_gaussian_mixture, "_estimate_gaussian_parameters", numpy_m_step)
+    if cvtype == "full":
+        monkeypatch.setattr(ref, "estimate_parameters", numpy_m_step)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = GaussianMixture(M, random_state=0, **kw).fit(X)

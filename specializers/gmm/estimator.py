@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from asp.runtime import as_native
 
@@ -147,8 +147,18 @@ class GaussianMixture(_SkGaussianMixture):
         return (self.weights_, self.means_, getattr(self, "covariances_", None),
                 self.precisions_cholesky_)
 
+    def predict(self, X):
+        """The most likely component of each event of ``X`` (labels straight from
+        the E-step kernel, without the N x M log-probabilities)."""
+        check_is_fitted(self)
+        X = _float(validate_data(self, X, reset=False))
+        return self._stepper(X).labels(X, self._params())
+
     def _estimate_weighted_log_prob(self, X, xp=None):
-        X = as_native(X)
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
+        X = _float(X)
         return self._stepper(X).weighted_log_prob(X, self._params())
+
+
+def _float(X) -> np.ndarray:
+    X = as_native(X)
+    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
