@@ -77,15 +77,29 @@ def _identify(cc: str, flags: tuple[str, ...], mtime: float) -> Compiler:
 
 
 def _versions_file():
-    return config.cache_dir() / "compilers.json"
+    """``compilers.json`` in the cache, or None when the cache is not safely ours (then
+    the version is asked of the compiler each time: nothing is read from or written to
+    a directory another user could write)."""
+    from asp.errors import SpecializationError
+    from asp.jit.trust import cache_root
+
+    try:
+        return cache_root() / "compilers.json"
+    except SpecializationError:
+        return None
 
 
 def _remembered_version(cc: str, mtime: float) -> str | None:
     """A compiler's version text, remembered per (path, mtime): saves a subprocess per start."""
     import json
 
+    from asp.jit.trust import read_nofollow
+
+    path = _versions_file()
+    if path is None:
+        return None
     try:
-        known = json.loads(_versions_file().read_text())
+        known = json.loads(read_nofollow(path))
         entry = known.get(cc)
         if entry and entry["mtime"] == mtime:
             return entry["version"]
@@ -97,18 +111,22 @@ def _remembered_version(cc: str, mtime: float) -> str | None:
 def _remember_version(cc: str, mtime: float, version: str) -> None:
     import json
 
+    from asp.jit.trust import read_nofollow, write_atomic
+
     path = _versions_file()
+    if path is None:
+        return
     try:
         try:
-            known = json.loads(path.read_text())
+            known = json.loads(read_nofollow(path))
             if not isinstance(known, dict):
                 known = {}
         except (OSError, ValueError):
             known = {}
         known[cc] = {"mtime": mtime, "version": version}
-        tmp = path.with_name(f".compilers.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)
+        # A fresh, exclusively created temporary: a link planted at a predictable
+        # name (.compilers.<pid>.tmp) made this write through it.
+        write_atomic(path, json.dumps(known).encode())
     except OSError:
         pass
 
