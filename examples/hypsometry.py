@@ -13,7 +13,7 @@ fault, Tennessee, that ships with matplotlib (344 x 403 cells, int16 metres). Th
 script prints the landscape's figures, a few points of the curve, its answers checked
 against NumPy, and how long the curve took with asp and with NumPy in the same run.
 
-    python examples/hypsometry.py [--levels 401]
+    python examples/hypsometry.py [--levels 201]
 
 ``ASP_EXAMPLE_QUICK=1`` computes fewer levels.
 """
@@ -97,7 +97,7 @@ def _best(fn, repeat: int) -> float:
 def main(argv=None) -> int:
     quick = os.environ.get("ASP_EXAMPLE_QUICK", "") not in ("", "0")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--levels", type=int, default=51 if quick else 401,
+    p.add_argument("--levels", type=int, default=51 if quick else 201,
                    help="levels of the hypsometric curve")
     args = p.parse_args(argv)
 
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             if winners[f.__name__] is not None:
                 break
             f(h, float(levels[0]))
-    repeat = 3 if quick else 5
+    repeat = 3
     t_asp = _best(lambda: asp_curve(h, levels), repeat)
     t_np = _best(lambda: numpy_curve(h, levels), repeat)
     print(f"curve at {len(levels)} levels ({2 * len(levels)} reductions over "
