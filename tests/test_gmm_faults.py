@@ -301,3 +301,15 @@ def test_full_d128_with_a_16k_openmp_stack(tmp_path):
     for variant in VARIANTS:
         assert worst[variant] <= 1e-6, worst
         assert worst[variant + " labels"] == 0, worst
+
+
+def test_kernels_refuse_an_array_they_would_misread(blobs):
+    kernels = K.kernels_for(M, D, "full", np.float64)
+    p = K.ref.Params("full", np.full(M, 1 / M), blobs[:M], None,
+                     np.stack([np.eye(D)] * M))
+    kp = K.kernel_params(p)
+    for bad in (np.asfortranarray(blobs), blobs.astype(np.float32), blobs[:, :2].copy()):
+        with pytest.raises(ValueError, match="X: "):
+            kernels.em(VARIANTS[0], bad, kp, None)
+        with pytest.raises(ValueError, match="X: "):
+            kernels.estep(bad, kp)

@@ -11,10 +11,17 @@ variants differ in how the work is split over threads:
 * ``components``: a responsibilities pass parallel over events, then a
   statistics pass parallel over components (no reduction, an N x M buffer).
 
-:class:`EMStepper` is what the two public faces use: it runs the tuned
-variant (or a forced one), turns the kernel's centred statistics into
-scikit-learn's M-step, and falls back to :mod:`specializers.gmm.reference`
-with one :class:`~asp.errors.AspFallbackWarning` when specialization fails.
+Beside the variants, the same object holds ``gmm_logprob`` (the blocked
+E-step alone: log-probabilities and/or labels, for ``predict``, ``score_samples``
+and the final E-step of ``fit_predict``) and ``gmm_mstats`` (the M-step from
+given responsibilities: the initialisation of a ``full`` mixture).
+
+:class:`EMStepper` is what the public faces use: it runs the tuned variant (or
+a forced one), turns the kernel's centred statistics into scikit-learn's
+M-step, and falls back to :mod:`specializers.gmm.reference` with one
+:class:`~asp.errors.AspFallbackWarning` when the kernels cannot be had, for
+whatever reason (template, compiler, cache directory, disk): building raises
+only :class:`~asp.errors.SpecializationError`, naming the kernel and the stage.
 """
 from __future__ import annotations
 
@@ -135,11 +142,21 @@ class EMKernels:
         if rc:
             raise MemoryError(f"{self.name}: out of memory in {what}")
 
+    def _guard(self, X: np.ndarray) -> None:
+        # The C reads X as N x D of the compiled type, row-major: anything else
+        # would be read as garbage, so it is refused before the call.
+        if not (isinstance(X, np.ndarray) and X.dtype == self.dtype and X.ndim == 2
+                and X.shape[1] == self.d and X.flags.c_contiguous and X.flags.aligned):
+            raise ValueError(f"X: {self.name} expects a C-contiguous (N, {self.d}) "
+                             f"{self.dtype.name} array, got {getattr(X, 'shape', '?')} "
+                             f"{getattr(X, 'dtype', type(X).__name__)}")
+
     def em(self, variant: str, X: np.ndarray, kp: tuple, work: np.ndarray | None, *,
            e_only: bool = False):
         """Run one variant: (sum of log p(x), stats of shape (M, NSTAT)).
 
         ``e_only`` skips the statistics (zero): the E-step alone."""
+        self._guard(X)
         mu, P, logc = kp
         stats = np.empty((self.m, self.nstat))
         ll = np.empty(1)
@@ -154,6 +171,7 @@ class EMKernels:
               labels: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(log w_k + log N(x | k) of shape (N, M), argmax labels (N,)); each only
         if asked for."""
+        self._guard(X)
         mu, P, logc = kp
         n = X.shape[0]
         out = np.empty((n, self.m)) if log_prob else None
@@ -171,6 +189,7 @@ class EMKernels:
     def mstats(self, X: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(stats (M, NSTAT) centred on c, c (M, D)) from responsibilities ``resp``
         (N, M); c is the responsibility-weighted mean of each component."""
+        self._guard(X)
         resp = np.ascontiguousarray(resp, dtype=X.dtype)
         if resp.shape != (X.shape[0], self.m):
             raise ValueError(f"resp: expected shape {(X.shape[0], self.m)}, got {resp.shape}")
