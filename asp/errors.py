@@ -16,6 +16,7 @@ __all__ = [
     "LoweringError",
     "PassError",
     "SpecializationError",
+    "UnrepresentableValue",
     "where",
 ]
 
@@ -93,3 +94,9 @@ class LoadError(SpecializationError):
 
 class AspFallbackWarning(RuntimeWarning):
     """A kernel runs as plain Python because specialization failed."""
+
+
+class UnrepresentableValue(ArithmeticError):
+    """A compiled entry met a value its C types cannot hold as Python would: ``int()``
+    of a NaN, an infinity or a float beyond 64 bits (Python's int is unbounded, or it
+    raises).  The runtime runs that call as Python, which gives Python's answer."""

@@ -7,6 +7,7 @@ exponent unrounded (NEP 50 rounds it to float32 first).  The oracle is NumPy.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -83,3 +84,61 @@ def test_a_stencil_with_a_boolean_local_compiles(monkeypatch):
     BoolLocal().kernel(a, out)
     inner = a[1:-1, 1:-1]
     np.testing.assert_array_equal(out[1:-1, 1:-1], np.where(inner > 0.5, inner * 2, inner))
+
+
+# -- F4: a float becomes an int only as Python would make it --------------------------------
+
+@elementwise
+def floor_times(x):
+    return ((x * 2) // x) * abs(math.floor(x))
+
+
+@elementwise
+def as_int(x):
+    return int(x) + 1
+
+
+def test_floor_of_a_float_beyond_int64_is_exact_as_in_python():
+    x = np.array([-6.562325643815969e+247, 2.5, -3.5])
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        got = floor_times(x)
+    assert got[0] == 1.3124651287631938e+248  # the fuzzer's case; C's cast gave -1.8e19
+    np.testing.assert_array_equal(got[1:], [2 * 2.0, 2 * 4.0])
+
+
+def test_int_of_nan_raises_as_in_python():
+    with pytest.warns(AspFallbackWarning), pytest.raises(ValueError, match="NaN"):
+        as_int(np.array([1.0, np.nan]))
+    with pytest.raises(OverflowError):  # (warned once per kernel, above)
+        as_int(np.array([np.inf]))
+    np.testing.assert_array_equal(as_int(np.array([1.5, -2.5])), [2, -1])
+
+
+def test_every_variant_reports_instead_of_converting_garbage():
+    from asp.errors import UnrepresentableValue
+
+    x = np.linspace(-3, 3, 50)
+    s = as_int.jit.specialization(x, None)
+    for name in s.variant_names:
+        np.testing.assert_array_equal(as_int.jit.run_variant(name, x, None),
+                                      np.trunc(x).astype(np.int64) + 1)
+        bad = x.copy()
+        bad[33] = 1e19
+        with pytest.raises(UnrepresentableValue):
+            as_int.jit.run_variant(name, bad, None)
+
+
+class Quantize(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = math.floor(a[x] * 10)
+
+
+def test_stencil_stores_a_float_in_an_int_grid_as_python_does():
+    a = np.random.default_rng(2).random((12, 12))
+    out = np.zeros((12, 12), np.int64)
+    Quantize().kernel(a, out)
+    np.testing.assert_array_equal(out[1:-1, 1:-1], np.floor(a[1:-1, 1:-1] * 10))
+    a[5, 5] = np.nan
+    with pytest.raises((OverflowError, ValueError)):
+        Quantize().kernel(a, np.zeros((12, 12), np.int64))

@@ -175,3 +175,15 @@ def test_non_contiguous_inputs(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error", AspFallbackWarning)
         np.testing.assert_allclose(energy(u, u), np.sum(u * u + 0.5 * u * u), rtol=1e-12)
+
+
+def test_a_term_only_python_can_represent_runs_as_python():
+    @reduction("+")
+    def floors(x):
+        return math.floor(x) * 0.5
+
+    x = np.array([1e300, 2.5, -1.5])
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        got = floors(x)
+    assert got == np.sum([math.floor(v) * 0.5 for v in x])  # exact big ints, as Python
+    assert floors(np.array([2.5, 3.5])) == 2.5

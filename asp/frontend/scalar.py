@@ -41,11 +41,13 @@ from asp.ir.pyscalar import (
     FLOAT,
     HELPERS,
     INT,
+    UNREP,
     T,
     absolute,
     arith,
     binop_type,
     cast,
+    checked_int,
     floordiv,
     invert,
     join,
@@ -69,12 +71,23 @@ class ScalarFunction(Node):
     ret: T
     locals: tuple[tuple[str, str], ...]
     body: ir.Block
+    #: The body converts floats to ints (``int(x)``, ``math.floor``): the function takes
+    #: the :data:`~asp.ir.pyscalar.UNREP` flag as a last parameter, which it sets when a
+    #: value has no int64 counterpart (Python's result would be an unbounded int, or an
+    #: error); the caller must then run the call as Python.
+    checked: bool = False
     child_fields = ("body",)
 
     def as_function(self) -> ir.Function:
         decls = tuple(ir.Declare(ct, name, ir.Const(0, ct)) for name, ct in self.locals)
-        return ir.Function(self.name, self.params, ir.Block(decls + self.body.body),
+        params = self.params + ((ir.Param(UNREP.name, "int", pointer=True),)
+                                if self.checked else ())
+        return ir.Function(self.name, params, ir.Block(decls + self.body.body),
                            ret=self.ret.ctype, static=True, inline=True)
+
+    def call(self, args: tuple[ir.Expr, ...]) -> ir.Call:
+        """A call of the function (with the flag, when it takes one)."""
+        return ir.Call(self.name, args + ((UNREP,) if self.checked else ()))
 
 
 # Functions of one or more float arguments returning a float (computed in double, like Python).
@@ -157,6 +170,7 @@ class _Translator:
         self.ret: T | None = None
         self.tmp = 0
         self.loop_depth = 0
+        self.checked = False  # a float -> int conversion needs the UNREP flag
 
     def err(self, node, message: str):
         return self.src.error(node, message)
@@ -357,7 +371,9 @@ class _Translator:
             return call, FLOAT
         if kind == "int" and cname in _MATH_INT.values():
             self.arity(node, args, 1, name)
-            return ir.Cast("int64_t", ir.Call(cname, (cast(*args[0], "double"),))), INT
+            self.checked = True
+            return checked_int(ir.Call(cname, (cast(*args[0], "double"),)), FLOAT,
+                               "int64_t"), INT
         if kind == "bool" and cname in _MATH_BOOL.values():
             self.arity(node, args, 1, name)
             return ir.Call(cname, (cast(*args[0], "double"),)), BOOL
@@ -379,7 +395,8 @@ class _Translator:
             return e, t
         if kind == "int":
             self.arity(node, args, 1, name)
-            return cast(args[0][0], args[0][1], "int64_t"), INT
+            self.checked = self.checked or args[0][1].is_float
+            return checked_int(args[0][0], args[0][1], "int64_t"), INT
         if kind == "tofloat":
             self.arity(node, args, 1, name)
             return cast(args[0][0], args[0][1], "double"), FLOAT
@@ -612,4 +629,4 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     locals_ = tuple(sorted((c_name(k), v.ctype) for k, v in env.items() if k not in temps))
     return ScalarFunction(name=name, params=params, param_types=tuple(param_types[n]
                                                                       for n in names),
-                          ret=ret, locals=locals_, body=body)
+                          ret=ret, locals=locals_, body=body, checked=tr.checked)

@@ -28,9 +28,9 @@ import numpy as np
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of, dtype_of
 
-__all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "absolute", "arith",
-           "binop_type", "cast", "compare_chain", "floordiv", "invert", "join", "mod", "negate",
-           "numeric", "shift", "translate_compare"]
+__all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "UNREP", "absolute", "arith",
+           "binop_type", "cast", "checked_int", "compare_chain", "floordiv", "invert", "join",
+           "mod", "negate", "numeric", "shift", "translate_compare", "unrep_flag"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,39 @@ def absolute(e: ir.Expr, t: T) -> ir.Expr:
     return ir.Call(f"asp_abs_{_SHORT[t.ctype]}", (e,))
 
 
+#: The flag a checked conversion sets (an ``int *``): code that emits
+#: :func:`checked_int` declares it, and reports the call as unrepresentable when set.
+UNREP = ir.Var("asp_unrep")
+
+_INT_RANGE = {"int64_t": (-(2.0**63), 2.0**63), "int32_t": (-(2.0**31), 2.0**31),
+              "int16_t": (-32768.0, 32768.0), "int8_t": (-128.0, 128.0),
+              "uint64_t": (0.0, 2.0**64), "uint32_t": (0.0, 2.0**32),
+              "uint16_t": (0.0, 65536.0), "uint8_t": (0.0, 256.0)}
+
+
+def unrep_flag(body: tuple[ir.Stmt, ...], code: int) -> tuple[ir.Stmt, ...]:
+    """``body`` (a kernel function's statements up to its final ``return``) with the
+    :data:`UNREP` flag declared before it and, after it, ``return code`` if it was set."""
+    return (ir.Declare("int", "asp_unrep_v", ir.Const(0, "int")),
+            ir.Declare("int *const", UNREP.name, ir.UnaryOp("&", ir.Var("asp_unrep_v"))),
+            *body,
+            ir.If(ir.Var("asp_unrep_v"), ir.Block((ir.Return(ir.Const(code, "int32_t")),))))
+
+
+def checked_int(e: ir.Expr, src: T, dst: str) -> ir.Expr:
+    """``e`` (of type ``src``) converted to the integer type ``dst`` as Python converts a
+    float to an int: exactly, or not at all.  Python's int is unbounded and ``int(nan)``
+    raises; C's conversion of NaN, an infinity or an out-of-range value is undefined.
+    A float outside ``dst``'s range sets the :data:`UNREP` flag (and gives 0): the
+    caller then runs the call as Python, or raises."""
+    if not src.is_float:
+        return cast(e, src, dst)
+    lo, hi = _INT_RANGE[dst]
+    check = ir.Call("asp_fcheck", (cast(e, src, "double"), ir.Const(lo, "double"),
+                                   ir.Const(hi, "double"), UNREP))
+    return ir.Cast(dst, check)
+
+
 def shift(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a << b`` or ``a >> b`` on integers already of type ``t``, with NumPy's rule for
     counts outside ``[0, width)`` (C leaves them undefined)."""
@@ -221,6 +254,13 @@ static inline int64_t asp_mod_i64(int64_t a, int64_t b) {
     int64_t r = a % b;
     if (r != 0 && ((r < 0) != (b < 0))) r += b;
     return r;
+}
+/* A float about to become an integer: itself when its truncation lies in [lo, hi), else
+ * 0 with *unrep set (NaN and infinities fail both tests).  Several threads may set it. */
+static inline double asp_fcheck(double x, double lo, double hi, int *unrep) {
+    if (x > lo - 1.0 && x < hi) return x;
+    __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return 0.0;
 }
 static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }
 static inline uint64_t asp_mod_u64(uint64_t a, uint64_t b) { return b ? a % b : 0; }

@@ -37,7 +37,13 @@ import numpy as np
 
 from asp import config
 from asp.codegen.entry import entry_point, render_module
-from asp.errors import AspFallbackWarning, CompileError, LoadError, SpecializationError
+from asp.errors import (
+    AspFallbackWarning,
+    CompileError,
+    LoadError,
+    SpecializationError,
+    UnrepresentableValue,
+)
 from asp.frontend.names import UNBOUND, GlobalReads
 from asp.ir import platform as ir
 from asp.jit.cache import build
@@ -252,6 +258,7 @@ class JitKernel:
         self._specs: dict[str, Specialization] = {}
         self._failed: dict[str, SpecializationError] = {}
         self._warned = False
+        self._warned_unrep = False
         self._reads: GlobalReads | None = None
         self.last_error: SpecializationError | None = None
 
@@ -263,9 +270,20 @@ class JitKernel:
                 result = hot(*args)
             except TypeError:  # a wrong argument count: the slow path names the problem
                 return self._slow(args)
+            except UnrepresentableValue as exc:
+                return self.run_as_python(args, exc)
             if result is not MISS:
                 return result
         return self._slow(args)
+
+    def run_as_python(self, args: tuple, why: Exception):
+        """This call, as Python: the compiled code met a value only Python represents
+        (warned once per kernel, as a fallback is: the call is slower)."""
+        if not self._warned_unrep:
+            self._warned_unrep = True
+            warnings.warn(f"{self.specializer.name}: {why}; this call ran as plain Python",
+                          AspFallbackWarning, stacklevel=_user_stacklevel(self.specializer))
+        return self.specializer.run_python(args)
 
     def _slow(self, args: tuple):
         spec = self.specializer
@@ -279,7 +297,10 @@ class JitKernel:
             s = self._specialization(prepared)
         except SpecializationError as exc:
             return self._fallback(args, exc)
-        result = s.run(prepared.args, prepared.bucket)
+        try:
+            result = s.run(prepared.args, prepared.bucket)
+        except UnrepresentableValue as exc:
+            return self.run_as_python(args, exc)
         if result is MISS:
             exc = LoadError("the compiled entry rejected arguments the specializer accepted",
                             kernel=spec.name)

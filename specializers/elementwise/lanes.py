@@ -208,8 +208,8 @@ def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
     lanes that finish early idle until the slowest of their group is done; the
     tuner weighs the two by offering several widths.
     """
-    if any(isinstance(n, ir.While) for n in sf.body.walk()):
-        return None
+    if any(isinstance(n, ir.While) for n in sf.body.walk()) or sf.checked:
+        return None  # (checked: its float -> int conversions report through a flag)
     arrays = {n for n, s in zip(names[:-1], specs[:-1]) if s.kind == "array"}
     scalars = {n for n, s in zip(names[:-1], specs[:-1]) if s.kind != "array"}
     low = _Lower(sf, arrays, scalars)

@@ -20,6 +20,7 @@ from asp import config
 from asp.codegen.entry import abi_params, extent_name
 from asp.frontend.scalar import ScalarFunction
 from asp.ir import platform as ir
+from asp.ir.pyscalar import unrep_flag
 from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_inner
 from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
@@ -74,11 +75,13 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
     for name, spec, ptype in zip(names[:-1], specs[:-1], sf.param_types):
         e = ir.ArrayRef(name, k) if spec.kind == "array" else ir.Var(name)
         call_args.append(e)
-    call = ir.Call(sf.name, tuple(call_args))
+    call = sf.call(tuple(call_args))
     loop = ir.For("k", ir.Const(0, "int64_t"), ir.Var("n"),
                   ir.Block((ir.Assign(ir.ArrayRef(names[-1], k), ir.Cast(out_ctype, call)),)))
-    body = ir.Block((ir.Declare("int64_t", "n", size, const=True), loop,
-                     ir.Return(ir.Const(0, "int32_t"))))
+    stmts = (ir.Declare("int64_t", "n", size, const=True), loop)
+    if sf.checked:  # error 1: a float -> int conversion Python would do otherwise
+        stmts = unrep_flag(stmts, 1)
+    body = ir.Block((*stmts, ir.Return(ir.Const(0, "int32_t"))))
     params = abi_params(names, specs)
     heavy = _has_loops(sf)
     when = ir.BinOp(">", ir.Var("n"), ir.Const(serial_elements(heavy), "int64_t"))

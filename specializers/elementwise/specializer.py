@@ -20,6 +20,7 @@ import functools
 
 import numpy as np
 
+from asp.errors import UnrepresentableValue
 from asp.frontend import get_source
 from asp.frontend.scalar import PREAMBLE, c_name, translate
 from asp.passes import run_pipeline
@@ -34,6 +35,11 @@ from asp.runtime.mapargs import (
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
 __all__ = ["ElementwiseFunction", "elementwise"]
+
+
+#: The entry's error 1: a value only Python can represent (the call runs as Python).
+UNREP_ERRORS = ((UnrepresentableValue, "a float converted to an int was NaN, infinite or "
+                 "beyond 64 bits"),)
 
 
 class ElementwiseSpecializer(Specializer):
@@ -156,7 +162,7 @@ class ElementwiseSpecializer(Specializer):
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
                     ret=len(specs) - 1, preamble=preamble,
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
-                    check_args_from=check_args_from,
+                    check_args_from=check_args_from, errors=UNREP_ERRORS if sf.checked else (),
                     rtol=1e-4 if float32 else 1e-9, atol=1e-6 if float32 else 1e-12)
 
     # -- reference --------------------------------------------------------------------------
@@ -227,6 +233,8 @@ class ElementwiseFunction:
                 result = hot(*args, out)
             except TypeError:  # a wrong argument count: the slow path names the problem
                 return self.jit._slow((*args, out))
+            except UnrepresentableValue as exc:
+                return self.jit.run_as_python((*args, out), exc)
             if result is not MISS:
                 return result
         return self.jit._slow((*args, out))

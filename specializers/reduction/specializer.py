@@ -15,9 +15,11 @@ import numpy as np
 from asp import config
 from asp.codegen import abi_params, function_to_cgen
 from asp.codegen.entry import extent_name
+from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
 from asp.frontend.scalar import PREAMBLE, c_name, translate
 from asp.ir import platform as ir
+from asp.ir.pyscalar import unrep_flag
 from asp.ir.types import ctype_of, dtype_of
 from asp.passes import (
     fold_constants,
@@ -97,6 +99,8 @@ class ReductionSpecializer(Specializer):
                     ret=len(specs) - 1, preamble=PREAMBLE + "\n" + str(function_to_cgen(
                         sf.as_function())),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
+                    errors=((UnrepresentableValue, "a float converted to an int was NaN, "
+                             "infinite or beyond 64 bits"),) if sf.checked else (),
                     rtol=1e-10 if tight else 1e-5, atol=0.0)
 
     def result_dtype(self, term: np.dtype) -> np.dtype:
@@ -110,8 +114,8 @@ class ReductionSpecializer(Specializer):
         for k in range(1, ndim):
             size = ir.BinOp("*", size, ir.Var(extent_name(first, k)))
         k = ir.Var("k")
-        call = ir.Call(sf.name, tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
-                                      for n, s in zip(names[:-1], specs[:-1])))
+        call = sf.call(tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
+                             for n, s in zip(names[:-1], specs[:-1])))
         acc, v = ir.Var("asp_acc"), ir.Var("asp_v")
         nan = ir.Var("asp_nan")  # max/min of floats: NumPy propagates NaN
         body = [ir.Declare(acc_t, "asp_v", ir.Cast(acc_t, call)), OPS[self.op][2](acc, v)]
@@ -121,7 +125,7 @@ class ReductionSpecializer(Specializer):
         identity = OPS[self.op][1]
         # max and min have no identity: they start from the first term (prepare refused
         # empty arrays).
-        first_term = ir.Cast(acc_t, ir.Call(sf.name, tuple(
+        first_term = ir.Cast(acc_t, sf.call(tuple(
             ir.ArrayRef(n, ir.Const(0, "int64_t")) if s.kind == "array" else ir.Var(n)
             for n, s in zip(names[:-1], specs[:-1]))))
         decls = [ir.Declare("int64_t", "n", size, const=True),
@@ -131,9 +135,11 @@ class ReductionSpecializer(Specializer):
         loop = ir.For("k", ir.Const(0, "int64_t"), ir.Var("n"), ir.Block(tuple(body)))
         store = ir.Assign(ir.ArrayRef("asp_out", ir.Const(0, "int64_t")),
                           ir.Ternary(nan, ir.Var("NAN"), acc) if floating else acc)
+        stmts = (*decls, loop, store)
+        if sf.checked:  # error 1: a float -> int conversion only Python can do
+            stmts = unrep_flag(stmts, 1)
         fn = ir.Function(f"reduce_{variant}", abi_params(names, specs),
-                         ir.Block((*decls, loop, store, ir.Return(ir.Const(0, "int32_t")))),
-                         ret="int")
+                         ir.Block((*stmts, ir.Return(ir.Const(0, "int32_t")))), ret="int")
         if SCHEDULES[variant] is None:
             return run_pipeline(fn, [vectorize_inner], title=f"{self.name} {variant}")
         schedule, chunk = SCHEDULES[variant]

@@ -36,6 +36,7 @@ from asp.ir.pyscalar import (
     arith,
     binop_type,
     cast,
+    checked_int,
     floordiv,
     join,
     mod,
@@ -286,7 +287,8 @@ class _Translator:
             if f.attr in _MATH and len(args) == _MATH[f.attr]:
                 return ir.Call(f.attr, tuple(cast(e, t, "double") for e, t in args)), FLOAT
             if f.attr in _MATH_INT and len(args) == 1:
-                return ir.Cast("int64_t", ir.Call(f.attr, (cast(*args[0], "double"),))), INT
+                return checked_int(ir.Call(f.attr, (cast(*args[0], "double"),)), FLOAT,
+                                   "int64_t"), INT
             raise self.err(node, f"call to unknown function '{name}'")
         if id(target) in _BUILTINS and target is getattr(builtins, _BUILTINS[id(target)]):
             args = [self.expr(a) for a in node.args]
@@ -344,7 +346,7 @@ class _Translator:
             raise self.err(node, f"{fn}() takes one argument here")
         e, t = args[0]
         if fn == "int":
-            return cast(e, t, "int64_t"), INT
+            return checked_int(e, t, "int64_t"), INT
         if fn == "float":
             return cast(e, t, "double"), FLOAT
         return absolute(e, t), t
@@ -458,6 +460,10 @@ class _Translator:
             v, vt = self.expr(value)
             if op is not None:
                 v, vt = self.binop(node, op, GridRead(grid), ot, v, vt)
+            if vt.is_float and not ot.is_float:
+                # NumPy stores a float in an int grid as Python's int() would: NaN, an
+                # infinity or a value out of range raises there.
+                return [GridWrite(grid, checked_int(v, vt, ot.ctype))]
             return [GridWrite(grid, cast(v, vt, ot.ctype))]
         if not isinstance(target, ast.Name):
             raise self.err(node, f"cannot assign to '{ast.unparse(target)}' in a stencil kernel")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
+from asp.ir.pyscalar import UNREP
 from asp.runtime.abi import ArgSpec
 from specializers.stencil.domain import (
     Coord,
@@ -226,7 +227,7 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
     if border is not None:
         call = ir.Call(border, tuple(ir.Var(p.name) for p in params))
         nests.append(ir.Assign(ir.Var("asp_bad"), call, "|"))
-    body = ir.Block((*pre, *nests, ir.Return(ir.Var("asp_bad"))))
+    body = ir.Block((*pre, *nests, _result(kernel)))
     return ir.Function(name, params, body, ret="int")
 
 
@@ -352,12 +353,29 @@ def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...]
                       for b in range(dim)]
             nests.append(_nest(ranges, checked))
     params = abi_params([pname(x) for x in names], specs)
-    body = ir.Block((*pre, *nests, ir.Return(ir.Var("asp_bad"))))
+    body = ir.Block((*pre, *nests, _result(kernel)))
     return ir.Function(name, params, body, ret="int", static=True)
+
+
+def _converts(kernel) -> bool:
+    """Whether the kernel converts floats to ints through the checked conversion."""
+    return any(isinstance(n, ir.Call) and n.func == "asp_fcheck" for n in kernel.walk())
+
+
+def _result(kernel) -> ir.Stmt:
+    """``return`` of the error code: 1 (bit 0) a lookup table index out of range, 2
+    (bit 1) a float -> int conversion Python would refuse or do with an unbounded int."""
+    if not _converts(kernel):
+        return ir.Return(ir.Var("asp_bad"))
+    return ir.Return(ir.BinOp("|", ir.Var("asp_bad"),
+                              ir.Ternary(ir.Var("asp_unrep_v"), _c(2), _c(0))))
 
 
 def _prologue(kernel, loops, dim, n) -> list[ir.Stmt]:
     pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
+    if _converts(kernel):
+        pre += [ir.Declare("int", "asp_unrep_v", ir.Const(0, "int")),
+                ir.Declare("int *const", UNREP.name, ir.UnaryOp("&", ir.Var("asp_unrep_v")))]
     for k, lp in enumerate(loops):
         # Linear offsets of the neighbourhood for this call's grid shape.
         cnt = len(lp.offsets)

@@ -36,6 +36,14 @@ __all__ = ["Geometry", "StencilSpecializer"]
 Geometry = tuple
 
 
+#: The entry's error codes (bits): 1 a lookup table index out of range; 2 a float stored
+#: into an int (int(), math.floor, an int output grid) was NaN, infinite or out of the
+#: type's range, where the Python raises too.
+_TABLE = (IndexError, "lookup table index out of range")
+_ERRORS = (_TABLE, (OverflowError, "a float converted to an integer was NaN, infinite or "
+                    "out of the integer type's range (the Python raises here)"), _TABLE)
+
+
 class StencilSpecializer(Specializer):
     """Specializes ``kernel_fn`` (a ``kernel(self, ...)`` function) for one kernel object."""
 
@@ -255,7 +263,7 @@ class StencilSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
-                    ret=pos[k.out], errors=((IndexError, "lookup table index out of range"),),
+                    ret=pos[k.out], errors=_ERRORS,
                     preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
                     includes=("stdint.h", "stdbool.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
