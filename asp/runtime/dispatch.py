@@ -25,200 +25,27 @@ for every specializer alike:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from collections.abc import Callable
 
 from asp import config
-from asp.codegen.entry import entry_point, render_module
 from asp.errors import (
     AspFallbackWarning,
-    CompileError,
     LoadError,
     SpecializationError,
     UnrepresentableValue,
 )
 from asp.frontend.names import UNBOUND, GlobalReads
-from asp.ir import platform as ir
-from asp.jit.cache import build
-from asp.passes.pipeline import dump
-from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.abi import MISS, make_entry
 from asp.runtime.check import check_variants
+from asp.runtime.plan import Plan, Prepared, Specializer, Variant
 from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
+from asp.runtime.specialization import Specialization, build_variants, check_limits, run_stage
 from asp.tune.tuner import Tuning
 
 __all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One code variant: a name the tuner reports and its lowered kernel function."""
-
-    name: str
-    function: ir.Function
-
-    def __post_init__(self):
-        if not (self.name.isascii() and self.name.isidentifier()):
-            raise ValueError(f"variant name {self.name!r}: must be a C identifier (letters, "
-                             "digits, underscores): it names the variant's entry point")
-
-
-@dataclass
-class Prepared:
-    """A call's arguments made ready for native code, and the signature they have.
-
-    ``args`` are what the entry receives (contiguous arrays, Python scalars);
-    ``finish`` turns the entry's result into the user's (e.g. copies into a
-    non-contiguous output); ``same`` says ``args`` are the user's own objects,
-    so the hot path may serve the next call directly.  ``bucket`` groups
-    calls of one signature that should be tuned apart (e.g. problem sizes a
-    factor of four apart): the code is shared, the choice of variant is not;
-    ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of
-    argument ``size_arg`` (default: the first array), so the hot path serves only
-    calls of the same bucket; a bucketed call without a range never takes the hot
-    path (it would serve every size with one bucket's winner).
-    """
-
-    args: tuple
-    signature: str
-    finish: Callable[[object], object] | None = None
-    same: bool = True
-    bucket: str = ""
-    size_range: tuple[int, int] | None = None
-    size_arg: int = -1
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything needed to build one signature's variants."""
-
-    signature: str
-    specs: tuple[ArgSpec, ...]
-    variants: tuple[Variant, ...]
-    ret: int = -1
-    errors: tuple[tuple[type[Exception], str], ...] = ()
-    preamble: str = ""
-    includes: tuple[str, ...] = ("stdint.h", "math.h")
-    # Small random arguments for checking each variant against the Python, or None.
-    check_args: Callable[[], tuple] | None = None
-    # Small arguments cut from a real call's, for when the Python raises on check_args.
-    check_args_from: Callable[[tuple], tuple] | None = None
-    rtol: float = 1e-9
-    atol: float = 1e-12
-
-
-class Specializer(ABC):
-    """What a specializer provides for one user kernel."""
-
-    #: A stable, human-readable name (kind, qualified name, file:line).
-    name: str = "kernel"
-    #: Digest of everything the generated code depends on besides the signature.
-    digest: str = ""
-
-    @abstractmethod
-    def prepare(self, args: tuple) -> Prepared:
-        """Validate ``args`` (TypeError/ValueError naming the argument) and normalize them."""
-
-    @abstractmethod
-    def plan(self, prepared: Prepared) -> Plan:
-        """Front end, passes and lowering for the signature of ``prepared``."""
-
-    @abstractmethod
-    def run_python(self, args: tuple):
-        """The reference: the user's Python, as written."""
-
-    def location(self) -> str | None:
-        return None
-
-    def global_reads(self) -> GlobalReads | None:
-        """The module-level and closure names the generated code depends on, as bound now
-        (:func:`asp.frontend.names.global_reads` of the user's function), or None."""
-        return None
-
-    def forget(self) -> None:  # noqa: B027 - a hook; most specializers cache nothing
-        """Drop whatever was derived from names that have since been rebound (cached
-        front-end results): the next :meth:`plan` must see the new bindings."""
-
-    def code_digest(self) -> str:
-        """Digest of everything besides the signature that the generated code depends on.
-
-        Keys the on-disk specialization record, so it must change whenever the
-        code would (the kernel's source, constants it bakes in, options).
-        """
-        return self.digest
-
-
-@dataclass
-class Specialization:
-    """One signature's compiled variants, their entries and their tuning.
-
-    ``plan`` and ``source`` are None for a specialization loaded from its
-    on-disk record (a warm start): nothing was planned or generated.
-    """
-
-    kernel: str
-    signature: str
-    specs: tuple[ArgSpec, ...]
-    entries: dict[str, Callable]
-    tuning: Tuning
-    plan: Plan | None = None
-    source: str | None = None
-    code: str = ""  # fingerprint of the generator, part of every tuning key
-    build_seconds: float = 0.0
-    check_failures: dict[str, str] = field(default_factory=dict)
-    buckets: dict[str, Tuning] = field(default_factory=dict)
-
-    @property
-    def variant_names(self) -> list[str]:
-        return list(self.entries)
-
-    def tuning_for(self, bucket: str) -> Tuning:
-        """The tuning of one size bucket (``""``: the signature's own)."""
-        if not bucket:
-            return self.tuning
-        t = self.buckets.get(bucket)
-        if t is None:
-            t = Tuning(self.kernel, f"{self.signature} {bucket}", list(self.entries),
-                       mode=self.tuning.mode, code=self.code)
-            for v, why in self.tuning.excluded.items():
-                t.exclude(v, why)
-            self.buckets[bucket] = t
-        return t
-
-    def run(self, args: tuple, bucket: str = ""):
-        t = self.tuning_for(bucket)
-        if t.winner is not None:
-            return self.entries[t.winner](*args)
-        if t.mode == "exhaustive":
-            self._exhaustive(args, t)
-            return self.entries[t.winner](*args)
-        v = t.pick()
-        t0 = time.perf_counter()
-        result = self.entries[v](*args)
-        t.record(v, time.perf_counter() - t0)
-        return result
-
-    def _exhaustive(self, args: tuple, tuning: Tuning) -> None:
-        # Outputs may accumulate (``out += ...``): restore them after every timed run.
-        writable = [(a, a.copy()) for a, s in zip(args, self.specs)
-                    if s.kind == "array" and s.write and isinstance(a, np.ndarray)]
-
-        def run(v):
-            try:
-                r = self.entries[v](*args)
-            finally:
-                for a, saved in writable:
-                    a[...] = saved
-            if r is MISS:
-                raise LoadError("guard miss in tuning")
-
-        tuning.run_exhaustive(run)
 
 
 def _user_stacklevel(specializer: Specializer) -> int:
@@ -234,19 +61,6 @@ def _user_stacklevel(specializer: Specializer) -> int:
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _stage(stage: str, kernel: str, fn, *args):
-    """``fn(*args)``, with any exception other than a :class:`SpecializationError` (a
-    bug in a specializer or in asp) turned into one that names the kernel and the stage,
-    so the call falls back instead of failing in the user's program."""
-    try:
-        return fn(*args)
-    except SpecializationError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise SpecializationError(f"internal error: {type(exc).__name__}: {exc}",
-                                  kernel=kernel, stage=stage) from exc
 
 
 class JitKernel:
@@ -381,10 +195,10 @@ class JitKernel:
         key = record_key(kernel_id, digest, prepared.signature, code) if digest else None
         s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
-            plan = _stage("planning (front end, passes, lowering)", kernel_id,
+            plan = run_stage("planning (front end, passes, lowering)", kernel_id,
                           spec.plan, prepared)
-            _check_limits(plan, kernel_id)
-            found, source, broken = _compile_variants(plan, kernel_id)
+            check_limits(plan, kernel_id)
+            found, source, broken = build_variants(plan, kernel_id)
             entries = {name: e for name, (e, _, _) in found.items()}
             tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
             for name, why in broken.items():  # shown by `asp tune show`, never picked
@@ -393,7 +207,7 @@ class JitKernel:
                                entries=entries, tuning=tuning, plan=plan, source=source,
                                code=code)
             if plan.check_args is not None:
-                _stage("checking against the Python", kernel_id,
+                run_stage("checking against the Python", kernel_id,
                        check_variants, s, spec, prepared.args)
             if key:
                 save_record(key, variants={n: (lib, sym) for n, (_, lib, sym) in found.items()},
@@ -444,76 +258,3 @@ class JitKernel:
         self._specs.clear()
         self._failed.clear()
         self._warned = False
-
-
-def _check_limits(plan: Plan, kernel_id: str) -> None:
-    """The native entry's limits, said in the user's terms before anything is built."""
-    from asp.runtime.abi import MAX_ARGS, MAX_DIMS
-
-    if len(plan.specs) > MAX_ARGS:
-        raise SpecializationError(
-            f"{len(plan.specs)} arguments (including outputs): compiled kernels take at most "
-            f"{MAX_ARGS}", kernel=kernel_id, stage="limits")
-    for i, sp in enumerate(plan.specs):
-        if sp.kind == "array" and sp.ndim > MAX_DIMS:
-            raise SpecializationError(
-                f"argument {i} has {sp.ndim} dimensions: compiled kernels take arrays of at "
-                f"most {MAX_DIMS}", kernel=kernel_id, stage="limits")
-
-
-def _compile_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str, dict]:
-    """Compile all variants in one translation unit; if that fails, one by one.
-
-    Returns ``{variant: (entry, library key, symbol)}``, the source, and
-    ``{variant: why}`` for those that did not compile on their own.
-    """
-    def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
-        eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
-        module = ir.Module(functions=tuple(v.function for v in variants),
-                           includes=plan.includes, preamble=plan.preamble)
-        dump(f"{kernel_id} [{plan.signature}]: module", module)
-        return render_module(module, eps, kernel=kernel_id, signature=plan.signature), eps
-
-    def entries_for(variants, lib, eps):
-        return {v.name: (make_entry(lib.address(ep.symbol), plan.specs, ret=plan.ret,
-                                    errors=plan.errors, keepalive=lib), lib.key, ep.symbol)
-                for v, ep in zip(variants, eps)}
-
-    broken: dict[str, str] = {}
-    try:
-        source, eps = source_for(plan.variants)
-    except Exception:  # noqa: BLE001 - a specializer bug: exclude the variants it hits
-        printable = []
-        for v in plan.variants:
-            try:
-                source_for([v])
-            except Exception as exc:  # noqa: BLE001
-                broken[v.name] = f"internal error: {type(exc).__name__}: {exc} [printing]"
-            else:
-                printable.append(v)
-        if not printable:
-            name, why = next(iter(broken.items()))
-            raise SpecializationError(f"no variant could be printed (variant {name}: {why})",
-                                      kernel=kernel_id, stage="printing") from None
-        plan = dataclasses.replace(plan, variants=tuple(printable))
-        source, eps = source_for(plan.variants)
-    try:
-        lib = build(source, kernel=kernel_id)
-        return entries_for(plan.variants, lib, eps), source, broken
-    except CompileError as whole:
-        if len(plan.variants) == 1:
-            raise
-        entries: dict[str, tuple] = {}
-        for v in plan.variants:
-            src, eps1 = source_for([v])
-            try:
-                lib = build(src, kernel=kernel_id)
-            except CompileError as exc:
-                lines = str(exc).splitlines() or [""]
-                first = next((ln for ln in lines if "error" in ln), lines[0])
-                broken[v.name] = f"does not compile: {first.strip()[:200]}"
-                continue
-            entries.update(entries_for([v], lib, eps1))
-        if not entries:
-            raise whole from None
-        return entries, source, broken

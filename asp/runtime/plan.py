@@ -1,0 +1,118 @@
+"""The contract between a specializer and the runtime.
+
+A specializer implements :class:`Specializer` for one user kernel: how to
+validate and normalize arguments (:meth:`~Specializer.prepare`, giving a
+:class:`Prepared`), how to plan the code for a signature (:meth:`~Specializer.plan`:
+front end, passes, lowering, giving a :class:`Plan` of :class:`Variant` functions),
+and how to run the plain Python (:meth:`~Specializer.run_python`).  The runtime
+(:class:`asp.runtime.dispatch.JitKernel`) does everything else.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asp.frontend.names import GlobalReads
+from asp.ir import platform as ir
+from asp.runtime.abi import ArgSpec
+
+__all__ = ["Plan", "Prepared", "Specializer", "Variant"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One code variant: a name the tuner reports and its lowered kernel function."""
+
+    name: str
+    function: ir.Function
+
+    def __post_init__(self):
+        if not (self.name.isascii() and self.name.isidentifier()):
+            raise ValueError(f"variant name {self.name!r}: must be a C identifier (letters, "
+                             "digits, underscores): it names the variant's entry point")
+
+
+@dataclass
+class Prepared:
+    """A call's arguments made ready for native code, and the signature they have.
+
+    ``args`` are what the entry receives (contiguous arrays, Python scalars);
+    ``finish`` turns the entry's result into the user's (e.g. copies into a
+    non-contiguous output); ``same`` says ``args`` are the user's own objects,
+    so the hot path may serve the next call directly.  ``bucket`` groups
+    calls of one signature that should be tuned apart (e.g. problem sizes a
+    factor of four apart): the code is shared, the choice of variant is not;
+    ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of
+    argument ``size_arg`` (default: the first array), so the hot path serves only
+    calls of the same bucket; a bucketed call without a range never takes the hot
+    path (it would serve every size with one bucket's winner).
+    """
+
+    args: tuple
+    signature: str
+    finish: Callable[[object], object] | None = None
+    same: bool = True
+    bucket: str = ""
+    size_range: tuple[int, int] | None = None
+    size_arg: int = -1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to build one signature's variants."""
+
+    signature: str
+    specs: tuple[ArgSpec, ...]
+    variants: tuple[Variant, ...]
+    ret: int = -1
+    errors: tuple[tuple[type[Exception], str], ...] = ()
+    preamble: str = ""
+    includes: tuple[str, ...] = ("stdint.h", "math.h")
+    # Small random arguments for checking each variant against the Python, or None.
+    check_args: Callable[[], tuple] | None = None
+    # Small arguments cut from a real call's, for when the Python raises on check_args.
+    check_args_from: Callable[[tuple], tuple] | None = None
+    rtol: float = 1e-9
+    atol: float = 1e-12
+
+
+class Specializer(ABC):
+    """What a specializer provides for one user kernel."""
+
+    #: A stable, human-readable name (kind, qualified name, file:line).
+    name: str = "kernel"
+    #: Digest of everything the generated code depends on besides the signature.
+    digest: str = ""
+
+    @abstractmethod
+    def prepare(self, args: tuple) -> Prepared:
+        """Validate ``args`` (TypeError/ValueError naming the argument) and normalize them."""
+
+    @abstractmethod
+    def plan(self, prepared: Prepared) -> Plan:
+        """Front end, passes and lowering for the signature of ``prepared``."""
+
+    @abstractmethod
+    def run_python(self, args: tuple):
+        """The reference: the user's Python, as written."""
+
+    def location(self) -> str | None:
+        return None
+
+    def global_reads(self) -> GlobalReads | None:
+        """The module-level and closure names the generated code depends on, as bound now
+        (:func:`asp.frontend.names.global_reads` of the user's function), or None."""
+        return None
+
+    def forget(self) -> None:  # noqa: B027 - a hook; most specializers cache nothing
+        """Drop whatever was derived from names that have since been rebound (cached
+        front-end results): the next :meth:`plan` must see the new bindings."""
+
+    def code_digest(self) -> str:
+        """Digest of everything besides the signature that the generated code depends on.
+
+        Keys the on-disk specialization record, so it must change whenever the
+        code would (the kernel's source, constants it bakes in, options).
+        """
+        return self.digest
