@@ -1,0 +1,416 @@
+"""The fuzzer's child process: specialize a batch, run every variant, compare with Python.
+
+Compiled kernels run here, not in the process that generates them, so a SIGFPE
+or a segfault is a finding rather than the end of the run: before each compiled
+call the worker writes the kernel's index to a progress file, and the parent
+(:mod:`tests.fuzz.driver`) reads it when the worker dies.
+
+Protocol: the parent writes pickled requests (a :class:`~tests.fuzz.gen.Batch`, a
+directory, a tag) to stdin, length-prefixed; the worker answers with a pickled
+:class:`Reply`.  :func:`main` runs the loop (imported, so pickled classes keep their module).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import struct
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tests.fuzz.gen import EW, Batch, E
+from tests.fuzz.render import elementwise_module, singles_module, stencil_module
+
+__all__ = ["Outcome", "Reply", "compare", "run_batch", "tolerance"]
+
+#: Elementwise calls over more elements than this run the parallel branch.
+PARALLEL_ELEMENTS = 16384
+# Calls whose result is not correctly rounded (glibc's scalar and vector libm, NumPy's own
+# SIMD loops); fabs, floor, ceil, trunc, copysign and fmod are exact and not listed.
+_LIBM = {"sqrt", "exp", "log", "log10", "log2", "log1p", "expm1", "sin", "cos", "tan", "asin",
+         "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc",
+         "exp2", "cbrt", "gamma", "lgamma", "atan2", "hypot", "pow", "arcsin", "arccos",
+         "arctan", "arctan2", "power"}
+
+
+@dataclass
+class Outcome:
+    """What happened to one generated kernel: ``status`` is 'ok', 'fallback' (the front
+    end rejects a construct: by design), 'mismatch', 'error' (a specialization failure
+    that is not a front-end rejection, in strict mode) or, set by the parent, 'crash'."""
+
+    status: str = "ok"
+    detail: str = ""
+    cases: int = 0          # element results compared (every variant counts)
+    skipped: int = 0        # elements where the Python raised (nothing to compare)
+    bad: list = field(default_factory=list)   # (variant, index, inputs, expected, got)
+
+
+@dataclass
+class Reply:
+    outcomes: dict[int, Outcome]
+    compiles: int = 0
+
+
+# -- comparison ----------------------------------------------------------------------------------
+
+def _libm_calls(e: E) -> bool:
+    if e.op == "call" and e.text.split(".")[-1] in _LIBM:
+        return True
+    if e.op == "bin" and e.text == "**" and e.args[1].kind == "f":
+        return True
+    return any(_libm_calls(a) for a in e.args)
+
+
+def tolerance(body, params=()) -> tuple[int, float]:
+    """(ulps, relative) a float result may differ by: 4 ulp when the kernel is
+    arithmetic only, else also a relative 2**-30 of the larger magnitude (2**-14 for a
+    float32 result), for libm differences grown by later arithmetic; 2**-20 when float32
+    meets wider types (Python's type after ``a if c else b`` depends on the arm taken)."""
+    parts = [e for _, e in body.lets] + list(body.branch or ()) + [body.result]
+    if body.nbr is not None:
+        parts.append(body.nbr)
+    dts = {dt for _, dt in params}
+    if "float32" in dts and len(dts) > 1:
+        return (4, 2.0**-20)
+    return (4, 2.0**-30) if any(_libm_calls(e) for e in parts) else (4, 0.0)
+
+
+def _ulp_keys(a: np.ndarray) -> np.ndarray:
+    """Integers that count representable values: adjacent floats differ by one."""
+    bits = np.int64 if a.dtype == np.float64 else np.int32
+    i = a.view(bits).astype(np.int64)
+    mag = i & (0x7FFFFFFFFFFFFFFF if bits is np.int64 else 0x7FFFFFFF)
+    return np.where(i < 0, -mag, mag)
+
+
+def _ulp_distance(e: np.ndarray, g: np.ndarray) -> np.ndarray:
+    ke, kg = _ulp_keys(e), _ulp_keys(g)
+    # Exact in int64 unless the signs differ far from zero (then far apart anyway).
+    safe = ((ke >= 0) == (kg >= 0)) | ((np.abs(ke) < 2**62) & (np.abs(kg) < 2**62))
+    return np.where(safe, np.abs(np.where(safe, ke - kg, 0)), np.iinfo(np.int64).max)
+
+
+def compare(expected: np.ndarray, got: np.ndarray, valid: np.ndarray,
+            tol: tuple[int, float]) -> list[tuple[int, str]]:
+    """The flat indices (with a reason) where ``got`` differs from ``expected``."""
+    if got.dtype != expected.dtype:
+        return [(-1, f"dtype {got.dtype}, expected {expected.dtype}")]
+    if got.shape != expected.shape:
+        return [(-1, f"shape {got.shape}, expected {expected.shape}")]
+    e, g, v = expected.reshape(-1), got.reshape(-1), valid.reshape(-1)
+    if e.dtype.kind != "f":
+        bad = (e != g) & v
+        return [(int(j), "differs") for j in np.flatnonzero(bad)]
+    ulps, rel = tol
+    if e.dtype == np.float32:
+        rel = 2.0**-14 if rel else 0.0
+    with np.errstate(all="ignore"):
+        en, gn = np.isnan(e), np.isnan(g)
+        same = (e == g) | (en & gn)
+        close = (~en & ~gn & np.isfinite(e) & np.isfinite(g)
+                 & (_ulp_distance(e, g) <= ulps))
+        if rel:
+            big = np.maximum(np.abs(e), np.abs(g)).astype(np.float64)
+            close |= np.isfinite(big) & (np.abs(e.astype(np.float64) - g) <= rel * big)
+    bad = ~(same | close) & v
+    return [(int(j), "differs") for j in np.flatnonzero(bad)]
+
+
+# -- the reference -------------------------------------------------------------------------------
+
+def _quiet():
+    warnings.simplefilter("ignore")
+    return np.errstate(all="ignore")
+
+
+def ew_reference(spec, k: int, inputs: tuple) -> tuple[np.ndarray | None, np.ndarray]:
+    """``run_python`` on the arrays; where it raises, element by element (an element
+    whose Python raises is not compared: the compiled code cannot raise)."""
+    n = next(a.size for a in inputs if isinstance(a, np.ndarray))
+    with _quiet():
+        try:
+            return spec.run_python((k, *inputs, None)), np.ones(n, bool)
+        except Exception:  # noqa: BLE001 - some element raised: find which
+            pass
+        vals, valid = [], np.zeros(n, bool)
+        for j in range(n):
+            one = tuple(a[j:j + 1] if isinstance(a, np.ndarray) else a for a in inputs)
+            try:
+                vals.append(spec.run_python((k, *one, None))[0])
+                valid[j] = True
+            except Exception:  # noqa: BLE001
+                vals.append(None)
+    good = [v for v in vals if v is not None]
+    if not good:
+        return None, valid
+    fill = np.zeros((), np.asarray(good[0]).dtype)
+    return np.array([fill if v is None else v for v in vals], dtype=fill.dtype), valid
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+class _Progress:
+    """Where the worker is, for the parent to read if it dies.  ``ASP_FUZZ_CRASH_AT``
+    (a progress text such as 'run 2 call') makes the worker kill itself there with
+    SIGSEGV: the test of the parent's crash handling."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.crash_at = os.environ.get("ASP_FUZZ_CRASH_AT")
+
+    def mark(self, what: str) -> None:
+        data = f"{what}\n".encode()
+        os.pwrite(self.fd, data.ljust(64), 0)
+        if what == self.crash_at:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _import(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(directory: str, name: str, text: str):
+    path = os.path.join(directory, f"{name}.py")
+    with open(path, "w") as f:
+        f.write(text)
+    return _import(path, name)
+
+
+def _classify(exc: Exception) -> str:
+    """A specialization failure of one kernel: 'mismatch' when every variant disagreed
+    with the Python on the runtime's own check, 'fallback' when the Python raised on
+    every check input (asp refuses to trust unchecked code: by design), else 'error'."""
+    text = str(exc)
+    if "disagree" in text:
+        return "mismatch"
+    if type(exc).__name__ == "CheckError" and "could not be checked" in text:
+        return "fallback"
+    return "error"
+
+
+def _error_line(exc) -> int | None:
+    loc = getattr(exc, "location", None) or ""
+    tail = loc.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+class Runner:
+    """Runs one batch: types and groups kernels, builds, runs, compares."""
+
+    def __init__(self, batch: Batch, directory: str, tag: str, progress: _Progress,
+                 skip: frozenset[int] = frozenset()):
+        self.batch, self.dir, self.tag, self.progress = batch, directory, tag, progress
+        self.skip = skip
+        self.out: dict[int, Outcome] = {}
+        self.compiles = 0
+        self.modules = 0
+
+    def name(self) -> str:
+        self.modules += 1
+        return f"{self.tag}_{self.modules}"
+
+    def run(self) -> Reply:
+        which = [i for i in range(len(self.batch.bodies)) if i not in self.skip]
+        if self.batch.specializer == EW:
+            for group in self.ew_groups(which):
+                self.build_and_run(group)
+        else:
+            self.build_and_run(which)
+        return Reply(self.out, self.compiles)
+
+    # typing: elementwise kernels sharing a compilation must return one type, else the
+    # joined return type would round an int64 result through a double
+    def ew_groups(self, which: list[int]) -> list[list[int]]:
+        from asp.errors import FrontendError
+        from asp.frontend import get_source
+        from specializers.elementwise.frontend import FLOAT, INT, T, translate
+        from specializers.elementwise.specializer import _ctype
+
+        mod = _write(self.dir, self.name(), singles_module(self.batch, which))
+        types = {}
+        for (name, dt), a in zip(self.batch.params, self.batch.inputs):
+            types[name] = INT if dt == "int" else FLOAT if dt == "float" else \
+                T(_ctype(a.dtype))
+        groups: dict[str, list[int]] = {}
+        for i in which:
+            fn = getattr(mod, f"s_{i}")
+            try:
+                ret = translate(get_source(fn), fn, dict(types)).ret.ctype
+            except FrontendError as exc:
+                self.out[i] = Outcome("fallback", exc.message)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a front-end crash is a finding
+                self.out[i] = Outcome("error", f"front end: {type(exc).__name__}: {exc}")
+                continue
+            groups.setdefault(ret, []).append(i)
+        return list(groups.values())
+
+    def build_and_run(self, which: list[int]) -> None:
+        from asp.errors import FrontendError
+
+        while which:
+            b = self.batch
+            # Stencil batches alternate: every call on the OpenMP team, or the defaults.
+            if b.option("parallel") == "1":
+                os.environ["ASP_PARALLEL_THRESHOLD"] = "0"
+            else:
+                os.environ.pop("ASP_PARALLEL_THRESHOLD", None)
+            if b.specializer == EW:
+                text, owner = elementwise_module(b, which)
+                mod = _write(self.dir, self.name(), text)
+                kernel, jit = mod.fuzz, mod.fuzz.jit
+                args = (which[0], *b.inputs, None)
+            else:
+                text, owner = stencil_module(b, which)
+                mod = _write(self.dir, self.name(), text)
+                kernel = mod.Fuzz(boundary=b.option("boundary", "interior"))
+                args = (which[0], *b.inputs[:-1], b.inputs[-1].copy())
+                jit = kernel.jit_for(*args)
+            self.progress.mark(f"build {which}")
+            try:
+                spec = jit.specialization(*args)
+            except FrontendError as exc:
+                i = owner.get(_error_line(exc))
+                if i is not None:
+                    # Elementwise kernels were accepted one by one: rejected in a batch
+                    # is not by design.
+                    status = "fallback" if b.specializer != EW else "error"
+                    self.out[i] = Outcome(status, exc.message)
+                    which = [j for j in which if j != i]
+                    continue
+                if len(which) == 1:
+                    self.out[which[0]] = Outcome("error", f"{type(exc).__name__}: {exc}")
+                    return
+                half = len(which) // 2
+                self.build_and_run(which[:half])
+                self.build_and_run(which[half:])
+                return
+            except Exception as exc:  # noqa: BLE001 - isolate the kernel(s) that cause it
+                if type(exc).__name__ == "CheckError" and len(which) > 1:
+                    # The runtime's check ran the first kernel only (k == which[0]).
+                    self.out[which[0]] = Outcome(_classify(exc), f"{type(exc).__name__}: {exc}")
+                    which = which[1:]
+                    continue
+                if len(which) > 1:
+                    half = len(which) // 2
+                    self.build_and_run(which[:half])
+                    self.build_and_run(which[half:])
+                    return
+                self.out[which[0]] = Outcome(_classify(exc), f"{type(exc).__name__}: {exc}")
+                return
+            self.compiles += 1
+            for i in which:
+                self.out[i] = (self.run_ew if b.specializer == EW else self.run_st)(
+                    i, kernel, list(spec.entries))
+            return
+
+    def run_ew(self, i: int, fn, variants: list[str]) -> Outcome:
+        b = self.batch
+        res = Outcome()
+        expected, valid = ew_reference(fn.specializer, i, b.inputs)
+        if expected is None:
+            res.skipped = int(valid.size)
+            return res
+        tol = tolerance(b.bodies[i], b.params)
+        n = expected.size
+        reps = PARALLEL_ELEMENTS // n + 1
+        big = tuple(np.tile(a, reps) if isinstance(a, np.ndarray) else a for a in b.inputs)
+        runs = [("call", b.inputs, expected, valid)]
+        runs += [(v, b.inputs, expected, valid) for v in variants]
+        runs += [(f"{v}@{n * reps}", big, np.tile(expected, reps), np.tile(valid, reps))
+                 for v in variants]
+        for label, inputs, exp, ok in runs:
+            self.progress.mark(f"run {i} {label}")
+            try:
+                with _quiet():
+                    if label == "call":
+                        got = fn(i, *inputs)
+                    else:
+                        got = fn.jit.run_variant(label.split("@")[0], i, *inputs, None)
+            except Exception as exc:  # noqa: BLE001
+                return Outcome("error", f"{label}: {type(exc).__name__}: {exc}")
+            for j, why in compare(exp, np.asarray(got), ok, tol)[:3]:
+                jj = j % n if j >= 0 else 0
+                point = tuple(a[jj] if isinstance(a, np.ndarray) else a for a in b.inputs)
+                res.bad.append((label, jj, point, exp.reshape(-1)[jj] if j >= 0 else why,
+                                np.asarray(got).reshape(-1)[j] if j >= 0 else why))
+            res.cases += int(ok.sum())
+        res.skipped = int((~valid).sum())
+        if res.bad:
+            res.status = "mismatch"
+        return res
+
+    def run_st(self, i: int, kernel, variants: list[str]) -> Outcome:
+        b = self.batch
+        s, a, bb, out = b.inputs
+        res = Outcome()
+        ref = out.copy()
+        jit = kernel.jit_for(i, s, a, bb, ref)
+        try:
+            with _quiet():
+                jit.specializer.run_python((i, s, a, bb, ref))
+        except Exception:  # noqa: BLE001 - the Python raises somewhere on the grid
+            res.skipped = out.size
+            return res
+        valid = np.ones(out.shape, bool)
+        tol = tolerance(b.bodies[i], b.params)
+        for label in ["call", *variants]:
+            self.progress.mark(f"run {i} {label}")
+            got = out.copy()
+            try:
+                with _quiet():
+                    if label == "call":
+                        kernel.kernel(i, s, a, bb, got)
+                    else:
+                        got = kernel.run_variant(label, i, s, a, bb, got)
+            except Exception as exc:  # noqa: BLE001
+                return Outcome("error", f"{label}: {type(exc).__name__}: {exc}")
+            for j, _why in compare(ref, np.asarray(got), valid, tol)[:3]:
+                point = np.unravel_index(max(j, 0), out.shape)
+                res.bad.append((label, tuple(int(p) for p in point), None,
+                                ref.reshape(-1)[max(j, 0)], np.asarray(got).reshape(-1)[max(j, 0)]))
+            res.cases += out.size
+        if res.bad:
+            res.status = "mismatch"
+        return res
+
+
+def run_batch(batch: Batch, directory: str, tag: str, progress_path: str,
+              skip: frozenset[int] = frozenset()) -> Reply:
+    """Run ``batch`` (but the kernels in ``skip``), writing modules into ``directory``."""
+    return Runner(batch, directory, tag, _Progress(progress_path), skip).run()
+
+
+def main() -> None:
+    """Serve requests from stdin until it closes."""
+    proto = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed by asp or gcc must not corrupt the replies
+    inp = sys.stdin.buffer
+    warnings.simplefilter("ignore")
+    while True:
+        head = inp.read(8)
+        if len(head) < 8:
+            return
+        req = pickle.loads(inp.read(struct.unpack("<Q", head)[0]))
+        try:
+            reply = run_batch(**req)
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            reply = Reply({i: Outcome("error", f"worker: {type(exc).__name__}: {exc}")
+                           for i in range(len(req["batch"].bodies))})
+        data = pickle.dumps(reply)
+        proto.write(struct.pack("<Q", len(data)) + data)
+        proto.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The differential fuzzer (tests/fuzz): a bounded run, its oracle, and the bugs it found.
+
+``test_fuzz_elementwise`` / ``test_fuzz_stencil`` run a few hypothesis-drawn
+batches of generated kernels (derandomized, no example database) through the
+fuzzer's worker process and require that every kernel agrees with its Python
+reference: bit for bit for integers and booleans, within the stated ulp bound
+for floats (see ``tests.fuzz.worker.tolerance``), NaN where Python gives NaN.
+``make fuzz`` runs the long campaign (``python -m tests.fuzz``).
+
+Every bug the fuzzer found has a named regression test below; one still open is
+``xfail(strict=True)``, so fixing it makes the test fail until the mark goes
+(and its token leaves ``tests.fuzz.gen.KNOWN``, which the generator avoids).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from asp.errors import AspFallbackWarning
+from specializers.elementwise import elementwise
+from specializers.stencil import StencilKernel
+from tests.fuzz.driver import Fuzzer, describe, shrink
+from tests.fuzz.gen import EW, KNOWN, ST, Batch, Body, E, batches
+from tests.fuzz.worker import compare, tolerance
+
+# No hypothesis shrinking: each step would compile a batch; a failure is shrunk per kernel.
+BOUNDED = settings(max_examples=3, derandomize=True, database=None, deadline=None,
+                   phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+AVOID = frozenset(KNOWN)
+
+
+@pytest.fixture(scope="module")
+def fuzzer():
+    with Fuzzer() as fz:
+        yield fz
+
+
+def _check(fz: Fuzzer, batch: Batch) -> None:
+    reply = fz.run(batch)
+    bad = [(i, o) for i, o in reply.outcomes.items() if o.status not in ("ok", "fallback")]
+    if bad:  # report the first failing kernel shrunk (the fuzzer's shrinker, not a batch's)
+        small, got = shrink(fz, batch, *bad[0], budget=40)
+        pytest.fail(f"{len(bad)} failing kernel(s); the first, shrunk:\n"
+                    + describe(small, got, title="fuzz failure"))
+    fallbacks = sum(o.status == "fallback" for o in reply.outcomes.values())
+    # A generator that mostly falls back tests nothing.
+    assert fallbacks <= len(batch.bodies) // 2, [o.detail for o in reply.outcomes.values()]
+
+
+# -- the bounded run ------------------------------------------------------------------------------
+
+@BOUNDED
+@given(batch=batches(EW, 10, avoid=AVOID))
+def test_fuzz_elementwise(fuzzer, batch):
+    _check(fuzzer, batch)
+
+
+@BOUNDED
+@given(batch=batches(ST, 10, avoid=AVOID))
+def test_fuzz_stencil(fuzzer, batch):
+    _check(fuzzer, batch)
+
+
+# -- the oracle -----------------------------------------------------------------------------------
+
+def _leaf(text: str, kind: str = "f") -> E:
+    return E("leaf", text, kind=kind)
+
+
+ARITH = Body((), None, E("bin", "+", (_leaf("x"), _leaf("y"))))
+LIBM = Body((), None, E("call", "math.sin", (_leaf("x"),)))
+
+
+def test_compare_ulps_and_nan():
+    one = np.float64(1.0)
+    four_up = np.nextafter(np.nextafter(np.nextafter(np.nextafter(one, 2), 2), 2), 2)
+    exp = np.array([one, np.nan, 0.0, np.inf])
+    ok = np.ones(4, bool)
+    tol = tolerance(ARITH)
+    assert compare(exp, np.array([four_up, np.nan, -0.0, np.inf]), ok, tol) == []
+    five_up = np.nextafter(four_up, 2)
+    assert [j for j, _ in compare(exp, np.array([five_up, 0.0, 0.0, -np.inf]), ok, tol)] \
+        == [0, 1, 3]
+    # A masked element (the Python raised there) is not compared.
+    assert compare(exp, np.array([five_up, np.nan, 0.0, np.inf]),
+                   np.array([False, True, True, True]), tol) == []
+
+
+def test_compare_integers_bit_for_bit_and_dtype():
+    exp = np.array([2**62, -1], np.int64)
+    ok = np.ones(2, bool)
+    assert compare(exp, exp + np.array([1, 0]), ok, tolerance(ARITH)) == [(0, "differs")]
+    assert compare(exp, exp.astype(np.int32), ok, tolerance(ARITH))[0][0] == -1
+
+
+def test_tolerance_is_looser_only_for_libm_and_mixed_float32():
+    assert tolerance(ARITH) == (4, 0.0)
+    assert tolerance(LIBM)[1] > 0
+    assert tolerance(ARITH, (("x", "float32"), ("y", "float64")))[1] > 0
+    rel = 2.0**-30
+    exp, got = np.array([1e6]), np.array([1e6 * (1 + rel / 2)])
+    assert compare(exp, got, np.ones(1, bool), tolerance(ARITH)) != []
+    assert compare(exp, got, np.ones(1, bool), tolerance(LIBM)) == []
+
+
+def test_a_crashing_kernel_is_reported_not_fatal(monkeypatch):
+    """The worker dies by SIGSEGV while running kernel 1: that kernel is a crash with
+    the signal named, the batch's other kernels still run and pass."""
+    monkeypatch.setenv("ASP_FUZZ_CRASH_AT", "run 1 call")
+    bodies = tuple(Body((), None, E("bin", op, (_leaf("x", "i"), _leaf("3", "i")), "i"))
+                   for op in ("+", "*", "-"))
+    batch = Batch(EW, (("x", "int64"),), bodies, (np.arange(-5, 5, dtype=np.int64),))
+    with Fuzzer() as fz:
+        reply = fz.run(batch)
+    assert reply.outcomes[1].status == "crash"
+    assert "SIGSEGV" in reply.outcomes[1].detail
+    assert [reply.outcomes[i].status for i in (0, 2)] == ["ok", "ok"]
+
+
+# -- regressions: bugs the fuzzer found ------------------------------------------------------------
+
+@pytest.fixture
+def strict(monkeypatch):
+    monkeypatch.setenv("ASP_STRICT", "1")
+
+
+@elementwise
+def _fused(x, y, z):
+    return x * y - z
+
+
+def test_ew_no_fma_contraction(strict):
+    """F1: gcc contracted x*y - z into one FMA rounding (-ffp-contract=fast)."""
+    x, y, z = np.full(64, 1 / 3), np.full(64, 3.0), np.ones(64)
+    assert np.array_equal(_fused(x, y, z), np.zeros(64))  # Python: 1/3 * 3 - 1 == 0.0
+
+
+@elementwise
+def _to_float(x):
+    return float(x) + 1
+
+
+def test_ew_builtin_float(strict):
+    """F2: builtin float() was emitted as a C call 'float(...)' and never compiled."""
+    x = np.arange(-3, 5, dtype=np.int32)
+    assert np.array_equal(_to_float(x), x.astype(np.float64) + 1)
+
+
+class _BoolLocal(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            t = a[x] > 0
+            out[x] = a[x] * 2 if t else -a[x]
+
+
+def test_st_bool_local(strict):
+    """F3: a stencil's boolean local was declared 'bool' without stdbool.h."""
+    a = np.linspace(-2, 2, 36).reshape(6, 6)
+    out = np.zeros_like(a)
+    _BoolLocal().kernel(a, out)
+    inner = a[1:-1, 1:-1]
+    assert np.array_equal(out[1:-1, 1:-1], np.where(inner > 0, inner * 2, -inner))
+
+
+@elementwise
+def _floor_big(x):
+    return x * abs(math.floor(x))
+
+
+@pytest.mark.xfail(strict=True, reason="F4: math.floor of a float beyond int64 is "
+                                       "(int64_t)floor(x), undefined; Python's int is exact")
+def test_ew_floor_beyond_int64(strict):
+    x = np.array([-6.5e247, 3.5, 1e19])
+    with np.errstate(all="ignore"):
+        expected = np.array([v * abs(math.floor(v)) for v in x])
+    assert np.array_equal(_floor_big(x), expected)
+
+
+class _Pow32(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            t = 100 / (x[0] + 1)
+            out[x] = a[x] ** t
+
+
+def test_st_float32_pow_weak_exponent(strict):
+    """F6: float32 ** weak float: the exponent must be rounded to float32 (NEP 50)."""
+    a = np.full((5, 4), 2.0, np.float32)
+    out = np.zeros((5, 4))
+    _Pow32().kernel(a, out)
+    with np.errstate(all="ignore"):
+        expected = [np.float32(2.0) ** (100 / (i + 1)) for i in range(1, 4)]
+    assert np.array_equal(out[1:4, 1], np.array(expected, np.float64))
+
+
+@elementwise
+def _gt(x, s):
+    return x > s
+
+
+@pytest.mark.xfail(strict=True, reason="F7: a Python int outside a narrow integer's range "
+                                       "is cast to it before comparing (NumPy 2 compares "
+                                       "by value)")
+def test_ew_compare_python_int_out_of_range(strict):
+    x = np.array([0, 5, 255], np.uint8)
+    assert np.array_equal(_gt(x, -1), np.ones(3, bool))
+    assert np.array_equal(_gt(x, 300), np.zeros(3, bool))
+
+
+def test_regression_kernels_do_not_fall_back_silently():
+    """The regression kernels above fail loudly in strict mode; without it each still
+    returns Python's answer (one fallback warning at most), never a wrong number."""
+    x = np.arange(-3, 5, dtype=np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        assert np.array_equal(_to_float(x), x.astype(np.float64) + 1)
