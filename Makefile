@@ -29,6 +29,11 @@ test: $(STAMP)
 mutation: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_mutation.py
 
+# The differential fuzzer's long run: 10,000 generated kernels against their Python
+# (`make test` runs a bounded, deterministic slice in tests/test_fuzz.py).
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz --kernels 10000 --findings fuzz_findings.md
+
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
