@@ -121,7 +121,7 @@ class EMKernels:
             self.logprob = self._fn("gmm_logprob", [ctypes.c_int64] + [ctypes.c_void_p] * 6
                                     + [ctypes.c_int64])
             self.mstats_fn = self._fn("gmm_mstats", [ctypes.c_int64] + [ctypes.c_void_p] * 4
-                                      + [ctypes.c_int64])
+                                      + [ctypes.c_int64] * 2)
         except SpecializationError as exc:
             raise exc.with_context(kernel=self.name) from exc.__cause__
         except Exception as exc:
@@ -186,9 +186,11 @@ class EMKernels:
     def weighted_log_prob(self, X: np.ndarray, kp: tuple) -> np.ndarray:
         return self.estep(X, kp)[0]
 
-    def mstats(self, X: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def mstats(self, X: np.ndarray, resp: np.ndarray, *,
+               centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(stats (M, NSTAT) centred on c, c (M, D)) from responsibilities ``resp``
-        (N, M); c is the responsibility-weighted mean of each component."""
+        (N, M); c is the responsibility-weighted mean of each component, or 0
+        (raw sums) when ``centre`` is false."""
         self._guard(X)
         resp = np.ascontiguousarray(resp, dtype=X.dtype)
         if resp.shape != (X.shape[0], self.m):
@@ -196,7 +198,8 @@ class EMKernels:
         c = np.empty((self.m, self.d))
         stats = np.empty((self.m, self.nstat))
         rc = self.mstats_fn(X.shape[0], X.ctypes.data, resp.ctypes.data, c.ctypes.data,
-                            stats.ctypes.data, threads_for(X.shape[0], self.m, self.d))
+                            stats.ctypes.data, threads_for(X.shape[0], self.m, self.d),
+                            int(centre))
         self._check(rc, "the initial M-step")
         return stats, c
 
@@ -370,17 +373,28 @@ class EMStepper:
         """(nk, means, covariances) from responsibilities, as scikit-learn's
         ``_estimate_gaussian_parameters`` (the M-step of an initialisation).
 
-        Only ``full`` runs the kernel: its per-component D x D sums are the cost
-        (0.26 s of NumPy at N=200k, D=M=16).  scikit-learn computes the other
-        types from raw moments (tied: X^T X - sum nk mu mu^T, which is not a
-        weighted sum when, as at initialisation, rows of ``resp`` do not sum to
-        1; diag: sum r x^2 / nk - mu^2), whose rounding the centred kernel sums
-        would not reproduce; those are cheap matrix products, left to NumPy."""
-        if self.kernels is None or self.cvtype != "full":
+        ``full`` takes centred sums from the kernel, as scikit-learn centres
+        its full covariances; diag and spherical take raw sums and follow
+        scikit-learn's raw-moment formula in X's dtype (sum r x^2 / nk - mu^2),
+        so that its rounding, large when covariances are tiny, is
+        scikit-learn's.  ``tied`` is two matrix products (X^T X - sum nk mu mu^T,
+        which is not a weighted sum when, as at initialisation, rows of
+        ``resp`` do not sum to 1): NumPy's."""
+        if self.kernels is None or self.cvtype == "tied":
             return ref.estimate_parameters(X, resp, reg_covar, self.cvtype)
-        stats, c = self.kernels.mstats(X, resp)
-        nk, means, cov = moments_from_stats(stats, c, reg_covar, self.cvtype, self.dtype)
-        return nk.astype(self.dtype), means.astype(self.dtype), cov
+        dt = self.dtype
+        if self.cvtype == "full":
+            stats, c = self.kernels.mstats(X, resp)
+            nk, means, cov = moments_from_stats(stats, c, reg_covar, self.cvtype, dt)
+            return nk.astype(dt), means.astype(dt), cov
+        d = self.d
+        stats = self.kernels.mstats(X, resp, centre=False)[0].astype(dt)
+        nk = stats[:, 0] + 10 * np.finfo(dt).eps
+        means = stats[:, 1:1 + d] / nk[:, None]
+        cov = stats[:, 1 + d:] / nk[:, None] - means ** 2 + reg_covar
+        if self.cvtype == "spherical":
+            cov = cov.mean(axis=1)
+        return nk, means, cov
 
     def weighted_log_prob(self, X: np.ndarray, p: ref.Params) -> np.ndarray:
         """log w_k + log N(x | k), shape (N, M), in X's dtype."""

@@ -513,14 +513,16 @@ int gmm_em_components(int64_t n, const real_t *restrict X, const double *restric
     return 0;
 }
 
-/* The M-step from given responsibilities resp (N x M), as at initialisation:
-   pass 1 sums r and r x per component and sets c[k] to the weighted mean
-   (0 for a component without weight); pass 2 writes stats centred on c, so
-   the covariances are free of cancellation.  Zero responsibilities are
+/* The M-step from given responsibilities resp (N x M), as at initialisation.
+   With centre != 0, pass 1 sums r and r x per component and sets c[k] to the
+   weighted mean (0 for a component without weight), and pass 2 writes stats
+   centred on c, free of cancellation; with centre == 0, c is 0 and stats hold
+   the raw sums (sum r, sum r x, sum r x x^T or r x^2), from which the caller
+   reproduces scikit-learn's raw-moment formulas.  Zero responsibilities are
    skipped: initialisations from data points or k-means labels have one
    non-zero per event, or M in all. */
 int gmm_mstats(int64_t n, const real_t *restrict X, const real_t *restrict resp,
-               double *restrict c, double *restrict stats, int64_t nthreads)
+               double *restrict c, double *restrict stats, int64_t nthreads, int64_t centre)
 {
     const int nt = nthreads > 0 ? (int)nthreads : 1;
     const int64_t len = (int64_t)M * NSTAT + 1;
@@ -529,7 +531,8 @@ int gmm_mstats(int64_t n, const real_t *restrict X, const real_t *restrict resp,
     double *buf = alloc_slices(nt, per);
     if (!part || !buf) { free(part); free(buf); return 1; }
     double unused;
-    for (int pass = 0; pass < 2; ++pass) {
+    if (!centre) memset(c, 0, sizeof(double) * M * D);
+    for (int pass = centre ? 0 : 1; pass < 2; ++pass) {
         #pragma omp parallel num_threads(nt)
         {
             const int t = THREAD_ID(), T = TEAM_SIZE();
