@@ -187,3 +187,54 @@ def test_a_term_only_python_can_represent_runs_as_python():
         got = floors(x)
     assert got == np.sum([math.floor(v) * 0.5 for v in x])  # exact big ints, as Python
     assert floors(np.array([2.5, 3.5])) == 2.5
+
+
+def test_an_empty_array_on_the_hot_path_still_raises(rng):
+    """The hot path skips prepare(): the kernel itself must refuse max of nothing (it read
+    the first element past the end: 4.7e-310)."""
+    x = rng.random(1)  # the size bucket [0, 2) holds the empty array too
+    for _ in range(60):
+        assert biggest(x) == x.max()
+    assert biggest.jit._hot is not None
+    for _ in range(3):
+        with pytest.raises(ValueError, match="zero-size"):
+            biggest(np.zeros(0))
+
+
+def test_a_warm_process_returns_a_scalar_too(tmp_path):
+    """The warm-start record kept every guard but the scalar result: a second process
+    got a 1-element array."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "red_mod.py").write_text(textwrap.dedent("""
+        from specializers.reduction import reduction
+
+        @reduction("+")
+        def total(x):
+            return 2 * x
+    """))
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np
+        import red_mod
+        r = red_mod.total(np.arange(10.0))
+        print(type(r).__name__, r)
+    """))
+    outs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout.split())
+    assert outs[0] == outs[1] == ["float64", "90.0"]
+
+
+def test_sizes_are_tuned_apart(rng):
+    small, big = rng.random(100), rng.random(200_000)
+    p1 = energy.jit.specializer.prepare((small, small, None))
+    p2 = energy.jit.specializer.prepare((big, big, None))
+    assert p1.signature == p2.signature and p1.bucket != p2.bucket

@@ -20,7 +20,7 @@ from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
 __all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "random_like",
-           "scalar_types"]
+           "scalar_types", "size_bucket"]
 
 
 def compilable(dtype) -> bool:
@@ -136,3 +136,11 @@ def random_like(rng: np.random.Generator, a: np.ndarray, shape) -> np.ndarray:
     if a.dtype.kind == "b":
         return rng.integers(0, 2, shape).astype(bool)
     return rng.integers(1, 10, shape).astype(a.dtype)
+
+
+def size_bucket(size: int) -> tuple[str, tuple[int, int]]:
+    """The tuning bucket of a call over ``size`` elements and its range ``[lo, hi)``:
+    sizes a factor of four apart are tuned apart (the best schedule for 1e3 elements is
+    not the best for 1e7), and the hot path serves only its own bucket."""
+    b = size.bit_length() // 2  # sizes whose bit length is 2b or 2b + 1
+    return f"n~4^{b}", (1 << (2 * b - 1) if b else 0, 1 << (2 * b + 1))

@@ -31,6 +31,7 @@ from asp.runtime.mapargs import (
     map_python,
     random_like,
     scalar_types,
+    size_bucket,
 )
 from specializers.elementwise.lowering import fold_constants, lower_variants
 
@@ -107,13 +108,9 @@ class ElementwiseSpecializer(Specializer):
                     return user_out
             out_sig = f"{out.dtype.str}"
         sig = f"({','.join(parts)})->{out_sig}"
-        # Tune separately for sizes a factor of four apart: the best schedule for 1e3
-        # elements is not the best for 1e7.
-        size = int(np.prod(shape))
-        b = size.bit_length() // 2  # sizes whose bit length is 2b or 2b + 1
-        size_range = (1 << (2 * b - 1) if b else 0, 1 << (2 * b + 1))
+        bucket, size_range = size_bucket(int(np.prod(shape)))
         return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same,
-                        bucket=f"n~4^{b}", size_range=size_range)
+                        bucket=bucket, size_range=size_range)
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, prepared: Prepared) -> Plan:

@@ -29,7 +29,13 @@ from asp.passes import (
     vectorize_inner,
 )
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
-from asp.runtime.mapargs import map_arguments, map_python, random_like, scalar_types
+from asp.runtime.mapargs import (
+    map_arguments,
+    map_python,
+    random_like,
+    scalar_types,
+    size_bucket,
+)
 
 __all__ = ["OPS", "Reduction", "reduction"]
 
@@ -70,8 +76,10 @@ class ReductionSpecializer(Specializer):
         if OPS[self.op][1] is None and math.prod(m.shape) == 0:
             raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op} "
                              "(it has no identity)")
+        bucket, size_range = size_bucket(math.prod(m.shape))
+        first = next(i for i, a in enumerate(m.args) if isinstance(a, np.ndarray))
         return Prepared(args=(*m.args, None), signature=f"({','.join(m.parts)})",
-                        same=m.same)
+                        same=m.same, bucket=bucket, size_range=size_range, size_arg=first)
 
     def plan(self, prepared: Prepared) -> Plan:
         inputs = prepared.args[:-1]
@@ -100,7 +108,9 @@ class ReductionSpecializer(Specializer):
                         sf.as_function())),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     errors=((UnrepresentableValue, "a float converted to an int was NaN, "
-                             "infinite or beyond 64 bits"),) if sf.checked else (),
+                             "infinite or beyond 64 bits"),
+                            (ValueError, f"zero-size arrays have no {self.op} (it has no "
+                             "identity)")),
                     rtol=1e-10 if tight else 1e-5, atol=0.0)
 
     def result_dtype(self, term: np.dtype) -> np.dtype:
@@ -138,6 +148,9 @@ class ReductionSpecializer(Specializer):
         stmts = (*decls, loop, store)
         if sf.checked:  # error 1: a float -> int conversion only Python can do
             stmts = unrep_flag(stmts, 1)
+        if identity is None:  # error 2: max/min of nothing (the hot path skips prepare)
+            stmts = (ir.If(ir.BinOp("==", size, ir.Const(0, "int64_t")),
+                           ir.Block((ir.Return(ir.Const(2, "int32_t")),))), *stmts)
         fn = ir.Function(f"reduce_{variant}", abi_params(names, specs),
                          ir.Block((*stmts, ir.Return(ir.Const(0, "int32_t")))), ret="int")
         if SCHEDULES[variant] is None:
