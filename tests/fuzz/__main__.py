@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     n_batches = -(-args.kernels // args.batch)
     t0 = time.time()
     fz = Fuzzer()
-    turn = [0]
 
     @seed(args.seed)
     @settings(max_examples=n_batches, database=None, deadline=None, phases=[Phase.generate],
@@ -47,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     def campaign(data):
         if stats.kernels >= args.kernels:
             return
-        turn[0] += 1
-        spec = args.only or (EW, ST)[turn[0] % 2]
+        spec = args.only or data.draw(st.sampled_from([EW, ST]))
         batch = data.draw(batches(spec, args.batch, avoid=avoid))
         reply = fz.run(batch)
         stats.add(reply)
