@@ -179,3 +179,38 @@ def test_stencil_min_floordiv_does_not_trap(d):
         out = np.zeros_like(a)
         k.run_variant(name, a, d, out)
         np.testing.assert_array_equal(out, expected, err_msg=name)
+
+
+@elementwise
+def above(x, s):
+    return x > s
+
+
+@elementwise
+def below_const(x):
+    return x < -1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint32, np.uint64, np.int64])
+@pytest.mark.parametrize("s", [-1, 300, -129, 2**40, 0])
+def test_a_python_int_is_compared_by_value(dtype, s):
+    """NumPy 2 compares an array element with a Python int by value (F7: the C cast the
+    int to the element's type first: uint8 x > -1 was x > 255)."""
+    info = np.iinfo(dtype)
+    x = np.array([info.min, 0, 1, info.max, 7], dtype)
+    assert_all_equal(above, x > s, x, s)
+    assert_all_equal(below_const, x < -1, x)
+
+
+class CompareStencil(StencilKernel):
+    def kernel(self, a, s, out):
+        for x in out.interior_points():
+            out[x] = 1.0 if s >= a[x] else 0.0
+
+
+def test_stencil_compares_a_python_int_by_value():
+    a = np.arange(-128, 127, dtype=np.int8)[:200].reshape(10, 20)
+    for s in (32766, -200, 5):
+        out = np.zeros(a.shape)
+        CompareStencil().kernel(a, s, out)
+        np.testing.assert_array_equal(out[1:-1, 1:-1], (s >= a[1:-1, 1:-1]).astype(float))

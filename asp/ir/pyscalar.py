@@ -98,6 +98,32 @@ def cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
 COMPARE_OPS = {"Lt": "<", "LtE": "<=", "Gt": ">", "GtE": ">=", "Eq": "==", "NotEq": "!="}
 
 
+#: What ``x op w`` is for an unsigned ``x`` and a negative ``w`` (``w op x`` mirrored).
+_ABOVE_NEGATIVE = {"<": False, "<=": False, ">": True, ">=": True, "==": False, "!=": True}
+_MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _compare(op: str, left: ir.Expr, lt: T, right: ir.Expr, rt: T) -> ir.Expr:
+    """``left op right`` by value, as NumPy 2 compares: a weak Python int is compared with
+    an integer element by its value, not after a cast to the element's type (``uint8 x >
+    -1`` is always true; C's ``x > (uint8_t)-1`` is ``x > 255``)."""
+    t = binop_type(lt, rt)
+    lt_, rt_ = numeric(lt), numeric(rt)
+    weak_side = "l" if lt_.weak and not rt_.weak else "r" if rt_.weak and not lt_.weak else None
+    if weak_side and not t.is_float and not (lt_.is_float or rt_.is_float):
+        (x, xt), (w, wt) = ((right, rt), (left, lt)) if weak_side == "l" else ((left, lt),
+                                                                              (right, rt))
+        xop = _MIRROR[op] if weak_side == "l" else op  # as "x xop w"
+        if numeric(xt).ctype != "uint64_t":  # every other integer type fits in int64
+            return ir.BinOp(xop, cast(x, xt, "int64_t"), cast(w, wt, "int64_t"))
+        wide = ir.BinOp(xop, x, cast(w, wt, "uint64_t"))
+        if isinstance(w, ir.Const):
+            return ir.Const(_ABOVE_NEGATIVE[xop], "bool") if w.value < 0 else wide
+        return ir.Ternary(ir.BinOp("<", cast(w, wt, "int64_t"), ir.Const(0, "int64_t")),
+                          ir.Const(_ABOVE_NEGATIVE[xop], "bool"), wide)
+    return ir.BinOp(op, cast(left, lt, t.ctype), cast(right, rt, t.ctype))
+
+
 def compare_chain(items: list[tuple[ir.Expr, T]], ops: list[str]) -> tuple[ir.Expr, T]:
     """``a < b <= c`` as ``(a < b) && (b <= c)``, each pair compared in its common type.
 
@@ -105,8 +131,7 @@ def compare_chain(items: list[tuple[ir.Expr, T]], ops: list[str]) -> tuple[ir.Ex
     """
     parts = []
     for (left, lt), (right, rt), op in zip(items, items[1:], ops):
-        t = binop_type(lt, rt)
-        parts.append(ir.BinOp(op, cast(left, lt, t.ctype), cast(right, rt, t.ctype)))
+        parts.append(_compare(op, left, lt, right, rt))
     out = parts[0]
     for p in parts[1:]:
         out = ir.BinOp("&&", out, p)

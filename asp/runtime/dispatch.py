@@ -93,6 +93,8 @@ class JitKernel:
     def run_as_python(self, args: tuple, why: Exception):
         """This call, as Python: the compiled code met a value only Python represents
         (warned once per kernel, as a fallback is: the call is slower)."""
+        if config.strict():
+            raise why
         if not self._warned_unrep:
             self._warned_unrep = True
             warnings.warn(f"{self.specializer.name}: {why}; this call ran as plain Python",
