@@ -432,3 +432,39 @@ def test_the_docs_custom_specializer_sees_a_rebound_constant():
             y = ex.box(x)
             np.testing.assert_allclose(y[1:-1], third * (x[:-2] + x[1:-1] + x[2:]),
                                        rtol=1e-14)
+
+
+def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_path,
+                                                                           monkeypatch):
+    """Records are keyed on the generating code; a cache directory kept inside a package
+    (full of generated .c files) was hashed too, so every build changed every key."""
+    import shutil
+
+    import asp.runtime.record as record
+
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    (pkg / "gen.py").write_text("Y = 2\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mypkg.gen  # noqa: F401
+
+        cache = pkg / "asp-cache"
+        cache.mkdir(mode=0o700)
+        monkeypatch.setenv("ASP_CACHE_DIR", str(cache))
+        record._source_fingerprint.cache_clear()
+        before = record._source_fingerprint("mypkg.gen")
+        (cache / "build").mkdir()
+        (cache / "build" / "kernel.c").write_text("int f(void) { return 1; }\n")
+        record._source_fingerprint.cache_clear()
+        assert record._source_fingerprint("mypkg.gen") == before
+        (pkg / "gen.py").write_text("Y = 3\n")  # the generating code itself: a new key
+        record._source_fingerprint.cache_clear()
+        assert record._source_fingerprint("mypkg.gen") != before
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mypkg.gen", None)
+        sys.modules.pop("mypkg", None)
+        record._source_fingerprint.cache_clear()
+        shutil.rmtree(pkg)

@@ -17,6 +17,7 @@ import builtins
 import functools
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,18 +47,36 @@ def generator_fingerprint(module: str) -> str:
 
 @functools.cache
 def _source_fingerprint(module: str) -> str:
+    """The generating code: the source, C and template files of asp and of ``module``'s
+    package.  Directories that hold no source are skipped: ``__pycache__``, hidden ones,
+    and the cache directory if it lives inside a package (its thousands of generated .c
+    files used to be hashed, and changed every key at every build: every process
+    re-planned and re-tuned)."""
     import asp
 
-    roots = {Path(asp.__file__).parent}
+    roots = {Path(asp.__file__).parent.resolve()}
     mod = sys.modules.get(module)
     if mod is not None and getattr(mod, "__file__", None):
-        roots.add(Path(mod.__file__).parent)
+        roots.add(Path(mod.__file__).parent.resolve())
+    try:
+        cache = Path(os.path.realpath(config.cache_dir()))
+    except (OSError, ValueError):
+        cache = None
     h = hashlib.sha256()
     for root in sorted(roots):
-        for p in sorted(root.rglob("*")):
-            if p.suffix in (".py", ".mako", ".c", ".h") and p.is_file():
-                h.update(str(p.relative_to(root)).encode())
+        files = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"
+                           and (cache is None or (here / d).resolve() != cache)]
+            files += [here / f for f in filenames
+                      if os.path.splitext(f)[1] in (".py", ".mako", ".c", ".h")]
+        for p in sorted(files):
+            h.update(str(p.relative_to(root)).encode())
+            try:
                 h.update(p.read_bytes())
+            except OSError:
+                pass
     return h.hexdigest()
 
 
