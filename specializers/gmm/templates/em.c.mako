@@ -542,10 +542,11 @@ int gmm_mstats(int64_t n, const real_t *restrict X, const real_t *restrict resp,
             double *restrict x = w, *restrict d = w + D;
             memset(st, 0, sizeof(double) * len);
             for (int64_t e = lo; e < hi; ++e) {
-                load_event(X, e, x);
+                int loaded = 0;  /* most rows of a data-point start are all zero */
                 for (int k = 0; k < M; ++k) {
                     const double r = (double)resp[e * M + k];
                     if (r == 0.0) continue;
+                    if (!loaded) { load_event(X, e, x); loaded = 1; }
                     double *restrict sk = st + k * NSTAT;
                     if (pass == 0) {
                         sk[0] += r;
