@@ -1,7 +1,8 @@
 """Shared test setup: the suite runs the code users run, in a private cache.
 
-Set at import, before any test module is collected (and so before anything can
-be compiled or libgomp can read its environment):
+Set when pytest loads this file (``pytest_configure``), before any test module
+is collected, and so before anything can be compiled or libgomp can read its
+environment (never on a mere ``import conftest``: Dask workers import it too):
 
 * ``ASP_PARALLEL_THRESHOLD=0``: every generated ``if (work > threshold)`` takes
   its OpenMP branch, so the per-variant checks, which use small inputs, run the
@@ -23,20 +24,28 @@ import pytest
 
 PARALLEL_THRESHOLD = "0"
 MIN_THREADS = 2
+_suite: dict[str, str] = {}
 
-os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
-if os.environ.get("OMP_NUM_THREADS", "").strip() in ("", "1"):
-    os.environ["OMP_NUM_THREADS"] = str(MIN_THREADS)
-_SUITE_THREADS = os.environ["OMP_NUM_THREADS"]
-for _name in ("ASP_STRICT", "ASP_DISABLE_JIT", "ASP_DUMP_IR", "ASP_CC", "ASP_CFLAGS"):
-    os.environ.pop(_name, None)
-_COLLECTION_CACHE = tempfile.mkdtemp(prefix="asp-test-cache-")
-os.environ["ASP_CACHE_DIR"] = _COLLECTION_CACHE
-# libgomp reads OMP_NUM_THREADS once, when it is loaded: load it now, so a test that sets
-# OMP_NUM_THREADS=1 in this process (distributed.LocalCluster does) before the first
-# kernel runs cannot leave every later kernel on one thread.
-with contextlib.suppress(OSError):
-    ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+
+def pytest_configure(config) -> None:
+    os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
+    if os.environ.get("OMP_NUM_THREADS", "").strip() in ("", "1"):
+        os.environ["OMP_NUM_THREADS"] = str(MIN_THREADS)
+    _suite["threads"] = os.environ["OMP_NUM_THREADS"]
+    for name in ("ASP_STRICT", "ASP_DISABLE_JIT", "ASP_DUMP_IR", "ASP_CC", "ASP_CFLAGS"):
+        os.environ.pop(name, None)
+    _suite["collection_cache"] = tempfile.mkdtemp(prefix="asp-test-cache-")
+    os.environ["ASP_CACHE_DIR"] = _suite["collection_cache"]
+    # libgomp reads OMP_NUM_THREADS once, when it is loaded: load it now, so a test that
+    # sets OMP_NUM_THREADS=1 in this process (distributed.LocalCluster does) before the
+    # first kernel runs cannot leave every later kernel on one thread.
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+
+
+def pytest_unconfigure(config) -> None:
+    if "collection_cache" in _suite:
+        shutil.rmtree(_suite.pop("collection_cache"), ignore_errors=True)
 
 
 def openmp_max_threads() -> int | None:
@@ -67,8 +76,7 @@ def _asp_cache(tmp_path_factory):
     os.environ["ASP_CACHE_DIR"] = str(path)
     os.environ.setdefault("ASP_TUNE", "online")
     yield path
-    os.environ["ASP_CACHE_DIR"] = _COLLECTION_CACHE
-    shutil.rmtree(_COLLECTION_CACHE, ignore_errors=True)
+    os.environ["ASP_CACHE_DIR"] = _suite["collection_cache"]
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +84,7 @@ def _suite_parallel_settings():
     """Whatever a test (or a library it starts) does to the thread count or the threshold,
     the next test runs with the suite's own."""
     yield
-    os.environ["OMP_NUM_THREADS"] = _SUITE_THREADS
+    os.environ["OMP_NUM_THREADS"] = _suite["threads"]
     os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
 
 
