@@ -4,10 +4,13 @@ It subclasses :class:`sklearn.mixture.GaussianMixture`, so parameters,
 ``get_params``/``set_params``/``clone``, validation, initialisation
 (``kmeans``, ``k-means++``, ``random``, ``random_from_data``, user
 ``*_init``), ``sample``, ``bic`` and ``aic`` are scikit-learn's own.  What it
-replaces is the EM loop and the E-step behind ``predict``, ``predict_proba``,
-``score`` and ``score_samples``: those run the tuned C/OpenMP variant (see
+replaces is the M-step of the initialisation (from the responsibilities
+scikit-learn's ``init_params`` produce), the EM loop, and the E-step behind
+``fit_predict``, ``predict``, ``predict_proba``, ``score`` and
+``score_samples``: those run generated C/OpenMP (see
 :mod:`specializers.gmm.kernels`), or the NumPy reference with one
-:class:`~asp.errors.AspFallbackWarning` if specialization fails.
+:class:`~asp.errors.AspFallbackWarning` if the kernels cannot be built.
+``fit`` skips the final E-step whose labels only ``fit_predict`` returns.
 """
 from __future__ import annotations
 
