@@ -81,11 +81,16 @@ def _cache(args) -> int:
 
 
 def _tune(args) -> int:
-    from asp.tune import forget, remembered
+    from asp.tune import forget, remembered, retime
 
     if args.action == "forget":
         n = forget(args.kernel)
         print(f"forgot {n} remembered winner(s)")
+        return 0
+    if args.action == "retime":
+        n = retime(args.kernel)
+        print(f"{n} remembered winner(s) will be timed again by the next process that "
+              "calls them")
         return 0
     rows = remembered(args.kernel)
     if not rows:
@@ -93,9 +98,16 @@ def _tune(args) -> int:
                                           if args.kernel else ""))
         return 0
     for r in rows:
+        decision = r["timings"].get("_decision", {})
+        how = ("to be timed again" if decision.get("retime") else
+               "provisional: no variant was clearly faster within the budget; the next "
+               "process tunes again" if decision.get("provisional") else
+               "separated: its median beat every other variant's fastest run"
+               if decision else "remembered from an older asp")
         print(f"{r['kernel']}\n  signature: {r['signature']}\n  machine:   {r['machine']}\n"
-              f"  winner:    {r['variant']} ({r['mode']})")
-        for v, t in sorted(r["timings"].items(), key=lambda kv: kv[1].get("best", 1e99)):
+              f"  winner:    {r['variant']} ({r['mode']}; {how})")
+        timings = {v: t for v, t in r["timings"].items() if not v.startswith("_")}
+        for v, t in sorted(timings.items(), key=lambda kv: kv[1].get("best", 1e99)):
             if "excluded" in t:
                 print(f"    {v:24} excluded: {t['excluded']}")
             else:
@@ -112,7 +124,7 @@ def main(argv=None) -> int:
     c.add_argument("action", choices=("list", "info", "clear"))
     c.set_defaults(fn=_cache)
     t = sub.add_parser("tune", help="remembered tuning winners")
-    t.add_argument("action", choices=("show", "forget"))
+    t.add_argument("action", choices=("show", "forget", "retime"))
     t.add_argument("kernel", nargs="?", default=None, help="only kernels whose name contains this")
     t.set_defaults(fn=_tune)
     args = ap.parse_args(argv)

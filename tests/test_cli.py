@@ -87,7 +87,7 @@ def test_tune_show_and_forget(capsys, fresh_cache):
     code, out = _asp(capsys, "tune", "show")
     assert code == 0
     assert "elementwise:poly" in out and "stencil:heat" in out
-    assert "winner:    stride (online)" in out
+    assert "winner:    stride (online; remembered from an older asp)" in out
     assert "signature: (<f81)->auto" in out
     assert "excluded: 3 of 37 values differ" in out
     lines = out.splitlines()
@@ -140,3 +140,19 @@ def test_console_script(fresh_cache):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("asp ")
+
+
+def test_tune_show_says_how_sure_and_retime_reopens(capsys, fresh_cache):
+    store("k:sure", "s", "a", {"a": {"best": 1e-3, "runs": 3}, "b": {"best": 2e-3, "runs": 3},
+                               "_decision": {"provisional": False, "median": 1e-3}}, "online")
+    store("k:unsure", "s", "b", {"a": {"best": 1e-3, "runs": 6}, "b": {"best": 1e-3, "runs": 6},
+                                 "_decision": {"provisional": True, "median": 1e-3}}, "online")
+    code, out = _asp(capsys, "tune", "show")
+    assert code == 0
+    assert "winner:    a (online; separated" in out
+    assert "winner:    b (online; provisional" in out
+    assert "_decision" not in out
+    code, out = _asp(capsys, "tune", "retime", "k:sure")
+    assert code == 0 and "1 remembered winner(s) will be timed again" in out
+    code, out = _asp(capsys, "tune", "show", "k:sure")
+    assert "to be timed again" in out

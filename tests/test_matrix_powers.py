@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, gram_matrix, partition
 
 
@@ -192,7 +193,7 @@ def test_tuning_picks_and_remembers(fresh_cache, rng):
     mp = MatrixPowers(A, 3)
     V = np.vstack([x, np.zeros((3, x.size))])
     ref = reference(A, x, 3)
-    for _ in range(3 * len(mp.variants)):
+    for _ in range(calls_to_decide(len(mp.variants))):
         mp.powers(V)
         assert_close(V, ref, 1e-12)
     tuning = mp._tuning(3)

@@ -24,6 +24,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from asp.errors import AspFallbackWarning, CompileError, SpecializationError
+from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, ca_cg, cg, fallback, kernels, partition
 from tests.test_matrix_powers import assert_close, poisson2d, reference
 
@@ -306,7 +307,7 @@ def test_no_tuning_database_tunes_in_memory(how, isolated, monkeypatch, tmp_path
     assert mp._k is not None
     V = np.zeros((4, A.shape[0]))
     V[0] = x
-    for _ in range(3 * len(mp.variants) + 1):
+    for _ in range(calls_to_decide(len(mp.variants)) + 1):
         mp.powers(V)
         assert_close(V, reference(A, x, 3), 1e-12)
     assert mp._tuning(3).done and mp.last_variant in mp.variants

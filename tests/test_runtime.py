@@ -20,6 +20,7 @@ from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.jit import cache
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 from specializers.elementwise import specializer as ew_specializer
 
@@ -366,7 +367,7 @@ class _Scale(Specializer):
 def test_hand_written_specializer_compiles_and_tunes():
     k = JitKernel(_Scale(2.5))
     x = np.arange(10.0)
-    for _ in range(8):
+    for _ in range(calls_to_decide(2)):
         np.testing.assert_array_equal(k(x), x * 2.5)
     s = k.specialization(x)
     assert s.variant_names == ["one", "two"]
@@ -380,7 +381,7 @@ def test_hand_written_specializer_compiles_and_tunes():
 def test_a_variant_that_does_not_compile_is_left_out_and_reported():
     k = JitKernel(_Scale(1.5, broken=True))
     x = np.arange(10.0)
-    for _ in range(8):
+    for _ in range(calls_to_decide(2)):
         np.testing.assert_array_equal(k(x), x * 1.5)
     s = k.specialization(x)
     assert s.variant_names == ["one", "two"]
@@ -524,7 +525,7 @@ def test_tune_exhaustive_decides_on_the_first_call(fresh_cache, monkeypatch):
 def test_hot_path_of_an_out_signature_does_not_serve_calls_without_out(fresh_cache):
     f = elementwise(poly)
     out32 = np.empty(X.shape, np.float32)
-    for _ in range(12):
+    for _ in range(calls_to_decide(3)):
         assert f(X, out=out32) is out32
     assert f.jit._hot is not None
     r = f(X)
@@ -540,10 +541,11 @@ def test_tune_online_chooses_after_trying_each(fresh_cache):
     f = elementwise(poly)
     s = f.jit.specialization(X, None)
     n = len(s.variant_names)
-    for _ in range(3 * n - 1):
+    for _ in range(calls_to_decide(n, at_most=False) - 1):  # a warm-up and 3 rounds at least
         np.testing.assert_allclose(f(X), POLY)
         assert f.jit._hot is None
-    np.testing.assert_allclose(f(X), POLY)
+    for _ in range(calls_to_decide(n) - calls_to_decide(n, at_most=False) + 1):
+        np.testing.assert_allclose(f(X), POLY)
     assert f.jit.chosen_variant(X, None) in s.variant_names
     assert f.jit._hot is not None
 

@@ -32,25 +32,64 @@ def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache):
     t = Tuning(_kernel(), "(f8)->auto", V3, mode="online")
     cost = {"chunk": 3.0, "stride": 1.0, "dynamic": 2.0}
     order = []
-    for _ in range(9):
+    for _ in range(12):
         assert not t.done
         v = t.pick()
         order.append(v)
         t.record(v, cost[v])
-    assert order == V3 * 3
-    assert t.done and t.winner == "stride"
+    assert order == V3 * 4  # a warm-up round (not timed), then three timed rounds
+    assert all(len(t.trials[v]) == 3 for v in V3)
+    assert t.done and t.winner == "stride" and not t.provisional
     assert all(t.pick() == "stride" for _ in range(5))
     t.record("chunk", 0.0)  # after the decision, timings change nothing
     assert t.winner == "stride"
 
 
-def test_online_winner_uses_each_variants_best_time(fresh_cache):
+def test_online_winner_by_median_despite_a_stall_and_a_slow_first_call(fresh_cache):
     t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=3)
-    # 'a' has one outlier (a stall) but the best minimum.
-    for ta, tb in [(9.0, 2.0), (1.0, 2.0), (1.1, 2.1)]:
+    # 'a' is slow on its first call (cold pages: not timed) and stalls once.
+    for ta, tb in [(50.0, 2.0), (1.0, 2.0), (9.0, 2.0), (1.1, 2.1)]:
         t.record(t.pick(), ta)
         t.record(t.pick(), tb)
-    assert t.winner == "a"
+    assert t.trials["a"] == [1.0, 9.0, 1.1]
+    assert t.winner == "a" and not t.provisional
+
+
+def test_a_first_call_that_flatters_a_variant_does_not_crown_it(fresh_cache):
+    """The demo's failure: early timings of a streaming-store variant looked fast on
+    fresh pages; in steady state it is 2.5-4x slower.  Warm-up and the medians of
+    later rounds decide."""
+    t = Tuning(_kernel(), "sig", ["static", "stream"], mode="online")
+    steady = {"static": 0.05, "stream": 0.15}
+    first = {"static": 0.30, "stream": 0.10}
+    while not t.done:
+        v = t.pick()
+        t.record(v, first[v] if v not in t.warm else steady[v])
+    assert t.winner == "static"
+
+
+def test_inseparable_variants_are_decided_provisionally_and_retuned_next_time(fresh_cache):
+    k = _kernel()
+    t = Tuning(k, "sig", ["a", "b"], mode="online", max_rounds=5)
+    noisy = iter([1.0, 1.0] + [1.0, 1.05, 1.04, 1.0, 1.0, 1.02, 1.03, 1.0, 1.01, 1.0] * 3)
+    calls = 0
+    while not t.done:
+        t.record(t.pick(), next(noisy))
+        calls += 1
+    assert calls == 2 + 2 * 5  # the warm-up round, then the budget of five rounds
+    assert t.provisional
+    assert lookup(k, "sig")[1]["_decision"]["provisional"] is True
+    assert not Tuning(k, "sig", ["a", "b"], mode="online").done  # re-checked
+
+
+def test_retime_marks_remembered_winners(fresh_cache):
+    k = _kernel()
+    store(k, "sig", "b", {"b": {"best": 1.0, "runs": 3}}, "online")
+    assert Tuning(k, "sig", ["a", "b"], mode="online").winner == "b"
+    from asp.tune import retime
+
+    assert retime(k) == 1
+    assert not Tuning(k, "sig", ["a", "b"], mode="online").done
 
 
 def test_off_mode_picks_the_first_without_timing(fresh_cache, monkeypatch):
@@ -129,7 +168,7 @@ def test_excluded_variant_is_never_chosen(fresh_cache):
 
 def test_excluding_the_winner_or_all_but_one(fresh_cache):
     t = Tuning(_kernel(), "sig", V3, mode="online")
-    for _ in range(9):
+    for _ in range(12):
         v = t.pick()
         t.record(v, {"chunk": 1.0, "stride": 2.0, "dynamic": 3.0}[v])
     assert t.winner == "chunk"
@@ -161,7 +200,7 @@ def test_remembered_winner_is_used_without_retiming(fresh_cache):
 def test_winner_is_reused_by_another_process(fresh_cache):
     k = _kernel()
     t = Tuning(k, "(f8)->auto", V3, mode="online")
-    for _ in range(9):
+    for _ in range(12):
         v = t.pick()
         t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
     assert t.winner == "stride"
@@ -200,13 +239,13 @@ def test_elementwise_winner_persists_across_processes(fresh_cache, tmp_path):
         x = np.linspace(0, 1, 1000)
         """
     first = _run_py(head + """
-        for _ in range(12):
+        for _ in range(40):
             y = cube(x)
         assert np.allclose(y, x ** 3)
         s = cube.jit.specialization(x, None)
         t = s.tuning_for("n~4^5")
         print(t.winner, sorted(t.trials))
-        """, fresh_cache, ASP_TUNE="online")
+        """, fresh_cache, ASP_TUNE="exhaustive")  # (online could end provisional: re-tuned)
     assert first.returncode == 0, first.stderr
     winner = first.stdout.split()[0]
     assert winner in V3
@@ -239,8 +278,9 @@ def test_damaged_database_is_moved_aside_and_recreated(fresh_cache):
     # A Tuning over the damaged database decides and remembers as usual.
     path.write_bytes(b"\x00" * 4096)
     t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=1)
-    t.record(t.pick(), 2.0)
-    t.record(t.pick(), 1.0)
+    while not t.done:
+        v = t.pick()
+        t.record(v, {"a": 2.0, "b": 1.0}[v])
     assert t.winner == "b"
     assert lookup(t.kernel, "sig")[0] == "b"
 
@@ -271,7 +311,7 @@ def test_machine_id_follows_the_thread_count_in_force(monkeypatch):
 def test_winner_timed_on_other_code_is_not_reused(fresh_cache):
     k = _kernel()
     t = Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a")
-    for _ in range(9):
+    for _ in range(12):
         v = t.pick()
         t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
     assert Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a").winner == "stride"
@@ -326,8 +366,9 @@ def test_database_locked_beyond_the_timeout_is_left_intact(fresh_cache, monkeypa
         assert store(k, "new", "stride", {}, "online") is False  # not saved this time
         assert lookup(k, "old") is None  # busy: nothing found, nothing moved aside
         t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=1)
-        t.record(t.pick(), 2.0)
-        t.record(t.pick(), 1.0)
+        for _ in range(4):  # a warm-up round, then one timed round
+            v = t.pick()
+            t.record(v, {"a": 2.0, "b": 1.0}[v])
         assert t.winner == "b"  # the call goes on; only the remembering is skipped
     finally:
         release.set()

@@ -27,7 +27,7 @@ from asp import config
 from asp.errors import SpecializationError
 from asp.jit.trust import cache_root
 
-__all__ = ["BUSY_TIMEOUT", "forget", "lookup", "machine_id", "remembered", "store"]
+__all__ = ["BUSY_TIMEOUT", "forget", "lookup", "machine_id", "remembered", "retime", "store"]
 
 # Seconds to wait for another process's lock: long enough for any writer (one row),
 # short enough that a call never stalls for long on a database held by a stuck process.
@@ -168,3 +168,25 @@ def forget(kernel: str | None = None) -> int:
         else:
             cur = con.execute("DELETE FROM winners")
         return cur.rowcount
+
+
+def retime(kernel: str | None = None) -> int:
+    """Mark remembered winners (all, or those of kernels whose name contains ``kernel``)
+    for re-timing: the next process that calls such a kernel tunes it again, and its
+    decision replaces the row.  Returns how many were marked."""
+    n = 0
+    with _connect() as con:
+        rows = con.execute("SELECT kernel, signature, machine, timings FROM winners").fetchall()
+        for k, sig, mach, timings in rows:
+            if kernel and kernel not in k:
+                continue
+            try:
+                t = json.loads(timings)
+            except ValueError:
+                t = {}
+            t.setdefault("_decision", {})["provisional"] = True
+            t["_decision"]["retime"] = True
+            con.execute("UPDATE winners SET timings=? WHERE kernel=? AND signature=? "
+                        "AND machine=?", (json.dumps(t), k, sig, mach))
+            n += 1
+    return n

@@ -4,10 +4,16 @@ Modes (``ASP_TUNE``):
 
 * ``off``: always the first variant (the specializer lists its safest first).
 * ``online`` (default, the paper's way): each real call runs the variant with
-  the fewest timings so far, round-robin, until each has ``rounds`` timings;
-  then the one with the smallest best time wins for good.  Interleaving the
-  rounds and taking each variant's minimum keeps a one-off stall (a page fault
-  storm, another process) from crowning a slow variant.
+  the fewest timings so far, round-robin.  A variant's first call is a warm-up
+  and is not timed (fresh pages, cold caches: on a 512^2 grid three early
+  timings crowned a streaming-store variant 2.5-4x slower than ``static`` in
+  steady state).  From ``rounds`` timings each on, after every round, the
+  variant with the smallest median wins as soon as it is *separated*: every
+  other variant's fastest timing is slower than its median, so noise (another
+  process, a stall) cannot have made the difference.  Variants that stay
+  inseparable until ``max_rounds`` are as good as each other: the smallest
+  median wins, marked *provisional* (``asp tune show`` says so), and the next
+  process tunes again instead of trusting it.
 * ``exhaustive``: before the first real call, every variant is run with
   warm-up and interleaved repetitions on the real arguments (the caller
   restores outputs between runs), and the fastest minimum wins.
@@ -17,13 +23,29 @@ without re-timing.  A variant that fails (raises) is excluded, not fatal.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
 from asp import config
 from asp.tune import db
 
-__all__ = ["Tuning", "time_call"]
+__all__ = ["MAX_ROUNDS", "ROUNDS", "Tuning", "calls_to_decide", "time_call"]
+
+#: Timed rounds before a decision can be made, and the budget after which the best so
+#: far wins provisionally.
+ROUNDS = 3
+MAX_ROUNDS = 6
+
+
+def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
+    """How many online calls a decision among ``variants`` takes: at most (the budget
+    spent), or at least (separated as soon as possible); each variant also has an untimed
+    warm-up call."""
+    return variants * (1 + (MAX_ROUNDS if at_most else ROUNDS))
+
+#: The key, among a remembered winner's timings, of how the decision was made.
+_DECISION = "_decision"
 
 
 def time_call(fn: Callable[[], object]) -> float:
@@ -37,7 +59,8 @@ class Tuning:
     """The state of the choice among ``variants`` for one (kernel, signature)."""
 
     def __init__(self, kernel: str, signature: str, variants: Sequence[str], *,
-                 mode: str | None = None, rounds: int = 3, code: str = ""):
+                 mode: str | None = None, rounds: int = ROUNDS, max_rounds: int = MAX_ROUNDS,
+                 code: str = ""):
         """``code`` fingerprints the generator of the variants (e.g.
         :func:`asp.runtime.generator_fingerprint`): a winner timed on other code is
         never reused, even for the same kernel name and signature."""
@@ -48,14 +71,19 @@ class Tuning:
         self.variants = list(variants)
         self.mode = mode or config.tune_mode()
         self.rounds = rounds
+        self.max_rounds = max(max_rounds, rounds)
         self.trials: dict[str, list[float]] = {v: [] for v in self.variants}
+        self.warm: set[str] = set()  # variants whose untimed first call has run
         self.excluded: dict[str, str] = {}
         self.winner: str | None = None
+        self.provisional = False  # decided by the budget, not by separation
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
             found = db.lookup(kernel, self.signature)
-            if found is not None and found[0] in self.variants:
+            # A provisional winner is re-checked: this process tunes again.
+            if found is not None and found[0] in self.variants \
+                    and not found[1].get(_DECISION, {}).get("provisional"):
                 self.winner = found[0]
 
     @property
@@ -72,16 +100,32 @@ class Tuning:
         live = self.candidates()
         if not live:
             raise RuntimeError(f"every variant of {self.kernel} failed")
-        return min(live, key=lambda v: len(self.trials[v]))
+        return min(live, key=lambda v: (v in self.warm, len(self.trials[v])))
 
     def record(self, variant: str, seconds: float) -> None:
-        """Add one timing; decide once every live variant has ``rounds`` of them."""
+        """Add one timing (a variant's first is its warm-up, not kept); decide when the
+        fastest is separated from the rest, or when the budget is spent."""
         if self.winner is not None:
             return
+        if variant not in self.warm:
+            self.warm.add(variant)
+            return
         self.trials[variant].append(seconds)
+        self._maybe_decide()
+
+    def _maybe_decide(self) -> None:
         live = self.candidates()
-        if live and all(len(self.trials[v]) >= self.rounds for v in live):
-            self._decide(live)
+        if not live:
+            return
+        n = min(len(self.trials[v]) for v in live)
+        if n < self.rounds or any(len(self.trials[v]) > n for v in live):
+            return  # decide only at the end of a round: every variant timed alike
+        med = {v: statistics.median(self.trials[v]) for v in live}
+        best = min(live, key=med.get)
+        separated = all(min(self.trials[v]) > med[best] for v in live if v != best)
+        if separated or n >= self.max_rounds:
+            self.provisional = not separated
+            self._decide(live, best)
 
     def exclude(self, variant: str, reason: str) -> None:
         """Never pick ``variant`` (it failed to build, to run, or to agree with Python)."""
@@ -91,8 +135,8 @@ class Tuning:
         live = self.candidates()
         if len(live) == 1:
             self.winner = live[0]
-        elif live and all(len(self.trials[v]) >= self.rounds for v in live):
-            self._decide(live)
+        else:
+            self._maybe_decide()
 
     def run_exhaustive(self, run: Callable[[str], object], *, min_reps: int = 5,
                        max_reps: int = 30, budget: float = 0.5) -> str:
@@ -112,14 +156,17 @@ class Tuning:
                 self.trials[v].append(time_call(lambda v=v: run(v)))
             if rep + 1 >= min_reps and time.perf_counter() - start > budget:
                 break
-        self._decide(live)
+        best = {v: min(self.trials[v]) for v in live}
+        self._decide(live, min(live, key=best.get))
         return self.winner
 
-    def _decide(self, live: list[str]) -> None:
-        best = {v: min(self.trials[v]) for v in live}
-        self.winner = min(live, key=best.get)
-        timings = {v: {"best": best[v], "runs": len(self.trials[v])} for v in live}
+    def _decide(self, live: list[str], winner: str) -> None:
+        self.winner = winner
+        timings = {v: {"best": min(self.trials[v]), "runs": len(self.trials[v])}
+                   for v in live}
         timings.update({v: {"excluded": why} for v, why in self.excluded.items()})
+        timings[_DECISION] = {"provisional": self.provisional,
+                              "median": statistics.median(self.trials[winner])}
         try:
             db.store(self.kernel, self.signature, self.winner, timings, self.mode)
         except Exception:  # a read-only cache must not break the call
