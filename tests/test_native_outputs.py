@@ -154,3 +154,29 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
         t = s.buckets[bucket]
         assert t.done, bucket
         assert all(len(t.trials[v]) >= 3 for v in t.candidates()), (bucket, t.trials)
+
+
+def test_calls_alternating_between_size_buckets_stay_on_the_hot_path(rng, monkeypatch):
+    """One hot entry per bucket, chained in C: multigrid levels, or a Dask block's
+    interior and strips, no longer leave the fast path on every other call."""
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def halve(x):
+        return x * 0.5
+
+    small, big = rng.random(100), rng.random(100_000)
+    for x in (small, big):
+        for _ in range(calls_to_decide(3)):
+            np.testing.assert_array_equal(halve(x), x * 0.5)
+    assert len(halve.jit._hot_buckets) == 2
+
+    def no_slow_path(args):
+        raise AssertionError("left the hot path")
+
+    monkeypatch.setattr(halve.jit, "_slow", no_slow_path)
+    for _ in range(5):
+        for x in (small, big):
+            np.testing.assert_array_equal(halve(x), x * 0.5)
+    with pytest.raises(AssertionError, match="left the hot path"):
+        halve(rng.random(5000))  # a third bucket, not tuned yet

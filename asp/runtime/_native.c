@@ -180,6 +180,8 @@ typedef struct {
     PyObject *keepalive; /* whatever keeps the shared object loaded */
     PyObject *assume;    /* NULL, or a tuple of (namespace, name, value): the module-level
                             names the code baked in, each still bound to what it was */
+    PyObject *next;      /* NULL, or the entry a call goes on to when a guard misses here
+                            (the hot entries of other size buckets) */
 } Entry;
 
 static void Entry_dealloc(Entry *self)
@@ -188,6 +190,7 @@ static void Entry_dealloc(Entry *self)
     Py_XDECREF(self->errors);
     Py_XDECREF(self->keepalive);
     Py_XDECREF(self->assume);
+    Py_XDECREF(self->next);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -359,6 +362,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
 
 miss:
     for (i = 0; i < nalloc; i++) Py_DECREF(allocated[i]);
+    if (self->next != NULL) return PyObject_Vectorcall(self->next, args, nargsf, kwnames);
     Py_INCREF(self->miss);
     return self->miss;
 fail:
@@ -432,6 +436,7 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->size_hi = -1;
     self->size_arg = -1;
     self->assume = NULL;
+    self->next = NULL;
     return (PyObject *)self;
 bad:
     Py_DECREF(specs);
@@ -463,6 +468,7 @@ static PyObject *Entry_restricted(PyObject *op, PyObject *args)
     Py_XINCREF(copy->errors);
     Py_XINCREF(copy->keepalive);
     Py_XINCREF(copy->assume);
+    Py_XINCREF(copy->next);
     copy->size_lo = lo;
     copy->size_hi = hi;
     copy->size_arg = arg;
@@ -496,13 +502,38 @@ static PyObject *Entry_assuming(PyObject *op, PyObject *guards)
     Py_XINCREF(copy->miss);
     Py_XINCREF(copy->errors);
     Py_XINCREF(copy->keepalive);
+    Py_XINCREF(copy->next);
     Py_INCREF(guards);
     copy->assume = PyTuple_GET_SIZE(guards) ? guards : NULL;
     if (copy->assume == NULL) Py_DECREF(guards);
     return (PyObject *)copy;
 }
 
+/* entry.chained(next): a copy that, when one of its guards misses, passes the call on to
+ * next (an entry, or None for the miss sentinel). */
+static PyObject *Entry_chained(PyObject *op, PyObject *next)
+{
+    Entry *self = (Entry *)op, *copy;
+    if (next != Py_None && !PyObject_TypeCheck(next, &EntryType)) {
+        PyErr_SetString(PyExc_TypeError, "chained(): next must be an Entry or None");
+        return NULL;
+    }
+    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    if (copy == NULL) return NULL;
+    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
+           sizeof(Entry) - sizeof(PyObject));
+    Py_XINCREF(copy->miss);
+    Py_XINCREF(copy->errors);
+    Py_XINCREF(copy->keepalive);
+    Py_XINCREF(copy->assume);
+    copy->next = next == Py_None ? NULL : next;
+    Py_XINCREF(copy->next);
+    return (PyObject *)copy;
+}
+
 static PyMethodDef Entry_methods[] = {
+    {"chained", Entry_chained, METH_O,
+     "chained(next): a copy that passes a call whose guards miss on to next (or None)."},
     {"assuming", Entry_assuming, METH_O,
      "assuming(guards): a copy that serves calls only while each (namespace, name, value) "
      "of guards holds (the value is the miss sentinel for an unbound name)."},

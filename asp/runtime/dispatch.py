@@ -45,6 +45,9 @@ from asp.runtime.record import generator_fingerprint, load_record, record_key, s
 from asp.runtime.specialization import Specialization, build_variants, check_limits, run_stage
 from asp.tune.tuner import Tuning
 
+#: Size buckets whose winners the hot path serves at once.
+MAX_HOT_BUCKETS = 4
+
 __all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
 
 
@@ -69,6 +72,7 @@ class JitKernel:
     def __init__(self, specializer: Specializer):
         self.specializer = specializer
         self._hot: Callable | None = None
+        self._hot_buckets: dict[str, Callable] = {}  # size bucket -> its restricted entry
         self._specs: dict[str, Specialization] = {}
         self._failed: dict[str, SpecializationError] = {}
         self._warned = False
@@ -132,9 +136,21 @@ class JitKernel:
                 entry = entry.assuming(tuple((ns, name, MISS if v is UNBOUND else v)
                                              for ns, name, v in self._reads.guards))
             if prepared.size_range:
-                self._hot = entry.restricted(*prepared.size_range, prepared.size_arg)
+                # One hot entry per size bucket, chained in C (newest first): calls that
+                # alternate between buckets (multigrid levels; a Dask block's interior
+                # and strips) all stay on the fast path.
+                mine = entry.restricted(*prepared.size_range, prepared.size_arg)
+                others = [e for b, e in self._hot_buckets.items() if b != prepared.bucket]
+                self._hot_buckets = {prepared.bucket: mine,
+                                     **{b: e for b, e in self._hot_buckets.items()
+                                        if b != prepared.bucket}}
+                chain = None
+                for e in reversed([mine, *others][:MAX_HOT_BUCKETS]):
+                    chain = e if chain is None else e.chained(chain)
+                self._hot = chain
             elif not prepared.bucket:
                 self._hot = entry
+                self._hot_buckets = {}
         return prepared.finish(result) if prepared.finish else result
 
     def _rebound(self, reads: GlobalReads) -> None:
@@ -143,6 +159,7 @@ class JitKernel:
         now = self.specializer.global_reads()
         self._reads = now
         self._hot = None  # its guards name the old objects
+        self._hot_buckets = {}
         if now is None or now.describe() != reads.describe():
             self._specs.clear()
             self._failed.clear()
@@ -257,6 +274,7 @@ class JitKernel:
     def clear(self) -> None:
         """Forget the in-process specializations (the disk cache stays)."""
         self._hot = None
+        self._hot_buckets = {}
         self._specs.clear()
         self._failed.clear()
         self._warned = False
