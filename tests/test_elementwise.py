@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -634,7 +635,7 @@ def test_wrong_argument_count():
             f(X, X)
         with pytest.raises(TypeError, match="got 0"):
             f()
-        for _ in range(12):
+        for _ in range(calls_to_decide(3)):
             np.testing.assert_allclose(f(X), POLY)
         assert f.jit._hot is not None
 
@@ -700,7 +701,7 @@ def test_read_only_out():
 
 def test_bad_input_after_hot_path_is_still_reported():
     f = elementwise(poly.py_func)
-    for _ in range(12):
+    for _ in range(calls_to_decide(3)):
         f(X)
     assert f.jit._hot is not None
     with pytest.raises(TypeError, match="'x'"):

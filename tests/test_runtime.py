@@ -252,7 +252,7 @@ def test_variant_disagreeing_with_python_is_excluded(monkeypatch, fresh_cache):
     assert set(s.check_failures) == {"stride"}
     assert "differ from the Python reference" in s.check_failures["stride"]
     assert "stride" in s.tuning.excluded
-    for _ in range(12):  # through tuning and beyond: never the wrong variant
+    for _ in range(calls_to_decide(3)):  # through tuning and beyond: never the wrong one
         np.testing.assert_allclose(f(X), POLY)
     assert f.jit._hot is not None
     bucket = s.tuning_for(f.specializer.prepare((X, None)).bucket)
@@ -273,7 +273,7 @@ def test_every_variant_wrong_falls_back(monkeypatch, fresh_cache):
 
 def test_guard_miss_specializes_again_for_a_new_dtype():
     f = elementwise(poly)
-    for _ in range(12):
+    for _ in range(calls_to_decide(3)):
         np.testing.assert_allclose(f(X), POLY)
     hot = f.jit._hot
     assert hot is not None

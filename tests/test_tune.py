@@ -8,11 +8,12 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from asp import config
 from asp.tune import db, forget, lookup, remembered, store, tuner
-from asp.tune.tuner import Tuning
+from asp.tune.tuner import Tuning, calls_to_decide
 
 ROOT = Path(__file__).resolve().parents[1]
 V3 = ["chunk", "stride", "dynamic"]
@@ -375,3 +376,57 @@ def test_database_locked_beyond_the_timeout_is_left_intact(fresh_cache, monkeypa
         holder.join()
     assert sorted(p.name for p in fresh_cache.glob("tuning.sqlite*")) == ["tuning.sqlite"]
     assert lookup(k, "old")[0] == "chunk" and lookup(k, "new") is None
+
+
+def _decided(cost: dict) -> Tuning:
+    t = Tuning(_kernel(), "sig", list(cost), mode="online")
+    while not t.done:
+        v = t.pick()
+        t.record(v, cost[v])
+    return t
+
+
+def test_a_winner_that_slows_down_is_reopened(fresh_cache):
+    t = _decided({"a": 1.0, "b": 2.0})
+    assert t.winner == "a"
+    for _ in range(5):
+        assert not t.verify(1.1)  # as recorded, give or take noise: kept
+    for _ in range(2):
+        assert not t.verify(5.0)  # a stall or two is no evidence
+    assert t.verify(5.0)  # now the median of the last five: slower than b ever was
+    assert not t.done and t.reopened == 1
+    while not t.done:  # tuned again, warm-up included
+        v = t.pick()
+        t.record(v, {"a": 5.0, "b": 2.0}[v])
+    assert t.winner == "b"
+
+
+def test_a_winner_slower_only_as_the_machine_is_is_kept(fresh_cache):
+    t = _decided({"a": 1.0, "b": 1.3})
+    for _ in range(10):
+        assert not t.verify(1.25)  # slower, but the runner-up was never faster than that
+    assert t.winner == "a"
+
+
+def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatch, rng):
+    """The hot entry returns one call in N to the slow path to be timed; N keeps the
+    cost near 1% of the calls' time."""
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def triple(x):
+        return x * 3.0
+
+    x = rng.random(2000)
+    for _ in range(calls_to_decide(3)):
+        triple(x)
+    t = triple.jit.specialization(x, None).tuning_for(
+        triple.jit.specializer.prepare((x, None)).bucket)
+    assert t.done and t.sample_every() >= 16
+    slow = []
+    real = triple.jit._slow
+    monkeypatch.setattr(triple.jit, "_slow", lambda args: slow.append(1) or real(args))
+    n = 4 * t.sample_every()
+    for _ in range(n):
+        np.testing.assert_array_equal(triple(x), x * 3.0)
+    assert 3 <= len(slow) <= 5

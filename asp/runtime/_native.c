@@ -182,6 +182,9 @@ typedef struct {
                             names the code baked in, each still bound to what it was */
     PyObject *next;      /* NULL, or the entry a call goes on to when a guard misses here
                             (the hot entries of other size buckets) */
+    int64_t sample_every; /* > 0: every sample_every-th call misses on purpose, so the
+                             runtime can time the tuned winner on a real call */
+    int64_t calls;
 } Entry;
 
 static void Entry_dealloc(Entry *self)
@@ -218,6 +221,11 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
         return NULL;
     }
     for (i = 0; i < MAX_ARGS; i++) gshape[i] = NULL;
+
+    if (self->sample_every > 0 && ++self->calls >= self->sample_every) {
+        self->calls = 0;
+        goto miss;
+    }
 
     /* The names the kernel read when it was specialized still mean what they meant
      * (a module constant rebound since must not keep giving the old result).  A name
@@ -437,6 +445,8 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->size_arg = -1;
     self->assume = NULL;
     self->next = NULL;
+    self->sample_every = 0;
+    self->calls = 0;
     return (PyObject *)self;
 bad:
     Py_DECREF(specs);
@@ -531,7 +541,30 @@ static PyObject *Entry_chained(PyObject *op, PyObject *next)
     return (PyObject *)copy;
 }
 
+/* entry.sampled(n): a copy of which every n-th call misses (n <= 0: none). */
+static PyObject *Entry_sampled(PyObject *op, PyObject *arg)
+{
+    Entry *self = (Entry *)op, *copy;
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    if (copy == NULL) return NULL;
+    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
+           sizeof(Entry) - sizeof(PyObject));
+    Py_XINCREF(copy->miss);
+    Py_XINCREF(copy->errors);
+    Py_XINCREF(copy->keepalive);
+    Py_XINCREF(copy->assume);
+    Py_XINCREF(copy->next);
+    copy->sample_every = n > 0 ? (int64_t)n : 0;
+    copy->calls = 0;
+    return (PyObject *)copy;
+}
+
 static PyMethodDef Entry_methods[] = {
+    {"sampled", Entry_sampled, METH_O,
+     "sampled(n): a copy of which every n-th call returns the miss sentinel, so the "
+     "caller can time a real call of the tuned winner."},
     {"chained", Entry_chained, METH_O,
      "chained(next): a copy that passes a call whose guards miss on to next (or None)."},
     {"assuming", Entry_assuming, METH_O,

@@ -130,8 +130,13 @@ class JitKernel:
         tuning = s.tuning_for(prepared.bucket)
         # The hot entry returns the native result as it is: only a call that needs no
         # finishing (copy-back, conversion) may be served by it.
+        if s.stale:  # a winner's decision was reopened: its hot entry must go
+            s.stale = False
+            self._hot, self._hot_buckets = None, {}
         if tuning.done and prepared.same and prepared.finish is None:
             entry = s.entries[tuning.winner]
+            if tuning.sample_every():  # one call in N comes back to be timed
+                entry = entry.sampled(tuning.sample_every())
             if self._reads is not None and self._reads.guards:
                 entry = entry.assuming(tuple((ns, name, MISS if v is UNBOUND else v)
                                              for ns, name, v in self._reads.guards))

@@ -46,6 +46,7 @@ class Specialization:
     build_seconds: float = 0.0
     check_failures: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, Tuning] = field(default_factory=dict)
+    stale: bool = False  # a winner's decision was reopened since the hot path was set
 
     @property
     def variant_names(self) -> list[str]:
@@ -67,7 +68,14 @@ class Specialization:
     def run(self, args: tuple, bucket: str = ""):
         t = self.tuning_for(bucket)
         if t.winner is not None:
-            return self.entries[t.winner](*args)
+            if not t.sample_every():
+                return self.entries[t.winner](*args)
+            # A real call of the winner: timed, so a decision gone stale is reopened.
+            t0 = time.perf_counter()
+            result = self.entries[t.winner](*args)
+            if result is not MISS and t.verify(time.perf_counter() - t0):
+                self.stale = True  # the runtime drops its hot entries
+            return result
         if t.mode == "exhaustive":
             self._exhaustive(args, t)
             return self.entries[t.winner](*args)

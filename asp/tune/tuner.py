@@ -23,6 +23,7 @@ without re-timing.  A variant that fails (raises) is excluded, not fatal.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,16 @@ __all__ = ["MAX_ROUNDS", "ROUNDS", "Tuning", "calls_to_decide", "time_call"]
 #: far wins provisionally.
 ROUNDS = 3
 MAX_ROUNDS = 6
+#: Verification of a winner: about what one call through the slow path costs, the share
+#: of the calls' time verification may take, how many sampled calls are compared, how
+#: much slower than recorded they must run (and than the runner-up's record) to reopen
+#: the decision, and how often one process reopens it at most.
+SLOW_PATH = 30e-6
+VERIFY_SHARE = 0.01
+VERIFY_WINDOW = 5
+REOPEN_SLOWER = 1.5
+REOPEN_RIVAL = 1.2
+MAX_REOPEN = 2
 
 
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
@@ -77,6 +88,9 @@ class Tuning:
         self.excluded: dict[str, str] = {}
         self.winner: str | None = None
         self.provisional = False  # decided by the budget, not by separation
+        self.recorded: dict = {}  # the timings the decision was made on (or remembered)
+        self.checks: list[float] = []  # sampled real calls of the winner, newest last
+        self.reopened = 0
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
@@ -85,6 +99,7 @@ class Tuning:
             if found is not None and found[0] in self.variants \
                     and not found[1].get(_DECISION, {}).get("provisional"):
                 self.winner = found[0]
+                self.recorded = found[1]
 
     @property
     def done(self) -> bool:
@@ -127,6 +142,51 @@ class Tuning:
             self.provisional = not separated
             self._decide(live, best)
 
+    # -- verification of a winner ------------------------------------------------------
+    def expected(self) -> float | None:
+        """The winner's typical time when it was chosen (None if unknown)."""
+        d = self.recorded.get(_DECISION, {})
+        if "median" in d:
+            return d["median"]
+        return self.recorded.get(self.winner, {}).get("best")
+
+    def sample_every(self) -> int:
+        """Time one real call in this many (0: none): the slow path it takes costs about
+        :data:`SLOW_PATH`, kept to :data:`VERIFY_SHARE` of the calls' time."""
+        e = self.expected()
+        if self.mode != "online" or self.winner is None or not e or len(self.variants) < 2:
+            return 0
+        return int(min(max(math.ceil(SLOW_PATH / (VERIFY_SHARE * e)), 16), 1 << 20))
+
+    def verify(self, seconds: float) -> bool:
+        """One timed real call of the winner.  Reopen the decision (and return True) when
+        the winner now runs clearly slower than it was recorded to, and slower than the
+        runner-up was: the machine changed, or the decision was wrong."""
+        if self.winner is None:
+            return False
+        self.checks.append(seconds)
+        del self.checks[:-VERIFY_WINDOW]
+        if len(self.checks) < VERIFY_WINDOW or self.reopened >= MAX_REOPEN:
+            return False
+        now = statistics.median(self.checks)
+        expected = self.expected()
+        rivals = [t["best"] for v, t in self.recorded.items()
+                  if v != self.winner and v in self.candidates() and "best" in t]
+        if expected and now > REOPEN_SLOWER * expected and rivals \
+                and min(rivals) * REOPEN_RIVAL < now:
+            self.reopen()
+            return True
+        return False
+
+    def reopen(self) -> None:
+        """Forget the decision: the next calls tune again (warm-up included)."""
+        self.winner = None
+        self.provisional = False
+        self.trials = {v: [] for v in self.variants}
+        self.warm = set()
+        self.checks = []
+        self.reopened += 1
+
     def exclude(self, variant: str, reason: str) -> None:
         """Never pick ``variant`` (it failed to build, to run, or to agree with Python)."""
         self.excluded[variant] = reason
@@ -167,6 +227,7 @@ class Tuning:
         timings.update({v: {"excluded": why} for v, why in self.excluded.items()})
         timings[_DECISION] = {"provisional": self.provisional,
                               "median": statistics.median(self.trials[winner])}
+        self.recorded = timings
         try:
             db.store(self.kernel, self.signature, self.winner, timings, self.mode)
         except Exception:  # a read-only cache must not break the call
