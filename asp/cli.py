@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -44,6 +45,9 @@ def _info(args) -> int:
     print(f"cpu:          {machine_id()}")
     print(f"cache dir:    {config.cache_dir()}")
     print(f"tuning:       {config.tune_mode()}")
+    threshold = os.environ.get("ASP_PARALLEL_THRESHOLD", "").strip()
+    where = f"more than {threshold} items" if threshold else "each specializer's default"
+    print(f"parallel at:  {where} (ASP_PARALLEL_THRESHOLD)")
     native = "built" if native_available() else "MISSING (reinstall with a compiler)"
     print(f"native path:  {native}")
     print(f"strict:       {config.strict()}   jit disabled: {config.jit_disabled()}")
