@@ -211,6 +211,32 @@ def test_ew_compare_python_int_out_of_range(strict):
     assert np.array_equal(_gt(x, 300), np.zeros(3, bool))
 
 
+@elementwise
+def _np_pow(x):
+    return np.power(2.0, x)
+
+
+@pytest.mark.xfail(strict=True, reason="F8: NumPy binary functions are typed from their "
+                                       "first argument; np.power(2.0, float32) is float32")
+def test_ew_np_binary_function_promotes_both_arguments(strict):
+    x = np.array([-96.30135, 0.5, 3.0], np.float32)
+    got = _np_pow(x)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, np.power(2.0, x))
+
+
+@elementwise
+def _cube(x):
+    return x ** 3
+
+
+@pytest.mark.xfail(strict=True, reason="F9: float ** 3 is expanded to x*x*x (two roundings); "
+                                       "Python and NumPy call pow")
+def test_ew_float_cube_is_pow(strict):
+    x = np.array([8.319432152802452, 2.0])
+    assert np.array_equal(_cube(x), np.array([v ** 3 for v in x.tolist()]))
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""

@@ -344,12 +344,12 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
 #: Constructs the generator leaves out by default (``avoid``) while a bug it found is open;
 #: each names its regression test in tests/test_fuzz.py.  Remove a token once fixed.
 #: Tokens of fixed bugs, for looking past one on an older tree: 'float' (builtin float()
-#: in @elementwise), 'boollocal' (a stencil's bool local), 'fpow' (float32 ** weak float).
+#: in @elementwise), 'boollocal' (a stencil's bool local), 'bigint' (int()/floor beyond
+#: int64), 'wideint' (comparisons with ints out of a narrow type's range).
 KNOWN = {
-    "bigint": "int()/math.floor/ceil/trunc beyond int64 (test_ew_floor_beyond_int64)",
     "mixed": "value-dependent types of if/else arms: design gap, mixed dtypes (F5)",
-    "wideint": "int compared out of a narrow type's range (test_ew_compare_python_int_out_of_"
-               "range): no big constants, scalar ints 0..100",
+    "fpow": "np.power(weak, float32) typed from its first argument "
+            "(test_ew_np_binary_function_promotes_both_arguments)",
 }
 _EXPAND = {"bigint": ("int", "math.floor", "math.ceil", "math.trunc"), "fpow": ("np.power",)}
 
