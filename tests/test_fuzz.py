@@ -216,13 +216,15 @@ def _np_pow(x):
     return np.power(2.0, x)
 
 
-@pytest.mark.xfail(strict=True, reason="F8: NumPy binary functions are typed from their "
-                                       "first argument; np.power(2.0, float32) is float32")
 def test_ew_np_binary_function_promotes_both_arguments(strict):
+    """F8: NumPy binary functions were typed from their first argument;
+    np.power(2.0, float32) is float32."""
     x = np.array([-96.30135, 0.5, 3.0], np.float32)
     got = _np_pow(x)
     assert got.dtype == np.float32
-    assert np.array_equal(got, np.power(2.0, x))
+    # The type is the finding; the value is libm's pow rounded once to float32, where
+    # NumPy calls powf: within one float32 ulp (the fuzzer's libm bound).
+    np.testing.assert_allclose(got, np.power(2.0, x), rtol=2.4e-7, atol=0)
 
 
 @elementwise
@@ -230,9 +232,8 @@ def _cube(x):
     return x ** 3
 
 
-@pytest.mark.xfail(strict=True, reason="F9: float ** 3 is expanded to x*x*x (two roundings); "
-                                       "Python and NumPy call pow")
 def test_ew_float_cube_is_pow(strict):
+    """F9: float ** 3 was expanded to x*x*x (two roundings); Python and NumPy call pow."""
     x = np.array([8.319432152802452, 2.0])
     assert np.array_equal(_cube(x), np.array([v ** 3 for v in x.tolist()]))
 

@@ -303,6 +303,15 @@ class _Translator:
                 name = self.fresh()
                 self.pending.append(ir.Declare(t.ctype, name, base))
                 base = ir.Var(name)
+            if t.is_float and n in (3, 4):
+                # Python and NumPy call pow(); x * x * x rounds twice (1 ulp off, which a
+                # later x % y turns into anything).  Carrying the first product's error
+                # exactly (fma) rounds x**3 and x**4 once, as pow does.
+                wide = ir.Call(f"asp_pow{n}", (cast(base, t, "double"),))
+                return cast(wide, FLOAT, t.ctype), t
+            if t.is_float and n > 4:
+                return cast(ir.Call("pow", (cast(base, t, "double"),
+                                            ir.Const(float(n), "double"))), FLOAT, t.ctype), t
             result = base
             for _ in range(n - 1):
                 result = arith("*", result, base, t)
@@ -363,11 +372,18 @@ class _Translator:
             n = want.get(cname, 1)
             if len(args) != n:
                 raise self.err(node, f"{name}() takes {n} argument(s)")
-            call = ir.Call(cname, tuple(cast(e, t, "double") for e, t in args))
-            if kind == "npfloat":  # numpy keeps the argument's float type
+            if kind == "npfloat":  # a ufunc: its arguments' promoted type (NEP 50)
                 t = args[0][1]
+                for _, t2 in args[1:]:
+                    t = binop_type(t, t2)
+                if not t.is_float and cname == "pow":
+                    raise self.err(node, f"{name}() of integers is an integer power; "
+                                         "write x ** n")
                 out = t if t.is_float else T("double", t.weak)
+                call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
+                                            for e, et in args))
                 return cast(call, FLOAT, out.ctype), out
+            call = ir.Call(cname, tuple(cast(e, t, "double") for e, t in args))
             return call, FLOAT
         if kind == "int" and cname in _MATH_INT.values():
             self.arity(node, args, 1, name)

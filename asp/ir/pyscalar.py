@@ -287,6 +287,16 @@ static inline double asp_fcheck(double x, double lo, double hi, int *unrep) {
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0.0;
 }
+/* x ** 3 and x ** 4 rounded once, as pow() rounds them, without calling pow: fma gives
+ * the first product's rounding error exactly (x*x*x rounds twice: 1 ulp off pow). */
+static inline double asp_pow3(double x) {
+    double p = x * x, e = fma(x, x, -p);
+    return fma(p, x, e * x);
+}
+static inline double asp_pow4(double x) {
+    double p = x * x, e = fma(x, x, -p), q = p * p, f = fma(p, p, -q);
+    return q + fma(2.0 * p, e, f);
+}
 static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }
 static inline uint64_t asp_mod_u64(uint64_t a, uint64_t b) { return b ? a % b : 0; }
 static inline int64_t asp_range_len(int64_t start, int64_t stop, int64_t step) {

@@ -235,6 +235,13 @@ class _Translator:
                 base = cast(le, lt, t.ctype)
                 if re_.value == 0:
                     return ir.Const(1, t.ctype), t
+                if t.is_float and re_.value >= 3:
+                    # Python and NumPy call pow(): x * x * x rounds twice (1 ulp off).
+                    n = int(re_.value)
+                    wide = (ir.Call(f"asp_pow{n}", (cast(base, t, "double"),)) if n <= 4 else
+                            ir.Call("pow", (cast(base, t, "double"),
+                                            ir.Const(float(n), "double"))))
+                    return cast(wide, FLOAT, t.ctype), t
                 out = base
                 for _ in range(int(re_.value) - 1):
                     out = arith("*", out, base, t)

@@ -348,8 +348,6 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
 #: int64), 'wideint' (comparisons with ints out of a narrow type's range).
 KNOWN = {
     "mixed": "value-dependent types of if/else arms: design gap, mixed dtypes (F5)",
-    "fpow": "np.power(weak, float32) typed from its first argument "
-            "(test_ew_np_binary_function_promotes_both_arguments)",
 }
 _EXPAND = {"bigint": ("int", "math.floor", "math.ceil", "math.trunc"), "fpow": ("np.power",)}
 
