@@ -142,3 +142,26 @@ def test_stencil_stores_a_float_in_an_int_grid_as_python_does():
     a[5, 5] = np.nan
     with pytest.raises((OverflowError, ValueError)):
         Quantize().kernel(a, np.zeros((12, 12), np.int64))
+
+
+@elementwise
+def cube(x):
+    return x ** 3
+
+
+@elementwise
+def fourth(x):
+    return x ** 4
+
+
+def test_small_float_powers_at_edge_values_are_numpys():
+    """x ** 3 and x ** 4 round once (fma carries the first product's error): the error
+    term of an infinite product is inf - inf, so edge values take the plain product."""
+    x = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1e300, -1e200, 1e-310, 8.319432152802452,
+                  -2.5, 1.5e102])
+    with np.errstate(all="ignore"):
+        for fn, n in ((cube, 3), (fourth, 4)):
+            expected = np.power(x, float(n))
+            for got in _every_variant(fn, x):
+                np.testing.assert_array_equal(got, expected)
+                assert np.array_equal(np.signbit(got), np.signbit(expected))

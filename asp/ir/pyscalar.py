@@ -291,10 +291,12 @@ static inline double asp_fcheck(double x, double lo, double hi, int *unrep) {
  * the first product's rounding error exactly (x*x*x rounds twice: 1 ulp off pow). */
 static inline double asp_pow3(double x) {
     double p = x * x, e = fma(x, x, -p);
+    if (!isfinite(p)) return p * x;  /* inf, nan: no error term (inf - inf) */
     return fma(p, x, e * x);
 }
 static inline double asp_pow4(double x) {
     double p = x * x, e = fma(x, x, -p), q = p * p, f = fma(p, p, -q);
+    if (!isfinite(q)) return q;
     return q + fma(2.0 * p, e, f);
 }
 static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }

@@ -222,11 +222,6 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
     }
     for (i = 0; i < MAX_ARGS; i++) gshape[i] = NULL;
 
-    if (self->sample_every > 0 && ++self->calls >= self->sample_every) {
-        self->calls = 0;
-        goto miss;
-    }
-
     /* The names the kernel read when it was specialized still mean what they meant
      * (a module constant rebound since must not keep giving the old result).  A name
      * that was unbound is expected to be the miss sentinel. */
@@ -287,6 +282,13 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
                 if (arrs[i] != NULL) size = PyArray_SIZE(arrs[i]);
         }
         if (size < self->size_lo || (self->size_hi >= 0 && size >= self->size_hi)) goto miss;
+    }
+
+    /* A call this entry would serve: one in sample_every goes back to be timed (a call
+     * that misses a guard here is not counted: it belongs to another entry). */
+    if (self->sample_every > 0 && ++self->calls >= self->sample_every) {
+        self->calls = 0;
+        goto miss;
     }
 
     /* Outputs the kernel must not share memory with (e.g. a stencil's output). */

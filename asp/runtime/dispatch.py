@@ -94,6 +94,19 @@ class JitKernel:
                 return result
         return self._slow(args)
 
+    @property
+    def hot_entry(self) -> Callable | None:
+        """The native entry that serves calls now (guards checked in C; it returns
+        :data:`~asp.runtime.abi.MISS` when they do not hold), or None.  A specializer's
+        own call wrapper may call it first and :meth:`slow_call` on a miss, as
+        :meth:`__call__` does."""
+        return self._hot
+
+    def slow_call(self, args: tuple):
+        """A call through the whole runtime: validation, specialization, tuning, fallback
+        (what :meth:`__call__` does when the hot entry misses)."""
+        return self._slow(args)
+
     def run_as_python(self, args: tuple, why: Exception):
         """This call, as Python: the compiled code met a value only Python represents
         (warned once per kernel, as a fallback is: the call is slower)."""

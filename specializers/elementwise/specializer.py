@@ -224,17 +224,17 @@ class ElementwiseFunction:
 
     def __call__(self, *args, out=None):
         # The hot path, inlined: the last winning native entry checks its own guards.
-        hot = self.jit._hot
+        hot = self.jit.hot_entry
         if hot is not None:
             try:
                 result = hot(*args, out)
             except TypeError:  # a wrong argument count: the slow path names the problem
-                return self.jit._slow((*args, out))
+                return self.jit.slow_call((*args, out))
             except UnrepresentableValue as exc:
                 return self.jit.run_as_python((*args, out), exc)
             if result is not MISS:
                 return result
-        return self.jit._slow((*args, out))
+        return self.jit.slow_call((*args, out))
 
     def __repr__(self) -> str:
         return f"<elementwise {self.py_func.__qualname__}>"

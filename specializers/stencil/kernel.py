@@ -103,7 +103,7 @@ class StencilKernel:
         fast = self._fast
         if fast is not None and fast[0] is self.boundary and fast[1] is self.cval \
                 and fast[2] is self.should_unroll and not self.pure_python:
-            hot = fast[3]._hot
+            hot = fast[3].hot_entry
             if hot is not None:
                 try:
                     result = hot(*args)  # a grid object is no array: its guard misses
