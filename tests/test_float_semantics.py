@@ -139,9 +139,28 @@ def test_stencil_stores_a_float_in_an_int_grid_as_python_does():
     out = np.zeros((12, 12), np.int64)
     Quantize().kernel(a, out)
     np.testing.assert_array_equal(out[1:-1, 1:-1], np.floor(a[1:-1, 1:-1] * 10))
-    a[5, 5] = np.nan
-    with pytest.raises((OverflowError, ValueError)):
+    a[5, 5] = np.nan  # the call runs as Python, which raises its own error
+    with pytest.warns(AspFallbackWarning, match="ran as plain Python"), \
+            pytest.raises(ValueError, match="NaN"):
         Quantize().kernel(a, np.zeros((12, 12), np.int64))
+    b = np.random.default_rng(3).random((12, 12))
+    b[4, 4] = 1e300  # Python's int is exact: the call runs as Python and succeeds
+    out = np.zeros((12, 12))
+    Quantize().kernel(b, out)  # (warned once per kernel: above)
+    np.testing.assert_array_equal(out[1:-1, 1:-1], np.floor(b[1:-1, 1:-1] * 10))
+
+
+class Accumulate(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] += math.floor(a[x])
+
+
+def test_a_stencil_that_reads_its_output_raises_rather_than_count_twice():
+    a = np.full((8, 8), 2.5)
+    a[3, 3] = np.inf
+    with pytest.raises(OverflowError, match="reads its output"):
+        Accumulate().kernel(a, np.zeros((8, 8)))
 
 
 @elementwise
@@ -165,3 +184,61 @@ def test_small_float_powers_at_edge_values_are_numpys():
             for got in _every_variant(fn, x):
                 np.testing.assert_array_equal(got, expected)
                 assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+@elementwise
+def np_cosh(x):
+    return np.cosh(x)
+
+
+def test_numpy_functions_of_small_integers_have_numpys_float_type():
+    """np.cosh(uint8) is float16 in NumPy (fuzzer): compiled code has no float16, so it
+    runs as Python; int16 gives float32, int32 float64."""
+    x8 = np.arange(5, dtype=np.uint8)
+    with pytest.warns(AspFallbackWarning, match="float16"):
+        got = np_cosh(x8)
+    assert got.dtype == np.cosh(x8).dtype == np.float16
+    for dtype, want in ((np.int16, np.float32), (np.int32, np.float64)):
+        x = np.arange(-3, 4, dtype=dtype)
+        got = np_cosh(x)
+        assert got.dtype == want == np.cosh(x).dtype
+        np.testing.assert_allclose(got, np.cosh(x), rtol=2e-7)
+
+
+@elementwise
+def weak_bits(x):
+    return x + (~False) + float(7 << 40)
+
+
+@elementwise
+def big_shift(x):
+    return x + float(7 << 100)
+
+
+@elementwise
+def bool_times(x):
+    return ((0.0 <= x) * x) << 1
+
+
+@elementwise
+def huge_weak(y):
+    return 1e300 ** y
+
+
+def test_python_scalars_keep_python_semantics():
+    """Fuzzer: ~False is -1 (a Python bool is an int), 7 << 100 is exact (beyond 64 bits:
+    the kernel runs as Python), np.bool_ * int8 is int8 (then << wraps in int8), and a
+    weak 1e300 meeting float32 is inf (NEP 50 rounds it first)."""
+    x = np.arange(3, dtype=np.int8)
+    np.testing.assert_array_equal(weak_bits(x), x + (-1) + float(7 << 40))
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        np.testing.assert_array_equal(big_shift(x), x + float(7 << 100))
+    x8 = np.array([100, 71, -5, 0], np.int8)
+    with np.errstate(all="ignore"):
+        expected = np.array([((np.float64(0.0) <= v) * v) << 1 for v in x8])
+    got = bool_times(x8)
+    np.testing.assert_array_equal(got, expected)
+    y = np.array([1.1920929e-07, 0.5], np.float32)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(huge_weak(y), np.power(np.float32(1e300), y))
+

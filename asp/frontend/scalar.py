@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import builtins
 import math
+import operator
 import types
 from dataclasses import dataclass
 
@@ -145,6 +146,11 @@ _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv
            ast.Mod: "%", ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
            ast.LShift: "<<", ast.RShift: ">>"}
 
+#: Python's operators on two int constants (folded exactly; see ``binop``).
+_PY_INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv,
+               "%": operator.mod, "<<": operator.lshift, ">>": operator.rshift,
+               "&": operator.and_, "|": operator.or_, "^": operator.xor}
+
 #: The C helpers this front end's code calls (Python's ``//``, ``%``, ``range`` length).
 PREAMBLE = HELPERS
 
@@ -252,8 +258,10 @@ class _Translator:
         if isinstance(node.op, ast.Invert):
             if t.is_float:
                 raise self.err(node, "'~' needs an integer operand")
-            if t.is_bool:  # NumPy: ~True is False
+            if t.is_bool and not t.weak:  # NumPy: ~np.True_ is False
                 return ir.UnaryOp("!", e), t
+            if t.is_bool:  # Python: ~True is -2, an int
+                return invert(cast(e, t, "int64_t"), INT), INT
             return invert(e, t), t
         raise self.err(node, "unsupported unary operator")
 
@@ -272,6 +280,19 @@ class _Translator:
         return self.binop(node, op, le, lt, re_, rt)
 
     def binop(self, node, op, le, lt, re_, rt):
+        if isinstance(le, ir.Const) and isinstance(re_, ir.Const) and lt == INT and rt == INT \
+                and op in _PY_INT_OPS:
+            # Two Python ints: Python's unbounded arithmetic, folded exactly (C's int64 would
+            # wrap 7 << 100 to 0).
+            try:
+                v = _PY_INT_OPS[op](le.value, re_.value)
+            except (ZeroDivisionError, ValueError, OverflowError):
+                v = None  # leave it to the C (and the check against Python)
+            if isinstance(v, int):
+                if not -(2**63) <= v < 2**63:
+                    raise self.err(node, f"'{ast.unparse(node)}' is {v}, beyond 64 bits (Python "
+                                         "ints are unbounded; compiled ints are not)")
+                return ir.Const(v, "int64_t"), INT
         if op in ("&", "|", "^", "<<", ">>"):
             if lt.is_float or rt.is_float:
                 raise self.err(node, f"'{op}' needs integer operands")
@@ -379,7 +400,7 @@ class _Translator:
                 if not t.is_float and cname == "pow":
                     raise self.err(node, f"{name}() of integers is an integer power; "
                                          "write x ** n")
-                out = t if t.is_float else T("double", t.weak)
+                out = t if t.is_float else _ufunc_float(t, node, name, self.err)
                 call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
                                             for e, et in args))
                 return cast(call, FLOAT, out.ctype), out
@@ -584,6 +605,18 @@ class _Translator:
         if not self.loop_depth:
             raise self.err(node, "'continue' outside a loop")
         return [ir.Continue()]
+
+
+def _ufunc_float(t: T, node, name: str, err) -> T:
+    """The float type a NumPy ufunc such as ``np.sqrt`` gives an integer argument: the
+    smallest float that holds the integer type (float16 for 8 bits, which compiled code
+    has no type for; float32 for 16 bits; float64 beyond, and for Python ints)."""
+    if t.weak or t.ctype in ("int32_t", "uint32_t", "int64_t", "uint64_t"):
+        return T("double", t.weak)
+    if t.ctype in ("int16_t", "uint16_t"):
+        return T("float")
+    raise err(node, f"{name}() of an 8-bit integer or a bool is float16 in NumPy, which "
+                    "compiled kernels do not support (convert it first: float(x))")
 
 
 def _describe(node) -> str:

@@ -60,6 +60,11 @@ def numeric(t: T) -> T:
 
 def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
     """The type of ``a op b`` for an arithmetic operator, by NumPy/NEP 50 rules."""
+    # A NumPy bool meets another NumPy type as that type (np.bool_ * np.int8 is int8).
+    if a.is_bool and not a.weak and not b.is_bool and not b.weak:
+        a = T(b.ctype)
+    elif b.is_bool and not b.weak and not a.is_bool and not a.weak:
+        b = T(a.ctype)
     a, b = numeric(a), numeric(b)
     if a.weak and b.weak:
         out = T("double" if (a.is_float or b.is_float) else "int64_t", True)
@@ -90,7 +95,10 @@ def cast(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     if src.ctype == dst:
         return e
     if isinstance(e, ir.Const) and not isinstance(e.value, bool):
-        return ir.Const(float(e.value) if dst in ("double", "float") else e.value, dst)
+        if dst == "float":  # rounded now, as NumPy rounds it (1e300 is inf in float32)
+            with np.errstate(over="ignore"):
+                return ir.Const(float(np.float32(e.value)), dst)
+        return ir.Const(float(e.value) if dst == "double" else e.value, dst)
     return ir.Cast(dst, e)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from asp.errors import UnrepresentableValue
 from asp.runtime import MISS, JitKernel, new_output
 from specializers.stencil.grid import StencilGrid, default_neighbors, distance
 from specializers.stencil.lowering import MODES
@@ -109,6 +110,8 @@ class StencilKernel:
                     result = hot(*args)  # a grid object is no array: its guard misses
                 except TypeError:  # a wrong number of arguments: say so in the user's terms
                     return self._call(args)
+                except UnrepresentableValue as exc:  # a value only Python represents
+                    return fast[3].run_as_python(_arrays(args), exc)
                 if result is not MISS:
                     return result
                 conv = []
@@ -120,7 +123,10 @@ class StencilKernel:
                         a = a._data
                     conv.append(a)
                 else:
-                    result = hot(*conv)
+                    try:
+                        result = hot(*conv)
+                    except UnrepresentableValue as exc:
+                        return fast[3].run_as_python(tuple(conv), exc)
                     if result is not MISS:
                         return result
         return self._call(args)

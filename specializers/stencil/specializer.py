@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from asp.codegen import function_to_cgen
-from asp.errors import SpecializationError
+from asp.errors import SpecializationError, UnrepresentableValue
 from asp.frontend import get_source
 from asp.frontend.names import global_reads, namespace
 from asp.ir import platform as ir
@@ -36,12 +36,16 @@ __all__ = ["Geometry", "StencilSpecializer"]
 Geometry = tuple
 
 
-#: The entry's error codes (bits): 1 a lookup table index out of range; 2 a float stored
-#: into an int (int(), math.floor, an int output grid) was NaN, infinite or out of the
-#: type's range, where the Python raises too.
+#: The entry's error codes (bits): 1 a lookup table index out of range; 2 a float became
+#: an int (int(), math.floor, a store into an int grid) that was NaN, infinite or beyond
+#: the type: the call runs as Python, which computes with unbounded ints or raises its own
+#: error -- unless the kernel reads its output (``out[x] += ...``), whose partly written
+#: values a second run would count twice: then it raises.
 _TABLE = (IndexError, "lookup table index out of range")
-_ERRORS = (_TABLE, (OverflowError, "a float converted to an integer was NaN, infinite or "
-                    "out of the integer type's range (the Python raises here)"), _TABLE)
+_UNREP = "a float converted to an integer was NaN, infinite or beyond the integer's type"
+_ERRORS = (_TABLE, (UnrepresentableValue, _UNREP), _TABLE)
+_ERRORS_LOADING = (_TABLE, (OverflowError, _UNREP + " (the kernel reads its output grid, so "
+                                           "it cannot run again as Python)"), _TABLE)
 
 
 class StencilSpecializer(Specializer):
@@ -263,7 +267,7 @@ class StencilSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
-                    ret=pos[k.out], errors=_ERRORS,
+                    ret=pos[k.out], errors=_ERRORS_LOADING if needs_load(k) else _ERRORS,
                     preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
                     includes=("stdint.h", "stdbool.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
