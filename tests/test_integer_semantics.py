@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
+from asp.errors import AspFallbackWarning
 from specializers.elementwise import elementwise
 from specializers.stencil import StencilKernel
 
@@ -214,3 +215,18 @@ def test_stencil_compares_a_python_int_by_value():
         out = np.zeros(a.shape)
         CompareStencil().kernel(a, s, out)
         np.testing.assert_array_equal(out[1:-1, 1:-1], (s >= a[1:-1, 1:-1]).astype(float))
+
+
+@elementwise
+def int_square(x):
+    return int(x) * int(x) + 0.5
+
+
+def test_python_int_arithmetic_is_unbounded_as_in_python():
+    """int(x) is a Python int: int(x) * int(x) beyond 64 bits is exact in Python; the
+    compiled code wrapped it (silently wrong); now such a call runs as Python."""
+    x = np.array([3e9, 4.0, -5e9])
+    expected = np.array([float(int(v) * int(v)) + 0.5 for v in x])
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        np.testing.assert_array_equal(int_square(x), expected)
+    np.testing.assert_array_equal(int_square(np.array([3.0, -2.0])), [9.5, 4.5])

@@ -98,7 +98,7 @@ _MATH_FLOAT = {
     "atan": "atan", "atan2": "atan2", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
     "asinh": "asinh", "acosh": "acosh", "atanh": "atanh", "pow": "pow", "fabs": "fabs",
     "hypot": "hypot", "copysign": "copysign", "fmod": "fmod", "erf": "erf", "erfc": "erfc",
-    "gamma": "tgamma", "lgamma": "lgamma", "exp2": "exp2", "cbrt": "cbrt",
+    "exp2": "exp2", "cbrt": "cbrt",
 }
 _MATH_INT = {"floor": "floor", "ceil": "ceil", "trunc": "trunc"}  # return Python ints
 _MATH_BOOL = {"isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite"}
@@ -676,6 +676,8 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     params = tuple(ir.Param(c_name(n), param_types[n].ctype) for n in names)
     temps = {d.name for d in body.walk() if isinstance(d, ir.Declare)}
     locals_ = tuple(sorted((c_name(k), v.ctype) for k, v in env.items() if k not in temps))
+    # Python-int arithmetic checked for overflow needs the flag too (see pyscalar.arith).
+    checked = tr.checked or any(n == UNREP for n in body.walk())
     return ScalarFunction(name=name, params=params, param_types=tuple(param_types[n]
                                                                       for n in names),
-                          ret=ret, locals=locals_, body=body, checked=tr.checked)
+                          ret=ret, locals=locals_, body=body, checked=checked)

@@ -169,17 +169,28 @@ def _narrowed(e: ir.Expr, t: T) -> ir.Expr:
     return ir.Cast(t.ctype, e) if t.ctype in _NARROW else e
 
 
+#: Python's int arithmetic is unbounded: on two Python ints (weak ``int64_t``), a result
+#: beyond 64 bits sets the UNREP flag (the call then runs as Python) instead of wrapping.
+_PY_INT_OVERFLOW = {"+": "asp_py_add", "-": "asp_py_sub", "*": "asp_py_mul"}
+
+
 def arith(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a op b`` for ``+ - * & | ^`` on operands already of type ``t``, wrapping in
-    ``t`` as NumPy does."""
+    ``t`` as NumPy does; on two Python ints (``t`` weak), as Python does: a result beyond
+    64 bits sets the :data:`UNREP` flag."""
+    if t.weak and t.ctype == "int64_t" and op in _PY_INT_OVERFLOW:
+        return ir.Call(_PY_INT_OVERFLOW[op], (a, b, UNREP))
     return _narrowed(ir.BinOp(op, a, b), t)
 
 
 def negate(e: ir.Expr, t: T) -> ir.Expr:
-    """``-e`` in type ``t`` (``-uint8(5)`` is 251, ``-INT_MIN`` is ``INT_MIN``)."""
+    """``-e`` in type ``t`` (``-uint8(5)`` is 251, ``-INT_MIN`` is ``INT_MIN``; of a
+    Python int, as Python: ``-(-2**63)`` is beyond 64 bits)."""
     if isinstance(e, ir.Const) and not isinstance(e.value, bool) and (
             t.is_float or (t.ctype in ("int64_t", "int32_t") and e.value != _INT_MIN[t.ctype])):
         return ir.Const(-e.value, t.ctype)
+    if t.weak and t.ctype == "int64_t":
+        return arith("-", ir.Const(0, "int64_t"), e, t)
     return _narrowed(ir.UnaryOp("-", e), t)
 
 
@@ -306,6 +317,22 @@ static inline double asp_pow4(double x) {
     double p = x * x, e = fma(x, x, -p), q = p * p, f = fma(p, p, -q);
     if (!isfinite(q)) return q;
     return q + fma(2.0 * p, e, f);
+}
+/* Python ints: a result beyond 64 bits flags the call (*unrep) for Python to redo. */
+static inline int64_t asp_py_add(int64_t a, int64_t b, int *unrep) {
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return r;
+}
+static inline int64_t asp_py_sub(int64_t a, int64_t b, int *unrep) {
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r)) __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return r;
+}
+static inline int64_t asp_py_mul(int64_t a, int64_t b, int *unrep) {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return r;
 }
 static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }
 static inline uint64_t asp_mod_u64(uint64_t a, uint64_t b) { return b ? a % b : 0; }

@@ -107,8 +107,8 @@ class ReductionSpecializer(Specializer):
                     ret=len(specs) - 1, preamble=PREAMBLE + "\n" + str(function_to_cgen(
                         sf.as_function())),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
-                    errors=((UnrepresentableValue, "a float converted to an int was NaN, "
-                             "infinite or beyond 64 bits"),
+                    errors=((UnrepresentableValue, "a value only Python represents: an int "
+                             "beyond 64 bits, or int() of a NaN or an infinity"),
                             (ValueError, f"zero-size arrays have no {self.op} (it has no "
                              "identity)")),
                     rtol=1e-10 if tight else 1e-5, atol=0.0)

@@ -358,8 +358,9 @@ def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...]
 
 
 def _converts(kernel) -> bool:
-    """Whether the kernel converts floats to ints through the checked conversion."""
-    return any(isinstance(n, ir.Call) and n.func == "asp_fcheck" for n in kernel.walk())
+    """Whether the kernel has checked operations (a float -> int conversion, Python-int
+    arithmetic) that report through the UNREP flag."""
+    return any(n == UNREP for n in kernel.walk())
 
 
 def _result(kernel) -> ir.Stmt:

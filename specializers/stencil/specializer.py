@@ -42,7 +42,8 @@ Geometry = tuple
 #: error -- unless the kernel reads its output (``out[x] += ...``), whose partly written
 #: values a second run would count twice: then it raises.
 _TABLE = (IndexError, "lookup table index out of range")
-_UNREP = "a float converted to an integer was NaN, infinite or beyond the integer's type"
+_UNREP = ("a value only Python represents: an int beyond the integer type (64 bits for "
+          "Python ints), or int() of a NaN or an infinity")
 _ERRORS = (_TABLE, (UnrepresentableValue, _UNREP), _TABLE)
 _ERRORS_LOADING = (_TABLE, (OverflowError, _UNREP + " (the kernel reads its output grid, so "
                                            "it cannot run again as Python)"), _TABLE)
