@@ -230,3 +230,18 @@ def test_python_int_arithmetic_is_unbounded_as_in_python():
     with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
         np.testing.assert_array_equal(int_square(x), expected)
     np.testing.assert_array_equal(int_square(np.array([3.0, -2.0])), [9.5, 4.5])
+
+
+@elementwise
+def shifted_int(x, s):
+    return float((int(x) << s) >> 1)
+
+
+def test_python_int_shifts_are_unbounded_as_in_python():
+    x = np.array([3.0, -5.0, 1.0])
+    np.testing.assert_array_equal(shifted_int(x, 4), [24.0, -40.0, 8.0])
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        np.testing.assert_array_equal(shifted_int(x, 100),
+                                      [float((int(v) << 100) >> 1) for v in x])
+    with pytest.raises(ValueError, match="negative shift count"):
+        shifted_int(x, -1)

@@ -246,6 +246,8 @@ def shift(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a << b`` or ``a >> b`` on integers already of type ``t``, with NumPy's rule for
     counts outside ``[0, width)`` (C leaves them undefined)."""
     name = "shl" if op == "<<" else "shr"
+    if t.weak and t.ctype == "int64_t":  # Python ints: unbounded, and a negative count raises
+        return ir.Call(f"asp_py_{name}", (a, b, UNREP))
     return ir.Call(f"asp_{name}_{_SHORT[t.ctype]}", (a, b))
 
 
@@ -333,6 +335,18 @@ static inline int64_t asp_py_mul(int64_t a, int64_t b, int *unrep) {
     int64_t r;
     if (__builtin_mul_overflow(a, b, &r)) __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return r;
+}
+static inline int64_t asp_py_shl(int64_t a, int64_t b, int *unrep) {
+    if (a == 0 && b >= 0) return 0;
+    if (b < 0 || b >= 63 || (a >> (63 - b)) != (a < 0 ? -1 : 0)) {
+        __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);  /* beyond 64 bits, or ValueError */
+        return 0;
+    }
+    return (int64_t)((uint64_t)a << b);
+}
+static inline int64_t asp_py_shr(int64_t a, int64_t b, int *unrep) {
+    if (b < 0) { __atomic_store_n(unrep, 1, __ATOMIC_RELAXED); return 0; }
+    return b >= 64 ? (a < 0 ? -1 : 0) : a >> b;
 }
 static inline uint64_t asp_floordiv_u64(uint64_t a, uint64_t b) { return b ? a / b : 0; }
 static inline uint64_t asp_mod_u64(uint64_t a, uint64_t b) { return b ? a % b : 0; }
