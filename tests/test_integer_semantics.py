@@ -245,3 +245,30 @@ def test_python_int_shifts_are_unbounded_as_in_python():
                                       [float((int(v) << 100) >> 1) for v in x])
     with pytest.raises(ValueError, match="negative shift count"):
         shifted_int(x, -1)
+
+
+class PickStencil(StencilKernel):
+    def kernel(self, s, a, out):
+        for x in out.interior_points():
+            out[x] = s if a[x] > 0 else a[x]
+
+
+@elementwise
+def pick(x, s):
+    return s if x > 0 else x
+
+
+def test_a_python_int_or_a_narrow_int_is_held_whole():
+    """(fuzzer) s if c else a[x], with s a Python int and a int8: Python keeps 32766;
+    the variable's type was int8 (NEP 50's arithmetic rule), which wrapped it to -2."""
+    a = np.array([[3, -4, 5, -6]] * 4, np.int8)
+    out = np.zeros(a.shape, np.float32)
+    PickStencil().kernel(32766, a, out)
+    inner = a[1:-1, 1:-1]
+    expected = [[32766.0 if v > 0 else float(v) for v in row] for row in inner]
+    np.testing.assert_array_equal(out[1:-1, 1:-1], expected)
+    x = np.array([1, -2, 3], np.uint8)
+    got = pick(x, 300)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [300, 300, 300])
+    np.testing.assert_array_equal(pick(np.array([-1, 2], np.int8), 1000), [-1, 1000])

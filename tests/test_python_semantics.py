@@ -468,3 +468,19 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
         sys.modules.pop("mypkg", None)
         record._source_fingerprint.cache_clear()
         shutil.rmtree(pkg)
+
+
+def test_a_warm_start_loads_a_stencil_whose_errors_are_asps_own(fresh_cache, rng):
+    """Stencil entries name asp's UnrepresentableValue among their errors; the record
+    loader looked error types up among the builtins only, so no stencil ever warm-started."""
+    class Heat2(StencilKernel):
+        def kernel(self, a, out):
+            for x in out.interior_points():
+                out[x] = a[x] * 0.5
+
+    a = rng.random((10, 10))
+    k = Heat2()
+    jit = k.jit_for(a, np.zeros_like(a))
+    assert k.specialization(a, np.zeros_like(a)).source is not None  # built
+    jit.clear()
+    assert k.specialization(a, np.zeros_like(a)).source is None  # loaded from its record

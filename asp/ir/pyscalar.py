@@ -87,6 +87,14 @@ def join(a: T | None, b: T) -> T:
         return b
     if a.is_bool and b.is_bool:
         return T("bool", a.weak and b.weak)
+    weak, strong = (a, b) if a.weak and not b.weak else (b, a) if b.weak and not a.weak \
+        else (None, None)
+    if weak is not None and not weak.is_float and not weak.is_bool and not strong.is_float \
+            and not strong.is_bool and strong.ctype != "uint64_t":
+        # A Python int and a narrow integer on different paths (300 or a uint8): the
+        # variable holds either value, as Python's does, in int64 (NEP 50's arithmetic
+        # rule would narrow the Python int and wrap it).
+        return T("int64_t")
     t = binop_type(a, b)
     return T(t.ctype, a.weak and b.weak)
 

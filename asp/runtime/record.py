@@ -113,8 +113,11 @@ def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: i
                 errors, excluded: dict[str, str]) -> None:
     """Write the record; ``variants`` maps name -> (library key, entry symbol)."""
     errs = [[e.__name__, msg] for e, msg in errors]
-    if any(not isinstance(getattr(builtins, name, None), type) for name, _ in errs):
-        return  # only built-in exception types can be named in a record
+    try:
+        for name, _ in errs:  # only builtin and asp.errors types can be named in a record
+            _exception_type(name)
+    except ValueError:
+        return
     data = {"variants": variants, "specs": [_spec_to_json(s) for s in specs], "ret": ret,
             "errors": errs, "excluded": excluded}
     try:
@@ -123,12 +126,23 @@ def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: i
         pass  # a read-only cache only costs the next process a rebuild
 
 
+def _exception_type(name: str) -> type[Exception]:
+    """A kernel error's exception type by name: a builtin one, or one of asp.errors
+    (``UnrepresentableValue``: a record of a stencil or a reduction names it)."""
+    import asp.errors
+
+    found = getattr(builtins, name, None) or getattr(asp.errors, name, None)
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        raise ValueError(f"unknown kernel error type {name!r}")
+    return found
+
+
 def load_record(key: str):
     """``(variants, specs, ret, errors, excluded, libraries)`` or None."""
     try:
         data = json.loads(_path(key).read_text())
         specs = tuple(_spec_from_json(d) for d in data["specs"])
-        errors = tuple((getattr(builtins, name), msg) for name, msg in data["errors"])
+        errors = tuple((_exception_type(name), msg) for name, msg in data["errors"])
         variants = {name: (lib, sym) for name, (lib, sym) in data["variants"].items()}
         ret, excluded = int(data["ret"]), dict(data["excluded"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
