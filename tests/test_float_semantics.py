@@ -242,3 +242,16 @@ def test_python_scalars_keep_python_semantics():
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(huge_weak(y), np.power(np.float32(1e300), y))
 
+
+
+@elementwise
+def always_huge(x):
+    return -0.0 * int(1e300) + x
+
+
+def test_a_kernel_only_python_can_run_falls_back_with_the_reason():
+    """(fuzzer) every check input gives a value only Python represents: the kernel falls
+    back saying so, not 'every compiled variant disagrees'."""
+    x = np.array([1.0, 2.0])
+    with pytest.warns(AspFallbackWarning, match="could not be checked: a value only Python"):
+        np.testing.assert_array_equal(always_huge(x), -0.0 * int(1e300) + x)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asp.errors import CheckError
+from asp.errors import CheckError, UnrepresentableValue
 from asp.runtime.abi import MISS
 
 __all__ = ["agree", "check_variants", "copy_args"]
@@ -83,6 +83,9 @@ def check_variants(s, spec, call_args: tuple | None = None) -> None:
         got_args = copy_args(args)
         try:
             got = entry(*got_args)
+        except UnrepresentableValue as exc:  # not the variant's fault: Python must run these
+            raise CheckError(f"the compiled code could not be checked: {exc} on the check "
+                             "inputs", kernel=s.kernel) from None
         except Exception as exc:  # noqa: BLE001 - a variant that fails is excluded
             s.tuning.exclude(name, f"{type(exc).__name__}: {exc}")
             s.check_failures[name] = str(exc)
