@@ -357,7 +357,7 @@ def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...]
     return ir.Function(name, params, body, ret="int", static=True)
 
 
-def _converts(kernel) -> bool:
+def converts(kernel) -> bool:
     """Whether the kernel has checked operations (a float -> int conversion, Python-int
     arithmetic) that report through the UNREP flag."""
     return any(n == UNREP for n in kernel.walk())
@@ -366,7 +366,7 @@ def _converts(kernel) -> bool:
 def _result(kernel) -> ir.Stmt:
     """``return`` of the error code: 1 (bit 0) a lookup table index out of range, 2
     (bit 1) a float -> int conversion Python would refuse or do with an unbounded int."""
-    if not _converts(kernel):
+    if not converts(kernel):
         return ir.Return(ir.Var("asp_bad"))
     return ir.Return(ir.BinOp("|", ir.Var("asp_bad"),
                               ir.Ternary(ir.Var("asp_unrep_v"), _c(2), _c(0))))
@@ -374,7 +374,7 @@ def _result(kernel) -> ir.Stmt:
 
 def _prologue(kernel, loops, dim, n) -> list[ir.Stmt]:
     pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
-    if _converts(kernel):
+    if converts(kernel):
         pre += [ir.Declare("int", "asp_unrep_v", ir.Const(0, "int")),
                 ir.Declare("int *const", UNREP.name, ir.UnaryOp("&", ir.Var("asp_unrep_v")))]
     for k, lp in enumerate(loops):

@@ -25,7 +25,13 @@ from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant, as_native
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
 from specializers.stencil.grid import StencilGrid, default_neighbors
-from specializers.stencil.lowering import lower, lower_border, needs_load, neighbor_tables
+from specializers.stencil.lowering import (
+    converts,
+    lower,
+    lower_border,
+    needs_load,
+    neighbor_tables,
+)
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
 from specializers.stencil.variants import PREAMBLE, apply_variant, serial_points, variant_specs
@@ -36,17 +42,14 @@ __all__ = ["Geometry", "StencilSpecializer"]
 Geometry = tuple
 
 
-#: The entry's error codes (bits): 1 a lookup table index out of range; 2 a float became
-#: an int (int(), math.floor, a store into an int grid) that was NaN, infinite or beyond
-#: the type: the call runs as Python, which computes with unbounded ints or raises its own
-#: error -- unless the kernel reads its output (``out[x] += ...``), whose partly written
-#: values a second run would count twice: then it raises.
+#: The entry's error codes (bits): 1 a lookup table index out of range; 2 a value only
+#: Python represents (an int beyond the type, int() of NaN or an infinity): the call runs
+#: as Python, which computes with unbounded ints or raises its own error (a kernel that
+#: reads its output works on a copy, see prepare, so nothing is counted twice).
 _TABLE = (IndexError, "lookup table index out of range")
 _UNREP = ("a value only Python represents: an int beyond the integer type (64 bits for "
           "Python ints), or int() of a NaN or an infinity")
 _ERRORS = (_TABLE, (UnrepresentableValue, _UNREP), _TABLE)
-_ERRORS_LOADING = (_TABLE, (OverflowError, _UNREP + " (the kernel reads its output grid, so "
-                                           "it cannot run again as Python)"), _TABLE)
 
 
 class StencilSpecializer(Specializer):
@@ -209,6 +212,16 @@ class StencilSpecializer(Specializer):
                     def finish(result, user_out=a):
                         user_out[...] = result
                         return user_out
+        if finish is None and needs_load(k) and converts(k):
+            # A kernel that reads its output and may meet a value only Python represents
+            # works on a copy: if it does, the call runs again as Python on the caller's
+            # untouched output (no point counted twice); else the copy is written back.
+            user_out = conv[oi]
+            conv[oi], same = user_out.copy(), False
+
+            def finish(result, user_out=user_out):
+                user_out[...] = result
+                return user_out
         # Tune apart sizes a factor of four apart: what wins in cache may lose in memory.
         # The hot path serves one bucket only (the output's size decides), so a small grid
         # tuned first does not hand its winner to a large one.
@@ -268,7 +281,7 @@ class StencilSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
-                    ret=pos[k.out], errors=_ERRORS_LOADING if needs_load(k) else _ERRORS,
+                    ret=pos[k.out], errors=_ERRORS,
                     preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
                     includes=("stdint.h", "stdbool.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
