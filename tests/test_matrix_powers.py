@@ -199,7 +199,10 @@ def test_tuning_picks_and_remembers(fresh_cache, rng):
     tuning = mp._tuning(3)
     assert tuning.done and tuning.winner in mp.variants
     again = MatrixPowers(A, 3)
-    assert again._tuning(3).winner == tuning.winner  # from disk, no re-timing
+    if tuning.provisional:  # no variant clearly faster: the next one tunes again
+        assert again._tuning(3).winner is None
+    else:
+        assert again._tuning(3).winner == tuning.winner  # from disk, no re-timing
 
 
 def test_pa1_ghost_zones_match_dense_reachability():
