@@ -458,6 +458,21 @@ bad:
 
 static PyTypeObject EntryType;
 
+/* A new reference to a copy of self sharing its kernel, guards and references. */
+static Entry *entry_copy(Entry *self)
+{
+    Entry *copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    if (copy == NULL) return NULL;
+    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
+           sizeof(Entry) - sizeof(PyObject));
+    Py_XINCREF(copy->miss);
+    Py_XINCREF(copy->errors);
+    Py_XINCREF(copy->keepalive);
+    Py_XINCREF(copy->assume);
+    Py_XINCREF(copy->next);
+    return copy;
+}
+
 /* entry.restricted(lo, hi[, arg]): the same kernel and guards, serving only calls whose
  * array argument ``arg`` (default: the first array) has an element count in [lo, hi)
  * (hi < 0: no upper bound). */
@@ -472,15 +487,8 @@ static PyObject *Entry_restricted(PyObject *op, PyObject *args)
                      arg, self->nargs);
         return NULL;
     }
-    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    copy = entry_copy(self);
     if (copy == NULL) return NULL;
-    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
-           sizeof(Entry) - sizeof(PyObject));
-    Py_XINCREF(copy->miss);
-    Py_XINCREF(copy->errors);
-    Py_XINCREF(copy->keepalive);
-    Py_XINCREF(copy->assume);
-    Py_XINCREF(copy->next);
     copy->size_lo = lo;
     copy->size_hi = hi;
     copy->size_arg = arg;
@@ -507,14 +515,9 @@ static PyObject *Entry_assuming(PyObject *op, PyObject *guards)
             return NULL;
         }
     }
-    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    copy = entry_copy(self);
     if (copy == NULL) return NULL;
-    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
-           sizeof(Entry) - sizeof(PyObject));
-    Py_XINCREF(copy->miss);
-    Py_XINCREF(copy->errors);
-    Py_XINCREF(copy->keepalive);
-    Py_XINCREF(copy->next);
+    Py_XDECREF(copy->assume);
     Py_INCREF(guards);
     copy->assume = PyTuple_GET_SIZE(guards) ? guards : NULL;
     if (copy->assume == NULL) Py_DECREF(guards);
@@ -530,14 +533,9 @@ static PyObject *Entry_chained(PyObject *op, PyObject *next)
         PyErr_SetString(PyExc_TypeError, "chained(): next must be an Entry or None");
         return NULL;
     }
-    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    copy = entry_copy(self);
     if (copy == NULL) return NULL;
-    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
-           sizeof(Entry) - sizeof(PyObject));
-    Py_XINCREF(copy->miss);
-    Py_XINCREF(copy->errors);
-    Py_XINCREF(copy->keepalive);
-    Py_XINCREF(copy->assume);
+    Py_XDECREF(copy->next);
     copy->next = next == Py_None ? NULL : next;
     Py_XINCREF(copy->next);
     return (PyObject *)copy;
@@ -549,15 +547,8 @@ static PyObject *Entry_sampled(PyObject *op, PyObject *arg)
     Entry *self = (Entry *)op, *copy;
     long long n = PyLong_AsLongLong(arg);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    copy = (Entry *)EntryType.tp_alloc(&EntryType, 0);
+    copy = entry_copy(self);
     if (copy == NULL) return NULL;
-    memcpy((char *)copy + sizeof(PyObject), (char *)self + sizeof(PyObject),
-           sizeof(Entry) - sizeof(PyObject));
-    Py_XINCREF(copy->miss);
-    Py_XINCREF(copy->errors);
-    Py_XINCREF(copy->keepalive);
-    Py_XINCREF(copy->assume);
-    Py_XINCREF(copy->next);
     copy->sample_every = n > 0 ? (int64_t)n : 0;
     copy->calls = 0;
     return (PyObject *)copy;
