@@ -195,6 +195,10 @@ class _StmtPrinter(Visitor):
     def visit_Pragma(self, node: ir.Pragma):
         return [c.Pragma(node.text)]
 
+    def visit_Verbatim(self, node: ir.Verbatim):
+        # cgen's LiteralLines dedents and insists on a leading newline.
+        return [c.LiteralLines("\n" + node.text.strip("\n"))] if node.text.strip() else []
+
     def generic_visit(self, node, *args, **kwargs):
         raise TypeError(f"not a statement: {type(node).__name__}")
 
@@ -226,6 +230,6 @@ def module_to_c(module: ir.Module) -> str:
     if module.preamble:
         # cgen's LiteralLines insists on a leading newline; accept any preamble text.
         parts += [c.Line(), c.LiteralLines("\n" + module.preamble.lstrip("\n"))]
-    for fn in module.functions:
+    for fn in (*module.helpers, *module.functions):
         parts += [c.Line(), function_to_cgen(fn)]
     return str(c.Module(parts)) + "\n"

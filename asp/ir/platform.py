@@ -16,7 +16,7 @@ from asp.ir.node import Node
 __all__ = [
     "ArrayRef", "Assign", "BinOp", "Block", "Break", "Call", "Cast", "Const", "Continue",
     "Declare", "Expr", "ExprStmt", "For", "Function", "If", "Module", "Param", "Parallel",
-    "Pragma", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "While",
+    "Pragma", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "Verbatim", "While",
 ]
 
 
@@ -211,6 +211,16 @@ class Pragma(Stmt):
     text: str
 
 
+@dataclass(frozen=True)
+class Verbatim(Stmt):
+    """C statements written by hand or rendered from a template (a specializer in the
+    template style, see :mod:`asp.codegen.template`): printed as they are; passes do
+    not look inside.  ``what`` names them in the IR dump."""
+
+    text: str
+    what: str = ""
+
+
 # -- functions and modules ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -237,9 +247,11 @@ class Function(Node):
 
 @dataclass(frozen=True)
 class Module(Node):
-    """A translation unit: C preamble text (helpers, includes) then functions."""
+    """A translation unit: includes, C preamble text (types, macros), the helper
+    functions the kernels call, then the kernel functions."""
 
     functions: tuple[Function, ...]
     includes: tuple[str, ...] = ("stdint.h", "math.h")
     preamble: str = ""
-    child_fields: ClassVar = ("functions",)
+    helpers: tuple[Function, ...] = ()
+    child_fields: ClassVar = ("helpers", "functions")

@@ -69,7 +69,9 @@ class ArgSpec:
     for an output allocated like its group; ``noalias`` rejects an output that
     overlaps any other array argument; ``scalar`` makes the entry return this
     output's first element as a NumPy scalar (a reduction's result) when it is
-    the returned argument.
+    the returned argument.  ``scratch`` marks a writable array the kernel uses as
+    working space: its contents after a call mean nothing, so the check against the
+    Python does not compare them (the guards are the same as for any output).
     """
 
     kind: str
@@ -81,6 +83,7 @@ class ArgSpec:
     group: int = -1
     shape: tuple[int, ...] | None = None
     scalar: bool = False
+    scratch: bool = False
 
     def native(self) -> tuple:
         kind = {"array": 0, "float": 1, "int": 2}[self.kind]

@@ -68,6 +68,9 @@ class Plan:
     ret: int = -1
     errors: tuple[tuple[type[Exception], str], ...] = ()
     preamble: str = ""
+    # Functions the variants call (static, usually inline): IR, so passes and
+    # ASP_DUMP_IR see them.
+    helpers: tuple[ir.Function, ...] = ()
     includes: tuple[str, ...] = ("stdint.h", "math.h")
     # Small random arguments for checking each variant against the Python, or None.
     check_args: Callable[[], tuple] | None = None

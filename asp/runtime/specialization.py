@@ -139,7 +139,8 @@ def build_variants(plan: Plan, kernel_id: str) -> tuple[dict[str, tuple], str, d
     def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
         eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
         module = ir.Module(functions=tuple(v.function for v in variants),
-                           includes=plan.includes, preamble=plan.preamble)
+                           includes=plan.includes, preamble=plan.preamble,
+                           helpers=plan.helpers)
         dump(f"{kernel_id} [{plan.signature}]: module", module)
         return render_module(module, eps, kernel=kernel_id, signature=plan.signature), eps
 
