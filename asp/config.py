@@ -19,6 +19,7 @@ __all__ = [
     "num_threads",
     "parallel_threshold",
     "strict",
+    "tiered",
     "tune_mode",
 ]
 
@@ -46,6 +47,13 @@ def strict() -> bool:
 def jit_disabled() -> bool:
     """``ASP_DISABLE_JIT=1``: always run the plain Python."""
     return _flag("ASP_DISABLE_JIT")
+
+
+def tiered() -> bool:
+    """``ASP_TIERED`` (default on): a new signature's first call compiles one variant and
+    returns its result; the others compile in the background and join the tuning when
+    ready.  ``ASP_TIERED=0`` compiles every variant before the first result."""
+    return "ASP_TIERED" not in os.environ or _flag("ASP_TIERED")
 
 
 def dump_ir() -> bool:

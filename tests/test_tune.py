@@ -430,3 +430,16 @@ def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatc
     for _ in range(n):
         np.testing.assert_array_equal(triple(x), x * 3.0)
     assert 3 <= len(slow) <= 5
+
+
+def test_calls_that_never_take_the_hot_path_time_one_in_n():
+    """A kernel whose calls all need finishing comes to the slow path every call: its
+    winner is timed one call in ``sample_every()``, not every call (five noisy timings in
+    a row reopened decisions on a busy machine)."""
+    t = Tuning("due-test", "sig", ["a", "b"], mode="online")
+    t.winner = "a"
+    t.recorded = {"a": {"best": 1e-6}, "b": {"best": 2e-6}, "_decision": {"median": 1e-6}}
+    n = t.sample_every()
+    assert n >= 16
+    due = [t.due() for _ in range(3 * n)]
+    assert sum(due) == 3 and due[n - 1] and due[2 * n - 1]

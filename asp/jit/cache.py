@@ -90,10 +90,6 @@ def source_key(source: str) -> str:
     return h.hexdigest()
 
 
-# Kept under its old name: asp.runtime.record writes its records with it.
-_write_atomic = write_atomic
-
-
 def _dirs(root: Path | None = None) -> dict[str, Path]:
     """The checked cache subdirectories (CompileError if the cache is unusable)."""
     root = cache_root() if root is None else root

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from asp import config
 from asp.errors import (
     AspFallbackWarning,
+    CheckError,
+    CompileError,
     LoadError,
     SpecializationError,
     UnrepresentableValue,
@@ -42,7 +44,13 @@ from asp.runtime.abi import MISS, make_entry
 from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Prepared, Specializer, Variant
 from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
-from asp.runtime.specialization import Specialization, build_variants, check_limits, run_stage
+from asp.runtime.specialization import (
+    Specialization,
+    build_variants,
+    check_limits,
+    run_stage,
+    tiers,
+)
 from asp.tune.tuner import Tuning
 
 #: Size buckets whose winners the hot path serves at once.
@@ -69,8 +77,12 @@ def _user_stacklevel(specializer: Specializer) -> int:
 class JitKernel:
     """The call-site object of one user kernel: hot path, specializations, fallback."""
 
-    def __init__(self, specializer: Specializer):
+    def __init__(self, specializer: Specializer, *, fallback_group: set | None = None):
+        """``fallback_group``: a set shared by the kernels that serve one operation (a
+        solver's several kernels); a fallback warns once among them, since a compiler or
+        cache that fails one fails them all (``ASP_STRICT=1`` still raises every failure)."""
         self.specializer = specializer
+        self._group = fallback_group if fallback_group is not None else set()
         self._hot: Callable | None = None
         self._hot_buckets: dict[str, Callable] = {}  # size bucket -> its restricted entry
         self._specs: dict[str, Specialization] = {}
@@ -125,13 +137,18 @@ class JitKernel:
         reads = self._reads
         if reads is not None and not reads.holds():
             self._rebound(reads)
-        prepared = spec.prepare(args)
         try:
+            # A specializer that analyses each call's data (a matrix's structure) raises a
+            # SpecializationError when that analysis fails: the call runs as Python.
+            prepared = spec.prepare(args)
             s = self._specialization(prepared)
         except SpecializationError as exc:
             return self._fallback(args, exc)
+        if s.pending is not None:  # late variants of a tiered first call: in when ready
+            s.absorb(prepared.args, wait=not s.tuning_for(prepared.bucket).candidates())
         try:
-            result = s.run(prepared.args, prepared.bucket)
+            result = s.run(prepared.args, prepared.bucket,
+                           sampled=prepared.same and prepared.finish is None)
         except UnrepresentableValue as exc:
             return self.run_as_python(args, exc)
         if result is MISS:
@@ -189,8 +206,9 @@ class JitKernel:
         self.last_error = exc
         if config.strict():
             raise exc
-        if not self._warned:
+        if not self._warned and not self._group:
             self._warned = True
+            self._group.add(self.specializer.name)
             warnings.warn(f"{exc}; running it as plain Python", AspFallbackWarning,
                           stacklevel=_user_stacklevel(self.specializer))
         return self.specializer.run_python(args)
@@ -199,9 +217,12 @@ class JitKernel:
     def specialization(self, *args) -> Specialization:
         """The compiled variants for the signature of ``args`` (built if needed).
 
-        Raises the :class:`SpecializationError` instead of falling back.
+        Raises the :class:`SpecializationError` instead of falling back.  Every variant
+        is in (a tiered first call's late variants are waited for).
         """
-        return self._specialization(self.specializer.prepare(args))
+        s = self._specialization(self.specializer.prepare(args))
+        s.absorb(wait=True)
+        return s
 
     def _specialization(self, prepared: Prepared) -> Specialization:
         sig = prepared.signature
@@ -235,21 +256,46 @@ class JitKernel:
             plan = run_stage("planning (front end, passes, lowering)", kernel_id,
                           spec.plan, prepared)
             check_limits(plan, kernel_id)
-            found, source, broken = build_variants(plan, kernel_id)
-            entries = {name: e for name, (e, _, _) in found.items()}
-            tuning = Tuning(kernel_id, plan.signature, list(entries), code=code)
+            tuning = Tuning(kernel_id, plan.signature, [v.name for v in plan.variants],
+                            code=code)
+            now, later = tiers(plan, tuning)
+            try:
+                found, source, broken = build_variants(now, kernel_id)
+            except CompileError as exc:
+                if later is None:
+                    raise
+                # The first tier does not compile on its own: the others, now.
+                found, source, broken = build_variants(later, kernel_id)
+                broken[now.variants[0].name] = f"does not compile: {str(exc)[:200]}"
+                later = None
             for name, why in broken.items():  # shown by `asp tune show`, never picked
                 tuning.exclude(name, why)
             s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
-                               entries=entries, tuning=tuning, plan=plan, source=source,
-                               code=code)
+                               entries={n: e for n, (e, _, _) in found.items()}, tuning=tuning,
+                               plan=plan, source=source, code=code,
+                               libraries={n: (lib, sym) for n, (_, lib, sym) in found.items()})
+            if later is not None:
+                s.build_later(later, spec)
             if plan.check_args is not None:
-                run_stage("checking against the Python", kernel_id,
-                       check_variants, s, spec, prepared.args)
+                try:
+                    run_stage("checking against the Python", kernel_id,
+                              check_variants, s, spec, prepared.args)
+                except CheckError:
+                    if s.pending is None:
+                        raise
+                    # The first tier disagrees with the Python: wait for the others.
+                    s.absorb(prepared.args, wait=True)
+                    if not s.tuning.candidates():
+                        raise
             if key:
-                save_record(key, variants={n: (lib, sym) for n, (_, lib, sym) in found.items()},
-                            specs=plan.specs, ret=plan.ret, errors=plan.errors,
-                            excluded=dict(s.check_failures))
+                def save(s: Specialization, key=key, plan=plan) -> None:
+                    save_record(key, variants=dict(s.libraries), specs=plan.specs,
+                                ret=plan.ret, errors=plan.errors,
+                                excluded=dict(s.check_failures))
+                if s.pending is None:
+                    save(s)
+                else:
+                    s.on_complete = save
         s.build_seconds = time.perf_counter() - t0
         return s
 
@@ -275,10 +321,16 @@ class JitKernel:
         """Run one named variant (for tests: every variant against the Python)."""
         prepared = self.specializer.prepare(args)
         s = self._specialization(prepared)
+        s.absorb(prepared.args, wait=True)
         result = s.entries[name](*prepared.args)
         if result is MISS:
             raise LoadError(f"variant {name} rejected the arguments", kernel=s.kernel)
         return prepared.finish(result) if prepared.finish else result
+
+    @property
+    def specializations(self) -> dict[str, Specialization]:
+        """This process's specializations by signature (a copy of the mapping)."""
+        return dict(self._specs)
 
     def chosen_variant(self, *args) -> str | None:
         """The variant calls with ``args`` run now: the tuner's winner, ``'python'``

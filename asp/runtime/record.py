@@ -25,9 +25,9 @@ import numpy as np
 
 from asp import config
 from asp.errors import SpecializationError
-from asp.jit.cache import _write_atomic, load_library
+from asp.jit.cache import load_library
 from asp.jit.toolchain import compiler
-from asp.jit.trust import cache_subdir
+from asp.jit.trust import cache_subdir, write_atomic
 from asp.runtime.abi import ArgSpec
 
 __all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
@@ -121,7 +121,7 @@ def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: i
     data = {"variants": variants, "specs": [_spec_to_json(s) for s in specs], "ret": ret,
             "errors": errs, "excluded": excluded}
     try:
-        _write_atomic(_path(key), json.dumps(data).encode())
+        write_atomic(_path(key), json.dumps(data).encode())
     except (OSError, SpecializationError):
         pass  # a read-only cache only costs the next process a rebuild
 

@@ -5,26 +5,59 @@ shared object (one by one if that fails, so one bad variant cannot break the
 others), after checking the native entry's limits; :class:`Specialization` holds the
 guarded entries and the tuning of each size bucket.  :func:`run_stage` turns an
 exception escaping a specializer's stage into a fallback naming the stage.
+
+A first call is *tiered* (:func:`tiers`): one variant (the remembered winner, or the
+specializer's first, its safest) is built before the first result; the others are
+built on a background thread (gcc runs in a subprocess, without the GIL) and join the
+tuning when the slow path next finds them ready (:meth:`Specialization.absorb`), after
+the same check against the Python.  The builder thread is joined at interpreter exit
+(a build in progress finishes: every cache file is written to a temporary name and
+renamed, and no compiler outlives the process), and the signatures whose late variants
+were never absorbed are absorbed then, so their warm-start records are written.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from asp import config
 from asp.codegen.entry import entry_point, render_module
-from asp.errors import CompileError, LoadError, SpecializationError
+from asp.errors import CheckError, CompileError, LoadError, SpecializationError
 from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Variant
 from asp.tune.tuner import Tuning
 
-__all__ = ["Specialization", "build_variants", "check_limits", "run_stage"]
+__all__ = ["Specialization", "build_variants", "check_limits", "run_stage", "tiers"]
+
+# One builder: late variants of every kernel compile one module at a time, leaving the
+# other cores to the user's program.
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
+_PENDING: weakref.WeakSet = weakref.WeakSet()
+
+
+def tiers(plan: Plan, tuning: Tuning) -> tuple[Plan, Plan | None]:
+    """The plan to build before the first result, and the plan to build in the
+    background (None: everything now, as in exhaustive tuning, for a single variant, or
+    under ``ASP_TIERED=0``).  The first tier is the remembered winner when there is one
+    (or ``ASP_TUNE=off``'s choice), else the specializer's first variant."""
+    if len(plan.variants) == 1 or tuning.mode == "exhaustive" or not config.tiered():
+        return plan, None
+    first = tuning.winner or plan.variants[0].name
+    now = tuple(v for v in plan.variants if v.name == first) or plan.variants[:1]
+    later = tuple(v for v in plan.variants if v not in now)
+    return dataclasses.replace(plan, variants=now), dataclasses.replace(plan, variants=later)
 
 
 @dataclass
@@ -47,6 +80,15 @@ class Specialization:
     check_failures: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, Tuning] = field(default_factory=dict)
     stale: bool = False  # a winner's decision was reopened since the hot path was set
+    libraries: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (lib, symbol)
+    pending: Future | None = None  # the late variants' build (a tiered first call)
+    on_complete: Callable[[Specialization], None] | None = None  # every variant is in
+    _specializer: object = None  # whose Python checks the late variants
+
+    def __hash__(self) -> int:  # kept in a WeakSet while variants are pending
+        return id(self)
+
+    __eq__ = object.__eq__
 
     @property
     def variant_names(self) -> list[str]:
@@ -58,17 +100,77 @@ class Specialization:
             return self.tuning
         t = self.buckets.get(bucket)
         if t is None:
-            t = Tuning(self.kernel, f"{self.signature} {bucket}", list(self.entries),
+            t = Tuning(self.kernel, f"{self.signature} {bucket}", self.tuning.variants,
                        mode=self.tuning.mode, code=self.code)
+            t.pending = set(self.tuning.pending)
             for v, why in self.tuning.excluded.items():
                 t.exclude(v, why)
             self.buckets[bucket] = t
         return t
 
-    def run(self, args: tuple, bucket: str = ""):
+    # -- the late variants of a tiered first call --------------------------------------
+    def build_later(self, plan: Plan, specializer) -> None:
+        """Build ``plan``'s variants on the builder thread; they join the tuning when
+        :meth:`absorb` finds them ready."""
+        self.tuning.pending = {v.name for v in plan.variants}
+        self._specializer = specializer
+        try:
+            self.pending = _BUILDER.submit(build_variants, plan, self.kernel)
+        except RuntimeError:  # the interpreter is shutting down: build them here
+            self.pending = Future()
+            try:
+                self.pending.set_result(build_variants(plan, self.kernel))
+            except Exception as exc:  # noqa: BLE001 - absorb() excludes them
+                self.pending.set_exception(exc)
+        _PENDING.add(self)
+
+    def absorb(self, call_args: tuple | None = None, *, wait: bool = False) -> None:
+        """Take in the late variants if their build is done (or wait for it): check them
+        against the Python (on the main thread, like every check), exclude those that
+        failed, let the others be tuned.  Never raises: a late variant that cannot be
+        had is excluded, and the variants already in keep running."""
+        f = self.pending
+        if f is None or not (wait or f.done()):
+            return
+        self.pending = None
+        _PENDING.discard(self)
+        names = set(self.tuning.pending)
+        try:
+            found, _, broken = f.result()
+        except Exception as exc:  # noqa: BLE001 - the build failed: the early tier stays
+            found, broken = {}, {n: f"{type(exc).__name__}: {exc}"[:300] for n in names}
+        for name, (entry, lib, symbol) in found.items():
+            self.entries[name] = entry
+            self.libraries[name] = (lib, symbol)
+        for name in names:
+            if name not in found:
+                self.tuning.exclude(name, broken.get(name, "was not built"))
+        if found and self.plan is not None and self.plan.check_args is not None:
+            try:
+                check_variants(self, self._specializer, call_args, names=list(found))
+            except Exception as exc:  # noqa: BLE001 - e.g. the Python raised this time
+                for name in found:
+                    if name not in self.check_failures:
+                        self.tuning.exclude(name, f"could not be checked: {exc}")
+                        self.check_failures[name] = "could not be checked"
+        for t in (self.tuning, *self.buckets.values()):
+            for name, why in self.tuning.excluded.items():
+                if name not in t.excluded:
+                    t.exclude(name, why)
+            t.join(names)
+        if self.on_complete is not None:
+            self.on_complete(self)
+
+    def run(self, args: tuple, bucket: str = "", *, sampled: bool = True):
+        """Run the call with the bucket's winner, or the variant the tuner picks.
+
+        ``sampled``: the call reached the slow path because the hot entry sent it
+        (one call in ``Tuning.sample_every()``) or there is none yet, so a winner's run
+        is timed for verification; a caller whose every call takes the slow path (one
+        that needs finishing) passes False, and one call in that many is timed."""
         t = self.tuning_for(bucket)
         if t.winner is not None:
-            if not t.sample_every():
+            if not (t.due() if not sampled else t.sample_every()):
                 return self.entries[t.winner](*args)
             # A real call of the winner: timed, so a decision gone stale is reopened.
             t0 = time.perf_counter()
@@ -100,6 +202,20 @@ class Specialization:
                 raise LoadError("guard miss in tuning")
 
         tuning.run_exhaustive(run)
+
+
+@atexit.register
+def _absorb_at_exit() -> None:
+    """Late variants built but never absorbed (a winner served every call from the hot
+    path): check them now so their signature's record is complete for the next process.
+    The builder thread has finished by now (threads are joined before ``atexit``)."""
+    for s in list(_PENDING):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                s.absorb(wait=True)
+            except Exception:  # noqa: BLE001, S110 - never fail an exiting program
+                pass
 
 
 def run_stage(stage: str, kernel: str, fn, *args):

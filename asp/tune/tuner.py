@@ -91,6 +91,10 @@ class Tuning:
         self.recorded: dict = {}  # the timings the decision was made on (or remembered)
         self.checks: list[float] = []  # sampled real calls of the winner, newest last
         self.reopened = 0
+        # Variants still being compiled (a tiered first call): not picked, and no decision
+        # is made among the others until they join (or fail to).
+        self.pending: set[str] = set()
+        self._calls = 0  # winner's calls seen by due()
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
@@ -106,7 +110,18 @@ class Tuning:
         return self.winner is not None
 
     def candidates(self) -> list[str]:
-        return [v for v in self.variants if v not in self.excluded]
+        return [v for v in self.variants if v not in self.excluded and v not in self.pending]
+
+    def join(self, variants) -> None:
+        """``variants`` finished compiling (or failed to, and were excluded): they take
+        part from the next call on."""
+        self.pending.difference_update(variants)
+        if self.winner is None:
+            live = self.candidates()
+            if len(live) == 1 and not self.pending:
+                self.winner = live[0]
+            else:
+                self._maybe_decide()
 
     def pick(self) -> str:
         """The variant to run for the next call."""
@@ -130,7 +145,7 @@ class Tuning:
 
     def _maybe_decide(self) -> None:
         live = self.candidates()
-        if not live:
+        if not live or self.pending:
             return
         n = min(len(self.trials[v]) for v in live)
         if n < self.rounds or any(len(self.trials[v]) > n for v in live):
@@ -157,6 +172,15 @@ class Tuning:
         if self.mode != "online" or self.winner is None or not e or len(self.variants) < 2:
             return 0
         return int(min(max(math.ceil(SLOW_PATH / (VERIFY_SHARE * e)), 16), 1 << 20))
+
+    def due(self) -> bool:
+        """For calls that never take the hot path (every one comes to the slow path):
+        whether this one is the one in :meth:`sample_every` to time."""
+        n = self.sample_every()
+        if not n:
+            return False
+        self._calls += 1
+        return self._calls % n == 0
 
     def verify(self, seconds: float) -> bool:
         """One timed real call of the winner.  Reopen the decision (and return True) when
@@ -193,7 +217,7 @@ class Tuning:
         if self.winner == variant:
             self.winner = None
         live = self.candidates()
-        if len(live) == 1:
+        if len(live) == 1 and not self.pending:
             self.winner = live[0]
         else:
             self._maybe_decide()

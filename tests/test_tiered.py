@@ -1,0 +1,173 @@
+"""The tiered first call: one variant is built before the first result, the others on the
+builder thread, joining the tuning after the same check against the Python.
+
+The suite runs with ``ASP_TIERED=0`` (conftest) so that tuning tests do not depend on how
+fast a background build runs; these tests turn it on and hold the builder thread with a
+gate where they need to see the state before the late variants arrive.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from asp.runtime import JitKernel
+from asp.runtime import specialization as specialization_module
+from asp.runtime.specialization import tiers
+from asp.tune import Tuning
+from tests.test_template_style import BODY, Axpy
+
+ALL = {"static", "dynamic", "guided"}
+
+
+@pytest.fixture
+def tiered(monkeypatch):
+    monkeypatch.setenv("ASP_TIERED", "1")
+    monkeypatch.setenv("ASP_TUNE", "online")
+
+
+@pytest.fixture
+def gate():
+    """Holds the builder thread until set: late variants stay pending meanwhile."""
+    event = threading.Event()
+    held = specialization_module._BUILDER.submit(event.wait, 120)
+    yield event
+    event.set()
+    held.result(timeout=120)
+
+
+def _spec(k: JitKernel):
+    (s,) = k.specializations.values()
+    return s
+
+
+def _xy(n=4096, seed=0):
+    return np.random.default_rng(seed).standard_normal((2, n))
+
+
+def test_first_result_from_one_variant_the_others_join_when_built(tiered, gate):
+    k = JitKernel(Axpy(variants=("static", "dynamic", "guided")))
+    x, y = _xy()
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    s = _spec(k)
+    assert set(s.entries) == {"static"} and not s.pending.done()
+    assert s.tuning.pending == {"dynamic", "guided"} and s.tuning.candidates() == ["static"]
+    for seed in range(8):  # served by the first variant; no decision among one of three
+        x, y = _xy(seed=seed)
+        np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    assert s.tuning.winner is None and k.hot_entry is None
+    gate.set()
+    s.pending.result(timeout=120)
+    k(2.0, x, y)  # the slow path takes them in
+    assert set(s.entries) == ALL and s.pending is None and not s.check_failures
+    assert s.tuning.candidates() == ["static", "dynamic", "guided"]
+    for v in ALL:  # each late variant was checked and runs correctly
+        np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
+    for _ in range(40):
+        k(2.0, x, y)
+    assert s.tuning.winner in ALL, {v: len(t) for v, t in s.tuning.trials.items()}
+
+
+def test_late_variant_that_disagrees_is_excluded_when_it_joins(tiered, gate):
+    k = JitKernel(Axpy(variants=("static", "dynamic", "guided"), wrong=("guided",)))
+    x, y = _xy()
+    k(1.0, x, y)
+    s = _spec(k)
+    gate.set()
+    s.pending.result(timeout=120)
+    np.testing.assert_allclose(k(1.0, x, y), x + y)
+    assert set(s.check_failures) == {"guided"} and "guided" in s.tuning.excluded
+    for _ in range(40):
+        np.testing.assert_allclose(k(1.0, x, y), x + y)
+    assert s.tuning.winner in {"static", "dynamic"}
+
+
+def test_a_first_tier_that_disagrees_waits_for_the_others(tiered):
+    k = JitKernel(Axpy(variants=("static", "dynamic"), wrong=("static",)))
+    x, y = _xy()
+    np.testing.assert_allclose(k(3.0, x, y), 3 * x + y)  # never the wrong variant's result
+    s = _spec(k)
+    assert set(s.entries) == {"static", "dynamic"} and set(s.check_failures) == {"static"}
+    assert s.tuning.winner == "dynamic"
+
+
+def test_a_first_tier_that_does_not_compile_builds_the_others_now(tiered):
+    body = BODY.replace("return 0;", "% if schedule == 'schedule(static)':\n    syntax error;\n"
+                        "% endif\n    return 0;")
+    k = JitKernel(Axpy(variants=("static", "dynamic"), body=body))
+    x, y = _xy()
+    np.testing.assert_allclose(k(3.0, x, y), 3 * x + y)
+    s = _spec(k)
+    assert set(s.entries) == {"dynamic"} and "does not compile" in s.tuning.excluded["static"]
+    assert s.tuning.winner == "dynamic"
+
+
+def test_exhaustive_tuning_and_a_single_variant_are_not_tiered(tiered, gate, monkeypatch):
+    monkeypatch.setenv("ASP_TUNE", "exhaustive")
+    k = JitKernel(Axpy(variants=("static", "dynamic")))
+    x, y = _xy()
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y)  # the gate holds the builder: no wait
+    s = _spec(k)
+    assert set(s.entries) == {"static", "dynamic"} and s.pending is None
+
+
+def test_the_first_tier_is_the_remembered_winner(tiered):
+    plan = Axpy(variants=("static", "dynamic", "guided")).plan(None)
+    t = Tuning("tiers-test", "sig", ["static", "dynamic", "guided"], mode="online")
+    now, later = tiers(plan, t)
+    assert [v.name for v in now.variants] == ["static"]
+    assert [v.name for v in later.variants] == ["dynamic", "guided"]
+    t.winner = "guided"  # remembered from an earlier process
+    now, later = tiers(plan, t)
+    assert [v.name for v in now.variants] == ["guided"]
+    assert [v.name for v in later.variants] == ["static", "dynamic"]
+
+
+KERNEL = """
+import numpy as np
+from specializers.elementwise import elementwise
+
+@elementwise
+def poly(x):
+    return 3.0 * x * x + 2.0 * x + 1.0
+"""
+
+RUN = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from kern import poly
+x = np.linspace(-1, 1, 100_000)
+y = poly(x)
+assert np.allclose(y, 3 * x * x + 2 * x + 1)
+(s,) = poly.jit.specializations.values()
+print(json.dumps({"planned": s.plan is not None, "variants": sorted(s.entries),
+                  "all": sorted(s.tuning.variants)}))
+"""
+
+
+def test_a_process_that_exits_early_leaves_a_complete_record(tmp_path):
+    """ASP_TUNE=off serves every call from the first variant's hot entry, so the late
+    variants are never absorbed by a call: the exit hook checks them and writes the
+    record, and the next process starts warm with every variant."""
+    (tmp_path / "kern.py").write_text(textwrap.dedent(KERNEL))
+    env = dict(os.environ, ASP_TIERED="1", ASP_TUNE="off", ASP_CACHE_DIR=str(tmp_path / "c"))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", RUN, str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    cold = run()
+    assert cold["planned"] and len(cold["all"]) > 1
+    warm = run()
+    assert not warm["planned"] and warm["variants"] == cold["all"]
+    leftovers = [p for p in (tmp_path / "c").rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
