@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, gram_matrix, partition
+from specializers.matrix_powers.powers_kernel import VARIANTS
 
 
 def poisson1d(n):
@@ -187,22 +188,45 @@ def test_setup_reported_and_ghost_overhead_small():
     assert 0 <= mp.ghost_overhead <= 0.25
 
 
+def tuning_of(mp, levels: int):
+    """The runtime's tuning of ``mp``'s one-basis calls with ``levels`` levels."""
+    V = np.zeros((levels + 1, mp.n), mp.dtype)
+    k = mp._kernel(False, None)
+    bucket = k.specializer.prepare((mp._problem, V, None)).bucket
+    return k.specialization(mp._problem, V, None).tuning_for(bucket)
+
+
 def test_tuning_picks_and_remembers(fresh_cache, rng):
+    """The runtime tunes the tuned kernel's variants per bucket; a new process (here: the
+    kernels forgotten, only the disk warm) reuses a separated winner at once and tunes a
+    provisional one again."""
+    from asp.jit import cache
+    from specializers.matrix_powers import kernels
+
+    kernels.forget()
     A = poisson2d(30)
     x = rng.standard_normal(A.shape[0])
     mp = MatrixPowers(A, 3)
     V = np.vstack([x, np.zeros((3, x.size))])
     ref = reference(A, x, 3)
-    for _ in range(calls_to_decide(len(mp.variants))):
+    tuning_of(mp, 3)  # every variant built and checked before the clock runs
+    for _ in range(calls_to_decide(len(VARIANTS))):
         mp.powers(V)
         assert_close(V, ref, 1e-12)
-    tuning = mp._tuning(3)
-    assert tuning.done and tuning.winner in mp.variants
+    tuning = tuning_of(mp, 3)
+    assert tuning.done and mp.chosen_variant(3) in mp.variants
+    assert mp.last_variant == mp.chosen_variant(3)
+    kernels.forget()
+    cache._memory.clear()
     again = MatrixPowers(A, 3)
+    again.powers(V)
+    assert_close(V, ref, 1e-12)
     if tuning.provisional:  # no variant clearly faster: the next one tunes again
-        assert again._tuning(3).winner is None
-    else:
-        assert again._tuning(3).winner == tuning.winner  # from disk, no re-timing
+        assert tuning_of(again, 3).winner is None
+    else:  # from disk, no re-timing
+        assert tuning_of(again, 3).winner == tuning.winner
+        assert again.chosen_variant(3) == mp.chosen_variant(3)
+    kernels.forget()
 
 
 def test_pa1_ghost_zones_match_dense_reachability():

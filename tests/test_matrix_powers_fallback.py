@@ -1,8 +1,9 @@
 """Matrix powers, cg and ca_cg never leak a build, cache, render or planning failure.
 
-Each failure becomes exactly one :class:`AspFallbackWarning` naming the kernel and
-the stage, and the answer is SciPy's (checked against SciPy, not against the
-fallback's own code); ``ASP_STRICT=1`` raises instead.  Tests run as root, where
+Each failure becomes exactly one :class:`AspFallbackWarning` (the runtime's, shared by
+every kernel of the package) naming the kernel and the stage, and the answer is
+SciPy's (checked against SciPy, not against the references' own code);
+``ASP_STRICT=1`` raises instead.  Tests run as root, where
 ``chmod`` does not stop writes, so an unwritable directory is simulated by
 making the OS calls that write under it fail with ``EACCES`` (and it is also
 made read-only, which is what a non-root user would hit).
@@ -13,7 +14,6 @@ import builtins
 import errno
 import io
 import os
-import sqlite3
 import subprocess
 import sys
 import warnings
@@ -24,9 +24,11 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from asp.errors import AspFallbackWarning, CompileError, SpecializationError
+from asp.runtime import specialization
 from asp.tune import calls_to_decide
-from specializers.matrix_powers import MatrixPowers, ca_cg, cg, fallback, kernels, partition
-from tests.test_matrix_powers import assert_close, poisson2d, reference
+from specializers.matrix_powers import MatrixPowers, ca_cg, cg, kernels, partition
+from specializers.matrix_powers.powers_kernel import VARIANTS
+from tests.test_matrix_powers import assert_close, poisson2d, reference, tuning_of
 
 SOLVERS = {"cg": cg, "ca_cg": ca_cg}
 
@@ -34,14 +36,9 @@ SOLVERS = {"cg": cg, "ca_cg": ca_cg}
 @pytest.fixture
 def isolated(fresh_cache):
     """No kernel built or failed before this test, and none left behind for later tests."""
-    def reset():
-        kernels.kernels.cache_clear()
-        kernels.sstep_kernels.cache_clear()
-        fallback.forget_failures()
-
-    reset()
+    kernels.forget()
     yield fresh_cache
-    reset()
+    kernels.forget()
 
 
 def deny_writes(monkeypatch, root: Path) -> None:
@@ -112,10 +109,12 @@ def unwritable_home(monkeypatch, tmp_path) -> None:
 
 
 def full_disk(monkeypatch, tmp_path) -> None:
-    def build(*args, **kwargs):
+    from asp.jit import cache
+
+    def compile_(*args, **kwargs):
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
 
-    monkeypatch.setattr(kernels, "build", build)
+    monkeypatch.setattr(cache, "_compile", compile_)
 
 
 def failing_compiler(monkeypatch, tmp_path) -> None:
@@ -162,7 +161,7 @@ def test_matrix_powers_falls_back_to_scipy(broken, rng):
         Y[0], Y[4] = x, x[::-1]
         G = np.empty((7, 7))
         mp.sstep_basis(Y, G)
-    one_fallback(record, broken, "matrix_powers:double/int32_t/d5", "running with SciPy")
+    one_fallback(record, broken, "matrix_powers:", "running it as plain Python")
     assert_close(V, reference(A, x, 3, [1.0, 2.0, 3.0]), 1e-12)
     assert_close(Y[:4], reference(A, x, 3, [1.0, 2.0, 3.0]), 1e-12)
     np.testing.assert_allclose(G, [[np.dot(a, b) for b in Y] for a in Y], rtol=1e-12)
@@ -175,7 +174,7 @@ def test_solver_falls_back_to_python(broken, solver, rng):
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         x, info = SOLVERS[solver](A, b, rtol=1e-10)
-    one_fallback(record, broken, "matrix_powers:double/int32_t/d5")
+    one_fallback(record, broken, "matrix_powers:cg_residual")
     x_ref, info_ref = spla.cg(A, b, rtol=1e-10)
     assert info == info_ref == 0
     assert np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b)
@@ -186,36 +185,35 @@ def test_solver_falls_back_to_python(broken, solver, rng):
 def test_strict_mode_raises(broken, solver, monkeypatch, rng):
     monkeypatch.setenv("ASP_STRICT", "1")
     A = poisson2d(6)
-    with pytest.raises(SpecializationError, match="compile of matrix_powers:double"):
+    with pytest.raises(SpecializationError, match="compile of matrix_powers:cg_residual"):
         SOLVERS[solver](A, rng.standard_normal(36))
-    with pytest.raises(SpecializationError, match="compile of matrix_powers:double"):
-        MatrixPowers(A, 2)
+    with pytest.raises(SpecializationError, match="compile of matrix_powers:powers"):
+        MatrixPowers(A, 2)(rng.standard_normal(36))
 
 
 def test_sstep_kernels_alone_fail(isolated, monkeypatch, rng):
     """The s-step kernels fail to build, the others build: ca_cg and sstep_basis still
-    give SciPy's answers, with one warning naming the s-step kernel."""
-    real = kernels.build
+    give SciPy's answers, with one warning naming the first s-step kernel."""
+    real = specialization.build
 
     def build(source, *, kernel, **kwargs):
         if kernel.startswith("matrix_powers:sstep"):
             raise CompileError("the C compiler rejected the generated code", kernel=kernel)
         return real(source, kernel=kernel, **kwargs)
 
-    monkeypatch.setattr(kernels, "build", build)
+    monkeypatch.setattr(specialization, "build", build)
     A = poisson2d(20)
     b = rng.standard_normal(A.shape[0])
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         x, info = ca_cg(A, b, s=4, rtol=1e-10)
-    one_fallback(record, "matrix_powers:sstep/m9", "compile")
+    one_fallback(record, "compile of matrix_powers:sstep_gram", "compile")
     assert info == 0 and np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b)
     np.testing.assert_allclose(x, spla.spsolve(A.tocsc(), b), rtol=1e-6)
 
     # the same basis size (m = 9) in a new MatrixPowers: the failure was warned about once
     shifts, scales = np.array([1.0, 3.0, 5.0, 7.0]), np.full(4, 0.3)
     mp = MatrixPowers(A, 4, basis="newton", shifts=shifts, scales=scales, variant="window-7")
-    assert mp._k is not None  # the matrix kernels were built; only the Gram matrix is numpy
     Y = np.zeros((9, A.shape[0]))
     Y[0], Y[5] = b, b[::-1]
     G = np.full((9, 9), np.nan)
@@ -223,22 +221,40 @@ def test_sstep_kernels_alone_fail(isolated, monkeypatch, rng):
         warnings.simplefilter("always")
         mp.sstep_basis(Y, G)
     assert not [w for w in record if issubclass(w.category, AspFallbackWarning)]
+    # the matrix kernel ran natively; only the Gram matrix is NumPy's
+    assert mp._kernel(True, "window-7").last_error is None
     assert_close(Y[:5], reference(A, b, 4, shifts, scales), 1e-12)
     assert_close(Y[5:], reference(A, b[::-1], 3, shifts, scales), 1e-12)
     np.testing.assert_allclose(G, [[np.dot(a, c) for c in Y] for a in Y], rtol=1e-12)
 
 
-def test_render_failure_names_kernel_and_stage(isolated, monkeypatch, rng):
-    class Broken:
-        def render(self, **kwargs):
-            raise TypeError("not an expression")
+def broken_templates(monkeypatch, tmp_path, change) -> None:
+    """The package's templates, copied and changed by ``change(text) -> text`` (powers)."""
+    import shutil
 
-    monkeypatch.setattr(kernels, "_SOURCE", Broken())
+    copy = tmp_path / "templates"
+    shutil.copytree(kernels.TEMPLATES, copy)
+    path = copy / "powers.c.mako"
+    path.write_text(change(path.read_text()))
+    monkeypatch.setattr(kernels, "TEMPLATES", copy)
+
+
+@pytest.mark.parametrize("how, says", [
+    ("undefined", "NameError: 'no_such_name' is not defined"),
+    ("syntax", "SyntaxException"),
+])
+def test_template_failure_names_kernel_and_stage(how, says, isolated, monkeypatch, tmp_path,
+                                                 rng):
+    if how == "undefined":
+        broken_templates(monkeypatch, tmp_path,
+                         lambda t: t.replace("${prologue()}", "${no_such_name}", 1))
+    else:
+        broken_templates(monkeypatch, tmp_path, lambda t: t.replace("</%def>", "", 1))
     A = poisson2d(8)
     x = rng.standard_normal(64)
     with pytest.warns(AspFallbackWarning) as record:
         V = MatrixPowers(A, 2)(x)
-    one_fallback(record, "render of matrix_powers:double/int32_t/d5", "not an expression")
+    one_fallback(record, "rendering of matrix_powers:powers", says)
     assert_close(V, reference(A, x, 2), 1e-12)
 
 
@@ -258,14 +274,14 @@ def test_planning_failure_of_a_variant_falls_back(variant, isolated, monkeypatch
         for _ in range(1 if variant else 3 * len(mp.variants)):  # None: tuning reaches pa1
             mp.powers(V)
             assert_close(V, reference(A, x, 3), 1e-12)
-    one_fallback(record, "planning of matrix_powers", "pa1-", "IndexError")
+    one_fallback(record, "planning of matrix_powers:powers", "pa1-", "IndexError")
     monkeypatch.setenv("ASP_STRICT", "1")
     with pytest.raises(SpecializationError, match="planning"):
         MatrixPowers(A, 3, variant="pa1-37").powers(V)
 
 
 @pytest.mark.parametrize("who", ["MatrixPowers", "cg", "ca_cg"])
-def test_analysis_failure_falls_back(who, monkeypatch, rng):
+def test_analysis_failure_falls_back(who, isolated, monkeypatch, rng):
     def diagonal_runs(*args):
         raise ValueError("negative dimensions are not allowed")
 
@@ -278,50 +294,44 @@ def test_analysis_failure_falls_back(who, monkeypatch, rng):
         else:
             x, info = SOLVERS[who](A, b, rtol=1e-10)
             assert info == 0 and np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b)
-    one_fallback(record, "planning of matrix_powers", "ValueError")
+    one_fallback(record, "analysing the matrix failed", "planning of matrix_powers:",
+                 "ValueError")
 
 
-@pytest.mark.parametrize("how", ["unwritable_home", "database_raises"])
+@pytest.mark.parametrize("how", ["unwritable_home", "database_unreachable"])
 def test_no_tuning_database_tunes_in_memory(how, isolated, monkeypatch, tmp_path, rng):
     """Kernels already built in this process, then the tuning database is out of reach:
     the native kernels still run and are tuned in memory (no warning: nothing falls
-    back).  ``database_raises``: whatever the core lets through (an OSError from a
-    read-only cache, a sqlite error) is caught where matrix powers creates its tuning."""
+    back).  ``database_unreachable``: what the database does when it cannot be opened
+    (a lookup finds nothing, a winner is not stored)."""
     from asp.tune import db
 
     A = poisson2d(16)
     x = rng.standard_normal(A.shape[0])
-    MatrixPowers(A, 3)  # builds the kernels into the test's cache
+    tuning_of(MatrixPowers(A, 3), 3)  # builds and checks every variant in the test's cache
     if how == "unwritable_home":
         unwritable_home(monkeypatch, tmp_path)
     else:
-        def lookup(*args):
-            raise sqlite3.OperationalError("unable to open database file")
-
-        def store(*args):
-            raise PermissionError(errno.EACCES, "Permission denied", "tuning.sqlite")
-
-        monkeypatch.setattr(db, "lookup", lookup)
-        monkeypatch.setattr(db, "store", store)
+        monkeypatch.setattr(db, "lookup", lambda *args: None)
+        monkeypatch.setattr(db, "store", lambda *args: False)
     mp = MatrixPowers(A, 3)
-    assert mp._k is not None
     V = np.zeros((4, A.shape[0]))
     V[0] = x
-    for _ in range(calls_to_decide(len(mp.variants)) + 1):
+    for _ in range(calls_to_decide(len(VARIANTS)) + 1):
         mp.powers(V)
         assert_close(V, reference(A, x, 3), 1e-12)
-    assert mp._tuning(3).done and mp.last_variant in mp.variants
+    assert tuning_of(mp, 3).done and mp.last_variant in mp.variants
 
 
 def serial_check() -> None:
-    """Run in a fresh process by the test below: no libgomp preloaded, strict mode."""
+    """Run in a fresh process by the test below: no libgomp preloaded, strict mode (so
+    any fallback raises: everything below ran natively)."""
     import scipy.sparse as sp
 
     A = poisson2d(20)
     x = np.random.default_rng(5).standard_normal(A.shape[0])
     mp = MatrixPowers(A, 3, basis="newton", shifts=[1.0, 2.0, 3.0])
-    assert mp._k is not None
-    for v in [*mp.variants, "pa1-37", "window-7"]:
+    for v in [*mp.variants, "pa1-37", "window-7", None]:
         V = np.zeros((4, A.shape[0]))
         V[0] = x
         assert_close(mp.powers(V, variant=v), reference(A, x, 3, [1.0, 2.0, 3.0]), 1e-12)

@@ -1,11 +1,14 @@
 """Every matrix-powers variant and CG kernel on its OpenMP branch, against SciPy.
 
-The kernels run on one thread below ``ASP_PAR_MIN`` rows (read from the
-generated source, so a changed threshold cannot silently shrink these tests
-back below it); the other test files use smaller matrices.  Here every matrix
-has more rows than that, and the process's OpenMP runtime must give a team of
-at least two threads, so the parallel code -- blocks, chunks, seams and
-reductions shared between threads -- is what is checked.
+The kernels run on one thread below ``ASP_PAR_MIN`` rows, which honours
+``ASP_PARALLEL_THRESHOLD`` (the suite sets 0: every test file runs the parallel
+branches; read here from the rendered C, so a change cannot silently move these
+tests below it).  Here every matrix also has more rows than the shipped
+threshold, so the variants have many PA1 blocks and window chunks, and the
+process's OpenMP runtime must give a team of at least two threads, so the
+parallel code -- blocks, chunks, seams and reductions shared between threads --
+is what is checked.  ``ASP_STRICT=1``: a fallback would raise, so every call below
+ran natively.
 """
 from __future__ import annotations
 
@@ -18,18 +21,24 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from asp.runtime import MISS
 from specializers.matrix_powers import MatrixPowers, ca_cg, cg, kernels, partition
+from specializers.matrix_powers.cg_kernels import SStepKernel
 from tests.test_matrix_powers import assert_close, poisson2d, reference
 
 
 def par_min() -> int:
-    """``ASP_PAR_MIN`` of both generated modules (the same value in each)."""
-    sources = (kernels.kernels(np.dtype(np.float64), np.dtype(np.int32), 5).source,
-               kernels.sstep_kernels(7).source)
-    values = {int(re.search(r"#define ASP_PAR_MIN (\d+)", s).group(1)) for s in sources}
-    assert len(values) == 1, values
-    return values.pop()
+    """``ASP_PAR_MIN`` as the kernels are rendered now (the suite's threshold)."""
+    ctx = kernels.c_context(np.dtype(np.float64), np.dtype(np.int32), 5)
+    text = kernels.matrix_preamble("test", ctx)
+    gram = kernels.render_def("sstep.c.mako", "gram", kernel="test", m=3,
+                              pairs=[(0, 0)], par_min=ctx["par_min"])
+    assert f"if(n > {ctx['par_min']})" in gram
+    return int(re.search(r"#define ASP_PAR_MIN (\d+)", text).group(1))
+
+
+@pytest.fixture(autouse=True)
+def strict(monkeypatch):
+    monkeypatch.setenv("ASP_STRICT", "1")
 
 
 def openmp_threads() -> int:
@@ -40,7 +49,8 @@ def openmp_threads() -> int:
 @pytest.fixture(scope="module")
 def n_rows() -> int:
     assert openmp_threads() >= 2, "run the tests with OMP_NUM_THREADS >= 2"
-    return par_min() + 757  # above the threshold, and not a round number
+    assert par_min() < kernels.PAR_MIN
+    return kernels.PAR_MIN + 757  # above either threshold, and not a round number
 
 
 def big_poisson(n_rows: int) -> sp.csr_matrix:
@@ -69,14 +79,13 @@ def test_every_variant_on_its_parallel_branch(name, n_rows, rng):
     k = 4
     shifts, scales = rng.uniform(0, 4, k), rng.uniform(0.2, 0.5, k)
     mp = MatrixPowers(A, k, basis="newton", shifts=shifts, scales=scales, reorder=False)
-    assert mp._k is not None
     x = rng.standard_normal(n)
     ref = reference(A, x, k, shifts, scales)
     for v in [*mp.variants, "pa1-300", "window-7"]:
         if v.startswith("pa1"):
-            assert len(mp._plan(v, k).blk) - 1 >= 2, v  # blocks shared by the team
+            assert len(mp.plan(v, k).blk) - 1 >= 2, v  # blocks shared by the team
         if v.startswith("window"):
-            assert len(mp._plan(v, k)) - 1 >= 2, v  # chunks, and seams between them
+            assert len(mp.plan(v, k)) - 1 >= 2, v  # chunks, and seams between them
         V = np.zeros((k + 1, n))
         V[0] = x
         mp.powers(V, variant=v)
@@ -87,7 +96,6 @@ def test_float32_variants_on_their_parallel_branch(n_rows, rng):
     A = big_poisson(n_rows).astype(np.float32)
     n = A.shape[0]
     mp = MatrixPowers(A, 3)
-    assert mp._k is not None
     x = rng.standard_normal(n).astype(np.float32)
     ref = reference(A.astype(np.float64), x.astype(np.float64), 3)
     for v in [*mp.variants, "pa1-300", "window-7"]:
@@ -105,7 +113,6 @@ def test_two_bases_and_gram_on_their_parallel_branch(variant, n_rows, rng):
     s = 3
     shifts, scales = np.array([1.0, 4.0, 7.0]), np.full(s, 0.3)
     mp = MatrixPowers(A, s, basis="newton", shifts=shifts, scales=scales, variant=variant)
-    assert mp.native_sstep(2 * s + 1) is not None
     p, r = rng.standard_normal((2, n))
     Y = np.zeros((2 * s + 1, n))
     Y[0], Y[s + 1] = p, r
@@ -128,8 +135,8 @@ def test_recover_kernel_on_its_parallel_branch(n_rows, rng):
     want = coef @ Y
     x_want = x + want[0]
     out = np.zeros(1)
-    assert kernels.sstep_kernels(m)["recover"](Y, x, coef, out, 0, 4) is not MISS
-    rr = out[0]
+    rr = kernels.jit(SStepKernel, "recover")(Y, x, coef, out, 0, 4)
+    assert rr == out[0]
     np.testing.assert_allclose(x, x_want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(Y[4], want[1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(Y[0], want[2], rtol=1e-12, atol=1e-12)

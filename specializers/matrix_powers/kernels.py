@@ -1,526 +1,320 @@
-"""Generated C/OpenMP for the matrix-powers kernel and the fused CG kernels.
+"""What the matrix-powers kernels share: the analysed matrix, the C they all include,
+small valid problems to check them on, and this process's :class:`JitKernel` objects.
 
-One module of C is rendered (Mako) per (value type, index type) and compiled
-through :func:`asp.jit.build` into asp's disk cache; every entry uses asp's
-kernel ABI and is wrapped by :func:`asp.runtime.make_entry`, so the guards
-(dtype, ndim, contiguity, writeability) are checked in C and the GIL is
-released while a kernel runs.  Symbol names depend only on the types, so the
-source, and with it the cache key, is stable.
+This package is a template-style specializer on asp's runtime: its C is in Mako
+template files (``templates/*.c.mako``), each kernel body a def rendered into an IR
+function with named parameters (:func:`asp.codegen.template.template_function`).
+Building, the disk cache, warm-start records, the C-side guards, the check of every
+variant against its NumPy/SciPy reference, tuning and the fallback to that reference
+(one :class:`~asp.errors.AspFallbackWarning`; ``ASP_STRICT=1`` raises) are the
+runtime's.  The kernels of one operation share a fallback group: a compiler or cache
+that fails one kernel fails them all, and the user is told once.
 
-Three ways to fill ``V[1..L]`` with ``V[l] = g_l (A - t_l I) V[l-1]``:
-
-* ``naive``: L parallel CSR SpMVs, the matrix streamed from memory L times.
-* ``pa1``: the PA1 algorithm.  Rows are cut into cache-sized blocks; each
-  block computes levels 1..L-1 on its precomputed ghost zone (row runs) into a
-  thread-private scratch, redundantly with its neighbours, then level L on its
-  own rows.  No communication between blocks, so any sparsity works.
-* ``window``: for banded matrices.  Each thread sweeps its row chunk once,
-  level l trailing level l-1 by the upper bandwidth, so the rows of A that a
-  level needs are still in cache from the level before: A is read from memory
-  once for all L levels.  The few rows near chunk seams that need the
-  neighbour's values are filled in afterwards, level by level; nothing is
-  computed twice.  ``window2`` sweeps two bases at once (s-step CG's p and r).
-
-The s-step solver's Gram matrix and recovery are generated per basis size
-(:func:`sstep_kernels`), so every sum is written out and vectorizes.
-
-Each stage (render, build, load) raises a :class:`asp.errors.SpecializationError`
-naming the kernel and the stage, whatever went wrong inside it (an ``OSError``
-from a read-only or full cache becomes a ``CompileError``); callers turn it into
-one fallback warning (:mod:`specializers.matrix_powers.fallback`).  Without
-``-fopenmp`` (a serial ``ASP_CFLAGS``) the OpenMP calls have one-thread stand-ins.
+A matrix's structure (bandwidths, a reordering, diagonal runs) is analysed once per
+:class:`Matrix`; if that analysis fails, the kernels' ``prepare`` raises it as a
+:class:`~asp.errors.SpecializationError` and the runtime runs the call as the reference.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from mako.template import Template
+import scipy.sparse as sp
 
-from asp.errors import CompileError, LoadError
-from asp.jit import build
-from asp.runtime import ArgSpec, make_entry
-from specializers.matrix_powers.fallback import RenderError, stage
+from asp import config
+from asp.codegen.template import render, template
+from asp.errors import SpecializationError
+from asp.ir import platform as ir
+from asp.runtime import ArgSpec, JitKernel, Specializer, as_native
+from specializers.matrix_powers import partition
 
-__all__ = ["INDEX_TYPES", "VALUE_TYPES", "kernels", "sstep_kernels"]
+__all__ = ["ERRORS", "INDEX_TYPES", "MATRIX_NAMES", "TEMPLATES", "VALUE_TYPES", "Matrix",
+           "Structure", "TemplateKernel", "as_csr", "check_finite", "check_structure",
+           "forget", "jit", "matrix_specs"]
 
+TEMPLATES = Path(__file__).parent / "templates"
 VALUE_TYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
 INDEX_TYPES = {np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t"}
-
-_SOURCE = Template(r"""
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#else
-/* A serial build (ASP_CFLAGS without -fopenmp): the pragmas are ignored, one thread. */
-static inline int omp_get_num_threads(void) { return 1; }
-static inline int omp_get_thread_num(void) { return 0; }
-#endif
-
-/* Below this many rows a kernel runs on one thread: a team's barriers cost more. */
-#define ASP_PAR_MIN 20000
-
-typedef ${vt} vt;
-typedef ${it} it;
-
-/* The matrix: CSR, plus (when ND > 0) runs of consecutive rows whose entries lie
-   exactly on the ND diagonals off[] in that order: there the column indices need
-   not be read and the loop over rows vectorizes. */
-typedef struct {
-    const it *ptr; const it *idx; const vt *val;
-    const int64_t *runs; int64_t nruns; const int64_t *off; int64_t nd;
-} mat_t;
-
-/* One row of (A - t I) src, scaled by g; src is indexed by global row minus off. */
-static inline vt row_apply(const it *restrict ptr, const it *restrict idx,
-                           const vt *restrict val, const vt *restrict src,
-                           int64_t off, int64_t r, vt t, vt g)
-{
-    vt acc = 0;
-    const it end = ptr[r + 1];
-    for (it j = ptr[r]; j < end; ++j)
-        acc += val[j] * src[idx[j] - off];
-    return (acc - t * src[r - off]) * g;
-}
-
-static void csr_rows(const mat_t *A, const vt *restrict src, int64_t soff,
-                     vt *restrict dst, int64_t doff, int64_t a, int64_t b, vt t, vt g)
-{
-    for (int64_t r = a; r < b; ++r)
-        dst[r - doff] = row_apply(A->ptr, A->idx, A->val, src, soff, r, t, g);
-}
-
-% if nd > 0:
-static void diag_rows(const mat_t *A, const vt *restrict src, int64_t soff,
-                      vt *restrict dst, int64_t doff, int64_t a, int64_t b, vt t, vt g)
-{
-    const vt *restrict v = A->val + A->ptr[a];
-    const vt *restrict s = src - soff;
-    vt *restrict d = dst - doff;
-% for j in range(nd):
-    const int64_t o${j} = A->off[${j}];
-% endfor
-    /* the row stride is read at run time: GCC vectorizes a variable stride with
-       strided loads, but gives up on the constant stride-5 load group */
-    const int64_t w = A->nd;
-    const int64_t m = b - a;
-    #pragma omp simd
-    for (int64_t i = 0; i < m; ++i) {
-        const int64_t r = a + i;
-        const vt acc = ${" + ".join(f"v[w * i + {j}] * s[r + o{j}]" for j in range(nd))};
-        d[r] = (acc - t * s[r]) * g;
-    }
-}
-% endif
-
-/* Rows [a, b) of dst = g (A - t I) src, by diagonal runs where there are any. */
-static void rows_apply(const mat_t *A, const vt *src, int64_t soff, vt *dst, int64_t doff,
-                       int64_t a, int64_t b, vt t, vt g)
-{
-% if nd > 0:
-    int64_t lo = 0, hi = A->nruns;
-    while (lo < hi) {  /* first run that ends after a */
-        const int64_t mid = (lo + hi) / 2;
-        if (A->runs[2 * mid + 1] <= a) lo = mid + 1; else hi = mid;
-    }
-    for (int64_t q = lo; q < A->nruns && a < b; ++q) {
-        const int64_t rs = A->runs[2 * q], re = A->runs[2 * q + 1];
-        if (rs >= b) break;
-        if (a < rs) { csr_rows(A, src, soff, dst, doff, a, rs, t, g); a = rs; }
-        const int64_t e = re < b ? re : b;
-        diag_rows(A, src, soff, dst, doff, a, e, t, g);
-        a = e;
-    }
-% endif
-    if (a < b) csr_rows(A, src, soff, dst, doff, a, b, t, g);
-}
-
-#define MAT_ARGS \
-    const mat_t M = {ptrs[0], ptrs[1], ptrs[2], ptrs[3], dims[3] / 2, ptrs[4], dims[4]}; \
-    const mat_t *A = &M;
-
-/* Pure CSR, one level after another: the baseline the others must beat. */
-int ${sym}_naive(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    const it *ptr = ptrs[0]; const it *idx = ptrs[1]; const vt *val = ptrs[2];
-    vt *V = ptrs[5]; const double *th = ptrs[6]; const double *ga = ptrs[7];
-    const int64_t L = dims[5] - 1, n = dims[6];
-    (void)f; (void)iv;
-    #pragma omp parallel if(n > ASP_PAR_MIN)
-    for (int64_t l = 1; l <= L; ++l) {
-        const vt *src = V + (l - 1) * n;
-        vt *dst = V + l * n;
-        const vt t = (vt)th[l - 1], g = (vt)ga[l - 1];
-        #pragma omp for schedule(static)
-        for (int64_t r = 0; r < n; ++r)
-            dst[r] = row_apply(ptr, idx, val, src, 0, r, t, g);
-    }
-    return 0;
-}
-
-int ${sym}_pa1(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    MAT_ARGS
-    vt *V = ptrs[5]; const double *th = ptrs[6]; const double *ga = ptrs[7];
-    const int64_t *blk = ptrs[8], *runptr = ptrs[9], *runs = ptrs[10], *base = ptrs[11];
-    const int64_t L = dims[5] - 1, n = dims[6], nb = dims[9] - 1;
-    const int64_t K = iv[0], span = iv[1], o = K - L;
-    int err = 0;
-    (void)f;
-    #pragma omp parallel if(n > ASP_PAR_MIN)
-    {
-        vt *W = L > 1 ? malloc(sizeof(vt) * (size_t)(L - 1) * (size_t)span) : NULL;
-        if (L > 1 && W == NULL) {
-            #pragma omp atomic write
-            err = 1;
-        }
-        #pragma omp barrier
-        if (!err) {
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t b = 0; b < nb; ++b) {
-                const int64_t lo = blk[b], hi = blk[b + 1], bs = base[b];
-                for (int64_t l = 1; l <= L; ++l) {
-                    const vt *src = l == 1 ? V : W + (l - 2) * span;
-                    const int64_t soff = l == 1 ? 0 : bs;
-                    const vt t = (vt)th[l - 1], g = (vt)ga[l - 1];
-                    if (l == L) {
-                        rows_apply(A, src, soff, V + l * n, 0, lo, hi, t, g);
-                        continue;
-                    }
-                    vt *w = W + (l - 1) * span;
-                    const int64_t j = b * (K - 1) + (l + o - 1);
-                    for (int64_t q = runptr[j]; q < runptr[j + 1]; ++q)
-                        rows_apply(A, src, soff, w, bs, runs[2 * q], runs[2 * q + 1], t, g);
-                    memcpy(V + l * n + lo, w + (lo - bs), sizeof(vt) * (size_t)(hi - lo));
-                }
-            }
-        }
-        free(W);
-    }
-    return err;
-}
-
-<%def name="window_kernel(name, two)">\
-int ${sym}_${name}(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    MAT_ARGS
-    vt *V = ptrs[5]; const double *th = ptrs[6]; const double *ga = ptrs[7];
-% if two:
-    vt *V2 = ptrs[8]; const int64_t *ch = ptrs[9];
-    const int64_t L = dims[5] - 1, n = dims[6], L2 = dims[9] - 1, T = dims[11] - 1;
-% else:
-    const int64_t *ch = ptrs[8];
-    const int64_t L = dims[5] - 1, n = dims[6], T = dims[9] - 1;
-% endif
-    const int64_t bl = iv[0], bu = iv[1], step = iv[2];
-    (void)f;
-    #pragma omp parallel if(T > 1)
-    {
-        /* more chunks than threads, taken dynamically: a thread the OS holds back
-           on a shared machine leaves its chunks to the others */
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < T; ++c) {
-            const int64_t lo = ch[c], hi = ch[c + 1];
-            int64_t done[L + 1], stop[L + 1];
-            for (int64_t l = 1; l <= L; ++l) {
-                done[l] = lo == 0 ? 0 : lo + (l - 1) * bl;
-                stop[l] = hi == n ? n : hi - (l - 1) * bu;
-            }
-            /* Level l trails level l-1 by bu rows: its inputs were just written. */
-            for (int64_t p = lo + step;; p += step) {
-                int more = 0;
-                for (int64_t l = 1; l <= L; ++l) {
-                    int64_t e = p - (l - 1) * bu;
-                    if (e > stop[l]) e = stop[l];
-                    if (e > done[l]) {
-                        rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, done[l], e,
-                                   (vt)th[l - 1], (vt)ga[l - 1]);
-% if two:
-                        if (l <= L2)  /* the same rows of A, still in cache */
-                            rows_apply(A, V2 + (l - 1) * n, 0, V2 + l * n, 0, done[l], e,
-                                       (vt)th[l - 1], (vt)ga[l - 1]);
-% endif
-                        done[l] = e;
-                    }
-                    more |= done[l] < stop[l];
-                }
-                if (!more) break;
-            }
-        }
-        /* The seams between chunks, level by level: each needs both sides' level l-1. */
-        #pragma omp for schedule(static, 1)
-        for (int64_t c = 1; c < T; ++c) {
-            const int64_t m = ch[c];
-            for (int64_t l = 2; l <= L; ++l) {
-                rows_apply(A, V + (l - 1) * n, 0, V + l * n, 0, m - (l - 1) * bu,
-                           m + (l - 1) * bl, (vt)th[l - 1], (vt)ga[l - 1]);
-% if two:
-                if (l <= L2)
-                    rows_apply(A, V2 + (l - 1) * n, 0, V2 + l * n, 0, m - (l - 1) * bu,
-                               m + (l - 1) * bl, (vt)th[l - 1], (vt)ga[l - 1]);
-% endif
-            }
-        }
-    }
-    return 0;
-}
-</%def>
-${window_kernel("window", False)}
-/* Two bases in one sweep (s-step CG's p and r bases): A is streamed once for both. */
-${window_kernel("window2", True)}
-
-% if cg:
-/* Rows of one thread's static share of [0, n). */
-static inline void share(int64_t n, int64_t *a, int64_t *b)
-{
-    const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-    *a = n * t / T;
-    *b = n * (t + 1) / T;
-}
-
-/* q = A p; out[0] = p.q */
-int ${sym}_cg_spmv(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    MAT_ARGS
-    const vt *p = ptrs[5]; vt *q = ptrs[6]; double *out = ptrs[7];
-    const int64_t n = dims[5];
-    double pq = 0;
-    (void)f; (void)iv;
-    #pragma omp parallel reduction(+:pq) if(n > ASP_PAR_MIN)
-    {
-        int64_t a, b;
-        share(n, &a, &b);
-        rows_apply(A, p, 0, q, 0, a, b, 0, 1);
-        #pragma omp simd reduction(+:pq)
-        for (int64_t r = a; r < b; ++r)
-            pq += p[r] * q[r];
-    }
-    out[0] = pq;
-    return 0;
-}
-
-/* x += a p; r -= a q; out[0] = r.r */
-int ${sym}_cg_update(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    vt *x = ptrs[0]; vt *r = ptrs[1]; const vt *p = ptrs[2]; const vt *q = ptrs[3];
-    double *out = ptrs[4];
-    const int64_t n = dims[0];
-    const vt a = f[0];
-    double rr = 0;
-    (void)iv;
-    #pragma omp parallel for simd schedule(static) reduction(+:rr) if(n > ASP_PAR_MIN)
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] += a * p[i];
-        const vt ri = r[i] - a * q[i];
-        r[i] = ri;
-        rr += ri * ri;
-    }
-    out[0] = rr;
-    return 0;
-}
-
-/* p = r + b p */
-int ${sym}_cg_direction(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    vt *p = ptrs[0]; const vt *r = ptrs[1];
-    const int64_t n = dims[0];
-    const vt b = f[0];
-    (void)iv;
-    #pragma omp parallel for simd schedule(static) if(n > ASP_PAR_MIN)
-    for (int64_t i = 0; i < n; ++i)
-        p[i] = r[i] + b * p[i];
-    return 0;
-}
-
-/* r = b - A x; out[0] = r.r */
-int ${sym}_residual(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    MAT_ARGS
-    const vt *x = ptrs[5]; const vt *b = ptrs[6]; vt *r = ptrs[7]; double *out = ptrs[8];
-    const int64_t n = dims[5];
-    double rr = 0;
-    (void)f; (void)iv;
-    #pragma omp parallel reduction(+:rr) if(n > ASP_PAR_MIN)
-    {
-        int64_t a, e;
-        share(n, &a, &e);
-        rows_apply(A, x, 0, r, 0, a, e, 0, 1);
-        #pragma omp simd reduction(+:rr)
-        for (int64_t i = a; i < e; ++i) {
-            const vt v = b[i] - r[i];
-            r[i] = v;
-            rr += v * v;
-        }
-    }
-    out[0] = rr;
-    return 0;
-}
-
-% endif
-""")
-
-_ERRORS = ((MemoryError, "matrix powers: cannot allocate the per-thread scratch"),)
+I64, F64 = np.dtype(np.int64), np.dtype(np.float64)
+#: Rows below which a kernel runs on one thread (``ASP_PARALLEL_THRESHOLD`` overrides).
+PAR_MIN = 20000
+INCLUDES = ("stdint.h", "stdlib.h", "string.h", "math.h")
+#: The kernels' error codes (ASP_ERR_* in templates/matrix.c.mako), in order.
+ERRORS = (
+    (MemoryError, "matrix powers: cannot allocate the per-thread scratch"),
+    (ValueError, "matrix powers: the vectors do not fit the matrix (V must have one column "
+                 "per row of A, V2 as many columns as V and no more rows)"),
+    (ValueError, "matrix powers: shift and scale need one value per level"),
+    (ValueError, "matrix powers: a variant's plan (PA1 blocks, window chunks, K or the "
+                 "step) does not fit the matrix"),
+)
+MATRIX_NAMES = ("ptr", "idx", "val", "druns", "doff")
 
 
-class Kernels:
-    """The guarded entries of one (value type, index type, diagonal count) module."""
+# -- the matrix --------------------------------------------------------------------------
 
-    def __init__(self, vdtype: np.dtype, idtype: np.dtype, ndiag: int):
-        vt, it = VALUE_TYPES[vdtype], INDEX_TYPES[idtype]
-        sym = f"asp_mpk_{vt[0]}{it[3:5]}_d{ndiag}"
-        self.kernel = f"matrix_powers:{vt}/{it}/d{ndiag}"
-        self.source = stage(RenderError, self.kernel, lambda: _SOURCE.render(
-            vt=vt, it=it, sym=sym, nd=ndiag, cg=vdtype == np.float64))
-        self.library = stage(CompileError, self.kernel, lambda: build(
-            self.source, kernel=self.kernel, name=f"matrix_powers_{vt}_{it}_d{ndiag}"))
-        self.entries = stage(LoadError, self.kernel, lambda: self._entries(vdtype, idtype, sym))
-
-    def _entries(self, vdtype: np.dtype, idtype: np.dtype, sym: str) -> dict:
-        i64 = np.dtype(np.int64)
-        f64 = np.dtype(np.float64)
-        mat = (ArgSpec("array", idtype, 1), ArgSpec("array", idtype, 1),
-               ArgSpec("array", vdtype, 1), ArgSpec("array", i64, 1),
-               ArgSpec("array", i64, 1))
-        powers = mat + (ArgSpec("array", vdtype, 2, write=True), ArgSpec("array", f64, 1),
-                        ArgSpec("array", f64, 1))
-        vec = ArgSpec("array", vdtype, 1, group=0)
-        wvec = ArgSpec("array", vdtype, 1, write=True, group=0)
-        out = ArgSpec("array", f64, 1, write=True)
-        fl, ii = ArgSpec("float"), ArgSpec("int")
-        specs = {
-            "naive": powers,
-            "pa1": powers + (ArgSpec("array", i64, 1),) * 4 + (ii, ii),
-            "window": powers + (ArgSpec("array", i64, 1), ii, ii, ii),
-            "window2": powers + (ArgSpec("array", vdtype, 2, write=True),
-                                 ArgSpec("array", i64, 1), ii, ii, ii),
-        }
-        if vdtype == np.float64:
-            specs.update({
-                "cg_spmv": mat + (vec, wvec, out),
-                "cg_update": (wvec, wvec, vec, vec, out, fl),
-                "cg_direction": (wvec, vec, fl),
-                "residual": mat + (vec, vec, wvec, out),
-            })
-        return {
-            name: make_entry(self.library.address(f"{sym}_{name}"), spec, errors=_ERRORS,
-                             keepalive=self.library)
-            for name, spec in specs.items()
-        }
-
-    def __getitem__(self, name: str):
-        return self.entries[name]
+def as_csr(A, name: str = "A") -> sp.csr_matrix:
+    """``A`` as a valid square float32/float64 CSR matrix with finite values and int32/64
+    indices (a copy only where needed); errors name ``name``."""
+    if sp.issparse(A):
+        M = A.tocsr()
+    elif isinstance(A, np.ndarray) or hasattr(A, "__array__"):
+        arr = np.asarray(A)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (a square matrix), got shape {arr.shape}")
+        if arr.dtype not in VALUE_TYPES:
+            raise TypeError(f"{name} has dtype {arr.dtype}; expected float64 or float32")
+        M = sp.csr_matrix(arr)
+    else:
+        raise TypeError(f"{name} must be a scipy sparse matrix or a numpy array, "
+                        f"not {type(A).__name__}")
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {M.shape}")
+    if M.dtype not in VALUE_TYPES:
+        raise TypeError(f"{name} has dtype {M.dtype}; expected float64 or float32")
+    if not np.isfinite(M.data).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    n, nnz = M.shape[0], M.indptr[-1] if M.indptr.size else 0
+    # The kernels trust the structure: an index out of range would be read out of bounds.
+    if M.indptr.size != n + 1 or M.indptr[0] != 0 or np.any(np.diff(M.indptr) < 0) \
+            or M.indices.size < nnz or M.data.size < nnz \
+            or (nnz and (M.indices[:nnz].min() < 0 or M.indices[:nnz].max() >= n)):
+        raise ValueError(f"{name} is not a valid CSR matrix (indptr or indices out of range)")
+    idt = np.dtype(np.int32) if M.nnz < 2**31 - 1 and n < 2**31 - 1 else I64
+    if M.indices.dtype != idt or M.indptr.dtype != idt:
+        M = sp.csr_matrix((M.data, M.indices.astype(idt), M.indptr.astype(idt)), shape=M.shape)
+    if not all(a.flags.c_contiguous and a.flags.aligned for a in (M.data, M.indices, M.indptr)):
+        M = sp.csr_matrix((as_native(M.data), as_native(M.indices), as_native(M.indptr)),
+                          shape=M.shape)
+    return M
 
 
-@functools.cache
-def kernels(vdtype: np.dtype, idtype: np.dtype, ndiag: int = 0) -> Kernels:
-    """The compiled kernels for one (value dtype, index dtype, diagonal count)."""
-    return Kernels(np.dtype(vdtype), np.dtype(idtype), int(ndiag))
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise if ``x`` holds NaN/inf: one sum (NaN and inf propagate), exact check if needed."""
+    # a sum, not a BLAS dot: BLAS threads would spin against the kernels' OpenMP threads
+    with np.errstate(all="ignore"):
+        s = x.sum()
+    if not np.isfinite(s) and not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
 
 
-# The s-step solver's two vector passes, generated for a fixed basis size m = 2s+1 so
-# every sum is written out: one sweep over the rows, SIMD across rows, no inner loop.
-_SSTEP = Template(r"""
-#include <stdint.h>
-#include <string.h>
+@dataclass(frozen=True)
+class Structure:
+    """A matrix as the kernels read it: CSR in the kernels' row order (``perm`` applied,
+    if any), its dominant diagonal pattern and the runs of rows that follow it, its
+    (lower, upper) bandwidths and a digest of its structure (the tuning bucket)."""
 
-#define ASP_PAR_MIN 20000
+    csr: sp.csr_matrix
+    offsets: np.ndarray
+    runs: np.ndarray
+    bandwidth: tuple[int, int]
+    fingerprint: str
+    perm: np.ndarray | None = None
+    iperm: np.ndarray | None = None
 
-/* G = Y Y^T (lower triangle summed, then mirrored); Y is (${m}, n). */
-int ${sym}_gram(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    const double *Y = ptrs[0]; double *G = ptrs[1];
-    const int64_t n = dims[1];
-% for i in range(m):
-    const double *restrict y${i} = Y + ${i} * n;
-% endfor
-% for i, j in pairs:
-    double g${i}_${j} = 0;
-% endfor
-    (void)f; (void)iv;
-    #pragma omp parallel for simd schedule(static) if(n > ASP_PAR_MIN) \
-        reduction(+:${", ".join(f"g{i}_{j}" for i, j in pairs)})
-    for (int64_t r = 0; r < n; ++r) {
-% for i, j in pairs:
-        g${i}_${j} += y${i}[r] * y${j}[r];
-% endfor
-    }
-% for i, j in pairs:
-    G[${i * m + j}] = G[${j * m + i}] = g${i}_${j};
-% endfor
-    return 0;
-}
+    @property
+    def arrays(self) -> tuple:
+        """The kernels' first five arguments: ptr, idx, val, druns, doff."""
+        return (self.csr.indptr, self.csr.indices, self.csr.data, self.runs, self.offsets)
 
-/* x += Y^T c0; Y[ir] = Y^T c1 (r); Y[ip] = Y^T c2 (p); out[0] = r.r */
-int ${sym}_recover(void **ptrs, const int64_t *dims, const double *f, const int64_t *iv)
-{
-    double *Y = ptrs[0]; double *restrict x = ptrs[1]; const double *c = ptrs[2];
-    double *out = ptrs[3];
-    const int64_t n = dims[1], ip = iv[0], ir = iv[1];
-% for i in range(m):
-    const double a${i} = c[${i}], b${i} = c[${m + i}], d${i} = c[${2 * m + i}];
-% endfor
-    double *restrict rdst = Y + ir * n, *restrict pdst = Y + ip * n;
-    double rr = 0;
-    (void)f;
-    #pragma omp parallel for schedule(static) reduction(+:rr) if(n > ASP_PAR_MIN)
-    for (int64_t lo = 0; lo < n; lo += 1024) {
-        const int64_t hi = lo + 1024 < n ? lo + 1024 : n;
-        #pragma omp simd reduction(+:rr)
-        for (int64_t r = lo; r < hi; ++r) {
-% for i in range(m):
-            const double y${i} = Y[${i} * n + r];
-% endfor
-            const double xs = ${" + ".join(f"a{i} * y{i}" for i in range(m))};
-            const double rs = ${" + ".join(f"b{i} * y{i}" for i in range(m))};
-            const double ps = ${" + ".join(f"d{i} * y{i}" for i in range(m))};
-            x[r] += xs;
-            rdst[r] = rs;
-            pdst[r] = ps;
-            rr += rs * rs;
-        }
-    }
-    out[0] = rr;
-    return 0;
-}
-""")
+    @property
+    def signature(self) -> str:
+        """What the C depends on: the value and index types and the number of diagonals."""
+        return (f"{VALUE_TYPES[self.csr.dtype]}/{INDEX_TYPES[self.csr.indices.dtype]}"
+                f"/d{self.offsets.size}")
 
 
-class SStepKernels:
-    """Gram matrix and recovery entries for a basis of ``m`` float64 vectors."""
-
-    def __init__(self, m: int):
-        sym = f"asp_sstep_m{m}"
-        pairs = [(i, j) for i in range(m) for j in range(i + 1)]
-        self.kernel = f"matrix_powers:sstep/m{m}"
-        self.source = stage(RenderError, self.kernel,
-                            lambda: _SSTEP.render(m=m, sym=sym, pairs=pairs))
-        self.library = stage(CompileError, self.kernel, lambda: build(
-            self.source, kernel=self.kernel, name=f"matrix_powers_sstep_m{m}"))
-        self.entries = stage(LoadError, self.kernel, lambda: self._entries(m, sym))
-
-    def _entries(self, m: int, sym: str) -> dict:
-        f64 = np.dtype(np.float64)
-        basis = ArgSpec("array", f64, 2, shape=(m, -1))
-        specs = {
-            "gram": (basis, ArgSpec("array", f64, 2, write=True, shape=(m, m))),
-            "recover": (ArgSpec("array", f64, 2, write=True, shape=(m, -1)),
-                        ArgSpec("array", f64, 1, write=True), ArgSpec("array", f64, 2,
-                                                                       shape=(3, m)),
-                        ArgSpec("array", f64, 1, write=True), ArgSpec("int"), ArgSpec("int")),
-        }
-        return {
-            name: make_entry(self.library.address(f"{sym}_{name}"), spec,
-                             keepalive=self.library)
-            for name, spec in specs.items()
-        }
-
-    def __getitem__(self, name: str):
-        return self.entries[name]
+def analyse(M: sp.csr_matrix, reorder: bool | None, symmetric: bool | None,
+            depth: int) -> Structure:
+    """Bandwidths, the reordering (``None``: tried when the bandwidth is too wide for
+    ``depth`` levels of blocks and windows, kept if it halves it), diagonal runs."""
+    n = M.shape[0]
+    bl, bu = partition.bandwidths(M.indptr, M.indices, n)
+    perm = iperm = None
+    if reorder is None:
+        reorder = max(bl, bu) * 4 * config.num_threads() * depth > n and n > 1000
+    if reorder:
+        p = partition.rcm_permutation(M, symmetric)
+        P = M[p][:, p].tocsr()
+        pbl, pbu = partition.bandwidths(P.indptr, P.indices, n)
+        if max(pbl, pbu) * 2 <= max(bl, bu):
+            M, bl, bu, perm = as_csr(P), pbl, pbu, p.astype(np.intp)
+            iperm = np.argsort(perm)
+    offsets, runs = partition.diagonal_runs(M.indptr, M.indices, n)
+    return Structure(M, offsets, runs, (bl, bu), partition.fingerprint(M.indptr, M.indices, n),
+                     perm, iperm)
 
 
-@functools.cache
-def sstep_kernels(m: int) -> SStepKernels:
-    """The s-step kernels for a basis of ``m = 2s+1`` vectors, built once per process."""
-    return SStepKernels(int(m))
+class Matrix:
+    """A validated square CSR matrix ``A`` and the analysis of its structure, done once
+    (at construction, unless ``ASP_DISABLE_JIT=1``; else on first use)."""
+
+    def __init__(self, A: sp.csr_matrix, *, reorder: bool | None = False,
+                 symmetric: bool | None = None, depth: int = 1):
+        self.A = A
+        self._options = (reorder, symmetric, depth)
+        self._structure: Structure | None = None
+        self._error: SpecializationError | None = None
+        if not config.jit_disabled():
+            self._analyse()
+
+    def _analyse(self) -> None:
+        try:
+            self._structure = analyse(self.A, *self._options)
+        except Exception as exc:  # noqa: BLE001 - a bug in the analysis: the runtime falls back
+            self._error = SpecializationError(
+                f"analysing the matrix failed: {type(exc).__name__}: {exc}", stage="planning")
+
+    @property
+    def analysed(self) -> Structure | None:
+        """The structure, or None if the analysis failed or has not run."""
+        return self._structure
+
+    def structure(self) -> Structure:
+        """The structure; raises the analysis's failure as a SpecializationError."""
+        if self._structure is None and self._error is None:
+            self._analyse()
+        if self._error is not None:
+            raise self._error
+        return self._structure
+
+
+def matrix_specs(vdtype: np.dtype, idtype: np.dtype, nd: int) -> tuple[ArgSpec, ...]:
+    """Guards of ptr, idx, val, druns, doff (exactly ``nd`` offsets: the C reads them all)."""
+    return (ArgSpec("array", idtype, 1), ArgSpec("array", idtype, 1),
+            ArgSpec("array", vdtype, 1), ArgSpec("array", I64, 1),
+            ArgSpec("array", I64, 1, shape=(nd,)))
+
+
+def csr_of(args: tuple) -> sp.csr_matrix:
+    """The scipy matrix of a kernel call's first five arguments (the references' view)."""
+    ptr, idx, val = args[:3]
+    n = ptr.size - 1
+    return sp.csr_matrix((val, idx, ptr), shape=(n, n))
+
+
+# -- the C they share ----------------------------------------------------------------------
+
+def render_def(file: str, name: str, *, kernel: str, **context) -> str:
+    """The text of def ``name`` of ``templates/<file>``; any failure (a missing file, a
+    template bug) is a SpecializationError of the rendering stage."""
+    try:
+        tmpl = template(TEMPLATES / file).get_def(name)
+    except Exception as exc:  # noqa: BLE001 - whatever Mako or the file system raises
+        raise SpecializationError(f"rendering the template failed: {type(exc).__name__}: "
+                                  f"{exc}", kernel=kernel, stage="rendering") from exc
+    return render(tmpl, kernel=kernel, **context)
+
+
+def c_context(vdtype: np.dtype, idtype: np.dtype, nd: int) -> dict:
+    return {"vt": VALUE_TYPES[vdtype], "it": INDEX_TYPES[idtype], "nd": nd,
+            "par_min": config.parallel_threshold(PAR_MIN)}
+
+
+def _p(name: str, ctype: str, pointer: bool = False, const: bool = False,
+       restrict: bool = False) -> ir.Param:
+    return ir.Param(name, ctype, pointer=pointer, const=const, restrict=restrict)
+
+
+def _rows_params(restrict: bool) -> tuple[ir.Param, ...]:
+    return (_p("A", "mat_t", True, True), _p("src", "vt", True, True, restrict),
+            _p("soff", "int64_t"), _p("dst", "vt", True, False, restrict), _p("doff", "int64_t"),
+            _p("a", "int64_t"), _p("b", "int64_t"), _p("t", "vt"), _p("g", "vt"))
+
+
+def helper(name: str, params: tuple[ir.Param, ...], body: str, ret: str = "void", *,
+           inline: bool = False) -> ir.Function:
+    return ir.Function(name, params, ir.Block((ir.Verbatim(body, name),)), ret=ret,
+                       static=True, inline=inline)
+
+
+def matrix_helpers(kernel: str, ctx: dict) -> tuple[ir.Function, ...]:
+    """row_apply (one row of g (A - t I) src), csr_rows, diag_rows (with diagonals),
+    rows_apply (rows [a, b), by diagonal runs where there are any) and share (a thread's
+    static share of the rows)."""
+    def body(name):
+        return render_def("matrix.c.mako", name, kernel=kernel, **ctx)
+
+    row = (_p("ptr", "it", True, True, True), _p("idx", "it", True, True, True),
+           _p("val", "vt", True, True, True), _p("src", "vt", True, True, True),
+           _p("off", "int64_t"), _p("r", "int64_t"), _p("t", "vt"), _p("g", "vt"))
+    out = [helper("row_apply", row, body("row_apply"), "vt", inline=True),
+           helper("csr_rows", _rows_params(True), body("csr_rows"))]
+    if ctx["nd"] > 0:
+        out.append(helper("diag_rows", _rows_params(True), body("diag_rows")))
+    out.append(helper("rows_apply", _rows_params(False), body("rows_apply")))
+    out.append(helper("share", (_p("n", "int64_t"), _p("a", "int64_t", True),
+                                _p("b", "int64_t", True)), body("share"), inline=True))
+    return tuple(out)
+
+
+def matrix_preamble(kernel: str, ctx: dict) -> str:
+    return render_def("matrix.c.mako", "preamble", kernel=kernel, **ctx)
+
+
+class TemplateKernel(Specializer):
+    """A kernel family of this package: ``family`` names it; ``variants`` are the variants
+    it builds, so they key its warm-start record with the family (the C of a signature
+    depends on nothing else: types and sizes are in the signature, the templates in the
+    package's fingerprint)."""
+
+    def __init__(self, family: str, variants: tuple[str, ...]):
+        self.family, self.variants = family, tuple(variants)
+        self.name = f"matrix_powers:{family}"
+        self.digest = hashlib.sha256(f"{self.name}|{','.join(self.variants)}".encode()
+                                     ).hexdigest()
+
+
+# -- small problems to check variants on ---------------------------------------------------
+
+def check_structure(nd: int, vdtype: np.dtype, idtype: np.dtype, n: int = 400,
+                    seed: int = 2026) -> Structure:
+    """A random banded matrix (bandwidth <= 9) with empty rows, irregular rows and, when
+    ``nd`` > 0, runs of rows on ``nd`` diagonals: every path of the kernels."""
+    rng = np.random.default_rng(seed)
+    offsets = np.sort(rng.choice(np.arange(-9, 10), nd, replace=False)).astype(np.int64)
+    rows, follow = [], np.zeros(n, bool)
+    for r in range(n):
+        u = rng.random()
+        if nd and u < 0.75 and 0 <= r + offsets[0] and r + offsets[-1] < n:
+            cols = r + offsets
+            follow[r] = True
+        elif u < 0.8:
+            cols = np.zeros(0, np.int64)
+        else:
+            cols = np.unique(np.clip(r + rng.integers(-9, 10, rng.integers(1, 7)), 0, n - 1))
+        rows.append(cols)
+    indptr = np.concatenate([[0], np.cumsum([c.size for c in rows])]).astype(idtype)
+    indices = np.concatenate(rows).astype(idtype)
+    data = rng.uniform(-1, 1, indices.size).astype(vdtype)
+    M = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    edges = np.diff(np.concatenate([[0], follow.astype(np.int8), [0]]))
+    runs = np.empty(2 * int((edges == 1).sum()), np.int64)
+    runs[0::2], runs[1::2] = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return Structure(M, offsets, runs, partition.bandwidths(indptr, indices, n),
+                     partition.fingerprint(indptr, indices, n))
+
+
+# -- this process's kernels ----------------------------------------------------------------
+
+_GROUP: set[str] = set()  # every kernel of this package: one fallback warning among them
+_KERNELS: dict[tuple, JitKernel] = {}
+
+
+def jit(factory: Callable[..., Specializer], *key) -> JitKernel:
+    """The JitKernel of ``factory(*key)``, made once per process and shared by every
+    matrix and solver (its specializations and tuning are per signature and bucket)."""
+    k = _KERNELS.get((factory, key))
+    if k is None:
+        k = _KERNELS[(factory, key)] = JitKernel(factory(*key), fallback_group=_GROUP)
+    return k
+
+
+def forget() -> None:
+    """Drop this process's kernels and fallback warning (tests that change the
+    environment use this; the disk cache and tuning database stay)."""
+    _KERNELS.clear()
+    _GROUP.clear()

@@ -6,9 +6,10 @@ number of iterations done when ``maxiter`` stopped it, ``info < 0`` on a
 breakdown (a zero or non-finite curvature ``p.Ap``, which a matrix that is not
 symmetric positive definite can cause); ``callback(xk)`` after each iteration;
 ``tol=`` is accepted as the older name of ``rtol``.  As in SciPy, ``b = 0``
-(a 0x0 system included) returns ``(zeros, 0)`` whatever ``x0``.  Without native
-kernels (see :mod:`specializers.matrix_powers.fallback`) both run the same
-recurrences in NumPy/SciPy after one warning.
+(a 0x0 system included) returns ``(zeros, 0)`` whatever ``x0``.  Every kernel
+(:mod:`specializers.matrix_powers.cg_kernels`) runs through asp's runtime: when it
+cannot run native code, its NumPy/SciPy reference runs the same recurrence, after
+one :class:`asp.errors.AspFallbackWarning` for all the kernels of the package.
 
 ``ca_cg`` runs s steps of CG per outer iteration from the bases of p (s
 products) and r (s-1 products), built in one sweep of the matrix-powers
@@ -29,23 +30,18 @@ import warnings
 
 import numpy as np
 
-from asp import config
 from asp.errors import AspFallbackWarning
-from asp.runtime import MISS, as_native
-from specializers.matrix_powers import partition
-from specializers.matrix_powers.fallback import PlanningError, give_up
-from specializers.matrix_powers.powers import (
-    MatrixPowers,
-    as_csr,
-    check_finite,
-    native_kernels,
-)
+from asp.runtime import as_native
+from specializers.matrix_powers.cg_kernels import CGKernel, SStepKernel
+from specializers.matrix_powers.kernels import Matrix, as_csr, check_finite, jit
+from specializers.matrix_powers.powers import MatrixPowers
 
 __all__ = ["ca_cg", "cg", "chebyshev_leja_shifts", "lanczos_interval"]
 
 
 class _Operator:
-    """A float64 CSR matrix with its fused CG kernels."""
+    """A float64 CSR matrix and the fused kernels of one solve (each a JitKernel that
+    runs its NumPy reference when it cannot run native code)."""
 
     def __init__(self, A, name: str = "A"):
         M = as_csr(A, name)
@@ -53,61 +49,31 @@ class _Operator:
             M = as_csr(M.astype(np.float64), name)
         self.A = M
         self.n = M.shape[0]
-        self.k = None
+        self.matrix = Matrix(M)
         self.out = np.zeros(1)
-        if config.jit_disabled():
-            return
-        try:
-            offs, runs = partition.diagonal_runs(M.indptr, M.indices, self.n)
-        except Exception as exc:  # a bug in the setup must not reach the user's program
-            give_up(PlanningError(f"analysing the matrix failed: {type(exc).__name__}: {exc}",
-                                  kernel="matrix_powers:cg"), stacklevel=4)
-            return
-        self.k = native_kernels(np.dtype(np.float64), M.indices.dtype, offs.size)
-        self.mat = (M.indptr, M.indices, M.data, runs, offs)
+        self._spmv, self._residual, self._update, self._direction = (
+            jit(CGKernel, op) for op in ("spmv_dot", "residual", "update", "direction"))
+        self._recover = jit(SStepKernel, "recover")
 
-    def _call(self, entry, *args) -> float:
-        # a guard miss would leave out[0] stale: a wrong number, so never ignored
-        if entry(*args) is MISS:
-            raise TypeError("matrix powers: a CG kernel rejected its arguments")
-        return float(self.out[0])
-
-    # each method falls back to the same arithmetic in numpy when there is no native code
     def spmv_dot(self, p: np.ndarray, q: np.ndarray) -> float:
-        if self.k is None:
-            q[:] = self.A @ p
-            return float(p @ q)
-        return self._call(self.k["cg_spmv"], *self.mat, p, q, self.out)
+        """q = A p; returns p.q"""
+        return float(self._spmv(self.matrix, p, q, self.out))
 
     def residual(self, x: np.ndarray, b: np.ndarray, r: np.ndarray) -> float:
-        if self.k is None:
-            r[:] = b - self.A @ x
-            return float(r @ r)
-        return self._call(self.k["residual"], *self.mat, x, b, r, self.out)
+        """r = b - A x; returns r.r"""
+        return float(self._residual(self.matrix, x, b, r, self.out))
 
     def update(self, x, r, p, q, alpha: float) -> float:
-        if self.k is None:
-            x += alpha * p
-            r -= alpha * q
-            return float(r @ r)
-        return self._call(self.k["cg_update"], x, r, p, q, self.out, alpha)
+        """x += alpha p; r -= alpha q; returns r.r"""
+        return float(self._update(x, r, p, q, self.out, float(alpha)))
 
     def direction(self, p, r, beta: float) -> None:
-        if self.k is None:
-            p *= beta
-            p += r
-            return
-        self._call(self.k["cg_direction"], p, r, beta)
+        """p = r + beta p"""
+        self._direction(p, r, float(beta))
 
-    def recover(self, Y, x, coef, ip: int, ir: int, sstep=None) -> float:
-        """x += Y^T c0; r, p = Y^T c1, Y^T c2 into Y[ir], Y[ip]; returns r.r.
-        ``sstep``: the s-step kernels for Y's basis size (None: numpy)."""
-        if sstep is None:
-            out = coef @ Y
-            x += out[0]
-            Y[ir], Y[ip] = out[1], out[2]
-            return float(out[1] @ out[1])
-        return self._call(sstep["recover"], Y, x, coef, self.out, ip, ir)
+    def recover(self, Y, x, coef, ip: int, ir: int) -> float:
+        """x += Y^T c0; r, p = Y^T c1, Y^T c2 into Y[ir], Y[ip]; returns r.r."""
+        return float(self._recover(Y, x, coef, self.out, ip, ir))
 
 
 def _setup(A, b, x0, rtol, atol, maxiter, tol, callback):
@@ -275,9 +241,7 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
     scale = 1.0 / width if width > 0 and math.isfinite(width) else 1.0
     scales = np.full(s, scale)
     mpk = MatrixPowers(op.A, s, basis=basis, shifts=shifts if basis == "newton" else None,
-                       scales=scales, native=op.k is not None)
-    # the recovery's kernel: None (numpy) without native code or if it fails to build
-    sstep = mpk.native_sstep(2 * s + 1) if op.k is not None else None
+                       scales=scales)
     B = _change_of_basis(shifts, scales, s)
     Y = np.empty((2 * s + 1, n))
     Y[0], Y[s + 1] = r, r
@@ -315,7 +279,7 @@ def ca_cg(A, b, x0=None, *, s=4, rtol=1e-5, atol=0.0, maxiter=None, M=None, call
                 break
         if broke and its == 0:
             return x, -1
-        rnorm = math.sqrt(op.recover(Y, x, coef, 0, s + 1, sstep))
+        rnorm = math.sqrt(op.recover(Y, x, coef, 0, s + 1))
         if not math.isfinite(rnorm):
             return x, -1
         if rnorm <= target or not rr > 0 or math.sqrt(rr) <= target:

@@ -1,0 +1,278 @@
+"""The matrix-powers kernel: ``V[l] = g_l (A - t_l I) V[l-1]``, l = 1..L, as tuned variants.
+
+One plan per (value type, index type, diagonals); its variants share one argument
+list -- the matrix, V (and V2 for the two-basis kernel), the shifts and scales, and
+every variant's plan -- and each reads only what it needs:
+
+* ``naive``: L parallel CSR products, the matrix streamed L times;
+* ``pa1_small``, ``pa1_large``: PA1 with blocks sized for 256 KiB and 1 MiB of A;
+* ``window_short``, ``window_long``: the one-pass sliding window, 256 and 2048 rows
+  per step (for banded matrices; works for any).
+
+The runtime checks each against :meth:`PowersKernel.run_python` on a small random
+problem with its own plans, and tunes among them per structure, depth and thread
+count (the ``bucket``).  A variant forced by the caller (``pa1-<rows>``,
+``window-<step>``, ``naive``) is a one-variant kernel of its own.
+
+The caller's arguments are ``(problem, V, forced)`` (``(problem, V, V2, forced)``
+for two bases): :class:`PowersProblem` holds the matrix, k, shifts, scales and the
+plans, made once per problem; ``prepare`` turns them into the kernel's arguments
+(permuting V when the matrix was reordered).  A plan that cannot be made raises a
+:class:`~asp.errors.SpecializationError`, so the call runs as the reference.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from asp import config
+from asp.codegen.template import template_function
+from asp.errors import SpecializationError
+from asp.ir import platform as ir
+from asp.runtime import ArgSpec, Plan, Prepared, Variant
+from specializers.matrix_powers import partition
+from specializers.matrix_powers.kernels import (
+    ERRORS,
+    F64,
+    I64,
+    INCLUDES,
+    MATRIX_NAMES,
+    Matrix,
+    TemplateKernel,
+    c_context,
+    check_structure,
+    csr_of,
+    helper,
+    matrix_helpers,
+    matrix_preamble,
+    matrix_specs,
+    render_def,
+)
+
+__all__ = ["VARIANTS", "PowersKernel", "PowersProblem", "fill_basis"]
+
+#: C variant -> (template def, plan slot)
+VARIANTS = {"naive": ("naive", None), "pa1_small": ("pa1", "small"),
+            "pa1_large": ("pa1", "large"), "window_short": ("window", "short"),
+            "window_long": ("window", "long")}
+WINDOW_STEPS = {"short": 256, "long": 2048}
+# each seam between window chunks costs a little re-reading; a few chunks per thread
+# buy load balance when the cores are shared
+WINDOW_CHUNKS_PER_THREAD = 4
+PLAN_NAMES = ("blk_small", "runptr_small", "runs_small", "base_small",
+              "blk_large", "runptr_large", "runs_large", "base_large", "chunks",
+              "K", "span_small", "span_large", "bl", "bu", "step_short", "step_long")
+_EMPTY = np.zeros(0, np.int64)
+_EMPTY.setflags(write=False)
+
+
+def fill_basis(A: sp.csr_matrix, V: np.ndarray, shifts: np.ndarray, scales: np.ndarray) -> None:
+    """The reference: ``V[l] = scales[l-1] (A V[l-1] - shifts[l-1] V[l-1])`` in V's type."""
+    for j in range(V.shape[0] - 1):
+        t, g = V.dtype.type(shifts[j]), V.dtype.type(scales[j])
+        V[j + 1] = (A @ V[j] - t * V[j]) * g
+
+
+class PowersProblem:
+    """What the powers kernels read besides V: the :class:`Matrix`, depth ``k``, shifts,
+    scales, and the variants' plans, each made once on first use (``setup_seconds``
+    adds up the time)."""
+
+    def __init__(self, matrix: Matrix, k: int, shifts: np.ndarray, scales: np.ndarray,
+                 pa1_rows: tuple[int, int]):
+        self.matrix, self.k, self.shifts, self.scales = matrix, k, shifts, scales
+        self.pa1_rows = dict(zip(("small", "large"), pa1_rows, strict=True))
+        self.setup_seconds = 0.0
+        self._plans: dict[tuple, object] = {}
+
+    def plan(self, variant: str, levels: int):
+        """The plan of a public variant name: a Pa1Plan, window chunks, or None (naive)."""
+        head, _, size = variant.partition("-")
+        if head == "pa1":
+            return self._made(("pa1", int(size)), variant, lambda: partition.pa1_plan(
+                *self._csr_index(), self.k, int(size)))
+        if head == "window":
+            threads = config.num_threads()
+            chunks = 1 if threads == 1 else WINDOW_CHUNKS_PER_THREAD * threads
+            bl, bu = self.matrix.structure().bandwidth
+            n = self.matrix.A.shape[0]
+            return self._made(("window", levels, chunks), variant, lambda: partition.window_chunks(
+                n, levels, bl, bu, chunks))
+        return None
+
+    def _csr_index(self):
+        M = self.matrix.structure().csr
+        return M.indptr, M.indices, M.shape[0]
+
+    def _made(self, key: tuple, variant: str, make):
+        got = self._plans.get(key)
+        if got is None:
+            t0 = time.perf_counter()
+            try:
+                got = make()
+            except Exception as exc:  # noqa: BLE001 - a bug in planning: the call falls back
+                got = SpecializationError(f"planning variant {variant!r} failed: "
+                                          f"{type(exc).__name__}: {exc}", stage="planning")
+            self._plans[key] = got
+            self.setup_seconds += time.perf_counter() - t0
+        if isinstance(got, SpecializationError):
+            raise got
+        return got
+
+    def plan_args(self, levels: int, forced: str | None) -> tuple:
+        """The plan arguments of a call: every variant's plan, or only the forced one's."""
+        pa1 = {"small": None, "large": None}
+        chunks, steps = None, {"short": 1, "long": 1}
+        if forced is None:
+            for slot, rows in self.pa1_rows.items():
+                pa1[slot] = self.plan(f"pa1-{rows}", levels)
+            chunks = self.plan(f"window-{WINDOW_STEPS['short']}", levels)
+            steps = dict(WINDOW_STEPS)
+        elif forced.startswith("pa1-"):
+            pa1["small"] = self.plan(forced, levels)
+        elif forced.startswith("window-"):
+            chunks = self.plan(forced, levels)
+            steps["short"] = int(forced[7:])
+        out = []
+        for p in pa1.values():
+            out += [_EMPTY] * 4 if p is None else [p.blk, p.runptr, p.runs, p.base]
+        bl, bu = self.matrix.structure().bandwidth
+        return (*out, _EMPTY if chunks is None else chunks, self.k,
+                *(1 if p is None else p.span for p in pa1.values()), bl, bu,
+                steps["short"], steps["long"])
+
+
+def forced_variant(forced: str) -> str:
+    """The C variant that runs a forced public variant name."""
+    if forced.startswith("pa1-"):
+        return "pa1_small"
+    if forced.startswith("window-"):
+        return "window_short"
+    return "naive"
+
+
+class PowersKernel(TemplateKernel):
+    """The powers kernel of one basis (``two=False``) or of two bases in one call."""
+
+    def __init__(self, two: bool, variants: tuple[str, ...] = tuple(VARIANTS)):
+        super().__init__("powers2" if two else "powers", variants)
+        self.two = two
+        self.names = (*MATRIX_NAMES, "V", *(("V2",) if two else ()), "shift", "scale",
+                      *PLAN_NAMES)
+
+    def prepare(self, args: tuple) -> Prepared:
+        if len(args) != (4 if self.two else 3):
+            raise TypeError(f"{self.name}: expected (problem, V{', V2' if self.two else ''}, "
+                            f"forced), got {len(args)} arguments")
+        problem, V, *rest = args
+        V2 = rest[0] if self.two else None
+        forced = rest[-1]
+        st = problem.matrix.structure()
+        n = st.csr.shape[0]
+        for name, B in (("V", V), ("V2", V2))[: 1 + self.two]:
+            if not isinstance(B, np.ndarray) or B.dtype != st.csr.dtype or B.ndim != 2:
+                raise TypeError(f"{name} must be a 2-D {st.csr.dtype} array")
+            if B.shape[1] != n or B.shape[0] < 1:
+                raise ValueError(f"{name} must have shape (levels+1, {n}), got {B.shape}")
+        levels = V.shape[0] - 1
+        plans = problem.plan_args(levels, forced)
+        bases, finish = (V, V2)[: 1 + self.two], None
+        if st.perm is not None:
+            bases = tuple(_permuted(B, st.perm) for B in bases)
+
+            def finish(_, out=(V, V2)[: 1 + self.two], work=bases, iperm=st.iperm):
+                for B, W in zip(out, work):
+                    B[1:] = W[1:, iperm]
+        bucket = ""
+        if forced is None:
+            depth = f"{levels}/{V2.shape[0] - 1}" if self.two else f"{levels}"
+            bucket = f"{st.fingerprint} L{depth} t{config.num_threads()}"
+        return Prepared((*st.arrays, *bases, problem.shifts, problem.scales, *plans),
+                        st.signature, finish=finish, same=False, bucket=bucket)
+
+    def specs(self, vdtype: np.dtype, idtype: np.dtype, nd: int) -> tuple[ArgSpec, ...]:
+        basis = ArgSpec("array", vdtype, 2, write=True)
+        levels = ArgSpec("array", F64, 1)
+        plan_array, integer = ArgSpec("array", I64, 1), ArgSpec("int")
+        return (*matrix_specs(vdtype, idtype, nd), basis, *((basis,) if self.two else ()),
+                levels, levels, *(plan_array,) * 9, *(integer,) * 7)
+
+    def plan(self, prepared: Prepared) -> Plan:
+        idx, val, doff = prepared.args[1], prepared.args[2], prepared.args[4]
+        vdtype, idtype, nd = val.dtype, idx.dtype, doff.size
+        ctx = c_context(vdtype, idtype, nd)
+        specs = self.specs(vdtype, idtype, nd)
+        variants = []
+        for name in self.variants:
+            body, slot = VARIANTS[name]
+            text = render_def("powers.c.mako", body, kernel=self.name, two=self.two,
+                              slot=slot, **ctx)
+            variants.append(Variant(name, template_function(f"mpk_{name}", self.names,
+                                                            specs, text)))
+        helpers = matrix_helpers(self.name, ctx)
+        if any(VARIANTS[v][0] == "pa1" for v in self.variants):
+            helpers += (pa1_sweep(self.name, ctx),)
+        f32 = vdtype == np.float32
+        return Plan(prepared.signature, specs, tuple(variants), errors=ERRORS,
+                    preamble=matrix_preamble(self.name, ctx), helpers=helpers,
+                    includes=INCLUDES, check_args=lambda: self.check_args(vdtype, idtype, nd),
+                    rtol=1e-4 if f32 else 1e-10, atol=1e-5 if f32 else 1e-12)
+
+    def check_args(self, vdtype: np.dtype, idtype: np.dtype, nd: int) -> tuple:
+        """A 400-row banded problem (``check_structure``) with 3 levels (V2: 2), small PA1
+        blocks (23 and 61 rows) and four window chunks stepped by 5 and 37 rows: many
+        blocks, ghost zones, chunks and seams, each variant with plans of its own."""
+        st = check_structure(nd, vdtype, idtype)
+        rng = np.random.default_rng(7)
+        n, K = st.csr.shape[0], 3
+        V = np.zeros((K + 1, n), vdtype)
+        V[0] = rng.standard_normal(n)
+        bases = [V]
+        if self.two:
+            V2 = np.zeros((K, n), vdtype)
+            V2[0] = rng.standard_normal(n)
+            bases.append(V2)
+        shifts, scales = rng.uniform(-1, 1, K), rng.uniform(0.2, 0.4, K)
+        small, large = (partition.pa1_plan(st.csr.indptr, st.csr.indices, n, K, rows)
+                        for rows in (23, 61))
+        bl, bu = st.bandwidth
+        chunks = partition.window_chunks(n, K, bl, bu, 4)
+        return (*st.arrays, *bases, shifts, scales, small.blk, small.runptr, small.runs,
+                small.base, large.blk, large.runptr, large.runs, large.base, chunks, K,
+                small.span, large.span, bl, bu, 5, 37)
+
+    def run_python(self, args: tuple):
+        """The reference, from the caller's arguments or from the kernel's own."""
+        if isinstance(args[0], PowersProblem):
+            problem = args[0]
+            A, shifts, scales = problem.matrix.A, problem.shifts, problem.scales
+            bases = args[1:3] if self.two else args[1:2]
+        else:
+            A = csr_of(args)
+            bases = args[5:7] if self.two else args[5:6]
+            shifts, scales = args[6 + self.two], args[7 + self.two]
+        for B in bases:
+            fill_basis(A, B, shifts, scales)
+
+
+def _permuted(B: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    W = np.empty_like(B)
+    W[0] = B[0][perm]
+    return W
+
+
+def pa1_sweep(kernel: str, ctx: dict) -> ir.Function:
+    """The helper that runs one basis by PA1 inside the caller's parallel region."""
+    def p(name, ctype, pointer=False, const=False):
+        return ir.Param(name, ctype, pointer=pointer, const=const)
+
+    params = (p("A", "mat_t", True, True), p("V", "vt", True), p("n", "int64_t"),
+              p("L", "int64_t"), p("K", "int64_t"), p("th", "double", True, True),
+              p("ga", "double", True, True), p("blk", "int64_t", True, True),
+              p("runptr", "int64_t", True, True), p("runs", "int64_t", True, True),
+              p("base", "int64_t", True, True), p("nb", "int64_t"), p("span", "int64_t"),
+              p("W", "vt", True))
+    return helper("pa1_sweep", params, render_def("powers.c.mako", "pa1_sweep",
+                                                  kernel=kernel, **ctx))
