@@ -3,11 +3,15 @@
 Modes (``ASP_TUNE``):
 
 * ``off``: always the first variant (the specializer lists its safest first).
-* ``online`` (default, the paper's way): each real call runs the variant with
-  the fewest timings so far, round-robin.  A variant's first call is a warm-up
-  and is not timed (fresh pages, cold caches: on a 512^2 grid three early
-  timings crowned a streaming-store variant 2.5-4x slower than ``static`` in
-  steady state).  From ``rounds`` timings each on, after every round, the
+* ``online`` (default, the paper's way): real calls run the variants in turn, the
+  one with the fewest timings next, each for a *block* of two consecutive calls of
+  which only the second is timed.  The first is a warm-up: of fresh pages on a
+  variant's first call, and of the caches every time, since the variant before it
+  left them in its own state (a streaming-store variant leaves the output out of
+  cache, so a cache-friendly variant timed right after it pays for misses it never
+  has in steady state: timed that way, ``stream`` won the 512^2 heat step in every
+  trial, 1.6x slower than ``static`` when it runs alone).  From ``rounds`` timings
+  each on, after every round, the
   variant with the smallest median wins as soon as it is *separated*: every
   other variant's fastest timing is slower than its median, so noise (another
   process, a stall) cannot have made the difference.  Variants that stay
@@ -51,9 +55,9 @@ MAX_REOPEN = 2
 
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     """How many online calls a decision among ``variants`` takes: at most (the budget
-    spent), or at least (separated as soon as possible); each variant also has an untimed
-    warm-up call."""
-    return variants * (1 + (MAX_ROUNDS if at_most else ROUNDS))
+    spent), or at least (separated as soon as possible); every timed call follows an
+    untimed one of the same variant."""
+    return variants * 2 * (MAX_ROUNDS if at_most else ROUNDS)
 
 #: The key, among a remembered winner's timings, of how the decision was made.
 _DECISION = "_decision"
@@ -84,7 +88,7 @@ class Tuning:
         self.rounds = rounds
         self.max_rounds = max(max_rounds, rounds)
         self.trials: dict[str, list[float]] = {v: [] for v in self.variants}
-        self.warm: set[str] = set()  # variants whose untimed first call has run
+        self.block: str | None = None  # the variant whose warm-up call just ran
         self.excluded: dict[str, str] = {}
         self.winner: str | None = None
         self.provisional = False  # decided by the budget, not by separation
@@ -130,16 +134,20 @@ class Tuning:
         live = self.candidates()
         if not live:
             raise RuntimeError(f"every variant of {self.kernel} failed")
-        return min(live, key=lambda v: (v in self.warm, len(self.trials[v])))
+        if self.block in live:
+            return self.block  # the timed call of the block its warm-up began
+        return min(live, key=lambda v: len(self.trials[v]))
 
     def record(self, variant: str, seconds: float) -> None:
-        """Add one timing (a variant's first is its warm-up, not kept); decide when the
-        fastest is separated from the rest, or when the budget is spent."""
+        """Add one timing: the first call of a block is its warm-up, not kept, the second
+        is timed.  Decide when the fastest is separated from the rest, or when the budget
+        is spent."""
         if self.winner is not None:
             return
-        if variant not in self.warm:
-            self.warm.add(variant)
+        if self.block != variant:
+            self.block = variant
             return
+        self.block = None
         self.trials[variant].append(seconds)
         self._maybe_decide()
 
@@ -207,7 +215,7 @@ class Tuning:
         self.winner = None
         self.provisional = False
         self.trials = {v: [] for v in self.variants}
-        self.warm = set()
+        self.block = None
         self.checks = []
         self.reopened += 1
 
@@ -237,6 +245,7 @@ class Tuning:
         start = time.perf_counter()
         for rep in range(max_reps):
             for v in live:
+                run(v)  # re-warm the caches the variant before left in its own state
                 self.trials[v].append(time_call(lambda v=v: run(v)))
             if rep + 1 >= min_reps and time.perf_counter() - start > budget:
                 break

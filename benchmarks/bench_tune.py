@@ -1,0 +1,232 @@
+"""The tuner: decisions that hold under load, the cost of verifying them, cold first calls.
+
+Targets (issue #13), measured side by side in one run:
+
+* **Tuned under load**: in each of 10 trials a fresh process (compiled code warm, tuning
+  database empty) tunes the 512^2 heat step while two other processes load the machine
+  (one always busy, one in bursts); with the load gone, every variant's steady state is
+  timed interleaved, and the chosen variant must run within 1.2x of the best in every
+  trial. The same 10 trials on a quiet machine.
+* **Verification overhead** <= 2% of call time in steady state: a tuned kernel's calls
+  (the hot entry that sends one call in N to be timed, and the call path around it)
+  against its winning entry called bare.
+* **Cold first call**, empty cache: <= 0.3 s for a 2-D 5-point kernel, <= 0.5 s for a
+  3-D 7-point kernel with ``boundary="reflect"`` and for a 3-D 125-point kernel; the
+  tuned steady state (a decision among every variant) within 3 s of the first call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.harness import Figure, interleaved
+from specializers.stencil import StencilGrid, StencilKernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Heat(StencilKernel):
+    """The README demo's step: u + r * Laplacian(u)."""
+
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
+
+
+class Heat3Reflect(StencilKernel):
+    boundary = "reflect"
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += 0.1 * (u[y] - u[x])
+
+
+class Box125(StencilKernel):
+    """The mean over a 5x5x5 box: 125 points (a grid of ghost depth 2 names them)."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, 1):
+                out[x] += u[y] * (1.0 / 125)
+
+
+def box_grid(n: int) -> StencilGrid:
+    g = StencilGrid.from_array(np.random.default_rng(0).random((n, n, n)))
+    g.ghost_depth = 2
+    g.neighbor_definition = [[[0, 0, 0]], [[a, b, c] for a in range(-2, 3)
+                                           for b in range(-2, 3) for c in range(-2, 3)]]
+    return g
+
+
+_TUNE = """
+import json, time
+import numpy as np
+from benchmarks.bench_tune import Heat
+k = Heat()
+u = np.random.default_rng(0).random((512, 512)); out = np.zeros_like(u)
+jit = k.jit_for(u, 0.1, out)
+calls = 0
+while calls < 2000:
+    k.kernel(u, 0.1, out)
+    calls += 1
+    if jit.chosen_variant(u, 0.1, out) is not None and calls > 1:
+        break
+print(json.dumps({"chosen": jit.chosen_variant(u, 0.1, out), "calls": calls}))
+"""
+
+_COLD = """
+import json, sys, time
+import numpy as np
+from benchmarks import bench_tune as B
+which = sys.argv[1]
+if which == "2d":
+    k, args = B.Heat(), (np.random.default_rng(0).random((512, 512)), 0.1)
+    args = args + (np.zeros_like(args[0]),)
+elif which == "3d7":
+    u = np.random.default_rng(0).random((64, 64, 64))
+    k, args = B.Heat3Reflect(), (u, np.zeros_like(u))
+else:
+    g = B.box_grid(64)
+    k, args = B.Box125(), (g, B.StencilGrid.from_array(np.zeros((64, 64, 64))))
+    args[1].ghost_depth = 2
+t0 = time.perf_counter()
+k.kernel(*args)
+first = time.perf_counter() - t0
+jit = k.jit_for(*args)
+arrays = tuple(a.data if isinstance(a, B.StencilGrid) else a for a in args)
+while jit.chosen_variant(*arrays) is None and time.perf_counter() - t0 < 30:
+    k.kernel(*args)
+print(json.dumps({"first": first, "tuned": time.perf_counter() - t0,
+                  "chosen": jit.chosen_variant(*arrays)}))
+"""
+
+_BUSY = "while True: pass"
+_BURSTS = textwrap.dedent("""
+    import time
+    while True:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.05:
+            pass
+        time.sleep(0.05)
+""")
+
+
+def _python(code: str, cache: str, *args: str, **env) -> dict:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                         env=dict(os.environ, ASP_CACHE_DIR=cache, **env), cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _forget_tuning(cache: str) -> None:
+    for p in Path(cache).glob("tuning.sqlite*"):
+        p.unlink()
+
+
+def _steady_state(cache: str) -> dict[str, float]:
+    """Every variant's steady-state seconds per step (warmed, interleaved, best of many)."""
+    os.environ["ASP_CACHE_DIR"] = cache
+    k = Heat()
+    u = np.random.default_rng(0).random((512, 512))
+    out = np.zeros_like(u)
+    s = k.specialization(u, 0.1, out)
+    args = k.jit_for(u, 0.1, out).specializer.prepare((u, 0.1, out)).args
+    fns = {v: (lambda e=e: e(*args)) for v, e in s.entries.items()
+           if v not in s.tuning.excluded}
+    return interleaved(fns, repeat=15, warmup=20, number=50)
+
+
+def _under_load(cache: str, trials: int, load: bool) -> list[str]:
+    chosen = []
+    for _ in range(trials):
+        _forget_tuning(cache)
+        loaders = [subprocess.Popen([sys.executable, "-c", code]) for code in (_BUSY, _BURSTS)] \
+            if load else []
+        try:
+            chosen.append(_python(_TUNE, cache)["chosen"])
+        finally:
+            for p in loaders:
+                p.kill()
+                p.wait()
+    return chosen
+
+
+def _verification(cache: str) -> tuple[float, str]:
+    os.environ["ASP_CACHE_DIR"] = cache
+    k = Heat()
+    u = np.random.default_rng(1).random((512, 512))
+    out = np.zeros_like(u)
+    jit = k.jit_for(u, 0.1, out)
+    while jit.chosen_variant(u, 0.1, out) is None:
+        k.kernel(u, 0.1, out)
+    for _ in range(5):
+        k.kernel(u, 0.1, out)  # the hot entry is in place
+    s = k.specialization(u, 0.1, out)
+    winner = jit.chosen_variant(u, 0.1, out)
+    bare = s.entries[winner]
+    every = s.tuning_for("").sample_every()
+    t = interleaved({"tuned": lambda: k.kernel(u, 0.1, out),
+                     "bare": lambda: bare(u, 0.1, out)},
+                    repeat=15, warmup=every, number=max(every, 1) * 4)
+    return t["tuned"] / t["bare"] - 1.0, f"winner {winner}, one call in {every} timed"
+
+
+def run(quick: bool = False) -> list[Figure]:
+    figs: list[Figure] = []
+    trials = 3 if quick else 10
+    cache = tempfile.mkdtemp(prefix="asp-bench-tune-")
+    saved = os.environ.get("ASP_CACHE_DIR")
+    try:
+        _python(_TUNE, cache)  # compile once: the trials time tuning, not gcc
+        best = _steady_state(cache)
+        fastest = min(best.values())
+        for load in (True, False):
+            chosen = _under_load(cache, trials, load)
+            ratios = [best[c] / fastest if c in best else float("inf") for c in chosen]
+            where = "under load" if load else "quiet"
+            figs.append(Figure(
+                "tune", f"heat 512^2 tuned {where}: worst of {trials} trials vs best variant",
+                max(ratios), 1.2, better="lower",
+                detail=f"chosen {', '.join(chosen)}; steady state (us) "
+                       + ", ".join(f"{v} {t * 1e6:.0f}" for v, t in sorted(best.items())),
+                extra={"chosen": chosen, "ratios": ratios}))
+        overhead, detail = _verification(cache)
+        figs.append(Figure("tune", "verification overhead, heat 512^2 steady state",
+                           100 * overhead, 2.0, unit="%", better="lower", detail=detail))
+    finally:
+        if saved is None:
+            os.environ.pop("ASP_CACHE_DIR", None)
+        else:
+            os.environ["ASP_CACHE_DIR"] = saved
+        shutil.rmtree(cache, ignore_errors=True)
+
+    for which, label, target in (("2d", "2-D 5-point 512^2", 0.3),
+                                 ("3d7", "3-D 7-point reflect 64^3", 0.5),
+                                 ("box", "3-D 125-point 64^3", 0.5)):
+        with tempfile.TemporaryDirectory() as empty:
+            t0 = time.perf_counter()
+            r = _python(_COLD, empty, which)
+            wall = time.perf_counter() - t0
+        figs.append(Figure("tune", f"{label} cold first call (empty cache)", r["first"], target,
+                           unit="s", better="lower",
+                           detail=f"process wall {wall:.2f} s incl. interpreter start"))
+        figs.append(Figure("tune", f"{label} tuned steady state after first call",
+                           r["tuned"], 3.0, unit="s", better="lower",
+                           detail=f"chosen {r['chosen']}"))
+    return figs
