@@ -110,12 +110,18 @@ def _tune(args) -> int:
                if decision else "remembered from an older asp")
         print(f"{r['kernel']}\n  signature: {r['signature']}\n  machine:   {r['machine']}\n"
               f"  winner:    {r['variant']} ({r['mode']}; {how})")
+        for name, space in decision.get("spaces", {}).items():
+            params = ", ".join(f"{k} in {{{', '.join(map(str, v))}}}"
+                               for k, v in space["params"].items())
+            print(f"  space {name}: {params}; tried {len(space['tried'])}: "
+                  f"{', '.join(space['tried'])}")
         timings = {v: t for v, t in r["timings"].items() if not v.startswith("_")}
         for v, t in sorted(timings.items(), key=lambda kv: kv[1].get("best", 1e99)):
             if "excluded" in t:
                 print(f"    {v:24} excluded: {t['excluded']}")
             else:
-                print(f"    {v:24} {t['best'] * 1e3:10.4f} ms  ({t['runs']} runs)")
+                print(f"    {v:24} {t['best'] * 1e3:10.4f} ms  ({t['runs']} runs)"
+                      + (f"  {t['dropped']}" if "dropped" in t else ""))
     return 0
 
 

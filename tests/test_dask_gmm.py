@@ -13,8 +13,8 @@ distributed = pytest.importorskip("distributed")
 
 from specializers.gmm import GMM, GaussianMixture  # noqa: E402
 from specializers.gmm import reference as ref  # noqa: E402
-from specializers.gmm.dask import _numpy_statistics, chunk_statistics, fit, predict, train  # noqa: E402,E501
-from specializers.gmm.kernels import kernel_params  # noqa: E402
+from specializers.gmm.dask import chunk_statistics, fit, predict, train  # noqa: E402
+from specializers.gmm.stepper import kernel_params  # noqa: E402
 
 RTOL = 1e-10
 
@@ -89,6 +89,21 @@ def test_published_train_equals_in_memory(client, data):
     _close(a.components.weights, b.components.weights, "weights")
 
 
+def _numpy_statistics(X: np.ndarray, p: ref.Params):
+    """A chunk's statistics from scikit-learn's E-step formulas (centred on the old
+    means, the whole of each D x D block)."""
+    lower, log_resp = ref.e_step(X, p)
+    r = np.exp(log_resp)
+    m, d = p.means.shape
+    rows = []
+    for k in range(m):
+        y = X - p.means[k]
+        second = ((r[:, k, None] * y).T @ y).ravel() if p.cvtype == "full" \
+            else r[:, k] @ (y * y)
+        rows.append(np.concatenate([[r[:, k].sum()], r[:, k] @ y, second]))
+    return lower * X.shape[0], np.array(rows)
+
+
 @pytest.mark.parametrize("cvtype", ["full", "diag"])
 def test_chunk_statistics_match_numpy(data, cvtype):
     gm = GaussianMixture(3, covariance_type=cvtype, random_state=1, max_iter=2).fit(data)
@@ -103,6 +118,9 @@ def test_chunk_statistics_match_numpy(data, cvtype):
         stats, stats_np = stats[:, np.r_[0:1 + d, 1 + d + flat]], \
             stats_np[:, np.r_[0:1 + d, 1 + d + flat]]
     np.testing.assert_allclose(stats, stats_np, rtol=1e-10, atol=1e-10)
+    empty = chunk_statistics(data[:0], p, kernel_params(p), None)
+    assert empty[0] == 0.0 and not empty[1].any()
+    assert empty[1].shape == (3, 1 + d + (d * d if cvtype == "full" else d))
 
 
 def test_bad_input_is_a_clear_error(client, data):

@@ -17,6 +17,7 @@ from asp.tune import calls_to_decide
 from specializers.gmm import VARIANTS, GaussianMixture
 from specializers.gmm import kernels as K
 from specializers.gmm import reference as ref
+from specializers.gmm import stepper as S
 
 M, D, N, ITERS = 4, 3, 400, 6
 CVTYPES = ("full", "diag", "tied", "spherical")
@@ -75,7 +76,7 @@ def test_reference_em_matches_sklearn_step_for_step(cvtype, dtype):
     p = ref.Params(cvtype, start["weights_init"].astype(dtype), start["means_init"].astype(dtype),
                    None, ref.precision_cholesky_from_precisions(
                        start["precisions_init"].astype(dtype), cvtype))
-    stepper = K.EMStepper(M, D, cvtype, dtype, python=True)
+    stepper = S.EMStepper(M, D, cvtype, dtype, python=True)
     for k in range(1, 4):
         lb, p = stepper.step(X, p, 1e-6)
         _, sk = _fit_pair(X, cvtype, None, iters=k)
@@ -87,8 +88,8 @@ def test_reference_em_matches_sklearn_step_for_step(cvtype, dtype):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cvtype", CVTYPES)
-def test_every_variant_matches_sklearn(cvtype, dtype, variant, monkeypatch):
-    monkeypatch.setattr(K, "PAR_MIN_WORK", 0)  # small data, but the threaded path
+def test_every_variant_matches_sklearn(cvtype, dtype, variant):
+    assert K.threads_for(N, M, D) >= 2  # small data, but the threaded path
     X = _data(dtype)
     ours, sk = _fit_pair(X, cvtype, variant)
     _assert_agree(ours, sk, TOL[dtype])
@@ -99,7 +100,8 @@ def test_every_variant_matches_sklearn(cvtype, dtype, variant, monkeypatch):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_handles_a_ragged_last_block(variant, threads, monkeypatch):
-    monkeypatch.setattr(K, "threads_for", lambda n, m, d: threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    assert K.threads_for(397, M, D) == threads
     # 397 events: not a multiple of any block size, odd split over threads
     X = _data(np.float64)[:397]
     ours, sk = _fit_pair(X, "full", variant, iters=3)
@@ -138,28 +140,45 @@ def test_init_params_follow_sklearn(init_params):
     np.testing.assert_allclose(np.sort(ours.weights_), np.sort(sk.weights_), rtol=1e-6)
 
 
-def test_online_tuning_picks_and_remembers_a_winner(fresh_cache):
+def test_online_tuning_picks_and_remembers_a_winner(fresh_cache, monkeypatch):
     from asp.tune import remembered
 
-    K._tunings.clear()
+    monkeypatch.setattr(K, "_kernels", {})  # a new process, with an empty cache
     X = _data(np.float64)
+    stepper = S.EMStepper(M, D, "diag", np.float64)
+    stepper.em.specialization(X, *S.kernel_params(ref.Params(
+        "diag", np.full(M, 1 / M), X[:M], None, np.ones((M, D)))), 2, np.empty((N, M)),
+        np.empty((M, stepper.nstat)), np.empty(1))  # every variant built and checked
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         GaussianMixture(M, covariance_type="diag", tol=0.0,
                         max_iter=calls_to_decide(len(VARIANTS)), random_state=0).fit(X)
     rows = remembered("gmm.em")
     assert len(rows) == 1 and rows[0]["variant"] in VARIANTS
-    assert f"M={M} D={D}" in rows[0]["signature"] and "cv=diag" in rows[0]["signature"]
-    K._tunings.clear()  # a new process reads the winner back, unless it is provisional
+    assert f"gmm.em[diag,M={M},D={D}]" in rows[0]["kernel"]
+    assert f"float64 N~{K.n_bucket(N)[0]} threads=" in rows[0]["signature"]
+    # A new process reads the winner back (from the warm-start record and the tuning
+    # database), unless the decision was provisional.
     provisional = rows[0]["timings"]["_decision"]["provisional"]
-    assert K.EMStepper(M, D, "diag", np.float64)._tuning(len(X)).done is not provisional
+    monkeypatch.setattr(K, "_kernels", {})
+    again = S.EMStepper(M, D, "diag", np.float64)
+    p = ref.Params("diag", np.full(M, 1 / M), X[:M], None, np.ones((M, D)))
+    again.step(X, p, 1e-6)
+    assert again.em.specialization(*again._last).plan is None
+    assert (again.last_variant == rows[0]["variant"]) is not provisional
 
 
-def test_template_renders_each_variant_with_openmp():
-    src = K.render_source(4, 3, "full", np.float32)
-    for v in VARIANTS:
-        assert f"int gmm_em_{v}(" in src
-    assert "typedef float real_t;" in src
-    assert src.count("#pragma omp parallel") >= len(VARIANTS) + 1
+def test_the_template_renders_each_variant_with_openmp():
+    spec = K.EMKernel("full", 4, 3)
+    X, mu, P, logc = K.check_problem("full", 4, 3, np.float32, 10)
+    args = (X, mu, P, logc, 2, np.zeros((10, 4)), np.zeros((4, spec.nstat)), np.zeros(1))
+    plan = spec.plan(spec.prepare(args))
+    for v in plan.variants:
+        assert v.function.name == f"gmm_em_{v.name}"
+        assert "#pragma omp parallel" in v.function.body.body[0].text
+    assert "typedef float real_t;" in plan.preamble
+    diag = K.EMKernel("diag", 4, 3)
+    X, mu, P, logc = K.check_problem("diag", 4, 3, np.float64, 10)
+    args = (X, mu, P, logc, 2, np.zeros((10, 4)), np.zeros((4, diag.nstat)), np.zeros(1))
     # the diag kernel carries no D x D statistics
-    assert "#define DD D\n" in K.render_source(4, 3, "diag", np.float64)
+    assert "#define DD D\n" in diag.plan(diag.prepare(args)).preamble

@@ -20,6 +20,7 @@ from sklearn.mixture import _gaussian_mixture
 from specializers.gmm import VARIANTS, GaussianMixture
 from specializers.gmm import kernels as K
 from specializers.gmm import reference as ref
+from specializers.gmm import stepper as S
 
 M, D, N = 4, 8, 2000
 CVTYPES = ("full", "diag", "tied", "spherical")
@@ -51,8 +52,8 @@ def _pair(X, variant=None, **kw):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("cvtype", CVTYPES)
-def test_first_iteration_from_random_from_data_matches_sklearn(cvtype, variant, monkeypatch):
-    monkeypatch.setattr(K, "PAR_MIN_WORK", 0)  # the threaded path
+def test_first_iteration_from_random_from_data_matches_sklearn(cvtype, variant):
+    assert K.threads_for(N, M, D) >= 2  # the threaded path
     X = _data()
     for iters in (1, 2):
         ours, sk = _pair(X, variant, covariance_type=cvtype, init_params="random_from_data",
@@ -62,7 +63,7 @@ def test_first_iteration_from_random_from_data_matches_sklearn(cvtype, variant, 
         assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-9)
 
 
-def test_responsibilities_from_tiny_covariances_are_zero_or_normal(monkeypatch):
+def test_responsibilities_from_tiny_covariances_are_zero_or_normal():
     """The kernels flush responsibilities below exp(-600) to exactly zero, so
     that no product with them is subnormal (slow on x86)."""
     X = _data()
@@ -75,7 +76,9 @@ def test_responsibilities_from_tiny_covariances_are_zero_or_normal(monkeypatch):
                    init.precisions_cholesky_)
     assert ref.weighted_log_prob(X, p).min() < -1e6  # the start the issue is about
     work = np.empty((N, M))
-    K.kernels_for(M, D, "full", np.float64).em("components", X, K.kernel_params(p), work)
+    stats = np.empty((M, 1 + D + D * D))
+    K.kernel("em", "full", M, D).run_variant("components", X, *S.kernel_params(p),
+                                             K.threads_for(N, M, D), work, stats, np.empty(1))
     tiny = work[work != 0.0]
     assert tiny.size and tiny.min() >= math.exp(-600) / M
     np.testing.assert_allclose(work, np.exp(ref.e_step(X, p)[1]), rtol=1e-9, atol=1e-200)
@@ -123,8 +126,8 @@ def test_initial_m_step_keeps_what_the_user_gave(given):
 
 
 @pytest.mark.parametrize("cvtype", ["full", "diag"])
-def test_fit_predict_labels_match_sklearn(cvtype, monkeypatch):
-    monkeypatch.setattr(K, "PAR_MIN_WORK", 0)
+def test_fit_predict_labels_match_sklearn(cvtype):
+    assert K.threads_for(N, M, D) >= 2
     X = _data()
     kw = dict(covariance_type=cvtype, init_params="random_from_data", max_iter=20,
               random_state=0)

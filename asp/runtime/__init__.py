@@ -8,11 +8,19 @@ from asp.runtime.abi import (
     new_output,
     release_memory,
 )
-from asp.runtime.dispatch import JitKernel, Plan, Prepared, Specialization, Specializer, Variant
+from asp.runtime.dispatch import (
+    JitKernel,
+    Plan,
+    Prepared,
+    Space,
+    Specialization,
+    Specializer,
+    Variant,
+)
 from asp.runtime.record import generator_fingerprint
 
 __all__ = [
-    "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Specialization", "Specializer",
+    "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer",
     "Variant", "as_native", "generator_fingerprint", "make_entry", "native_available",
     "new_output", "release_memory",
 ]

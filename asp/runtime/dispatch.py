@@ -42,12 +42,13 @@ from asp.errors import (
 from asp.frontend.names import UNBOUND, GlobalReads
 from asp.runtime.abi import MISS, make_entry
 from asp.runtime.check import check_variants
-from asp.runtime.plan import Plan, Prepared, Specializer, Variant
+from asp.runtime.plan import Plan, Prepared, Space, Specializer, Variant
 from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
 from asp.runtime.specialization import (
     Specialization,
     build_variants,
     check_limits,
+    expand_spaces,
     run_stage,
     tiers,
 )
@@ -56,7 +57,7 @@ from asp.tune.tuner import Tuning
 #: Size buckets whose winners the hot path serves at once.
 MAX_HOT_BUCKETS = 4
 
-__all__ = ["JitKernel", "Plan", "Prepared", "Specialization", "Specializer", "Variant"]
+__all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
 
 
 def _user_stacklevel(specializer: Specializer) -> int:
@@ -255,9 +256,12 @@ class JitKernel:
         if s is None:
             plan = run_stage("planning (front end, passes, lowering)", kernel_id,
                           spec.plan, prepared)
+            plan, spaces = run_stage("planning (the sampled points of its spaces)", kernel_id,
+                                     expand_spaces, plan, f"{kernel_id}|{plan.signature}")
             check_limits(plan, kernel_id)
             tuning = Tuning(kernel_id, plan.signature, [v.name for v in plan.variants],
                             code=code)
+            tuning.spaces = spaces
             now, later = tiers(plan, tuning)
             try:
                 found, source, broken = build_variants(now, kernel_id)

@@ -9,6 +9,9 @@ and how to run the plain Python (:meth:`~Specializer.run_python`).  The runtime
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from asp.frontend.names import GlobalReads
 from asp.ir import platform as ir
 from asp.runtime.abi import ArgSpec
 
-__all__ = ["Plan", "Prepared", "Specializer", "Variant"]
+__all__ = ["Plan", "Prepared", "Space", "Specializer", "Variant"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,39 @@ class Variant:
         if not (self.name.isascii() and self.name.isidentifier()):
             raise ValueError(f"variant name {self.name!r}: must be a C identifier (letters, "
                              "digits, underscores): it names the variant's entry point")
+
+
+@dataclass(frozen=True)
+class Space:
+    """A family of variants over integer parameters (tile sizes, unroll or jam factors,
+    chunk or block sizes) that the tuner searches within a budget.
+
+    ``params`` maps each parameter to the values it may take; ``make(**point)`` returns
+    the :class:`Variant` of one point.  The runtime compiles ``sample`` points of the
+    product (all of them if there are no more; otherwise a sample drawn with a seed
+    made of the kernel and signature, so a signature always tries the same points) and
+    the online tuner races them with the plain variants: after every round from the
+    second on, a variant whose fastest run is clearly slower than the best median is
+    dropped, so the points that lose early cost few calls.  ``asp tune show`` lists the
+    space, the points tried, and why each was dropped.
+    """
+
+    name: str
+    params: dict[str, tuple[int, ...]]
+    make: Callable[..., Variant]
+    sample: int = 6
+
+    def points(self, seed: str) -> list[dict[str, int]]:
+        names = list(self.params)
+        every = [dict(zip(names, values))
+                 for values in itertools.product(*(self.params[n] for n in names))]
+        if len(every) <= self.sample:
+            return every
+        rng = random.Random(hashlib.sha256(f"{seed}|{self.name}".encode()).digest())
+        return sorted(rng.sample(every, self.sample), key=lambda p: [p[n] for n in names])
+
+    def describe(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in self.params.items()}
 
 
 @dataclass
@@ -72,6 +108,9 @@ class Plan:
     # ASP_DUMP_IR see them.
     helpers: tuple[ir.Function, ...] = ()
     includes: tuple[str, ...] = ("stdint.h", "math.h")
+    # Families of variants over integer parameters: a sample of each is added to
+    # ``variants`` by the runtime (see Space).
+    spaces: tuple[Space, ...] = ()
     # Small random arguments for checking each variant against the Python, or None.
     check_args: Callable[[], tuple] | None = None
     # Small arguments cut from a real call's, for when the Python raises on check_args.

@@ -39,12 +39,34 @@ from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Variant
 from asp.tune.tuner import Tuning
 
-__all__ = ["Specialization", "build_variants", "check_limits", "run_stage", "tiers"]
+__all__ = ["Specialization", "build_variants", "check_limits", "expand_spaces", "run_stage",
+           "tiers"]
 
 # One builder: late variants of every kernel compile one module at a time, leaving the
 # other cores to the user's program.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
 _PENDING: weakref.WeakSet = weakref.WeakSet()
+
+
+def expand_spaces(plan: Plan, seed: str) -> tuple[Plan, dict]:
+    """``plan`` with the sampled points of each of its spaces added as variants (after
+    the plain ones, so a plain variant stays the first tier), and for the tuner what
+    was tried: ``{space: {"params": {name: values}, "tried": [variant names]}}``."""
+    if not plan.spaces:
+        return plan, {}
+    names = {v.name for v in plan.variants}
+    made: list[Variant] = []
+    tried: dict[str, dict] = {}
+    for space in plan.spaces:
+        got = []
+        for point in space.points(seed):
+            v = space.make(**point)
+            if v.name not in names:
+                names.add(v.name)
+                made.append(v)
+                got.append(v.name)
+        tried[space.name] = {"params": space.describe(), "tried": got}
+    return dataclasses.replace(plan, variants=plan.variants + tuple(made)), tried
 
 
 def tiers(plan: Plan, tuning: Tuning) -> tuple[Plan, Plan | None]:
@@ -103,6 +125,7 @@ class Specialization:
             t = Tuning(self.kernel, f"{self.signature} {bucket}", self.tuning.variants,
                        mode=self.tuning.mode, code=self.code)
             t.pending = set(self.tuning.pending)
+            t.spaces = self.tuning.spaces
             for v, why in self.tuning.excluded.items():
                 t.exclude(v, why)
             self.buckets[bucket] = t

@@ -41,6 +41,12 @@ __all__ = ["MAX_ROUNDS", "ROUNDS", "Tuning", "calls_to_decide", "time_call"]
 #: far wins provisionally.
 ROUNDS = 3
 MAX_ROUNDS = 6
+#: Racing: from this many timed rounds on, a variant whose fastest run is this much
+#: slower than the best median is dropped (the points of a search space that lose early
+#: cost few calls; the margin is wide enough that noise, which only slows runs, cannot
+#: make the best variant's fastest run lose it).
+RACE_FROM = 2
+RACE_SLOWER = 1.5
 #: Verification of a winner: about what one call through the slow path costs, the share
 #: of the calls' time verification may take, how many sampled calls are compared, how
 #: much slower than recorded they must run (and than the runner-up's record) to reopen
@@ -99,6 +105,8 @@ class Tuning:
         # is made among the others until they join (or fail to).
         self.pending: set[str] = set()
         self._calls = 0  # winner's calls seen by due()
+        self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
+        self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
@@ -114,7 +122,8 @@ class Tuning:
         return self.winner is not None
 
     def candidates(self) -> list[str]:
-        return [v for v in self.variants if v not in self.excluded and v not in self.pending]
+        return [v for v in self.variants
+                if v not in self.excluded and v not in self.pending and v not in self.dropped]
 
     def join(self, variants) -> None:
         """``variants`` finished compiling (or failed to, and were excluded): they take
@@ -156,10 +165,20 @@ class Tuning:
         if not live or self.pending:
             return
         n = min(len(self.trials[v]) for v in live)
-        if n < self.rounds or any(len(self.trials[v]) > n for v in live):
+        if n == 0 or any(len(self.trials[v]) > n for v in live):
             return  # decide only at the end of a round: every variant timed alike
         med = {v: statistics.median(self.trials[v]) for v in live}
         best = min(live, key=med.get)
+        if n >= RACE_FROM and len(live) > 2:
+            for v in live:
+                fastest = min(self.trials[v])
+                if v != best and fastest > RACE_SLOWER * med[best]:
+                    self.dropped[v] = (f"dropped after {n} rounds: its fastest run "
+                                       f"{fastest * 1e3:.4g} ms, {best}'s median "
+                                       f"{med[best] * 1e3:.4g} ms")
+            live = self.candidates()
+        if n < self.rounds and len(live) > 1:
+            return
         separated = all(min(self.trials[v]) > med[best] for v in live if v != best)
         if separated or n >= self.max_rounds:
             self.provisional = not separated
@@ -216,6 +235,7 @@ class Tuning:
         self.provisional = False
         self.trials = {v: [] for v in self.variants}
         self.block = None
+        self.dropped = {}
         self.checks = []
         self.reopened += 1
 
@@ -224,6 +244,7 @@ class Tuning:
         self.excluded[variant] = reason
         if self.winner == variant:
             self.winner = None
+            self.dropped = {}  # the race was won by a variant that cannot run: run it again
         live = self.candidates()
         if len(live) == 1 and not self.pending:
             self.winner = live[0]
@@ -257,9 +278,13 @@ class Tuning:
         self.winner = winner
         timings = {v: {"best": min(self.trials[v]), "runs": len(self.trials[v])}
                    for v in live}
+        timings.update({v: {"best": min(self.trials[v]), "runs": len(self.trials[v]),
+                            "dropped": why} for v, why in self.dropped.items()})
         timings.update({v: {"excluded": why} for v, why in self.excluded.items()})
         timings[_DECISION] = {"provisional": self.provisional,
                               "median": statistics.median(self.trials[winner])}
+        if self.spaces:
+            timings[_DECISION]["spaces"] = self.spaces
         self.recorded = timings
         try:
             db.store(self.kernel, self.signature, self.winner, timings, self.mode)

@@ -16,7 +16,7 @@ returns the chunk's sufficient statistics -- ``sum r``, ``sum r (x - c)``,
 ``sum r (x - c)(x - c)^T`` (or its diagonal) about the old means ``c`` -- and
 ``sum log p(x)``.  These are summed in a fixed order (a pairwise tree over the
 chunks, so the result does not depend on which worker finishes first) and the
-M-step runs on the client with :func:`specializers.gmm.kernels.params_from_stats`,
+M-step runs on the client with :func:`specializers.gmm.stepper.params_from_stats`,
 exactly as in memory.  Started from the same parameters, the fit equals the
 in-memory one to rounding (1e-10 relative in float64).
 
@@ -40,7 +40,7 @@ from asp.runtime import as_native
 from asp.scaleout import gather
 
 from . import reference as ref
-from .kernels import VARIANTS, kernel_params, native_kernels, params_from_stats
+from .stepper import EMStepper, kernel_params, params_from_stats
 
 __all__ = ["chunk_statistics", "em", "fit", "predict", "train"]
 
@@ -52,58 +52,27 @@ INIT_SAMPLE = 100_000
 def chunk_statistics(X: np.ndarray, p: ref.Params, kp: tuple, variant: str | None):
     """(sum of log p(x), statistics (M, 1 + D + D*D or 2D)) of one chunk ``X``.
 
-    Runs the generated kernel (``variant``, or the first when None), or the NumPy
-    statistics with one :class:`AspFallbackWarning` if the kernels cannot be built.
+    Runs the worker process's EM kernel (``variant``, or the tuner's choice when
+    None): natively, or as its NumPy reference with one warning if the kernels
+    cannot be built on that worker.
     """
     X = as_native(X)
     if not np.isfinite(X).all():
         raise ValueError("X: contains NaN or infinity")
     m, d = p.means.shape
+    stepper = EMStepper(m, d, p.cvtype, X.dtype, variant=variant)
     if X.shape[0] == 0:
-        nstat = 1 + d + (d * d if p.cvtype in ("full", "tied") else d)
-        return 0.0, np.zeros((m, nstat))
-    kernels = native_kernels(m, d, p.cvtype, X.dtype,
-                             instead="computing this chunk's EM statistics with NumPy")
-    if kernels is None:
-        return _numpy_statistics(X, p)
-    variant = variant or VARIANTS[0]
-    work = np.empty((X.shape[0], m)) if variant == "components" else None
-    return kernels.em(variant, X, kp, work)
+        return 0.0, np.zeros((m, stepper.nstat))
+    return stepper.statistics(X, kp)
 
 
-def _numpy_statistics(X: np.ndarray, p: ref.Params):
-    """The kernels' statistics by NumPy (centred on the old means, upper half full)."""
-    lower, log_resp = ref.e_step(X, p)
-    r = np.exp(log_resp).astype(np.float64)
-    c = np.asarray(p.means, dtype=np.float64)
-    m, d = c.shape
-    Xd = X.astype(np.float64)
-    stats = [r.sum(axis=0)[:, None]]
-    s, second = np.empty((m, d)), []
-    for k in range(m):
-        y = Xd - c[k]
-        s[k] = r[:, k] @ y
-        if p.cvtype in ("full", "tied"):
-            second.append(((r[:, k, None] * y).T @ y).ravel())
-        else:
-            second.append(r[:, k] @ (y * y))
-    stats += [s, np.array(second)]
-    return lower * X.shape[0], np.hstack(stats)
-
-
-def _loglik(X: np.ndarray, p: ref.Params, kp: tuple) -> float:
+def _loglik(X: np.ndarray, p: ref.Params) -> float:
     """sum over the chunk of log p(x)."""
-    m, d = p.means.shape
     X = as_native(X)
     if X.shape[0] == 0:
         return 0.0
-    kernels = native_kernels(m, d, p.cvtype, X.dtype,
-                             instead="computing this chunk's log-likelihood with NumPy")
-    if kernels is not None:
-        return kernels.em(VARIANTS[0], X, kp, None, e_only=True)[0]
-    wlp = ref.weighted_log_prob(X, p).astype(np.float64)
-    mx = wlp.max(axis=1, keepdims=True)
-    return float((mx[:, 0] + np.log(np.exp(wlp - mx).sum(axis=1))).sum())
+    m, d = p.means.shape
+    return EMStepper(m, d, p.cvtype, X.dtype).log_likelihood(X, p)
 
 
 def _add(a, b):
@@ -193,7 +162,7 @@ def fit(estimator, X, *, variant: str | None = None):
     Initialisation is scikit-learn's, on all of ``X`` when it has at most
     ``INIT_SAMPLE`` events (so the fit equals ``estimator.fit(X.compute())``) and
     on a random sample otherwise; ``*_init`` parameters are honoured.  ``variant``
-    forces one generated kernel variant (default: the first, ``ASP_TUNE=off``'s).
+    forces one generated kernel variant (default: each worker's tuned choice).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils import check_random_state
@@ -252,9 +221,8 @@ def train(gmm, X, max_iters: int = 100, min_iters: int = 1, *,
     p, _, _ = em(X, p, reg_covar=gmm.reg_covar, max_iter=max_iters, tol=gmm.tol,
                  min_iter=min_iters, variant=variant or gmm.variant)
     gmm._from_params(p)
-    gmm.last_variant = variant or gmm.variant or VARIANTS[0]
-    kp = kernel_params(p)
-    parts = [dask.delayed(_loglik)(b, p, kp) for b in X.to_delayed()[:, 0]]
+    gmm.last_variant = variant or gmm.variant  # None: each worker's tuned choice
+    parts = [dask.delayed(_loglik)(b, p) for b in X.to_delayed()[:, 0]]
     return float(dask.compute(_reduce(parts))[0])
 
 

@@ -8,8 +8,9 @@ replaces is the M-step of the initialisation (from the responsibilities
 scikit-learn's ``init_params`` produce), the EM loop, and the E-step behind
 ``fit_predict``, ``predict``, ``predict_proba``, ``score`` and
 ``score_samples``: those run generated C/OpenMP (see
-:mod:`specializers.gmm.kernels`), or the NumPy reference with one
-:class:`~asp.errors.AspFallbackWarning` if the kernels cannot be built.
+:mod:`specializers.gmm.kernels`), or, with one
+:class:`~asp.errors.AspFallbackWarning` if the kernels cannot be built, the
+same computation in NumPy (the kernels' reference).
 ``fit`` skips the final E-step whose labels only ``fit_predict`` returns.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from asp.runtime import as_native
 
 from . import reference as ref
-from .kernels import EMStepper
+from .stepper import EMStepper
 from .validate import check_data
 
 __all__ = ["GaussianMixture"]
@@ -133,7 +134,7 @@ class GaussianMixture(_SkGaussianMixture):
         initialisation (``init_params``), run by the generated kernel."""
         stepper = getattr(self, "_asp_init_stepper", None) or self._stepper(X)
         given = (self.weights_init, self.means_init, self.precisions_init)
-        if resp is None or not stepper.native or all(v is not None for v in given):
+        if resp is None or all(v is not None for v in given):
             return super()._initialize(X, resp, xp=xp)
         nk, means, cov = stepper.initial_moments(as_native(X), resp, self.reg_covar)
         if self.precisions_init is not None:

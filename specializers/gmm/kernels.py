@@ -1,75 +1,63 @@
-"""Generated EM kernels: render the Mako template, compile, pick a variant, run.
+"""GMM's kernels in the template style: rendered from ``templates/em.c.mako``, run by the core.
 
-One shared object per (M, D, kind, dtype) holds every variant (``kind`` is
-``full`` for full/tied mixtures and ``diag`` for diag/spherical ones).  The
-variants differ in how the work is split over threads:
+Three kernel families, each a :class:`~asp.runtime.Specializer` for one
+(kind, M, D) whose signature is X's dtype (``kind`` is ``full`` for full and
+tied mixtures, ``diag`` for diag and spherical ones), each run by one
+:class:`~asp.runtime.JitKernel` per process (:func:`kernel`):
 
-* ``events_b1``: parallel over contiguous ranges of events, one event at a
-  time, per-thread partial sums reduced at the end;
-* ``events_b32``, ``events_b128``: the same, but events go in transposed blocks
-  so the inner loops run across events in SIMD lanes;
-* ``components``: a responsibilities pass parallel over events, then a
-  statistics pass parallel over components (no reduction, an N x M buffer).
+* ``em``: one fused EM pass, (sum log p(x), statistics centred on the means), in
+  four variants that split the work over threads differently:
 
-Beside the variants, the same object holds ``gmm_logprob`` (the blocked
-E-step alone: log-probabilities and/or labels, for ``predict``, ``score_samples``
-and the final E-step of ``fit_predict``) and ``gmm_mstats`` (the M-step from
-given responsibilities: the initialisation of a ``full`` mixture).
+  - ``events_b1``: parallel over contiguous ranges of events, one event at a
+    time, per-thread partial sums reduced at the end;
+  - ``events_b32``, ``events_b128``: the same, but events go in transposed
+    blocks so the inner loops run across events in SIMD lanes;
+  - ``components``: a responsibilities pass parallel over events into the N x M
+    ``work`` array, then a statistics pass parallel over components;
 
-:class:`EMStepper` is what the public faces use: it runs the tuned variant (or
-a forced one), turns the kernel's centred statistics into scikit-learn's
-M-step, and falls back to :mod:`specializers.gmm.reference` with one
-:class:`~asp.errors.AspFallbackWarning` when the kernels cannot be had, for
-whatever reason (template, compiler, cache directory, disk): building raises
-only :class:`~asp.errors.SpecializationError`, naming the kernel and the stage.
+* ``estep``: the E-step alone (log-probabilities, labels and/or the
+  log-likelihood), for ``predict``, ``score_samples``, the final E-step of
+  ``fit_predict`` and the likelihood a ``train`` returns;
+* ``mstats``: the M-step statistics from given responsibilities (the
+  initialisation).
+
+``plan`` renders each kernel's body from a ``<%def>`` of the template and wraps it
+with :func:`~asp.codegen.template.template_function`, so every argument reaches
+the C by name and is guarded in C (dtype, shape, writeability); helpers are IR
+functions.  The core builds, caches, records, checks every variant against
+``run_python`` (the NumPy of :mod:`specializers.gmm.reference`), tunes per
+power-of-4 bucket of N, and falls back to ``run_python`` with one warning.
 """
 from __future__ import annotations
 
-import ctypes
+import functools
+import hashlib
 import math
-import time
-import warnings
-from functools import lru_cache
+from abc import abstractmethod
 from pathlib import Path
 
 import numpy as np
-from mako.template import Template
 
 from asp import config
-from asp.errors import AspFallbackWarning, CompileError, LoadError, SpecializationError
-from asp.jit import build
-from asp.runtime import generator_fingerprint
-from asp.tune import Tuning
+from asp.codegen.template import render, template, template_function
+from asp.errors import SpecializationError
+from asp.ir import platform as ir
+from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant, as_native
 
 from . import reference as ref
 
-__all__ = ["BLOCKS", "PAR_MIN_WORK", "VARIANTS", "EMKernels", "EMStepper", "kernel_params",
-           "kernels_for", "moments_from_stats", "native_kernels", "params_from_stats",
-           "render_source", "threads_for"]
+__all__ = ["BLOCKS", "FAMILIES", "PAR_MIN_WORK", "VARIANTS", "EMKernel", "EStepKernel",
+           "GMMKernel", "MStatsKernel", "check_problem", "kernel", "kind_of", "n_bucket",
+           "render_part", "threads_for"]
 
 BLOCKS = (1, 32, 128)  # blocked variants work in chunks of 32 events (4 SIMD vectors of 8)
 assert all(b == 1 or b % 32 == 0 for b in BLOCKS)
 # The first is what ASP_TUNE=off runs: the blocked kernel that wins on most shapes.
 VARIANTS = tuple(f"events_b{b}" for b in sorted(BLOCKS, reverse=True)) + ("components",)
-_TEMPLATE = Path(__file__).with_name("templates") / "em.c.mako"
+ESTEP_BLOCK = max(BLOCKS)  # the E-step alone goes in the largest blocks
+TEMPLATE = Path(__file__).with_name("templates") / "em.c.mako"
 _CTYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
-_LOG2PI = math.log(2 * math.pi)
-
-
-def kind_of(cvtype: str) -> str:
-    return "full" if cvtype in ("full", "tied") else "diag"
-
-
-@lru_cache(maxsize=1)
-def _template() -> Template:
-    return Template(filename=str(_TEMPLATE))
-
-
-def render_source(m: int, d: int, kind: str, dtype) -> str:
-    """The C source of every variant for one (M, D, kind, dtype)."""
-    return _template().render(M=m, D=d, full=(kind == "full"),
-                              ctype=_CTYPES[np.dtype(dtype)], blocks=BLOCKS)
-
+_F64 = np.dtype(np.float64)
 
 # Below this many (event, component, feature) triples one thread is faster: waking
 # an OpenMP team and meeting at its barrier costs tens of microseconds, and
@@ -77,349 +65,429 @@ def render_source(m: int, d: int, kind: str, dtype) -> str:
 PAR_MIN_WORK = 1 << 17
 
 
+def kind_of(cvtype: str) -> str:
+    return "full" if cvtype in ("full", "tied") else "diag"
+
+
+def n_bucket(n: int) -> tuple[int, tuple[int, int]]:
+    """Events are tuned per power-of-4 bucket, nearby sizes sharing a winner: the
+    bucket's size 4^k (the power at or above ``n``) and its range [lo, hi) of N."""
+    k = 0
+    while 4 ** k < n:
+        k += 1
+    return 4 ** k, ((4 ** (k - 1) + 1 if k else 0), 4 ** k + 1)
+
+
 def threads_for(n: int, m: int, d: int) -> int:
-    """Threads for a kernel call over ``n`` events."""
-    return 1 if n * m * d < PAR_MIN_WORK else config.num_threads()
+    """Threads for a kernel call over ``n`` events: one below :data:`PAR_MIN_WORK`
+    triples (``ASP_PARALLEL_THRESHOLD`` overrides it; 0 always runs the team)."""
+    return 1 if n * m * d < config.parallel_threshold(PAR_MIN_WORK) else config.num_threads()
 
 
-def n_bucket(n: int) -> int:
-    """Events are tuned per power-of-4 bucket: nearby sizes share a winner."""
-    return 4 ** max(0, math.ceil(math.log(max(n, 1), 4)))
+# -- the template ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _template_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:  # rendering will say so; the record key must not raise
+        return f"unreadable: {exc}"
 
 
-class EMKernels:
-    """The compiled variants for one (M, D, kind, dtype), called through ctypes.
+def render_part(part: str, *, kernel: str, **context) -> str:
+    """One ``<%def>`` of the template rendered with ``context``; any failure (a broken
+    or missing template, an undefined name) is a :class:`SpecializationError` of the
+    stage 'rendering', so the call falls back."""
+    try:
+        tmpl = template(TEMPLATE).get_def(part)
+    except Exception as exc:  # noqa: BLE001 - whatever Mako raises compiling the file
+        raise SpecializationError(f"rendering the template failed: {type(exc).__name__}: "
+                                  f"{exc}", kernel=kernel, stage="rendering") from exc
+    return render(tmpl, kernel=kernel, **context)
 
-    Construction raises only :class:`SpecializationError` (naming this kernel and
-    the stage that failed), whatever went wrong: a template bug, a compiler
-    error, a cache directory that cannot be written, a full disk.
+
+def _params(text: str) -> tuple[ir.Param, ...]:
+    """``'const double *restrict x, int nt'`` as IR parameters."""
+    out = []
+    for decl in text.split(","):
+        words = decl.replace("*", " * ").split()
+        base = [w for w in words[:-1] if w not in ("const", "restrict", "*")]
+        out.append(ir.Param(words[-1], " ".join(base), pointer="*" in words,
+                            const="const" in words, restrict="restrict" in words))
+    return tuple(out)
+
+
+# (template def, name, return type, parameters, inline): the helpers every kernel may call,
+# in the order C needs them.
+_HELPERS = (
+    ("h_slice_doubles", "slice_doubles", "size_t", "size_t n", True),
+    ("h_alloc_slices", "alloc_slices", "double *", "int nt, size_t per", False),
+    ("h_quad", "quad", "double", "const double *restrict x, const double *restrict mu, "
+     "const double *restrict P, double *restrict d, double *restrict y", True),
+    ("h_normalize", "normalize", "double", "double *restrict lp", True),
+    ("h_accumulate", "accumulate", "void",
+     "double *restrict st, double r, const double *restrict d", True),
+    ("h_load_event", "load_event", "void",
+     "const real_t *restrict X, int64_t e, double *restrict x", True),
+    ("h_reduce_partials", "reduce_partials", "void",
+     "const double *part, int nt, double *restrict stats, double *ll", False),
+    ("h_vload", "vload", "vd", "const double *p", True),
+    ("h_hsum", "hsum", "double", "vd a", True),
+)
+_BLOCK_HELPERS = (
+    ("h_load_block", "load_block_{B}", "void",
+     "const real_t *restrict X, int64_t e0, int nb, double *restrict xt", True),
+    # always inlined: a call per (block, component) would keep the sums out of registers
+    ("h_quad_block", "quad_block_{B}", "__attribute__((always_inline)) void",
+     "const double *restrict xt, double *restrict dt, const double *restrict m, "
+     "const double *restrict Pk, double *restrict q", True),
+)
+
+
+# -- the specializers ------------------------------------------------------------------------
+class GMMKernel(Specializer):
+    """What the three families share: (kind, M, D), the template, argument checks."""
+
+    family = ""
+    names: tuple[str, ...] = ()
+    blocks: tuple[int, ...] = ()
+    errors: tuple[tuple[type[Exception], str], ...] = ()
+
+    def __init__(self, kind: str, m: int, d: int):
+        if kind not in ("full", "diag"):
+            raise ValueError(f"kind={kind!r}: expected 'full' or 'diag'")
+        self.kind, self.m, self.d = kind, int(m), int(d)
+        self.full = kind == "full"
+        self.nstat = 1 + d + (d * d if self.full else d)
+        self.name = f"gmm.{self.family}[{kind},M={m},D={d}]"
+
+    def code_digest(self) -> str:
+        # The signature is X's dtype; everything else the C depends on is here.
+        return hashlib.sha256(repr((self.name, BLOCKS, VARIANTS, ESTEP_BLOCK,
+                                    _template_digest(TEMPLATE))).encode()).hexdigest()
+
+    # -- arguments ----------------------------------------------------------------------
+    def _fail(self, exc: type[Exception], what: str) -> Exception:
+        return exc(f"{self.name}: {what}")
+
+    def _unpack(self, args: tuple) -> tuple:
+        if len(args) != len(self.names):
+            raise self._fail(TypeError, f"expected {len(self.names)} arguments "
+                                        f"({', '.join(self.names)}), got {len(args)}")
+        return args
+
+    def _data(self, X, name: str = "X") -> tuple[np.ndarray, bool]:
+        if not isinstance(X, np.ndarray) or X.dtype not in _CTYPES:
+            raise self._fail(TypeError, f"{name}: expected a float32 or float64 array, got "
+                                        f"{getattr(X, 'dtype', type(X).__name__)}")
+        if X.ndim != 2 or X.shape[1] != self.d:
+            raise self._fail(ValueError, f"{name}: expected shape (N, {self.d}), got "
+                                         f"{X.shape}")
+        native = as_native(X)
+        return native, native is X
+
+    def _array(self, a, name: str, shape: tuple[int, ...], dtype=_F64, *,
+               write: bool = False) -> tuple[np.ndarray, bool]:
+        """``a`` checked against ``shape`` (-1: any extent) and ``dtype``; inputs that are
+        not C-contiguous and aligned are copied, outputs must be so already."""
+        if not isinstance(a, np.ndarray) or a.dtype != dtype:
+            raise self._fail(TypeError, f"{name}: expected a {np.dtype(dtype).name} array, "
+                                        f"got {getattr(a, 'dtype', type(a).__name__)}")
+        if a.ndim != len(shape) or any(s >= 0 and s != n for s, n in zip(shape, a.shape)):
+            want = tuple("N" if s < 0 else s for s in shape)
+            raise self._fail(ValueError, f"{name}: expected shape {want}, got {a.shape}")
+        if not write:
+            native = as_native(a)
+            return native, native is a
+        if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+            raise self._fail(ValueError, f"{name}: an output must be a writeable, "
+                                         "C-contiguous and aligned array")
+        return a, True
+
+    def _int(self, v, name: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise self._fail(TypeError, f"{name}: expected an int, got {type(v).__name__}")
+        return int(v)
+
+    def _params_in(self, mu, P, logc) -> tuple[list, bool]:
+        m, d = self.m, self.d
+        pshape = (m, d, d) if self.full else (m, d)
+        got = [self._array(mu, "mu", (m, d)), self._array(P, "P", pshape),
+               self._array(logc, "logc", (m,))]
+        return [a for a, _ in got], all(s for _, s in got)
+
+    def _rows(self, a, name: str, n: int, allowed: tuple[int, ...]) -> None:
+        if a.shape[0] not in allowed:
+            raise self._fail(ValueError, f"{name}: expected {' or '.join(map(str, allowed))} "
+                                         f"rows for X's {n} events, got {a.shape[0]}")
+
+    # -- the C ----------------------------------------------------------------------------
+    @abstractmethod
+    def _specs(self, dtype) -> tuple[ArgSpec, ...]:
+        """The guards of the arguments ``names`` when X has ``dtype``."""
+
+    def _model_specs(self, dtype) -> tuple[ArgSpec, ...]:
+        """X (N, D) of ``dtype``; the means (M, D), precision factors (M, D, D) or (M, D)
+        and log constants (M,) in float64."""
+        m, d = self.m, self.d
+        return (ArgSpec("array", np.dtype(dtype), 2, shape=(-1, d)),
+                ArgSpec("array", _F64, 2, shape=(m, d)),
+                ArgSpec("array", _F64, 3 if self.full else 2,
+                        shape=(m, d, d) if self.full else (m, d)),
+                ArgSpec("array", _F64, 1, shape=(m,)))
+
+    def _context(self, dtype) -> dict:
+        return dict(M=self.m, D=self.d, full=self.full, ctype=_CTYPES[np.dtype(dtype)],
+                    blocks=BLOCKS)
+
+    def _render(self, part: str, dtype, **extra) -> str:
+        return render_part(part, kernel=self.name, **self._context(dtype), **extra)
+
+    def _helpers(self, dtype) -> tuple[ir.Function, ...]:
+        out = [ir.Function(name, _params(params), ir.Block((ir.Verbatim(
+                   self._render(part, dtype), name),)), ret=ret, static=True, inline=inline)
+               for part, name, ret, params, inline in _HELPERS]
+        for b in self.blocks:
+            out += [ir.Function(name.format(B=b), _params(params), ir.Block((ir.Verbatim(
+                        self._render(part, dtype, B=b), name.format(B=b)),)),
+                        ret=ret, static=True, inline=inline)
+                    for part, name, ret, params, inline in _BLOCK_HELPERS]
+        return tuple(out)
+
+    def _kernel(self, symbol: str, part: str, block: int | None, dtype) -> ir.Function:
+        return template_function(symbol, self.names, self._specs(dtype),
+                                 self._render(part, dtype, B=block))
+
+    def _plan(self, prepared: Prepared, variants: tuple[Variant, ...], check_args) -> Plan:
+        dtype = prepared.args[0].dtype
+        return Plan(prepared.signature, self._specs(dtype), variants, errors=self.errors,
+                    preamble=self._render("preamble", dtype), helpers=self._helpers(dtype),
+                    includes=("stdint.h", "stdlib.h", "string.h", "math.h"),
+                    check_args=check_args, rtol=1e-9, atol=1e-9)
+
+    def _check_threads(self) -> int:
+        # The check runs the threaded code even on one core: per-thread partials, splits.
+        return max(2, config.num_threads())
+
+
+_MEMORY = (MemoryError, "out of memory for the GMM kernel's working buffers")
+
+
+def _em_body(variant: str) -> tuple[str, int | None]:
+    """The template def of an EM variant's body, and its block of events."""
+    if variant == "components":
+        return "em_components", None
+    block = int(variant.removeprefix("events_b"))
+    return ("em_events_b1" if block == 1 else "em_events_blocked"), block
+
+
+class EMKernel(GMMKernel):
+    """One fused EM pass: arguments ``(X, mu, P, logc, nthreads, work, stats, ll)``.
+
+    ``work`` (N, M) is working space (only ``components`` writes it, the
+    responsibilities); ``stats`` (M, NSTAT) and ``ll`` (1,) receive the statistics
+    centred on ``mu`` and sum log p(x).
     """
 
-    def __init__(self, m: int, d: int, kind: str, dtype):
-        self.m, self.d, self.kind, self.dtype = m, d, kind, np.dtype(dtype)
-        self.name = f"gmm.em[{kind},M={m},D={d},{self.dtype.name}]"
-        try:
-            source = render_source(m, d, kind, self.dtype)
-        except Exception as exc:  # a template bug must fall back, not crash the fit
-            raise SpecializationError(f"rendering the EM template failed: {_why(exc)}",
-                                      kernel=self.name) from exc
-        try:
-            self.lib = build(source, kernel=self.name, name="gmm_em")
-        except SpecializationError as exc:
-            raise exc.with_context(kernel=self.name) from exc.__cause__
-        except OSError as exc:
-            # A cache directory that cannot be made or written (read-only, HOME
-            # unwritable), a full disk ([Errno 27] File too large), ...
-            raise CompileError(f"building the EM kernels failed, the kernel cache could not "
-                               f"be used: {_why(exc)}", kernel=self.name) from exc
-        except Exception as exc:
-            raise CompileError(f"building the EM kernels failed: {_why(exc)}",
-                               kernel=self.name) from exc
-        try:
-            self.fns = {v: self._fn(f"gmm_em_{v}", [ctypes.c_int64] + [ctypes.c_void_p] * 7
-                                    + [ctypes.c_int64] * 2) for v in VARIANTS}
-            self.logprob = self._fn("gmm_logprob", [ctypes.c_int64] + [ctypes.c_void_p] * 6
-                                    + [ctypes.c_int64])
-            self.mstats_fn = self._fn("gmm_mstats", [ctypes.c_int64] + [ctypes.c_void_p] * 4
-                                      + [ctypes.c_int64] * 2)
-        except SpecializationError as exc:
-            raise exc.with_context(kernel=self.name) from exc.__cause__
-        except Exception as exc:
-            raise LoadError(f"binding the EM kernels failed: {_why(exc)}",
-                            kernel=self.name) from exc
-        self.nstat = 1 + d + (d * d if kind == "full" else d)
+    family = "em"
+    names = ("X", "mu", "P", "logc", "nthreads", "work", "stats", "ll")
+    blocks = tuple(sorted(b for b in BLOCKS if b > 1))
+    errors = (_MEMORY, (ValueError, "work: expected one row per event of X"))
 
-    def _fn(self, symbol: str, argtypes: list):
-        try:
-            fn = getattr(self.lib.cdll, symbol)
-        except AttributeError:
-            raise LoadError(f"symbol {symbol!r} missing", kernel=self.name) from None
-        fn.argtypes = argtypes
-        fn.restype = ctypes.c_int
-        return fn
+    def _specs(self, dtype) -> tuple[ArgSpec, ...]:
+        return (*self._model_specs(dtype), ArgSpec("int"),
+                ArgSpec("array", _F64, 2, write=True, scratch=True, noalias=True,
+                        shape=(-1, self.m)),
+                ArgSpec("array", _F64, 2, write=True, noalias=True, shape=(self.m, self.nstat)),
+                ArgSpec("array", _F64, 1, write=True, noalias=True, shape=(1,)))
 
-    def _check(self, rc: int, what: str) -> None:
-        if rc:
-            raise MemoryError(f"{self.name}: out of memory in {what}")
+    def prepare(self, args: tuple) -> Prepared:
+        X, mu, P, logc, nthreads, work, stats, ll = self._unpack(args)
+        X, same = self._data(X)
+        params, same_p = self._params_in(mu, P, logc)
+        nthreads = self._int(nthreads, "nthreads")
+        work, _ = self._array(work, "work", (-1, self.m), write=True)
+        self._rows(work, "work", X.shape[0], (X.shape[0],))
+        stats, _ = self._array(stats, "stats", (self.m, self.nstat), write=True)
+        ll, _ = self._array(ll, "ll", (1,), write=True)
+        bucket, size_range = self.bucket(X.shape[0], nthreads)
+        return Prepared((X, *params, nthreads, work, stats, ll), X.dtype.name,
+                        same=same and same_p, bucket=bucket, size_range=size_range)
 
-    def _guard(self, X: np.ndarray) -> None:
-        # The C reads X as N x D of the compiled type, row-major: anything else
-        # would be read as garbage, so it is refused before the call.
-        if not (isinstance(X, np.ndarray) and X.dtype == self.dtype and X.ndim == 2
-                and X.shape[1] == self.d and X.flags.c_contiguous and X.flags.aligned):
-            raise ValueError(f"X: {self.name} expects a C-contiguous (N, {self.d}) "
-                             f"{self.dtype.name} array, got {getattr(X, 'shape', '?')} "
-                             f"{getattr(X, 'dtype', type(X).__name__)}")
+    def bucket(self, n: int, nthreads: int) -> tuple[str, tuple[int, int]]:
+        """Calls are tuned per power-of-4 bucket of N and per thread count; the range is
+        in elements of X, cut where one thread takes over, so the hot path serves each
+        bucket with its own winner."""
+        size, (lo, hi) = n_bucket(n)
+        par = math.ceil(config.parallel_threshold(PAR_MIN_WORK) / (self.m * self.d))
+        if nthreads == 1 and n < par:
+            hi = min(hi, par)
+        elif n >= par:
+            lo = max(lo, par)
+        return f"N~{size} threads={nthreads}", (lo * self.d, hi * self.d)
 
-    def em(self, variant: str, X: np.ndarray, kp: tuple, work: np.ndarray | None, *,
-           e_only: bool = False):
-        """Run one variant: (sum of log p(x), stats of shape (M, NSTAT)).
+    def plan(self, prepared: Prepared) -> Plan:
+        dtype = prepared.args[0].dtype
+        variants = tuple(Variant(v, self._kernel(f"gmm_em_{v}", *_em_body(v), dtype))
+                         for v in VARIANTS)
 
-        ``e_only`` skips the statistics (zero): the E-step alone."""
-        self._guard(X)
-        mu, P, logc = kp
-        stats = np.empty((self.m, self.nstat))
-        ll = np.empty(1)
-        rc = self.fns[variant](X.shape[0], X.ctypes.data, mu.ctypes.data, P.ctypes.data,
-                               logc.ctypes.data, stats.ctypes.data, ll.ctypes.data,
-                               None if work is None else work.ctypes.data,
-                               threads_for(X.shape[0], self.m, self.d), int(e_only))
-        self._check(rc, f"variant {variant}")
-        return float(ll[0]), stats
+        def check_args():
+            X, mu, P, logc = check_problem(self.kind, self.m, self.d, dtype, 301)
+            return (X, mu, P, logc, self._check_threads(), np.zeros((len(X), self.m)),
+                    np.zeros((self.m, self.nstat)), np.zeros(1))
 
-    def estep(self, X: np.ndarray, kp: tuple, *, log_prob: bool = True,
-              labels: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(log w_k + log N(x | k) of shape (N, M), argmax labels (N,)); each only
-        if asked for."""
-        self._guard(X)
-        mu, P, logc = kp
+        return self._plan(prepared, variants, check_args)
+
+    def run_python(self, args: tuple):
+        """The kernel's outputs by NumPy: ``stats`` and ``ll`` (and the responsibilities in
+        ``work``, as ``components`` leaves them)."""
+        X, mu, P, logc, _, work, stats, ll = args
+        total, resp, st = ref.em_statistics(X, mu, P, logc)
+        stats[...] = st
+        ll[0] = total
+        work[...] = resp
+
+
+class EStepKernel(GMMKernel):
+    """The E-step alone: arguments ``(X, mu, P, logc, nthreads, out, labels, ll)``.
+
+    ``out`` (N, M) receives log w_k + log N(x | k), ``labels`` (N,) the argmax of
+    each row, ``ll`` (1,) sum log p(x); an output with no rows is not wanted.
+    """
+
+    family = "estep"
+    names = ("X", "mu", "P", "logc", "nthreads", "out", "labels", "ll")
+    blocks = (ESTEP_BLOCK,)
+    errors = (_MEMORY, (ValueError, "out, labels, ll: expected X's rows (one for ll), or "
+                                    "none"))
+
+    def _specs(self, dtype) -> tuple[ArgSpec, ...]:
+        return (*self._model_specs(dtype), ArgSpec("int"),
+                ArgSpec("array", _F64, 2, write=True, noalias=True, shape=(-1, self.m)),
+                ArgSpec("array", np.dtype(np.int64), 1, write=True, noalias=True),
+                ArgSpec("array", _F64, 1, write=True, noalias=True))
+
+    def prepare(self, args: tuple) -> Prepared:
+        X, mu, P, logc, nthreads, out, labels, ll = self._unpack(args)
+        X, same = self._data(X)
+        params, same_p = self._params_in(mu, P, logc)
         n = X.shape[0]
-        out = np.empty((n, self.m)) if log_prob else None
-        lab = np.empty(n, dtype=np.int64) if labels else None
-        rc = self.logprob(n, X.ctypes.data, mu.ctypes.data, P.ctypes.data, logc.ctypes.data,
-                          None if out is None else out.ctypes.data,
-                          None if lab is None else lab.ctypes.data,
-                          threads_for(n, self.m, self.d))
-        self._check(rc, "the E-step")
-        return out, lab
+        out, _ = self._array(out, "out", (-1, self.m), write=True)
+        labels, _ = self._array(labels, "labels", (-1,), np.dtype(np.int64), write=True)
+        ll, _ = self._array(ll, "ll", (-1,), write=True)
+        self._rows(out, "out", n, (0, n))
+        self._rows(labels, "labels", n, (0, n))
+        self._rows(ll, "ll", n, (0, 1))
+        return Prepared((X, *params, self._int(nthreads, "nthreads"), out, labels, ll),
+                        X.dtype.name, same=same and same_p)
 
-    def weighted_log_prob(self, X: np.ndarray, kp: tuple) -> np.ndarray:
-        return self.estep(X, kp)[0]
+    def plan(self, prepared: Prepared) -> Plan:
+        dtype = prepared.args[0].dtype
+        variant = Variant(f"blocked_b{ESTEP_BLOCK}", self._kernel(
+            "gmm_estep", "estep", ESTEP_BLOCK, dtype))
 
-    def mstats(self, X: np.ndarray, resp: np.ndarray, *,
-               centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(stats (M, NSTAT) centred on c, c (M, D)) from responsibilities ``resp``
-        (N, M); c is the responsibility-weighted mean of each component, or 0
-        (raw sums) when ``centre`` is false."""
-        self._guard(X)
-        resp = np.ascontiguousarray(resp, dtype=X.dtype)
-        if resp.shape != (X.shape[0], self.m):
-            raise ValueError(f"resp: expected shape {(X.shape[0], self.m)}, got {resp.shape}")
-        c = np.empty((self.m, self.d))
-        stats = np.empty((self.m, self.nstat))
-        rc = self.mstats_fn(X.shape[0], X.ctypes.data, resp.ctypes.data, c.ctypes.data,
-                            stats.ctypes.data, threads_for(X.shape[0], self.m, self.d),
-                            int(centre))
-        self._check(rc, "the initial M-step")
-        return stats, c
+        def check_args():
+            X, mu, P, logc = check_problem(self.kind, self.m, self.d, dtype, 301)
+            return (X, mu, P, logc, self._check_threads(), np.zeros((len(X), self.m)),
+                    np.zeros(len(X), np.int64), np.zeros(1))
 
+        return self._plan(prepared, (variant,), check_args)
 
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    def run_python(self, args: tuple):
+        X, mu, P, logc, _, out, labels, ll = args
+        wlp = ref.kernel_log_prob(X, mu, P, logc)
+        if len(out):
+            out[...] = wlp
+        if len(labels):
+            labels[...] = np.argmax(wlp, axis=1)
+        if len(ll):
+            ll[0] = ref.log_likelihood_sum(wlp)
 
 
-_kernels: dict[tuple, EMKernels] = {}
-_tunings: dict[str, Tuning] = {}
+class MStatsKernel(GMMKernel):
+    """The M-step statistics from responsibilities: arguments
+    ``(X, resp, nthreads, centre, c, stats)``.
+
+    With ``centre`` non-zero, ``c`` (M, D) receives each component's
+    responsibility-weighted mean (0 without weight) and ``stats`` the statistics
+    centred on it; with ``centre`` 0, ``c`` is 0 and ``stats`` the raw sums.
+    """
+
+    family = "mstats"
+    names = ("X", "resp", "nthreads", "centre", "c", "stats")
+    errors = (_MEMORY, (ValueError, "resp: expected one row per event of X"))
+
+    def _specs(self, dtype) -> tuple[ArgSpec, ...]:
+        m, d = self.m, self.d
+        return (ArgSpec("array", np.dtype(dtype), 2, shape=(-1, d)),
+                ArgSpec("array", np.dtype(dtype), 2, shape=(-1, m)),
+                ArgSpec("int"), ArgSpec("int"),
+                ArgSpec("array", _F64, 2, write=True, noalias=True, shape=(m, d)),
+                ArgSpec("array", _F64, 2, write=True, noalias=True, shape=(m, self.nstat)))
+
+    def prepare(self, args: tuple) -> Prepared:
+        X, resp, nthreads, centre, c, stats = self._unpack(args)
+        X, same = self._data(X)
+        resp, same_r = self._array(resp, "resp", (-1, self.m), X.dtype)
+        self._rows(resp, "resp", X.shape[0], (X.shape[0],))
+        c, _ = self._array(c, "c", (self.m, self.d), write=True)
+        stats, _ = self._array(stats, "stats", (self.m, self.nstat), write=True)
+        return Prepared((X, resp, self._int(nthreads, "nthreads"), self._int(centre, "centre"),
+                         c, stats), X.dtype.name, same=same and same_r)
+
+    def plan(self, prepared: Prepared) -> Plan:
+        dtype = prepared.args[0].dtype
+        variant = Variant("two_pass", self._kernel("gmm_mstats", "mstats", None, dtype))
+
+        def check_args():
+            rng = np.random.default_rng(12)
+            X, _, _, _ = check_problem(self.kind, self.m, self.d, dtype, 301)
+            resp = rng.dirichlet(np.ones(self.m), len(X))
+            resp[::2] = np.eye(self.m)[rng.integers(0, self.m, len(resp[::2]))]  # one-hot
+            return (X, resp.astype(dtype), self._check_threads(), 1,
+                    np.zeros((self.m, self.d)), np.zeros((self.m, self.nstat)))
+
+        return self._plan(prepared, (variant,), check_args)
+
+    def run_python(self, args: tuple):
+        X, resp, _, centre, c, stats = args
+        c[...], stats[...] = ref.responsibility_statistics(X, resp, centre=bool(centre),
+                                                           full=self.full)
 
 
-def kernels_for(m: int, d: int, cvtype: str, dtype) -> EMKernels:
-    """The compiled kernels (built once per process, cached on disk); raises
-    :class:`SpecializationError`, and nothing else, if they cannot be built."""
-    key = (m, d, kind_of(cvtype), np.dtype(dtype).name)
+FAMILIES = {"em": EMKernel, "estep": EStepKernel, "mstats": MStatsKernel}
+_kernels: dict[tuple, JitKernel] = {}
+_groups: dict[tuple, set] = {}
+
+
+def kernel(family: str, kind: str, m: int, d: int) -> JitKernel:
+    """The process's :class:`JitKernel` of one family for (kind, M, D): made once, so its
+    specializations, tuning and hot entries serve every fit, predict and Dask chunk.
+
+    The three families of one (kind, M, D) share a fallback group: a compiler or cache
+    that fails one fails them all, so a fit that cannot be specialized warns once."""
+    key = (family, kind, int(m), int(d))
     k = _kernels.get(key)
     if k is None:
-        try:
-            k = EMKernels(m, d, kind_of(cvtype), dtype)
-        except SpecializationError:
-            raise
-        except Exception as exc:  # planning the kernels must never escape as a crash
-            raise SpecializationError(f"preparing the EM kernels failed: {_why(exc)}",
-                                      kernel=f"gmm.em[{cvtype},M={m},D={d}]") from exc
-        _kernels[key] = k
+        group = _groups.setdefault(key[1:], set())
+        k = _kernels[key] = JitKernel(FAMILIES[family](kind, m, d), fallback_group=group)
     return k
 
 
-def native_kernels(m: int, d: int, cvtype: str, dtype, *,
-                   instead: str = "running the NumPy reference EM instead",
-                   stacklevel: int = 3) -> EMKernels | None:
-    """The kernels, or None for the NumPy reference: silently when asked for
-    (``ASP_DISABLE_JIT``), with one :class:`AspFallbackWarning` when they cannot
-    be built, and never under ``ASP_STRICT=1`` (the error is raised)."""
-    if config.jit_disabled():
-        return None
-    try:
-        return kernels_for(m, d, cvtype, dtype)
-    except SpecializationError as exc:
-        if config.strict():
-            raise
-        warnings.warn(f"{exc}; {instead}", AspFallbackWarning, stacklevel=stacklevel + 1)
-        return None
-
-
-def kernel_params(p: ref.Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(means, P, log constants) in float64 as the kernels read them."""
-    m, d = p.means.shape
-    mu = np.ascontiguousarray(p.means, dtype=np.float64)
-    pc = np.asarray(p.prec_chol, dtype=np.float64)
-    if p.cvtype == "full":
-        P = pc
-    elif p.cvtype == "tied":
-        P = np.broadcast_to(pc, (m, d, d))
-    elif p.cvtype == "diag":
-        P = pc
+def check_problem(kind: str, m: int, d: int, dtype, n: int, *, seed: int = 2026,
+                  spread: float = 1.0) -> tuple[np.ndarray, ...]:
+    """A small, valid random problem ``(X, mu, P, logc)`` in the kernels' form: M
+    clusters of N events in total, well-conditioned precision factors (upper
+    triangular for ``full``) times ``spread``, log weights plus log-determinants.
+    ``spread`` 1e4 gives the log densities of a start from data points (near -1e9)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(scale=3.0, size=(m, d))
+    X = (mu[rng.integers(0, m, n)] + rng.normal(size=(n, d))).astype(dtype)
+    diag = rng.uniform(0.5, 1.5, (m, d)) * spread
+    if kind == "full":
+        P = np.triu(rng.normal(scale=0.2 * spread, size=(m, d, d)), 1)
+        P[:, np.arange(d), np.arange(d)] = diag
     else:
-        P = np.broadcast_to(pc[:, None], (m, d))
-    log_det = np.broadcast_to(ref.log_det_cholesky(pc, p.cvtype, d), (m,))
-    with np.errstate(divide="ignore"):
-        logc = np.log(np.asarray(p.weights, dtype=np.float64)) + log_det - 0.5 * d * _LOG2PI
-    return mu, np.ascontiguousarray(P), np.ascontiguousarray(logc)
-
-
-def moments_from_stats(stats: np.ndarray, c: np.ndarray, reg_covar: float, cvtype: str,
-                       dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(nk, means, covariances) as scikit-learn computes them, from statistics
-    centred on ``c`` (M, D).
-
-    With d = x - c, s = sum r d, S = sum r d d^T and e = new mean - c,
-    sum r (x - mean)(x - mean)^T = S - s e^T - e s^T + (sum r) e e^T exactly,
-    so no large sums cancel.
-    """
-    dtype = np.dtype(dtype)
-    m, d = c.shape
-    c = np.asarray(c, dtype=np.float64)
-    sumr = stats[:, 0]
-    s = stats[:, 1:1 + d]
-    nk = sumr + 10 * np.finfo(dtype).eps
-    means = (s + c * sumr[:, None]) / nk[:, None]
-    e = means - c
-    if cvtype in ("full", "tied"):
-        S = stats[:, 1 + d:].reshape(m, d, d)
-        S = np.triu(S) + np.triu(S, 1).transpose(0, 2, 1)  # kernels fill the upper half
-        se = s[:, :, None] * e[:, None, :]
-        S = S - se - se.transpose(0, 2, 1) + sumr[:, None, None] * e[:, :, None] * e[:, None, :]
-        if cvtype == "full":
-            cov = S / nk[:, None, None]
-            cov[:, np.arange(d), np.arange(d)] += reg_covar
-        else:
-            cov = S.sum(axis=0) / nk.sum()
-            cov.flat[:: d + 1] += reg_covar
-    else:
-        S = stats[:, 1 + d:]
-        cov = (S - 2 * s * e + sumr[:, None] * e * e) / nk[:, None] + reg_covar
-        if cvtype == "spherical":
-            cov = cov.mean(axis=1)
-    return nk, means, cov.astype(dtype)
-
-
-def params_from_stats(stats: np.ndarray, old: ref.Params, reg_covar: float,
-                      dtype) -> ref.Params:
-    """scikit-learn's M-step from statistics centred on the old means."""
-    dtype = np.dtype(dtype)
-    nk, means, cov = moments_from_stats(stats, old.means, reg_covar, old.cvtype, dtype)
-    return ref.Params(old.cvtype, (nk / nk.sum()).astype(dtype), means.astype(dtype), cov,
-                      ref.precision_cholesky(cov, old.cvtype))
-
-
-class EMStepper:
-    """EM iterations for one public call (one ``fit``/``train``/``predict``).
-
-    Specializes on construction; if that fails it warns once (or raises under
-    ``ASP_STRICT=1``) and every step runs the NumPy reference.  ``variant``
-    forces one variant (tests use it); otherwise the tuner chooses per
-    (M, D, N bucket, cvtype, dtype) and remembers the choice on disk.
-    """
-
-    def __init__(self, m: int, d: int, cvtype: str, dtype, *, variant: str | None = None,
-                 python: bool = False):
-        if variant is not None and variant not in VARIANTS:
-            raise ValueError(f"variant={variant!r}: expected one of {', '.join(VARIANTS)}")
-        self.m, self.d, self.cvtype, self.dtype = m, d, cvtype, np.dtype(dtype)
-        self.forced = variant
-        self.last_variant = "python"
-        self._work: np.ndarray | None = None
-        self.kernels: EMKernels | None = None if python else native_kernels(
-            m, d, cvtype, dtype, stacklevel=3)
-
-    @property
-    def native(self) -> bool:
-        return self.kernels is not None
-
-    def _tuning(self, n: int) -> Tuning:
-        sig = (f"M={self.m} D={self.d} N~{n_bucket(n)} cv={self.cvtype} "
-               f"dtype={self.dtype.name} threads={config.num_threads()}")
-        t = _tunings.get(sig)
-        if t is None:
-            try:
-                t = Tuning("gmm.em", sig, list(VARIANTS), code=generator_fingerprint(__name__))
-            except Exception:
-                # The tuning database is in the cache directory; if that cannot be
-                # opened the compiled kernels still run, untuned (ASP_TUNE=off's pick).
-                t = Tuning("gmm.em", sig, list(VARIANTS), mode="off")
-            _tunings[sig] = t
-        return t
-
-    def step(self, X: np.ndarray, p: ref.Params, reg_covar: float) -> tuple[float, ref.Params]:
-        """One EM iteration: (lower bound under ``p``, new parameters)."""
-        if self.kernels is None:
-            return ref.em_iteration(X, p, reg_covar)
-        kp = kernel_params(p)
-        tuning = None if self.forced else self._tuning(X.shape[0])
-        variant = self.forced or tuning.pick()
-        work = None
-        if variant == "components":
-            if self._work is None or self._work.shape[0] != X.shape[0]:
-                self._work = np.empty((X.shape[0], self.m))
-            work = self._work
-        t0 = time.perf_counter()
-        ll, stats = self.kernels.em(variant, X, kp, work)
-        if tuning is not None:
-            tuning.record(variant, time.perf_counter() - t0)
-        self.last_variant = variant
-        _check_finite(ll)
-        return ll / X.shape[0], params_from_stats(stats, p, reg_covar, self.dtype)
-
-    def initial_moments(self, X: np.ndarray, resp: np.ndarray,
-                        reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(nk, means, covariances) from responsibilities, as scikit-learn's
-        ``_estimate_gaussian_parameters`` (the M-step of an initialisation).
-
-        ``full`` takes centred sums from the kernel, as scikit-learn centres
-        its full covariances; diag and spherical take raw sums and follow
-        scikit-learn's raw-moment formula in X's dtype (sum r x^2 / nk - mu^2),
-        so that its rounding, large when covariances are tiny, is
-        scikit-learn's.  ``tied`` is two matrix products (X^T X - sum nk mu mu^T,
-        which is not a weighted sum when, as at initialisation, rows of
-        ``resp`` do not sum to 1): NumPy's."""
-        if self.kernels is None or self.cvtype == "tied":
-            return ref.estimate_parameters(X, resp, reg_covar, self.cvtype)
-        dt = self.dtype
-        if self.cvtype == "full":
-            stats, c = self.kernels.mstats(X, resp)
-            nk, means, cov = moments_from_stats(stats, c, reg_covar, self.cvtype, dt)
-            return nk.astype(dt), means.astype(dt), cov
-        d = self.d
-        stats = self.kernels.mstats(X, resp, centre=False)[0].astype(dt)
-        nk = stats[:, 0] + 10 * np.finfo(dt).eps
-        means = stats[:, 1:1 + d] / nk[:, None]
-        cov = stats[:, 1 + d:] / nk[:, None] - means ** 2 + reg_covar
-        if self.cvtype == "spherical":
-            cov = cov.mean(axis=1)
-        return nk, means, cov
-
-    def weighted_log_prob(self, X: np.ndarray, p: ref.Params) -> np.ndarray:
-        """log w_k + log N(x | k), shape (N, M), in X's dtype."""
-        if self.kernels is None:
-            return ref.weighted_log_prob(X, p)
-        return self.kernels.estep(X, kernel_params(p))[0].astype(X.dtype, copy=False)
-
-    def labels(self, X: np.ndarray, p: ref.Params) -> np.ndarray:
-        """The most likely component of each event (np.argmax of the above)."""
-        if self.kernels is None:
-            return np.argmax(ref.weighted_log_prob(X, p), axis=1)
-        return self.kernels.estep(X, kernel_params(p), log_prob=False, labels=True)[1]
-
-    def log_likelihood(self, X: np.ndarray, p: ref.Params) -> float:
-        """sum over X of log p(x): the fused kernel's E-step alone."""
-        if self.kernels is None:
-            wlp = ref.weighted_log_prob(X, p).astype(np.float64)
-            mx = wlp.max(axis=1, keepdims=True)
-            return float((mx[:, 0] + np.log(np.exp(wlp - mx).sum(axis=1))).sum())
-        ll, _ = self.kernels.em(VARIANTS[0], X, kernel_params(p), None, e_only=True)
-        _check_finite(ll)
-        return ll
-
-
-def _check_finite(ll: float) -> None:
-    if not np.isfinite(ll):
-        raise ValueError("the log-likelihood is not finite: X has values too large "
-                         "for the current parameters (scale the input data)")
+        P = diag
+    logc = (np.log(rng.dirichlet(np.ones(m))) + np.log(diag).sum(axis=1)
+            - 0.5 * d * math.log(2 * math.pi))
+    return X, mu, P, logc

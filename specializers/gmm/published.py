@@ -7,10 +7,11 @@
     labels = gmm.predict(X)
     gmm.components.means, gmm.components.covars, gmm.components.weights
 
-``train``/``predict`` run the generated kernels (tuned variant, NumPy fallback
-with one warning); ``train_using_python``/``predict_using_python`` run the
-NumPy reference.  Covariances are always stored M x D x D; for ``'diag'`` the
-off-diagonal entries are zero.
+``train``/``predict`` run the generated kernels (the tuned variant; if they cannot
+be built, their NumPy reference, with one warning);
+``train_using_python``/``predict_using_python`` run that NumPy reference.
+Covariances are always stored M x D x D; for ``'diag'`` the off-diagonal entries
+are zero.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import reference as ref
-from .kernels import EMStepper
+from .stepper import EMStepper
 from .validate import check_cvtype, check_data, check_positive_int
 
 __all__ = ["GMM", "Components"]

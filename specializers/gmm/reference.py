@@ -12,6 +12,14 @@ the same parameters both produce the same iterates:
   precision Cholesky factors.
 
 :class:`Params` carries one mixture's parameters; every function is pure.
+
+The second half computes, in NumPy and float64, exactly what each generated kernel
+computes from its own arguments (means, precision factors ``P`` and log constants
+``logc``, see :func:`specializers.gmm.stepper.kernel_params`): the
+log-probabilities, the log-likelihood, and the sufficient statistics centred on
+given centres (the upper half of each D x D block for ``full``).  They are the
+kernels' ``run_python``: the reference the core checks every compiled variant
+against, and what runs when the kernels cannot be built.
 """
 from __future__ import annotations
 
@@ -25,13 +33,18 @@ from scipy.special import logsumexp
 __all__ = [
     "COVARIANCE_TYPES",
     "Params",
+    "centred_statistics",
     "collapse_error",
     "e_step",
     "em_iteration",
+    "em_statistics",
     "estimate_parameters",
+    "kernel_log_prob",
     "log_det_cholesky",
+    "log_likelihood_sum",
     "precision_cholesky",
     "precision_cholesky_from_precisions",
+    "responsibility_statistics",
     "weighted_log_prob",
 ]
 
@@ -185,3 +198,65 @@ def em_iteration(X: np.ndarray, p: Params, reg_covar: float) -> tuple[float, Par
     """One EM iteration: (lower bound under ``p``, the updated parameters)."""
     lower, log_resp = e_step(X, p)
     return lower, m_step(X, log_resp, reg_covar, p.cvtype)
+
+
+# -- what the kernels compute, from their own arguments -----------------------------------
+def kernel_log_prob(X: np.ndarray, mu: np.ndarray, P: np.ndarray,
+                    logc: np.ndarray) -> np.ndarray:
+    """log w_k + log N(x_n | k) = logc_k - |(x_n - mu_k) P_k|^2 / 2, shape (N, M), float64.
+
+    ``P`` is (M, D, D) (upper-triangular precision factors: full and tied) or (M, D)
+    (their diagonals: diag and spherical)."""
+    Xd = np.asarray(X, dtype=np.float64)
+    q = np.empty((Xd.shape[0], mu.shape[0]))
+    for k in range(mu.shape[0]):
+        y = (Xd - mu[k]) @ P[k] if P.ndim == 3 else (Xd - mu[k]) * P[k]
+        q[:, k] = np.einsum("ij,ij->i", y, y)
+    return logc - 0.5 * q
+
+
+def log_likelihood_sum(wlp: np.ndarray) -> float:
+    """sum over events of log p(x) = logsumexp of each row of ``wlp``."""
+    return float(logsumexp(wlp, axis=1).sum()) if wlp.size else 0.0
+
+
+def centred_statistics(X: np.ndarray, resp: np.ndarray, c: np.ndarray,
+                       full: bool) -> np.ndarray:
+    """Per component k, [sum r, sum r d (D), sum r d d^T (upper half, D*D) or sum r d^2
+    (D)] with d = x - c_k: shape (M, 1 + D + D*D or 2D), float64."""
+    Xd = np.asarray(X, dtype=np.float64)
+    r = np.asarray(resp, dtype=np.float64)
+    m, d = c.shape
+    out = np.empty((m, 1 + d + (d * d if full else d)))
+    out[:, 0] = r.sum(axis=0)
+    for k in range(m):
+        y = Xd - c[k]
+        ry = r[:, k, None] * y
+        out[k, 1:1 + d] = ry.sum(axis=0)
+        out[k, 1 + d:] = np.triu(ry.T @ y).ravel() if full else (ry * y).sum(axis=0)
+    return out
+
+
+def em_statistics(X: np.ndarray, mu: np.ndarray, P: np.ndarray,
+                  logc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """One fused EM pass: (sum log p(x), responsibilities (N, M), statistics centred on
+    ``mu``), as the EM kernel's variants compute them."""
+    wlp = kernel_log_prob(X, mu, P, logc)
+    norm = logsumexp(wlp, axis=1) if wlp.size else np.zeros(len(wlp))
+    with np.errstate(under="ignore"):
+        resp = np.exp(wlp - norm[:, None])
+    return float(norm.sum()), resp, centred_statistics(X, resp, mu, P.ndim == 3)
+
+
+def responsibility_statistics(X: np.ndarray, resp: np.ndarray, *, centre: bool,
+                              full: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(c, statistics centred on c) from given responsibilities: c is each component's
+    responsibility-weighted mean (0 for a component without weight), or 0 when
+    ``centre`` is false (the statistics are then the raw sums)."""
+    Xd = np.asarray(X, dtype=np.float64)
+    r = np.asarray(resp, dtype=np.float64)
+    c = np.zeros((r.shape[1], Xd.shape[1]))
+    if centre:
+        sumr = r.sum(axis=0)
+        np.divide(r.T @ Xd, sumr[:, None], out=c, where=sumr[:, None] > 0)
+    return c, centred_statistics(Xd, r, c, full)

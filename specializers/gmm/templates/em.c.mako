@@ -1,29 +1,41 @@
 <%doc>
-One EM iteration of a Gaussian mixture as C/OpenMP, for one (M, D, kind, dtype).
+The GMM kernels as C/OpenMP, for one (M, D, kind, dtype): the template style.
+
+Nothing here is a complete translation unit.  specializers/gmm/kernels.py
+renders each <%def> on its own: `preamble` becomes Plan.preamble (macros,
+types, and exp_neg, whose `declare simd` pragma a helper function cannot
+carry), every `h_*` def the Verbatim body of one helper function (Plan.helpers,
+IR the dump shows), and every kernel def the body of one template_function,
+whose parameters are the kernel ABI's: each array a named `restrict` pointer
+followed by its extents `<name>_n0, <name>_n1, ...`, each int an int64_t.  The
+core prints the entry points, builds, guards the arguments in C, checks every
+variant against the NumPy reference, tunes and falls back.
+
+Render context: M, D, full (kind 'full'), ctype (of X), blocks (of the blocked
+variants), B (the block of a blocked variant or helper).
 
 kind 'full': P[k] is the upper-triangular Cholesky factor of component k's
 precision (sklearn's precisions_cholesky_), so the Mahalanobis term is
 |(x - mu_k) P_k|^2.  kind 'diag': P[k][i] = 1/sigma_ki.  Tied and spherical
 mixtures reuse these kernels with P broadcast over components.
 
-Each variant writes, per component k, the sufficient statistics centred on the
-current means (shifted sums keep the covariance free of cancellation):
+The EM variants write, per component k, the sufficient statistics centred on
+the current means (shifted sums keep the covariance free of cancellation):
     stats[k] = [ sum_n r_nk,  sum_n r_nk d_n (D),  sum_n r_nk d_n d_n^T (upper, DxD) or r d^2 (D) ]
-with d_n = x_n - mu_k, and *ll = sum_n log p(x_n).  The caller turns them into
-sklearn's M-step.  Variants differ only in how the work is split over threads.
+with d_n = x_n - mu_k, and ll[0] = sum_n log p(x_n).  The caller turns them
+into sklearn's M-step.  Variants differ only in how the work is split over
+threads.
 
 Every buffer whose size grows with M or D lives on the heap, one allocation
 per call split into per-thread slices: OpenMP threads get small stacks
 (OMP_STACKSIZE, 2-8 MiB by default, as little as 16 KiB when set), and a full
 D=128 block is 256 KiB.  Only scalars and GCC vectors stay on the stack.
 
-Entry points return 0, or 1 when memory cannot be allocated.
+Kernels return 0; 1 when memory cannot be allocated (MemoryError); 2 when an
+array's rows do not match X's (ValueError): the error table is the Plan's.
 </%doc>
-<% EB = max(blocks) %>\
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
+
+<%def name="preamble()">
 /* A serial build (ASP_CFLAGS without -fopenmp) must still compile and load:
    the pragmas are then ignored, and one thread does all the work. */
 #ifdef _OPENMP
@@ -42,16 +54,6 @@ Entry points return 0, or 1 when memory cannot be allocated.
 #define NSTAT (1 + D + DD)
 typedef ${ctype} real_t;
 
-/* Per-thread slices of one heap block, each a multiple of 64 bytes so slices
-   start on their own cache line (aligned loads, no false sharing). */
-static inline size_t slice_doubles(size_t n) { return (n + 7) & ~(size_t)7; }
-
-static double *alloc_slices(int nt, size_t per)
-{
-    const size_t bytes = (size_t)nt * per * sizeof(double);
-    return aligned_alloc(64, bytes ? bytes : 64);
-}
-
 /* Responsibilities below exp(EXP_CUT) are flushed to exactly zero.  A
    responsibility that small cannot move any sum by more than N e-261, far below
    rounding; but multiplied by small differences x - mu its products are
@@ -59,6 +61,13 @@ static double *alloc_slices(int nt, size_t per)
    data-point initialisation (tiny covariances, log densities down to -1e9)
    nearly every (event, component) pair sits at that floor. */
 #define EXP_CUT (-600.0)
+
+/* Sums across a block of events are kept in W explicit lanes (a GCC vector:
+   one AVX-512 register, or two AVX2 ones) and added up once per block.  Left
+   to itself gcc lowers `omp simd reduction` here to lanes in memory, or
+   vectorises the wrong loop, both several times slower. */
+#define W 8
+typedef double vd __attribute__((vector_size(8 * W)));
 
 /* exp(x) for x <= 0, branch-free so loops across events vectorise (glibc's exp
    does not without -ffast-math).  Cody-Waite reduction x = n ln2 + r,
@@ -93,426 +102,431 @@ static inline double exp_neg(double x)
     memcpy(&scale, &bits, sizeof scale);
     return x < EXP_CUT ? 0.0 : p * scale;
 }
+</%def>
 
+## -- helper functions (bodies; kernels.py declares them) ---------------------------------
+
+<%def name="h_slice_doubles()">
+/* Per-thread slices of one heap block are each a multiple of 64 bytes, so
+   slices start on their own cache line (aligned loads, no false sharing). */
+return (n + 7) & ~(size_t)7;
+</%def>
+
+<%def name="h_alloc_slices()">
+const size_t bytes = (size_t)nt * per * sizeof(double);
+return aligned_alloc(64, bytes ? bytes : 64);
+</%def>
+
+<%def name="h_quad()">
 /* Mahalanobis term of one event against component k; d receives x - mu_k,
    y is D doubles of scratch. */
-static inline double quad(const double *restrict x, const double *restrict mu,
-                          const double *restrict P, double *restrict d, double *restrict y)
-{
-    for (int i = 0; i < D; ++i) d[i] = x[i] - mu[i];
+for (int i = 0; i < D; ++i) d[i] = x[i] - mu[i];
 %if full:
-    /* y = d P with P upper triangular: the zero lower half is skipped. */
-    for (int j = 0; j < D; ++j) y[j] = 0.0;
-    for (int i = 0; i < D; ++i) {
-        const double di = d[i];
-        for (int j = i; j < D; ++j) y[j] += di * P[i * D + j];
-    }
-    double q = 0.0;
-    for (int j = 0; j < D; ++j) q += y[j] * y[j];
+/* y = d P with P upper triangular: the zero lower half is skipped. */
+for (int j = 0; j < D; ++j) y[j] = 0.0;
+for (int i = 0; i < D; ++i) {
+    const double di = d[i];
+    for (int j = i; j < D; ++j) y[j] += di * P[i * D + j];
+}
+double q = 0.0;
+for (int j = 0; j < D; ++j) q += y[j] * y[j];
 %else:
-    (void)y;
-    double q = 0.0;
-    for (int i = 0; i < D; ++i) { const double v = d[i] * P[i]; q += v * v; }
+(void)y;
+double q = 0.0;
+for (int i = 0; i < D; ++i) { const double v = d[i] * P[i]; q += v * v; }
 %endif
-    return q;
-}
+return q;
+</%def>
 
-/* log-sum-exp over components: lp holds log w_k + log N(x|k); returns log p(x),
-   turns lp into responsibilities.  Subtracting the max keeps exp in range. */
-static inline double normalize(double *restrict lp)
-{
-    double mx = lp[0];
-    for (int k = 1; k < M; ++k) mx = lp[k] > mx ? lp[k] : mx;
-    double s = 0.0;
-    for (int k = 0; k < M; ++k) { lp[k] = exp_neg(lp[k] - mx); s += lp[k]; }
-    const double inv = 1.0 / s;
-    for (int k = 0; k < M; ++k) lp[k] *= inv;
-    return mx + log(s);
-}
+<%def name="h_normalize()">
+/* log-sum-exp over components: lp holds log w_k + log N(x|k); returns log p(x)
+   and turns lp into responsibilities.  Subtracting the max keeps exp in range. */
+double mx = lp[0];
+for (int k = 1; k < M; ++k) mx = lp[k] > mx ? lp[k] : mx;
+double s = 0.0;
+for (int k = 0; k < M; ++k) { lp[k] = exp_neg(lp[k] - mx); s += lp[k]; }
+const double inv = 1.0 / s;
+for (int k = 0; k < M; ++k) lp[k] *= inv;
+return mx + log(s);
+</%def>
 
-/* Add one event's weighted statistics for component k. */
-static inline void accumulate(double *restrict st, double r, const double *restrict d)
-{
-    st[0] += r;
-    double *restrict sd = st + 1, *restrict sdd = st + 1 + D;
-    for (int i = 0; i < D; ++i) sd[i] += r * d[i];
+<%def name="h_accumulate()">
+/* One event's weighted statistics for one component. */
+st[0] += r;
+double *restrict sd = st + 1, *restrict sdd = st + 1 + D;
+for (int i = 0; i < D; ++i) sd[i] += r * d[i];
 %if full:
-    for (int i = 0; i < D; ++i) {
-        const double ri = r * d[i];
-        for (int j = i; j < D; ++j) sdd[i * D + j] += ri * d[j];
-    }
+for (int i = 0; i < D; ++i) {
+    const double ri = r * d[i];
+    for (int j = i; j < D; ++j) sdd[i * D + j] += ri * d[j];
+}
 %else:
-    for (int i = 0; i < D; ++i) sdd[i] += r * d[i] * d[i];
+for (int i = 0; i < D; ++i) sdd[i] += r * d[i] * d[i];
 %endif
+</%def>
+
+<%def name="h_load_event()">
+for (int i = 0; i < D; ++i) x[i] = (double)X[e * D + i];
+</%def>
+
+<%def name="h_reduce_partials()">
+/* The per-thread partials summed in thread order, so results do not depend on
+   timing: M * NSTAT statistics, then the log-likelihood. */
+const int64_t len = (int64_t)M * NSTAT + 1;
+memset(stats, 0, sizeof(double) * M * NSTAT);
+*ll = 0.0;
+for (int t = 0; t < nt; ++t) {
+    const double *p = part + (int64_t)t * len;
+    for (int64_t s = 0; s < (int64_t)M * NSTAT; ++s) stats[s] += p[s];
+    *ll += p[(int64_t)M * NSTAT];
 }
+</%def>
 
-static inline void load_event(const real_t *restrict X, int64_t n, double *restrict x)
-{
-    for (int i = 0; i < D; ++i) x[i] = (double)X[n * D + i];
-}
+<%def name="h_vload()">
+vd v;
+memcpy(&v, p, sizeof v);
+return v;
+</%def>
 
-/* Sum the per-thread partials in thread order, so results do not depend on timing. */
-static void reduce_partials(const double *part, int nt, double *restrict stats, double *ll)
-{
-    const int64_t len = (int64_t)M * NSTAT + 1;
-    memset(stats, 0, sizeof(double) * M * NSTAT);
-    *ll = 0.0;
-    for (int t = 0; t < nt; ++t) {
-        const double *p = part + (int64_t)t * len;
-        for (int64_t s = 0; s < (int64_t)M * NSTAT; ++s) stats[s] += p[s];
-        *ll += p[(int64_t)M * NSTAT];
-    }
-}
+<%def name="h_hsum()">
+return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+</%def>
 
-/* Sums across a block of events are kept in W explicit lanes (a GCC vector:
-   one AVX-512 register, or two AVX2 ones) and added up once per block.  Left
-   to itself gcc lowers `omp simd reduction` here to lanes in memory, or
-   vectorises the wrong loop, both several times slower. */
-#define W 8
-typedef double vd __attribute__((vector_size(8 * W)));
+<%def name="h_load_block()">
+/* Events e0 .. e0+nb-1 into xt (D x ${B}, row i at xt + i * ${B}: transposed); a
+   short last block is padded with its first event, so every lane holds a real
+   event. */
+for (int b = 0; b < nb; ++b)
+    for (int i = 0; i < D; ++i) xt[i * ${B} + b] = (double)X[(e0 + b) * D + i];
+for (int b = nb; b < ${B}; ++b)
+    for (int i = 0; i < D; ++i) xt[i * ${B} + b] = xt[i * ${B}];
+</%def>
 
-static inline vd vload(const double *p)
-{
-    vd v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline double hsum(vd a)
-{
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
-%for B in sorted({b for b in blocks if b > 1} | {EB}):
-/* Events e0 .. e0+nb-1 into xt (D x ${B}, transposed); a short last block is
-   padded with its first event, so every lane holds a real event. */
-static inline void load_block_${B}(const real_t *restrict X, int64_t e0, int nb,
-                                   double (*restrict xt)[${B}])
-{
-    for (int b = 0; b < nb; ++b)
-        for (int i = 0; i < D; ++i) xt[i][b] = (double)X[(e0 + b) * D + i];
-    for (int b = nb; b < ${B}; ++b)
-        for (int i = 0; i < D; ++i) xt[i][b] = xt[i][0];
-}
-
+<%def name="h_quad_block()">
 /* q[b] = |(x_b - mu_k) P_k|^2 for the ${B} events of xt, with the component's
    parameters broadcast across the SIMD lanes.  dt is D x ${B} scratch. */
-static inline __attribute__((always_inline)) void quad_block_${B}(
-    const double (*restrict xt)[${B}], double (*restrict dt)[${B}],
-    const double *restrict m, const double *restrict Pk, double *restrict q)
-{
 %if full:
-    for (int i = 0; i < D; ++i)
-        for (int b = 0; b < ${B}; ++b) dt[i][b] = xt[i][b] - m[i];
-    /* y = d U column by column for 4W events at a time, so the partial sums
-       of y and q stay in registers */
-    for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
-        vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
-        for (int j = 0; j < D; ++j) {
-            vd y0 = {0}, y1 = {0}, y2 = {0}, y3 = {0};
-            for (int i = 0; i <= j; ++i) {
-                const double p = Pk[i * D + j];
-                y0 += vload(&dt[i][b0]) * p;
-                y1 += vload(&dt[i][b0 + W]) * p;
-                y2 += vload(&dt[i][b0 + 2 * W]) * p;
-                y3 += vload(&dt[i][b0 + 3 * W]) * p;
-            }
-            q0 += y0 * y0;
-            q1 += y1 * y1;
-            q2 += y2 * y2;
-            q3 += y3 * y3;
+for (int i = 0; i < D; ++i)
+    for (int b = 0; b < ${B}; ++b) dt[i * ${B} + b] = xt[i * ${B} + b] - m[i];
+/* y = d U column by column for 4W events at a time, so the partial sums of y
+   and q stay in registers */
+for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
+    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+    for (int j = 0; j < D; ++j) {
+        vd y0 = {0}, y1 = {0}, y2 = {0}, y3 = {0};
+        for (int i = 0; i <= j; ++i) {
+            const double p = Pk[i * D + j];
+            const double *row = dt + i * ${B} + b0;
+            y0 += vload(row) * p;
+            y1 += vload(row + W) * p;
+            y2 += vload(row + 2 * W) * p;
+            y3 += vload(row + 3 * W) * p;
         }
-        memcpy(&q[b0], &q0, sizeof q0);
-        memcpy(&q[b0 + W], &q1, sizeof q1);
-        memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
-        memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+        q0 += y0 * y0;
+        q1 += y1 * y1;
+        q2 += y2 * y2;
+        q3 += y3 * y3;
     }
+    memcpy(&q[b0], &q0, sizeof q0);
+    memcpy(&q[b0 + W], &q1, sizeof q1);
+    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+}
 %else:
-    (void)dt;
-    for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
-        vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
-        for (int i = 0; i < D; ++i) {
-            const double p = Pk[i], c = m[i];  /* (x - mu) p: no cancellation */
-            const vd y0 = (vload(&xt[i][b0]) - c) * p;
-            const vd y1 = (vload(&xt[i][b0 + W]) - c) * p;
-            const vd y2 = (vload(&xt[i][b0 + 2 * W]) - c) * p;
-            const vd y3 = (vload(&xt[i][b0 + 3 * W]) - c) * p;
-            q0 += y0 * y0;
-            q1 += y1 * y1;
-            q2 += y2 * y2;
-            q3 += y3 * y3;
-        }
-        memcpy(&q[b0], &q0, sizeof q0);
-        memcpy(&q[b0 + W], &q1, sizeof q1);
-        memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
-        memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+(void)dt;
+for (int b0 = 0; b0 < ${B}; b0 += 4 * W) {
+    vd q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+    for (int i = 0; i < D; ++i) {
+        const double p = Pk[i], c = m[i];  /* (x - mu) p: no cancellation */
+        const double *row = xt + i * ${B} + b0;
+        const vd y0 = (vload(row) - c) * p;
+        const vd y1 = (vload(row + W) - c) * p;
+        const vd y2 = (vload(row + 2 * W) - c) * p;
+        const vd y3 = (vload(row + 3 * W) - c) * p;
+        q0 += y0 * y0;
+        q1 += y1 * y1;
+        q2 += y2 * y2;
+        q3 += y3 * y3;
     }
+    memcpy(&q[b0], &q0, sizeof q0);
+    memcpy(&q[b0 + W], &q1, sizeof q1);
+    memcpy(&q[b0 + 2 * W], &q2, sizeof q2);
+    memcpy(&q[b0 + 3 * W], &q3, sizeof q3);
+}
 %endif
-}
+</%def>
 
-%endfor
-/* E-step only (predict, score_samples, the final E-step of a fit): the
-   weighted log-probabilities log w_k + log N(x|k) into out (N x M), and/or
-   their argmax into labels (the first maximum, as np.argmax); either may be
-   NULL.  Blocks of ${EB} events, as the events_b${EB} variant. */
-int gmm_logprob(int64_t n, const real_t *restrict X, const double *restrict mu,
-                const double *restrict P, const double *restrict logc, double *restrict out,
-                int64_t *restrict labels, int64_t nthreads)
-{
-    enum { B = ${EB} };
-    const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const size_t per = slice_doubles(2 * (size_t)D * B) + 3 * (size_t)B;
-    double *buf = alloc_slices(nt, per);
-    if (!buf) return 1;
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = THREAD_ID(), T = TEAM_SIZE();
-        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
-        double *w = buf + (size_t)t * per;
-        double (*restrict xt)[B] = (double (*)[B])w;
-        double (*restrict dt)[B] = (double (*)[B])(w + (size_t)D * B);
-        double *restrict q = w + slice_doubles(2 * (size_t)D * B);
-        double *restrict best = q + B, *restrict arg = best + B;
-        for (int64_t e0 = lo; e0 < hi; e0 += B) {
-            const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
-            load_block_${EB}(X, e0, nb, xt);
-            for (int k = 0; k < M; ++k) {
-                quad_block_${EB}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
-                for (int b = 0; b < nb; ++b) {
-                    const double v = logc[k] - 0.5 * q[b];
-                    if (out) out[(e0 + b) * M + k] = v;
-                    if (k == 0 || v > best[b]) { best[b] = v; arg[b] = k; }
-                }
-            }
-            if (labels)
-                for (int b = 0; b < nb; ++b) labels[e0 + b] = (int64_t)arg[b];
-        }
-    }
-    free(buf);
-    return 0;
-}
+## -- the EM step: one variant per def ---------------------------------------------------
+## Parameters: X (N, D), mu (M, D), P (M, D, D) or (M, D), logc (M,), nthreads,
+## work (N, M), stats (M, NSTAT), ll (1,).
 
-%for B in blocks:
-<% name = f"gmm_em_events_b{B}" %>
-%if B == 1:
+<%def name="em_events_b1()">
 /* Variant events_b1: threads take contiguous ranges of events; each event is
    handled start to finish (quadratic forms, responsibilities, statistics)
    while it is in registers; per-thread partial sums are reduced at the end. */
-int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
-            const double *restrict P, const double *restrict logc,
-            double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
-            int64_t skip_m)
+const int64_t n = X_n0;
+if (work_n0 != n) return 2;
+const int nt = nthreads > 0 ? (int)nthreads : 1;
+const int64_t len = (int64_t)M * NSTAT + 1;
+double *part = calloc((size_t)nt * len, sizeof(double));
+const size_t per = slice_doubles((size_t)D * (M + 2) + M);
+double *buf = alloc_slices(nt, per);
+if (!part || !buf) { free(part); free(buf); return 1; }
+#pragma omp parallel num_threads(nt)
 {
-    (void)work;
-    const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const int64_t len = (int64_t)M * NSTAT + 1;
-    double *part = calloc((size_t)nt * len, sizeof(double));
-    const size_t per = slice_doubles((size_t)D * (M + 2) + M);
-    double *buf = alloc_slices(nt, per);
-    if (!part || !buf) { free(part); free(buf); return 1; }
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = THREAD_ID(), T = TEAM_SIZE();
-        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
-        double *restrict st = part + (int64_t)t * len;
-        double *w = buf + (size_t)t * per;
-        double *restrict x = w, *restrict y = w + D, *restrict lp = w + 2 * D;
-        double (*restrict dk)[D] = (double (*)[D])(w + 2 * D + M);
-        double lsum = 0.0;
-        for (int64_t e = lo; e < hi; ++e) {
-            load_event(X, e, x);
-            for (int k = 0; k < M; ++k)
-                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, dk[k], y);
-            lsum += normalize(lp);
-            if (!skip_m)
-                for (int k = 0; k < M; ++k) accumulate(st + k * NSTAT, lp[k], dk[k]);
-        }
-        st[(int64_t)M * NSTAT] = lsum;
+    const int t = THREAD_ID(), T = TEAM_SIZE();
+    const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+    double *restrict st = part + (int64_t)t * len;
+    double *w = buf + (size_t)t * per;
+    double *restrict x = w, *restrict y = w + D, *restrict lp = w + 2 * D;
+    double (*restrict dk)[D] = (double (*)[D])(w + 2 * D + M);
+    double lsum = 0.0;
+    for (int64_t e = lo; e < hi; ++e) {
+        load_event(X, e, x);
+        for (int k = 0; k < M; ++k)
+            lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, dk[k], y);
+        lsum += normalize(lp);
+        for (int k = 0; k < M; ++k) accumulate(st + k * NSTAT, lp[k], dk[k]);
     }
-    reduce_partials(part, nt, stats, ll);
-    free(buf);
-    free(part);
-    return 0;
+    st[(int64_t)M * NSTAT] = lsum;
 }
-%else:
+reduce_partials(part, nt, stats, ll);
+free(buf);
+free(part);
+return 0;
+</%def>
+
+<%def name="em_events_blocked()">
 /* Variant events_b${B}: like events_b1, but events go in blocks of ${B}, stored
    transposed so every inner loop runs across ${B} events (SIMD lanes) with
    the component's parameters broadcast. */
-int ${name}(int64_t n, const real_t *restrict X, const double *restrict mu,
-            const double *restrict P, const double *restrict logc,
-            double *restrict stats, double *restrict ll, double *restrict work, int64_t nthreads,
-            int64_t skip_m)
+enum { B = ${B} };
+const int64_t n = X_n0;
+if (work_n0 != n) return 2;
+const int nt = nthreads > 0 ? (int)nthreads : 1;
+const int64_t len = (int64_t)M * NSTAT + 1;
+double *part = calloc((size_t)nt * len, sizeof(double));
+/* xt, dt (D x B each), lp (M x B), then q, mx, s, r, rd (B each) */
+const size_t per = (2 * (size_t)D + M + 5) * B;
+double *buf = alloc_slices(nt, per);
+if (!part || !buf) { free(part); free(buf); return 1; }
+#pragma omp parallel num_threads(nt)
 {
-    (void)work;
-    enum { B = ${B} };
-    const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const int64_t len = (int64_t)M * NSTAT + 1;
-    double *part = calloc((size_t)nt * len, sizeof(double));
-    /* xt, dt (D x B each), lp (M x B), then q, mx, s, r, rd (B each) */
-    const size_t per = (2 * (size_t)D + M + 5) * B;
-    double *buf = alloc_slices(nt, per);
-    if (!part || !buf) { free(part); free(buf); return 1; }
-    #pragma omp parallel num_threads(nt)
-    {
-        const int t = THREAD_ID(), T = TEAM_SIZE();
-        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
-        double *restrict st = part + (int64_t)t * len;
-        double *w = buf + (size_t)t * per;
-        double (*restrict xt)[B] = (double (*)[B])w;
-        double (*restrict dt)[B] = (double (*)[B])(w + (size_t)D * B);
-        double (*restrict lp)[B] = (double (*)[B])(w + 2 * (size_t)D * B);
-        double *restrict q = w + (2 * (size_t)D + M) * B;
-        double *restrict mx = q + B, *restrict s = mx + B, *restrict r = s + B;
-        double *restrict rd = r + B;
-        double lsum = 0.0;
-        for (int64_t e0 = lo; e0 < hi; e0 += B) {
-            const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
-            load_block_${B}(X, e0, nb, xt);
-            for (int k = 0; k < M; ++k) {
-                quad_block_${B}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
-                for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
-            }
-            /* log-sum-exp across components, vectorised across the block */
-            for (int b = 0; b < B; ++b) { mx[b] = lp[0][b]; s[b] = 0.0; }
-            for (int k = 1; k < M; ++k)
-                for (int b = 0; b < B; ++b) mx[b] = lp[k][b] > mx[b] ? lp[k][b] : mx[b];
-            for (int k = 0; k < M; ++k) {
-                #pragma omp simd
-                for (int b = 0; b < B; ++b) {
-                    const double v = exp_neg(lp[k][b] - mx[b]);
-                    lp[k][b] = v;
-                    s[b] += v;
-                }
-            }
-            for (int b = 0; b < nb; ++b) lsum += mx[b] + log(s[b]);
-            for (int b = 0; b < B; ++b) s[b] = b < nb ? 1.0 / s[b] : 0.0;  /* padding weighs 0 */
-            for (int k = 0; k < M && !skip_m; ++k) {
-                const double *restrict m = mu + k * D;
-                double *restrict sk = st + k * NSTAT;
-                vd rs = {0};
-                for (int b0 = 0; b0 < B; b0 += W) {
-                    const vd rv = vload(&lp[k][b0]) * vload(&s[b0]);
-                    memcpy(&r[b0], &rv, sizeof rv);
-                    rs += rv;
-                }
-                sk[0] += hsum(rs);
-%if full:
-                for (int i = 0; i < D; ++i) {
-                    vd a = {0};
-                    for (int b0 = 0; b0 < B; b0 += W) {
-                        const vd d = vload(&xt[i][b0]) - m[i];
-                        memcpy(&dt[i][b0], &d, sizeof d);
-                        a += vload(&r[b0]) * d;
-                    }
-                    sk[1 + i] += hsum(a);
-                }
-                /* the upper half of sum r d d^T, four columns at a time so each
-                   load of r d feeds four FMAs */
-                for (int i = 0; i < D; ++i) {
-                    for (int b0 = 0; b0 < B; b0 += W) {
-                        const vd v = vload(&r[b0]) * vload(&dt[i][b0]);
-                        memcpy(&rd[b0], &v, sizeof v);
-                    }
-                    double *restrict row = sk + 1 + D + i * D;
-                    int j = i;
-                    for (; j + 4 <= D; j += 4) {
-                        vd a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-                        for (int b0 = 0; b0 < B; b0 += W) {
-                            const vd v = vload(&rd[b0]);
-                            a0 += v * vload(&dt[j][b0]);
-                            a1 += v * vload(&dt[j + 1][b0]);
-                            a2 += v * vload(&dt[j + 2][b0]);
-                            a3 += v * vload(&dt[j + 3][b0]);
-                        }
-                        row[j] += hsum(a0);
-                        row[j + 1] += hsum(a1);
-                        row[j + 2] += hsum(a2);
-                        row[j + 3] += hsum(a3);
-                    }
-                    for (; j < D; ++j) {
-                        vd a0 = {0};
-                        for (int b0 = 0; b0 < B; b0 += W) a0 += vload(&rd[b0]) * vload(&dt[j][b0]);
-                        row[j] += hsum(a0);
-                    }
-                }
-%else:
-                (void)rd;
-                for (int i = 0; i < D; ++i) {
-                    vd a1 = {0}, a2 = {0};
-                    for (int b0 = 0; b0 < B; b0 += W) {
-                        const vd d = vload(&xt[i][b0]) - m[i], v = vload(&r[b0]) * d;
-                        a1 += v;
-                        a2 += v * d;
-                    }
-                    sk[1 + i] += hsum(a1);
-                    sk[1 + D + i] += hsum(a2);
-                }
-%endif
+    const int t = THREAD_ID(), T = TEAM_SIZE();
+    const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+    double *restrict st = part + (int64_t)t * len;
+    double *w = buf + (size_t)t * per;
+    double (*restrict xt)[B] = (double (*)[B])w;
+    double (*restrict dt)[B] = (double (*)[B])(w + (size_t)D * B);
+    double (*restrict lp)[B] = (double (*)[B])(w + 2 * (size_t)D * B);
+    double *restrict q = w + (2 * (size_t)D + M) * B;
+    double *restrict mx = q + B, *restrict s = mx + B, *restrict r = s + B;
+    double *restrict rd = r + B;
+    double lsum = 0.0;
+    for (int64_t e0 = lo; e0 < hi; e0 += B) {
+        const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
+        load_block_${B}(X, e0, nb, xt[0]);
+        for (int k = 0; k < M; ++k) {
+            quad_block_${B}(xt[0], dt[0], mu + k * D, P + k * PSTRIDE, q);
+            for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
+        }
+        /* log-sum-exp across components, vectorised across the block */
+        for (int b = 0; b < B; ++b) { mx[b] = lp[0][b]; s[b] = 0.0; }
+        for (int k = 1; k < M; ++k)
+            for (int b = 0; b < B; ++b) mx[b] = lp[k][b] > mx[b] ? lp[k][b] : mx[b];
+        for (int k = 0; k < M; ++k) {
+            #pragma omp simd
+            for (int b = 0; b < B; ++b) {
+                const double v = exp_neg(lp[k][b] - mx[b]);
+                lp[k][b] = v;
+                s[b] += v;
             }
         }
-        st[(int64_t)M * NSTAT] = lsum;
-    }
-    reduce_partials(part, nt, stats, ll);
-    free(buf);
-    free(part);
-    return 0;
-}
+        for (int b = 0; b < nb; ++b) lsum += mx[b] + log(s[b]);
+        for (int b = 0; b < B; ++b) s[b] = b < nb ? 1.0 / s[b] : 0.0;  /* padding weighs 0 */
+        for (int k = 0; k < M; ++k) {
+            const double *restrict m = mu + k * D;
+            double *restrict sk = st + k * NSTAT;
+            vd rs = {0};
+            for (int b0 = 0; b0 < B; b0 += W) {
+                const vd rv = vload(&lp[k][b0]) * vload(&s[b0]);
+                memcpy(&r[b0], &rv, sizeof rv);
+                rs += rv;
+            }
+            sk[0] += hsum(rs);
+%if full:
+            for (int i = 0; i < D; ++i) {
+                vd a = {0};
+                for (int b0 = 0; b0 < B; b0 += W) {
+                    const vd d = vload(&xt[i][b0]) - m[i];
+                    memcpy(&dt[i][b0], &d, sizeof d);
+                    a += vload(&r[b0]) * d;
+                }
+                sk[1 + i] += hsum(a);
+            }
+            /* the upper half of sum r d d^T, four columns at a time so each
+               load of r d feeds four FMAs */
+            for (int i = 0; i < D; ++i) {
+                for (int b0 = 0; b0 < B; b0 += W) {
+                    const vd v = vload(&r[b0]) * vload(&dt[i][b0]);
+                    memcpy(&rd[b0], &v, sizeof v);
+                }
+                double *restrict row = sk + 1 + D + i * D;
+                int j = i;
+                for (; j + 4 <= D; j += 4) {
+                    vd a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                    for (int b0 = 0; b0 < B; b0 += W) {
+                        const vd v = vload(&rd[b0]);
+                        a0 += v * vload(&dt[j][b0]);
+                        a1 += v * vload(&dt[j + 1][b0]);
+                        a2 += v * vload(&dt[j + 2][b0]);
+                        a3 += v * vload(&dt[j + 3][b0]);
+                    }
+                    row[j] += hsum(a0);
+                    row[j + 1] += hsum(a1);
+                    row[j + 2] += hsum(a2);
+                    row[j + 3] += hsum(a3);
+                }
+                for (; j < D; ++j) {
+                    vd a0 = {0};
+                    for (int b0 = 0; b0 < B; b0 += W) a0 += vload(&rd[b0]) * vload(&dt[j][b0]);
+                    row[j] += hsum(a0);
+                }
+            }
+%else:
+            (void)rd;
+            for (int i = 0; i < D; ++i) {
+                vd a1 = {0}, a2 = {0};
+                for (int b0 = 0; b0 < B; b0 += W) {
+                    const vd d = vload(&xt[i][b0]) - m[i], v = vload(&r[b0]) * d;
+                    a1 += v;
+                    a2 += v * d;
+                }
+                sk[1 + i] += hsum(a1);
+                sk[1 + D + i] += hsum(a2);
+            }
 %endif
-%endfor
+        }
+    }
+    st[(int64_t)M * NSTAT] = lsum;
+}
+reduce_partials(part, nt, stats, ll);
+free(buf);
+free(part);
+return 0;
+</%def>
 
+<%def name="em_components()">
 /* Variant components: the paper's other strategy.  Pass 1 (parallel over
    events) writes the N x M responsibilities to `work`; pass 2 is parallel over
    components, each thread owning whole components, so no reduction is needed. */
-int gmm_em_components(int64_t n, const real_t *restrict X, const double *restrict mu,
-                      const double *restrict P, const double *restrict logc,
-                      double *restrict stats, double *restrict ll, double *restrict work,
-                      int64_t nthreads, int64_t skip_m)
+const int64_t n = X_n0;
+if (work_n0 != n) return 2;
+const int nt = nthreads > 0 ? (int)nthreads : 1;
+/* pass 1: x, d, y (D each); pass 2: the component's statistics and d */
+const size_t per = slice_doubles(NSTAT + (size_t)D > 3 * (size_t)D ? NSTAT + (size_t)D
+                                                                   : 3 * (size_t)D);
+double *buf = alloc_slices(nt, per);
+if (!buf) return 1;
+double lsum = 0.0;
+#pragma omp parallel num_threads(nt) reduction(+:lsum)
 {
-    const int nt = nthreads > 0 ? (int)nthreads : 1;
-    /* pass 1: x, d, y (D each); pass 2: the component's statistics and d */
-    const size_t per = slice_doubles(NSTAT + (size_t)D > 3 * (size_t)D ? NSTAT + (size_t)D
-                                                                       : 3 * (size_t)D);
-    double *buf = alloc_slices(nt, per);
-    if (!buf) return 1;
-    double lsum = 0.0;
-    #pragma omp parallel num_threads(nt) reduction(+:lsum)
-    {
-        double *w = buf + (size_t)THREAD_ID() * per;
-        double *restrict x = w, *restrict d = w + D, *restrict y = w + 2 * D;
-        #pragma omp for schedule(static)
-        for (int64_t e = 0; e < n; ++e) {
-            double *restrict lp = work + e * M;
-            load_event(X, e, x);
-            for (int k = 0; k < M; ++k)
-                lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, d, y);
-            lsum += normalize(lp);
-        }
+    double *w = buf + (size_t)THREAD_ID() * per;
+    double *restrict x = w, *restrict d = w + D, *restrict y = w + 2 * D;
+    #pragma omp for schedule(static)
+    for (int64_t e = 0; e < n; ++e) {
+        double *restrict lp = work + e * M;
+        load_event(X, e, x);
+        for (int k = 0; k < M; ++k)
+            lp[k] = logc[k] - 0.5 * quad(x, mu + k * D, P + k * PSTRIDE, d, y);
+        lsum += normalize(lp);
     }
-    *ll = lsum;
-    if (skip_m) {
-        memset(stats, 0, sizeof(double) * M * NSTAT);
-        free(buf);
-        return 0;
-    }
-    #pragma omp parallel num_threads(nt)
-    {
-        double *w = buf + (size_t)THREAD_ID() * per;
-        double *restrict st = w, *restrict d = w + NSTAT;
-        #pragma omp for schedule(dynamic, 1)
-        for (int k = 0; k < M; ++k) {
-            memset(st, 0, sizeof(double) * NSTAT);
-            const double *restrict m = mu + k * D;
-            for (int64_t e = 0; e < n; ++e) {
-                for (int i = 0; i < D; ++i) d[i] = (double)X[e * D + i] - m[i];
-                accumulate(st, work[e * M + k], d);
-            }
-            memcpy(stats + k * NSTAT, st, sizeof(double) * NSTAT);
-        }
-    }
-    free(buf);
-    return 0;
 }
+ll[0] = lsum;
+#pragma omp parallel num_threads(nt)
+{
+    double *w = buf + (size_t)THREAD_ID() * per;
+    double *restrict st = w, *restrict d = w + NSTAT;
+    #pragma omp for schedule(dynamic, 1)
+    for (int k = 0; k < M; ++k) {
+        memset(st, 0, sizeof(double) * NSTAT);
+        const double *restrict m = mu + k * D;
+        for (int64_t e = 0; e < n; ++e) {
+            for (int i = 0; i < D; ++i) d[i] = (double)X[e * D + i] - m[i];
+            accumulate(st, work[e * M + k], d);
+        }
+        memcpy(stats + k * NSTAT, st, sizeof(double) * NSTAT);
+    }
+}
+free(buf);
+return 0;
+</%def>
 
+## -- the E-step alone --------------------------------------------------------------------
+<%def name="estep()">
+/* predict, score_samples, the final E-step of fit_predict, the log-likelihood
+   after a train: the weighted log-probabilities log w_k + log N(x|k) into out
+   (N x M), their argmax into labels (the first maximum, as np.argmax), and
+   sum log p(x) into ll[0].  An output given with no rows is not wanted and not
+   written.  Blocks of ${B} events, as the events_b${B} variant. */
+enum { B = ${B} };
+const int64_t n = X_n0;
+if ((out_n0 != 0 && out_n0 != n) || (labels_n0 != 0 && labels_n0 != n) || ll_n0 > 1)
+    return 2;
+const int want_out = n > 0 && out_n0 == n, want_labels = n > 0 && labels_n0 == n;
+const int want_ll = ll_n0 == 1;
+const int nt = nthreads > 0 ? (int)nthreads : 1;
+/* xt, dt (D x B each), lp (M x B), q, best, arg (B each); each thread's partial
+   log-likelihood in its own cache line of `part`, summed in thread order */
+const size_t per = slice_doubles((2 * (size_t)D + M) * B) + 3 * (size_t)B;
+double *buf = alloc_slices(nt, per);
+double *part = calloc((size_t)nt * 8, sizeof(double));
+if (!buf || !part) { free(buf); free(part); return 1; }
+#pragma omp parallel num_threads(nt)
+{
+    const int t = THREAD_ID(), T = TEAM_SIZE();
+    const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+    double *w = buf + (size_t)t * per;
+    double *restrict xt = w, *restrict dt = w + (size_t)D * B;
+    double (*restrict lp)[B] = (double (*)[B])(w + 2 * (size_t)D * B);
+    double *restrict q = w + slice_doubles((2 * (size_t)D + M) * B);
+    double *restrict best = q + B, *restrict arg = best + B;
+    double lsum = 0.0;
+    for (int64_t e0 = lo; e0 < hi; e0 += B) {
+        const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
+        load_block_${B}(X, e0, nb, xt);
+        for (int k = 0; k < M; ++k) {
+            quad_block_${B}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
+            for (int b = 0; b < nb; ++b) {
+                const double v = logc[k] - 0.5 * q[b];
+                lp[k][b] = v;
+                if (want_out) out[(e0 + b) * M + k] = v;
+                if (k == 0 || v > best[b]) { best[b] = v; arg[b] = k; }
+            }
+        }
+        if (want_labels)
+            for (int b = 0; b < nb; ++b) labels[e0 + b] = (int64_t)arg[b];
+        if (want_ll)
+            for (int b = 0; b < nb; ++b) {
+                double s = 0.0;
+                for (int k = 0; k < M; ++k) s += exp_neg(lp[k][b] - best[b]);
+                lsum += best[b] + log(s);
+            }
+    }
+    part[(size_t)t * 8] = lsum;
+}
+if (want_ll) {
+    double sum = 0.0;
+    for (int t = 0; t < nt; ++t) sum += part[(size_t)t * 8];
+    ll[0] = sum;
+}
+free(part);
+free(buf);
+return 0;
+</%def>
+
+## -- the M-step from given responsibilities ----------------------------------------------
+<%def name="mstats()">
 /* The M-step from given responsibilities resp (N x M), as at initialisation.
    With centre != 0, pass 1 sums r and r x per component and sets c[k] to the
    weighted mean (0 for a component without weight), and pass 2 writes stats
@@ -521,52 +535,51 @@ int gmm_em_components(int64_t n, const real_t *restrict X, const double *restric
    reproduces scikit-learn's raw-moment formulas.  Zero responsibilities are
    skipped: initialisations from data points or k-means labels have one
    non-zero per event, or M in all. */
-int gmm_mstats(int64_t n, const real_t *restrict X, const real_t *restrict resp,
-               double *restrict c, double *restrict stats, int64_t nthreads, int64_t centre)
-{
-    const int nt = nthreads > 0 ? (int)nthreads : 1;
-    const int64_t len = (int64_t)M * NSTAT + 1;
-    double *part = calloc((size_t)nt * len, sizeof(double));
-    const size_t per = slice_doubles(2 * (size_t)D);
-    double *buf = alloc_slices(nt, per);
-    if (!part || !buf) { free(part); free(buf); return 1; }
-    double unused;
-    if (!centre) memset(c, 0, sizeof(double) * M * D);
-    for (int pass = centre ? 0 : 1; pass < 2; ++pass) {
-        #pragma omp parallel num_threads(nt)
-        {
-            const int t = THREAD_ID(), T = TEAM_SIZE();
-            const int64_t lo = n * t / T, hi = n * (t + 1) / T;
-            double *restrict st = part + (int64_t)t * len;
-            double *w = buf + (size_t)t * per;
-            double *restrict x = w, *restrict d = w + D;
-            memset(st, 0, sizeof(double) * len);
-            for (int64_t e = lo; e < hi; ++e) {
-                int loaded = 0;  /* most rows of a data-point start are all zero */
-                for (int k = 0; k < M; ++k) {
-                    const double r = (double)resp[e * M + k];
-                    if (r == 0.0) continue;
-                    if (!loaded) { load_event(X, e, x); loaded = 1; }
-                    double *restrict sk = st + k * NSTAT;
-                    if (pass == 0) {
-                        sk[0] += r;
-                        for (int i = 0; i < D; ++i) sk[1 + i] += r * x[i];
-                    } else {
-                        for (int i = 0; i < D; ++i) d[i] = x[i] - c[k * D + i];
-                        accumulate(sk, r, d);
-                    }
+const int64_t n = X_n0;
+if (resp_n0 != n) return 2;
+const int nt = nthreads > 0 ? (int)nthreads : 1;
+const int64_t len = (int64_t)M * NSTAT + 1;
+double *part = calloc((size_t)nt * len, sizeof(double));
+const size_t per = slice_doubles(2 * (size_t)D);
+double *buf = alloc_slices(nt, per);
+if (!part || !buf) { free(part); free(buf); return 1; }
+double unused;
+if (!centre) memset(c, 0, sizeof(double) * M * D);
+for (int pass = centre ? 0 : 1; pass < 2; ++pass) {
+    #pragma omp parallel num_threads(nt)
+    {
+        const int t = THREAD_ID(), T = TEAM_SIZE();
+        const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        double *restrict st = part + (int64_t)t * len;
+        double *w = buf + (size_t)t * per;
+        double *restrict x = w, *restrict d = w + D;
+        memset(st, 0, sizeof(double) * len);
+        for (int64_t e = lo; e < hi; ++e) {
+            int loaded = 0;  /* most rows of a data-point start are all zero */
+            for (int k = 0; k < M; ++k) {
+                const double r = (double)resp[e * M + k];
+                if (r == 0.0) continue;
+                if (!loaded) { load_event(X, e, x); loaded = 1; }
+                double *restrict sk = st + k * NSTAT;
+                if (pass == 0) {
+                    sk[0] += r;
+                    for (int i = 0; i < D; ++i) sk[1 + i] += r * x[i];
+                } else {
+                    for (int i = 0; i < D; ++i) d[i] = x[i] - c[k * D + i];
+                    accumulate(sk, r, d);
                 }
             }
         }
-        reduce_partials(part, nt, stats, &unused);
-        if (pass == 0)
-            for (int k = 0; k < M; ++k) {
-                const double sr = stats[k * NSTAT];
-                for (int i = 0; i < D; ++i)
-                    c[k * D + i] = sr > 0.0 ? stats[k * NSTAT + 1 + i] / sr : 0.0;
-            }
     }
-    free(buf);
-    free(part);
-    return 0;
+    reduce_partials(part, nt, stats, &unused);
+    if (pass == 0)
+        for (int k = 0; k < M; ++k) {
+            const double sr = stats[k * NSTAT];
+            for (int i = 0; i < D; ++i)
+                c[k * D + i] = sr > 0.0 ? stats[k * NSTAT + 1 + i] / sr : 0.0;
+        }
 }
+free(buf);
+free(part);
+return 0;
+</%def>

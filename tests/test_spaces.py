@@ -1,0 +1,96 @@
+"""Search spaces: a specializer declares integer parameters; the runtime compiles a sample
+of the points, the tuner races them with the plain variants, ``asp tune show`` says what
+was tried."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from asp.codegen.template import render, template_function
+from asp.runtime import JitKernel, Space, Variant
+from asp.tune import calls_to_decide, remembered
+from tests.test_template_style import Axpy
+
+CHUNKED = """
+    (void)w_n0;
+    #pragma omp parallel for schedule(dynamic, ${chunk})
+    for (int64_t i = 0; i < x_n0; ++i) {
+        % if unroll > 1:
+        #pragma GCC unroll ${unroll}
+        % endif
+        for (int k = 0; k < 1; ++k) { w[i] = x[i]; out[i] = axpy(a, w[i], y[i]); }
+    }
+    return 0;
+"""
+PARAMS = {"chunk": (64, 128, 256, 512, 1024, 2048, 4096, 8192), "unroll": (1, 2, 4)}
+
+
+class ChunkedAxpy(Axpy):
+    def __init__(self, sample=5):
+        super().__init__(variants=("static",))
+        self.sample = sample
+        self.digest = hashlib.sha256(f"{self.digest}|chunked|{sample}".encode()).hexdigest()
+        self.made: list[dict] = []
+
+    def _make(self, specs, names, chunk, unroll):
+        self.made.append({"chunk": chunk, "unroll": unroll})
+        name = f"chunk{chunk}_u{unroll}"
+        return Variant(name, template_function(f"axpy_{name}", names, specs, render(
+            CHUNKED, kernel=self.name, chunk=chunk, unroll=unroll)))
+
+    def plan(self, prepared):
+        plan = super().plan(prepared)
+        names = ("a", "x", "y", "w", "out")
+        space = Space("chunks", PARAMS, lambda **p: self._make(plan.specs, names, **p),
+                      sample=self.sample)
+        return dataclasses.replace(plan, spaces=(space,))
+
+
+def test_a_sample_of_the_space_is_compiled_checked_and_deterministic(tmp_path, monkeypatch):
+    spec = ChunkedAxpy()
+    k = JitKernel(spec)
+    x, y = np.random.default_rng(0).standard_normal((2, 50_000))
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    s = k.specialization(2.0, x, y)
+    assert len(spec.made) == 5  # only the sampled points are made and compiled, of 24
+    assert set(s.entries) == {"static"} | {f"chunk{p['chunk']}_u{p['unroll']}"
+                                           for p in spec.made}
+    assert not s.check_failures
+    for v in s.entries:
+        np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "another"))  # no record: plan again
+    again = ChunkedAxpy()
+    JitKernel(again).specialization(2.0, x, y)
+    assert again.made == spec.made  # the same signature samples the same points
+    assert s.tuning.spaces["chunks"]["params"] == {k: list(v) for k, v in PARAMS.items()}
+
+
+def test_tuning_races_the_points_and_show_lists_the_space(fresh_cache):
+    spec = ChunkedAxpy(sample=3)
+    k = JitKernel(spec)
+    x, y = np.random.default_rng(1).standard_normal((2, 200_000))
+    for _ in range(calls_to_decide(4)):
+        k(1.0, x, y)
+    s = k.specialization(1.0, x, y)
+    assert s.tuning.winner in s.entries
+    (row,) = [r for r in remembered(s.kernel)]
+    assert row["timings"]["_decision"]["spaces"]["chunks"]["tried"] == \
+        [f"chunk{p['chunk']}_u{p['unroll']}" for p in spec.made]
+    out = subprocess.run([sys.executable, "-m", "asp.cli", "tune", "show", s.kernel],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "space chunks: chunk in {64, 128, 256, 512, 1024, 2048, 4096, 8192}, " \
+           "unroll in {1, 2, 4}; tried 3" in out.stdout
+
+
+def test_a_space_no_larger_than_its_sample_is_tried_whole():
+    space = Space("s", {"a": (1, 2), "b": (3,)}, lambda **p: None, sample=6)
+    assert space.points("seed") == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+    big = Space("s", {"a": tuple(range(10)), "b": tuple(range(10))}, lambda **p: None)
+    assert big.points("one") == big.points("one") and len(big.points("one")) == 6
+    assert big.points("one") != big.points("two")
