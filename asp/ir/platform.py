@@ -167,6 +167,9 @@ class For(Stmt):
     stencil's point loops: each point writes only its own output), which the
     passes' own analysis cannot always see (rows written by streaming stores);
     scalars and early exits are still checked.
+    ``role``: what the loop is in the source it came from, for passes and lowerings that
+    treat such loops specially (``"range"``: a Python ``for ... in range(...)`` loop, as
+    :mod:`asp.frontend.scalar` translates it); ``""``: a loop a lowering made.
     """
 
     var: str
@@ -180,6 +183,7 @@ class For(Stmt):
     tile: int | None = None
     reductions: tuple[tuple[str, str], ...] = ()
     independent: bool = False
+    role: str = ""
     child_fields: ClassVar = ("start", "stop", "step", "body", "parallel")
 
 
