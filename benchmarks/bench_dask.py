@@ -49,7 +49,8 @@ def run(quick: bool) -> list[Figure]:
     import distributed
     from distributed import futures_of
 
-    from specializers.stencil.dask import _Bound, _Shipped, apply, gather, iterate, ship_by_value
+    from specializers.stencil.dask import apply, gather, iterate, ship_by_value
+    from specializers.stencil.dask.shipping import BlockCall
 
     n = 2048 if quick else 8192
     step = HeatStep()
@@ -117,7 +118,7 @@ def run(quick: bool) -> list[Figure]:
 
         # Dask's own floor: the same kernel on each block with no halo at all (wrong at
         # the block edges, so only timed): one task per block, no neighbour data.
-        alone = _Bound(_Shipped(step), (True, False), (0.2,), None)
+        alone = BlockCall(step, (True, False), (0.2,), None)
 
         def floor():
             out = ud.map_blocks(_Alone(alone, next(rs)), dtype=ud.dtype).persist()

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 da = pytest.importorskip("dask.array")
 
 from specializers.stencil import MODES, StencilGrid, StencilKernel  # noqa: E402
-from specializers.stencil.dask import _block_plan, _Take, apply  # noqa: E402
+from specializers.stencil.dask import apply  # noqa: E402
+from specializers.stencil.dask.partition import block_plan  # noqa: E402
+from specializers.stencil.dask.split import Take  # noqa: E402
 
 # As in test_dask_stencil: no FMA contraction, one variant on both sides.
 CFLAGS = "-O3 -march=native -fopenmp -ffp-contract=off"
@@ -165,7 +167,7 @@ def test_only_thin_slices_travel(mode):
     bounds = ((0, 32, 64), (0, 40, 80))
     g = 1
     for index in np.ndindex(2, 2):
-        plan = _block_plan(bounds, g, mode, 1, index)
+        plan = block_plan(bounds, g, mode, 1, index)
         for _, box in plan.halos:
             sizes = [s.stop - s.start for s in box]
             assert min(sizes) <= g, (index, box)
@@ -173,7 +175,7 @@ def test_only_thin_slices_travel(mode):
         total = sum(int(np.prod([s.stop - s.start for s in box])) for _, box in plan.halos)
         # Two faces, a corner... of a 32 x 40 block: far below its 1280 points.
         assert total <= 2 * (32 + 40) + 4
-    first, last = _Take(((slice(1, 2), slice(0, 3)), (slice(2, 3), slice(3, 4))))(
+    first, last = Take(((slice(1, 2), slice(0, 3)), (slice(2, 3), slice(3, 4))))(
         np.arange(12).reshape(3, 4))
     assert np.array_equal(first, [[4, 5, 6]]) and np.array_equal(last, [[11]])
     assert first.flags.owndata and first.flags.c_contiguous  # a copy, not the block
@@ -182,19 +184,20 @@ def test_only_thin_slices_travel(mode):
 def test_halo_is_remembered_per_class_options_and_types():
     """apply() asks for the halo every step: the answer is cached, and anything the
     halo depends on (boundary mode, dtype, rank, geometry) is part of the key."""
-    from specializers.stencil.dask import _HALOS, halo
+    from specializers.stencil.dask import halo
+    from specializers.stencil.dask.halos import HALOS
 
-    _HALOS.clear()
+    HALOS.clear()
     x2 = da.zeros((8, 8), chunks=4)
     assert halo(Diffuse(boundary="wrap"), x2, 0.1) == (1, 1)
-    assert len(_HALOS) == 1
+    assert len(HALOS) == 1
     assert halo(Diffuse(boundary="wrap"), x2, 0.2) == (1, 1)  # same class, options, types
-    assert len(_HALOS) == 1
+    assert len(HALOS) == 1
     assert halo(Diffuse(boundary="interior"), x2, 0.1) == (1, 1)
     assert halo(Diffuse(boundary="wrap"), x2.astype(np.float32), 0.1) == (1, 1)
     assert halo(Diffuse(boundary="wrap"), da.zeros((8, 8, 8), chunks=4), 0.1) == (1, 1, 1)
     assert halo(Diffuse(boundary="interior"), x2, 0.1, geometry=(2, (((0, 0),),))) == (2, 2)
-    assert len(_HALOS) == 5
+    assert len(HALOS) == 5
 
 
 def test_a_block_keeps_its_cut_slices_until_its_shell_is_done():

@@ -15,21 +15,34 @@
 The first call with a new kind of argument (dtypes, numbers of dimensions,
 ghost depths, neighbourhoods) specializes the kernel; later calls go straight
 to the tuned native entry.  Compiled kernels are shared by every instance of a
-class with the same options.
+class with the same options and the same values of the attributes ``kernel()``
+reads (:mod:`.state`): creating an instance plans nothing and restarts no tuning.
+
+A kernel object pickles as its class and state (:meth:`StencilKernel.__reduce__`),
+never its compiled entries: the receiving process loads or builds its own.
 """
 from __future__ import annotations
+
+import hashlib
+import weakref
 
 import numpy as np
 
 from asp.errors import UnrepresentableValue
+from asp.frontend import attach_source
 from asp.runtime import MISS, JitKernel, new_output
 from specializers.stencil.grid import StencilGrid, default_neighbors, distance
 from specializers.stencil.lowering import MODES
 from specializers.stencil.specializer import StencilSpecializer
+from specializers.stencil.state import PER_INSTANCE, describe, read_key, reads_of
 
-__all__ = ["StencilKernel", "distance"]
+__all__ = ["StencilKernel", "attach_kernel_source", "distance"]
 
+# Per class: (class, kernel function, options, geometry, values read) -> its JitKernel.
 _JITS: dict[tuple, JitKernel] = {}
+# What asp derives on an instance (rebuilt, never copied or pickled); '_own_jits' holds
+# the specializations of an instance whose kernel reads what cannot be shared.
+_DERIVED = frozenset({"kernel", "pure_kernel", "_fast", "_own_jits"})
 # Outputs this large come from the reusing allocator (asp.runtime.new_output), not zeroed.
 _REUSE_BYTES = 1 << 20
 _DEFAULTS = {d: [list(lst) for lst in default_neighbors(d)] for d in (1, 2, 3)}
@@ -74,6 +87,9 @@ class StencilKernel:
         if should_unroll is not None:
             self.should_unroll = should_unroll
         _check_mode(self.boundary)
+        self._wire()
+
+    def _wire(self) -> None:
         self._fast: tuple | None = None
         # The instance attribute shadows the class's method: calls go through asp.
         self.pure_kernel = self.kernel
@@ -84,17 +100,65 @@ class StencilKernel:
         if "boundary" in cls.__dict__:
             _check_mode(cls.boundary)
 
+    # -- state: copies and pickles ----------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """The kernel's own state: its options and whatever a subclass set on it, without
+        what asp derives (the compiled entries, the calls routed through asp)."""
+        return {k: v for k, v in vars(self).items() if k not in _DERIVED}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update({k: v for k, v in state.items() if k not in _DERIVED})
+        _check_mode(self.boundary)
+        self._wire()
+
+    def __reduce__(self):
+        """Class and state only: compiled entries hold ctypes handles that cannot travel,
+        and the receiving process has its own cache to load them from.  The kernel's
+        source is attached to its function first, so a class that travels by value
+        (cloudpickle) can be specialized where its file does not exist."""
+        attach_kernel_source(type(self))
+        return _restore, (type(self), self.__getstate__())
+
+    @classmethod
+    def from_state(cls, state: dict) -> StencilKernel:
+        """A kernel of this class with ``state`` (as :meth:`__getstate__` gives it),
+        made without calling ``__init__``, whose arguments a subclass decides."""
+        obj = cls.__new__(cls)
+        obj.__setstate__(state)
+        return obj
+
+    def with_options(self, **changes) -> StencilKernel:
+        """A new kernel of this class and state with some options (or attributes)
+        replaced, e.g. ``k.with_options(boundary='interior')``."""
+        return type(self).from_state({**self.__getstate__(), **changes})
+
     # -- calling ----------------------------------------------------------------------------
-    def _jit(self, geometry: tuple) -> JitKernel:
-        fn = type(self).kernel
-        key = (type(self), fn, self.boundary, float(self.cval), bool(self.should_unroll),
-               geometry)
-        jit = _JITS.get(key)
+    def _jit(self, geometry: tuple, reads) -> JitKernel:
+        """The JitKernel for ``geometry`` and ``reads`` (:func:`.state.read_key` of this
+        object): the class's, or with :data:`.state.PER_INSTANCE` this object's own."""
+        cls = type(self)
+        fn = cls.kernel
+        options = (fn, self.boundary, float(self.cval), bool(self.should_unroll), geometry)
+        if reads is PER_INSTANCE:
+            jits = vars(self).setdefault("_own_jits", {})
+            key = options
+        else:
+            jits, key = _JITS, (cls, *options, reads)
+        jit = jits.get(key)
         if jit is None:
             _check_mode(self.boundary)
-            spec = StencilSpecializer(self, fn, boundary=self.boundary, cval=float(self.cval),
+            # Shared code runs its Python on a snapshot: equal in what the kernel reads,
+            # and unchanged when this instance changes later.
+            owner = self if reads is PER_INSTANCE else self.with_options()
+            spec = StencilSpecializer(owner, fn, boundary=self.boundary, cval=float(self.cval),
                                       unroll=bool(self.should_unroll), geometry=geometry)
-            jit = _JITS[key] = JitKernel(spec)
+            if reads:
+                # Code compiled for other values of what the kernel reads has another
+                # record on disk; values with no stable description get none.
+                text = describe(reads)
+                spec.digest = "" if text is None or not spec.digest else \
+                    hashlib.sha256(f"{spec.digest}|self:{text}".encode()).hexdigest()
+            jit = jits[key] = JitKernel(spec)
         return jit
 
     def _specialized(self, *args):
@@ -103,7 +167,8 @@ class StencilKernel:
         # run in C and a miss costs one comparison.
         fast = self._fast
         if fast is not None and fast[0] is self.boundary and fast[1] is self.cval \
-                and fast[2] is self.should_unroll and not self.pure_python:
+                and fast[2] is self.should_unroll and not self.pure_python \
+                and (fast[4] is None or fast[4] == read_key(self, fast[5])):
             hot = fast[3].hot_entry
             if hot is not None:
                 try:
@@ -135,11 +200,15 @@ class StencilKernel:
         geometry = tuple(_geometry(a) for a in args)
         if not any(geometry):
             geometry = ()
-        jit = self._jit(geometry)
+        names = reads_of(type(self), type(self).kernel)
+        reads = read_key(self, names)
+        jit = self._jit(geometry, reads)
         if self.pure_python:
             return jit.specializer.run_python(args)
-        if not geometry:
-            self._fast = (self.boundary, self.cval, self.should_unroll, jit)
+        if not geometry and reads is not PER_INSTANCE:
+            # The hot path checks what the kernel reads only if it reads anything.
+            self._fast = (self.boundary, self.cval, self.should_unroll, jit,
+                          reads if names else None, names)
         arrays = tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
         return jit(*arrays)
 
@@ -148,8 +217,10 @@ class StencilKernel:
         return self.jit_for(*args).specialization(*_arrays(args))
 
     def jit_for(self, *args) -> JitKernel:
+        """The :class:`~asp.runtime.JitKernel` that runs calls with ``args``."""
         geometry = tuple(_geometry(a) for a in args)
-        return self._jit(geometry if any(geometry) else ())
+        return self._jit(geometry if any(geometry) else (),
+                         read_key(self, reads_of(type(self), type(self).kernel)))
 
     def run_variant(self, name: str, *args):
         """Run one compiled variant on ``args`` (tests check every variant)."""
@@ -205,6 +276,34 @@ class StencilKernel:
                 out[tuple(lo)] = 0
                 lo[axis] = slice(max(out.shape[axis] - g, 0), None)
                 out[tuple(lo)] = 0
+
+
+# Per process: the first ``kernel`` function unpickled for each class.  cloudpickle sets a
+# class sent by value up again on every unpickling, so ``kernel`` would be a new function
+# each time, and a new function is a new specialization (planned and loaded again):
+# put the first one back when the code is the same.
+_FIRST_FN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def attach_kernel_source(cls: type) -> None:
+    """Attach the source of ``cls.kernel`` to the function (once), which then pickles
+    with it by value; without a file to read it from, the receiving front end decides."""
+    fn = cls.__dict__.get("kernel") or getattr(cls, "kernel", None)
+    if fn is not None and not hasattr(fn, "__asp_source__"):
+        try:
+            attach_source(fn)
+        except (OSError, TypeError):  # defined in a REPL or with exec
+            pass
+
+
+def _restore(cls: type, state: dict) -> StencilKernel:
+    """Unpickle a kernel (see :meth:`StencilKernel.__reduce__`)."""
+    fn = cls.__dict__.get("kernel")
+    if fn is not None:
+        first = _FIRST_FN.setdefault(cls, fn)
+        if first is not fn and getattr(first, "__code__", None) == getattr(fn, "__code__", 0):
+            cls.kernel = first
+    return cls.from_state(state)
 
 
 def _arrays(args):
