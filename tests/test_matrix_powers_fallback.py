@@ -260,18 +260,24 @@ def test_template_failure_names_kernel_and_stage(how, says, isolated, monkeypatc
 
 @pytest.mark.parametrize("variant", ["pa1-37", None])
 def test_planning_failure_of_a_variant_falls_back(variant, isolated, monkeypatch, rng):
-    def pa1_plan(*args):
-        raise IndexError("index 9 is out of bounds")
+    """PA1's planning fails on the user's matrix (441 rows), not on the check's own
+    (400 rows): the variants pass their check, then the call's plan fails."""
+    real = partition.pa1_plan
+
+    def pa1_plan(indptr, indices, n, *args):
+        if n == 441:
+            raise IndexError("index 9 is out of bounds")
+        return real(indptr, indices, n, *args)
 
     monkeypatch.setattr(partition, "pa1_plan", pa1_plan)
-    A = poisson2d(20)
+    A = poisson2d(21)
     x = rng.standard_normal(A.shape[0])
     mp = MatrixPowers(A, 3, variant=variant)
     V = np.zeros((4, A.shape[0]))
     V[0] = x
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        for _ in range(1 if variant else 3 * len(mp.variants)):  # None: tuning reaches pa1
+        for _ in range(1 if variant else 3 * len(VARIANTS)):  # None: tuning reaches pa1
             mp.powers(V)
             assert_close(V, reference(A, x, 3), 1e-12)
     one_fallback(record, "planning of matrix_powers:powers", "pa1-", "IndexError")

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from asp import config
 from asp.runtime import MISS
+from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, kernels
 from specializers.matrix_powers.cg_kernels import CGKernel, SStepKernel
 from specializers.matrix_powers.kernels import Matrix
@@ -129,7 +130,7 @@ def powers_call(mp: MatrixPowers, V: np.ndarray):
     """The tuned kernel's specialization and the entry arguments of a call with ``V``."""
     k = mp._kernel(False, None)
     prepared = k.specializer.prepare((mp._problem, V, None))
-    return k.specialization(mp._problem, V, None), list(prepared.args)
+    return k.specialization(mp._problem, V, None), list(prepared.complete(tuple(VARIANTS)))
 
 
 def test_c_guards_reject_wrong_arguments_without_crashing(rng):
@@ -221,6 +222,31 @@ def test_the_recovery_kernel_checks_its_rows(rng):
             entry(*args[:4], ip, ir)
     with pytest.raises(ValueError, match="one entry per column"):
         entry(Y, np.zeros(39), *args[2:])
+
+
+def test_plans_are_made_only_for_variants_that_may_run(fresh_cache, monkeypatch, rng):
+    """While the tuner times the variants every plan is made; once it has chosen, a new
+    problem (a new solve on the same matrix) makes only the winner's."""
+    from specializers.matrix_powers import partition
+
+    kernels.forget()
+    A = poisson2d(40)
+    x = rng.standard_normal(A.shape[0])
+    mp = MatrixPowers(A, 3)
+    for _ in range(calls_to_decide(len(VARIANTS))):
+        mp(x)
+    winner = mp.chosen_variant()
+    assert winner is not None and mp._problem._plans
+    made = []
+    for name in ("pa1_plan", "window_chunks"):
+        real = getattr(partition, name)
+        monkeypatch.setattr(partition, name,
+                            lambda *a, real=real, name=name: made.append(name) or real(*a))
+    again = MatrixPowers(A, 3)
+    assert_close(again(x), reference(A, x, 3), 1e-12)
+    want = {"naive": [], "pa1": ["pa1_plan"], "window": ["window_chunks"]}
+    assert made == want[winner.partition("-")[0]]
+    kernels.forget()
 
 
 # -- the check against the reference ---------------------------------------------------------

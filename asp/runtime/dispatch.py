@@ -147,6 +147,13 @@ class JitKernel:
             return self._fallback(args, exc)
         if s.pending is not None:  # late variants of a tiered first call: in when ready
             s.absorb(prepared.args, wait=not s.tuning_for(prepared.bucket).candidates())
+        if prepared.complete is not None:
+            t = s.tuning_for(prepared.bucket)
+            try:
+                prepared.args = prepared.complete((t.winner,) if t.winner is not None
+                                                  else tuple(t.candidates()))
+            except SpecializationError as exc:
+                return self._fallback(args, exc)
         try:
             result = s.run(prepared.args, prepared.bucket,
                            sampled=prepared.same and prepared.finish is None)
@@ -326,6 +333,8 @@ class JitKernel:
         prepared = self.specializer.prepare(args)
         s = self._specialization(prepared)
         s.absorb(prepared.args, wait=True)
+        if prepared.complete is not None:
+            prepared.args = prepared.complete((name,))
         result = s.entries[name](*prepared.args)
         if result is MISS:
             raise LoadError(f"variant {name} rejected the arguments", kernel=s.kernel)

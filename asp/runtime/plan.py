@@ -82,7 +82,11 @@ class Prepared:
     ``size_range`` is the bucket's range of element counts ``[lo, hi)`` of
     argument ``size_arg`` (default: the first array), so the hot path serves only
     calls of the same bucket; a bucketed call without a range never takes the hot
-    path (it would serve every size with one bucket's winner).
+    path (it would serve every size with one bucket's winner).  ``complete``, when
+    given, makes the final arguments once the runtime knows which variants the call
+    may run (``complete(names) -> args``): arguments only some variants read and that
+    cost time to make (a variant's plan) are made only for those (the tuner's winner,
+    once there is one); a SpecializationError from it makes the call run as Python.
     """
 
     args: tuple
@@ -92,6 +96,7 @@ class Prepared:
     bucket: str = ""
     size_range: tuple[int, int] | None = None
     size_arg: int = -1
+    complete: Callable[[tuple[str, ...]], tuple] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,11 @@ count (the ``bucket``).  A variant forced by the caller (``pa1-<rows>``,
 
 The caller's arguments are ``(problem, V, forced)`` (``(problem, V, V2, forced)``
 for two bases): :class:`PowersProblem` holds the matrix, k, shifts, scales and the
-plans, made once per problem; ``prepare`` turns them into the kernel's arguments
-(permuting V when the matrix was reordered).  A plan that cannot be made raises a
+plans, each made once per problem; ``prepare`` turns them into the kernel's
+arguments (permuting V when the matrix was reordered), and makes the plans of the
+variants the runtime says the call may run (``Prepared.complete``): all of them while
+the tuner times them, only the winner's once it has chosen (a remembered window
+winner never makes a PA1 plan).  A plan that cannot be made raises a
 :class:`~asp.errors.SpecializationError`, so the call runs as the reference.
 """
 from __future__ import annotations
@@ -121,20 +124,21 @@ class PowersProblem:
             raise got
         return got
 
-    def plan_args(self, levels: int, forced: str | None) -> tuple:
-        """The plan arguments of a call: every variant's plan, or only the forced one's."""
+    def plan_args(self, levels: int, forced: str | None, variants: tuple[str, ...]) -> tuple:
+        """The plan arguments of a call that may run ``variants`` (C names): their plans
+        (made now if not yet), empty arrays for the others.  A forced variant's plan is
+        the one its name asks for, in the slot its C variant reads."""
         pa1 = {"small": None, "large": None}
-        chunks, steps = None, {"short": 1, "long": 1}
-        if forced is None:
-            for slot, rows in self.pa1_rows.items():
+        chunks, steps = None, dict(WINDOW_STEPS)
+        for name in variants:
+            head, slot = VARIANTS[name]
+            if head == "pa1":
+                rows = int(forced[4:]) if forced else self.pa1_rows[slot]
                 pa1[slot] = self.plan(f"pa1-{rows}", levels)
-            chunks = self.plan(f"window-{WINDOW_STEPS['short']}", levels)
-            steps = dict(WINDOW_STEPS)
-        elif forced.startswith("pa1-"):
-            pa1["small"] = self.plan(forced, levels)
-        elif forced.startswith("window-"):
-            chunks = self.plan(forced, levels)
-            steps["short"] = int(forced[7:])
+            elif head == "window":
+                if forced:
+                    steps[slot] = int(forced[7:])
+                chunks = self.plan(f"window-{steps[slot]}", levels)
         out = []
         for p in pa1.values():
             out += [_EMPTY] * 4 if p is None else [p.blk, p.runptr, p.runs, p.base]
@@ -177,7 +181,6 @@ class PowersKernel(TemplateKernel):
             if B.shape[1] != n or B.shape[0] < 1:
                 raise ValueError(f"{name} must have shape (levels+1, {n}), got {B.shape}")
         levels = V.shape[0] - 1
-        plans = problem.plan_args(levels, forced)
         bases, finish = (V, V2)[: 1 + self.two], None
         if st.perm is not None:
             bases = tuple(_permuted(B, st.perm) for B in bases)
@@ -189,8 +192,15 @@ class PowersKernel(TemplateKernel):
         if forced is None:
             depth = f"{levels}/{V2.shape[0] - 1}" if self.two else f"{levels}"
             bucket = f"{st.fingerprint} L{depth} t{config.num_threads()}"
-        return Prepared((*st.arrays, *bases, problem.shifts, problem.scales, *plans),
-                        st.signature, finish=finish, same=False, bucket=bucket)
+        head = (*st.arrays, *bases, problem.shifts, problem.scales)
+
+        def complete(variants: tuple[str, ...]) -> tuple:
+            # only the plans of the variants this call may run: every one while the
+            # tuner is timing them, the winner's alone once it has chosen
+            return (*head, *problem.plan_args(levels, forced, variants))
+
+        return Prepared((*head, *problem.plan_args(levels, forced, ())), st.signature,
+                        finish=finish, same=False, bucket=bucket, complete=complete)
 
     def specs(self, vdtype: np.dtype, idtype: np.dtype, nd: int) -> tuple[ArgSpec, ...]:
         basis = ArgSpec("array", vdtype, 2, write=True)
