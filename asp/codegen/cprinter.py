@@ -2,7 +2,9 @@
 
 Statements become cgen nodes (so nesting and indentation come from cgen);
 expressions become strings with the fewest parentheses C's precedence
-allows.  Float literals are printed so they round-trip exactly
+allows.  A parallel loop prints as ``omp parallel for`` (a team of its own), or,
+inside a :class:`~asp.ir.platform.Region` or a work-sharing function, as
+``omp for`` (a share of the team's work).  Float literals are printed so they round-trip exactly
 (``repr`` of a Python float), with an ``f`` suffix for ``float``.
 """
 from __future__ import annotations
@@ -109,29 +111,39 @@ def expr_to_c(expr: ir.Expr) -> str:
     return _EXPR.text(expr)
 
 
-def _reduction_clauses(loop: ir.For) -> str:
+def _reduction_clauses(node: ir.For | ir.Region) -> str:
     by_op: dict[str, list[str]] = {}
-    for op, var in loop.reductions:
+    for op, var in node.reductions:
         by_op.setdefault(op, []).append(var)
     return "".join(f" reduction({op}:{', '.join(vs)})" for op, vs in by_op.items())
 
 
-def _pragmas(loop: ir.For) -> list[c.Generable]:
+def _team_clauses(num_threads: int | None, when: ir.Expr | None) -> str:
+    out = f" num_threads({num_threads})" if num_threads else ""
+    return out + (f" if({expr_to_c(when)})" if when is not None else "")
+
+
+def _pragmas(loop: ir.For, region: bool) -> list[c.Generable]:
+    """The loop's pragmas; ``region``: it is directly in a parallel region's team, so a
+    parallel loop is work-shared (``omp for``), not a team of its own."""
     out: list[c.Generable] = []
     reductions = _reduction_clauses(loop)
     if loop.parallel is not None:
         p = loop.parallel
-        clause = f"omp parallel for schedule({p.schedule}"
+        head = "omp for" if region else "omp parallel for"
+        clause = f"{head}{' simd' if loop.simd else ''} schedule({p.schedule}"
         clause += f", {p.chunk})" if p.chunk else ")"
         if p.collapse > 1:
             clause += f" collapse({p.collapse})"
-        if p.num_threads:
-            clause += f" num_threads({p.num_threads})"
-        if p.when is not None:
-            clause += f" if({expr_to_c(p.when)})"
-        if loop.simd:
-            clause = clause.replace("parallel for", "parallel for simd", 1)
-        out.append(c.Pragma(clause + reductions))
+        if region:
+            if p.num_threads or p.when is not None:
+                raise ValueError(f"loop {loop.var}: num_threads and if() of a work-shared "
+                                 "loop belong to its parallel region")
+            clause += reductions + (" nowait" if p.nowait else "")
+        else:
+            # A team of its own ends with the loop: nowait would mean nothing.
+            clause += _team_clauses(p.num_threads, p.when) + reductions
+        out.append(c.Pragma(clause))
     elif loop.simd:
         out.append(c.Pragma("omp simd" + reductions))
     if loop.unroll:
@@ -140,18 +152,32 @@ def _pragmas(loop: ir.For) -> list[c.Generable]:
 
 
 class _StmtPrinter(Visitor):
-    """Returns a list of cgen nodes for a statement."""
+    """Returns a list of cgen nodes for a statement.
 
-    def visit_Block(self, node: ir.Block):
-        return [c.Block(self.body(node))]
+    ``region`` (passed down while printing) says the statement runs on a parallel
+    region's team and no work-shared loop of it encloses the statement: there a
+    parallel loop is printed as ``omp for``.  Inside a work-shared loop's body it is
+    False again (a parallel loop there would be a nested team).
+    """
 
-    def body(self, block: ir.Block) -> list[c.Generable]:
+    def visit_Block(self, node: ir.Block, region: bool = False):
+        return [c.Block(self.body(node, region))]
+
+    def body(self, block: ir.Block, region: bool = False) -> list[c.Generable]:
         out: list[c.Generable] = []
         for stmt in block.body:
-            out.extend(self.visit(stmt))
+            out.extend(self.visit(stmt, region))
         return out
 
-    def visit_Declare(self, node: ir.Declare):
+    def visit_Region(self, node: ir.Region, region: bool = False):
+        clause = "omp parallel" + _team_clauses(node.num_threads, node.when)
+        return [c.Pragma(clause + _reduction_clauses(node)), c.Block(self.body(node.body, True))]
+
+    def visit_Declare(self, node: ir.Declare, region: bool = False):
+        if node.values is not None:
+            values = ", ".join(_literal(v, node.ctype) for v in node.values)
+            return [c.Statement(f"static const {node.ctype} {node.name}[{len(node.values)}] "
+                                f"= {{{values}}}")]
         if node.size is not None:
             return [c.Statement(f"{node.ctype} {node.name}[{node.size}]")]
         decl = c.Value(node.ctype, node.name)
@@ -161,41 +187,44 @@ class _StmtPrinter(Visitor):
             return [c.Statement(f"{node.ctype} {node.name}")]
         return [c.Initializer(decl, expr_to_c(node.init))]
 
-    def visit_Assign(self, node: ir.Assign):
+    def visit_Assign(self, node: ir.Assign, region: bool = False):
         return [c.Statement(f"{expr_to_c(node.target)} {node.op}= {expr_to_c(node.value)}")]
 
-    def visit_ExprStmt(self, node: ir.ExprStmt):
+    def visit_ExprStmt(self, node: ir.ExprStmt, region: bool = False):
         return [c.Statement(expr_to_c(node.expr))]
 
-    def visit_If(self, node: ir.If):
-        then = c.Block(self.body(node.then))
-        orelse = c.Block(self.body(node.orelse)) if node.orelse and node.orelse.body else None
+    def visit_If(self, node: ir.If, region: bool = False):
+        then = c.Block(self.body(node.then, region))
+        orelse = (c.Block(self.body(node.orelse, region)) if node.orelse and node.orelse.body
+                  else None)
         return [c.If(expr_to_c(node.cond), then, orelse)]
 
-    def visit_For(self, node: ir.For):
+    def visit_For(self, node: ir.For, region: bool = False):
         start = f"int64_t {node.var} = {expr_to_c(node.start)}"
         # The bound may be a ternary (a tile's min): parenthesize below '<'.
         cond = f"{node.var} < {_EXPR.wrap(node.stop, _PREC['<'] + 1)}"
         step = (f"++{node.var}" if node.step == ir.Const(1, "int64_t")
                 else f"{node.var} += {expr_to_c(node.step)}")
-        return [*_pragmas(node), c.For(start, cond, step, c.Block(self.body(node.body)))]
+        inner = region and node.parallel is None  # a serial loop every thread runs
+        return [*_pragmas(node, region),
+                c.For(start, cond, step, c.Block(self.body(node.body, inner)))]
 
-    def visit_While(self, node: ir.While):
-        return [c.While(expr_to_c(node.cond), c.Block(self.body(node.body)))]
+    def visit_While(self, node: ir.While, region: bool = False):
+        return [c.While(expr_to_c(node.cond), c.Block(self.body(node.body, region)))]
 
-    def visit_Break(self, node):
+    def visit_Break(self, node, region: bool = False):
         return [c.Statement("break")]
 
-    def visit_Continue(self, node):
+    def visit_Continue(self, node, region: bool = False):
         return [c.Statement("continue")]
 
-    def visit_Return(self, node: ir.Return):
+    def visit_Return(self, node: ir.Return, region: bool = False):
         return [c.Statement("return" if node.value is None else f"return {expr_to_c(node.value)}")]
 
-    def visit_Pragma(self, node: ir.Pragma):
+    def visit_Pragma(self, node: ir.Pragma, region: bool = False):
         return [c.Pragma(node.text)]
 
-    def visit_Verbatim(self, node: ir.Verbatim):
+    def visit_Verbatim(self, node: ir.Verbatim, region: bool = False):
         # cgen's LiteralLines dedents and insists on a leading newline.
         return [c.LiteralLines("\n" + node.text.strip("\n"))] if node.text.strip() else []
 
@@ -221,7 +250,7 @@ def function_to_cgen(fn: ir.Function) -> c.FunctionBody:
     if fn.static:
         ret = "static " + ret
     decl = c.FunctionDeclaration(c.Value(ret, fn.name), [_param(p) for p in fn.params])
-    return c.FunctionBody(decl, c.Block(_STMT.body(fn.body)))
+    return c.FunctionBody(decl, c.Block(_STMT.body(fn.body, fn.worksharing)))
 
 
 def module_to_c(module: ir.Module) -> str:

@@ -16,7 +16,7 @@ from asp.ir.node import Node
 __all__ = [
     "ArrayRef", "Assign", "BinOp", "Block", "Break", "Call", "Cast", "Const", "Continue",
     "Declare", "Expr", "ExprStmt", "For", "Function", "If", "Module", "Param", "Parallel",
-    "Pragma", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "Verbatim", "While",
+    "Pragma", "Region", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "Verbatim", "While",
 ]
 
 
@@ -67,7 +67,7 @@ class Ternary(Expr):
 
 @dataclass(frozen=True)
 class Call(Expr):
-    """A call of a C function by name (math functions, helpers in the preamble)."""
+    """A call of a C function by name (math functions, helper functions of the module)."""
 
     func: str
     args: tuple[Expr, ...]
@@ -106,14 +106,33 @@ class Block(Stmt):
 @dataclass(frozen=True)
 class Declare(Stmt):
     """``ctype name = init;`` (``init`` may be None); ``size`` makes it a local array
-    ``ctype name[size];`` (no initializer)."""
+    ``ctype name[size];`` (no initializer).
+
+    ``values`` makes it a constant table, ``static const ctype name[N] = {...};``
+    (``N`` the number of values; ``size``, if given, must agree): offset and weight
+    tables as IR the passes and the dump see, not C text.  Each value is printed as a
+    literal of ``ctype``.  Declared in a :class:`Region`'s body (outside its loops), an
+    array or scalar is private to each thread: that is thread-private scratch.
+    """
 
     ctype: str
     name: str
     init: Expr | None = None
     const: bool = False
     size: int | None = None
+    values: tuple[float | int | bool, ...] | None = None
     child_fields: ClassVar = ("init",)
+
+    def __post_init__(self):
+        if self.values is not None:
+            # C has no empty array; a table of no entries is a lowering bug.
+            if not self.values:
+                raise ValueError(f"constant table {self.name!r} has no values")
+            if self.size is not None and self.size != len(self.values):
+                raise ValueError(f"constant table {self.name!r}: size {self.size} but "
+                                 f"{len(self.values)} values")
+            if self.init is not None:
+                raise ValueError(f"constant table {self.name!r}: values and init")
 
 
 @dataclass(frozen=True)
@@ -142,7 +161,9 @@ class If(Stmt):
 
 @dataclass(frozen=True)
 class Parallel(Node):
-    """How a loop is shared among threads: ``#pragma omp parallel for ...``."""
+    """How a loop is shared among threads: ``#pragma omp parallel for ...``, or, for a
+    loop inside a :class:`Region`, ``#pragma omp for ...`` (the region's team shares it;
+    ``num_threads`` and ``when`` belong to the region then, and must be unset)."""
 
     schedule: str = "static"  # static | dynamic | guided
     chunk: int | None = None
@@ -150,6 +171,9 @@ class Parallel(Node):
     num_threads: int | None = None
     #: Run in parallel only when this holds (``if(...)`` clause), e.g. enough work.
     when: Expr | None = None
+    #: In a region: no barrier at the loop's end (``nowait``); a thread that finishes
+    #: its share goes on to the next statement while others still work on theirs.
+    nowait: bool = False
     child_fields: ClassVar = ("when",)
 
 
@@ -185,6 +209,37 @@ class For(Stmt):
     independent: bool = False
     role: str = ""
     child_fields: ClassVar = ("start", "stop", "step", "body", "parallel")
+
+
+@dataclass(frozen=True)
+class Region(Stmt):
+    """A parallel region: ``#pragma omp parallel`` and a block one team of threads runs.
+
+    Every thread runs every statement of ``body``, except the loops whose ``parallel``
+    is set: those are work-shared (``#pragma omp for``), each thread taking its share
+    of the iterations, with a barrier at the loop's end unless ``Parallel.nowait``.
+    Several loops in one region pay for one team, not one each.  Variables declared
+    before the region are shared; declared in ``body``, they are private to each thread
+    (thread-private scratch, see :class:`Declare`).  A condition inside the body that
+    decides whether a work-shared loop runs must come out the same on every thread.
+
+    ``when``: run on a team only when this holds (``if(...)``); ``num_threads``: the
+    team's size.  ``independent``: the specializer guarantees, by what its domain
+    allows, that the work-shared loops of ``body`` (and of the work-sharing functions
+    it calls) write disjoint elements and none reads what another writes (a stencil's
+    interior box and border slabs), so no thread need wait between them: the passes
+    then give them ``nowait``.  ``reductions``: ``(operator, variable)`` pairs of
+    variables declared before the region that each thread updates in its own copy,
+    combined at the region's end (``reduction(op:var)``; e.g. an error flag every
+    thread may raise).
+    """
+
+    body: Block
+    when: Expr | None = None
+    num_threads: int | None = None
+    independent: bool = False
+    reductions: tuple[tuple[str, str], ...] = ()
+    child_fields: ClassVar = ("body", "when")
 
 
 @dataclass(frozen=True)
@@ -240,12 +295,19 @@ class Param(Node):
 
 @dataclass(frozen=True)
 class Function(Node):
+    """A C function.  ``worksharing``: it is called by every thread of a
+    :class:`Region`'s team, and its parallel loops are that team's work-shared loops
+    (``#pragma omp for``, OpenMP's orphaned work sharing); called outside a region,
+    they run on the calling thread alone.  One such helper serves every variant's
+    region, so its loops are compiled once."""
+
     name: str
     params: tuple[Param, ...]
     body: Block
     ret: str = "void"
     static: bool = False
     inline: bool = False
+    worksharing: bool = False
     child_fields: ClassVar = ("params", "body")
 
 

@@ -231,12 +231,33 @@ def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int |
     clause (e.g. only go parallel for enough work).  A loop whose iterations
     depend on each other is left serial; a reduction gets its clause
     (``s += x[i]`` becomes ``reduction(+:s)``).
+
+    Inside a :class:`~asp.ir.platform.Region` (or a ``worksharing`` function) the
+    outermost loops are shared by the region's team (``#pragma omp for``, never a
+    team of their own): with ``nowait`` when the region is ``independent``; ``when``
+    goes to the region (if it has no condition yet).  A loop whose body holds a
+    region is left serial (its body starts a team already), and the region's loops
+    are shared on that team.
     """
     if schedule not in ("static", "dynamic", "guided"):
         raise ValueError(f"schedule={schedule!r}: expected static, dynamic or guided")
 
+    # Where a loop is: outside any region (a team of its own), on a region's team (shared;
+    # ``nowait`` when the region is independent), or below a loop that holds a region
+    # (not outermost: only the regions there are looked into).
+    top, below = ("top", False), ("below", False)
+
     class Par(Transformer):
-        def visit_For(self, node: ir.For):
+        def visit_Region(self, node: ir.Region, where=top):
+            body = self.visit(node.body, ("team", node.independent))
+            return dataclasses.replace(node, body=body,
+                                       when=node.when if node.when is not None else when)
+
+        def visit_For(self, node: ir.For, where=top):
+            if _has(node.body, ir.Region):
+                return self.generic_visit(node, below)
+            if where == below:
+                return node
             nest = _nest(node)[:max(collapse, 1)]
             # The bounds of a collapsed loop must not depend on the indices outside it.
             depth = 1
@@ -249,15 +270,18 @@ def parallelize_outer(fn: ir.Function, *, schedule: str = "static", chunk: int |
             deps = dependences(node, tuple(lp.var for lp in nest[:depth]))
             if not deps.independent:
                 return node
-            return dataclasses.replace(
-                node, parallel=ir.Parallel(schedule=schedule, chunk=chunk, collapse=depth,
-                                           when=when),
-                reductions=deps.reductions)
+            if where == top:
+                share = ir.Parallel(schedule=schedule, chunk=chunk, collapse=depth, when=when)
+            else:
+                share = ir.Parallel(schedule=schedule, chunk=chunk, collapse=depth,
+                                    nowait=where[1])
+            return dataclasses.replace(node, parallel=share, reductions=deps.reductions)
 
-        def visit_While(self, node):
-            return node
+        def visit_While(self, node, where=top):
+            return self.generic_visit(node, below) if _has(node.body, ir.Region) else node
 
-    return dataclasses.replace(fn, body=Par().visit(fn.body))
+    return dataclasses.replace(fn, body=Par().visit(fn.body,
+                                                    ("team", False) if fn.worksharing else top))
 
 
 def vectorize_inner(fn: ir.Function) -> ir.Function:
@@ -272,7 +296,7 @@ def vectorize_inner(fn: ir.Function) -> ir.Function:
     class Simd(Transformer):
         def visit_For(self, node: ir.For):
             node = self.generic_visit(node)
-            if _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue):
+            if _has(node.body, ir.For, ir.While, ir.Break, ir.Return, ir.Continue, ir.Region):
                 return node
             deps = dependences(node)
             if not deps.independent:
@@ -368,20 +392,38 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function
     return dataclasses.replace(fn, body=Tile().visit(fn.body))
 
 
+class _Unshare(Transformer):
+    """A region's body as one thread runs it: its work-shared loops serial."""
+
+    def visit_For(self, node: ir.For):
+        node = self.generic_visit(node)
+        return dataclasses.replace(node, parallel=None) if node.parallel is not None else node
+
+    def visit_Region(self, node: ir.Region):
+        return node
+
+
 def serial_below(fn: ir.Function, *, when: ir.Expr) -> ir.Function:
-    """Run each parallel loop in parallel only when ``when`` holds, else serially.
+    """Run each parallel loop (and each parallel region) in parallel only when ``when``
+    holds, else serially.
 
     Before: ``#pragma omp parallel for`` ``for (...) s;``
     After:  ``if (when) { #pragma omp parallel for  for (...) s; } else { for (...) s; }``
-    An OpenMP ``if()`` clause still pays for a team of one thread; a plain
-    branch makes a call on a tiny array cost nothing extra.
+    A region's serial copy is its body with the work-shared loops serial: the same
+    work, once, when the statements outside those loops only touch what each thread
+    declares for itself (what a region's body holds).  An OpenMP ``if()`` clause
+    still pays for a team of one thread; a plain branch makes a call on a tiny array
+    cost nothing extra.
     """
     class Split(Transformer):
         def visit_For(self, node: ir.For):
             if node.parallel is None:
-                return node
+                return self.generic_visit(node)
             serial = dataclasses.replace(node, parallel=None)
             return ir.If(when, ir.Block((node,)), ir.Block((serial,)))
+
+        def visit_Region(self, node: ir.Region):
+            return ir.If(when, ir.Block((node,)), _Unshare().visit(node.body))
 
         def visit_While(self, node):
             return node

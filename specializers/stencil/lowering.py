@@ -5,10 +5,18 @@ least ``ghost_depth`` from every edge).  With a boundary mode, it is split into
 an *interior box*, where every neighbour read stays inside the grid and the
 code has no bounds checks (so the innermost loop vectorizes), and *border
 slabs*, where each read's index is remapped by the mode (scipy.ndimage's
-rules).  The output point is kept in a register (``asp_acc``): read once if the
-kernel reads or accumulates into it, written once at the end.
+rules).  The box and the slabs of one call run on one team of threads (one
+:class:`~asp.ir.platform.Region`, each nest a work-shared loop): the slabs are
+thin, and a team of their own each cost more than their work.  The slabs are one
+work-sharing helper function every variant's team calls, so they are compiled
+once per signature, not once per variant.  The output point
+is kept in a register (``asp_acc``): read once if the kernel reads or accumulates
+into it, written once at the end.  The neighbourhoods' offsets and distances are
+constant tables in the IR (:class:`~asp.ir.platform.Declare` with ``values``).
 """
 from __future__ import annotations
+
+import dataclasses
 
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
@@ -26,7 +34,7 @@ from specializers.stencil.domain import (
     radius,
 )
 
-__all__ = ["MODES", "lower", "lower_border", "neighbor_tables", "needs_load"]
+__all__ = ["MODES", "lower", "lower_border", "neighbor_loops", "needs_load"]
 
 MODES = ("interior", "constant", "nearest", "reflect", "mirror", "wrap")
 I64 = "int64_t"
@@ -67,17 +75,21 @@ def needs_load(kernel: StencilIR) -> bool:
     return True
 
 
-def neighbor_tables(kernel: StencilIR) -> tuple[list[NeighborLoop], str]:
-    """The neighbour loops left after unrolling, numbered, and the C tables of their offsets
-    and distances (for the module preamble)."""
-    loops = [n for n in kernel.walk() if isinstance(n, NeighborLoop)]
-    text = []
-    for k, lp in enumerate(loops):
-        flat = ", ".join(str(o) for off in lp.offsets for o in off) or "0"
-        dist = ", ".join(repr(sum(o * o for o in off) ** 0.5) for off in lp.offsets) or "0.0"
-        text.append(f"static const int64_t asp_off{k}[] = {{{flat}}};")
-        text.append(f"static const double asp_dist{k}[] = {{{dist}}};")
-    return loops, "\n".join(text)
+def neighbor_loops(kernel: StencilIR) -> list[NeighborLoop]:
+    """The neighbour loops left after unrolling, in the order they are numbered
+    (``asp_k<k>``, ``asp_off<k>``, ...)."""
+    return [n for n in kernel.walk() if isinstance(n, NeighborLoop)]
+
+
+def _tables(k: int, lp: NeighborLoop) -> list[ir.Stmt]:
+    """The constant tables of neighbour loop ``k``: its offsets (``dim`` per point), and
+    the distance of each point from the centre if the kernel asks for it."""
+    flat = tuple(o for off in lp.offsets for o in off) or (0,)  # C has no empty array
+    out: list[ir.Stmt] = [ir.Declare(I64, f"asp_off{k}", values=flat)]
+    if any(isinstance(n, Distance) and n.nbr == lp.var for n in lp.walk()):
+        dist = tuple(sum(o * o for o in off) ** 0.5 for off in lp.offsets) or (0.0,)
+        out.append(ir.Declare("double", f"asp_dist{k}", values=dist))
+    return out
 
 
 class _Body(Transformer):
@@ -197,8 +209,12 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
           name: str, border: str | None = None, jam: int = 1) -> ir.Function:
     """The kernel function of one variant (before platform passes).
 
-    With a boundary mode, ``border`` names the function (from :func:`lower_border`)
-    that computes the border slabs; every variant calls the same one.
+    With a boundary mode, ``border`` names the work-sharing function (from
+    :func:`lower_border`) that computes the border slabs, and the interior box and a
+    call of it are one :class:`~asp.ir.platform.Region`: every loop of the team
+    without a barrier (``independent``: the box and the slabs write disjoint points,
+    each only its own, and read no output another writes; the region's end waits for
+    all), each thread's error bits or-ed together at the end.
 
     ``streaming``: the interior box writes each output row through a small buffer
     and non-temporal stores (only valid when :func:`needs_load` is False); ``jam``
@@ -216,19 +232,41 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
     else:
         lo, hi = radius(kernel, dim)
         box = _box(lo, hi, n, pre)
-    nests: list[ir.Stmt] = []
     if streaming:
-        nests.append(_streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam))
+        interior = _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam)
     else:
         body = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
                            load=load, store=None)
-        nests.append(_nest(box, body))
+        interior = _nest(box, body)
     params = abi_params([pname(x) for x in names], specs)
-    if border is not None:
+    if border is None:
+        work: ir.Stmt = interior
+    else:
         call = ir.Call(border, tuple(ir.Var(p.name) for p in params))
-        nests.append(ir.Assign(ir.Var("asp_bad"), call, "|"))
-    body = ir.Block((*pre, *nests, _result(kernel)))
+        work = _team(interior, ir.Assign(ir.Var("asp_bad"), call, "|"))
+    body = ir.Block((*pre, work, _result(kernel)))
     return ir.Function(name, params, body, ret="int")
+
+
+def _team(interior: ir.Stmt, border: ir.Stmt) -> ir.Stmt:
+    """The interior box and the call of the border slabs in one region.  A choice
+    between two boxes (the jammed rows or not) is made before the team starts: a region
+    in each branch, one per call either way."""
+    if isinstance(interior, ir.If):
+        then, orelse = interior.then.body, interior.orelse.body
+        return dataclasses.replace(interior, then=ir.Block((_team(*then, border),)),
+                                   orelse=ir.Block((_team(*orelse, border),)))
+    return ir.Region(ir.Block((_shared(interior), border)), independent=True,
+                     reductions=(("|", "asp_bad"),))
+
+
+def _shared(stmt: ir.Stmt, collapse: int = 1) -> ir.Stmt:
+    """``stmt`` with its outermost loops work-shared among a region's team, without a
+    barrier at their ends (2-D jammed rows are a block of two loops: groups of rows,
+    then the rows left over)."""
+    if isinstance(stmt, ir.Block):
+        return ir.Block(tuple(_shared(s, collapse) for s in stmt.body))
+    return dataclasses.replace(stmt, parallel=ir.Parallel(collapse=collapse, nowait=True))
 
 
 #: Bytes of one cache line: the unit of a streaming store.
@@ -335,7 +373,15 @@ def _suffix(ctype: str) -> str:
 def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *,
                  mode: str, cval: float, loops: list[NeighborLoop], name: str) -> ir.Function:
     """The border slabs of a boundary mode: every point within the neighbourhood's reach
-    of an edge, each read remapped by ``mode``.  Shared by all variants of a signature."""
+    of an edge, each read remapped by ``mode``.  Along axis ``a``, the slabs below and
+    above the box span the box on the axes before ``a`` and the whole grid after it, so
+    every point outside the box is in exactly one slab.
+
+    A work-sharing function: every thread of a variant's region calls it, and each
+    slab is a loop the team shares without a barrier, its first two axes collapsed (a
+    slab is a point or two thin along one axis: shared along that axis alone, it
+    would be one thread's work).  No SIMD: remapped reads do not vectorize, and the
+    border is a thin shell of the grid.  Shared by all variants of a signature."""
     dim = kernel.grid(kernel.loop.grid).ndim
     n = [ir.Var(extent_name(pname(kernel.loop.grid), a)) for a in range(dim)]
     ivars = [ir.Var(f"asp_i{a}") for a in range(dim)]
@@ -351,10 +397,10 @@ def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...]
         for part in ((_c(0), box[a][0]), (box[a][1], n[a])):
             ranges = [box[b] if b < a else (part if b == a else (_c(0), n[b]))
                       for b in range(dim)]
-            nests.append(_nest(ranges, checked))
+            nests.append(_shared(_nest(ranges, checked), collapse=min(dim, 2)))
     params = abi_params([pname(x) for x in names], specs)
     body = ir.Block((*pre, *nests, _result(kernel)))
-    return ir.Function(name, params, body, ret="int", static=True)
+    return ir.Function(name, params, body, ret="int", static=True, worksharing=True)
 
 
 def converts(kernel) -> bool:
@@ -378,9 +424,10 @@ def _prologue(kernel, loops, dim, n) -> list[ir.Stmt]:
         pre += [ir.Declare("int", "asp_unrep_v", ir.Const(0, "int")),
                 ir.Declare("int *const", UNREP.name, ir.UnaryOp("&", ir.Var("asp_unrep_v")))]
     for k, lp in enumerate(loops):
+        pre += _tables(k, lp)
         # Linear offsets of the neighbourhood for this call's grid shape.
         cnt = len(lp.offsets)
-        pre.append(ir.Declare(I64, f"asp_lin{k}[{max(cnt, 1)}]"))
+        pre.append(ir.Declare(I64, f"asp_lin{k}", size=max(cnt, 1)))
         strides = [n[a] for a in range(1, dim)] + [_c(1)] * (3 - dim)
         pre.append(ir.ExprStmt(ir.Call("asp_linear_offsets", (
             ir.Var(f"asp_lin{k}"), ir.Var(f"asp_off{k}"), _c(cnt), _c(dim), *strides[:2]))))

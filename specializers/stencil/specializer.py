@@ -14,13 +14,12 @@ import numbers
 
 import numpy as np
 
-from asp.codegen import function_to_cgen
 from asp.errors import SpecializationError, UnrepresentableValue
 from asp.frontend import get_source
 from asp.frontend.names import global_reads, namespace
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
-from asp.passes import parallelize_outer, run_pipeline
+from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant, as_native
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -30,11 +29,11 @@ from specializers.stencil.lowering import (
     lower,
     lower_border,
     needs_load,
-    neighbor_tables,
+    neighbor_loops,
 )
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
-from specializers.stencil.variants import PREAMBLE, apply_variant, serial_points, variant_specs
+from specializers.stencil.variants import PREAMBLE, apply_variant, variant_specs
 
 __all__ = ["Geometry", "StencilSpecializer"]
 
@@ -251,7 +250,7 @@ class StencilSpecializer(Specializer):
             else:
                 specs.append(ArgSpec("float" if isinstance(a, float) else "int"))
         specs = tuple(specs)
-        loops, tables = neighbor_tables(k)
+        loops = neighbor_loops(k)
         dim = args[pos[k.loop.grid]].ndim
         out_ct = k.grid(k.out).ctype
         stream_ok = not needs_load(k) and out_ct in ("double", "float")
@@ -259,18 +258,15 @@ class StencilSpecializer(Specializer):
         size: ir.Expr = ir.Var(f"{loop_grid}_n0")
         for a in range(1, dim):
             size = ir.BinOp("*", size, ir.Var(f"{loop_grid}_n{a}"))
-        variants, border_c = [], ""
+        variants, helpers = [], ()
         border = None
         if self.boundary != "interior":
+            # The slabs: one work-sharing helper every variant's team calls (the lowering
+            # shares its loops; no pass changes them, the dump shows them).
             border = "stencil_border"
             bfn = lower_border(k, self.params, specs, mode=self.boundary, cval=self.cval,
                                loops=loops, name=border)
-            # One thread below the size where a team pays; no SIMD: remapped reads do not
-            # vectorize, and the border is a thin shell of the grid.
-            bfn = run_pipeline(bfn, [functools.partial(
-                parallelize_outer, when=ir.BinOp(">", size, ir.Const(serial_points(), "int64_t")))],
-                title=f"{self.fname} border")
-            border_c = str(function_to_cgen(bfn))
+            helpers = (run_pipeline(bfn, [], title=f"{self.fname} border"),)
         for vname, opts in variant_specs(dim, stream_ok):
             fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
                        ghost=self.ghost(pos[k.loop.grid]), loops=loops, border=border,
@@ -282,7 +278,7 @@ class StencilSpecializer(Specializer):
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
                     ret=pos[k.out], errors=_ERRORS,
-                    preamble=PREAMBLE + "\n" + tables + "\n" + border_c,
+                    preamble=PREAMBLE, helpers=helpers,
                     includes=("stdint.h", "stdbool.h", "math.h"),
                     check_args=functools.partial(self.check_args, k, _light(args),
                                                  max(lo + hi + (0,))),

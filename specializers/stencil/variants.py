@@ -2,8 +2,9 @@
 
 Every variant runs the outermost loop of each nest in parallel (only for grids
 big enough to pay for an OpenMP team: :func:`asp.passes.serial_below` with
-:func:`serial_points`) and
-marks the contiguous innermost loop ``omp simd``.  They differ in
+:func:`serial_points`; with a boundary mode the box and the border slabs share
+one team, see :mod:`~specializers.stencil.lowering`) and marks the contiguous
+innermost loop ``omp simd``.  They differ in
 
 * ``static``: one block of outer iterations per thread (a stencil's work is
   uniform, so dynamic schedules only add overhead);
