@@ -332,3 +332,164 @@ def test_3d_bilateral_filter_without_unrolling(rng):
         o.ghost_depth = r
         np.testing.assert_allclose(k.run_variant(name, img, fd, fs, o), ref.data, rtol=1e-12)
 
+
+
+# -- the core's scalar translator, with the stencil's domain --------------------------------
+
+def test_the_front_end_is_the_core_translator_plus_the_domain():
+    from asp.frontend.scalar import ScalarTranslator
+    from specializers.stencil.frontend import StencilTranslator
+
+    assert issubclass(StencilTranslator, ScalarTranslator)
+    # The expression language is inherited, never written again here.
+    shared = ("expr", "constant", "truth", "condition", "binop", "power", "e_BinOp",
+              "e_UnaryOp", "e_Compare", "e_BoolOp", "e_IfExp", "e_Call", "e_Constant",
+              "block", "s_If", "s_Assign", "s_Expr")
+    assert not [m for m in shared if m in vars(StencilTranslator)]
+
+
+def _matches_python_in_every_variant(cls, *args, exact=True):
+    """Compiles (a front-end refusal raises), and every variant gives Python's output."""
+    k = cls()
+    s = k.specialization(*args)
+    assert not s.check_failures, s.check_failures
+    want = args[-1].copy()
+    cls(pure_python=True).kernel(*args[:-1], want)
+    for name in s.variant_names:
+        got = k.run_variant(name, *args[:-1], args[-1].copy())
+        if exact:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+            assert (np.signbit(got) == np.signbit(want)).all(), name  # -0.0 is not 0.0
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-15, err_msg=name)
+
+
+FLAG = True
+
+
+class IntOps(StencilKernel):
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            p, q = a[x] & 255, b[x] ^ ~a[x]
+            r = s2 = (p | q) >> 2
+            r //= 3
+            r **= 2
+            for y in a.neighbors(x, 1):
+                out[x] += (a[y] - p) ** 3 % 1000
+            out[x] += r - s2 + (1 if FLAG else 0)
+
+
+class FloatFunctions(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            t = np.sqrt(a[x]) + math.hypot(a[x], 2.0) + math.log(a[x] + 1.0, 2.0)
+            out[x] = min(t, math.inf) * np.pi if t > 1 else -t
+
+
+def test_what_the_core_translates_compiles_in_a_stencil_too(rng):
+    # Shifts and bitwise operators, '~', tuple and chained assignment, '//=' and '**=',
+    # a power of an expression in an unrolled neighbour loop (its temporary an assigned
+    # local, as a declaration would stand once per neighbour), a module-level bool.
+    a = rng.integers(-100, 100, (7, 8))
+    b = rng.integers(-100, 100, (7, 8))
+    _matches_python_in_every_variant(IntOps, a, b, np.zeros((7, 8), np.int64))
+    # NumPy ufuncs, math.log with a base, math.inf, np.pi.
+    _matches_python_in_every_variant(FloatFunctions, rng.random((6, 9)) * 4, np.zeros((6, 9)),
+                                     exact=False)
+
+
+class UnsignedDivide(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] // 3 + a[x] % 1000
+
+
+def test_uint64_floor_division_and_modulo_use_unsigned_values():
+    # They were computed on the values cast to int64: wrong above 2**63, and not caught.
+    a = np.array([2**64 - 5, 2**64 - 5, 2**63 + 12345, 7, 2**64 - 1000, 0], np.uint64)
+    _matches_python_in_every_variant(UnsignedDivide, a, np.zeros(6, np.uint64))
+
+
+class AndOrTests(StencilKernel):
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            if a[x] and not (b[x] or a[x] > 0.5):
+                out[x] = 1.0
+            else:
+                out[x] = 2.0 if a[x] or b[x] else 3.0
+
+
+class AndOrValue(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] and 2.0
+
+
+def test_and_or_of_numbers_are_tests_not_values():
+    a = np.array([0.0, 0.3, 0.0, 2.0, 0.0, 0.7, 1.0, 0.0])
+    b = np.array([0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 1.0])
+    _matches_python_in_every_variant(AndOrTests, a, b, np.zeros(8))
+    # As a value 'a and 2.0' is a's value or 2.0; it was compiled as a bool (0 or 1).
+    with pytest.warns(AspFallbackWarning, match="'and'/'or' are supported on booleans"):
+        out = AndOrValue().kernel(a, np.zeros(8))
+    np.testing.assert_array_equal(out[1:-1], [0.3 and 2.0, 0.0, 2.0, 0.0, 2.0, 2.0])
+
+
+class HalfPower(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] ** 0.5
+
+
+def test_a_half_power_is_pows_at_minus_infinity_and_minus_zero():
+    # (GCC vectorizes pow(x, 0.5) as a square root: enough points for the vector loop.)
+    a = np.tile([-np.inf, -0.0, 4.0, 2.25, np.inf, 0.0], 12)
+    _matches_python_in_every_variant(HalfPower, a, np.zeros(a.size))
+
+
+BEYOND = 2**70
+DIVISOR = 2**60
+
+
+class Beyond64(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] + BEYOND // DIVISOR
+
+
+def test_a_module_int_beyond_64_bits_runs_as_python_saying_so():
+    # It was printed as a C literal too large for its type.
+    a = np.arange(6)
+    with pytest.warns(AspFallbackWarning, match="does not fit in 64 bits"):
+        out = Beyond64().kernel(a, np.zeros(6, np.int64))
+    np.testing.assert_array_equal(out[1:-1], a[1:-1] + 1024)
+
+
+class Returns(StencilKernel):
+    def kernel(self, in_grid, out_grid):
+        for x in out_grid.interior_points():
+            out_grid[x] = in_grid[x]
+            return
+
+
+class Breaks(StencilKernel):
+    def kernel(self, in_grid, out_grid):
+        for x in out_grid.interior_points():
+            for y in in_grid.neighbors(x, 1):
+                out_grid[x] += in_grid[y]
+                break
+
+
+class RangeLoop(StencilKernel):
+    def kernel(self, in_grid, out_grid):
+        for x in out_grid.interior_points():
+            for i in range(3):
+                out_grid[x] += in_grid[x] * i
+
+
+@pytest.mark.parametrize("cls, what", [(Returns, "'return' is not supported"),
+                                       (Breaks, "'break' is not supported"),
+                                       (RangeLoop, "only 'for x in grid.interior_points()'")])
+def test_what_a_stencil_has_no_place_for_is_refused(cls, what):
+    with pytest.raises(FrontendError, match=re.escape(what)):
+        _ir(cls, ndim=1)

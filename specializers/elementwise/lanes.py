@@ -5,7 +5,8 @@ loop) cannot be vectorized as written: each element leaves its loop at a
 different time.  This lowering runs ``L`` elements together, SIMT style:
 
 * every local the elements may disagree on becomes an array of ``L`` values;
-  loop counters of ``range`` loops with element-independent bounds stay scalars;
+  a constant every element computes alike (a ``range`` loop's bounds, when they do
+  not depend on the element) and the counters of ``range`` loops stay scalars;
 * each statement runs under a per-lane guard (the lane is still alive, and not
   broken out of or continuing in any enclosing loop, and inside every enclosing
   ``if`` branch it took), written as blends (``v[l] = g ? e : v[l]``) so that
@@ -15,11 +16,13 @@ different time.  This lowering runs ``L`` elements together, SIMT style:
 
 The last ``n % L`` elements use the scalar function.  Functions with a
 ``while`` loop or a ``range`` whose bounds depend on the element are not
-given this variant (``lanes_function`` returns None).
+given this variant (``lanes_function`` returns None).  Loops are recognised by
+what the IR says they are (``ir.For.role == "range"``), never by their names.
 """
 from __future__ import annotations
 
 from asp.ir import platform as ir
+from asp.ir.names import Namer
 from asp.ir.node import Transformer
 
 __all__ = ["lanes_function"]
@@ -54,11 +57,7 @@ class _Lower:
         self.varying: dict[str, str] = dict(sf.locals)  # name -> ctype
         self.masks: list[str] = []
         self.loops: list[str] = []  # names of the break/continue flag arrays, innermost last
-        self.counter = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"asp_{prefix}{self.counter}"
+        self.names = Namer(_names_in(sf.body))
 
     # -- expressions --------------------------------------------------------------------------
     def lane_expr(self, e: ir.Expr) -> ir.Expr:
@@ -109,9 +108,9 @@ class _Lower:
 
         g = ir.Var("asp_g")
         for s in stmts:
-            if isinstance(s, ir.Declare) and s.name.endswith(("_start", "_step", "_count")):
-                if not self.is_uniform(s.init):
-                    raise _Unsupported("element-dependent loop bounds")
+            if isinstance(s, ir.Declare) and s.const and self.is_uniform(s.init):
+                # Set once, alike in every lane (a range loop's bounds): one scalar serves
+                # them all, and a loop bounded by it runs in lockstep.
                 flush()
                 self.uniform.add(s.name)
                 out.append(s)
@@ -136,7 +135,7 @@ class _Lower:
     def control(self, s: ir.Stmt, masks: tuple[str, ...]) -> list[ir.Stmt]:
         g = self.guard(masks)
         if isinstance(s, ir.If):
-            then_m, else_m = self.fresh("m"), self.fresh("m")
+            then_m, else_m = self.names.fresh("m"), self.names.fresh("m")
             self.masks += [then_m, else_m]
             cond = self.lane_expr(s.cond)
             split = _simd_loop((
@@ -166,10 +165,12 @@ class _Lower:
             # The guard already excludes lanes that broke or continued; set the flag.
             return [_simd_loop((ir.Assign(flag, ir.BinOp("|", flag, self.guard(masks))),))]
         if isinstance(s, ir.For):
+            if s.role != "range":
+                raise _Unsupported("a loop that is not a Python range loop")
             if not (self.is_uniform(s.start) and self.is_uniform(s.stop)
                     and self.is_uniform(s.step)):
                 raise _Unsupported("element-dependent loop bounds")
-            entry = self.fresh("e")
+            entry = self.names.fresh("e")
             self.masks.append(entry)
             self.uniform.add(s.var)
             exits = _own_exits(s.body)
@@ -177,7 +178,7 @@ class _Lower:
             live = _and(ir.ArrayRef(entry, _l), ir.ArrayRef("asp_alive", _l))
             reset = []
             if exits:  # flags only for loops that break or continue
-                brk = self.fresh("b")
+                brk = self.names.fresh("b")
                 self.masks += [brk, brk + "c"]
                 enter_body.append(ir.Assign(ir.ArrayRef(brk, _l), ir.Const(0, MASK)))
                 reset = [_simd_loop((ir.Assign(ir.ArrayRef(brk + "c", _l), ir.Const(0, MASK)),))]
@@ -268,3 +269,14 @@ def _own_exits(body: ir.Block) -> bool:
             return False
         return any(walk(c) for c in node.children())
     return any(walk(s) for s in body.body)
+
+
+def _names_in(body: ir.Block) -> set[str]:
+    """Every name the body declares, assigns, reads or counts with."""
+    out: set[str] = set()
+    for n in body.walk():
+        if isinstance(n, ir.Var):
+            out.add(n.name)
+        elif isinstance(n, ir.Declare | ir.For):
+            out.add(n.name if isinstance(n, ir.Declare) else n.var)
+    return out

@@ -1,0 +1,185 @@
+"""The functions a compiled kernel may call, found by identity, and their translation.
+
+A call is translated by *what it calls*, not by how it is spelled: ``math.sqrt``,
+``from math import sqrt; sqrt`` and ``m.sqrt`` (``import math as m``) are one function,
+and a user's own function that happens to be named ``sqrt`` is none of them.  Each
+known callable has a *kind* (how it is typed) and a C name:
+
+=========== =====================================================================
+kind        callables
+=========== =====================================================================
+float       ``math`` functions of floats giving a float (computed in double)
+log         ``math.log`` (one argument, or two: a base)
+npfloat     NumPy ufuncs (``np.sqrt``): their arguments' promoted type (NEP 50)
+int         ``math.floor/ceil/trunc``: a Python int, converted as Python does
+bool        ``math.isnan/isinf/isfinite`` and NumPy's
+abs min max int bool, tofloat (``float``), cast (``np.float32``), range
+=========== =====================================================================
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import math
+
+import numpy as np
+
+from asp.ir import platform as ir
+from asp.ir.pyscalar import (
+    BOOL,
+    FLOAT,
+    INT,
+    T,
+    absolute,
+    binop_type,
+    cast,
+    checked_int,
+    join,
+    numeric,
+)
+
+__all__ = ["MATH_CONST", "callable_kind", "defined_at", "known_call"]
+
+_MATH_FLOAT = {
+    "sqrt": "sqrt", "exp": "exp", "log10": "log10", "log2": "log2", "log1p": "log1p",
+    "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos",
+    "atan": "atan", "atan2": "atan2", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
+    "asinh": "asinh", "acosh": "acosh", "atanh": "atanh", "pow": "pow", "fabs": "fabs",
+    "hypot": "hypot", "copysign": "copysign", "fmod": "fmod", "erf": "erf", "erfc": "erfc",
+    "exp2": "exp2", "cbrt": "cbrt",
+}
+_MATH_INT = {"floor": "floor", "ceil": "ceil", "trunc": "trunc"}  # return Python ints
+_MATH_BOOL = {"isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite"}
+#: ``math`` constants a kernel may read (``math.pi``).
+MATH_CONST = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
+_NP_FLOAT = {
+    "sqrt": "sqrt", "exp": "exp", "log": "log", "log10": "log10", "log2": "log2",
+    "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan",
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2", "sinh": "sinh",
+    "cosh": "cosh", "tanh": "tanh", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
+    "trunc": "trunc", "fabs": "fabs", "power": "pow", "cbrt": "cbrt", "exp2": "exp2",
+}
+_NP_CAST = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
+            "double": "double", "single": "float"}
+#: Arguments of the float functions that take other than one.
+_ARITY = {"pow": 2, "atan2": 2, "hypot": 2, "copysign": 2, "fmod": 2}
+
+
+def _resolve_callables() -> dict[int, tuple[str, str]]:
+    """Map id(callable) -> (kind, C name) for math and numpy functions."""
+    out: dict[int, tuple[str, str]] = {}
+    for py, c in _MATH_FLOAT.items():
+        out[id(getattr(math, py))] = ("float", c)
+    out[id(math.log)] = ("log", "log")
+    for py, c in _MATH_INT.items():
+        out[id(getattr(math, py))] = ("int", c)
+    for py, c in _MATH_BOOL.items():
+        out[id(getattr(math, py))] = ("bool", c)
+        out[id(getattr(np, py))] = ("bool", c)
+    for py, c in _NP_FLOAT.items():
+        out[id(getattr(np, py))] = ("npfloat", c)
+    for py in ("abs", "absolute"):
+        out[id(getattr(np, py))] = ("abs", "abs")
+    for py, c in _NP_CAST.items():
+        out[id(getattr(np, py))] = ("cast", c)
+    for name in ("abs", "min", "max", "int", "bool"):
+        out[id(getattr(builtins, name))] = (name, name)
+    # Not "float": that kind is a libm function returning a float (float(x) was printed
+    # as a call to a C function named float, and never compiled).
+    out[id(builtins.float)] = ("tofloat", "float")
+    out[id(range)] = ("range", "range")
+    return out
+
+
+_CALLABLES = _resolve_callables()
+
+
+def callable_kind(fn) -> tuple[str | None, str | None]:
+    """``(kind, C name)`` of a callable a kernel may call, or ``(None, None)``."""
+    return _CALLABLES.get(id(fn), (None, None))
+
+
+def defined_at(fn) -> str:
+    """`` (defined at file:line)`` for a Python function, for messages that refuse it."""
+    try:
+        return f" (defined at {inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]})"
+    except (TypeError, OSError):
+        return ""
+
+
+def _ufunc_float(t: T, node, name: str, err) -> T:
+    """The float type a NumPy ufunc such as ``np.sqrt`` gives an integer argument: the
+    smallest float that holds the integer type (float16 for 8 bits, which compiled code
+    has no type for; float32 for 16 bits; float64 beyond, and for Python ints)."""
+    if t.weak or t.ctype in ("int32_t", "uint32_t", "int64_t", "uint64_t"):
+        return T("double", t.weak)
+    if t.ctype in ("int16_t", "uint16_t"):
+        return T("float")
+    raise err(node, f"{name}() of an 8-bit integer or a bool is float16 in NumPy, which "
+                    "compiled kernels do not support (convert it first: float(x))")
+
+
+def _arity(err, node, args, n: int, name: str) -> None:
+    if len(args) != n:
+        raise err(node, f"{name}() takes {n} argument(s) here")
+
+
+def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, T]],
+               err, truth) -> tuple[ir.Expr, T]:
+    """The call ``node`` of a known callable of ``kind`` (see :func:`callable_kind`) on the
+    typed ``args``, typed as Python and NumPy type it.  ``err(node, message)`` makes the
+    front end's error; ``truth(e, t)`` its C truth value of a typed expression."""
+    name = ast.unparse(node.func)
+    if kind in ("float", "npfloat", "log"):
+        if kind == "log" and len(args) == 2:
+            (x, xt), (b, bt) = args
+            return ir.BinOp("/", ir.Call("log", (cast(x, xt, "double"),)),
+                            ir.Call("log", (cast(b, bt, "double"),))), FLOAT
+        n = _ARITY.get(cname, 1)
+        if len(args) != n:
+            raise err(node, f"{name}() takes {n} argument(s)")
+        if kind == "npfloat":  # a ufunc: its arguments' promoted type (NEP 50)
+            t = args[0][1]
+            for _, t2 in args[1:]:
+                t = binop_type(t, t2)
+            if not t.is_float and cname == "pow":
+                raise err(node, f"{name}() of integers is an integer power; write x ** n")
+            out = t if t.is_float else _ufunc_float(t, node, name, err)
+            call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
+                                        for e, et in args))
+            return cast(call, FLOAT, out.ctype), out
+        return ir.Call(cname, tuple(cast(e, t, "double") for e, t in args)), FLOAT
+    if kind == "int" and cname in _MATH_INT.values():
+        _arity(err, node, args, 1, name)
+        return checked_int(ir.Call(cname, (cast(*args[0], "double"),)), FLOAT, "int64_t"), INT
+    if kind == "bool" and cname in _MATH_BOOL.values():
+        _arity(err, node, args, 1, name)
+        return ir.Call(cname, (cast(*args[0], "double"),)), BOOL
+    if kind == "abs":
+        _arity(err, node, args, 1, name)
+        e, t = args[0]
+        nt = numeric(t)
+        return absolute(cast(e, t, nt.ctype), nt), nt
+    if kind in ("min", "max"):
+        if len(args) < 2:
+            raise err(node, f"{name}() needs at least two arguments in a kernel")
+        e, t = args[0]
+        for e2, t2 in args[1:]:
+            tt = join(t, t2) if (t.weak == t2.weak) else binop_type(t, t2)
+            a, b = cast(e, t, tt.ctype), cast(e2, t2, tt.ctype)
+            # Python: min(a, b) is b if b < a else a (and max: b if b > a else a).
+            cmp = "<" if kind == "min" else ">"
+            e, t = ir.Ternary(ir.BinOp(cmp, b, a), b, a), tt
+        return e, t
+    _arity(err, node, args, 1, name)
+    e, t = args[0]
+    if kind == "int":
+        return checked_int(e, t, "int64_t"), INT
+    if kind == "tofloat":
+        return cast(e, t, "double"), FLOAT
+    if kind == "bool":
+        return truth(e, t), BOOL
+    if kind == "cast":
+        return cast(e, t, cname), T(cname)
+    raise err(node, f"call to unsupported function '{name}'")
