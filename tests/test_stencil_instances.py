@@ -71,6 +71,14 @@ class Weighted(StencilKernel):
             out[x] = self.weight() * u[x]
 
 
+class Sum2(StencilKernel):
+    """Two fields into an output it assigns at every point it visits."""
+
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            out[x] = a[x] + b[x]
+
+
 def pick_reference(u: np.ndarray, op) -> np.ndarray:
     """``Pick(op)`` in NumPy: the centre and its four neighbours, the border zero."""
     out = np.zeros_like(u)
@@ -151,6 +159,33 @@ def test_a_kernel_calling_its_own_methods_runs_on_its_own_instance(rng):
     assert np.allclose(rb[1:-1, 1:-1], -2.0 * u[1:-1, 1:-1])
     b.w = 4.0  # the method reads the instance as it is now
     assert np.allclose(b(u)[1:-1, 1:-1], 4.0 * u[1:-1, 1:-1])
+
+
+def test_a_large_call_asks_once_whether_the_kernel_writes_every_point(rng, monkeypatch):
+    """A large output comes unzeroed from the reusing allocator, and what to zero
+    depends on whether the kernel assigns every point: asking prepares the call (the
+    domain passes, in 'interior' mode), so the answer is remembered, but only once a
+    call has shown its arguments valid (an invalid call answers 'no')."""
+    from specializers.stencil.specializer import StencilSpecializer
+
+    asked = []
+    real = StencilSpecializer.writes_every_point
+
+    def counting(self, args):
+        asked.append(args)
+        return real(self, args)
+
+    monkeypatch.setattr(StencilSpecializer, "writes_every_point", counting)
+    a = rng.random((600, 600))  # 2.9 MB: from the reusing allocator
+    k = Sum2()
+    with pytest.raises(ValueError, match="has shape"):
+        k(a, rng.random((600, 601)))
+    assert len(asked) == 1
+    for _ in range(3):
+        got = Sum2()(a, a)
+        np.testing.assert_array_equal(got[1:-1, 1:-1], 2 * a[1:-1, 1:-1])
+        assert not got[0].any() and not got[:, -1].any()  # the border, zeroed
+    assert len(asked) == 2
 
 
 # -- state, copies and pickles ---------------------------------------------------------------

@@ -226,6 +226,15 @@ class StencilKernel:
         """Run one compiled variant on ``args`` (tests check every variant)."""
         return self.jit_for(*args).run_variant(name, *_arrays(args))
 
+    def iterate(self, state, *args, steps: int):
+        """``steps`` time steps from ``state``: what ``for _ in range(steps): state =
+        self(state, *args)`` gives, bit for bit, several steps per pass over memory
+        where the kernel can be blocked in time (see :mod:`specializers.stencil.iterate`;
+        a tuple ``state`` holds several previous levels, newest first)."""
+        from specializers.stencil.iterate import iterate
+
+        return iterate(self, state, *args, steps=steps)
+
     def __call__(self, *inputs):
         """Run the kernel on ``inputs`` into a new output, and return it.
 
@@ -254,17 +263,33 @@ class StencilKernel:
             target = StencilGrid.from_array(out)
             target.ghost_depth = first.ghost_depth
             target.neighbor_definition = first.neighbor_definition
-        if large:
-            self._zero_unwritten(inputs, target, out)
+        learnt = self._zero_unwritten(inputs, target, out) if large else None
         self.kernel(*inputs, target)
+        if learnt is not None:  # a valid call: the answer was the kernel's, not the call's
+            _WRITES.setdefault(learnt[0], {})[learnt[1]] = learnt[2]
         return out
 
-    def _zero_unwritten(self, inputs: tuple, target, out: np.ndarray) -> None:
+    def _zero_unwritten(self, inputs: tuple, target, out: np.ndarray):
         """Zero what the kernel will not write in a fresh (reused, not zeroed) output:
         nothing when it assigns every point; the border of the ghost depth in
-        ``'interior'`` mode; everything when it reads or accumulates into ``out``."""
+        ``'interior'`` mode; everything when it reads or accumulates into ``out``.
+
+        Whether it assigns every point depends on the source and the kinds of the
+        arguments only (the same code runs if the call falls back), and finding it
+        prepares the call, which in ``'interior'`` mode runs the domain passes:
+        milliseconds, which a Dask block's first task paid every step.  So it is
+        remembered, once a call has shown that the arguments were valid (an invalid
+        call answers False): returns what to remember then, or None."""
         args = (*inputs, target)
-        if not self.jit_for(*args).specializer.writes_every_point(_arrays(args)):
+        jit, arrays = self.jit_for(*args), _arrays(args)
+        kinds = tuple((a.dtype.str, a.ndim) if isinstance(a, np.ndarray) else type(a)
+                      for a in arrays)
+        writes = _WRITES.get(jit, {}).get(kinds)
+        learnt = None
+        if writes is None:
+            writes = jit.specializer.writes_every_point(arrays)
+            learnt = (jit, kinds, writes)
+        if not writes:
             out.fill(0)
         elif self.boundary == "interior":
             # The loop may walk any grid's interior: zero the widest border (the kernel
@@ -276,6 +301,12 @@ class StencilKernel:
                 out[tuple(lo)] = 0
                 lo[axis] = slice(max(out.shape[axis] - g, 0), None)
                 out[tuple(lo)] = 0
+        return learnt
+
+
+# Per JitKernel and kinds of arguments: whether the kernel assigns every point it visits
+# (see StencilKernel._zero_unwritten).
+_WRITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 # Per process: the first ``kernel`` function unpickled for each class.  cloudpickle sets a
