@@ -137,8 +137,8 @@ def bench_cvtype(X: np.ndarray, cvtype: str, repeat: int) -> tuple[list[Figure],
         sk.fit(X[:1000])  # only to make it a fitted estimator; run_sk resets parameters
     stepper = S.EMStepper(M, D, cvtype, X.dtype)
     p = p0
-    _, p = stepper.step(X, p, 1e-6)
-    stepper.em.specialization(*stepper._last)  # every variant built and checked
+    # every variant built and checked before tuning starts
+    stepper.em.specialization(*stepper.em_args(X, S.kernel_params(p)))
     while stepper.last_variant is None:  # online tuning, as a real fit would do it
         _, p = stepper.step(X, p, 1e-6)
     winner = stepper.last_variant

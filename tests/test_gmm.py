@@ -145,10 +145,10 @@ def test_online_tuning_picks_and_remembers_a_winner(fresh_cache, monkeypatch):
 
     monkeypatch.setattr(K, "_kernels", {})  # a new process, with an empty cache
     X = _data(np.float64)
+    p = ref.Params("diag", np.full(M, 1 / M), X[:M], None, np.ones((M, D)))
     stepper = S.EMStepper(M, D, "diag", np.float64)
-    stepper.em.specialization(X, *S.kernel_params(ref.Params(
-        "diag", np.full(M, 1 / M), X[:M], None, np.ones((M, D)))), 2, np.empty((N, M)),
-        np.empty((M, stepper.nstat)), np.empty(1))  # every variant built and checked
+    # every variant built and checked before the fit
+    stepper.em.specialization(*stepper.em_args(X, S.kernel_params(p)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         GaussianMixture(M, covariance_type="diag", tol=0.0,
@@ -162,9 +162,8 @@ def test_online_tuning_picks_and_remembers_a_winner(fresh_cache, monkeypatch):
     provisional = rows[0]["timings"]["_decision"]["provisional"]
     monkeypatch.setattr(K, "_kernels", {})
     again = S.EMStepper(M, D, "diag", np.float64)
-    p = ref.Params("diag", np.full(M, 1 / M), X[:M], None, np.ones((M, D)))
     again.step(X, p, 1e-6)
-    assert again.em.specialization(*again._last).plan is None
+    assert again.em.specialization(*again.em_args(X, S.kernel_params(p))).plan is None
     assert (again.last_variant == rows[0]["variant"]) is not provisional
 
 

@@ -202,9 +202,7 @@ def test_estep_and_mstats_refuse_mismatched_rows():
 
 # -- the hot entry and size buckets -----------------------------------------------------------
 def _tuned(stepper, X, p):
-    stepper.em.specialization(X, *S.kernel_params(p), K.threads_for(len(X), stepper.m,
-                              stepper.d), np.empty((len(X), stepper.m)),
-                              np.empty((stepper.m, stepper.nstat)), np.empty(1))
+    stepper.em.specialization(*stepper.em_args(X, S.kernel_params(p)))  # all variants in
     for _ in range(200):
         stepper.step(X, p, 1e-6)
         if stepper.last_variant is not None:  # of this X's size bucket

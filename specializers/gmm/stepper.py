@@ -141,18 +141,23 @@ class EMStepper:
         return self.forced if self.forced and chosen != "python" else chosen
 
     # -- EM ---------------------------------------------------------------------------------
-    def statistics(self, X: np.ndarray, kp: tuple) -> tuple[float, np.ndarray]:
-        """(sum of log p(x), statistics (M, NSTAT) centred on the means) of one fused
-        pass over ``X`` under the kernel parameters ``kp``."""
+    def em_args(self, X: np.ndarray, kp: tuple) -> tuple:
+        """The EM kernel's arguments for one pass over ``X`` under the kernel parameters
+        ``kp``, with fresh outputs ``stats`` and ``ll`` (the last two)."""
         n = X.shape[0]
         if self._work is None or self._work.shape[0] != n:
             # Only the 'components' variant writes it: untouched, its pages cost nothing.
             self._work = np.empty((n, self.m))
-        stats, ll = np.empty((self.m, self.nstat)), np.empty(1)
-        args = (X, *kp, threads_for(n, self.m, self.d), self._work, stats, ll)
+        return (X, *kp, threads_for(n, self.m, self.d), self._work,
+                np.empty((self.m, self.nstat)), np.empty(1))
+
+    def statistics(self, X: np.ndarray, kp: tuple) -> tuple[float, np.ndarray]:
+        """(sum of log p(x), statistics (M, NSTAT) centred on the means) of one fused
+        pass over ``X`` under the kernel parameters ``kp``."""
+        args = self.em_args(X, kp)
         self._run(self.em, args, self.forced)
         self._last = args
-        return float(ll[0]), stats
+        return float(args[-1][0]), args[-2]
 
     def step(self, X: np.ndarray, p: ref.Params, reg_covar: float) -> tuple[float, ref.Params]:
         """One EM iteration: (lower bound under ``p``, new parameters)."""
