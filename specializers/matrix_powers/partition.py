@@ -152,13 +152,20 @@ def diagonal_runs(indptr: np.ndarray, indices: np.ndarray, n: int, *,
     rows = np.flatnonzero(lengths == width)
     if rows.size < min_coverage * n:
         return none
-    start = indptr[rows].astype(np.int64)
-    cols = indices[start[:, None] + np.arange(width)].astype(np.int64) - rows[:, None]
-    sample = cols[:: max(1, rows.size // 4096)]
+    start = indptr[rows]
+    step = max(1, rows.size // 4096)
+    sample = indices[start[::step, None] + np.arange(width)].astype(np.int64) \
+        - rows[::step, None]
     patterns, counts = np.unique(sample, axis=0, return_counts=True)
     offsets = patterns[counts.argmax()]
+    # One diagonal at a time, in the index type: no (rows, width) int64 temporaries (a
+    # solver analyses its matrix once per solve; this was most of that time).
+    follows = np.ones(rows.size, dtype=bool)
+    here = rows.astype(indices.dtype, copy=False)
+    for j, offset in enumerate(offsets):
+        follows &= indices[start + j] - here == offset
     follow = np.zeros(n + 2, dtype=np.int8)
-    follow[rows[(cols == offsets).all(axis=1)] + 1] = 1
+    follow[rows[follows] + 1] = 1
     if follow.sum() < min_coverage * n:
         return none
     edges = np.diff(follow)
