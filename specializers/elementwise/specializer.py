@@ -129,9 +129,7 @@ class ElementwiseSpecializer(Specializer):
         specs = tuple(specs)
         names = [*(c_name(p) for p in self.params), "asp_out"]
         variants = lower_variants(sf, names, specs, _ctype(out_dtype))
-        scalar_fn = sf.as_function()
         funcs = tuple(Variant(name, fn) for name, fn in variants)
-        preamble = PREAMBLE + "\n" + _function_text(scalar_fn)
 
         def check_args(inputs=tuple(inputs), out=out):
             rng = np.random.default_rng(12345)
@@ -157,7 +155,9 @@ class ElementwiseSpecializer(Specializer):
 
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
-                    ret=len(specs) - 1, preamble=preamble,
+                    ret=len(specs) - 1, preamble=PREAMBLE,
+                    # The user's function, called by every variant: IR, so the dump shows it.
+                    helpers=(sf.as_function(),),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     check_args_from=check_args_from, errors=UNREP_ERRORS if sf.checked else (),
                     rtol=1e-4 if float32 else 1e-9, atol=1e-6 if float32 else 1e-12)
@@ -205,12 +205,6 @@ def _dtype(ctype: str):
     from asp.ir.types import dtype_of
 
     return dtype_of(ctype)
-
-
-def _function_text(fn) -> str:
-    from asp.codegen import function_to_cgen
-
-    return str(function_to_cgen(fn))
 
 
 class ElementwiseFunction:

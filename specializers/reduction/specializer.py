@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from asp import config
-from asp.codegen import abi_params, function_to_cgen
+from asp.codegen import abi_params
 from asp.codegen.entry import extent_name
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
@@ -104,8 +104,9 @@ class ReductionSpecializer(Specializer):
 
         tight = result.kind != "f" or result == np.float64
         return Plan(signature=prepared.signature, specs=tuple(specs), variants=variants,
-                    ret=len(specs) - 1, preamble=PREAMBLE + "\n" + str(function_to_cgen(
-                        sf.as_function())),
+                    ret=len(specs) - 1, preamble=PREAMBLE,
+                    # The user's term, called by every variant: IR, so the dump shows it.
+                    helpers=(sf.as_function(),),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     errors=((UnrepresentableValue, "a value only Python represents: an int "
                              "beyond 64 bits, or int() of a NaN or an infinity"),
