@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
-from asp.frontend.translator import ScalarTranslator, describe, settle
+from asp.frontend.expressions import describe
+from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
 from asp.ir.pyscalar import FLOAT, INT, T, cast, checked_int, join
