@@ -103,6 +103,10 @@ def _tune(args) -> int:
         return 0
     for r in rows:
         decision = r["timings"].get("_decision", {})
+        if decision.get("blocked") is False:
+            print(f"{r['kernel']}\n  signature: {r['signature']}\n  machine:   {r['machine']}\n"
+                  f"  iterates step by step, not blocked in time: {decision.get('why')}")
+            continue
         how = ("to be timed again" if decision.get("retime") else
                "provisional: no variant was clearly faster within the budget; the next "
                "process tunes again" if decision.get("provisional") else

@@ -1,0 +1,161 @@
+"""``StencilKernel.iterate``: a time loop of a stencil kernel, as one call.
+
+``u = K.iterate(u, *args, steps=S)`` gives what ``for _ in range(S): u = K(u, *args)``
+gives, bit for bit: every point is computed by the same expression, in the same
+order (asp compiles with ``-ffp-contract=off``, so no multiply-add is fused in one and
+not the other).  A :class:`StencilGrid` state keeps its geometry (ghost depth and
+neighbourhoods) at every step and comes back as a grid; an array comes back as an array.
+
+Schemes with several previous levels (the wave equation's leapfrog
+``u_next = 2 u - u_prev + c^2 dt^2 Lap(u)``, written ``kernel(self, u, u_prev, c, out)``)
+pass their state as a tuple in the kernel's parameter order, newest first; each step
+computes ``new = K(*state, *args)`` and the state becomes ``(new, *state[:-1])``.
+
+How it runs:
+
+* kernels that can be blocked in time (see :mod:`specializers.stencil.temporal`) run
+  as one native call of the tuned blocked variant: several steps per pass over memory;
+* every other kernel (a tuple state, a boundary mode, a kernel that reads its output,
+  ...) runs step by step through the kernel's own compiled code, into two buffers
+  reused for every step (no allocation per step); ``asp tune show`` says why it was not
+  blocked.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from asp import config
+from asp.errors import AspFallbackWarning, SpecializationError
+from asp.runtime import JitKernel
+from asp.tune import db
+from specializers.stencil.grid import StencilGrid
+from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
+
+__all__ = ["iterate"]
+
+_JITS: dict[int, tuple[JitKernel, JitKernel]] = {}  # id(step jit) -> (step jit, iterate jit)
+_NOTED: set[tuple[str, str]] = set()
+
+
+def iterate(kernel, state, *args, steps):
+    """``steps`` steps of ``kernel`` from ``state`` (see the module's docstring)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+    if steps < 0:
+        raise ValueError(f"steps={steps}: must be at least 0")
+    steps = int(steps)
+    levels = state if isinstance(state, tuple) else (state,)
+    if not levels:
+        raise ValueError("state: an empty tuple; expected a grid or a tuple of grids")
+    for i, s in enumerate(levels):
+        if not isinstance(s, StencilGrid | np.ndarray) or np.ndim(_data(s)) == 0:
+            raise TypeError(f"state[{i}]" if isinstance(state, tuple) else "state"
+                            f": expected a numpy array or a StencilGrid, not "
+                            f"{type(s).__name__}")
+    first = _data(levels[0])
+    for i, s in enumerate(levels[1:], 1):
+        if _data(s).shape != first.shape or _data(s).dtype != first.dtype:
+            raise ValueError(f"state[{i}] has shape {_data(s).shape} and dtype "
+                             f"{_data(s).dtype}; state[0] has {first.shape}, {first.dtype}")
+    if steps == 0:
+        return state
+    if not isinstance(state, tuple) and not kernel.pure_python and not config.jit_disabled():
+        done = _blocked(kernel, state, args, steps)
+        if done is not None:
+            return done
+    return _step_by_step(kernel, levels, args, steps, tuple_state=isinstance(state, tuple))
+
+
+def _data(g) -> np.ndarray:
+    return g.data if isinstance(g, StencilGrid) else g
+
+
+def _like(template, array: np.ndarray):
+    """``array`` as the caller's kind: a grid with ``template``'s geometry, or itself."""
+    if not isinstance(template, StencilGrid):
+        return array
+    g = StencilGrid.from_array(array)
+    g.ghost_depth = template.ghost_depth
+    g.neighbor_definition = template.neighbor_definition
+    return g
+
+
+def _step_by_step(kernel, levels: tuple, args: tuple, steps: int, *, tuple_state: bool):
+    """The loop ``state = (K(*state, *args), *state[:-1])``, each step into a buffer of
+    a small pool (zeroed once: a step leaves the points it does not write as they were,
+    zero, unless the kernel reads its output: then each buffer is zeroed before use)."""
+    data = _data(levels[0])
+    probe = (*levels, *args, _like(levels[0], np.zeros_like(data)))
+    zero_each = not kernel.jit_for(*probe).specializer.writes_every_point(
+        tuple(_data(a) if isinstance(a, StencilGrid) else a for a in probe))
+    pool: list[np.ndarray] = []
+    cur = list(levels)
+    ours: set[int] = set()
+    for _ in range(steps):
+        buf = pool.pop() if pool else np.zeros_like(data)
+        if zero_each:
+            buf.fill(0)
+        target = _like(levels[0], buf)
+        kernel.kernel(*cur, *args, target)
+        oldest = cur[-1]
+        cur = [target, *cur[:-1]]
+        ours.add(id(buf))
+        if id(_data(oldest)) in ours:  # a buffer of ours that no level holds any more
+            pool.append(_data(oldest))
+    if tuple_state:
+        return tuple(cur)
+    return cur[0] if isinstance(levels[0], StencilGrid) else _data(cur[0])
+
+
+def _blocked(kernel, state, args: tuple, steps: int):
+    """The steps as one call of the tuned blocked iteration, or None when the kernel
+    cannot be blocked (noted for ``asp tune show``) or its iteration could not be
+    specialized (warned once; the caller then steps)."""
+    data = _data(state)
+    out = np.zeros_like(data)
+    call = (state, *args, _like(state, out))
+    step_jit = kernel.jit_for(*call)
+    spec = step_jit.specializer
+    arrays = tuple(_data(a) if isinstance(a, StencilGrid) else a for a in call)
+    try:
+        prepared = spec.prepare(arrays)
+        k = spec.planned(spec.domain_ir(prepared.args, prepared.signature))
+    except SpecializationError:
+        return None  # the step kernel runs as Python: its own call says why, once
+    why = why_not_blocked(k, spec.params, spec.boundary, data.ndim)
+    if why is not None:
+        _note(spec.name, prepared.signature, why)
+        return None
+    pair = _JITS.get(id(step_jit))
+    if pair is None or pair[0] is not step_jit:
+        pair = _JITS[id(step_jit)] = (step_jit, JitKernel(IterateSpecializer(spec)))
+    jit = pair[1]
+    full = (*arrays, np.zeros_like(out), steps)
+    try:
+        jit.specialization(*full)
+    except SpecializationError as exc:
+        if config.strict():
+            raise
+        if jit.last_error is None:
+            jit.last_error = exc
+            warnings.warn(f"{exc}; iterating step by step", AspFallbackWarning, stacklevel=4)
+        return None
+    jit(*full)
+    return _like(state, out)
+
+
+def _note(kernel: str, signature: str, why: str) -> None:
+    """Say in the tuning database (``asp tune show``) that this kernel iterates step by
+    step, and why, once per process."""
+    if (kernel, signature) in _NOTED:
+        return
+    _NOTED.add((kernel, signature))
+    try:
+        db.store(f"{kernel} iterate", signature, "steps",
+                 {"steps": {"not blocked": why}, "_decision": {"blocked": False, "why": why}},
+                 "iterate")
+    except Exception:  # noqa: BLE001, S110 - a read-only cache must not break the call
+        pass

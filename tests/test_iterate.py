@@ -1,0 +1,236 @@
+"""``StencilKernel.iterate``: the time loop as one call, bit for bit the step loop's result,
+blocked in time where it can be (every blocked variant checked on grids larger than its
+tiles, with at least two threads), step by step where it cannot."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asp.errors import AspFallbackWarning
+from specializers.stencil import StencilGrid, StencilKernel
+from specializers.stencil import iterate as iterate_module
+from specializers.stencil import temporal
+
+
+class Heat(StencilKernel):
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
+
+
+class Heat3(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.1 * acc
+
+
+class Smooth1(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 0.25 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += 0.375 * u[y]
+
+
+class Forced(StencilKernel):
+    """A source term ``f`` read at every step (a constant input besides the state)."""
+
+    def kernel(self, u, f, out):
+        for x in out.interior_points():
+            acc = f[x] - 4 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.2 * acc
+
+
+class Life(StencilKernel):
+    """Conway's game of life on int64 cells: an integer automaton, exact."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            n = 0
+            for y in u.neighbors(x, 1):
+                n += u[y]
+            out[x] = 1 if n == 3 or (n == 2 and u[x] == 1) else 0
+
+
+class Wave(StencilKernel):
+    """Leapfrog for the wave equation: two previous levels."""
+
+    def kernel(self, u, u_prev, c2, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = 2.0 * u[x] - u_prev[x] + c2 * lap
+
+
+class Accumulate(StencilKernel):
+    """Reads its output: iterated step by step."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, 1):
+                out[x] += 0.25 * u[y]
+
+
+def loop(k, u, *args, steps):
+    for _ in range(steps):
+        u = k(u, *args)
+    return u
+
+
+def moore(dim: int):
+    return StencilGrid((3,) * dim).neighbor_definition
+
+
+RNG = np.random.default_rng(20261202)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", ["interior", "constant", "nearest", "reflect", "mirror", "wrap"])
+def test_iterate_is_the_step_loop_bit_for_bit_in_every_mode(mode, dtype):
+    k = Heat(boundary=mode, cval=0.5)
+    u = RNG.random((70, 90)).astype(dtype)
+    got = k.iterate(u, 0.2, steps=13)
+    assert got.dtype == dtype and got is not u
+    np.testing.assert_array_equal(got, loop(k, u, 0.2, steps=13))
+
+
+@pytest.mark.parametrize("shape,cls,args", [((2000,), Smooth1, ()),
+                                            ((41, 37, 29), Heat3, ())])
+def test_iterate_in_one_and_three_dimensions(shape, cls, args):
+    k = cls()
+    u = RNG.random(shape)
+    np.testing.assert_array_equal(k.iterate(u, *args, steps=9), loop(k, u, *args, steps=9))
+
+
+def test_integers_are_exact_and_a_constant_input_is_read_every_step():
+    life = Life()
+    cells = (RNG.random((120, 130)) < 0.35).astype(np.int64)
+    np.testing.assert_array_equal(life.iterate(cells, steps=30), loop(life, cells, steps=30))
+    k = Forced()
+    u, f = RNG.random((300, 200)), RNG.random((300, 200))
+    np.testing.assert_array_equal(k.iterate(u, f, steps=17), loop(k, u, f, steps=17))
+
+
+def _every_blocked_variant(monkeypatch, k, u, args, steps):
+    """Compile the whole space (not a sample) and run each variant against the loop."""
+    monkeypatch.setattr(temporal, "SAMPLE", 1000)
+    iterate_module._JITS.clear()  # a new iteration specializer, with the whole space
+    want = loop(k, u, *args, steps=steps)
+    np.testing.assert_array_equal(k.iterate(u, *args, steps=steps), want)
+    step_jit = k.jit_for(u, *args, np.zeros_like(u))
+    jit = iterate_module._JITS[id(step_jit)][1]
+    full = (u, *args, np.zeros_like(u), np.zeros_like(u), steps)
+    s = jit.specialization(*full)
+    dim = u.ndim
+    space = temporal.SPACES[dim]
+    assert len(s.entries) == 1 + np.prod([len(v) for v in space.values()])
+    assert not s.check_failures
+    for name in s.entries:
+        np.testing.assert_array_equal(jit.run_variant(name, *full), want, err_msg=name)
+
+
+def test_every_blocked_variant_2d_across_tiles_and_passes(monkeypatch):
+    # Larger than the biggest tiles on both axes, steps not a multiple of any depth.
+    _every_blocked_variant(monkeypatch, Heat(), RNG.random((1100, 4400)), (0.1,), 21)
+
+
+def test_every_blocked_variant_3d_across_tiles_and_passes(monkeypatch):
+    _every_blocked_variant(monkeypatch, Heat3(), RNG.random((70, 140, 150)), (), 11)
+
+
+def test_a_grid_state_keeps_its_geometry_and_comes_back_a_grid():
+    k = Heat3()
+    g = StencilGrid((30, 31, 32))
+    g.data = RNG.random((30, 31, 32))
+    g.ghost_depth = 2
+    g.neighbor_definition = [[(0, 0, 0)], [(a, b, c) for a in (-2, 0, 2) for b in (-2, 0, 2)
+                                           for c in (-2, 0, 2) if (a, b, c) != (0, 0, 0)]]
+    got = k.iterate(g, steps=7)
+    assert isinstance(got, StencilGrid) and got.ghost_depth == 2
+    assert got.neighbor_definition == g.neighbor_definition
+    want = g
+    for _ in range(7):
+        out = StencilGrid.from_array(np.zeros(g.shape))
+        out.ghost_depth, out.neighbor_definition = g.ghost_depth, g.neighbor_definition
+        k.kernel(want, out)
+        want = out
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+def test_two_level_state_rotates_newest_first():
+    k = Wave()
+    u = np.zeros((150, 160))
+    u[70:80, 75:85] = 1.0
+    u_prev = u.copy()
+    got = k.iterate((u, u_prev), 0.2, steps=40)
+    want = (u, u_prev)
+    for _ in range(40):
+        want = (k(want[0], want[1], 0.2), want[0])
+    assert isinstance(got, tuple) and len(got) == 2
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[0] is not u and got[1] is not u  # the caller's arrays are never written
+    assert np.array_equal(u_prev[70:80, 75:85], np.ones((10, 10)))
+
+
+def test_a_kernel_that_reads_its_output_iterates_step_by_step():
+    k = Accumulate()
+    u = RNG.random((64, 80))
+    np.testing.assert_array_equal(k.iterate(u, steps=6), loop(k, u, steps=6))
+
+
+def test_zero_steps_is_the_state_itself():
+    u = RNG.random((10, 10))
+    assert Heat().iterate(u, 0.1, steps=0) is u
+
+
+@pytest.mark.parametrize("steps,error,match", [(-1, ValueError, "steps=-1"),
+                                               (1.5, TypeError, "steps must be an int"),
+                                               (True, TypeError, "steps must be an int")])
+def test_bad_steps(steps, error, match):
+    with pytest.raises(error, match=match):
+        Heat().iterate(np.zeros((8, 8)), 0.1, steps=steps)
+
+
+def test_bad_state():
+    with pytest.raises(TypeError, match="state: expected a numpy array or a StencilGrid"):
+        Heat().iterate([[1.0, 2.0]], 0.1, steps=2)
+    with pytest.raises(ValueError, match=r"state\[1\] has shape"):
+        Wave().iterate((np.zeros((8, 8)), np.zeros((8, 9))), 0.1, steps=2)
+    with pytest.raises(TypeError, match="dtype"):  # the kernel's own check names it
+        Heat().iterate(np.zeros((8, 8), dtype=complex), 0.1, steps=2)
+
+
+def test_a_failed_blocked_specialization_warns_once_and_steps(monkeypatch, fresh_cache):
+    def broken(self, prepared):
+        raise RuntimeError("planning bug")
+
+    monkeypatch.setattr(temporal.IterateSpecializer, "plan", broken)
+    k = Forced()  # a class of its own: no iterate specialization cached yet
+    u, f = RNG.random((50, 60)), RNG.random((50, 60))
+    iterate_module._JITS.clear()
+    with pytest.warns(AspFallbackWarning, match="iterating step by step"):
+        got = k.iterate(u, f, steps=5)
+    np.testing.assert_array_equal(got, loop(k, u, f, steps=5))
+
+
+def test_tune_show_says_why_a_kernel_is_not_blocked(fresh_cache):
+    k = Heat(boundary="wrap")
+    k.iterate(RNG.random((40, 40)), 0.1, steps=3)
+    out = subprocess.run([sys.executable, "-m", "asp.cli", "tune", "show", "iterate"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "iterates step by step, not blocked in time: boundary='wrap'" in out.stdout
