@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from asp.errors import AspFallbackWarning
-from specializers.stencil import StencilGrid, StencilKernel
+from specializers.stencil import StencilGrid, StencilKernel, temporal
 from specializers.stencil import iterate as iterate_module
-from specializers.stencil import temporal
 
 
 class Heat(StencilKernel):

@@ -34,7 +34,7 @@ from asp.tune import db
 from specializers.stencil.grid import StencilGrid
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 
-__all__ = ["iterate"]
+__all__ = ["iterate", "iteration_jit"]
 
 _JITS: dict[int, tuple[JitKernel, JitKernel]] = {}  # id(step jit) -> (step jit, iterate jit)
 _NOTED: set[tuple[str, str]] = set()
@@ -145,6 +145,14 @@ def _blocked(kernel, state, args: tuple, steps: int):
         return None
     jit(*full)
     return _like(state, out)
+
+
+def iteration_jit(kernel, state, *args) -> JitKernel | None:
+    """The runtime object of ``kernel``'s blocked iteration for arguments like these
+    (for tools and benchmarks: its variants, its tuner's choice), or None if none was
+    made (not blocked, not iterated yet)."""
+    pair = _JITS.get(id(kernel.jit_for(state, *args, _like(state, np.zeros_like(_data(state))))))
+    return None if pair is None else pair[1]
 
 
 def _note(kernel: str, signature: str, why: str) -> None:
