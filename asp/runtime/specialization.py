@@ -30,7 +30,7 @@ import numpy as np
 
 from asp import config
 from asp.codegen.entry import entry_point, render_module
-from asp.errors import CheckError, CompileError, LoadError, SpecializationError
+from asp.errors import CompileError, LoadError, SpecializationError
 from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
