@@ -30,8 +30,8 @@ def module_stage(stages, kernel: str) -> str:
     return text
 
 
-def assert_helper_in_dump(plan, stages, kernel: str) -> ir.Function:
-    (helper,) = plan.helpers
+def assert_helper_in_dump(plan, stages, kernel: str, name: str | None = None) -> ir.Function:
+    (helper,) = [h for h in plan.helpers if name is None or h.name == name]
     assert isinstance(helper, ir.Function)
     assert helper.name not in plan.preamble  # not text the passes cannot see
     assert str(function_to_cgen(helper)) in module_stage(stages, kernel)
@@ -78,7 +78,12 @@ def test_stencil_border_slabs_are_a_helper_in_the_dump(stages):
     u = np.random.default_rng(3).random((12, 10))
     k = Blur(boundary="reflect")
     s = k.specialization(u, np.zeros_like(u))
-    helper = assert_helper_in_dump(s.plan, stages, "Blur")
+    helper = assert_helper_in_dump(s.plan, stages, "Blur", "stencil_border")
     assert helper.worksharing
     # its own stage too, before the module
     assert any(title.endswith("Blur.kernel border: input") for title, _ in stages)
+    # and the boundary mode's index remapping it calls, the only one the module has
+    assert_helper_in_dump(s.plan, stages, "Blur", "asp_reflect")
+    # (the neighbour loop is unrolled: no offset table, no linear offsets to compute)
+    assert [h.name for h in s.plan.helpers] == ["asp_reflect", "stencil_border"]
+    assert "asp_wrap" not in s.source and "asp_linear_offsets" not in s.source

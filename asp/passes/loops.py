@@ -10,6 +10,10 @@ a scalar carried from one iteration to the next is allowed only as a reduction
 (``s += x[i]``, ``s = s * x[i]``, ...), which gets a ``reduction`` clause; an
 array both written and read at different indices, or written at an index that
 does not move with the loop, is a dependence; so is an early exit.
+
+A :class:`~asp.ir.platform.Region` is one team of threads: inside it a parallel loop
+is a share of the team's work, never a team of its own; a loop whose body starts a
+team is neither shared (``parallel for``) nor vectorized (``simd``).
 """
 from __future__ import annotations
 

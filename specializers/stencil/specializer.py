@@ -33,7 +33,7 @@ from specializers.stencil.lowering import (
 )
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
-from specializers.stencil.variants import PREAMBLE, apply_variant, variant_specs
+from specializers.stencil.variants import PREAMBLE, apply_variant, helpers_for, variant_specs
 
 __all__ = ["Geometry", "StencilSpecializer"]
 
@@ -274,6 +274,8 @@ class StencilSpecializer(Specializer):
                        jam=opts.get("jam", 1))
             fn = apply_variant(fn, opts, size, f"{self.fname} {vname}", dim)
             variants.append(Variant(vname, fn))
+        # The remapping and indexing helpers they call, then the slabs (which call them).
+        helpers = (*helpers_for([*helpers, *(v.function for v in variants)]), *helpers)
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),

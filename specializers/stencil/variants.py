@@ -28,52 +28,16 @@ from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
 
-__all__ = ["PREAMBLE", "SERIAL_POINTS", "apply_variant", "serial_points", "variant_specs",
-           "vectorize_points"]
+__all__ = ["HELPER_FUNCTIONS", "PREAMBLE", "SERIAL_POINTS", "apply_variant", "helpers_for",
+           "serial_points", "variant_specs", "vectorize_points"]
 
-#: Python's scalar helpers (``//``, ``%``), index remapping of scipy.ndimage's boundary
-#: modes, Python's table indexing, and the streaming row store (AVX non-temporal stores
-#: where the compiler targets AVX).
+#: Python's scalar helpers (``//``, ``%``) and the streaming row store (AVX non-temporal
+#: stores where the compiler targets AVX): C text, for its ``#if``s and intrinsics.  The
+#: other helpers are IR (:func:`helpers_for`).
 PREAMBLE = HELPERS + r"""
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
-static inline int64_t asp_nearest(int64_t i, int64_t n) {
-    return i < 0 ? 0 : (i >= n ? n - 1 : i);
-}
-static inline int64_t asp_wrap(int64_t i, int64_t n) {
-    if (i >= 0 && i < n) return i;
-    i %= n;
-    return i < 0 ? i + n : i;
-}
-static inline int64_t asp_reflect(int64_t i, int64_t n) {
-    if (i >= 0 && i < n) return i;
-    int64_t p = 2 * n;
-    i %= p;
-    if (i < 0) i += p;
-    return i < n ? i : p - 1 - i;
-}
-static inline int64_t asp_mirror(int64_t i, int64_t n) {
-    if (i >= 0 && i < n) return i;
-    if (n == 1) return 0;
-    int64_t p = 2 * n - 2;
-    i %= p;
-    if (i < 0) i += p;
-    return i < n ? i : p - i;
-}
-static inline int64_t asp_index(int64_t i, int64_t n, int *bad) {
-    if (i < 0) i += n;
-    if (i < 0 || i >= n) { *bad = 1; return 0; }
-    return i;
-}
-/* Linear offsets of a neighbourhood (dim offsets per point) for extents n1, n2. */
-static void asp_linear_offsets(int64_t *lin, const int64_t *off, int64_t count, int64_t dim,
-                               int64_t n1, int64_t n2) {
-    for (int64_t k = 0; k < count; ++k) {
-        const int64_t *o = off + k * dim;
-        lin[k] = dim == 1 ? o[0] : (dim == 2 ? o[0] * n1 + o[1] : (o[0] * n1 + o[1]) * n2 + o[2]);
-    }
-}
 /* Streaming stores of one 64-byte output line from a (register-resident) buffer. */
 static inline int64_t asp_line_start_f64(const double *base, int64_t row, int64_t k) {
     /* the first index >= k whose address in the row is 64-byte aligned */
@@ -110,6 +74,72 @@ static inline void asp_sfence(void) {
 #endif
 }
 """
+
+def _helpers() -> dict[str, ir.Function]:
+    """Index remapping of scipy.ndimage's boundary modes, Python's table indexing and the
+    linear offsets of a neighbourhood, as IR functions (``static inline``)."""
+    I64 = "int64_t"
+    i, n, p, k = ir.Var("i"), ir.Var("n"), ir.Var("p"), ir.Var("k")
+
+    def c(v: int) -> ir.Const:
+        return ir.Const(v, I64)
+
+    def op(o: str, a: ir.Expr, b: ir.Expr) -> ir.BinOp:
+        return ir.BinOp(o, a, b)
+
+    def fn(name, params, *body, ret=I64, inline=True) -> ir.Function:
+        return ir.Function(name, params, ir.Block(body), ret=ret, static=True, inline=inline)
+
+    def when(cond, *then) -> ir.If:
+        return ir.If(cond, ir.Block(then))
+
+    index = (ir.Param("i", I64), ir.Param("n", I64))
+    inside = when(op("&&", op(">=", i, c(0)), op("<", i, n)), ir.Return(i))
+    into_period = (ir.Assign(i, p, "%"), when(op("<", i, c(0)), ir.Assign(i, p, "+")))
+    out = [
+        fn("asp_nearest", index, ir.Return(ir.Ternary(
+            op("<", i, c(0)), c(0), ir.Ternary(op(">=", i, n), op("-", n, c(1)), i)))),
+        fn("asp_wrap", index, inside, ir.Assign(i, n, "%"),
+           ir.Return(ir.Ternary(op("<", i, c(0)), op("+", i, n), i))),
+        fn("asp_reflect", index, inside, ir.Declare(I64, "p", op("*", c(2), n)),
+           *into_period, ir.Return(ir.Ternary(op("<", i, n), i, op("-", op("-", p, c(1)), i)))),
+        fn("asp_mirror", index, inside, when(op("==", n, c(1)), ir.Return(c(0))),
+           ir.Declare(I64, "p", op("-", op("*", c(2), n), c(2))),
+           *into_period, ir.Return(ir.Ternary(op("<", i, n), i, op("-", p, i)))),
+        # Python's table[i]: a negative index counts from the end; out of range raises
+        # (the kernel reports it in *bad and the call raises IndexError).
+        fn("asp_index", (*index, ir.Param("bad", "int", pointer=True)),
+           when(op("<", i, c(0)), ir.Assign(i, n, "+")),
+           when(op("||", op("<", i, c(0)), op(">=", i, n)),
+                ir.Assign(ir.ArrayRef("bad", c(0)), ir.Const(1, "int")), ir.Return(c(0))),
+           ir.Return(i)),
+    ]
+    # The linear offsets of a neighbourhood (``dim`` offsets per point) for extents n1, n2:
+    # a function, not a loop in the kernel, so no pass takes it for a point loop.
+    at = op("*", k, ir.Var("dim"))
+    o = [ir.ArrayRef("off", op("+", at, c(a)) if a else at) for a in range(3)]
+    n1, n2, dim = ir.Var("n1"), ir.Var("n2"), ir.Var("dim")
+    two = op("+", op("*", o[0], n1), o[1])
+    lin = ir.Ternary(op("==", dim, c(1)), o[0],
+                     ir.Ternary(op("==", dim, c(2)), two, op("+", op("*", two, n2), o[2])))
+    out.append(fn("asp_linear_offsets", (
+        ir.Param("lin", I64, pointer=True), ir.Param("off", I64, pointer=True, const=True),
+        ir.Param("count", I64), ir.Param("dim", I64), ir.Param("n1", I64),
+        ir.Param("n2", I64)),
+        ir.For("k", c(0), ir.Var("count"), ir.Block((ir.Assign(ir.ArrayRef("lin", k), lin),))),
+        ret="void", inline=False))
+    return {f.name: f for f in out}
+
+
+HELPER_FUNCTIONS = _helpers()
+
+
+def helpers_for(functions) -> tuple[ir.Function, ...]:
+    """The helper functions of :data:`HELPER_FUNCTIONS` that ``functions`` call: only
+    the boundary mode's remapping, only what the kernel uses."""
+    called = {n.func for f in functions for n in f.walk() if isinstance(n, ir.Call)}
+    return tuple(f for name, f in HELPER_FUNCTIONS.items() if name in called)
+
 
 #: Below this many points a call runs on one thread (a team costs microseconds).
 SERIAL_POINTS = 32768
