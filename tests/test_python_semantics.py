@@ -26,6 +26,7 @@ import pytest
 from asp.errors import AspFallbackWarning, CheckError
 from asp.ir import platform as ir
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 from specializers.stencil import StencilGrid, StencilKernel
 
@@ -68,7 +69,8 @@ def test_elementwise_sees_a_rebound_module_constant():
     global K
     x = np.arange(6.0)
     try:
-        for _ in range(30):  # long enough for the tuner to finish and the hot path to serve
+        # long enough for the tuner to finish and the hot path to serve
+        for _ in range(calls_to_decide(len(scale.jit.specialization(x, None).variant_names))):
             np.testing.assert_array_equal(scale(x), 2.0 * x)
         assert scale.jit._hot is not None
         K = 3.0
