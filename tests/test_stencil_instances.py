@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from asp.errors import AspFallbackWarning
+from asp.tune import calls_to_decide
 from specializers.stencil import StencilKernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +94,10 @@ def pick_reference(u: np.ndarray, op) -> np.ndarray:
 def test_instances_share_one_specialization_and_its_tuning(rng):
     u, out = rng.random((40, 40)), np.zeros((40, 40))
     first = Heat(boundary="wrap")
-    for _ in range(30):  # enough calls for online tuning to pick a winner
-        first.kernel(u, 0.1, out)
     jit = first.jit_for(u, 0.1, out)
+    n = len(jit.specialization(u, 0.1, out).variant_names)
+    for _ in range(calls_to_decide(n)):  # enough calls for online tuning to pick a winner
+        first.kernel(u, 0.1, out)
     winner = jit.chosen_variant(u, 0.1, out)
     assert winner is not None
     spec = jit.specialization(u, 0.1, out)
