@@ -235,15 +235,6 @@ class StencilKernel:
 
         return iterate(self, state, *args, steps=steps)
 
-    def iterate(self, state, *args, steps: int):
-        """``steps`` time steps from ``state``: what ``for _ in range(steps): state =
-        self(state, *args)`` gives, bit for bit, several steps per pass over memory
-        where the kernel can be blocked in time (see :mod:`specializers.stencil.iterate`;
-        a tuple ``state`` holds several previous levels, newest first)."""
-        from specializers.stencil.iterate import iterate
-
-        return iterate(self, state, *args, steps=steps)
-
     def __call__(self, *inputs):
         """Run the kernel on ``inputs`` into a new output, and return it.
 
