@@ -25,7 +25,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from asp.errors import AspFallbackWarning, SpecializationError
 from asp.jit import cache, compiler
-from specializers.gmm import GMM, VARIANTS, GaussianMixture
+from specializers.gmm import GMM, VARIANTS, GaussianMixture, source
 from specializers.gmm import kernels as K
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,16 +179,16 @@ def test_a_bug_while_planning_falls_back_naming_kernel_and_stage(blobs, monkeypa
 
 def test_a_template_bug_falls_back_naming_the_stage(blobs, monkeypatch, tmp_path, unbuilt):
     broken = tmp_path / "em.c.mako"
-    text = K.TEMPLATE.read_text()
+    text = source.TEMPLATE.read_text()
     assert "typedef ${ctype} real_t;" in text
     broken.write_text(text.replace("typedef ${ctype} real_t;", "typedef ${c_type} real_t;"))
-    monkeypatch.setattr(K, "TEMPLATE", broken)
+    monkeypatch.setattr(source, "TEMPLATE", broken)
     _fit_falls_back_to_sklearn(blobs, monkeypatch, match="rendering the template failed: "
                                                          "NameError")
 
 
 def test_a_missing_template_falls_back(blobs, monkeypatch, tmp_path, unbuilt):
-    monkeypatch.setattr(K, "TEMPLATE", tmp_path / "nowhere.c.mako")
+    monkeypatch.setattr(source, "TEMPLATE", tmp_path / "nowhere.c.mako")
     _fit_falls_back_to_sklearn(blobs, monkeypatch, match="rendering the template failed")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from asp.runtime import MISS, JitKernel
-from specializers.gmm import VARIANTS
+from specializers.gmm import VARIANTS, source
 from specializers.gmm import kernels as K
 from specializers.gmm import reference as ref
 from specializers.gmm import stepper as S
@@ -339,15 +339,15 @@ def test_the_record_key_covers_what_the_c_depends_on(tmp_path, monkeypatch):
     assert K.EMKernel("full", 2, 3).code_digest() != base
     monkeypatch.setattr(K, "BLOCKS", (1, 32, 128))
     other = tmp_path / "em.c.mako"
-    other.write_text(K.TEMPLATE.read_text() + "\n## another template\n")
-    monkeypatch.setattr(K, "TEMPLATE", other)
+    other.write_text(source.TEMPLATE.read_text() + "\n## another template\n")
+    monkeypatch.setattr(source, "TEMPLATE", other)
     assert K.EMKernel("full", 2, 3).code_digest() != base
 
 
 def test_a_variant_that_disagrees_is_excluded_by_the_core_check(fresh_cache, monkeypatch):
     """The core checks every GMM variant against the reference: a wrong variant is
     excluded (and never tuned), the others run."""
-    real = K.render_part
+    real = source.render_part
 
     def wrong_b32(part, **ctx):
         text = real(part, **ctx)
@@ -356,7 +356,7 @@ def test_a_variant_that_disagrees_is_excluded_by_the_core_check(fresh_cache, mon
             assert "2 * hsum(rs)" in text
         return text
 
-    monkeypatch.setattr(K, "render_part", wrong_b32)
+    monkeypatch.setattr(source, "render_part", wrong_b32)
     k = JitKernel(K.EMKernel("diag", 3, 2))
     args = em_args("diag", 3, 2, np.float64, 100)
     s = k.specialization(*args)

@@ -21,41 +21,39 @@ tied mixtures, ``diag`` for diag and spherical ones), each run by one
 * ``mstats``: the M-step statistics from given responsibilities (the
   initialisation).
 
-``plan`` renders each kernel's body from a ``<%def>`` of the template and wraps it
-with :func:`~asp.codegen.template.template_function`, so every argument reaches
-the C by name and is guarded in C (dtype, shape, writeability); helpers are IR
+``plan`` renders each kernel's body from a ``<%def>`` of the template
+(:mod:`specializers.gmm.source`) and wraps it with
+:func:`~asp.codegen.template.template_function`, so every argument reaches the C
+by name and is guarded in C (dtype, shape, writeability); helpers are IR
 functions.  The core builds, caches, records, checks every variant against
 ``run_python`` (the NumPy of :mod:`specializers.gmm.reference`), tunes per
 power-of-4 bucket of N, and falls back to ``run_python`` with one warning.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from abc import abstractmethod
-from pathlib import Path
 
 import numpy as np
 
 from asp import config
-from asp.codegen.template import render, template, template_function
-from asp.errors import SpecializationError
+from asp.codegen.template import template_function
 from asp.ir import platform as ir
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant, as_native
 
 from . import reference as ref
+from . import source
 
 __all__ = ["BLOCKS", "FAMILIES", "PAR_MIN_WORK", "VARIANTS", "EMKernel", "EStepKernel",
            "GMMKernel", "MStatsKernel", "check_problem", "kernel", "kind_of", "n_bucket",
-           "render_part", "threads_for"]
+           "threads_for"]
 
 BLOCKS = (1, 32, 128)  # blocked variants work in chunks of 32 events (4 SIMD vectors of 8)
 assert all(b == 1 or b % 32 == 0 for b in BLOCKS)
 # The first is what ASP_TUNE=off runs: the blocked kernel that wins on most shapes.
 VARIANTS = tuple(f"events_b{b}" for b in sorted(BLOCKS, reverse=True)) + ("components",)
 ESTEP_BLOCK = max(BLOCKS)  # the E-step alone goes in the largest blocks
-TEMPLATE = Path(__file__).with_name("templates") / "em.c.mako"
 _CTYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
 _F64 = np.dtype(np.float64)
 
@@ -84,65 +82,6 @@ def threads_for(n: int, m: int, d: int) -> int:
     return 1 if n * m * d < config.parallel_threshold(PAR_MIN_WORK) else config.num_threads()
 
 
-# -- the template ----------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _template_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:  # rendering will say so; the record key must not raise
-        return f"unreadable: {exc}"
-
-
-def render_part(part: str, *, kernel: str, **context) -> str:
-    """One ``<%def>`` of the template rendered with ``context``; any failure (a broken
-    or missing template, an undefined name) is a :class:`SpecializationError` of the
-    stage 'rendering', so the call falls back."""
-    try:
-        tmpl = template(TEMPLATE).get_def(part)
-    except Exception as exc:  # noqa: BLE001 - whatever Mako raises compiling the file
-        raise SpecializationError(f"rendering the template failed: {type(exc).__name__}: "
-                                  f"{exc}", kernel=kernel, stage="rendering") from exc
-    return render(tmpl, kernel=kernel, **context)
-
-
-def _params(text: str) -> tuple[ir.Param, ...]:
-    """``'const double *restrict x, int nt'`` as IR parameters."""
-    out = []
-    for decl in text.split(","):
-        words = decl.replace("*", " * ").split()
-        base = [w for w in words[:-1] if w not in ("const", "restrict", "*")]
-        out.append(ir.Param(words[-1], " ".join(base), pointer="*" in words,
-                            const="const" in words, restrict="restrict" in words))
-    return tuple(out)
-
-
-# (template def, name, return type, parameters, inline): the helpers every kernel may call,
-# in the order C needs them.
-_HELPERS = (
-    ("h_slice_doubles", "slice_doubles", "size_t", "size_t n", True),
-    ("h_alloc_slices", "alloc_slices", "double *", "int nt, size_t per", False),
-    ("h_quad", "quad", "double", "const double *restrict x, const double *restrict mu, "
-     "const double *restrict P, double *restrict d, double *restrict y", True),
-    ("h_normalize", "normalize", "double", "double *restrict lp", True),
-    ("h_accumulate", "accumulate", "void",
-     "double *restrict st, double r, const double *restrict d", True),
-    ("h_load_event", "load_event", "void",
-     "const real_t *restrict X, int64_t e, double *restrict x", True),
-    ("h_reduce_partials", "reduce_partials", "void",
-     "const double *part, int nt, double *restrict stats, double *ll", False),
-    ("h_vload", "vload", "vd", "const double *p", True),
-    ("h_hsum", "hsum", "double", "vd a", True),
-)
-_BLOCK_HELPERS = (
-    ("h_load_block", "load_block_{B}", "void",
-     "const real_t *restrict X, int64_t e0, int nb, double *restrict xt", True),
-    # always inlined: a call per (block, component) would keep the sums out of registers
-    ("h_quad_block", "quad_block_{B}", "__attribute__((always_inline)) void",
-     "const double *restrict xt, double *restrict dt, const double *restrict m, "
-     "const double *restrict Pk, double *restrict q", True),
-)
-
-
 # -- the specializers ------------------------------------------------------------------------
 class GMMKernel(Specializer):
     """What the three families share: (kind, M, D), the template, argument checks."""
@@ -163,7 +102,7 @@ class GMMKernel(Specializer):
     def code_digest(self) -> str:
         # The signature is X's dtype; everything else the C depends on is here.
         return hashlib.sha256(repr((self.name, BLOCKS, VARIANTS, ESTEP_BLOCK,
-                                    _template_digest(TEMPLATE))).encode()).hexdigest()
+                                    source.template_digest())).encode()).hexdigest()
 
     # -- arguments ----------------------------------------------------------------------
     def _fail(self, exc: type[Exception], what: str) -> Exception:
@@ -240,18 +179,11 @@ class GMMKernel(Specializer):
                     blocks=BLOCKS)
 
     def _render(self, part: str, dtype, **extra) -> str:
-        return render_part(part, kernel=self.name, **self._context(dtype), **extra)
+        return source.render_part(part, kernel=self.name, **self._context(dtype), **extra)
 
     def _helpers(self, dtype) -> tuple[ir.Function, ...]:
-        out = [ir.Function(name, _params(params), ir.Block((ir.Verbatim(
-                   self._render(part, dtype), name),)), ret=ret, static=True, inline=inline)
-               for part, name, ret, params, inline in _HELPERS]
-        for b in self.blocks:
-            out += [ir.Function(name.format(B=b), _params(params), ir.Block((ir.Verbatim(
-                        self._render(part, dtype, B=b), name.format(B=b)),)),
-                        ret=ret, static=True, inline=inline)
-                    for part, name, ret, params, inline in _BLOCK_HELPERS]
-        return tuple(out)
+        return source.helper_functions(lambda part, **extra: self._render(part, dtype, **extra),
+                                       self.blocks)
 
     def _kernel(self, symbol: str, part: str, block: int | None, dtype) -> ir.Function:
         return template_function(symbol, self.names, self._specs(dtype),
