@@ -17,7 +17,7 @@ import textwrap
 
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved
+from benchmarks.harness import Figure, interleaved, until_tuned
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,8 +119,7 @@ def run(quick: bool = False) -> list[Figure]:
     n = 1_000_000 if quick else 10_000_000
     x = np.random.default_rng(0).random(n)
     ref = 3 * x**3 + 2 * x**2 + x + 1
-    for _ in range(12):  # let the online tuner settle on a schedule
-        poly(x)
+    until_tuned(lambda: poly(x), lambda: poly.jit.chosen_variant(x, None))
     assert np.allclose(poly(x), ref)
     t = interleaved({
         "numpy": lambda: 3 * x**3 + 2 * x**2 + x + 1,
@@ -141,8 +140,8 @@ def run(quick: bool = False) -> list[Figure]:
     y, xx = np.ogrid[-1.4:1.4:h * 1j, -2:0.8:w * 1j]
     cr = np.ascontiguousarray(np.broadcast_to(xx, (h, w)))
     ci = np.ascontiguousarray(np.broadcast_to(y, (h, w)))
-    for _ in range(12):
-        mandel(cr, ci, maxit)
+    until_tuned(lambda: mandel(cr, ci, maxit),
+                lambda: mandel.jit.chosen_variant(cr, ci, maxit, None))
     m_ref = mandelbrot_numpy(h, w, maxit)
     agree = float(np.mean(mandel(cr, ci, maxit) == m_ref))
     t = interleaved({
@@ -172,8 +171,7 @@ def run(quick: bool = False) -> list[Figure]:
                        detail=f"(import of asp+numpy before it: {warm['import']*1e3:.0f} ms)"))
 
     xs = np.random.default_rng(1).random(8)
-    for _ in range(12):
-        poly(xs)
+    until_tuned(lambda: poly(xs), lambda: poly.jit.chosen_variant(xs, None))
     t = interleaved({"asp": lambda: poly(xs), "numba": lambda: npoly(xs)},
                     repeat=7, number=2000 if quick else 20000)
     figs.append(Figure("elementwise", "call overhead, 8 elements, vs Numba dispatch",

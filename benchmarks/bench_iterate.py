@@ -14,11 +14,9 @@ interleaved, best of several.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved
+from benchmarks.harness import Figure, interleaved, until_tuned
 from specializers.stencil import StencilKernel
 
 STEPS = 64
@@ -70,19 +68,11 @@ def numpy_heat2(u, r, out):
                                            + u[1:-1, 2:] - 4.0 * u[1:-1, 1:-1])
 
 
-def _until_tuned(chosen, call, limit: float = 120.0) -> None:
-    """Call until the tuner has chosen (the late variants of a tiered first call compile
-    in the background meanwhile), at most ``limit`` seconds."""
-    t0 = time.perf_counter()
-    while chosen() is None and time.perf_counter() - t0 < limit:
-        call()
-
-
 def _tuned_single(k, u, args):
     """Tune the single step (its online tuner) on ping-pong grids; return a step function."""
     a, b = u.copy(), np.zeros_like(u)
     jit = k.jit_for(a, *args, b)
-    _until_tuned(lambda: jit.chosen_variant(a, *args, b), lambda: k.kernel(a, *args, b))
+    until_tuned(lambda: k.kernel(a, *args, b), lambda: jit.chosen_variant(a, *args, b))
     bufs = [a, b]
 
     def steps():
@@ -101,7 +91,7 @@ def _tuned_iterate(k, u, args):
     if jit is None:  # not blocked: step by step
         return (lambda: k.iterate(u, *args, steps=STEPS)), "steps (not blocked)"
     probe = (u, *args, np.zeros_like(u), np.zeros_like(u), 16)
-    _until_tuned(lambda: jit.chosen_variant(*probe), lambda: k.iterate(u, *args, steps=16))
+    until_tuned(lambda: k.iterate(u, *args, steps=16), lambda: jit.chosen_variant(*probe))
     return (lambda: k.iterate(u, *args, steps=STEPS)), jit.chosen_variant(*probe)
 
 
@@ -127,7 +117,7 @@ def _alloc_path(n: int, quick: bool) -> Figure:
     u0 = np.random.default_rng(3).random((n, n))
     a, b = u0.copy(), np.zeros_like(u0)
     jit = k.jit_for(a, 0.1, b)
-    _until_tuned(lambda: jit.chosen_variant(a, 0.1, b), lambda: k.kernel(a, 0.1, b))
+    until_tuned(lambda: k.kernel(a, 0.1, b), lambda: jit.chosen_variant(a, 0.1, b))
     for _ in range(20):
         k(a, 0.1)
     bufs = [a, b]

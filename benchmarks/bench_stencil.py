@@ -19,7 +19,7 @@ import textwrap
 
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved
+from benchmarks.harness import Figure, interleaved, until_tuned
 from specializers.stencil import StencilGrid, StencilKernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,8 +113,7 @@ def _sweep(label, shape, numba_fn, numpy_fn, quick) -> list[Figure]:
     b = np.empty_like(a)
     copy = stream_copy()
     op = Operator()
-    for _ in range(20):  # the online tuner times every variant a few times, then decides
-        op.kernel(a, out)
+    until_tuned(lambda: op.kernel(a, out), lambda: op.jit_for(a, out).chosen_variant(a, out))
     numba_fn(a, ref)
     assert np.allclose(out, ref)
     t = interleaved({
@@ -202,8 +201,8 @@ def run(quick: bool = False) -> list[Figure]:
     so, no = np.zeros((16, 16)), np.zeros((16, 16))
     op = Operator()
     grid_in, grid_out = StencilGrid.from_array(small), StencilGrid.from_array(so)
-    for _ in range(30):
-        op.kernel(small, so)
+    until_tuned(lambda: op.kernel(small, so),
+                lambda: op.jit_for(small, so).chosen_variant(small, so))
     lap2_serial(small, no)
     assert np.allclose(so, no)
     number = 1000 if quick else 10000

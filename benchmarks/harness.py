@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Figure", "interleaved", "rss_mb", "time_once"]
+__all__ = ["Figure", "interleaved", "rss_mb", "time_once", "until_tuned"]
 
 
 @dataclass
@@ -44,6 +44,20 @@ class Figure:
         d = asdict(self)
         d["met"] = self.met
         return d
+
+
+def until_tuned(call: Callable[[], object], chosen: Callable[[], object], *,
+                limit: float = 120.0) -> int:
+    """Call ``call`` until ``chosen()`` is not None (the online tuner decided; the late
+    variants of a tiered first call compile in the background meanwhile), for at most
+    ``limit`` seconds; returns the number of calls.  What is timed afterwards is the
+    steady state users get, not the tuning."""
+    t0 = time.perf_counter()
+    calls = 0
+    while chosen() is None and time.perf_counter() - t0 < limit:
+        call()
+        calls += 1
+    return calls
 
 
 def time_once(fn: Callable[[], object]) -> float:
