@@ -486,3 +486,36 @@ def test_a_warm_start_loads_a_stencil_whose_errors_are_asps_own(fresh_cache, rng
     assert k.specialization(a, np.zeros_like(a)).source is not None  # built
     jit.clear()
     assert k.specialization(a, np.zeros_like(a)).source is None  # loaded from its record
+
+
+# -- a condition known when compiling: only the branch Python takes is typed ---------------
+class ConstantBranch(StencilKernel):
+    boundary = "mirror"
+
+    def kernel(self, b, out):
+        for x in out.interior_points():
+            if False:
+                r = x[0] + 1  # never runs: must not make r an int64
+            else:
+                r = b[x]
+            out[x] = b[x] * ((x[0] + 1) if False else b[x]) + r * 0
+
+
+@elementwise
+def constant_branch(b):
+    return b * ((b + 1000000) if False else b)
+
+
+def test_a_constant_condition_types_only_the_branch_python_takes():
+    """Found by the fuzzer: ``b[x] * (x[0] + 1 if False else b[x])`` on int16 wraps in
+    int16 in Python; typed as the join of both branches (int64) it did not, and the small
+    check inputs could not tell."""
+    b = np.array([4, -2, 1769, -20, -5, 300, -32768], dtype=np.int16)
+    with np.errstate(over="ignore"):
+        want = (b * b).astype(np.uint32)
+    out = np.zeros(b.shape, np.uint32)
+    ConstantBranch().kernel(b, out)
+    np.testing.assert_array_equal(out, want)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(constant_branch(b), b * b)
+    assert constant_branch(b).dtype == np.int16

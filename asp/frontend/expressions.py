@@ -328,6 +328,11 @@ class ExpressionTranslator:
 
     def e_IfExp(self, node: ast.IfExp):
         c = self.condition(node.test)
+        if isinstance(c, ir.Const):
+            # Python evaluates only the branch taken, and the value has that branch's
+            # type: `b[x] if True else x[0] + 1` is b's int16, which wraps, not the join
+            # of both (int64 here: a silently different product, found by the fuzzer).
+            return self.expr(node.body if c.value else node.orelse)
         a, at = self.expr(node.body)
         b, bt = self.expr(node.orelse)
         t = join(at, bt)

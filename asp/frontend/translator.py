@@ -137,6 +137,11 @@ class ScalarTranslator(ExpressionTranslator):
 
     def s_If(self, node: ast.If):
         c = self.condition(node.test)
+        if isinstance(c, ir.Const):
+            # Python runs only the branch taken: what the other assigns must not widen
+            # a variable's type (its value would have the taken branch's type).
+            taken = node.body if c.value else node.orelse
+            return [self.nested(taken)] if taken else []
         then = self.nested(node.body)
         orelse = self.nested(node.orelse) if node.orelse else None
         return [ir.If(c, then, orelse)]
