@@ -99,14 +99,14 @@ def _spec_to_json(s: ArgSpec) -> dict:
     return {"kind": s.kind, "dtype": None if s.dtype is None else np.dtype(s.dtype).str,
             "ndim": s.ndim, "write": s.write, "alloc": s.alloc, "noalias": s.noalias,
             "group": s.group, "shape": None if s.shape is None else list(s.shape),
-            "scalar": s.scalar}
+            "scalar": s.scalar, "scratch": s.scratch}
 
 
 def _spec_from_json(d: dict) -> ArgSpec:
     return ArgSpec(kind=d["kind"], dtype=None if d["dtype"] is None else np.dtype(d["dtype"]),
                    ndim=d["ndim"], write=d["write"], alloc=d["alloc"], noalias=d["noalias"],
                    group=d["group"], shape=None if d["shape"] is None else tuple(d["shape"]),
-                   scalar=d["scalar"])
+                   scalar=d["scalar"], scratch=d.get("scratch", False))
 
 
 def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: int,
