@@ -472,6 +472,49 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
         shutil.rmtree(pkg)
 
 
+def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
+    """Editing a module of the specializer's package that its code generation never
+    imports (Dask support, the user-facing class) keeps every record; editing one it
+    imports, at any depth, or a template, makes new keys."""
+    import shutil
+
+    import asp.runtime.record as record
+
+    pkg = tmp_path / "genpkg"
+    (pkg / "templates").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from genpkg.api import run\n")
+    (pkg / "api.py").write_text("def run():\n    from genpkg import spec\n")
+    (pkg / "spec.py").write_text("from genpkg.lower import f\n\ndef g():\n"
+                                 "    from . import deep\n")
+    (pkg / "lower.py").write_text("def f():\n    return 1\n")
+    (pkg / "deep.py").write_text("D = 1\n")
+    (pkg / "templates" / "k.c.mako").write_text("int k(void) { return 0; }\n")
+    sys.path.insert(0, str(tmp_path))
+
+    def key():
+        record._source_fingerprint.cache_clear()
+        return record._source_fingerprint("genpkg.spec")
+
+    try:
+        import genpkg.spec  # noqa: F401
+
+        before = key()
+        (pkg / "api.py").write_text("def run():\n    from genpkg import spec  # edited\n")
+        (pkg / "extra.py").write_text("E = 1\n")
+        assert key() == before  # not imported by the generator
+        for path, text in (("lower.py", "def f():\n    return 2\n"), ("deep.py", "D = 2\n"),
+                           ("templates/k.c.mako", "int k(void) { return 1; }\n")):
+            (pkg / path).write_text(text)
+            assert key() != before, path
+            before = key()
+    finally:
+        sys.path.remove(str(tmp_path))
+        for m in [m for m in sys.modules if m == "genpkg" or m.startswith("genpkg.")]:
+            sys.modules.pop(m)
+        record._source_fingerprint.cache_clear()
+        shutil.rmtree(pkg)
+
+
 def test_a_warm_start_loads_a_stencil_whose_errors_are_asps_own(fresh_cache, rng):
     """Stencil entries name asp's UnrepresentableValue among their errors; the record
     loader looked error types up among the builtins only, so no stencil ever warm-started."""

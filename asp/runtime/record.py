@@ -47,37 +47,93 @@ def generator_fingerprint(module: str) -> str:
 
 @functools.cache
 def _source_fingerprint(module: str) -> str:
-    """The generating code: the source, C and template files of asp and of ``module``'s
-    package.  Directories that hold no source are skipped: ``__pycache__``, hidden ones,
-    and the cache directory if it lives inside a package (its thousands of generated .c
-    files used to be hashed, and changed every key at every build: every process
-    re-planned and re-tuned)."""
+    """The generating code: the source, C and template files of asp, and of ``module``'s
+    package what generates code: the Python modules ``module`` imports from its package
+    (directly or through each other, at any depth of the code), and every template and C
+    file.  A module of the package the specializer never imports (its Dask support, the
+    user-facing kernel class) is not its generator: editing it must not re-plan and
+    re-tune every kernel.  Directories that hold no source are skipped: ``__pycache__``,
+    hidden ones, and the cache directory if it lives inside a package (its thousands of
+    generated .c files used to be hashed, and changed every key at every build)."""
     import asp
 
-    roots = {Path(asp.__file__).parent.resolve()}
-    mod = sys.modules.get(module)
-    if mod is not None and getattr(mod, "__file__", None):
-        roots.add(Path(mod.__file__).parent.resolve())
     try:
         cache = Path(os.path.realpath(config.cache_dir()))
     except (OSError, ValueError):
         cache = None
+    asp_root = Path(asp.__file__).parent.resolve()
+    files = {p: asp_root for p in _source_files(asp_root, cache, (".py", ".mako", ".c", ".h"))}
+    mod = sys.modules.get(module)
+    if mod is not None and getattr(mod, "__file__", None):
+        root = Path(mod.__file__).parent.resolve()
+        if root != asp_root:
+            files.update({p: root for p in _source_files(root, cache, (".mako", ".c", ".h"))})
+            files.update({p: root for p in _imported(Path(mod.__file__).resolve(), module, root)})
     h = hashlib.sha256()
-    for root in sorted(roots):
-        files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"
-                           and (cache is None or (here / d).resolve() != cache)]
-            files += [here / f for f in filenames
-                      if os.path.splitext(f)[1] in (".py", ".mako", ".c", ".h")]
-        for p in sorted(files):
-            h.update(str(p.relative_to(root)).encode())
-            try:
-                h.update(p.read_bytes())
-            except OSError:
-                pass
+    for p in sorted(files):
+        h.update(str(p.relative_to(files[p])).encode())
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            pass
     return h.hexdigest()
+
+
+def _source_files(root: Path, cache: Path | None, suffixes: tuple[str, ...]) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"
+                       and (cache is None or (here / d).resolve() != cache)]
+        out += [here / f for f in filenames if os.path.splitext(f)[1] in suffixes]
+    return out
+
+
+def _imported(start: Path, name: str, root: Path) -> set[Path]:
+    """``start`` and the modules under ``root`` it imports, transitively (every import
+    statement, in functions too; a package's ``__init__`` only when a name is imported
+    from it that is no submodule)."""
+    import ast
+    import importlib.util
+
+    def resolve(mod: str) -> Path | None:
+        try:
+            spec = importlib.util.find_spec(mod)
+        except (ImportError, ValueError):
+            return None
+        origin = Path(spec.origin).resolve() if spec and spec.origin else None
+        return origin if origin and origin.suffix == ".py" and root in origin.parents else None
+
+    seen: set[Path] = set()
+    todo = [(start, name)]
+    while todo:
+        path, mod = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(tree):
+            found: list[tuple[Path | None, str]] = []
+            if isinstance(node, ast.Import):
+                found = [(resolve(a.name), a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parent = ".".join(parts[: len(parts) - node.level + 1])
+                    base = f"{parent}.{base}" if base else parent
+                for a in node.names:  # a submodule, else a name the module defines
+                    sub = f"{base}.{a.name}"
+                    there = resolve(sub)
+                    found.append((there, sub) if there is not None else (resolve(base), base))
+            # The packages a dotted name passes through are not followed: a package's
+            # __init__ re-exports its user-facing API, which generates no code.
+            todo += [(p, m) for p, m in found if p is not None and p not in seen]
+    return seen
 
 
 def record_key(kernel: str, digest: str, signature: str, generator: str = "") -> str:

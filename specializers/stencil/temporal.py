@@ -45,6 +45,7 @@ from asp.ir import platform as ir
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
 from specializers.stencil.domain import GridRead, NeighborLoop, StencilIR, TableRead, radius
 from specializers.stencil.lowering import _Body, converts, needs_load, pname
+from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
 from specializers.stencil.variants import PREAMBLE, serial_points, vectorize_points
 
 __all__ = ["IterateSpecializer", "why_not_blocked"]
@@ -135,7 +136,7 @@ class IterateSpecializer(Specializer):
     """``steps`` steps of one stencil kernel in one native call: the arguments are the
     kernel's, then a scratch grid like the output and the number of steps."""
 
-    def __init__(self, stencil):
+    def __init__(self, stencil: StencilSpecializer):
         self.stencil = stencil
         self.name = f"{stencil.name} iterate"
         # The sampled space is part of the code: another sample is another record.
