@@ -1,6 +1,7 @@
 """Stencil kernels on dask arrays across a local two-process cluster: every boundary mode
-equals the single-array call bit for bit, halos wider than chunks, time stepping, pickling,
-and a worker killed in the middle of a computation."""
+equals the single-array call bit for bit, halos wider than chunks, time stepping (one
+exchange per step, and deep halos: several steps per exchange), pickling, and a worker
+killed in the middle of a computation (of one step, and of deep-halo rounds)."""
 from __future__ import annotations
 
 import hashlib
@@ -63,6 +64,18 @@ class Slow(StencilKernel):
         for x in out.interior_points():
             for y in a.neighbors(x, 1):
                 out[x] += 0.25 * a[y] * a[x]
+
+
+class SlowRounds(StencilKernel):
+    """Only the deep-halo fault test compiles it (and its blocked iteration): workers may
+    die while compiling either.  A local accumulator, so it can be blocked in time."""
+
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            acc = 0.5 * a[x]
+            for y in a.neighbors(x, 1):
+                acc += 0.125 * a[y] * a[x]
+            out[x] = acc
 
 
 ship_by_value(Heat)  # this module is not importable on the workers: send classes whole
@@ -153,6 +166,20 @@ def test_time_stepping_with_persist(client, rng):
     _equal(u.compute(), want)
 
 
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_deep_halo_rounds_with_persist_on_the_cluster(client, mode, rng):
+    """Rounds of 3 steps per exchange, persisted on the workers after the rounds ending
+    at steps 6 and 12, equal the loop of single-array calls."""
+    u0 = rng.random((40, 36))
+    k = Heat(boundary=mode)
+    want = u0
+    for _ in range(14):
+        want = k(want, 0.2)
+    u = iterate(k, da.from_array(u0, chunks=(13, (20, 16))), 14, 0.2, persist_every=5,
+                steps_per_exchange=3)
+    _equal(u.compute(), want)
+
+
 def test_gather_leaves_blocks_where_they_are(client, rng):
     """compute() concatenates on a worker (which then holds copies of the other
     blocks); gather() fetches the blocks to the client and moves nothing."""
@@ -227,3 +254,27 @@ def test_worker_killed_mid_computation(client, _asp_cache, rng):
         so = root / "lib" / f"{e.stem}.so"
         assert so.is_file(), e.name
         assert hashlib.sha256(so.read_bytes()).hexdigest() == meta["sha256"], e.name
+
+
+def test_worker_killed_during_deep_halo_rounds(client, rng):
+    """The same fault under iterate's deep halos: rounds of 4 steps per exchange, a
+    worker killed while it slices, compiles or iterates; the retried tasks give the
+    loop's bits."""
+    from specializers.stencil.dask.deep import DeepRound
+
+    a = rng.random((64, 48))
+    k = SlowRounds()
+    x = da.from_array(a, chunks=(16, 24)).map_blocks(_slow_copy, dtype=a.dtype)
+    u = iterate(k, x, 10, steps_per_exchange=4)
+    steps = {t[0].deep.call.steps for t in dict(u.__dask_graph__()).values()
+             if isinstance(t, tuple) and isinstance(t[0], DeepRound)}
+    assert steps == {4, 2}  # rounds of 4, 4 and 2 steps: the deep path
+    future = client.compute(u)
+    time.sleep(0.8)  # both workers busy: sleeping in _slow_copy, or compiling SlowRounds
+    pids = client.run(os.getpid)
+    os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+    got = future.result(timeout=180)
+    want = a
+    for _ in range(10):
+        want = k(want)
+    _equal(got, want)

@@ -7,7 +7,7 @@
 
     u = da.from_array(grid, chunks=(1024, 1024))
     v = apply(Heat(boundary="wrap"), u, 0.1)      # a dask.array, nothing computed yet
-    v = iterate(Heat(boundary="wrap"), u, 100, 0.1, persist_every=10)
+    v = iterate(Heat(boundary="wrap"), u, 100, 0.1, persist_every=10)   # T steps per exchange
 
 Two ways to compute a block, both equal to ``kernel(*computed inputs)`` bit for
 bit when both run the same variant:
@@ -42,14 +42,21 @@ How the halo at the edge of the whole domain is filled follows the kernel's
 ``constant``  the value ``cval``
 ============  ====================================================================
 
+``iterate`` in ``'interior'`` and ``'wrap'`` mode exchanges halos ``T`` times as
+deep once per ``T`` steps and runs the ``T`` steps per block in one task, through
+:meth:`StencilKernel.iterate` (temporally blocked where the kernel can be): see
+:mod:`.deep` for why that is exact and how ``T`` is chosen.  Other modes exchange a
+halo every step.
+
 Only dask arrays are split into blocks; numbers and NumPy arrays (lookup tables)
 go whole to every block.  Dask is optional: importing this package without it
 raises an :class:`ImportError` that says how to install it.
 
 The package, by concern: :mod:`.api` (``apply``, ``iterate``), :mod:`.split` (the
-split method's tasks and graph), :mod:`.partition` (which slices travel, how strips
-are assembled), :mod:`.halos` (how far a block must see), :mod:`.shipping` (the
-kernel on the workers, the per-block call).
+split method's tasks and graph), :mod:`.deep` (deep halos: several steps per
+exchange), :mod:`.partition` (which slices travel, how strips and grown blocks are
+assembled), :mod:`.halos` (how far a block must see), :mod:`.shipping` (the kernel
+on the workers, the per-block calls).
 """
 from __future__ import annotations
 

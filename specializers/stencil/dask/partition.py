@@ -1,5 +1,6 @@
-"""Partitioning for the split method: which points of which neighbour block each block's
-shell needs, and how they are assembled into strips.
+"""Partitioning: which points of which neighbour block a block needs, and how they are
+assembled: into strips (the split method's shell, one step) or into the block grown by a
+deep halo (several steps per exchange).
 
 Pure geometry on chunk edges (no Dask, no kernel): the client, which builds the
 graph, and every worker, which runs it, make the same plan from the same numbers.
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BlockPlan", "Piece", "Strip", "block_plan", "padmap"]
+__all__ = ["BlockPlan", "DeepPlan", "Piece", "Strip", "block_plan", "deep_plan", "grown_volume",
+           "padmap"]
 
 # NumPy's np.pad names for the kernel's boundary modes (scipy.ndimage's meanings).
 _NP_PAD = {"wrap": "wrap", "nearest": "edge", "reflect": "symmetric", "mirror": "reflect"}
@@ -128,9 +130,91 @@ def block_plan(bounds: tuple, g: int, mode: str, ghost: int, index: tuple) -> Bl
             put = tuple((slice(0, g) if side == 0 else slice(length[a] - g, length[a]))
                         if a == axis else slice(0, length[a]) for a in range(ndim))
             strips.append((tuple(hi - lo for lo, hi in region), filled, take, put))
-    # The slices of the neighbours that travel: per neighbour, boxes around its pieces,
-    # merged where that costs no more than sending them apart (a block that is both
-    # the previous and the next neighbour, under 'wrap', sends two thin slices).
+    halos, pieces = _sources(raw, index, len(strips))
+    band = []
+    if mode == "interior":
+        for a in range(ndim):
+            n = bounds[a][-1]
+            lo, hi = min(max(ghost - start[a], 0), length[a]), max(n - ghost - start[a], 0)
+            for piece in ((0, lo), (min(hi, length[a]), length[a])):
+                if piece[1] > piece[0]:
+                    band.append(tuple(slice(*piece) if b == a else slice(None)
+                                      for b in range(ndim)))
+    return BlockPlan(halos=halos,
+                      strips=tuple(Strip(shape, tuple(pieces[k]), filled, take, put)
+                                   for k, (shape, filled, take, put) in enumerate(strips)),
+                      band=tuple(band))
+
+
+@dataclass(frozen=True)
+class DeepPlan:
+    """How one block is grown by a deep halo: the grown block's shape, the pieces it is
+    assembled from, the neighbours' slices that travel, and where the block sits in it."""
+
+    shape: tuple[int, ...]
+    pieces: tuple[Piece, ...]
+    halos: tuple         # ((neighbour block index, slices of it), ...): what travels
+    core: tuple          # slices of the grown block that are the block itself
+
+
+@functools.lru_cache(maxsize=4096)
+def deep_plan(bounds: tuple, h: int, mode: str, index: tuple) -> DeepPlan:
+    """Block ``index`` of a grid chunked at ``bounds`` grown by ``h`` points on every side:
+    periodically (``'wrap'``), or, in ``'interior'`` mode, only on the sides inside the
+    grid (clipped at its edges, so the grown block's border is the grid's own border).
+
+    ``h`` may exceed a chunk: the points come from every block they lie in, not only
+    the adjacent ones, so no chunking is too fine.  Deterministic, like
+    :func:`block_plan`: the client and the workers make the same plan.
+    """
+    if mode not in ("wrap", "interior"):
+        raise ValueError(f"mode={mode!r}: deep halos are exact in 'wrap' and 'interior' "
+                         "mode only")
+    ndim = len(bounds)
+    per_axis, shape, core = [], [], []
+    for a in range(ndim):
+        n, start, stop = bounds[a][-1], bounds[a][index[a]], bounds[a][index[a] + 1]
+        if mode == "wrap":
+            lo, hi = start - h, stop + h
+            reads = np.arange(lo, hi) % n
+        else:
+            lo, hi = max(start - h, 0), min(stop + h, n)
+            reads = np.arange(lo, hi)
+        runs, _ = _runs(reads, np.asarray(bounds[a]))
+        per_axis.append(runs)
+        shape.append(hi - lo)
+        core.append(slice(start - lo, stop - lo))
+    raw = [(0, tuple(c for c, _, _ in combo), tuple(d for _, d, _ in combo),
+            tuple(r for _, _, r in combo)) for combo in _product(per_axis)]
+    halos, pieces = _sources(raw, index, 1)
+    return DeepPlan(shape=tuple(shape), pieces=tuple(pieces[0]), halos=halos,
+                    core=tuple(core))
+
+
+def grown_volume(bounds: tuple, h: int, mode: str) -> float:
+    """The points of all blocks grown by ``h`` (as :func:`deep_plan` grows them) over
+    the grid's points: 1 plus the fraction computed twice."""
+    ratio = 1.0
+    for edges in bounds:
+        n = edges[-1]
+        if mode == "wrap":
+            grown = n + 2 * h * (len(edges) - 1)
+        else:
+            grown = sum(min(hi + h, n) - max(lo - h, 0) for lo, hi in zip(edges, edges[1:]))
+        ratio *= grown / n
+    return ratio
+
+
+def _sources(raw: list, index: tuple, groups: int) -> tuple[tuple, list]:
+    """The slices of the neighbours that travel, and the pieces that read them.
+
+    ``raw`` holds ``(group, source block, dest, src)`` with ``src`` in the source
+    block's own coordinates.  Per neighbour, boxes around its pieces travel, merged
+    where that costs no more than sending them apart (a block that is both the
+    previous and the next neighbour, under ``'wrap'``, sends two thin slices); a
+    piece of the block itself reads the block (source -1).  Returns ``(halos, pieces
+    per group)``, halos sorted by neighbour as ``(neighbour index, slices)``.
+    """
     boxes: dict[tuple, list] = {}
     for _, src_block, _, src in raw:
         if src_block != index:
@@ -140,7 +224,7 @@ def block_plan(bounds: tuple, g: int, mode: str, ghost: int, index: tuple) -> Bl
         merged = _merge_boxes(boxes[j])
         where[j] = [(len(halos) + k, box) for k, box in enumerate(merged)]
         halos += [(j, tuple(slice(lo, hi) for lo, hi in box)) for box in merged]
-    pieces: list[list[Piece]] = [[] for _ in strips]
+    pieces: list[list[Piece]] = [[] for _ in range(groups)]
     for k, src_block, dest, src in raw:
         if src_block == index:
             source = -1
@@ -151,19 +235,7 @@ def block_plan(bounds: tuple, g: int, mode: str, ghost: int, index: tuple) -> Bl
                                       for (lo, hi), (s0, s1) in zip(b, spans)))
             src = tuple(_shift(r, -lo) for (lo, _), r in zip(box, src))
         pieces[k].append(Piece(source, dest, src))
-    band = []
-    if mode == "interior":
-        for a in range(ndim):
-            n = bounds[a][-1]
-            lo, hi = min(max(ghost - start[a], 0), length[a]), max(n - ghost - start[a], 0)
-            for piece in ((0, lo), (min(hi, length[a]), length[a])):
-                if piece[1] > piece[0]:
-                    band.append(tuple(slice(*piece) if b == a else slice(None)
-                                      for b in range(ndim)))
-    return BlockPlan(halos=tuple(halos),
-                      strips=tuple(Strip(shape, tuple(pieces[k]), filled, take, put)
-                                   for k, (shape, filled, take, put) in enumerate(strips)),
-                      band=tuple(band))
+    return tuple(halos), pieces
 
 
 def _span(r: slice) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 from specializers.stencil.grid import StencilGrid
 from specializers.stencil.kernel import StencilKernel, attach_kernel_source
 
-__all__ = ["BlockCall", "as_grid", "is_dask_collection", "ship_by_value"]
+__all__ = ["BlockCall", "IterateCall", "as_grid", "is_dask_collection", "ship_by_value"]
 
 
 def is_dask_collection(x) -> bool:
@@ -70,3 +70,26 @@ class BlockCall:
 
     def __reduce__(self):
         return BlockCall, (self.kernel, self.layout, self.consts, self.geometry)
+
+
+class IterateCall:
+    """``steps`` steps of the kernel on blocks (:meth:`StencilKernel.iterate`, so its
+    blocked variant where the kernel can be blocked), as a picklable object; the
+    first block is the state, the others are read at every step.  Returns an array."""
+
+    __slots__ = ("consts", "geometry", "kernel", "layout", "steps")
+
+    def __init__(self, kernel: StencilKernel, layout: tuple, consts: tuple, geometry,
+                 steps: int):
+        self.kernel, self.layout, self.consts = kernel, layout, consts
+        self.geometry, self.steps = geometry, steps
+
+    def __call__(self, blocks: list) -> np.ndarray:
+        it_b, it_c = iter(blocks), iter(self.consts)
+        args = [as_grid(next(it_b), self.geometry) if is_block else next(it_c)
+                for is_block in self.layout]
+        out = self.kernel.iterate(args[0], *args[1:], steps=self.steps)
+        return out.data if isinstance(out, StencilGrid) else out
+
+    def __reduce__(self):
+        return IterateCall, (self.kernel, self.layout, self.consts, self.geometry, self.steps)

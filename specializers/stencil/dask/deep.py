@@ -1,0 +1,158 @@
+"""Deep halos: several time steps per halo exchange (ghost-zone expansion in time).
+
+One step of a stencil of reach ``d`` needs a halo ``d`` deep; ``T`` steps need one
+``g + (T - 1) d`` deep, exchanged once.  Each block is grown by that halo (its
+neighbours send the slices; nothing is padded at the grid's own edges in
+``'interior'`` mode, so the grown block's border there is the grid's border), the
+kernel iterates ``T`` steps on the grown block (:meth:`StencilKernel.iterate`: its
+temporally blocked variant where the kernel can be blocked, its own step loop
+otherwise), and the block is cut back out.
+
+Why that is exact: an ``'interior'`` step leaves the grown block's border of ghost
+depth ``g`` at zero where the grid has real values, and every step spreads that error
+``d`` points further in; after ``T`` steps it reaches ``g + (T - 1) d`` points in, and
+the block begins ``h`` points in.  Every point of the block is then computed by the
+same expression from the same values as in the direct loop, bit for bit.  Under
+``'wrap'`` the grown block is padded periodically all round and iterated in
+``'interior'`` mode with a ghost depth ``d``: a padded point evolves exactly as the
+point it repeats (the same neighbours, the same expression) until the error from the
+border reaches it, so the same bound holds.  The other modes recompute the padding
+from the current state at every step, which points grown once cannot do: they step
+one exchange per step.
+
+The number of steps per exchange ``T`` (:func:`steps_per_exchange`): the largest
+``T <= 16`` whose grown blocks hold at most 10 % more points than the grid (the
+points computed twice, once in a block and once in a neighbour's halo, cost compute
+and memory; the exchange it saves costs the scheduler a round of tasks).
+
+Faults: every task is a pure function of its inputs (the slices are copies, the grown
+block is assembled into a new array, the result is a new array), so a task retried
+after a worker died gives the same bits.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from specializers.stencil.dask.partition import deep_plan, grown_volume
+from specializers.stencil.dask.shipping import IterateCall
+from specializers.stencil.dask.split import Take
+
+__all__ = ["DEEP_MODES", "MAX_STEPS_PER_EXCHANGE", "REDUNDANT", "Deep", "DeepRound",
+           "deep_graph", "exchange_depth", "steps_per_exchange"]
+
+#: Boundary modes whose halos can be exchanged once for several steps.
+DEEP_MODES = ("interior", "wrap")
+#: At most this many steps per exchange: beyond it, the exchange's cost per step is
+#: already a small part of the step, while the halo (and the work in it) keeps growing.
+MAX_STEPS_PER_EXCHANGE = 16
+#: At most this fraction of the grid's points is computed twice (in halos).
+REDUNDANT = 0.10
+
+
+def exchange_depth(steps: int, reach: int, ghost: int) -> int:
+    """The halo ``steps`` steps need: the ghost depth the grown block's own border loses
+    at the first step, plus ``reach`` per later step."""
+    return ghost + (steps - 1) * reach
+
+
+def steps_per_exchange(bounds: tuple, reach: int, ghost: int, mode: str, steps: int) -> int:
+    """The rule for ``T``: the largest ``T <= min(16, steps)`` for which blocks of a grid
+    chunked at ``bounds``, grown by :func:`exchange_depth`, hold at most
+    ``1 + REDUNDANT`` times the grid's points; 1 (one exchange per step) if none does."""
+    best = 1
+    for t in range(2, min(MAX_STEPS_PER_EXCHANGE, steps) + 1):
+        if grown_volume(bounds, exchange_depth(t, reach, ghost), mode) > 1 + REDUNDANT:
+            break
+        best = t
+    return best
+
+
+@dataclass(frozen=True)
+class Deep:
+    """What every block of one round shares."""
+
+    call: IterateCall    # the steps of the round, on the grown blocks
+    bounds: tuple        # per axis, the chunk edges
+    h: int               # the halo exchanged
+    mode: str            # 'interior' or 'wrap': how the grid's edge is grown
+
+
+class DeepRound:
+    """A block's task in a round: grow the block (and every other field's block) by the
+    halo from its own points and the neighbours' slices, run the round's steps on it,
+    and return the block's part, a new C-contiguous array."""
+
+    __slots__ = ("deep", "index")
+
+    def __init__(self, deep: Deep, index: tuple):
+        self.deep, self.index = deep, index
+
+    def __reduce__(self):
+        return DeepRound, (self.deep, self.index)
+
+    def __call__(self, own: list, halos: list, _cut=()) -> np.ndarray:
+        dp = self.deep
+        plan = deep_plan(dp.bounds, dp.h, dp.mode, self.index)
+        # Per field, the slices in the plan's order (each neighbour sent a tuple).
+        flat = [[a for group in per_field for a in group] for per_field in halos]
+        grown = []
+        for f, block in enumerate(own):
+            # Every point is a piece: the grown block never reaches outside the grid.
+            a = np.empty(plan.shape, dtype=block.dtype)
+            for p in plan.pieces:
+                a[p.dest] = (block if p.source < 0 else flat[f][p.source])[p.src]
+            grown.append(a)
+        # A copy, not a view: a view would keep the whole grown result alive, and Dask
+        # would count only the block's bytes of it.
+        return np.array(dp.call(grown)[plan.core], order="C")
+
+
+def deep_graph(call: IterateCall, fields: list, h: int, mode: str, name: str):
+    """The dask array of ``call`` (``T`` steps) on ``fields`` grown by ``h``: per block,
+    one task per neighbour and field that cuts the slices it sends, and one that runs
+    the steps."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    ndim, dtype = fields[0].ndim, fields[0].dtype
+    bounds = tuple(tuple(int(v) for v in np.cumsum((0,) + tuple(c))) for c in fields[0].chunks)
+    deep = Deep(call, bounds, h, mode)
+    kernel = call.kernel
+    try:
+        token = tokenize(type(kernel).__module__, type(kernel).__qualname__,
+                         sorted(kernel.__getstate__().items()), [f.name for f in fields],
+                         call.consts, call.layout, call.geometry, call.steps, h, mode)
+    except Exception:  # an option Dask cannot hash: a fresh name each time
+        import uuid
+
+        token = uuid.uuid4().hex
+    out_name = f"{name}-deep-{token}"
+    take_names = [f"{out_name}-halo{i}" for i in range(len(fields))]
+    dsk = {}
+    blocks = list(np.ndindex(*(len(c) for c in fields[0].chunks)))
+    incoming, outgoing = {}, {index: [] for index in blocks}
+    for index in blocks:
+        plan = deep_plan(bounds, h, mode, index)
+        # plan.halos is sorted by neighbour: one task per neighbour and field.
+        groups = [(j, tuple(box for _, box in grp))
+                  for j, grp in itertools.groupby(plan.halos, key=lambda s: s[0])]
+        incoming[index] = [[] for _ in fields]
+        for i, f in enumerate(fields):
+            for j, boxes in groups:
+                key = (take_names[i],) + index + j
+                dsk[key] = (Take(boxes), (f.name,) + j)
+                incoming[index][i].append(key)
+                outgoing[j].append(key)
+    for index in blocks:
+        own = [(f.name,) + index for f in fields]
+        # As the split method's shell: the task also names the slices its block cut for
+        # the neighbours, so they are released after it, not while it waits.
+        dsk[(out_name,) + index] = (DeepRound(deep, index), own, incoming[index],
+                                    outgoing[index])
+    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=fields)
+    return da.Array(graph, out_name, fields[0].chunks, dtype=dtype,
+                    meta=np.empty((0,) * ndim, dtype))

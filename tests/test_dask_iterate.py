@@ -1,0 +1,339 @@
+"""Deep halos in specializers.stencil.dask.iterate, in process (Dask's synchronous
+scheduler): T steps per halo exchange equal the loop of single-array calls bit for bit
+(2-D and 3-D, float64 and float32, uneven chunks and chunks smaller than the halo, a
+last round shorter than T), one exchange per T steps in the graph, the rule for T, and
+clear errors."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+da = pytest.importorskip("dask.array")
+
+from specializers.stencil import StencilGrid, StencilKernel  # noqa: E402
+from specializers.stencil.dask import iterate  # noqa: E402
+from specializers.stencil.dask.deep import (  # noqa: E402
+    MAX_STEPS_PER_EXCHANGE,
+    DeepRound,
+    exchange_depth,
+    steps_per_exchange,
+)
+from specializers.stencil.dask.partition import deep_plan, grown_volume  # noqa: E402
+from specializers.stencil.iterate import iteration_jit  # noqa: E402
+
+# As in test_dask_stencil: no FMA contraction, one variant on both sides.
+CFLAGS = "-O3 -march=native -fopenmp -ffp-contract=off"
+
+
+class Heat(StencilKernel):
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
+
+
+class Heat3(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.1 * acc
+
+
+class Smooth(StencilKernel):
+    """Any rank (1-D is iterated step by step inside the task)."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 0.25 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += 0.125 * u[y]
+
+
+class Forced(StencilKernel):
+    """A second grid read at every step (split into blocks and grown too) and a number."""
+
+    def kernel(self, u, f, s, out):
+        for x in out.interior_points():
+            acc = f[x] * s - 4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.2 * acc
+
+
+class Reach2(StencilKernel):
+    """Neighbourhood 1 reaches two points along the axes (ghost depth 2)."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 0.5 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += 0.0625 * u[y]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pinned_flags():
+    import dask
+
+    saved = {k: os.environ.get(k) for k in ("ASP_TUNE", "ASP_CFLAGS")}
+    os.environ.update(ASP_TUNE="off", ASP_CFLAGS=CFLAGS)
+    with dask.config.set(scheduler="sync"):  # persist() too runs in this process
+        yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def loop(k, u, *args, steps):
+    for _ in range(steps):
+        u = k(u, *args)
+    return u
+
+
+def run(u):
+    return u.compute()
+
+
+def _equal(got: np.ndarray, want: np.ndarray):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.array_equal(got, want), f"max diff {np.abs(got - want).max()}"
+
+
+def rounds_of(u) -> list[int]:
+    """Per round in ``u``'s graph, the steps its block tasks run (one entry per round)."""
+    g = dict(u.__dask_graph__())
+    per_round: dict[str, int] = {}
+    for key, task in g.items():
+        if isinstance(task, tuple) and isinstance(task[0], DeepRound):
+            per_round[key[0]] = task[0].deep.call.steps
+    return sorted(per_round.values(), reverse=True)
+
+
+@st.composite
+def layouts(draw):
+    ndim = draw(st.sampled_from([2, 2, 3]))
+    shape, chunks = [], []
+    for _ in range(ndim):
+        n = draw(st.integers(4, 26 if ndim == 2 else 11))
+        cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=3)))
+        edges = [0, *cuts, n]
+        shape.append(n)
+        chunks.append(tuple(b - a for a, b in zip(edges, edges[1:])))
+    return tuple(shape), tuple(chunks)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layout=layouts(), mode=st.sampled_from(["interior", "wrap"]),
+       dtype=st.sampled_from([np.float64, np.float32]), steps=st.integers(1, 13),
+       per=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_deep_rounds_equal_the_loop(layout, mode, dtype, steps, per, seed):
+    """Uneven chunks, chunks of one point (smaller than the halo: slices come from
+    blocks further away), steps a multiple of T or not, fewer steps than T."""
+    shape, chunks = layout
+    u = np.random.default_rng(seed).random(shape).astype(dtype)
+    k = (Heat if len(shape) == 2 else Heat3)(boundary=mode)
+    args = (0.2,) if len(shape) == 2 else ()
+    got = iterate(k, da.from_array(u, chunks=chunks), steps, *args, steps_per_exchange=per,
+                  persist_every=100)
+    assert steps == 1 or rounds_of(got)[0] == min(per, steps)
+    _equal(run(got), loop(k, u, *args, steps=steps))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode,per", [("interior", 16), ("wrap", 8)])
+def test_rule_chosen_rounds_on_larger_blocks(mode, per, dtype, rng):
+    """Without steps_per_exchange the rule picks T (the largest whose halos add at most
+    10 % to the points computed): 37 steps are rounds of T and a shorter last one."""
+    u = rng.random((720, 640)).astype(dtype)
+    k = Heat(boundary=mode)
+    got = iterate(k, da.from_array(u, chunks=(360, 320)), 37, 0.1, persist_every=100)
+    assert rounds_of(got) == [per] * (37 // per) + [37 % per]
+    _equal(run(got), loop(k, u, 0.1, steps=37))
+
+
+def test_three_d_uneven_chunks_and_float32(rng):
+    u = rng.random((23, 19, 30)).astype(np.float32)
+    k = Heat3()
+    x = da.from_array(u, chunks=((12, 11), (4, 15), (30,)))
+    _equal(run(iterate(k, x, 9, steps_per_exchange=4)), loop(k, u, steps=9))
+
+
+def test_the_blocked_variant_runs_inside_the_tasks(rng):
+    """The grown blocks go through StencilKernel.iterate: for a kernel that can be
+    blocked in time, its blocked iteration is made (on the task's own grown block)."""
+    class Blocked(Heat):  # a class of its own: no iteration made before this test
+        pass
+
+    u = rng.random((64, 40))
+    k = Blocked()
+    _equal(run(iterate(k, da.from_array(u, chunks=(32, 40)), 6, 0.3, steps_per_exchange=6)),
+           loop(k, u, 0.3, steps=6))
+    grown = np.zeros((32 + exchange_depth(6, 1, 1), 40))  # a block grown on one side
+    assert iteration_jit(k, grown, 0.3) is not None
+
+
+def test_one_exchange_per_round_in_the_graph():
+    """10 steps at T = 4 are 3 rounds: 3 layers of block tasks, and slices cut 3 times
+    (not 10), each at most the exchange depth 4 across."""
+    x = da.zeros((24, 24), chunks=(12, 12))
+    out = iterate(Heat(), x, 10, 0.1, steps_per_exchange=4)
+    assert rounds_of(out) == [4, 4, 2]
+    g = dict(out.__dask_graph__())
+    deep = [k for k, t in g.items() if isinstance(t, tuple) and isinstance(t[0], DeepRound)]
+    takes = [k for k in g if isinstance(k, tuple) and "-halo" in k[0]]
+    assert len(deep) == 3 * 4
+    assert len(takes) == 3 * 4 * 3  # each of 4 blocks gets slices from its 3 others
+    for task in (g[k] for k in deep):
+        assert task[0].deep.h == 4
+        for box in (b for _, b in deep_plan(task[0].deep.bounds, 4, "interior",
+                                            task[0].index).halos):
+            assert min(s.stop - s.start for s in box) <= 4
+
+
+def test_zero_steps_and_one_step():
+    x = da.ones((8, 8), chunks=4)
+    assert iterate(Heat(), x, 0, 0.1) is x
+    one = iterate(Heat(), x, 1, 0.1, steps_per_exchange=5)
+    assert rounds_of(one) == []  # one step: the per-step path
+    _equal(run(one), Heat()(np.ones((8, 8)), 0.1))
+
+
+def test_a_second_field_and_a_number_go_with_the_state(rng):
+    u, f = rng.random((30, 28)), rng.random((30, 28))
+    k = Forced()
+    got = iterate(k, da.from_array(u, chunks=(9, 14)), 11, da.from_array(f, chunks=(15, 7)),
+                  1.5, steps_per_exchange=3)
+    _equal(run(got), loop(k, u, f, 1.5, steps=11))
+
+
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_ghost_depth_two(mode, rng):
+    """A neighbourhood reaching 2: the halo is 2 per step (h = 2T), blocks are grids."""
+    nd = [[(0, 0)], [(-2, 0), (2, 0), (0, -2), (0, 2), (1, 1), (-1, 0)]]
+    a = rng.random((31, 27))
+    k = Reach2(boundary=mode)
+    want = StencilGrid([31, 27])
+    want.data, want.neighbor_definition, want.ghost_depth = a, nd, 2
+    for _ in range(7):
+        out = StencilGrid([31, 27])
+        out.data = k(want)
+        out.neighbor_definition, out.ghost_depth = nd, 2
+        want = out
+    got = iterate(k, da.from_array(a, chunks=(8, (5, 10, 12))), 7, steps_per_exchange=3,
+                  ghost_depth=2, neighbor_definition=nd)
+    assert {t[0].deep.h for t in dict(got.__dask_graph__()).values()
+            if isinstance(t, tuple) and isinstance(t[0], DeepRound)} == {6}
+    _equal(run(got), want.data)
+
+
+def test_one_dimension(rng):
+    u = rng.random(300)
+    k = Smooth()
+    _equal(run(iterate(k, da.from_array(u, chunks=70), 12, steps_per_exchange=5)),
+           loop(k, u, steps=12))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "constant"])
+def test_other_modes_exchange_every_step(mode, rng):
+    u = rng.random((20, 18))
+    k = Heat(boundary=mode, cval=0.5)
+    got = iterate(k, da.from_array(u, chunks=(7, 9)), 5, 0.2)
+    assert rounds_of(got) == []
+    _equal(run(got), loop(k, u, 0.2, steps=5))
+    with pytest.raises(ValueError, match=f"steps_per_exchange=4: boundary='{mode}' exchanges"):
+        iterate(k, da.from_array(u, chunks=(7, 9)), 5, 0.2, steps_per_exchange=4)
+
+
+def test_persist_every_counts_steps_in_rounds(monkeypatch):
+    """The state is persisted at the end of the first round that brings the steps since
+    the last persist to persist_every (never after the last round)."""
+    made = []
+    real = da.Array.persist
+
+    def counting(self, **kwargs):
+        made.append(self)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(da.Array, "persist", counting)
+    x = da.from_array(np.arange(144.0).reshape(12, 12), chunks=6)
+    out = iterate(Heat(), x, 25, 0.1, persist_every=10, steps_per_exchange=4)
+    # Rounds end at 4, 8, 12 (persist), 16, 20, 24 (persist), 25.
+    assert len(made) == 2
+    assert rounds_of(out) == [1]
+    made.clear()
+    iterate(Heat(boundary="nearest"), x, 7, 0.1, persist_every=3)  # per step: at 3 and 6
+    assert len(made) == 2
+
+
+def test_the_rule_for_steps_per_exchange():
+    def edges(n, chunk):
+        return tuple(range(0, n + 1, chunk))
+
+    slabs = (edges(4096, 2048), edges(4096, 4096))
+    assert steps_per_exchange(slabs, 1, 1, "interior", 100) == MAX_STEPS_PER_EXCHANGE
+    assert steps_per_exchange(slabs, 1, 1, "interior", 7) == 7  # never more than the steps
+    cube = (edges(1024, 256),) * 3
+    t = steps_per_exchange(cube, 1, 1, "interior", 100)
+    assert t == 5
+    assert grown_volume(cube, exchange_depth(t, 1, 1), "interior") <= 1.1
+    assert grown_volume(cube, exchange_depth(t + 1, 1, 1), "interior") > 1.1
+    # Small blocks: no T > 1 keeps the halos within 10 %, so one exchange per step.
+    assert steps_per_exchange((edges(40, 10),) * 2, 1, 1, "interior", 100) == 1
+    # A wider reach grows the halo faster; 'wrap' grows every block on both sides.
+    assert steps_per_exchange(slabs, 2, 2, "interior", 100) == 16
+    assert steps_per_exchange((edges(512, 128),) * 2, 2, 2, "wrap", 100) < \
+        steps_per_exchange((edges(512, 128),) * 2, 1, 1, "wrap", 100)
+    # The grown volume, exactly: interior blocks clip at the grid's edge.
+    assert grown_volume(((0, 10, 20),), 3, "interior") == 26 / 20
+    assert grown_volume(((0, 10, 20),), 3, "wrap") == 32 / 20
+
+
+def test_deep_plan_reaches_past_small_chunks():
+    """A halo deeper than the chunks next to the block comes from the blocks beyond;
+    'interior' never grows past the grid's edge, 'wrap' grows round it."""
+    bounds = ((0, 2, 3, 9, 10),)
+    plan = deep_plan(bounds, 4, "interior", (2,))
+    assert plan.shape == (10,) and plan.core == (slice(3, 9),)  # [3-4, 9+4) clipped
+    assert {j for j, _ in plan.halos} == {(0,), (1,), (3,)}
+    plan = deep_plan(bounds, 4, "wrap", (0,))
+    assert plan.shape == (10,) and plan.core == (slice(4, 6),)
+    got = np.empty(10, int)
+    blocks = [np.arange(lo, hi) for lo, hi in zip(bounds[0], bounds[0][1:])]
+    for p in plan.pieces:
+        src = blocks[0] if p.source < 0 else blocks[plan.halos[p.source][0][0]][
+            plan.halos[p.source][1]]
+        got[p.dest] = src[p.src]
+    assert got.tolist() == [6, 7, 8, 9, 0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="'wrap' and 'interior' mode only"):
+        deep_plan(bounds, 2, "nearest", (0,))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"steps_per_exchange": 0}, ValueError, "steps_per_exchange=0: expected an integer >= 1"),
+    ({"steps_per_exchange": 2.5}, TypeError, "steps_per_exchange must be an int"),
+    ({"steps_per_exchange": True}, TypeError, "steps_per_exchange must be an int"),
+    ({"persist_every": 0}, ValueError, "persist_every=0"),
+    ({"method": "halo"}, ValueError, "method='halo'"),
+    ({"chunks": 4}, TypeError, "unexpected option"),
+])
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        iterate(Heat(), da.zeros((8, 8), chunks=4), 5, 0.1, **kwargs)
+
+
+def test_bad_steps_and_state():
+    with pytest.raises(ValueError, match="steps=-1"):
+        iterate(Heat(), da.zeros((8, 8), chunks=4), -1, 0.1)
+    with pytest.raises(TypeError, match="steps must be an int"):
+        iterate(Heat(), da.zeros((8, 8), chunks=4), 2.0, 0.1)
+    with pytest.raises(TypeError, match="u must be a dask array"):
+        iterate(Heat(), np.zeros((8, 8)), 2, 0.1)
