@@ -178,9 +178,11 @@ def test_skipped_tile_remainder_is_caught(monkeypatch, fresh_cache, rng):
     another_cache(monkeypatch, fresh_cache)
     skip_tile_remainder(monkeypatch)
     k, args = stencil_case(rng)
-    assert set(core_check_failures(k.specialization, *args)) == {"tile8", "tile32"}
+    failed = set(core_check_failures(k.specialization, *args))
+    tiles = {v for v in k.specialization(*args).entries if v.startswith("tile")}
+    assert tiles and failed == tiles  # every tiled variant the space sampled, none other
     why = caught_by_helper(check_every_variant, k, args, 1e-12)
-    assert "tile8" in why, why
+    assert "tile" in why, why
 
 
 def quadratic(x):

@@ -22,10 +22,18 @@ from conftest import MIN_THREADS, openmp_max_threads
 from asp import config
 from asp.ir import platform as ir
 from asp.passes import dependences
+from asp.runtime.specialization import expand_spaces
+from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 from specializers.elementwise.lowering import SERIAL_ELEMENTS, SERIAL_ELEMENTS_LOOPS
 from specializers.stencil import StencilGrid, StencilKernel
-from specializers.stencil.variants import SERIAL_POINTS, variant_specs
+from specializers.stencil.variants import (
+    JAM_SAMPLE,
+    SERIAL_POINTS,
+    TILE_SAMPLE,
+    variant_spaces,
+    variant_specs,
+)
 
 MODES = ["interior", "constant", "nearest", "reflect", "mirror", "wrap"]
 CVAL = 0.5
@@ -227,9 +235,14 @@ def run_every_stencil_variant(k, u, ghost, scalars, want, rtol, *, threshold: in
     assert s.check_failures == {}, s.check_failures
     spec = jit.specializer
     arrays = tuple(a.data if isinstance(a, StencilGrid) else a for a in args)
-    plan = spec.plan(spec.prepare(arrays))
+    # The plain variants and the points the runtime sampled from the tile and jam spaces.
+    plan, _ = expand_spaces(spec.plan(spec.prepare(arrays)), f"{s.kernel}|{s.signature}")
+    assert [v.name for v in plan.variants] == s.variant_names
     assert assert_parallel_branch_runs(plan.variants, u.size, source=s.source) == {threshold}
     options = dict(variant_specs(u.ndim, True))
+    for _, params, _, point in variant_spaces(u.ndim, True):
+        (param, values), = params.items()
+        options.update(point(**{param: value}) for value in values)
     for v in plan.variants:
         assert_variant_shape(v, options[v.name])
     for name in s.variant_names:
@@ -267,7 +280,10 @@ def test_every_stencil_variant_parallel_branch(dim, mode, dtype, ghost, rng):
         names = run_every_stencil_variant(k, u, ghost, (c, w),
                                           scipy_oracle(u, mode, ghost, c, w), rtol)
         streaming = dim >= 2
-        assert names == [n for n, _ in variant_specs(dim, streaming)]
+        plain = [n for n, _ in variant_specs(dim, streaming)]
+        assert names[:len(plain)] == plain
+        assert len(names) == len(plain) + (TILE_SAMPLE if dim == 3 else 0) + \
+            (JAM_SAMPLE if streaming else 0), names
         # The Python reference agrees with SciPy here: it is a fair oracle for the edges.
         np.testing.assert_allclose(python_oracle(Correlate, mode, ghost, u, c, w),
                                    scipy_oracle(u, mode, ghost, c, w), rtol=rtol, atol=rtol)
@@ -285,7 +301,9 @@ def test_accumulating_stencil_parallel_branch(dim, rng):
     k = Accumulate(boundary="reflect", cval=CVAL)
     names = run_every_stencil_variant(k, u, ghost, (), scipy_oracle(u, "reflect", ghost, -4, 1),
                                       1e-12)
-    assert names == [n for n, _ in variant_specs(dim, False)]
+    plain = [n for n, _ in variant_specs(dim, False)]
+    assert names == plain + [n for n in names[len(plain):] if n.startswith("tile")]
+    assert len(names) == len(plain) + (TILE_SAMPLE if dim == 3 else 0), names
 
 
 # -- stencils above the shipped threshold, with the shipped setting ------------------------
@@ -304,9 +322,11 @@ def test_stencil_above_the_default_threshold(shape, mode, rng, monkeypatch):
     k = CorrelateDefault(boundary=mode, cval=CVAL)
     names = run_every_stencil_variant(k, u, 1, (2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
                                       1e-12, threshold=SERIAL_POINTS)
-    assert names == [n for n, _ in variant_specs(u.ndim, True)]
+    plain = [n for n, _ in variant_specs(u.ndim, True)]
+    assert names[:len(plain)] == plain
+    assert len(names) == len(plain) + (TILE_SAMPLE if u.ndim == 3 else 0) + JAM_SAMPLE
     # The tuner's winner, through the ordinary call, agrees too.
-    for _ in range(12):
+    for _ in range(calls_to_decide(len(names))):
         np.testing.assert_allclose(k(u, 2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
                                    rtol=1e-12, atol=1e-12)
 

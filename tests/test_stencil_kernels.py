@@ -3,13 +3,14 @@ against scipy.ndimage, several inputs, lookup tables, scalar parameters."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
 from specializers.stencil import StencilGrid, StencilKernel, distance
-from specializers.stencil.variants import variant_specs
+from specializers.stencil.variants import JAM_SAMPLE, TILE_SAMPLE, variant_specs
 
 
 class Laplacian(StencilKernel):
@@ -45,8 +46,16 @@ def check_every_variant(k, args, rtol):
     # Every variant the specializer offers compiled (none lost to a compiler error), and
     # each passed the core's own check against the Python.
     dim = np.ndim(args[-1])
-    assert names in ([n for n, _ in variant_specs(dim, False)],
-                     [n for n, _ in variant_specs(dim, True)]), names
+    streaming = "stream" in names
+    plain = [n for n, _ in variant_specs(dim, streaming)]
+    searched = names[len(plain):]
+    assert names[:len(plain)] == plain, names
+    # Then the sampled points of the tile (3-D) and jam (streaming) spaces, all of them.
+    assert [n for n in searched if n.startswith("tile")] == \
+        [n for n in searched[:TILE_SAMPLE if dim == 3 else 0]], names
+    assert len([n for n in searched if n.startswith("stream_jam")]) == \
+        (JAM_SAMPLE if streaming and dim >= 2 else 0), names
+    assert all(re.fullmatch(r"tile\d+|stream_jam\d+", n) for n in searched), names
     assert s.check_failures == {}, s.check_failures
     for name in names:
         got = k.run_variant(name, *[a.copy() if isinstance(a, np.ndarray) else a
@@ -89,22 +98,26 @@ def test_every_variant_matches_python(dim, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("mode", ["interior", "wrap", "constant"])
 def test_jammed_rows_match_python(shape, dtype, mode, rng):
-    """Rows a whole number of cache lines long take the jammed path of 'stream_jam4'
-    (four rows per pass); row counts leave 0 to 3 rows over for the one-row path."""
+    """Rows a whole number of cache lines long take the jammed path of 'stream_jam<N>'
+    (N rows per pass, every N of the space); row counts leave rows over for the one-row
+    path."""
     a = rng.random(shape).astype(dtype)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     k = Weighted(boundary=mode, cval=0.25)
     names = check_every_variant(k, (a, -2.0 * len(shape), 1.0, np.zeros(shape, dtype)), rtol)
-    assert "stream_jam4" in names
+    assert any(n.startswith("stream_jam") for n in names)
     assert shape[-1] * np.dtype(dtype).itemsize % 64 == 0  # the jammed branch runs
     from asp.codegen import function_to_cgen
+    from specializers.stencil.variants import JAMS
 
     args = (a, 1.0, 1.0, np.zeros(shape, dtype))
     spec = k.jit_for(*args).specializer
     plan = spec.plan(spec.prepare(args))
-    jam = str(function_to_cgen(next(v.function for v in plan.variants
-                                    if v.name == "stream_jam4")))
-    assert "asp_j3" in jam and "asp_buf3" in jam  # four rows per pass
+    (jams,) = [sp for sp in plan.spaces if sp.name == "jam"]
+    for jam_rows in JAMS:  # every point of the space, sampled or not, jams its rows
+        jam = str(function_to_cgen(jams.make(jam=jam_rows).function))
+        last = jam_rows - 1
+        assert f"asp_j{last}" in jam and f"asp_buf{last}" in jam and f"asp_j{jam_rows}" not in jam
 
 
 MODES = ["constant", "nearest", "reflect", "mirror", "wrap"]

@@ -37,7 +37,7 @@ from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 __all__ = ["iterate", "iteration_jit"]
 
 _JITS: dict[int, tuple[JitKernel, JitKernel]] = {}  # id(step jit) -> (step jit, iterate jit)
-_NOTED: set[tuple[str, str]] = set()
+_NOTED: set[tuple[str, str, str]] = set()
 
 
 def iterate(kernel, state, *args, steps):
@@ -158,9 +158,10 @@ def iteration_jit(kernel, state, *args) -> JitKernel | None:
 def _note(kernel: str, signature: str, why: str) -> None:
     """Say in the tuning database (``asp tune show``) that this kernel iterates step by
     step, and why, once per process."""
-    if (kernel, signature) in _NOTED:
+    key = (str(config.cache_dir()), kernel, signature)  # the database lives in the cache
+    if key in _NOTED:
         return
-    _NOTED.add((kernel, signature))
+    _NOTED.add(key)
     try:
         db.store(f"{kernel} iterate", signature, "steps",
                  {"steps": {"not blocked": why}, "_decision": {"blocked": False, "why": why}},

@@ -20,7 +20,7 @@ from asp.frontend.names import global_reads, namespace
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
-from asp.runtime import ArgSpec, Plan, Prepared, Specializer, Variant, as_native
+from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
 from specializers.stencil.grid import StencilGrid, default_neighbors
@@ -33,7 +33,13 @@ from specializers.stencil.lowering import (
 )
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
-from specializers.stencil.variants import PREAMBLE, apply_variant, helpers_for, variant_specs
+from specializers.stencil.variants import (
+    PREAMBLE,
+    apply_variant,
+    helpers_for,
+    variant_spaces,
+    variant_specs,
+)
 
 __all__ = ["Geometry", "StencilSpecializer"]
 
@@ -267,18 +273,24 @@ class StencilSpecializer(Specializer):
             bfn = lower_border(k, self.params, specs, mode=self.boundary, cval=self.cval,
                                loops=loops, name=border)
             helpers = (run_pipeline(bfn, [], title=f"{self.fname} border"),)
-        for vname, opts in variant_specs(dim, stream_ok):
+        def make(vname: str, opts: dict) -> Variant:
             fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
                        ghost=self.ghost(pos[k.loop.grid]), loops=loops, border=border,
                        streaming=opts.get("streaming", False), name=f"stencil_{vname}",
                        jam=opts.get("jam", 1))
-            fn = apply_variant(fn, opts, size, f"{self.fname} {vname}", dim)
-            variants.append(Variant(vname, fn))
+            return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim))
+
+        variants = [make(vname, opts) for vname, opts in variant_specs(dim, stream_ok)]
+        # Tile and jam factors are searched: the runtime compiles a sample of each space.
+        spaces = tuple(Space(name, params, lambda point=point, **p: make(*point(**p)),
+                             sample=sample)
+                       for name, params, sample, point in variant_spaces(dim, stream_ok))
         # The remapping and indexing helpers they call, then the slabs (which call them).
         helpers = (*helpers_for([*helpers, *(v.function for v in variants)]), *helpers)
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
+                    spaces=spaces,
                     ret=pos[k.out], errors=_ERRORS,
                     preamble=PREAMBLE, helpers=helpers,
                     includes=("stdint.h", "stdbool.h", "math.h"),

@@ -15,7 +15,12 @@ innermost loop ``omp simd``.  They differ in
 * ``stream``: (2-D, 3-D) each cache line of an output row computed into a
   register-resident buffer and written with one non-temporal store (no
   read-for-ownership of the output), when the kernel writes each output point
-  once and never reads it.
+  once and never reads it;
+* ``stream_jam<N>``: the same, ``N`` neighbouring rows per pass.
+
+The tile block ``N`` and the jam factor ``N`` are search spaces
+(:class:`asp.runtime.Space`, :func:`variant_spaces`): each signature compiles a
+sample of them and the tuner races them with the plain variants.
 """
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
 
-__all__ = ["HELPER_FUNCTIONS", "PREAMBLE", "SERIAL_POINTS", "apply_variant", "helpers_for",
-           "serial_points", "variant_specs", "vectorize_points"]
+__all__ = ["HELPER_FUNCTIONS", "JAMS", "JAM_SAMPLE", "PREAMBLE", "SERIAL_POINTS", "TILES",
+           "TILE_SAMPLE", "apply_variant",
+           "helpers_for", "serial_points", "variant_spaces", "variant_specs",
+           "vectorize_points"]
 
 #: Python's scalar helpers (``//``, ``%``) and the streaming row store (AVX non-temporal
 #: stores where the compiler targets AVX): C text, for its ``#if``s and intrinsics.  The
@@ -153,14 +160,32 @@ def serial_points() -> int:
 
 
 def variant_specs(dim: int, streaming_ok: bool) -> list[tuple[str, dict]]:
-    """(name, options) of the variants for a ``dim``-dimensional kernel."""
+    """(name, options) of the plain variants for a ``dim``-dimensional kernel; the tile
+    and jam factors are search spaces (:func:`variant_spaces`)."""
     out: list[tuple[str, dict]] = [("static", {})]
     if dim == 3:
-        out += [("collapse", {"collapse": 2}), ("tile8", {"tile": (None, 8)}),
-                ("tile32", {"tile": (None, 32)})]
+        out.append(("collapse", {"collapse": 2}))
     if streaming_ok and dim >= 2:
         out.append(("stream", {"streaming": True}))
-        out.append(("stream_jam4", {"streaming": True, "jam": 4}))
+    return out
+
+
+#: The search spaces: the block of the middle axis of a tiled 3-D sweep, and how many
+#: rows a streaming sweep jams into one pass; how many points of each are compiled.
+TILES, TILE_SAMPLE = (8, 16, 32, 64), 3
+JAMS, JAM_SAMPLE = (2, 4, 8), 2
+
+
+def variant_spaces(dim: int, streaming_ok: bool) -> list[tuple[str, dict, int, object]]:
+    """(space name, parameters, sample, options of a point) of the searched variants:
+    ``tile<N>`` (3-D) and ``stream_jam<N>`` (2-D and 3-D, streaming kernels)."""
+    out: list[tuple[str, dict, int, object]] = []
+    if dim == 3:
+        out.append(("tile", {"tile": TILES}, TILE_SAMPLE,
+                    lambda tile: (f"tile{tile}", {"tile": (None, tile)})))
+    if streaming_ok and dim >= 2:
+        out.append(("jam", {"jam": JAMS}, JAM_SAMPLE,
+                    lambda jam: (f"stream_jam{jam}", {"streaming": True, "jam": jam})))
     return out
 
 
