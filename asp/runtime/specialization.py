@@ -159,7 +159,9 @@ class Specialization:
         _PENDING.discard(self)
         names = set(self.tuning.pending)
         try:
-            found, _, broken = f.result()
+            found, source, broken = f.result()
+            if self.source is not None:  # what a reader of the specialization's C expects
+                self.source += "\n" + source
         except Exception as exc:  # noqa: BLE001 - the build failed: the early tier stays
             found, broken = {}, {n: f"{type(exc).__name__}: {exc}"[:300] for n in names}
         for name, (entry, lib, symbol) in found.items():
