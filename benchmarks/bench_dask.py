@@ -5,6 +5,13 @@ cluster of 2 single-threaded worker processes costs at most 1.5x the direct
 call (2 OpenMP threads, one process).  The grid lives in the workers' memory
 (persisted) and the result stays there (``persist`` + ``wait``), as in a real
 time-stepping run; both sides allocate their output.  ``--quick``: 2048 x 2048.
+
+Deep halos (issue #14, item 4), reported: ``iterate`` of an ``'interior'`` heat step on
+4096 x 4096 float64 (``--quick``: 2048 x 2048) in two row slabs, per step, with one halo
+exchange per step (``steps_per_exchange=1``) and with the rule's ``T`` steps per
+exchange (each block's ``T`` steps in one task, temporally blocked), against the direct
+``K.iterate`` (blocked, 2 threads) on the whole grid.  Every side is tuned first.
+``python -m benchmarks.bench_dask --iterate`` runs only these.
 """
 from __future__ import annotations
 
@@ -44,7 +51,50 @@ class _Alone:
         return ("bench-dask-alone", self.token)
 
 
-def run(quick: bool) -> list[Figure]:
+class HeatInterior(HeatStep):
+    """The same step in 'interior' mode: the kind K.iterate blocks in time."""
+
+    boundary = "interior"
+
+
+def run(quick: bool, parts: tuple[str, ...] = ("step", "iterate")) -> list[Figure]:
+    import distributed
+
+    saved = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 here, for the direct call
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit=0)
+    client = distributed.Client(cluster)
+    os.environ.clear()
+    os.environ.update(saved)
+    figures: list[Figure] = []
+    try:
+        if "step" in parts:
+            figures += _step_figures(client, quick)
+        if "iterate" in parts:
+            figures += _deep_halo_figures(client, quick)
+    finally:
+        client.close()
+        cluster.close()
+    return figures
+
+
+def _slabs(client, n: int, seed: int):
+    """An n x n grid made on the workers in two row slabs, one per worker (as a cluster
+    holds a large grid; the scheduler may have put both on one worker)."""
+    import dask.array as da
+    import distributed
+    from distributed import futures_of
+
+    ud = da.random.default_rng(seed).random((n, n), chunks=(n // 2, n)).persist()
+    distributed.wait(ud)
+    client.rebalance(futures_of(ud))
+    holders = client.who_has(ud)
+    if len({w for ws in holders.values() for w in ws}) != 2:
+        raise RuntimeError(f"the two slabs did not spread over both workers: {holders}")
+    return ud, holders
+
+
+def _step_figures(client, quick: bool) -> list[Figure]:
     import dask.array as da
     import distributed
     from distributed import futures_of
@@ -55,109 +105,92 @@ def run(quick: bool) -> list[Figure]:
     n = 2048 if quick else 8192
     step = HeatStep()
     ship_by_value(step)
-    u = np.random.default_rng(0).random((n, n))
-    saved = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 here, for the direct call
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit=0)
-    client = distributed.Client(cluster)
-    os.environ.clear()
-    os.environ.update(saved)
-    try:
-        # Row slabs, one per worker: halos are contiguous rows.  The grid is made on the
-        # workers, as a time-stepping run's state is (the previous step's output).
-        ud = da.random.default_rng(0).random((n, n), chunks=(n // 2, n)).persist()
-        distributed.wait(ud)
-        # One slab per worker, as a cluster holds a large grid (the scheduler may have
-        # put both on one worker; then one computes both and the other idles).
-        client.rebalance(futures_of(ud))
-        holders = client.who_has(ud)
-        if len({w for ws in holders.values() for w in ws}) != 2:
-            raise RuntimeError(f"the two slabs did not spread over both workers: {holders}")
-        # gather, not compute(): compute() concatenates the slabs on one worker, and
-        # Dask's memory manager may then keep that copy in place of the original,
-        # leaving one worker to compute both slabs in every later step.
-        u = gather(ud)
-        out = apply(step, ud, 0.2).persist()
-        agree = float(np.abs(gather(out) - step(u, 0.2)).max())
-        del out
-        rs = itertools.count()
+    # Row slabs, one per worker: halos are contiguous rows.  The grid is made on the
+    # workers, as a time-stepping run's state is (the previous step's output).
+    ud, holders = _slabs(client, n, 0)
+    # gather, not compute(): compute() concatenates the slabs on one worker, and
+    # Dask's memory manager may then keep that copy in place of the original,
+    # leaving one worker to compute both slabs in every later step.
+    u = gather(ud)
+    out = apply(step, ud, 0.2).persist()
+    agree = float(np.abs(gather(out) - step(u, 0.2)).max())
+    del out
+    rs = itertools.count()
 
-        held = []
+    held = []
 
-        def via_dask(method="split"):
-            # A new r each time: the same graph keys would find last round's result.
-            out = apply(step, ud, 0.2 + 1e-9 * next(rs), method=method).persist()
-            distributed.wait(out)
-            held.append(out)
+    def via_dask(method="split"):
+        # A new r each time: the same graph keys would find last round's result.
+        out = apply(step, ud, 0.2 + 1e-9 * next(rs), method=method).persist()
+        distributed.wait(out)
+        held.append(out)
 
-        def release():
-            # As a time-stepping loop drops the state before last: the workers free it.
-            held.clear()
-            gc.collect()
-            # The client sends its messages in batches at most every 10 ms: a step
-            # submitted right now would wait behind this release.  A loop
-            # `u = heat(u).persist()` submits first and releases after, so it never does.
-            time.sleep(0.015)
+    def release():
+        # As a time-stepping loop drops the state before last: the workers free it.
+        held.clear()
+        gc.collect()
+        # The client sends its messages in batches at most every 10 ms: a step
+        # submitted right now would wait behind this release.  A loop
+        # `u = heat(u).persist()` submits first and releases after, so it never does.
+        time.sleep(0.015)
 
-        def direct():
-            step(u, 0.2)
+    def direct():
+        step(u, 0.2)
 
-        steps = 10
+    steps = 10
 
-        def run_dask():
-            # A time-stepping run: `steps` steps in one graph, persisted at the end.
-            out = iterate(step, ud, steps, 0.2 + 1e-9 * next(rs),
-                          persist_every=steps).persist()
-            distributed.wait(out)
-            held.append(out)
+    def run_dask():
+        # A time-stepping run: `steps` steps in one graph, persisted at the end, one
+        # halo exchange per step (the deep halos are timed by _deep_halo_figures).
+        out = iterate(step, ud, steps, 0.2 + 1e-9 * next(rs), persist_every=steps,
+                      steps_per_exchange=1).persist()
+        distributed.wait(out)
+        held.append(out)
 
-        def run_direct():
-            v = u
-            for _ in range(steps):
-                v = step(v, 0.2)
+    def run_direct():
+        v = u
+        for _ in range(steps):
+            v = step(v, 0.2)
 
-        # Dask's own floor: the same kernel on each block with no halo at all (wrong at
-        # the block edges, so only timed): one task per block, no neighbour data.
-        alone = BlockCall(step, (True, False), (0.2,), None)
+    # Dask's own floor: the same kernel on each block with no halo at all (wrong at
+    # the block edges, so only timed): one task per block, no neighbour data.
+    alone = BlockCall(step, (True, False), (0.2,), None)
 
-        def floor():
-            out = ud.map_blocks(_Alone(alone, next(rs)), dtype=ud.dtype).persist()
-            distributed.wait(out)
-            held.append(out)
+    def floor():
+        out = ud.map_blocks(_Alone(alone, next(rs)), dtype=ud.dtype).persist()
+        distributed.wait(out)
+        held.append(out)
 
-        # Enough warm-up calls for online tuning to finish on both sides (3 rounds of
-        # each of a 2-D stencil's 3 variants, per size: the blocks' interiors and their
-        # strips are tuned apart), then the steady state a time-stepping run sees.
-        best = interleaved({"dask": via_dask, "direct": direct, "floor": floor,
-                            "overlap": lambda: via_dask("overlap")}, warmup=12,
-                           repeat=3 if quick else 7,
-                           after={"dask": release, "overlap": release, "floor": release})
-        runs = interleaved({"dask": run_dask, "direct": run_direct}, warmup=1,
-                           repeat=2 if quick else 4, after={"dask": release})
-        if client.who_has(ud) != holders:
-            raise RuntimeError(f"the slabs moved while timing: {client.who_has(ud)}")
-        u = ud = None
+    # Enough warm-up calls for online tuning to finish on both sides (3 rounds of
+    # each of a 2-D stencil's 3 variants, per size: the blocks' interiors and their
+    # strips are tuned apart), then the steady state a time-stepping run sees.
+    best = interleaved({"dask": via_dask, "direct": direct, "floor": floor,
+                        "overlap": lambda: via_dask("overlap")}, warmup=12,
+                       repeat=3 if quick else 7,
+                       after={"dask": release, "overlap": release, "floor": release})
+    runs = interleaved({"dask": run_dask, "direct": run_direct}, warmup=1,
+                       repeat=2 if quick else 4, after={"dask": release})
+    if client.who_has(ud) != holders:
+        raise RuntimeError(f"the slabs moved while timing: {client.who_has(ud)}")
+    u = ud = None
 
-        # Twice the grid (2n x n rows): Dask's cost per step is about fixed, the work
-        # doubles.  Where the ratio crosses 1.5x on this machine.
-        ud2 = da.random.default_rng(1).random((2 * n, n), chunks=(n, n)).persist()
-        distributed.wait(ud2)
-        client.rebalance(futures_of(ud2))
-        if len({w for ws in client.who_has(ud2).values() for w in ws}) != 2:
-            raise RuntimeError("the two slabs of the larger grid did not spread")
-        u2 = gather(ud2)
+    # Twice the grid (2n x n rows): Dask's cost per step is about fixed, the work
+    # doubles.  Where the ratio crosses 1.5x on this machine.
+    ud2 = da.random.default_rng(1).random((2 * n, n), chunks=(n, n)).persist()
+    distributed.wait(ud2)
+    client.rebalance(futures_of(ud2))
+    if len({w for ws in client.who_has(ud2).values() for w in ws}) != 2:
+        raise RuntimeError("the two slabs of the larger grid did not spread")
+    u2 = gather(ud2)
 
-        def via_dask2():
-            out = apply(step, ud2, 0.2 + 1e-9 * next(rs)).persist()
-            distributed.wait(out)
-            held.append(out)
+    def via_dask2():
+        out = apply(step, ud2, 0.2 + 1e-9 * next(rs)).persist()
+        distributed.wait(out)
+        held.append(out)
 
-        big = interleaved({"dask": via_dask2, "direct": lambda: step(u2, 0.2)}, warmup=12,
-                          repeat=2 if quick else 5, after={"dask": release})
-        u2 = ud2 = None
-    finally:
-        client.close()
-        cluster.close()
+    big = interleaved({"dask": via_dask2, "direct": lambda: step(u2, 0.2)}, warmup=12,
+                      repeat=2 if quick else 5, after={"dask": release})
+    u2 = ud2 = None
     ratio = best["dask"] / best["direct"]
     detail = f"{n}x{n} float64, 2 workers x 1 thread vs 1 process x 2 threads"
     return [
@@ -185,6 +218,84 @@ def run(quick: bool) -> list[Figure]:
     ]
 
 
-if __name__ == "__main__":  # python -m benchmarks.bench_dask [--quick]
-    for f in run("--quick" in sys.argv):
+def _deep_halo_figures(client, quick: bool) -> list[Figure]:
+    """Per step: dask ``iterate`` with one halo exchange per step, with the rule's deep
+    halos, and the direct ``K.iterate`` on the whole grid."""
+    import distributed
+
+    from benchmarks.harness import until_tuned
+    from specializers.stencil.dask import gather, iterate, ship_by_value
+    from specializers.stencil.dask.deep import steps_per_exchange
+    from specializers.stencil.iterate import iteration_jit
+
+    n, steps = (2048 if quick else 4096), 32
+    k = HeatInterior()
+    ship_by_value(k)
+    ud, holders = _slabs(client, n, 2)
+    u = gather(ud)
+    per = steps_per_exchange(((0, n // 2, n), (0, n)), 1, 1, "interior", steps)  # the rule
+    rs = itertools.count()
+    held = []
+
+    def dask_run(t=None):
+        out = iterate(k, ud, steps, 0.2 + 1e-9 * next(rs), persist_every=steps,
+                      steps_per_exchange=t).persist()
+        distributed.wait(out)
+        held.append(out)
+
+    def settle():
+        # Each side timed on a quiet machine: the workers free the last run's grids
+        # (a per-step run leaves 32 of them) before anything else starts.
+        held.clear()
+        gc.collect()
+        client.run(gc.collect)
+        time.sleep(0.2)
+
+    # Bit for bit only under the same flags on both sides (see docs: Exactness).
+    out = iterate(k, ud, steps, 0.2, persist_every=steps).persist()
+    diff = float(np.abs(gather(out) - k.iterate(u, 0.2, steps=steps)).max())
+    del out
+
+    # Tune every side first: the workers' blocked iteration (on their grown slabs), the
+    # single steps of the per-step path, and the direct blocked iteration.
+    grown = (n // 2 + per, n)
+
+    def workers_decided():
+        def decided(shape=grown):
+            jit = iteration_jit(k, np.zeros(shape), 0.2)
+            probe = (np.zeros(shape), 0.2, np.zeros(shape), np.zeros(shape), per)
+            return jit is not None and jit.chosen_variant(*probe) is not None
+
+        return all(client.run(decided).values()) or None
+
+    until_tuned(lambda: (dask_run(), settle()), workers_decided, limit=300)
+    k.iterate(u, 0.2, steps=16)
+    probe = (u, 0.2, np.zeros_like(u), np.zeros_like(u), 16)
+    until_tuned(lambda: k.iterate(u, 0.2, steps=16),
+                lambda: iteration_jit(k, u, 0.2).chosen_variant(*probe))
+    t = interleaved({"deep": dask_run, "per step": lambda: dask_run(1),
+                     "direct": lambda: k.iterate(u, 0.2, steps=steps)},
+                    warmup=3, repeat=2 if quick else 6,
+                    after={"deep": settle, "per step": settle, "direct": settle})
+    if client.who_has(ud) != holders:
+        raise RuntimeError(f"the slabs moved while timing: {client.who_has(ud)}")
+    ms = {name: v / steps * 1e3 for name, v in t.items()}
+    detail = (f"{n}x{n} float64 'interior' heat, {steps} steps, 2 workers x 1 thread (row "
+              f"slabs) vs 1 process x 2 threads; T = {per}")
+    return [
+        Figure("dask", "iterate, one exchange per step", ms["per step"], None, unit="ms",
+               better="lower", detail=f"{detail}; per step"),
+        Figure("dask", "iterate, deep halos (T per exchange)", ms["deep"], None, unit="ms",
+               better="lower", detail=f"{detail}; per step; max |diff| {diff:.1e}"),
+        Figure("dask", "deep halos: per-step exchange / deep", t["per step"] / t["deep"], None,
+               unit="x", better="higher", detail=detail),
+        Figure("dask", "deep halos: dask iterate / direct K.iterate", t["deep"] / t["direct"],
+               None, unit="x", better="lower",
+               detail=f"{detail}; direct {ms['direct']:.1f} ms per step"),
+    ]
+
+
+if __name__ == "__main__":  # python -m benchmarks.bench_dask [--quick] [--iterate]
+    parts = ("iterate",) if "--iterate" in sys.argv else ("step", "iterate")
+    for f in run("--quick" in sys.argv, parts):
         print(f"{f.name:32s} {f.value:10.3f} {f.unit}  target {f.target}  {f.detail}")

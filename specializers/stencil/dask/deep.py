@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asp.runtime import new_output
 from specializers.stencil.dask.partition import deep_plan, grown_volume
 from specializers.stencil.dask.shipping import IterateCall
 from specializers.stencil.dask.split import Take
@@ -100,14 +101,19 @@ class DeepRound:
         flat = [[a for group in per_field for a in group] for per_field in halos]
         grown = []
         for f, block in enumerate(own):
-            # Every point is a piece: the grown block never reaches outside the grid.
-            a = np.empty(plan.shape, dtype=block.dtype)
+            # Every point is a piece (the grown block never reaches outside the grid), so
+            # uninitialised memory will do: new_output reuses the pages of the last
+            # round's grown block instead of the system zeroing fresh ones each round.
+            a = new_output(plan.shape, block.dtype)
             for p in plan.pieces:
                 a[p.dest] = (block if p.source < 0 else flat[f][p.source])[p.src]
             grown.append(a)
+        result = dp.call(grown)
         # A copy, not a view: a view would keep the whole grown result alive, and Dask
         # would count only the block's bytes of it.
-        return np.array(dp.call(grown)[plan.core], order="C")
+        out = new_output(result[plan.core].shape, result.dtype)
+        out[...] = result[plan.core]
+        return out
 
 
 def deep_graph(call: IterateCall, fields: list, h: int, mode: str, name: str):
