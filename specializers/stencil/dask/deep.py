@@ -1,7 +1,8 @@
 """Deep halos: several time steps per halo exchange (ghost-zone expansion in time).
 
 One step of a stencil of reach ``d`` needs a halo ``d`` deep; ``T`` steps need one
-``g + (T - 1) d`` deep, exchanged once.  Each block is grown by that halo (its
+``h = g + (T - 1) d`` deep, exchanged once, where ``g`` is the width of the border an
+``'interior'`` step leaves at zero (the ghost depth).  Each block is grown by that halo (its
 neighbours send the slices; nothing is padded at the grid's own edges in
 ``'interior'`` mode, so the grown block's border there is the grid's border), the
 kernel iterates ``T`` steps on the grown block (:meth:`StencilKernel.iterate`: its
