@@ -90,6 +90,15 @@ def _slabs(client, n: int, seed: int):
     client.rebalance(futures_of(ud))
     holders = client.who_has(ud)
     if len({w for ws in holders.values() for w in ws}) != 2:
+        # The scheduler kept both on one worker: place one slab on each explicitly.
+        rng = np.random.default_rng(seed)
+        workers = sorted(client.scheduler_info()["workers"])[:2]
+        parts = [client.scatter(rng.random((n // 2, n)), workers=[w]) for w in workers]
+        ud = da.concatenate([da.from_delayed(p, (n // 2, n), dtype=float) for p in parts])
+        ud = ud.persist()
+        distributed.wait(ud)
+        holders = client.who_has(ud)
+    if len({w for ws in holders.values() for w in ws}) != 2:
         raise RuntimeError(f"the two slabs did not spread over both workers: {holders}")
     return ud, holders
 

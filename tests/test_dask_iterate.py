@@ -337,3 +337,28 @@ def test_bad_steps_and_state():
         iterate(Heat(), da.zeros((8, 8), chunks=4), 2.0, 0.1)
     with pytest.raises(TypeError, match="u must be a dask array"):
         iterate(Heat(), np.zeros((8, 8)), 2, 0.1)
+
+
+def test_kernel_iterate_hands_a_dask_state_to_the_deep_halo_iteration():
+    """``K.iterate(u, *args, steps=S)`` on a dask array is the Dask iteration (lazy, one
+    exchange per several steps), bit for bit the loop on the computed array."""
+    import dask.array as da
+
+    from specializers.stencil import StencilKernel
+
+    class Heat(StencilKernel):
+        def kernel(self, u, r, out):
+            for x in out.interior_points():
+                lap = -4.0 * u[x]
+                for y in u.neighbors(x, 1):
+                    lap += u[y]
+                out[x] = u[x] + r * lap
+
+    k = Heat()
+    u = np.random.default_rng(5).random((60, 50))
+    got = k.iterate(da.from_array(u, chunks=(30, 25)), 0.1, steps=7)
+    assert hasattr(got, "__dask_graph__")
+    want = u
+    for _ in range(7):
+        want = k(want, 0.1)
+    np.testing.assert_array_equal(got.compute(scheduler="synchronous"), want)

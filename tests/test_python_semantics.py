@@ -562,3 +562,22 @@ def test_a_constant_condition_types_only_the_branch_python_takes():
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(constant_branch(b), b * b)
     assert constant_branch(b).dtype == np.int16
+
+
+@elementwise
+def huge_shift(x):
+    if True:
+        r = 7 << 20000
+    else:
+        r = 1
+    return x + 0 * r
+
+
+def test_a_constant_far_beyond_64_bits_falls_back_saying_so():
+    """The fuzzer's ``4294967296 << 2147483647`` was folded (a 2**31-bit int: seconds and
+    256 MB) and its message then failed to format (more than 4300 digits): a ValueError out
+    of the front end.  A shift by 64 or more is refused without computing it, any other
+    result beyond 64 bits is described by its size, and the call runs as Python."""
+    x = np.arange(3.0)
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        np.testing.assert_array_equal(huge_shift(x), x)

@@ -236,14 +236,21 @@ class ExpressionTranslator:
                 and op in _PY_INT_OPS:
             # Two Python ints: Python's unbounded arithmetic, folded exactly (C's int64 would
             # wrap 7 << 100 to 0).
+            a, b = le.value, re_.value
+            if (op == "<<" and a and b >= 64) or (op == "**" and abs(a) >= 2 and b >= 64):
+                # Surely beyond 64 bits; not computed (4294967296 << 2147483647 has 2**31
+                # bits: the fuzzer's folding ran out of time and memory).
+                raise self.err(node, f"'{ast.unparse(node)}' is beyond 64 bits (Python ints "
+                                     "are unbounded; compiled ints are not)")
             try:
-                v = _PY_INT_OPS[op](le.value, re_.value)
+                v = _PY_INT_OPS[op](a, b)
             except (ZeroDivisionError, ValueError, OverflowError):
                 v = None  # leave it to the C (and the check against Python)
             if isinstance(v, int):
                 if not -(2**63) <= v < 2**63:
-                    raise self.err(node, f"'{ast.unparse(node)}' is {v}, beyond 64 bits (Python "
-                                         "ints are unbounded; compiled ints are not)")
+                    shown = str(v) if v.bit_length() < 200 else f"a {v.bit_length()}-bit int"
+                    raise self.err(node, f"'{ast.unparse(node)}' is {shown}, beyond 64 bits "
+                                         "(Python ints are unbounded; compiled ints are not)")
                 return ir.Const(v, "int64_t"), INT
         if op in ("&", "|", "^", "<<", ">>"):
             if lt.is_float or rt.is_float:

@@ -15,6 +15,8 @@ How it runs:
 
 * kernels that can be blocked in time (see :mod:`specializers.stencil.temporal`) run
   as one native call of the tuned blocked variant: several steps per pass over memory;
+* a dask array runs as :func:`specializers.stencil.dask.iterate` (one halo exchange per
+  several steps, each block's steps through this function);
 * every other kernel (a tuple state, a boundary mode, a kernel that reads its output,
   ...) runs step by step through the kernel's own compiled code, into two buffers
   reused for every step (no allocation per step); ``asp tune show`` says why it was not
@@ -47,6 +49,10 @@ def iterate(kernel, state, *args, steps):
     if steps < 0:
         raise ValueError(f"steps={steps}: must be at least 0")
     steps = int(steps)
+    if hasattr(state, "__dask_graph__"):  # a dask array: deep halos, T steps per exchange
+        from specializers.stencil.dask import iterate as dask_iterate
+
+        return dask_iterate(kernel, state, steps, *args)
     levels = state if isinstance(state, tuple) else (state,)
     if not levels:
         raise ValueError("state: an empty tuple; expected a grid or a tuple of grids")
