@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -89,20 +90,40 @@ def _source_files(root: Path, cache: Path | None, suffixes: tuple[str, ...]) -> 
     return out
 
 
+#: Import statements, read as text (parsing every module cost tens of milliseconds on the
+#: first call of each process): ``from BASE import NAMES`` (parenthesized or not) or
+#: ``import NAMES``, at any indentation (imports inside functions count).
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)"
+                     r"|import[ \t]+([^\n]+))", re.M)
+
+
+def _names(text: str) -> list[str]:
+    """The imported names of an import statement's list (``a as b, c``, parenthesized,
+    with comments)."""
+    text = re.sub(r"#[^\n]*", "", text).strip().strip("()")
+    return [n.split()[0] for n in text.replace("\n", " ").split(",") if n.strip()]
+
+
 def _imported(start: Path, name: str, root: Path) -> set[Path]:
     """``start`` and the modules under ``root`` it imports, transitively (every import
     statement, in functions too; a package's ``__init__`` only when a name is imported
     from it that is no submodule)."""
-    import ast
-    import importlib.util
+    # The package's dotted name, from the module's: its parent packages are the folders
+    # above it (a module's name maps to a path: no import machinery, which costs tens of
+    # milliseconds on the first call of every new process).
+    depth = len(start.relative_to(root).parts) - 1
+    package = ".".join(name.split(".")[: len(name.split(".")) - 1 - depth]) \
+        if start.name != "__init__.py" else name
 
     def resolve(mod: str) -> Path | None:
-        try:
-            spec = importlib.util.find_spec(mod)
-        except (ImportError, ValueError):
+        if mod != package and not mod.startswith(package + "."):
             return None
-        origin = Path(spec.origin).resolve() if spec and spec.origin else None
-        return origin if origin and origin.suffix == ".py" and root in origin.parents else None
+        rel = mod[len(package):].lstrip(".").split(".") if mod != package else []
+        base = root.joinpath(*rel) if rel else root
+        for candidate in (base.with_suffix(".py") if rel else None, base / "__init__.py"):
+            if candidate is not None and candidate.is_file():
+                return candidate.resolve()
+        return None
 
     seen: set[Path] = set()
     todo = [(start, name)]
@@ -112,27 +133,28 @@ def _imported(start: Path, name: str, root: Path) -> set[Path]:
             continue
         seen.add(path)
         try:
-            tree = ast.parse(path.read_bytes())
-        except (OSError, SyntaxError, ValueError):
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
             continue
-        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in ast.walk(tree):
+        here = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for m in _IMPORT.finditer(text):
             found: list[tuple[Path | None, str]] = []
-            if isinstance(node, ast.Import):
-                found = [(resolve(a.name), a.name) for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")
-                    parent = ".".join(parts[: len(parts) - node.level + 1])
-                    base = f"{parent}.{base}" if base else parent
-                for a in node.names:  # a submodule, else a name the module defines
-                    sub = f"{base}.{a.name}"
+            if m.group(1) is not None:  # from BASE import NAMES
+                base = m.group(1)
+                dots = len(base) - len(base.lstrip("."))
+                if dots:
+                    parts = here.split(".")
+                    parent = ".".join(parts[: len(parts) - dots + 1])
+                    base = f"{parent}.{base[dots:]}" if base[dots:] else parent
+                for alias in _names(m.group(2)):  # a submodule, else a name BASE defines
+                    sub = f"{base}.{alias}"
                     there = resolve(sub)
                     found.append((there, sub) if there is not None else (resolve(base), base))
+            else:  # import A.B, C
+                found = [(resolve(n), n) for n in _names(m.group(3))]
             # The packages a dotted name passes through are not followed: a package's
             # __init__ re-exports its user-facing API, which generates no code.
-            todo += [(p, m) for p, m in found if p is not None and p not in seen]
+            todo += [(p, n) for p, n in found if p is not None and p not in seen]
     return seen
 
 
