@@ -154,7 +154,8 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
     for bucket in ("n~4^4", "n~4^8"):
         t = s.buckets[bucket]
         assert t.done, bucket
-        assert all(len(t.trials[v]) >= 3 for v in t.candidates()), (bucket, t.trials)
+        # Timed apart: each bucket's winner after its own rounds (two at least: racing).
+        assert all(len(t.trials[v]) >= 2 for v in t.candidates()), (bucket, t.trials)
 
 
 def test_calls_alternating_between_size_buckets_stay_on_the_hot_path(rng, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 
 from asp import config
 from asp.tune import db, forget, lookup, remembered, store, tuner
-from asp.tune.tuner import Tuning, calls_to_decide
+from asp.tune.tuner import ROUNDS, Tuning, calls_to_decide
 
 ROOT = Path(__file__).resolve().parents[1]
 V3 = ["chunk", "stride", "dynamic"]
@@ -33,7 +33,7 @@ def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache):
     t = Tuning(_kernel(), "(f8)->auto", V3, mode="online")
     cost = {"chunk": 1.3, "stride": 1.0, "dynamic": 1.2}  # close: nothing is dropped
     order = []
-    for _ in range(calls_to_decide(3, at_most=False)):
+    for _ in range(3 * 2 * ROUNDS):
         assert not t.done
         v = t.pick()
         order.append(v)
@@ -178,7 +178,7 @@ def test_excluded_variant_is_never_chosen(fresh_cache):
 
 def test_excluding_the_winner_or_all_but_one(fresh_cache):
     t = Tuning(_kernel(), "sig", V3, mode="online")
-    for _ in range(calls_to_decide(3, at_most=False)):
+    for _ in range(3 * 2 * ROUNDS):
         v = t.pick()
         t.record(v, {"chunk": 1.0, "stride": 1.2, "dynamic": 1.3}[v])
     assert t.winner == "chunk"
@@ -210,7 +210,7 @@ def test_remembered_winner_is_used_without_retiming(fresh_cache):
 def test_winner_is_reused_by_another_process(fresh_cache):
     k = _kernel()
     t = Tuning(k, "(f8)->auto", V3, mode="online")
-    for _ in range(calls_to_decide(3, at_most=False)):
+    for _ in range(3 * 2 * ROUNDS):
         v = t.pick()
         t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
     assert t.winner == "stride"
@@ -321,7 +321,7 @@ def test_machine_id_follows_the_thread_count_in_force(monkeypatch):
 def test_winner_timed_on_other_code_is_not_reused(fresh_cache):
     k = _kernel()
     t = Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a")
-    for _ in range(calls_to_decide(3, at_most=False)):
+    for _ in range(3 * 2 * ROUNDS):
         v = t.pick()
         t.record(v, {"chunk": 5.0, "stride": 4.0, "dynamic": 6.0}[v])
     assert Tuning(k, "(f8)->auto", V3, mode="online", code="generator-a").winner == "stride"

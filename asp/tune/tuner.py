@@ -61,9 +61,12 @@ MAX_REOPEN = 2
 
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     """How many online calls a decision among ``variants`` takes: at most (the budget
-    spent), or at least (separated as soon as possible); every timed call follows an
-    untimed one of the same variant."""
-    return variants * 2 * (MAX_ROUNDS if at_most else ROUNDS)
+    spent), or at least (separated as soon as possible: among more than two, racing may
+    drop all but one after :data:`RACE_FROM` rounds); every timed call follows an untimed
+    one of the same variant."""
+    if at_most:
+        return variants * 2 * MAX_ROUNDS
+    return variants * 2 * (min(ROUNDS, RACE_FROM) if variants > 2 else ROUNDS)
 
 #: The key, among a remembered winner's timings, of how the decision was made.
 _DECISION = "_decision"
