@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from asp.frontend.calls import MATH_CONST, callable_kind, defined_at, known_call
+from asp.frontend.mixed import Mixed, Split, member_name
 from asp.frontend.source import KernelSource
 from asp.ir import platform as ir
 from asp.ir.names import Namer, user
@@ -34,7 +35,6 @@ from asp.ir.pyscalar import (
     cast,
     floordiv,
     invert,
-    join,
     mod,
     negate,
     numeric,
@@ -97,6 +97,16 @@ class ExpressionTranslator:
         self.assigned = {n.id for n in ast.walk(src.func)
                          if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         self.pending: list[ir.Stmt] = []  # statements the current one needs first
+        # The choices the statement being translated is translated under (mixed.py): a
+        # mixed variable's member index by name, a ternary's branch (True: its body) by node.
+        self.pins: dict[str | ast.AST, int | bool] = {}
+        self._chains: dict[ast.Call, ast.IfExp] = {}  # min/max of mixed types, as ternaries
+        # A Python float and a float64 differ only where they meet a float32 (the weak one
+        # becomes float32): in a kernel without float32 values they are one type, and a
+        # variable holding either needs no tag.  ``settle`` assumes so, and translates
+        # again without the assumption when a float32 was seen.
+        self.one_double = True
+        self.saw_float32 = False
 
     def err(self, node, message: str):
         return self.src.error(node, message)
@@ -158,7 +168,14 @@ class ExpressionTranslator:
         return method(node)
 
     def expr(self, node) -> tuple[ir.Expr, T]:
-        return self.dispatch("e", node)
+        e, t = self.dispatch("e", node)
+        if t.ctype == "float":
+            self.saw_float32 = True
+        return e, t
+
+    def kind_of(self, t: T) -> T:
+        """``t``, or the type it cannot be told apart from in this kernel."""
+        return T("double") if self.one_double and t.ctype == "double" else t
 
     def e_Constant(self, node: ast.Constant):
         return self.constant(node.value, node)
@@ -168,7 +185,13 @@ class ExpressionTranslator:
         if name in self.params:
             return self.variable(name), self.params[name]
         if name in self.env:
-            return self.variable(name), self.env[name]
+            t = self.env[name]
+            if isinstance(t, Mixed):
+                if name not in self.pins:
+                    raise Split(name)  # the statement is translated once per member
+                i = self.pins[name]
+                return ir.Var(member_name(self.variable(name).name, i)), t.members[i]
+            return self.variable(name), t
         if name in self.assigned:
             raise self.err(node, f"local {name!r} is used before it is assigned")
         value = self.lookup(name, node)
@@ -334,6 +357,8 @@ class ExpressionTranslator:
         return out, BOOL
 
     def e_IfExp(self, node: ast.IfExp):
+        if node in self.pins:  # its condition was evaluated before the statement
+            return self.expr(node.body if self.pins[node] else node.orelse)
         c = self.condition(node.test)
         if isinstance(c, ir.Const):
             # Python evaluates only the branch taken, and the value has that branch's
@@ -342,8 +367,11 @@ class ExpressionTranslator:
             return self.expr(node.body if c.value else node.orelse)
         a, at = self.expr(node.body)
         b, bt = self.expr(node.orelse)
-        t = join(at, bt)
-        return ir.Ternary(c, cast(a, at, t.ctype), cast(b, bt, t.ctype)), t
+        if self.kind_of(at) != self.kind_of(bt):
+            # Its value has the type of the branch taken, and no one C type is both
+            # (`(z * 7 if c else 0) << 3` wraps at 16 bits only when z's int16 is picked).
+            raise Split(node)
+        return ir.Ternary(c, a, b), (at if at == bt else self.kind_of(at))
 
     def e_Call(self, node: ast.Call):
         if node.keywords:
@@ -355,7 +383,23 @@ class ExpressionTranslator:
         if kind == "range":
             raise self.err(node, "range() can only be used as a for loop's iterable")
         args = [self.expr(a) for a in node.args]
+        if kind in ("min", "max") and len({self.kind_of(t) for _, t in args}) > 1:
+            # Python's max returns the operand it picked, with that operand's type.
+            return self.expr(self.chain(node, kind))
         return known_call(node, kind, cname, args, self.err, self.truth)
+
+    def chain(self, node: ast.Call, kind: str) -> ast.IfExp:
+        """``max(a, b, c)`` as Python computes it, ``c if c > m else m`` with ``m`` the
+        ``b if b > a else a`` before it: ternaries, which split a statement by the type
+        of the operand they pick.  The same nodes every time (pins are kept by node)."""
+        if node not in self._chains:
+            op = ast.Lt if kind == "min" else ast.Gt
+            best = node.args[0]
+            for v in node.args[1:]:
+                test = ast.copy_location(ast.Compare(v, [op()], [best]), node)
+                best = ast.copy_location(ast.IfExp(test, v, best), node)
+            self._chains[node] = best
+        return self._chains[node]
 
     def domain_call(self, node: ast.Call, fn) -> tuple[ir.Expr, T]:
         """A call of ``fn``, which the core does not translate: a domain front end

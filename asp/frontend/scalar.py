@@ -46,6 +46,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from asp.frontend.mixed import local_vars
 from asp.frontend.names import namespace
 from asp.frontend.source import KernelSource
 from asp.frontend.translator import ScalarTranslator, settle
@@ -129,11 +130,12 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     for t in tr.returns[1:]:
         ret = join(ret, t)
     # Once more, now that the return type is known (every return converts to it).
-    tr = ScalarTranslator(src, ns, param_types, tr.env, kind=kind)
+    tr, one_double = ScalarTranslator(src, ns, param_types, tr.env, kind=kind), tr.one_double
+    tr.one_double = one_double
     tr.ret = ret
     body = tr.block(func.body)
     params = tuple(ir.Param(user(n), param_types[n].ctype) for n in names)
-    locals_ = tuple(sorted((user(k), v.ctype) for k, v in tr.env.items()))
+    locals_ = tuple(local_vars(tr.env, user))
     return ScalarFunction(name=name, params=params,
                           param_types=tuple(param_types[n] for n in names), ret=ret,
                           locals=locals_, body=body,

@@ -32,10 +32,19 @@ from collections.abc import Callable, Iterable, Mapping
 
 from asp.frontend.calls import callable_kind
 from asp.frontend.expressions import BINOPS, ExpressionTranslator
+from asp.frontend.mixed import (
+    MAX_MEMBERS,
+    MAX_SPLITS,
+    Mixed,
+    Split,
+    member_name,
+    tag_name,
+    with_member,
+)
 from asp.frontend.source import KernelSource
 from asp.ir import platform as ir
 from asp.ir.names import Namer
-from asp.ir.pyscalar import INT, T, cast, join
+from asp.ir.pyscalar import BOOL, INT, T, cast
 
 __all__ = ["ScalarTranslator", "settle"]
 
@@ -44,9 +53,10 @@ class ScalarTranslator(ExpressionTranslator):
     """Translates Python statements to typed platform IR: ``block(stmts)`` gives an
     ``ir.Block``, ``stmt(node)`` a list of statements.
 
-    ``env`` is updated as assignments are met (a variable's type is the
-    :func:`~asp.ir.pyscalar.join` of all it is assigned), so a caller translates until
-    it stops changing (:func:`settle`).
+    ``env`` is updated as assignments are met (a variable assigned values of several
+    types is :class:`~asp.frontend.mixed.Mixed`), so a caller translates until it stops
+    changing (:func:`settle`).  A statement that reads a mixed variable, or holds a
+    ternary whose branches differ in type, is translated once per choice (:meth:`split`).
     """
 
     def __init__(self, src: KernelSource, ns: Mapping[str, object], params: dict[str, T],
@@ -75,18 +85,95 @@ class ScalarTranslator(ExpressionTranslator):
             self.pending = pending
 
     def stmt(self, node) -> list[ir.Stmt]:
-        return self.dispatch("s", node)
+        if isinstance(node, ast.If | ast.While | ast.For):
+            return self.dispatch("s", node)  # they settle their own headers
+        return self.split(lambda: self.dispatch("s", node), node)
 
-    def assign_name(self, name: str, e: ir.Expr, t: T, node) -> ir.Stmt:
+    # -- values whose type depends on the path (asp.frontend.mixed) -------------------------
+    def split(self, produce: Callable[[], list[ir.Stmt]], node, depth: int = 0) \
+            -> list[ir.Stmt]:
+        """``produce()``, the statements of ``node``; when it meets a choice it cannot
+        type statically (:class:`~asp.frontend.mixed.Split`), once per choice, pinned,
+        under a run-time ``if`` that picks the translation matching the value's type."""
+        saved = list(self.pending)
+        try:
+            return produce()
+        except Split as s:
+            key = s.key
+        if depth >= MAX_SPLITS:
+            raise self.err(node, f"the types of this statement's values depend on the path "
+                                 f"taken in more than {MAX_SPLITS} ways; give its variables "
+                                 "one type (e.g. float(0) or np.int16(0) for a literal)")
+        self.pending = saved
+        if isinstance(key, str):  # a mixed variable: its tag says which member it holds
+            n = len(self.env[key].members)
+            tag = ir.Var(tag_name(self.variable(key).name))
+            choices = [(ir.BinOp("==", tag, ir.Const(i, "int")), i) for i in range(n - 1)]
+            choices.append((None, n - 1))
+        else:  # a ternary: its condition, evaluated before the statement
+            c = self.settled(lambda: self.condition(key.test), BOOL, key)
+            choices = [(c, True), (None, False)]
+        branches = []
+        for cond, pin in choices:
+            self.pins[key] = pin
+            outer, self.pending = self.pending, []
+            try:
+                stmts = self.split(produce, node, depth + 1)
+                branches.append((cond, ir.Block((*self.pending, *stmts))))
+            finally:
+                self.pending = outer
+                del self.pins[key]
+        out = branches[-1][1]
+        for cond, block in reversed(branches[:-1]):
+            out = ir.Block((ir.If(cond, block, out),))
+        return list(out.body)
+
+    def settled(self, value: Callable[[], ir.Expr], t: T, node) -> ir.Expr:
+        """``value()`` (an expression of type ``t``); if it needs a :meth:`split`, computed
+        into a temporary before the statement instead."""
+        saved = list(self.pending)
+        try:
+            return value()
+        except Split:
+            self.pending = saved
+        var, _ = self.temporary(ir.Const(False if t.is_bool else 0, t.ctype), t)
+        stmts = self.split(lambda: [ir.Assign(var, value())], node)  # (replaces pending)
+        self.pending.extend(stmts)
+        return var
+
+    def bind(self, name: str, e: ir.Expr, t: T, node) -> list[ir.Stmt]:
+        """``name = e`` for a value of type ``t``: a variable that holds values of several
+        types keeps each in its own C variable, and a tag saying which it holds now."""
+        old = self.env.get(name)
+        if old is not None and old != t:  # a Python float and a float64 may be one type
+            t = self.kind_of(t)
+            old = old if isinstance(old, Mixed) else self.kind_of(old)
+        new = with_member(old, t)
+        if not isinstance(new, Mixed):
+            self.env[name] = new
+            return [ir.Assign(self.variable(name), e)]
+        base = self.variable(name).name
+        if len(new.members) > MAX_MEMBERS:
+            raise self.err(node, f"{name!r} is assigned values of {len(new.members)} types "
+                                 f"({new}); at most {MAX_MEMBERS} are compiled")
+        ours = {member_name(base, i) for i in range(len(new.members))} | {tag_name(base)}
+        if ours & {self.variable(n).name for n in self.assigned | set(self.params)}:
+            raise self.err(node, f"{name!r} has values of several types and a name of the "
+                                 f"kind asp gives their parts ({sorted(ours)}); rename it")
+        self.env[name] = new
+        i = new.members.index(t)
+        return [ir.Assign(ir.Var(member_name(base, i)), e),
+                ir.Assign(ir.Var(tag_name(base)), ir.Const(i, "int"))]
+
+    def assign_name(self, name: str, e: ir.Expr, t: T, node) -> list[ir.Stmt]:
         if name in self.params:
             raise self.err(node, f"cannot assign to parameter {name!r}; use a new local name")
-        self.env[name] = join(self.env.get(name), t)
-        return ir.Assign(self.variable(name), cast(e, t, self.env[name].ctype))
+        return self.bind(name, e, t, node)
 
     def store(self, target, e: ir.Expr, t: T, node) -> list[ir.Stmt]:
         """``target = e``: a name here; a domain front end adds its own targets."""
         if isinstance(target, ast.Name):
-            return [self.assign_name(target.id, e, t, node)]
+            return self.assign_name(target.id, e, t, node)
         raise self.err(target, f"only names can be assigned in {self.kind}")
 
     def s_Assign(self, node: ast.Assign):
@@ -136,7 +223,7 @@ class ScalarTranslator(ExpressionTranslator):
         return [ir.Return(cast(e, t, ret))]
 
     def s_If(self, node: ast.If):
-        c = self.condition(node.test)
+        c = self.settled(lambda: self.condition(node.test), BOOL, node)
         if isinstance(c, ir.Const):
             # Python runs only the branch taken: what the other assigns must not widen
             # a variable's type (its value would have the taken branch's type).
@@ -149,13 +236,25 @@ class ScalarTranslator(ExpressionTranslator):
     def s_While(self, node: ast.While):
         if node.orelse:
             raise self.err(node, "'while ... else' is not supported")
-        c = self.condition(node.test)
-        if self.pending:
-            raise self.err(node, "a while condition must be a simple expression")
+        saved = list(self.pending)
+        try:
+            c, head = self.condition(node.test), []
+            if self.pending[len(saved):]:
+                raise self.err(node, "a while condition must be a simple expression")
+        except Split:  # computed afresh each time round: while True: c = ...; if not c: break
+            self.pending = saved
+            flag, _ = self.temporary(ir.Const(False, "bool"), BOOL)
+            inner, self.pending = self.pending, []
+            head = self.split(lambda: [ir.Assign(flag, self.condition(node.test))], node)
+            if self.pending:
+                raise self.err(node, "a while condition must be a simple expression") from None
+            self.pending = inner
+            c = ir.Const(True, "bool")
+            head.append(ir.If(ir.UnaryOp("!", flag), ir.Block((ir.Break(),))))
         self.loop_depth += 1
         body = self.nested(node.body)
         self.loop_depth -= 1
-        return [ir.While(c, body)]
+        return [ir.While(c, ir.Block((*head, *body.body)))]
 
     def s_For(self, node: ast.For):
         """``for v in range(...)``: a loop of ``role="range"`` over the trip count."""
@@ -167,21 +266,27 @@ class ScalarTranslator(ExpressionTranslator):
             raise self.err(node, "only 'for ... in range(...)' loops are supported")
         if not isinstance(node.target, ast.Name):
             raise self.err(node, "the loop variable must be a plain name")
-        args = [self.expr(a) for a in it.args]
-        if not 1 <= len(args) <= 3 or any(t.is_float for _, t in args):
+        if not 1 <= len(it.args) <= 3:
             raise self.err(node, "range() takes one to three integer arguments")
+
+        def bound(a):
+            e, t = self.expr(a)
+            if t.is_float:
+                raise self.err(node, "range() takes one to three integer arguments")
+            return cast(e, t, "int64_t")
+
+        args = [self.settled(lambda a=a: bound(a), T("int64_t"), node) for a in it.args]
         zero, one = ir.Const(0, "int64_t"), ir.Const(1, "int64_t")
         if len(args) == 1:
-            start, stop, step = zero, cast(*args[0], "int64_t"), one
+            start, stop, step = zero, args[0], one
         else:
-            start, stop = cast(*args[0], "int64_t"), cast(*args[1], "int64_t")
-            step = cast(*args[2], "int64_t") if len(args) == 3 else one
+            start, stop = args[0], args[1]
+            step = args[2] if len(args) == 3 else one
         if isinstance(step, ir.Const) and step.value == 0:
             raise self.err(node, "range() step must not be zero")
         name = node.target.id
         if name in self.params:
             raise self.err(node, f"cannot use parameter {name!r} as a loop variable")
-        self.env[name] = join(self.env.get(name), INT)
         counter = self.names.fresh("i")
         v_start, v_step, v_count = (ir.Var(self.names.fresh(h))
                                     for h in ("start", "step", "count"))
@@ -190,13 +295,13 @@ class ScalarTranslator(ExpressionTranslator):
         header = [ir.Declare("int64_t", v_start.name, start, const=True),
                   ir.Declare("int64_t", v_step.name, step, const=True),
                   ir.Declare("int64_t", v_count.name, count, const=True)]
+        # The loop variable takes each value in turn and keeps the last one after the loop.
+        value = ir.BinOp("+", v_start, ir.BinOp("*", ir.Var(counter), v_step))
+        copy = self.bind(name, value, INT, node)
         self.loop_depth += 1
         body = self.nested(node.body)
         self.loop_depth -= 1
-        # The loop variable takes each value in turn and keeps the last one after the loop.
-        value = ir.BinOp("+", v_start, ir.BinOp("*", ir.Var(counter), v_step))
-        copy = ir.Assign(self.variable(name), cast(value, INT, self.env[name].ctype))
-        loop = ir.For(counter, zero, v_count, ir.Block((copy, *body.body)), role="range")
+        loop = ir.For(counter, zero, v_count, ir.Block((*copy, *body.body)), role="range")
         return [*header, loop]
 
     def s_Break(self, node):
@@ -215,11 +320,15 @@ def settle(make: Callable[[dict[str, T]], ScalarTranslator], stmts: list[ast.stm
     """Translate ``stmts`` with a fresh ``make(env)`` translator until the locals' types in
     ``env`` stop changing (a later assignment can widen a type an earlier read used; types
     only widen, so this comes quickly).  Returns the last translator and its block."""
-    env: dict[str, T] = {}
-    for _ in range(rounds):
-        before = dict(env)
-        tr = make(env)
-        block = tr.block(stmts)
-        if env == before:
+    for one_double in (True, False):  # see ExpressionTranslator.one_double
+        env: dict[str, T] = {}
+        for _ in range(rounds):
+            before = dict(env)
+            tr = make(env)
+            tr.one_double = one_double
+            block = tr.block(stmts)
+            if env == before:
+                break
+        if not tr.saw_float32:
             break
     return tr, block

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
 from asp.frontend.expressions import describe
+from asp.frontend.mixed import local_vars
 from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
@@ -342,4 +343,4 @@ def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgIn
         else:
             scalars.append((p, "double" if info.kind == "float" else "int64_t"))
     return StencilIR(params=tuple(params), grids=tuple(grids), scalars=tuple(scalars), out=out,
-                     locals=tuple(sorted((k, v.ctype) for k, v in tr.env.items())), loop=loop)
+                     locals=tuple(local_vars(tr.env, str)), loop=loop)

@@ -1,0 +1,239 @@
+"""Values whose type depends on the path taken (asp/frontend/mixed.py).
+
+Each kernel here was compiled wrong before: a variable, ternary or ``max`` whose value
+is an ``int16`` on one path and a Python int on another (or a float32 and a Python
+float) got one joined C type, which either widened what Python wraps or rounded what
+Python keeps.  Fuzz findings 2-6 (elementwise) and 1 and 7 (stencil) of the 10,008-kernel
+``make fuzz`` run are the first tests; the rest cover the ways such a value travels:
+loops, ``while`` tests, tuple assignment, ``min``, nesting, and the limit beyond which
+a kernel is refused (it then runs as Python, with one warning).
+
+Every compiled variant, parallel branches included (conftest: threshold 0, 2 threads),
+is compared bit for bit with the Python function.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from asp.errors import AspFallbackWarning
+from specializers.elementwise import elementwise
+from specializers.stencil import StencilKernel
+
+I16 = np.iinfo(np.int16)
+
+
+def _python(fn, *arrays):
+    """The Python function element by element, each result kept with its own type."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return [fn.__wrapped__(*vals) for vals in zip(*arrays, strict=True)]
+
+
+def _every_variant(fn, *arrays):
+    s = fn.jit.specialization(*arrays, None)
+    assert s.variant_names and s.check_failures == {}, s.check_failures
+    want = _python(fn, *arrays)
+    for name in s.variant_names:
+        with np.errstate(all="ignore"):
+            got = fn.jit.run_variant(name, *arrays, None)
+        expected = np.array(want).astype(got.dtype)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def _int16s(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(I16.min, I16.max, n, endpoint=True).astype(np.int16)
+    a[:6] = [I16.min, I16.max, 0, -1, 1, 5128]
+    return a
+
+
+# -- fuzz findings 2-6 ---------------------------------------------------------------------
+@elementwise
+def square_or_zero_shifted(x, y, z):
+    if (not False):
+        r = (y * y)
+    else:
+        r = 0
+    return (r << 2)
+
+
+@elementwise
+def ternary_shifted(x, y, z):
+    t0 = z
+    return (((z * 7) if (True >= t0) else 0) << 3)
+
+
+def test_fuzz_finding_a_variable_int16_on_one_path_and_a_python_int_on_the_other():
+    x, y, z = _int16s(seed=1), _int16s(seed=2), _int16s(seed=3)
+    # The finding: y = 5128 squares to 16448 in int16, and << 2 wraps it to 256.
+    assert int(square_or_zero_shifted(np.int16([2]), np.int16([5128]), np.int16([2]))[0]) \
+        == 256
+    _every_variant(square_or_zero_shifted, x, y, z)
+
+
+def test_fuzz_finding_a_ternary_of_int16_and_python_int_operands():
+    x, y, z = _int16s(seed=4), _int16s(seed=5), _int16s(seed=6)
+    assert int(ternary_shifted(np.int16([3786]), np.int16([2]), np.int16([-3843]))[0]) \
+        == -18600
+    _every_variant(ternary_shifted, x, y, z)
+
+
+# -- the ways such a value travels ----------------------------------------------------------
+@elementwise
+def loop_carried(x, y):
+    r = 0
+    if x > 0:
+        r = y * y
+    for i in range(3):
+        r = r + x
+    return r * 1000
+
+
+@elementwise
+def while_test(x, y):
+    r = 0
+    n = 0
+    while r < 100 and n < 5:
+        r = r + y
+        n += 1
+    return r
+
+
+@elementwise
+def swap(x, y):
+    a, b = 0, y
+    if x > 0:
+        a, b = b, a
+    return a * 300 + b
+
+
+@elementwise
+def min_of_mixed(x, y):
+    return min(x, 40000) * 2 + max(y, -1.5) // 1
+
+
+@elementwise
+def nested(x, y):
+    return ((x if y > 0 else 70000) if x > y else (y * 3 if x < 0 else 2)) * 3
+
+
+@pytest.mark.parametrize("fn", [loop_carried, while_test, swap, min_of_mixed, nested],
+                         ids=lambda f: f.__name__)
+def test_int16_and_python_int_values_on_every_path(fn):
+    _every_variant(fn, _int16s(seed=7), _int16s(seed=8))
+
+
+@elementwise
+def float32_or_python_float(x, y):
+    r = 16777217.0  # 2**24 + 1: a double, not a float32
+    if x > y:
+        r = x
+    return (r - 16777216.0) * 3.0 + y
+
+
+@elementwise
+def float32_max(x, y):
+    return (max(16777217.0, x) - 16777216.0) * y
+
+
+def _float32s(seed):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(300) * 10).astype(np.float32)
+    a[:5] = [np.finfo(np.float32).max, -0.0, 0.1, 3.0, 2.0**25]
+    return a
+
+
+@pytest.mark.parametrize("fn", [float32_or_python_float, float32_max],
+                         ids=lambda f: f.__name__)
+def test_float32_and_python_float_values_on_every_path(fn):
+    # Python: the Python float path subtracts in double (1.0), the float32 path in
+    # float32; one joined type (float32) rounded 2**24 + 1 first and gave 0.0.
+    _every_variant(fn, _float32s(1), _float32s(2))
+
+
+@elementwise
+def python_float_or_float64(x):
+    r = 0.0
+    for i in range(4):
+        r = r * x + i
+    return r
+
+
+def test_a_python_float_and_a_float64_need_no_tag_without_float32():
+    # They differ only where they meet a float32: one type, one C variable, no test.
+    x = np.linspace(-2, 2, 101)
+    _every_variant(python_float_or_float64, x)
+    s = python_float_or_float64.jit.specialization(x, None)
+    assert "__k" not in s.source and "__m" not in s.source
+
+
+@elementwise
+def five_types(x, y, z):
+    r = 0
+    if x > 0:
+        r = x
+    if y > 0:
+        r = y
+    if z > 0:
+        r = z
+    if x > y:
+        r = 1.5
+    return r
+
+
+def test_more_types_than_compiled_falls_back_with_one_warning():
+    x = np.arange(-3, 3, dtype=np.int8)
+    y = np.arange(-3, 3, dtype=np.int16)
+    z = np.arange(-3, 3, dtype=np.int32)
+    with pytest.warns(AspFallbackWarning, match="assigned values of 5 types"):
+        got = five_types(x, y, z)
+    np.testing.assert_array_equal(got, np.array(_python(five_types, x, y, z)))
+
+
+# -- stencil: fuzz findings 1 and 7 ------------------------------------------------------
+class MaxOfScalar(StencilKernel):
+    def kernel(self, s, a, b, out):
+        for x in out.interior_points():
+            out[x] = max(b[x], s, s)
+
+
+class MaxTimesFloat32(StencilKernel):
+    def kernel(self, s, a, b, out):
+        for x in out.interior_points():
+            t1 = (max(1.5, out[x], math.e) * a[x])
+            out[x] = t1
+
+
+def _stencil_every_variant(k, args):
+    want = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    with np.errstate(all="ignore"):
+        type(k)(pure_python=True, boundary=k.boundary).kernel(*want)
+    s = k.specialization(*args)
+    assert s.check_failures == {}, s.check_failures
+    for name in s.variant_names:
+        with np.errstate(all="ignore"):
+            got = k.run_variant(name, *[a.copy() if isinstance(a, np.ndarray) else a
+                                        for a in args])
+        np.testing.assert_array_equal(got, want[-1], err_msg=name)
+
+
+def test_fuzz_finding_stencil_max_of_uint8_and_a_python_int():
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 255, 14, dtype=np.uint8)
+    b = rng.integers(0, 255, 14, dtype=np.uint8)
+    out = rng.integers(-30000, 30000, 14).astype(np.int16)
+    # Python: max(np.uint8(12), 13042, 13042) is the Python int 13042, stored as is.
+    _stencil_every_variant(MaxOfScalar(boundary="wrap"), [13042, a, b, out])
+
+
+def test_fuzz_finding_stencil_max_of_python_floats_and_float64_times_float32():
+    rng = np.random.default_rng(10)
+    a = (rng.standard_normal((3, 4, 5)) * 1e3).astype(np.float32)
+    a[0, 2, 0] = np.finfo(np.float32).max  # e * max overflows in float32 (Python: inf)
+    b = a.copy()
+    out = rng.standard_normal((3, 4, 5)) * 3
+    _stencil_every_variant(MaxTimesFloat32(boundary="wrap"), [-32767, a, b, out])
