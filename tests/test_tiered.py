@@ -19,8 +19,9 @@ import pytest
 
 from asp.runtime import JitKernel
 from asp.runtime import specialization as specialization_module
-from asp.runtime.specialization import tiers
+from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning
+from tests.test_spaces import ChunkedAxpy
 from tests.test_template_style import BODY, Axpy
 
 ALL = {"static", "dynamic", "guided"}
@@ -72,6 +73,72 @@ def test_first_result_from_one_variant_the_others_join_when_built(tiered, gate):
     for _ in range(40):
         k(2.0, x, y)
     assert s.tuning.winner in ALL, {v: len(t) for v, t in s.tuning.trials.items()}
+
+
+def test_a_guessed_first_tier_is_built_quick_and_rebuilt_with_the_others(tiered, gate,
+                                                                          fresh_cache):
+    k = JitKernel(Axpy(variants=("static", "dynamic")))
+    x, y = _xy()
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    s = _spec(k)
+    assert s.source.startswith(QUICK) and s._rebuild == {"static"}
+    quick_lib = s.libraries["static"][0]
+    assert s.tuning.pending == {"dynamic"}  # static is in already: only rebuilt
+    gate.set()
+    s.pending.result(timeout=120)
+    for _ in range(40):
+        np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    assert s.pending is None and s.libraries["static"][0] != quick_lib
+    assert s.source.count("asp_entry_static(") == 2 and not s.check_failures
+    assert s.tuning.winner in {"static", "dynamic"}
+    # The record names the rebuilt objects: a warm process never runs the quick one.
+    (record,) = (fresh_cache / "specs").glob("*.json")
+    named = json.loads(record.read_text())["variants"]
+    assert set(named) == {"static", "dynamic"}
+    assert {lib for lib, _ in named.values()} == {s.libraries["dynamic"][0]} != {quick_lib}
+
+
+def test_no_quick_tier_for_a_known_winner_off_or_own_flags(tiered, monkeypatch):
+    plan = Axpy(variants=("static", "dynamic")).plan(None)
+    t = Tuning("quick-test", "sig", ["static", "dynamic"], mode="online")
+    assert quick_first(t, tiers(plan, t)[1])
+    t.winner = "dynamic"  # remembered: built as it will run
+    assert not quick_first(t, tiers(plan, t)[1])
+    off = Tuning("quick-test", "sig", ["static", "dynamic"], mode="off")
+    assert not quick_first(off, tiers(plan, off)[1])
+    monkeypatch.setenv("ASP_CFLAGS", "-O2 -fopenmp")
+    t = Tuning("quick-test", "sig", ["static", "dynamic"], mode="online")
+    assert not quick_first(t, tiers(plan, t)[1])
+
+
+def test_the_points_of_a_space_are_planned_after_the_first_result(tiered, gate, fresh_cache):
+    spec = ChunkedAxpy(sample=3)
+    spec.variants = ("static", "dynamic")  # with one plain variant, the points come first
+    k = JitKernel(spec)
+    x, y = _xy()
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    s = _spec(k)
+    assert spec.made == [] and set(s.entries) == {"static"}
+    assert s.tuning.pending == {"dynamic", "space:chunks"}
+    assert s.tuning.variants == ["static", "dynamic"]
+    for _ in range(6):  # no decision while the points are not even planned
+        k(2.0, x, y)
+    assert s.tuning.winner is None
+    gate.set()
+    s.pending.result(timeout=120)
+    k(2.0, x, y)
+    points = [f"chunk{p['chunk']}_u{p['unroll']}" for p in spec.made]
+    assert len(points) == 3 and s.tuning.variants == ["static", "dynamic", *points]
+    assert set(s.entries) == {"static", "dynamic", *points} and not s.check_failures
+    assert [v.name for v in s.plan.variants] == ["static", "dynamic", *points]
+    assert s.tuning.spaces["chunks"]["tried"] == points and not s.tuning.pending
+    for v in points:
+        np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
+    for _ in range(200):
+        if s.tuning.winner is not None:
+            break
+        k(2.0, x, y)
+    assert s.tuning.winner in s.entries
 
 
 def test_late_variant_that_disagrees_is_excluded_when_it_joins(tiered, gate):

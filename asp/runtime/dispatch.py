@@ -25,6 +25,7 @@ for every specializer alike:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import warnings
@@ -46,9 +47,11 @@ from asp.runtime.plan import Plan, Prepared, Space, Specializer, Variant
 from asp.runtime.record import generator_fingerprint, load_record, record_key, save_record
 from asp.runtime.specialization import (
     Specialization,
+    build_late,
     build_variants,
     check_limits,
     expand_spaces,
+    quick_first,
     run_stage,
     tiers,
 )
@@ -262,23 +265,35 @@ class JitKernel:
         s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
             plan = run_stage("planning (front end, passes, lowering)", kernel_id,
-                          spec.plan, prepared)
-            plan, spaces = run_stage("planning (the sampled points of its spaces)", kernel_id,
-                                     expand_spaces, plan, f"{kernel_id}|{plan.signature}")
+                             spec.plan, prepared)
             check_limits(plan, kernel_id)
+            seed = f"{kernel_id}|{plan.signature}"
             tuning = Tuning(kernel_id, plan.signature, [v.name for v in plan.variants],
                             code=code)
-            tuning.spaces = spaces
             now, later = tiers(plan, tuning)
+            if plan.spaces and (later is None or tuning.remembered not in (None, tuning.winner)):
+                # Not tiered, or the remembered winner may be a point: the points now (a
+                # tiered first call plans them on the builder thread, see build_late).
+                plan, spaces = run_stage("planning (the sampled points of its spaces)",
+                                         kernel_id, expand_spaces, plan, seed)
+                tuning = Tuning(kernel_id, plan.signature, [v.name for v in plan.variants],
+                                code=code)
+                tuning.spaces = spaces
+                now, later = tiers(plan, tuning)
+            quick = quick_first(tuning, later)
             try:
-                found, source, broken = build_variants(now, kernel_id)
+                found, source, broken = build_variants(now, kernel_id, quick=quick)
             except CompileError as exc:
                 if later is None:
                     raise
                 # The first tier does not compile on its own: the others, now.
-                found, source, broken = build_variants(later, kernel_id)
+                found, source, broken, rest, spaces = run_stage(
+                    "planning (the sampled points of its spaces)", kernel_id, build_late,
+                    later, kernel_id, seed)
+                plan = dataclasses.replace(rest, variants=now.variants + rest.variants)
+                tuning.add([v.name for v in rest.variants], spaces)
                 broken[now.variants[0].name] = f"does not compile: {str(exc)[:200]}"
-                later = None
+                later, quick = None, False
             for name, why in broken.items():  # shown by `asp tune show`, never picked
                 tuning.exclude(name, why)
             s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
@@ -286,7 +301,8 @@ class JitKernel:
                                plan=plan, source=source, code=code,
                                libraries={n: (lib, sym) for n, (_, lib, sym) in found.items()})
             if later is not None:
-                s.build_later(later, spec)
+                s.build_later(later, spec, rebuild=[v.name for v in now.variants] if quick
+                              else ())
             if plan.check_args is not None:
                 try:
                     run_stage("checking against the Python", kernel_id,

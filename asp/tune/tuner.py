@@ -110,15 +110,17 @@ class Tuning:
         self._calls = 0  # winner's calls seen by due()
         self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
         self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
+        self.remembered: str | None = None  # the stored winner, even one not among variants
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         else:
             found = db.lookup(kernel, self.signature)
             # A provisional winner is re-checked: this process tunes again.
-            if found is not None and found[0] in self.variants \
-                    and not found[1].get(_DECISION, {}).get("provisional"):
-                self.winner = found[0]
-                self.recorded = found[1]
+            if found is not None and not found[1].get(_DECISION, {}).get("provisional"):
+                self.remembered = found[0]
+                if found[0] in self.variants:
+                    self.winner = found[0]
+                    self.recorded = found[1]
 
     @property
     def done(self) -> bool:
@@ -127,6 +129,15 @@ class Tuning:
     def candidates(self) -> list[str]:
         return [v for v in self.variants
                 if v not in self.excluded and v not in self.pending and v not in self.dropped]
+
+    def add(self, variants: Sequence[str], spaces: dict | None = None) -> None:
+        """More variants to choose among (the sampled points of a search space, planned
+        after the first result); they take part once they :meth:`join`."""
+        self.variants = self.variants + [v for v in variants if v not in self.variants]
+        for v in self.variants:
+            self.trials.setdefault(v, [])
+        if spaces:
+            self.spaces = {**self.spaces, **spaces}
 
     def join(self, variants) -> None:
         """``variants`` finished compiling (or failed to, and were excluded): they take
