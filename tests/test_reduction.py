@@ -109,6 +109,70 @@ def test_max_and_min_propagate_nan(where, rng):
         assert math.isnan(got)
 
 
+def _parallel_loops(fn) -> list:
+    """(loop, the condition it runs in parallel under) for each parallel loop of ``fn``."""
+    from asp.ir import platform as ir
+
+    found = []
+
+    def walk(node, guard):
+        if isinstance(node, ir.If):
+            walk(node.then, node.cond)
+            if node.orelse is not None:
+                walk(node.orelse, guard)
+            return
+        if isinstance(node, ir.For) and node.parallel is not None:
+            found.append((node, guard))
+        for child in node.children():
+            walk(child, guard)
+
+    walk(fn.body, None)
+    return found
+
+
+@pytest.mark.parametrize("fn, make", [
+    (energy, lambda rng: (rng.random(5001), rng.random(5001))),
+    (energy, lambda rng: (rng.random((61, 83)).astype(np.float32),
+                          rng.random((61, 83)).astype(np.float32))),
+    (product, lambda rng: (1 + rng.random(3001) * 1e-3,)),
+    (biggest, lambda rng: ((rng.random(4099) * 1000).astype(np.int16),)),
+    (smallest, lambda rng: (rng.random(4099),)),
+    (count_positive, lambda rng: (rng.integers(-5, 5, 7777).astype(np.int8),)),
+    (clipped, lambda rng: (rng.random(3333), 0.25)),
+])
+def test_parallel_branches_on_a_team_against_the_python(fn, make, rng):
+    """Each variant but ``serial`` shares its loop among threads, with the reduction
+    clause, on the branch these inputs take (the suite's ASP_PARALLEL_THRESHOLD=0), on a
+    team of two or more; every variant equals the Python reference (the function called
+    on each element, reduced by NumPy)."""
+    from conftest import MIN_THREADS, openmp_max_threads
+
+    threads = openmp_max_threads()
+    if threads is not None:
+        assert threads >= MIN_THREADS
+    args = make(rng)
+    spec = fn.jit.specializer
+    plan = spec.plan(spec.prepare((*args, None)))
+    assert [v.name for v in plan.variants] == ["static", "guided", "serial"]
+    for v in plan.variants:
+        loops = _parallel_loops(v.function)
+        if v.name == "serial":
+            assert not loops
+            continue
+        (loop, guard), = loops
+        assert loop.parallel.schedule == v.name
+        assert "asp_acc" in {name for _, name in loop.reductions}
+        assert guard is not None and guard.op == ">" and guard.right.value == 0
+    want = spec.run_python((*args, None))
+    rtol = 1e-5 if np.asarray(want).dtype == np.float32 else 1e-12
+    for name, got in _variants(fn, *args).items():
+        if np.asarray(want).dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=name)
+        else:
+            assert got == want, name
+        assert np.asarray(got).dtype == np.asarray(want).dtype, name
+
+
 def test_empty_arrays_follow_numpy():
     assert energy(np.zeros(0), np.zeros(0)) == 0.0
     assert product(np.zeros(0, np.int32)) == 1
