@@ -74,6 +74,26 @@ class Wave(StencilKernel):
             out[x] = 2.0 * u[x] - u_prev[x] + c2 * lap
 
 
+class Wave3(StencilKernel):
+    def kernel(self, u, u_prev, c2, out):
+        for x in out.interior_points():
+            lap = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = 2.0 * u[x] - u_prev[x] + c2 * lap
+
+
+class ThreeLevels(StencilKernel):
+    """Three previous levels, one read at a neighbour's offset."""
+
+    def kernel(self, a, b, c, out):
+        for x in out.interior_points():
+            acc = 0.5 * a[x] - 0.25 * c[x]
+            for y in b.neighbors(x, 1):
+                acc += 0.125 * b[y]
+            out[x] = acc
+
+
 class Accumulate(StencilKernel):
     """Reads its output: iterated step by step."""
 
@@ -123,31 +143,101 @@ def test_integers_are_exact_and_a_constant_input_is_read_every_step():
     np.testing.assert_array_equal(k.iterate(u, f, steps=17), loop(k, u, f, steps=17))
 
 
-def _every_blocked_variant(monkeypatch, k, u, args, steps):
-    """Compile the whole space (not a sample) and run each variant against the loop."""
+def _every_blocked_variant(monkeypatch, k, levels, args, steps, caches=None):
+    """Compile the whole space (not a sample) and run each variant against the loop, with
+    the machine's caches or ``caches`` (L1, L2: smaller ones make smaller tiles)."""
     monkeypatch.setattr(temporal, "SAMPLE", 1000)
+    if caches is not None:
+        monkeypatch.setattr(temporal, "cache_sizes", lambda: caches)
     iterate_module._JITS.clear()  # a new iteration specializer, with the whole space
-    want = loop(k, u, *args, steps=steps)
-    np.testing.assert_array_equal(k.iterate(u, *args, steps=steps), want)
-    step_jit = k.jit_for(u, *args, np.zeros_like(u))
-    jit = iterate_module._JITS[id(step_jit)][1]
-    full = (u, *args, np.zeros_like(u), np.zeros_like(u), steps)
-    s = jit.specialization(*full)
-    dim = u.ndim
-    space = temporal.SPACES[dim]
-    assert len(s.entries) == 1 + np.prod([len(v) for v in space.values()])
+    state = levels if len(levels) > 1 else levels[0]
+    want = wave_loop(k, levels, args, steps)
+    got = k.iterate(state, *args, steps=steps)
+    for g, w in zip(got if len(levels) > 1 else (got,), want):
+        np.testing.assert_array_equal(g, w)
+    jit = iterate_module.iteration_jit(k, state, *args)
+    assert jit is not None, "not blocked"
+    u = levels[0]
+    K = len(levels)
+
+    def full():
+        older = [np.zeros_like(u) for _ in range(K - 1)]
+        return older, (*levels, *args, np.zeros_like(u), *older,
+                       *(np.zeros_like(u) for _ in range(K)), steps)
+
+    s = jit.specialization(*full()[1])
+    interior = tuple(n - 2 for n in u.shape)
+    points = temporal.blocking_points(u.ndim, u.itemsize, interior, 1, K)
+    assert points, "no blocked variant fits"
+    assert len(s.entries) == 1 + sum(np.prod([len(v) for v in p.values()])
+                                     for p in points.values())
     assert not s.check_failures
     for name in s.entries:
-        np.testing.assert_array_equal(jit.run_variant(name, *full), want, err_msg=name)
+        older, call = full()
+        np.testing.assert_array_equal(jit.run_variant(name, *call), want[0], err_msg=name)
+        for g, w in zip(older, want[1:]):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    return s
+
+
+def wave_loop(k, levels, args, steps):
+    """The loop ``state = (K(*state, *args), *state[:-1])``, its last state."""
+    state = tuple(levels)
+    for _ in range(steps):
+        state = (k(*state, *args), *state[:-1])
+    return state
 
 
 def test_every_blocked_variant_2d_across_tiles_and_passes(monkeypatch):
-    # Larger than the biggest tiles on both axes, steps not a multiple of any depth.
-    _every_blocked_variant(monkeypatch, Heat(), RNG.random((1100, 4400)), (0.1,), 21)
+    # Larger than the widest tiles, steps not a multiple of any depth.
+    _every_blocked_variant(monkeypatch, Heat(), (RNG.random((1100, 2200)),), (0.1,), 21)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_blocked_variant_on_small_caches_many_tiles(monkeypatch, dtype):
+    # Small caches make small tiles: many of them, at every edge, over several passes.
+    u = RNG.random((300, 333)).astype(dtype)
+    s = _every_blocked_variant(monkeypatch, Forced(), (u,), (RNG.random(u.shape).astype(dtype),),
+                               37, caches=(4 << 10, 64 << 10))
+    assert len(s.entries) >= 3
 
 
 def test_every_blocked_variant_3d_across_tiles_and_passes(monkeypatch):
-    _every_blocked_variant(monkeypatch, Heat3(), RNG.random((70, 140, 150)), (), 11)
+    _every_blocked_variant(monkeypatch, Heat3(), (RNG.random((70, 140, 150)),), (), 11)
+
+
+def test_every_blocked_variant_3d_on_small_caches(monkeypatch):
+    _every_blocked_variant(monkeypatch, Heat3(), (RNG.random((40, 45, 50)),), (), 13,
+                           caches=(8 << 10, 128 << 10))
+
+
+@pytest.mark.parametrize("steps", [2, 3, 17, 40])
+def test_every_blocked_variant_of_a_two_level_state(monkeypatch, steps):
+    u = RNG.random((150, 170))
+    _every_blocked_variant(monkeypatch, Wave(), (u, RNG.random(u.shape)), (0.2,), steps,
+                           caches=(4 << 10, 64 << 10))
+
+
+def test_every_blocked_variant_of_a_two_level_state_3d(monkeypatch):
+    u = RNG.random((40, 150, 140))
+    _every_blocked_variant(monkeypatch, Wave3(), (u, RNG.random(u.shape)), (0.1,), 9,
+                           caches=(32 << 10, 1 << 20))
+
+
+def test_a_two_level_state_one_step_and_three_levels():
+    k = Wave()
+    u, v = RNG.random((60, 70)), RNG.random((60, 70))
+    got = k.iterate((u, v), 0.2, steps=1)  # fewer steps than levels: step by step
+    want = wave_loop(k, (u, v), (0.2,), 1)
+    assert got[1] is u
+    np.testing.assert_array_equal(got[0], want[0])
+    k3 = ThreeLevels()
+    w = RNG.random((60, 70))
+    for steps in (3, 11):
+        got = k3.iterate((u, v, w), steps=steps)
+        for g, x in zip(got, wave_loop(k3, (u, v, w), (), steps)):
+            np.testing.assert_array_equal(g, x)
+    assert iterate_module.iteration_jit(k3, (u, v, w)) is not None
 
 
 def test_a_grid_state_keeps_its_geometry_and_comes_back_a_grid():

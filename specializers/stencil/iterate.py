@@ -13,12 +13,13 @@ computes ``new = K(*state, *args)`` and the state becomes ``(new, *state[:-1])``
 
 How it runs:
 
-* kernels that can be blocked in time (see :mod:`specializers.stencil.temporal`) run
-  as one native call of the tuned blocked variant: several steps per pass over memory;
+* kernels that can be blocked in time (see :mod:`specializers.stencil.temporal`), with
+  a grid or a tuple state, run as one native call of the tuned blocked variant: several
+  steps per pass over memory (a tuple state of ``K`` levels for at least ``K`` steps);
 * a dask array runs as :func:`specializers.stencil.dask.iterate` (one halo exchange per
   several steps, each block's steps through this function);
-* every other kernel (a tuple state, a boundary mode, a kernel that reads its output,
-  ...) runs step by step through the kernel's own compiled code, into two buffers
+* every other kernel (a boundary mode, a kernel that reads its output, ...) runs step
+  by step through the kernel's own compiled code, into two buffers
   reused for every step (no allocation per step); ``asp tune show`` says why it was not
   blocked.
 """
@@ -38,7 +39,8 @@ from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 
 __all__ = ["iterate", "iteration_jit"]
 
-_JITS: dict[int, tuple[JitKernel, JitKernel]] = {}  # id(step jit) -> (step jit, iterate jit)
+_JITS: dict[tuple[int, int], tuple[JitKernel, JitKernel]] = {}  # (id(step jit), levels) ->
+# (step jit, iterate jit)
 _NOTED: set[tuple[str, str, str]] = set()
 
 
@@ -68,11 +70,12 @@ def iterate(kernel, state, *args, steps):
                              f"{_data(s).dtype}; state[0] has {first.shape}, {first.dtype}")
     if steps == 0:
         return state
-    if not isinstance(state, tuple) and not kernel.pure_python and not config.jit_disabled():
-        done = _blocked(kernel, state, args, steps)
+    tuple_state = isinstance(state, tuple)
+    if not kernel.pure_python and not config.jit_disabled() and steps >= len(levels):
+        done = _blocked(kernel, levels, args, steps)
         if done is not None:
-            return done
-    return _step_by_step(kernel, levels, args, steps, tuple_state=isinstance(state, tuple))
+            return done if tuple_state else done[0]
+    return _step_by_step(kernel, levels, args, steps, tuple_state=tuple_state)
 
 
 def _data(g) -> np.ndarray:
@@ -116,13 +119,15 @@ def _step_by_step(kernel, levels: tuple, args: tuple, steps: int, *, tuple_state
     return cur[0] if isinstance(levels[0], StencilGrid) else _data(cur[0])
 
 
-def _blocked(kernel, state, args: tuple, steps: int):
-    """The steps as one call of the tuned blocked iteration, or None when the kernel
-    cannot be blocked (noted for ``asp tune show``) or its iteration could not be
-    specialized (warned once; the caller then steps)."""
-    data = _data(state)
+def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
+    """The steps as one call of the tuned blocked iteration (the state's levels after
+    them, newest first), or None when the kernel cannot be blocked (noted for ``asp tune
+    show``) or its iteration could not be specialized (warned once; the caller then
+    steps)."""
+    K = len(levels)
+    data = _data(levels[0])
     out = np.zeros_like(data)
-    call = (state, *args, _like(state, out))
+    call = (*levels, *args, _like(levels[0], out))
     step_jit = kernel.jit_for(*call)
     spec = step_jit.specializer
     arrays = tuple(_data(a) if isinstance(a, StencilGrid) else a for a in call)
@@ -131,15 +136,13 @@ def _blocked(kernel, state, args: tuple, steps: int):
         k = spec.planned(spec.domain_ir(prepared.args, prepared.signature))
     except SpecializationError:
         return None  # the step kernel runs as Python: its own call says why, once
-    why = why_not_blocked(k, spec.params, spec.boundary, data.ndim)
+    why = why_not_blocked(k, spec.params, spec.boundary, data.ndim, K)
     if why is not None:
         _note(spec.name, prepared.signature, why)
         return None
-    pair = _JITS.get(id(step_jit))
-    if pair is None or pair[0] is not step_jit:
-        pair = _JITS[id(step_jit)] = (step_jit, JitKernel(IterateSpecializer(spec)))
-    jit = pair[1]
-    full = (*arrays, np.zeros_like(out), steps)
+    jit = _iteration(step_jit, K)
+    older = tuple(np.zeros_like(data) for _ in range(K - 1))
+    full = (*arrays, *older, *(np.zeros_like(data) for _ in range(K)), steps)
     try:
         jit.specialization(*full)
     except SpecializationError as exc:
@@ -150,14 +153,27 @@ def _blocked(kernel, state, args: tuple, steps: int):
             warnings.warn(f"{exc}; iterating step by step", AspFallbackWarning, stacklevel=4)
         return None
     jit(*full)
-    return _like(state, out)
+    return tuple(_like(levels[0], a) for a in (out, *older))
+
+
+def _iteration(step_jit: JitKernel, levels: int) -> JitKernel:
+    """The runtime object of the blocked iteration of ``step_jit``'s kernel over a state
+    of ``levels`` levels (one per step kernel, made once)."""
+    key = (id(step_jit), levels)
+    pair = _JITS.get(key)
+    if pair is None or pair[0] is not step_jit:
+        pair = _JITS[key] = (step_jit, JitKernel(IterateSpecializer(step_jit.specializer,
+                                                                    levels)))
+    return pair[1]
 
 
 def iteration_jit(kernel, state, *args) -> JitKernel | None:
     """The runtime object of ``kernel``'s blocked iteration for arguments like these
-    (for tools and benchmarks: its variants, its tuner's choice), or None if none was
-    made (not blocked, not iterated yet)."""
-    pair = _JITS.get(id(kernel.jit_for(state, *args, _like(state, np.zeros_like(_data(state))))))
+    (``state`` a grid or a tuple of levels; for tools and benchmarks: its variants, its
+    tuner's choice), or None if none was made (not blocked, not iterated yet)."""
+    levels = state if isinstance(state, tuple) else (state,)
+    step_jit = kernel.jit_for(*levels, *args, _like(levels[0], np.zeros_like(_data(levels[0]))))
+    pair = _JITS.get((id(step_jit), len(levels)))
     return None if pair is None else pair[1]
 
 

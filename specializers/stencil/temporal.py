@@ -2,7 +2,8 @@
 
 ``K.iterate(u, *args, steps=S)`` is ``for _ in range(S): u = K(u, *args)``.  Step by
 step, every step streams the whole grid through memory once, and no step can be faster
-than that.  The blocked variants here compute up to ``depth`` steps per pass instead:
+than that.  The blocked variants here compute up to ``depth`` steps per pass instead
+(the C is printed by :mod:`specializers.stencil.wavefront`):
 
 * The grid's interior is cut into *tiles*: ``rows`` points along axis 0 and ``width``
   along each other axis.  A tile of the last step needs, one step earlier, itself plus
@@ -13,86 +14,144 @@ than that.  The blocked variants here compute up to ``depth`` steps per pass ins
 * Within a tile the steps advance as a *wavefront* along axis 0: at wavefront position
   ``s``, step ``l`` computes row (2-D) or plane (3-D) ``s - (l - 1) R``, whose inputs
   one step earlier were finished at this or an earlier position.  A step's rows live in
-  a thread-private *ring* of ``2R + 1`` rows (rounded up to a power of two), so the
-  intermediate steps never leave the cache; only the pass's input is read from memory
-  and only its last step written.
-* ``S`` steps take ``ceil(S / depth)`` passes, alternating between the output and a
-  scratch grid so that the last pass ends in the output.
+  a thread-private *ring* of a few rows, so the intermediate steps never leave the
+  cache; only the pass's input is read from memory and only its last step written.
+* ``S`` steps take ``ceil(S / depth)`` passes of as equal depths as can be, alternating
+  between the outputs and scratch grids so that the last pass ends in the outputs.
+
+A state of several levels (the wave equation's ``(u, u_prev)``, newest first: the
+kernel's first ``K`` parameters) is blocked the same way: a step reads the ring of each
+level it needs, and a pass writes its last ``K`` levels.
 
 Every point is computed by the same expression as in a single step (the kernel's
-lowered body, read through the ring instead of the grid), in the same order of
+lowered body, read through the rings instead of the grid), in the same order of
 operations: results are bit-identical to the step-by-step loop.  The depth and tile
-sizes are a search space (:class:`asp.runtime.Space`) the core's tuner samples and
-races; the first variant, ``steps``, is the plain step-by-step sweep in C (one pass
-per step, no ring), which every blocked variant must beat.
+sizes are search spaces (:class:`asp.runtime.Space`, one per depth) that the core's
+tuner races; the first variant, ``steps``, is the plain step-by-step sweep in C (one
+pass per step, no ring), which every blocked variant must beat.  The spaces come from
+the machine's caches (:func:`cache_sizes`): tile widths whose rows fit the L1 data
+cache several times over, and only the (depth, width) whose rings fit in a share of
+L2 and whose halos add little work (:func:`blocking_points`).
 
 Blocked variants exist for what the scheme covers: ``'interior'`` mode (the border of
 every step is zero, as ``K(u)`` leaves it), 2-D and 3-D grids, a kernel whose first
-parameter is the state it steps, that writes every output point without reading the
+parameters are the state it steps, that writes every output point without reading the
 output, and whose neighbour loops are unrolled (the default); :func:`why_not_blocked`
 says why another kernel iterates step by step.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
-from asp.codegen.entry import abi_params, extent_name
-from asp.ir import platform as ir
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
-from specializers.stencil.domain import GridRead, NeighborLoop, StencilIR, TableRead, radius
-from specializers.stencil.lowering import _Body, converts, needs_load, pname
+from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radius
+from specializers.stencil.lowering import converts, needs_load, pname
 from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
-from specializers.stencil.variants import PREAMBLE, serial_points, vectorize_points
+from specializers.stencil.variants import PREAMBLE
+from specializers.stencil.wavefront import STEPS, Builder, ring_rows
 
-__all__ = ["IterateSpecializer", "why_not_blocked"]
+__all__ = ["DEPTHS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_points", "cache_sizes",
+           "why_not_blocked"]
 
-I64 = "int64_t"
-TMP, STEPS = "asp_tmp", "asp_steps"
-
-#: The search space of the blocked variants per number of dimensions: steps per pass,
-#: tile extent along axis 0 (the wavefront axis) and along the others.
-SPACES = {
-    2: {"depth": (4, 8, 16), "rows": (32, 128, 512), "width": (256, 1024, 4096)},
-    3: {"depth": (2, 4, 8), "rows": (16, 64), "width": (32, 64, 128)},
-}
-SAMPLE = 6
-
-
-def _c(v: int) -> ir.Const:
-    return ir.Const(v, I64)
-
-
-def _v(name: str) -> ir.Var:
-    return ir.Var(name)
+#: Steps per pass tried, per number of dimensions; tile extents along axis 0 (the
+#: wavefront's axis), as multiples of the depth times the reach (the halo a tile adds).
+DEPTHS = {2: (8, 16, 32), 3: (2, 4, 8)}
+ROWS = {2: (16, 64), 3: (8, 32)}
+#: A thread's rings may take this share of L2 (the pass's input and output rows and
+#: the other thread's traffic share it); a point may add at most this much work in
+#: halos (averaged over the levels of a tile).
+RING_SHARE = 0.75
+MAX_WORK = 1.3
+#: Points compiled of each depth's space (all of them if there are no more).
+SAMPLE = 4
+#: Cache sizes when the system does not say (bytes): L1 data, L2.
+FALLBACK_CACHES = (32 << 10, 512 << 10)
 
 
-def _op(op: str, a, b) -> ir.BinOp:
-    a = _c(a) if isinstance(a, int) else a
-    b = _c(b) if isinstance(b, int) else b
-    return ir.BinOp(op, a, b)
+@functools.cache
+def cache_sizes() -> tuple[int, int]:
+    """(L1 data, L2) bytes of one core: from sysfs, else ``os.sysconf``, else
+    :data:`FALLBACK_CACHES`."""
+    found: dict[int, int] = {}
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    for index in sorted(root.glob("index*")) if root.is_dir() else ():
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        if kind in ("Data", "Unified") and size.rstrip("KMG").isdigit():
+            found.setdefault(level, int(size.rstrip("KMG")) * scale)
+    for level, name in ((1, "SC_LEVEL1_DCACHE_SIZE"), (2, "SC_LEVEL2_CACHE_SIZE")):
+        if level not in found:
+            try:
+                value = os.sysconf(name)
+            except (ValueError, OSError):
+                value = 0
+            if value > 0:
+                found[level] = value
+    return (found.get(1, FALLBACK_CACHES[0]), found.get(2, FALLBACK_CACHES[1]))
 
 
-def _min(a, b) -> ir.Expr:
-    return ir.Ternary(_op("<", a, b), a, b)
+def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: int,
+                    levels: int = 1) -> dict[int, dict[str, tuple[int, ...]]]:
+    """The search space per depth: ``{depth: {"depth": (depth,), "rows": ..., "width":
+    ...}}``.  Widths are powers of two whose rows take 1/16 to 1/4 of L1 (2-D), or whose
+    tile planes fill L2's share (3-D), no wider than the grid; a (depth, width) is kept
+    if a thread's rings fit in :data:`RING_SHARE` of L2 and the halos of its smallest
+    rows add at most :data:`MAX_WORK` of the tile's work."""
+    l1, l2 = cache_sizes()
+    ring = ring_rows(levels, reach)
+
+    def pow2(x: float) -> int:
+        return 1 << max(int(math.floor(math.log2(max(x, 1)))), 0)
+
+    if dim == 2:
+        widths = {pow2(l1 / m / itemsize) for m in (16, 8, 4)}
+    else:
+        widths = {1 << e for e in range(4, 9)}
+    widths = {min(w, max(interior[1], 1)) for w in widths}
+    out: dict[int, dict[str, tuple[int, ...]]] = {}
+    for depth in DEPTHS[dim]:
+        if depth < 2 * levels:  # passes of as equal depths as can be: each >= levels
+            continue
+        rows = tuple(sorted({min(m * depth * reach, max(interior[0], 1))
+                             for m in ROWS[dim]}))
+        keep = []
+        for w in sorted(widths):
+            tile = (rows[0], *(w,) * (dim - 1))
+            rings = (depth - 1) * ring * (w + 2 * depth * reach) ** (dim - 1) * itemsize
+            work = sum(math.prod((t + 2 * (depth - lv) * reach) / t for t in tile)
+                       for lv in range(1, depth + 1)) / depth
+            if rings <= RING_SHARE * l2 and work <= MAX_WORK:
+                keep.append(w)
+        if keep:
+            out[depth] = {"depth": (depth,), "rows": rows, "width": tuple(keep[-2:])}
+    return out
 
 
-def _max(a, b) -> ir.Expr:
-    return ir.Ternary(_op(">", a, b), a, b)
-
-
-def why_not_blocked(k: StencilIR, params: list[str], boundary: str, dim: int) -> str | None:
-    """None if the iteration of kernel ``k`` can be blocked in time, else why not."""
+def why_not_blocked(k: StencilIR, params: list[str], boundary: str, dim: int,
+                    levels: int = 1) -> str | None:
+    """None if the iteration of kernel ``k`` (its state: its first ``levels``
+    parameters) can be blocked in time, else why not."""
     if boundary != "interior":
         return f"boundary={boundary!r}: only 'interior' mode is blocked in time"
     if dim not in (2, 3):
         return f"{dim}-D grids are not blocked in time (2-D and 3-D are)"
-    state = params[0]
-    if state == k.out or k.grid(state).role != "field":
-        return f"the first parameter {state!r} is not an input grid the kernel steps"
+    for state in params[:levels]:
+        if state == k.out or k.grid(state).role != "field":
+            return f"the state parameter {state!r} is not an input grid the kernel steps"
+        if k.grid(state).ctype != k.grid(k.out).ctype:
+            return "the state and the output have different types"
     if needs_load(k):
         return "the kernel reads or accumulates into its output"
     if converts(k):
@@ -101,48 +160,23 @@ def why_not_blocked(k: StencilIR, params: list[str], boundary: str, dim: int) ->
         return "a neighbour loop is not unrolled (should_unroll=False, or a large neighbourhood)"
     if any(isinstance(n, TableRead) for n in k.walk()):
         return "the kernel reads a lookup table"
-    if k.grid(state).ctype != k.grid(k.out).ctype:
-        return "the state and the output have different types"
     return None
 
 
-class _LevelBody(_Body):
-    """The kernel's per-point body with the state read from a step's source: the pass's
-    input grid (``asp_src``) or the previous step's ring (``asp_rin``)."""
-
-    def __init__(self, *args, state: str, ring: tuple | None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.state, self.ring = state, ring
-
-    def visit_GridRead(self, node: GridRead):
-        if node.grid != self.state:
-            return super().visit_GridRead(node)
-        coords = self.coords(node.offset, node.nbr)
-        if self.ring is None:
-            return ir.ArrayRef("asp_src", self.linear(node.grid, coords))
-        return ir.ArrayRef("asp_rin", _ring_index(coords, *self.ring))
-
-
-def _ring_index(coords, mask: int, stride: int) -> ir.Expr:
-    """The index of a point in one step's ring: the row's slot, then the point's offsets
-    from the tile's halo origin (``asp_b<a>``), each axis ``stride`` long."""
-    e: ir.Expr = _op("&", coords[0], mask)
-    for a in range(1, len(coords)):
-        e = _op("+", _op("*", e, stride), _op("-", coords[a], _v(f"asp_b{a}")))
-    return e
-
-
 class IterateSpecializer(Specializer):
-    """``steps`` steps of one stencil kernel in one native call: the arguments are the
-    kernel's, then a scratch grid like the output and the number of steps."""
+    """``steps`` steps of one stencil kernel in one native call.  Its state is the
+    kernel's first ``levels`` parameters; the arguments are the kernel's (the output
+    receives the newest level), then ``levels - 1`` grids for the older levels of the
+    result, ``levels`` scratch grids like the output and the number of steps."""
 
-    def __init__(self, stencil: StencilSpecializer):
-        self.stencil = stencil
-        self.name = f"{stencil.name} iterate"
-        # The sampled space is part of the code: another sample is another record.
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-1|{SPACES}|{SAMPLE}".encode()
-                                     ).hexdigest() if stencil.digest else ""
-        self.why: dict[str, str | None] = {}  # signature -> why not blocked
+    def __init__(self, stencil: StencilSpecializer, levels: int = 1):
+        self.stencil, self.levels = stencil, levels
+        self.prefix = "iterate" + (f"{levels}" if levels > 1 else "")
+        self.name = f"{stencil.name} {self.prefix}"
+        # The spaces are part of the code: other caches or depths are another record.
+        self.digest = hashlib.sha256(
+            f"{stencil.digest}|iterate-2|{levels}|{DEPTHS}|{ROWS}|{RING_SHARE}|{MAX_WORK}|"
+            f"{SAMPLE}|{cache_sizes()}".encode()).hexdigest() if stencil.digest else ""
 
     def location(self):
         return self.stencil.location()
@@ -153,38 +187,50 @@ class IterateSpecializer(Specializer):
     def forget(self) -> None:
         self.stencil.forget()
 
+    def _split(self, args: tuple) -> tuple[tuple, tuple, tuple, int]:
+        """(kernel arguments, older outputs, scratch grids, steps) of the arguments."""
+        K = self.levels
+        n = len(args) - 2 * K
+        return args[:n], args[n:n + K - 1], args[n + K - 1:-1], args[-1]
+
     def prepare(self, args: tuple) -> Prepared:
-        *kernel_args, tmp, steps = args
+        kernel_args, older, tmps, steps = self._split(args)
+        if int(steps) < self.levels:
+            raise ValueError(f"steps={steps}: a state of {self.levels} levels is iterated "
+                             f"natively for at least {self.levels} steps")
         p = self.stencil.prepare(tuple(kernel_args))
-        return dataclasses.replace(p, args=(*p.args, tmp, int(steps)),
-                                   signature=f"iterate{p.signature}")
+        return dataclasses.replace(p, args=(*p.args, *older, *tmps, int(steps)),
+                                   signature=f"{self.prefix}{p.signature}")
 
     def plan(self, prepared: Prepared) -> Plan:
-        st = self.stencil
-        kargs = prepared.args[:-2]
-        inner = Prepared(kargs, prepared.signature[len("iterate"):])
+        st, K = self.stencil, self.levels
+        kargs = prepared.args[:-2 * K]
+        inner = Prepared(kargs, prepared.signature[len(self.prefix):])
         base = st.plan(inner)
         k = st.planned(st.domain_ir(kargs, inner.signature))
         out_i = st.params.index(k.out)
-        state = st.params[0]
         dim = kargs[out_i].ndim
         ghost = st.ghost(st.params.index(k.loop.grid))
-        specs = (*base.specs, dataclasses.replace(base.specs[out_i], scratch=True,
-                                                  noalias=True),
+        out_spec = base.specs[out_i]
+        specs = (*base.specs, *(dataclasses.replace(out_spec, noalias=True),) * (K - 1),
+                 *(dataclasses.replace(out_spec, scratch=True, noalias=True),) * K,
                  ArgSpec("int"))
-        names = [pname(n) for n in st.params] + [TMP, STEPS]
-        why = why_not_blocked(k, st.params, st.boundary, dim)
-        self.why[prepared.signature] = why
+        names = ([pname(n) for n in st.params] + [f"asp_out{j}" for j in range(1, K)]
+                 + [f"asp_tmp{j}" for j in range(K)] + [STEPS])
+        why = why_not_blocked(k, st.params, st.boundary, dim, K)
         lo, hi = radius(k, dim)
         reach = max((*lo, *hi, 1))
-        build = _Builder(k, state, names, specs, dim, ghost, reach, st.params)
-        variants = (Variant("steps", build.function("steps", 1, 64, 1 << 30)),)
+        build = Builder(k, tuple(st.params[:K]), names, specs, dim, ghost, reach)
+        variants = (Variant("steps", build.function("steps", 1, (1,) * dim)),)
         spaces = ()
         if why is None:
             def make(depth: int, rows: int, width: int) -> Variant:
                 name = f"blk_d{depth}_r{rows}_w{width}"
-                return Variant(name, build.function(name, depth, rows, width))
-            spaces = (Space("blocking", SPACES[dim], make, sample=SAMPLE),)
+                return Variant(name, build.function(name, depth, (rows, *(width,) * (dim - 1))))
+            interior = tuple(max(n - 2 * ghost, 1) for n in kargs[out_i].shape)
+            points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, interior, reach, K)
+            spaces = tuple(Space(f"blocking d{d}", params, make, sample=SAMPLE)
+                           for d, params in points.items())
         check = base.check_args
         return dataclasses.replace(
             base, signature=prepared.signature, specs=specs, variants=variants,
@@ -192,193 +238,31 @@ class IterateSpecializer(Specializer):
             errors=((MemoryError, "out of memory for the blocked iteration's buffers"),),
             preamble=PREAMBLE, includes=("stdint.h", "stdbool.h", "math.h", "stdlib.h",
                                          "string.h"),
-            check_args=lambda: _with_steps(check(), out_i),
+            check_args=lambda: _with_steps(check(), out_i, K),
             check_args_from=None)
 
     def run_python(self, args: tuple):
-        *kernel_args, tmp, steps = args
-        out_i = self.stencil.params.index(
-            self.stencil.domain_ir(tuple(kernel_args), self._signature(kernel_args)).out)
+        kernel_args, older, _, steps = self._split(args)
+        st, K = self.stencil, self.levels
+        out_i = st.params.index(st.domain_ir(
+            tuple(kernel_args), st.prepare(tuple(kernel_args)).signature).out)
         out = kernel_args[out_i]
-        u = kernel_args[0]
+        state = list(kernel_args[:K])
         for _ in range(steps):
-            fresh = np.zeros_like(out)
             step = list(kernel_args)
-            step[0], step[out_i] = u, fresh
-            u = self.stencil.run_python(tuple(step))
-        out[...] = u
+            step[:K] = state
+            step[out_i] = np.zeros_like(out)
+            state = [st.run_python(tuple(step)), *state[:-1]]
+        out[...] = state[0]
+        for grid, level in zip(older, state[1:]):
+            grid[...] = level
         return out
 
-    def _signature(self, kernel_args) -> str:
-        return self.stencil.prepare(tuple(kernel_args)).signature
 
-
-def _with_steps(args: tuple, out_i: int) -> tuple:
-    """The stencil's check arguments with the state as the first, a zeroed output and
-    scratch, and enough steps for several passes and a remainder (19 = 16 + 3)."""
+def _with_steps(args: tuple, out_i: int, levels: int) -> tuple:
+    """The stencil's check arguments with a zeroed output, older outputs and scratch,
+    and enough steps for several passes and a remainder (19 = 16 + 3)."""
     args = list(args)
     args[out_i] = np.zeros_like(args[out_i])
-    return (*args, np.zeros_like(args[out_i]), 19)
-
-
-class _Builder:
-    """Builds the IR function of one variant (depth, tile rows, tile width)."""
-
-    def __init__(self, k, state, names, specs, dim, ghost, reach, params):
-        self.k, self.state, self.names, self.specs = k, state, names, specs
-        self.dim, self.g, self.R, self.params = dim, ghost, reach, params
-        self.ctype = k.grid(k.out).ctype
-        self.out = pname(k.out)
-
-    def n(self, a: int) -> ir.Var:
-        return _v(extent_name(pname(self.state), a))
-
-    def body(self, *, ring_in: bool, to_ring: bool, mask: int, stride: int) -> ir.Block:
-        """One point: the kernel's body reading the state from the grid or the previous
-        step's ring, storing into this step's ring or the destination grid."""
-        ivars = [_v(f"asp_i{a}") for a in range(self.dim)]
-        t = _LevelBody(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
-                       ivars=ivars, state=self.state,
-                       ring=(mask, stride) if ring_in else None)
-        lowered = t.visit(self.k.loop.body)
-        head = [ir.Declare(self.ctype, "asp_acc")]
-        head += [ir.Declare(ct, f"l_{n}", ir.Const(0, ct)) for n, ct in self.k.locals]
-        if to_ring:
-            target = ir.ArrayRef("asp_rout", _ring_index(ivars, mask, stride))
-        else:
-            target = ir.ArrayRef("asp_dst", t.linear(self.state, ivars))
-        return ir.Block((*head, *lowered.body, ir.Assign(target, _v("asp_acc"))))
-
-    def points(self, body: ir.Block) -> ir.Stmt:
-        """The loops over the axes after the first, within this step's ranges."""
-        for a in reversed(range(1, self.dim)):
-            body = ir.For(f"asp_i{a}", _v(f"asp_f{a}"), _v(f"asp_t{a}"),
-                          body if isinstance(body, ir.Block) else ir.Block((body,)),
-                          independent=True)
-        return body
-
-    def function(self, name: str, depth: int, rows: int, width: int) -> ir.Function:
-        dim, g, R, ct = self.dim, self.g, self.R, self.ctype
-        ring = 1 << math.ceil(math.log2(2 * R + 1)) if depth > 1 else 1
-        mask = ring - 1
-        stride = width + 2 * depth * R if depth > 1 else 0
-        plane = stride ** (dim - 1) if depth > 1 else 0
-        levels = (depth - 1) * ring * plane  # elements of one thread's rings
-        n = [self.n(a) for a in range(dim)]
-        tiles = [rows] + [width] * (dim - 1)
-        S, D, y, ext, s = _v(STEPS), _v("asp_d"), _v("asp_y"), _v("asp_ext"), _v("asp_s")
-
-        pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
-        count: ir.Expr = _c(1)
-        for a in range(dim):  # tiles along each axis of the interior [g, n - g)
-            inner = _op("-", n[a], 2 * g)
-            pre.append(ir.Declare(I64, f"asp_nt{a}", ir.Ternary(
-                _op(">", inner, 0), _op("/", _op("+", inner, tiles[a] - 1), tiles[a]),
-                _c(0)), const=True))
-            count = _op("*", count, _v(f"asp_nt{a}"))
-        pre += [ir.Declare(I64, "asp_ntiles", count, const=True),
-                ir.Declare(I64, "asp_np", _op("/", _op("+", S, depth - 1), depth), const=True)]
-
-        # -- one tile ------------------------------------------------------------------
-        tile: list[ir.Stmt] = []
-        if depth > 1:
-            tile.append(ir.If(ir.UnaryOp("!", _v("asp_ring")), ir.Block((
-                ir.Assign(_v("asp_bad"), ir.Const(1, "int")), ir.Continue()))))
-        rest: ir.Expr = _v("asp_t")
-        for a in reversed(range(dim)):
-            tile.append(ir.Declare(I64, f"asp_k{a}", _op("%", rest, _v(f"asp_nt{a}"))
-                                   if a else rest, const=True))
-            rest = _op("/", rest, _v(f"asp_nt{a}"))
-        for a in range(dim):
-            lo = _op("+", g, _op("*", _v(f"asp_k{a}"), tiles[a]))
-            tile += [ir.Declare(I64, f"asp_lo{a}", lo, const=True),
-                     ir.Declare(I64, f"asp_hi{a}", _min(_op("+", _v(f"asp_lo{a}"), tiles[a]),
-                                                        _op("-", n[a], g)), const=True)]
-            if a and depth > 1:
-                tile.append(ir.Declare(I64, f"asp_b{a}", _op("-", _v(f"asp_lo{a}"), depth * R),
-                                       const=True))
-        if depth > 1:
-            tile.append(ir.ExprStmt(ir.Call("memset", (
-                _v("asp_ring"), _c(0), _op("*", _c(levels), ir.Call("sizeof", (_v(ct),)))))))
-
-        # -- one step of the wavefront at position s --------------------------------------
-        step: list[ir.Stmt] = [
-            ir.Declare(I64, "asp_y", _op("-", s, _op("*", _op("-", _v("asp_l"), 1), R)),
-                       const=True),
-            ir.Declare(I64, "asp_ext", _op("*", _op("-", D, _v("asp_l")), R), const=True),
-            ir.If(_op("||", _op("||", _op("<", y, _max(_op("-", _v("asp_lo0"), ext), _c(0))),
-                                _op(">=", y, _min(_op("+", _v("asp_hi0"), ext), n[0]))),
-                      _c(0)), ir.Block((ir.Continue(),))),
-        ]
-        for a in range(1, dim):
-            step += [ir.Declare(I64, f"asp_f{a}", _max(_op("-", _v(f"asp_lo{a}"), ext), _c(g)),
-                                const=True),
-                     ir.Declare(I64, f"asp_t{a}", _min(_op("+", _v(f"asp_hi{a}"), ext),
-                                                       _op("-", n[a], g)), const=True)]
-        set_i0 = ir.Declare(I64, "asp_i0", y, const=True)
-        first, last = _op("==", _v("asp_l"), 1), _op("==", _v("asp_l"), D)
-
-        def branch(ring_in: bool, to_ring: bool) -> ir.Block:
-            return ir.Block((self.points(self.body(ring_in=ring_in, to_ring=to_ring,
-                                                   mask=mask, stride=stride)),))
-
-        if depth == 1:
-            step.append(ir.Block((set_i0, *branch(False, False).body)))
-        else:
-            rout = ir.Declare(f"{ct} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
-                "*", _op("-", _v("asp_l"), 1), ring * plane)))
-            rin = ir.Declare(f"const {ct} *restrict", "asp_rin", _op("+", _v("asp_ring"), _op(
-                "*", _op("-", _v("asp_l"), 2), ring * plane)))
-            zero_row = ir.ExprStmt(ir.Call("memset", (
-                ir.UnaryOp("&", ir.ArrayRef("asp_rout", _op("*", _op("&", y, mask), plane))),
-                _c(0), _op("*", _c(plane), ir.Call("sizeof", (_v(ct),))))))
-            # Rows of the grid's border are zero after the first step (as K(u) leaves
-            # them): a ring slot that a border row takes is cleared, not computed.
-            border = _op("||", _op("<", y, g), _op(">=", y, _op("-", n[0], g)))
-            to_ring = ir.Block((
-                rout,
-                ir.If(border, ir.Block((zero_row, ir.Continue()))),
-                set_i0,
-                ir.If(first, branch(False, True), ir.Block((rin, *branch(True, True).body))),
-            ))
-            to_dst = ir.Block((set_i0, ir.If(first, branch(False, False),
-                                             ir.Block((rin, *branch(True, False).body)))))
-            step.append(ir.If(last, to_dst, to_ring))
-        wave = ir.For("asp_s", _op("-", _v("asp_lo0"), _op("*", _op("-", D, 1), R)),
-                      _op("+", _v("asp_hi0"), _op("*", _op("-", D, 1), R)), ir.Block((
-                          ir.For("asp_l", _c(1), _op("+", D, 1), ir.Block(tuple(step))),)))
-        tile.append(wave)
-
-        # -- the passes, in one parallel region ---------------------------------------------
-        src_t, dst_t = f"const {ct} *", f"{ct} *"
-        out, tmp, u = _v(self.out), _v(TMP), _v(pname(self.state))
-        np_, p = _v("asp_np"), _v("asp_p")
-        passes = ir.For("asp_p", _c(0), np_, ir.Block((
-            ir.Declare(I64, "asp_d", ir.Ternary(_op("==", p, _op("-", np_, 1)),
-                                                _op("-", S, _op("*", _op("-", np_, 1), depth)),
-                                                _c(depth)), const=True),
-            ir.Declare(src_t, "asp_src", ir.Ternary(
-                _op("==", p, 0), u, ir.Ternary(_op("==", _op("%", _op("-", np_, p), 2), 0),
-                                               out, tmp))),
-            ir.Declare(dst_t, "asp_dst", ir.Ternary(
-                _op("==", _op("%", _op("-", _op("-", np_, 1), p), 2), 0), out, tmp)),
-            ir.For("asp_t", _c(0), _v("asp_ntiles"), ir.Block(tuple(tile)),
-                   parallel=ir.Parallel(schedule="dynamic", chunk=1), independent=True),
-        )))
-        region_body: list[ir.Stmt] = []
-        if depth > 1:
-            region_body.append(ir.Declare(f"{ct} *", "asp_ring", ir.Cast(f"{ct} *", ir.Call(
-                "malloc", (_op("*", _c(levels), ir.Call("sizeof", (_v(ct),))),)))))
-        region_body.append(passes)
-        if depth > 1:
-            region_body.append(ir.ExprStmt(ir.Call("free", (_v("asp_ring"),))))
-        size: ir.Expr = n[0]
-        for a in range(1, dim):
-            size = _op("*", size, n[a])
-        region = ir.Region(ir.Block(tuple(region_body)),
-                           when=_op(">", size, serial_points()),
-                           reductions=(("|", "asp_bad"),))
-        params = abi_params(self.names, self.specs)
-        fn = ir.Function(f"stencil_iter_{name}", params,
-                         ir.Block((*pre, region, ir.Return(_v("asp_bad")))), ret="int")
-        return vectorize_points(fn, var=f"asp_i{dim - 1}")
+    extra = [np.zeros_like(args[out_i]) for _ in range(2 * levels - 1)]
+    return (*args, *extra, 19)

@@ -1,0 +1,354 @@
+"""The C of one blocked iteration variant: overlapped tiles, a wavefront over time levels
+within each tile, thread-private rings of rows (see :mod:`specializers.stencil.temporal`).
+
+A kernel's state may have several levels (``K``: the wave equation's ``u, u_prev`` is
+two): level ``l`` of a pass reads state parameter ``j`` at level ``l - 1 - j``, from a
+ring when that level was computed in this pass, else from the pass's input grids
+(``asp_src<j>``, the newest first).  A ring holds the rows its level's readers may
+still need: ``(K + 1) R + 1`` rows, rounded up to a power of two.  The last ``K``
+levels of a pass are its output (``asp_dst<j>``); all but the very last are also read
+from their rings by later levels, so they are computed into the ring and their tile's
+part copied out.
+
+Nothing in a ring is read that this tile did not write, except at the grid's border,
+which is zero after the first step (as ``K(u)`` leaves it): a ring row on the border is
+cleared, and a ring row of a tile at the grid's edge gets zeros in the border columns
+its readers reach (no clearing of whole rings per tile).
+"""
+from __future__ import annotations
+
+import math
+
+from asp.codegen.entry import abi_params, extent_name
+from asp.ir import platform as ir
+from specializers.stencil.domain import GridRead
+from specializers.stencil.lowering import _Body, pname
+from specializers.stencil.variants import serial_points, vectorize_points
+
+__all__ = ["STEPS", "Builder", "ring_rows"]
+
+I64 = "int64_t"
+STEPS = "asp_steps"
+
+
+def _c(v: int) -> ir.Const:
+    return ir.Const(v, I64)
+
+
+def _v(name: str) -> ir.Var:
+    return ir.Var(name)
+
+
+def _op(op: str, a, b) -> ir.BinOp:
+    a = _c(a) if isinstance(a, int) else a
+    b = _c(b) if isinstance(b, int) else b
+    return ir.BinOp(op, a, b)
+
+
+def _min(a, b) -> ir.Expr:
+    return ir.Ternary(_op("<", a, b), a, b)
+
+
+def _max(a, b) -> ir.Expr:
+    return ir.Ternary(_op(">", a, b), a, b)
+
+
+def _block(*stmts) -> ir.Block:
+    return ir.Block(tuple(stmts))
+
+
+def ring_rows(levels: int, reach: int) -> int:
+    """Rows of one level's ring: the rows its readers may still need, a power of two."""
+    return 1 << math.ceil(math.log2((levels + 1) * reach + 1))
+
+
+class _LevelBody(_Body):
+    """The kernel's per-point body with each state level read from ``sources``: state
+    parameter -> ``("grid", array)`` or ``("ring", array)``."""
+
+    def __init__(self, *args, sources: dict, ring: tuple, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sources, self.ring = sources, ring
+
+    def visit_GridRead(self, node: GridRead):
+        if node.grid not in self.sources:
+            return super().visit_GridRead(node)
+        kind, array = self.sources[node.grid]
+        coords = self.coords(node.offset, node.nbr)
+        if kind == "grid":
+            return ir.ArrayRef(array, self.linear(node.grid, coords))
+        return ir.ArrayRef(array, _ring_index(coords, *self.ring))
+
+
+def _ring_index(coords, mask: int, stride: int) -> ir.Expr:
+    """The index of a point in one level's ring: the row's slot, then the point's offsets
+    from the tile's halo origin (``asp_b<a>``), each axis ``stride`` long."""
+    e: ir.Expr = _op("&", coords[0], mask)
+    for a in range(1, len(coords)):
+        e = _op("+", _op("*", e, stride), _op("-", coords[a], _v(f"asp_b{a}")))
+    return e
+
+
+class Builder:
+    """Builds the IR function of one variant (depth, tile rows, tile width) of a kernel
+    whose state is its first ``levels`` parameters.  ``names`` are the C names of the
+    entry's parameters: the kernel's, then the other outputs ``asp_out<j>``, the scratch
+    grids ``asp_tmp<j>`` and the number of steps."""
+
+    def __init__(self, k, states: tuple[str, ...], names, specs, dim, ghost, reach):
+        self.k, self.states, self.names, self.specs = k, states, names, specs
+        self.K = len(states)
+        self.dim, self.g, self.R = dim, ghost, reach
+        self.ctype = k.grid(k.out).ctype
+        self.outs = [pname(k.out)] + [f"asp_out{j}" for j in range(1, self.K)]
+        self.tmps = [f"asp_tmp{j}" for j in range(self.K)]
+
+    def n(self, a: int) -> ir.Var:
+        return _v(extent_name(pname(self.states[0]), a))
+
+    def linear(self, coords) -> ir.Expr:
+        e = coords[0]
+        for a in range(1, self.dim):
+            e = _op("+", _op("*", e, self.n(a)), coords[a])
+        return e
+
+    def ivars(self) -> list[ir.Var]:
+        return [_v(f"asp_i{a}") for a in range(self.dim)]
+
+    def body(self, level_case: int, target: ir.ArrayRef, ring: tuple) -> ir.Block:
+        """One point of a level ``l`` (``level_case``: ``l`` if ``l <= K``, else 0 for
+        every state level from a ring), stored to ``target``."""
+        sources = {}
+        for j, name in enumerate(self.states):
+            if level_case and j >= level_case - 1:  # the pass's input, level 1 - l + j
+                sources[name] = ("grid", f"asp_src{j - (level_case - 1)}")
+            else:
+                sources[name] = ("ring", f"asp_rin{j}")
+        t = _LevelBody(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
+                       ivars=self.ivars(), sources=sources, ring=ring)
+        lowered = t.visit(self.k.loop.body)
+        head = [ir.Declare(self.ctype, "asp_acc")]
+        head += [ir.Declare(ct, f"l_{n}", ir.Const(0, ct)) for n, ct in self.k.locals]
+        return ir.Block((*head, *lowered.body, ir.Assign(target, _v("asp_acc"))))
+
+    def nest(self, body: ir.Block, lo: list, hi: list, *, independent=True) -> ir.Stmt:
+        """Loops over the axes after the first, ``lo[a - 1] <= asp_i<a> < hi[a - 1]``."""
+        stmt: ir.Stmt = body
+        for a in reversed(range(1, self.dim)):
+            stmt = ir.For(f"asp_i{a}", lo[a - 1], hi[a - 1],
+                          stmt if isinstance(stmt, ir.Block) else _block(stmt),
+                          independent=independent)
+        return stmt
+
+    def by_level(self, make) -> ir.Stmt:
+        """``make(case)`` for the level's case: ``l == 1``, ..., ``l == K``, else."""
+        stmt: ir.Stmt = make(0)
+        for case in reversed(range(1, self.K + 1)):
+            stmt = ir.If(_op("==", _v("asp_l"), case), make(case),
+                         stmt if isinstance(stmt, ir.Block) else _block(stmt))
+        return stmt
+
+    def rings_in(self, case: int, lvl: int) -> list[ir.Stmt]:
+        ct = self.ctype
+        return [ir.Declare(f"const {ct} *restrict", f"asp_rin{j}", _op("+", _v("asp_ring"), _op(
+            "*", _op("-", _v("asp_l"), 2 + j), lvl)))
+            for j in range(self.K) if not case or j < case - 1]
+
+    def function(self, name: str, depth: int, tiles: tuple[int, ...]) -> ir.Function:
+        """``tiles``: the tile's extent along each axis."""
+        if depth == 1:
+            return self.steps_function(name)
+        dim, g, R, ct, K = self.dim, self.g, self.R, self.ctype, self.K
+        ring = ring_rows(K, R)
+        mask = ring - 1
+        stride = [t + 2 * depth * R for t in tiles]
+        plane = math.prod(stride[1:])
+        lvl = ring * plane  # elements of one level's ring
+        n = [self.n(a) for a in range(dim)]
+        S, D, y, ext, s = _v(STEPS), _v("asp_d"), _v("asp_y"), _v("asp_ext"), _v("asp_s")
+        ix = self.ivars()
+        rix = (mask, stride[1]) if dim > 1 else (mask, 0)
+        if dim == 3 and stride[1] != stride[2]:
+            raise ValueError("3-D tiles are square across axes 1 and 2")
+
+        pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
+        count: ir.Expr = _c(1)
+        for a in range(dim):  # tiles along each axis of the interior [g, n - g)
+            inner = _op("-", n[a], 2 * g)
+            pre.append(ir.Declare(I64, f"asp_nt{a}", ir.Ternary(
+                _op(">", inner, 0), _op("/", _op("+", inner, tiles[a] - 1), tiles[a]),
+                _c(0)), const=True))
+            count = _op("*", count, _v(f"asp_nt{a}"))
+        pre += [ir.Declare(I64, "asp_ntiles", count, const=True),
+                ir.Declare(I64, "asp_np", _op("/", _op("+", S, depth - 1), depth), const=True)]
+
+        # -- one tile ------------------------------------------------------------------
+        tile: list[ir.Stmt] = []
+        tile.append(ir.If(ir.UnaryOp("!", _v("asp_ring")), _block(
+            ir.Assign(_v("asp_bad"), ir.Const(1, "int")), ir.Continue())))
+        rest: ir.Expr = _v("asp_t")
+        for a in reversed(range(dim)):
+            tile.append(ir.Declare(I64, f"asp_k{a}", _op("%", rest, _v(f"asp_nt{a}"))
+                                   if a else rest, const=True))
+            rest = _op("/", rest, _v(f"asp_nt{a}"))
+        for a in range(dim):
+            lo = _op("+", g, _op("*", _v(f"asp_k{a}"), tiles[a]))
+            tile += [ir.Declare(I64, f"asp_lo{a}", lo, const=True),
+                     ir.Declare(I64, f"asp_hi{a}", _min(_op("+", _v(f"asp_lo{a}"), tiles[a]),
+                                                        _op("-", n[a], g)), const=True)]
+            if a:
+                tile.append(ir.Declare(I64, f"asp_b{a}", _op("-", _v(f"asp_lo{a}"), depth * R),
+                                       const=True))
+
+        # -- one level of the wavefront at position s -------------------------------------
+        step: list[ir.Stmt] = [
+            ir.Declare(I64, "asp_y", _op("-", s, _op("*", _op("-", _v("asp_l"), 1), R)),
+                       const=True),
+            ir.Declare(I64, "asp_ext", _op("*", _op("-", D, _v("asp_l")), R), const=True),
+            ir.If(_op("||", _op("<", y, _max(_op("-", _v("asp_lo0"), ext), _c(0))),
+                      _op(">=", y, _min(_op("+", _v("asp_hi0"), ext), n[0]))),
+                  _block(ir.Continue())),
+        ]
+        for a in range(1, dim):
+            step += [ir.Declare(I64, f"asp_f{a}", _max(_op("-", _v(f"asp_lo{a}"), ext), _c(g)),
+                                const=True),
+                     ir.Declare(I64, f"asp_t{a}", _min(_op("+", _v(f"asp_hi{a}"), ext),
+                                                       _op("-", n[a], g)), const=True)]
+        set_i0 = ir.Declare(I64, "asp_i0", y, const=True)
+        f = [_v(f"asp_f{a}") for a in range(1, dim)]
+        t = [_v(f"asp_t{a}") for a in range(1, dim)]
+        dst0 = ir.ArrayRef("asp_dst0", self.linear(ix))
+
+        def compute(case: int, target) -> ir.Block:
+            return _block(*self.rings_in(case, lvl),
+                          self.nest(self.body(case, target, rix), f, t))
+
+        rout = ir.ArrayRef("asp_rout", _ring_index(ix, *rix))
+        zero_row = ir.ExprStmt(ir.Call("memset", (
+            ir.UnaryOp("&", ir.ArrayRef("asp_rout", _op("*", _op("&", y, mask), plane))),
+            _c(0), _op("*", _c(plane), ir.Call("sizeof", (_v(ct),))))))
+        # Rows of the grid's border are zero after the first step (as K(u) leaves
+        # them): a ring slot that a border row takes is cleared, not computed.
+        border = _op("||", _op("<", y, g), _op(">=", y, _op("-", n[0], g)))
+        to_ring = _block(
+            ir.Declare(f"{ct} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
+                "*", _op("-", _v("asp_l"), 1), lvl))),
+            ir.If(border, _block(zero_row, ir.Continue())),
+            set_i0,
+            self.by_level(lambda c: compute(c, rout)),
+            *self.zero_edges(rout),
+            *self.copy_out(rout),
+        )
+        to_dst = _block(set_i0, self.by_level(lambda c: compute(c, dst0)))
+        step.append(ir.If(_op("==", _v("asp_l"), D), to_dst, to_ring))
+        wave = ir.For("asp_s", _op("-", _v("asp_lo0"), _op("*", _op("-", D, 1), R)),
+                      _op("+", _v("asp_hi0"), _op("*", _op("-", D, 1), R)), _block(
+                          ir.For("asp_l", _c(1), _op("+", D, 1), ir.Block(tuple(step)))))
+        tile.append(wave)
+
+        # -- the passes, in one parallel region ---------------------------------------------
+        np_, p = _v("asp_np"), _v("asp_p")
+        # Passes of as equal depths as can be (a short last pass blocks poorly; with
+        # several state levels, every pass computes at least K levels).
+        per = [ir.Declare(I64, "asp_d", _op("+", _op("/", S, np_), ir.Ternary(
+            _op("<", p, _op("%", S, np_)), _c(1), _c(0))), const=True)]
+        last_in_outs = _op("==", _op("%", _op("-", _op("-", np_, 1), p), 2), 0)
+        for j in range(K):
+            prev = ir.Ternary(_op("==", _op("%", _op("-", np_, p), 2), 0),
+                              _v(self.outs[j]), _v(self.tmps[j]))
+            per.append(ir.Declare(f"const {ct} *", f"asp_src{j}", ir.Ternary(
+                _op("==", p, 0), _v(pname(self.states[j])), prev)))
+        for j in range(K):
+            per.append(ir.Declare(f"{ct} *", f"asp_dst{j}", ir.Ternary(
+                last_in_outs, _v(self.outs[j]), _v(self.tmps[j]))))
+        passes = ir.For("asp_p", _c(0), np_, _block(
+            *per,
+            ir.For("asp_t", _c(0), _v("asp_ntiles"), ir.Block(tuple(tile)),
+                   parallel=ir.Parallel(schedule="dynamic", chunk=1), independent=True),
+        ))
+        region = _block(
+            ir.Declare(f"{ct} *", "asp_ring", ir.Cast(f"{ct} *", ir.Call(
+                "malloc", (_op("*", _c((depth - 1) * lvl), ir.Call("sizeof", (_v(ct),))),)))),
+            passes,
+            ir.ExprStmt(ir.Call("free", (_v("asp_ring"),))))
+        return self.finish(name, pre, region)
+
+    def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block) -> ir.Function:
+        """The entry function: ``pre``, then ``region`` on a team of threads when the grid
+        is large enough; returns whether a thread's buffers could not be allocated."""
+        size: ir.Expr = self.n(0)
+        for a in range(1, self.dim):
+            size = _op("*", size, self.n(a))
+        team = ir.Region(region, when=_op(">", size, serial_points()),
+                         reductions=(("|", "asp_bad"),))
+        params = abi_params(self.names, self.specs)
+        fn = ir.Function(f"stencil_iter_{name}", params,
+                         _block(*pre, team, ir.Return(_v("asp_bad"))), ret="int")
+        return vectorize_points(fn, var=f"asp_i{self.dim - 1}")
+
+    def steps_function(self, name: str) -> ir.Function:
+        """The plain step-by-step sweep, one pass over memory per step: step ``t`` writes
+        level ``t`` into buffer ``(S - t) % (K + 1)`` of the outputs and one scratch grid
+        (so that the last ``K`` levels end in the outputs), reading the ``K`` levels
+        before it from there or from the state."""
+        K, g, ct = self.K, self.g, self.ctype
+        S, t = _v(STEPS), _v("asp_t")
+        bufs = [*self.outs, self.tmps[0]]
+
+        def buffer(level: ir.Expr) -> ir.Expr:
+            which = _op("%", _op("-", S, level), K + 1)
+            e: ir.Expr = _v(bufs[K])
+            for b in reversed(range(K)):
+                e = ir.Ternary(_op("==", which, b), _v(bufs[b]), e)
+            return e
+
+        per: list[ir.Stmt] = []
+        for j in range(K):
+            level = _op("-", t, 1 + j)
+            e = buffer(level)
+            for back in reversed(range(j + 1)):  # level -back is state parameter back
+                e = ir.Ternary(_op("==", level, -back if back else 0),
+                               _v(pname(self.states[back])), e)
+            per.append(ir.Declare(f"const {ct} *", f"asp_src{j}", e))
+        per.append(ir.Declare(f"{ct} *", "asp_dst0", buffer(t)))
+        ix = self.ivars()
+        body = self.body(1, ir.ArrayRef("asp_dst0", self.linear(ix)), (0, 0))
+        lo = [_c(g)] * (self.dim - 1)
+        hi = [_op("-", self.n(a), g) for a in range(1, self.dim)]
+        sweep = ir.For("asp_i0", _c(g), _op("-", self.n(0), g),
+                       _block(self.nest(body, lo, hi)),
+                       parallel=ir.Parallel(schedule="static"), independent=True)
+        region = _block(ir.For("asp_t", _c(1), _op("+", S, 1), _block(*per, sweep)))
+        return self.finish(name, [ir.Declare("int", "asp_bad", ir.Const(0, "int"))], region)
+
+    def zero_edges(self, rout: ir.ArrayRef) -> list[ir.Stmt]:
+        """Zeros in the border columns next to a ring row whose range meets the grid's
+        edge, as far as the next levels read (``R``), across the others' reach."""
+        g, R, dim = self.g, self.R, self.dim
+        out: list[ir.Stmt] = []
+        zero = _block(ir.Assign(rout, ir.Const(0, self.ctype)))
+        for a in range(1, dim):
+            for at_edge, lo in ((_op("==", _v(f"asp_f{a}"), g), _c(g - R)),
+                                (_op("==", _v(f"asp_t{a}"), _op("-", self.n(a), g)),
+                                 _op("-", self.n(a), g))):
+                los = [_op("-", _v(f"asp_f{b}"), R) for b in range(1, dim)]
+                his = [_op("+", _v(f"asp_t{b}"), R) for b in range(1, dim)]
+                los[a - 1], his[a - 1] = lo, _op("+", lo, R)
+                out.append(ir.If(at_edge, _block(self.nest(zero, los, his))))
+        return out
+
+    def copy_out(self, rout: ir.ArrayRef) -> list[ir.Stmt]:
+        """A level that is one of the pass's outputs but not its last: the tile's part of
+        the ring row, copied to its grid ``asp_dst<d - l>``."""
+        if self.K == 1:
+            return []
+        lo = [_v(f"asp_lo{a}") for a in range(1, self.dim)]
+        hi = [_v(f"asp_hi{a}") for a in range(1, self.dim)]
+        y, D, L = _v("asp_y"), _v("asp_d"), _v("asp_l")
+        out = []
+        for j in range(1, self.K):
+            own = _op("&&", _op("&&", _op("==", L, _op("-", D, j)), _op(">=", y, _v("asp_lo0"))),
+                      _op("<", y, _v("asp_hi0")))
+            copy = ir.Assign(ir.ArrayRef(f"asp_dst{j}", self.linear(self.ivars())), rout)
+            out.append(ir.If(own, _block(self.nest(_block(copy), lo, hi))))
+        return out
