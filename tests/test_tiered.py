@@ -19,6 +19,7 @@ import pytest
 
 from asp.runtime import JitKernel
 from asp.runtime import specialization as specialization_module
+from asp.runtime.build import units
 from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning
 from tests.test_spaces import ChunkedAxpy
@@ -139,6 +140,32 @@ def test_the_points_of_a_space_are_planned_after_the_first_result(tiered, gate, 
             break
         k(2.0, x, y)
     assert s.tuning.winner in s.entries
+
+
+def test_late_variants_compile_in_a_few_balanced_units(tiered, gate, fresh_cache, monkeypatch):
+    spec = ChunkedAxpy(sample=5)
+    plan = spec.plan(None)
+    late = [spec._make(plan.specs, ("a", "x", "y", "w", "out"), c, 1) for c in (64, 128, 256)]
+    big = [spec._make(plan.specs, ("a", "x", "y", "w", "out"), c, 4) for c in (512, 1024)]
+    got = units([*late, *big], 2)
+    assert len(got) == 2 and {v.name for u in got for v in u} == \
+        {v.name for v in [*late, *big]}
+    assert all([v.name for v in u] == [v.name for v in [*late, *big] if v in u] for u in got)
+    assert len(units(late, 2)) == 1 and len(units([*late, *big], 1)) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    spec.variants = ("static", "dynamic")
+    k = JitKernel(spec)
+    x, y = _xy()
+    k(2.0, x, y)
+    s = _spec(k)
+    gate.set()
+    s.pending.result(timeout=120)
+    k(2.0, x, y)
+    assert len(s.entries) == 7 and not s.check_failures and not s.tuning.excluded
+    # two late units (the quick first tier's rebuild is in one of them)
+    assert len({lib for lib, _ in s.libraries.values()}) == 2
+    for v in s.entries:
+        np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
 
 
 def test_late_variant_that_disagrees_is_excluded_when_it_joins(tiered, gate):

@@ -1,9 +1,7 @@
-"""One signature's compiled variants: building them, and choosing among them per call.
+"""One signature's compiled variants, and choosing among them per call.
 
-:func:`build_variants` compiles a :class:`~asp.runtime.plan.Plan`'s variants into one
-shared object (one by one if that fails, so one bad variant cannot break the
-others), after checking the native entry's limits; :class:`Specialization` holds the
-guarded entries and the tuning of each size bucket.  :func:`run_stage` turns an
+:class:`Specialization` holds the guarded entries (built by :mod:`asp.runtime.build`)
+and the tuning of each size bucket.  :func:`run_stage` turns an
 exception escaping a specializer's stage into a fallback naming the stage.
 
 A first call is *tiered* (:func:`tiers`): one variant (the remembered winner, or the
@@ -25,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import os
 import time
 import warnings
 import weakref
@@ -34,13 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asp import config
 from asp.codegen.entry import entry_point, render_module
 from asp.errors import CompileError, LoadError, SpecializationError
 from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.build import LATE_UNITS, QUICK, expand_spaces, quick_first, tiers, units
 from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Variant
 from asp.tune.tuner import Tuning
@@ -48,77 +47,11 @@ from asp.tune.tuner import Tuning
 __all__ = ["QUICK", "Specialization", "build_late", "build_variants", "check_limits",
            "expand_spaces", "quick_first", "run_stage", "tiers"]
 
-# One builder: late variants of every kernel compile one module at a time, leaving the
-# other cores to the user's program.
+# One builder: the late variants of one kernel after another, each kernel's in at most
+# LATE_UNITS compilers at once (asp.runtime.build), leaving other cores to the user's
+# program.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
 _PENDING: weakref.WeakSet = weakref.WeakSet()
-
-
-def expand_spaces(plan: Plan, seed: str) -> tuple[Plan, dict]:
-    """``plan`` with the sampled points of each of its spaces added as variants (after
-    the plain ones, so a plain variant stays the first tier), and for the tuner what
-    was tried: ``{space: {"params": {name: values}, "tried": [variant names]}}``."""
-    if not plan.spaces:
-        return plan, {}
-    names = {v.name for v in plan.variants}
-    made: list[Variant] = []
-    tried: dict[str, dict] = {}
-    for space in plan.spaces:
-        got = []
-        for point in space.points(seed):
-            v = space.make(**point)
-            if v.name not in names:
-                names.add(v.name)
-                made.append(v)
-                got.append(v.name)
-        tried[space.name] = {"params": space.describe(), "tried": got}
-    return dataclasses.replace(plan, variants=plan.variants + tuple(made)), tried
-
-
-def tiers(plan: Plan, tuning: Tuning) -> tuple[Plan, Plan | None]:
-    """The plan to build before the first result, and the plan to build in the
-    background (None: everything now, as in exhaustive tuning, for a single variant, or
-    under ``ASP_TIERED=0``).  The first tier is the remembered winner when there is one
-    (or ``ASP_TUNE=off``'s choice), else the specializer's first variant."""
-    if len(plan.variants) == 1 or tuning.mode == "exhaustive" or not config.tiered():
-        return plan, None
-    first = tuning.winner or plan.variants[0].name
-    now = tuple(v for v in plan.variants if v.name == first) or plan.variants[:1]
-    later = tuple(v for v in plan.variants if v not in now)
-    return (dataclasses.replace(plan, variants=now, spaces=()),
-            dataclasses.replace(plan, variants=later))
-
-
-#: Prefixed to the source of a quick first tier.  The pragma appends to the command
-#: line's flags (-fwrapv, -ffp-contract=off and -fno-math-errno stay, ``omp simd`` loops
-#: are still vectorized); a 3-D 7-point kernel with boundary="reflect" compiled in 0.15 s
-#: instead of 0.6-1.0 s and ran within 1.3x of -O3 at 64^3.
-QUICK = """/* The first tier, built quick for the first result: rebuilt with the others. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O1", "no-inline")
-#endif
-"""
-
-
-def quick_first(tuning: Tuning, later: Plan | None) -> bool:
-    """Whether the first tier is built quick (:data:`QUICK`) and rebuilt with the late
-    variants: only when it is a guess the tuner will time again (tiered, online, no
-    winner remembered) and the compiler flags are asp's own (``ASP_CFLAGS`` is obeyed
-    as given)."""
-    return (later is not None and tuning.winner is None and tuning.mode == "online"
-            and config.cflags_override() is None)
-
-
-def build_late(plan: Plan, kernel_id: str, seed: str, skip: frozenset = frozenset()
-               ) -> tuple[dict, str, dict, Plan, dict]:
-    """The late tier, on the builder thread: the sampled points of ``plan``'s spaces
-    (planned here, while the first result is already in the user's hands), then every
-    variant not in ``skip`` built.  Returns :func:`build_variants`'s three results, the
-    plan with its points, and what :func:`expand_spaces` says was tried."""
-    plan, spaces = expand_spaces(plan, seed)
-    late = dataclasses.replace(plan, variants=tuple(v for v in plan.variants
-                                                    if v.name not in skip))
-    return (*build_variants(late, kernel_id), plan, spaces)
 
 
 @dataclass
@@ -249,14 +182,19 @@ class Specialization:
         if self.on_complete is not None:
             self.on_complete(self)
 
-    def run(self, args: tuple, bucket: str = "", *, sampled: bool = True):
+    def run(self, args: tuple, bucket: str = "", *, sampled: bool = True,
+            complete: Callable[[tuple[str, ...]], tuple] | None = None):
         """Run the call with the bucket's winner, or the variant the tuner picks.
 
         ``sampled``: the call reached the slow path because the hot entry sent it
         (one call in ``Tuning.sample_every()``) or there is none yet, so a winner's run
         is timed for verification; a caller whose every call takes the slow path (one
-        that needs finishing) passes False, and one call in that many is timed."""
+        that needs finishing) passes False, and one call in that many is timed.
+        ``complete``: makes the arguments of the variant to run (``Prepared.complete``),
+        called with the variant the tuner picks (each one, in exhaustive tuning)."""
         t = self.tuning_for(bucket)
+        if complete is not None and t.winner is not None:
+            args = complete((t.winner,))
         if t.winner is not None:
             if not (t.due() if not sampled else t.sample_every()):
                 return self.entries[t.winner](*args)
@@ -267,22 +205,25 @@ class Specialization:
                 self.stale = True  # the runtime drops its hot entries
             return result
         if t.mode == "exhaustive":
-            self._exhaustive(args, t)
-            return self.entries[t.winner](*args)
+            self._exhaustive(args, t, complete)
+            return self.entries[t.winner](*(complete((t.winner,)) if complete else args))
         v = t.pick()
+        if complete is not None:
+            args = complete((v,))
         t0 = time.perf_counter()
         result = self.entries[v](*args)
         t.record(v, time.perf_counter() - t0)
         return result
 
-    def _exhaustive(self, args: tuple, tuning: Tuning) -> None:
+    def _exhaustive(self, args: tuple, tuning: Tuning, complete=None) -> None:
         # Outputs may accumulate (``out += ...``): restore them after every timed run.
         writable = [(a, a.copy()) for a, s in zip(args, self.specs)
                     if s.kind == "array" and s.write and isinstance(a, np.ndarray)]
+        own = {v: complete((v,)) for v in tuning.candidates()} if complete else {}
 
         def run(v):
             try:
-                r = self.entries[v](*args)
+                r = self.entries[v](*own.get(v, args))
             finally:
                 for a, saved in writable:
                     a[...] = saved
@@ -317,6 +258,43 @@ def run_stage(stage: str, kernel: str, fn, *args):
     except Exception as exc:  # noqa: BLE001
         raise SpecializationError(f"internal error: {type(exc).__name__}: {exc}",
                                   kernel=kernel, stage=stage) from exc
+
+
+def build_late(plan: Plan, kernel_id: str, seed: str, skip: frozenset = frozenset()
+               ) -> tuple[dict, str, dict, Plan, dict]:
+    """The late tier, on the builder thread: the sampled points of ``plan``'s spaces
+    (planned here, while the first result is already in the user's hands), then every
+    variant not in ``skip`` built.  Returns :func:`build_variants`'s three results, the
+    plan with its points, and what :func:`expand_spaces` says was tried."""
+    plan, spaces = expand_spaces(plan, seed)
+    late = dataclasses.replace(plan, variants=tuple(v for v in plan.variants
+                                                    if v.name not in skip))
+    groups = units(late.variants, min(LATE_UNITS, os.cpu_count() or 1))
+    if len(groups) == 1:
+        return (*build_variants(late, kernel_id), plan, spaces)
+
+    def unit(group):
+        try:
+            return build_variants(dataclasses.replace(late, variants=group), kernel_id)
+        except Exception as exc:  # noqa: BLE001 - the other units' variants still join
+            return exc
+
+    try:
+        with ThreadPoolExecutor(len(groups), thread_name_prefix="asp-build-unit") as pool:
+            results = list(pool.map(unit, groups))
+    except RuntimeError:  # the interpreter is shutting down: one unit after another
+        results = [unit(g) for g in groups]
+    found, sources, broken = {}, [], {}
+    for group, r in zip(groups, results):
+        if isinstance(r, Exception):
+            broken.update({v.name: f"{type(r).__name__}: {r}"[:300] for v in group})
+        else:
+            found.update(r[0])
+            sources.append(r[1])
+            broken.update(r[2])
+    if not found:
+        raise next(r for r in results if isinstance(r, Exception))
+    return found, "\n".join(sources), broken, plan, spaces
 
 
 def check_limits(plan: Plan, kernel_id: str) -> None:
