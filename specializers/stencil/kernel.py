@@ -70,6 +70,8 @@ class StencilKernel:
 
     boundary: str = "interior"
     cval: float = 0.0
+    #: What the last large ``__call__`` zeroed, and for which arguments (see ``__call__``).
+    _fresh: tuple | None = None
     pure_python: bool = False
     should_unroll: bool = True
     #: The original Asp's ``self.distance(x, y)``; a subclass that defines its own
@@ -245,44 +247,50 @@ class StencilKernel:
         Dask arrays among the inputs give a lazy dask array computed block by block
         (see :mod:`specializers.stencil.dask`).
         """
+        # The loop ``u = K(u, r)``: the same kinds and shapes of arguments as the last
+        # large call zero what that call zeroed, without asking the kernel again (a 512^2
+        # step costs 50-90 us; finding out what to zero cost several times that).  No
+        # Dask check either: an argument of a remembered type never held a dask graph.
+        fresh = self._fresh
+        if fresh is not None and fresh[0] == self.boundary and not self.pure_python \
+                and _kinds(inputs) == fresh[1]:
+            out = new_output(fresh[2], fresh[3])
+            _zero(out, fresh[4])
+            if fresh[5] is None:
+                self.kernel(*inputs, out)
+            else:
+                self.kernel(*inputs, _grid_like(inputs[fresh[5]], out))
+            return out
+        return self._call_fresh(inputs)
+
+    def _call_fresh(self, inputs: tuple):
+        """``__call__`` when nothing is remembered for these kinds of arguments."""
         if any(hasattr(a, "__dask_graph__") for a in inputs):
             from specializers.stencil.dask import apply  # dask stays an optional extra
 
             return apply(self, *inputs)
-        first = next((a for a in inputs if isinstance(a, StencilGrid | np.ndarray)), None)
-        if first is None:
+        at = next((i for i, a in enumerate(inputs) if isinstance(a, StencilGrid | np.ndarray)),
+                  None)
+        if at is None:
             raise TypeError(f"{type(self).__name__}() needs at least one input grid")
+        first = inputs[at]
         data = first.data if isinstance(first, StencilGrid) else first
         # Reuse only for dtypes a kernel can take; any other reaches the kernel's own
         # check (a clear error naming the argument) through np.zeros.
         large = (data.size * data.dtype.itemsize >= _REUSE_BYTES and not self.pure_python
                  and data.dtype.kind in "iuf" and data.dtype.isnative)
         out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
-        target = out
-        if isinstance(first, StencilGrid):
-            target = StencilGrid.from_array(out)
-            target.ghost_depth = first.ghost_depth
-            target.neighbor_definition = first.neighbor_definition
+        grid = isinstance(first, StencilGrid)
+        target = _grid_like(first, out) if grid else out
         if not large:
-            self.kernel(*inputs, target)
-            return out
-        # The loop ``u = K(u, r)``: the same kinds of arguments as last time zero what
-        # they zeroed then, without asking the kernel again (a 512^2 step costs 50 us;
-        # finding out what to zero cost several times that).
-        key = (self.boundary, data.shape, tuple(
-            (a.dtype, a.ndim) if type(a) is np.ndarray else
-            (type(a), a.ghost_depth, a.data.dtype) if isinstance(a, StencilGrid) else type(a)
-            for a in inputs))
-        fresh = self.__dict__.get("_fresh")
-        if fresh is not None and fresh[0] == key:
-            _zero(out, fresh[1])
             self.kernel(*inputs, target)
             return out
         learnt, plan = self._zero_unwritten(inputs, target, out)
         self.kernel(*inputs, target)
         if learnt is not None:  # a valid call: the answer was the kernel's, not the call's
             _WRITES.setdefault(learnt[0], {})[learnt[1]] = learnt[2]
-        self._fresh = (key, plan)
+        self._fresh = (self.boundary, _kinds(inputs), data.shape, data.dtype, plan,
+                       at if grid else None)
         return out
 
     def _zero_unwritten(self, inputs: tuple, target, out: np.ndarray):
@@ -312,25 +320,57 @@ class StencilKernel:
             # The loop may walk any grid's interior: zero the widest border (the kernel
             # overwrites whatever of it it visits).
             g = max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid))])
-            plan = []
-            for axis in range(out.ndim):
-                lo = [slice(None)] * out.ndim
-                lo[axis] = slice(0, g)
-                plan.append(tuple(lo))
-                lo[axis] = slice(max(out.shape[axis] - g, 0), None)
-                plan.append(tuple(lo))
+            plan = _border(out.shape, g)
         else:
             plan = []  # nothing: every point is written
         _zero(out, plan)
         return learnt, plan
 
 
+def _border(shape: tuple, g: int) -> list | None:
+    """The index tuples of the border ``g`` deep of an array of ``shape``: two per axis,
+    or one (``::n-1``) when ``g`` is 1 (zeroing both columns of a 512^2 grid as one
+    strided view costs 3 us, as two single columns 10 us); None (everything) when an
+    axis is all border."""
+    plan = []
+    for axis, n in enumerate(shape):
+        if n <= 2 * g:
+            return None
+        index = [slice(None)] * len(shape)
+        if g == 1:
+            index[axis] = slice(None, None, n - 1)
+            plan.append(tuple(index))
+        else:
+            index[axis] = slice(0, g)
+            plan.append(tuple(index))
+            index[axis] = slice(n - g, None)
+            plan.append(tuple(index))
+    return plan
+
+
+def _kinds(inputs: tuple) -> list:
+    """What a remembered zeroing plan and output depend on: the types, dtypes and shapes
+    of the arrays and grids (with their ghost depths), the types of the rest."""
+    return [(type(a), a.dtype, a.shape) if isinstance(a, np.ndarray) else
+            (type(a), a.ghost_depth, a.data.dtype, a.data.shape)
+            if isinstance(a, StencilGrid) else type(a) for a in inputs]
+
+
+def _grid_like(first: StencilGrid, out: np.ndarray) -> StencilGrid:
+    """``out`` as a grid with ``first``'s ghost depth and neighbourhoods."""
+    target = StencilGrid.from_array(out)
+    target.ghost_depth = first.ghost_depth
+    target.neighbor_definition = first.neighbor_definition
+    return target
+
+
 def _zero(out: np.ndarray, plan: list | None) -> None:
-    """Zero all of ``out`` (``plan`` None) or the parts ``plan`` indexes."""
+    """Zero all of ``out`` (``plan`` None) or the parts ``plan`` indexes (``fill`` on a
+    view: a third cheaper than assigning 0 through the index)."""
     if plan is None:
         out.fill(0)
     for index in plan or ():
-        out[index] = 0
+        out[index].fill(0)
 
 
 # Per JitKernel and kinds of arguments: whether the kernel assigns every point it visits
