@@ -27,7 +27,7 @@ from asp.errors import AspFallbackWarning, CompileError, SpecializationError
 from asp.runtime import specialization
 from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, ca_cg, cg, kernels, partition
-from specializers.matrix_powers.powers_kernel import VARIANTS
+from specializers.matrix_powers.powers_kernel import TUNED_COUNT
 from tests.test_matrix_powers import assert_close, poisson2d, reference, tuning_of
 
 SOLVERS = {"cg": cg, "ca_cg": ca_cg}
@@ -277,7 +277,7 @@ def test_planning_failure_of_a_variant_falls_back(variant, isolated, monkeypatch
     V[0] = x
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        for _ in range(1 if variant else 3 * len(VARIANTS)):  # None: tuning reaches pa1
+        for _ in range(1 if variant else 3 * TUNED_COUNT):  # None: tuning reaches pa1
             mp.powers(V)
             assert_close(V, reference(A, x, 3), 1e-12)
     one_fallback(record, "planning of matrix_powers:powers", "pa1-", "IndexError")
@@ -323,7 +323,7 @@ def test_no_tuning_database_tunes_in_memory(how, isolated, monkeypatch, tmp_path
     mp = MatrixPowers(A, 3)
     V = np.zeros((4, A.shape[0]))
     V[0] = x
-    for _ in range(calls_to_decide(len(VARIANTS)) + 1):
+    for _ in range(calls_to_decide(TUNED_COUNT) + 1):
         mp.powers(V)
         assert_close(V, reference(A, x, 3), 1e-12)
     assert tuning_of(mp, 3).done and mp.last_variant in mp.variants

@@ -26,7 +26,7 @@ from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, kernels
 from specializers.matrix_powers.cg_kernels import CGKernel, SStepKernel
 from specializers.matrix_powers.kernels import Matrix
-from specializers.matrix_powers.powers_kernel import VARIANTS
+from specializers.matrix_powers.powers_kernel import TUNED_COUNT
 from tests.conftest import openmp_max_threads
 from tests.test_matrix_powers import (
     assert_close,
@@ -55,10 +55,11 @@ MATRICES = {
 
 
 def run_all(mp: MatrixPowers, bases: tuple) -> dict:
-    """Every C variant of the tuned kernel on copies of ``bases``: {variant: copies}."""
+    """Every C variant of the tuned kernel (the sampled PA1 block sizes among them) on
+    copies of ``bases``: {variant: copies}."""
     k = mp._kernel(len(bases) == 2, None)
     out = {}
-    for name in VARIANTS:
+    for name in k.specialization(mp._problem, *bases, None).entries:
         copies = tuple(B.copy() for B in bases)
         k.run_variant(name, mp._problem, *copies, None)
         out[name] = copies
@@ -75,8 +76,8 @@ def test_the_suite_runs_the_parallel_branches():
 @pytest.mark.parametrize("two", [False, True], ids=["one_basis", "two_bases"])
 @pytest.mark.parametrize("name", sorted(MATRICES))
 def test_every_compiled_variant_matches_the_reference(name, two, rng):
-    """The tuned kernel's own variants (pa1_small/large, window_short/long read their own
-    plans from the shared argument list), Newton basis, a partial second basis."""
+    """The tuned kernel's own variants (the PA1 block sizes and window_short/long read
+    their own plans from the shared argument list), Newton basis, a partial second basis."""
     A = MATRICES[name]()
     n, k = A.shape[0], 4
     shifts, scales = rng.uniform(-2, 4, k), rng.uniform(0.2, 0.5, k)
@@ -130,7 +131,8 @@ def powers_call(mp: MatrixPowers, V: np.ndarray):
     """The tuned kernel's specialization and the entry arguments of a call with ``V``."""
     k = mp._kernel(False, None)
     prepared = k.specializer.prepare((mp._problem, V, None))
-    return k.specialization(mp._problem, V, None), list(prepared.complete(tuple(VARIANTS)))
+    s = k.specialization(mp._problem, V, None)
+    return s, list(prepared.complete(tuple(s.entries)))  # the first PA1 point's plan
 
 
 def test_c_guards_reject_wrong_arguments_without_crashing(rng):
@@ -153,7 +155,7 @@ def test_c_guards_reject_wrong_arguments_without_crashing(rng):
         "idx int64": (1, args[1].astype(np.int64)),
         "doff wrong count": (4, args[4][:3]),
         "shift int": (6, np.zeros(3, np.int64)),
-        "K not an int": (len(args) - 7, 3.0),
+        "K not an int": (len(args) - 6, 3.0),
     }
     for name, entry in s.entries.items():
         assert entry(*args) is None, name
@@ -171,8 +173,8 @@ def test_c_guards_reject_wrong_arguments_without_crashing(rng):
             entry(*short)
     # a plan that does not fit the matrix: only the variants that read it object
     plans = list(args)
-    plans[8] = plans[12] = np.array([0, 50], np.int64)  # blocks of half the rows
-    plans[16] = np.array([0, 99], np.int64)  # chunks that stop short of n
+    plans[8] = np.array([0, 50], np.int64)  # blocks of half the rows
+    plans[12] = np.array([0, 99], np.int64)  # chunks that stop short of n
     for name, entry in s.entries.items():
         if name == "naive":
             assert entry(*plans) is None
@@ -233,7 +235,7 @@ def test_plans_are_made_only_for_variants_that_may_run(fresh_cache, monkeypatch,
     A = poisson2d(40)
     x = rng.standard_normal(A.shape[0])
     mp = MatrixPowers(A, 3)
-    for _ in range(calls_to_decide(len(VARIANTS))):
+    for _ in range(calls_to_decide(TUNED_COUNT)):
         mp(x)
     winner = mp.chosen_variant()
     assert winner is not None and mp._problem._plans
@@ -270,7 +272,7 @@ def test_a_wrong_variant_is_excluded_by_the_check(fresh_cache, monkeypatch, rng)
         s = mp._kernel(False, None).specialization(mp._problem, mp(x), None)
         assert set(s.check_failures) == {"window_short", "window_long"}
         assert "differ from the Python reference" in s.check_failures["window_short"]
-        for _ in range(40):
+        for _ in range(calls_to_decide(TUNED_COUNT)):
             assert_close(mp(x), reference(A, x, 3), 1e-12)
         assert mp.chosen_variant() in ("naive", *mp.variants[1:-2])
     finally:

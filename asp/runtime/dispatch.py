@@ -150,18 +150,21 @@ class JitKernel:
             return self._fallback(args, exc)
         if s.pending is not None:  # late variants of a tiered first call: in when ready
             s.absorb(prepared.args, wait=not s.tuning_for(prepared.bucket).candidates())
-        if prepared.complete is not None:
-            t = s.tuning_for(prepared.bucket)
+        complete = prepared.complete
+        if complete is not None and s.tuning_for(prepared.bucket).winner is not None:
             try:
-                prepared.args = prepared.complete((t.winner,) if t.winner is not None
-                                                  else tuple(t.candidates()))
+                prepared.args = complete((s.tuning_for(prepared.bucket).winner,))
             except SpecializationError as exc:
                 return self._fallback(args, exc)
+            complete = None
         try:
-            result = s.run(prepared.args, prepared.bucket,
+            # While tuning, the arguments are completed for the variant the tuner picks.
+            result = s.run(prepared.args, prepared.bucket, complete=complete,
                            sampled=prepared.same and prepared.finish is None)
         except UnrepresentableValue as exc:
             return self.run_as_python(args, exc)
+        except SpecializationError as exc:  # completing the arguments failed
+            return self._fallback(args, exc)
         if result is MISS:
             exc = LoadError("the compiled entry rejected arguments the specializer accepted",
                             kernel=spec.name)

@@ -83,10 +83,13 @@ class Prepared:
     argument ``size_arg`` (default: the first array), so the hot path serves only
     calls of the same bucket; a bucketed call without a range never takes the hot
     path (it would serve every size with one bucket's winner).  ``complete``, when
-    given, makes the final arguments once the runtime knows which variants the call
-    may run (``complete(names) -> args``): arguments only some variants read and that
-    cost time to make (a variant's plan) are made only for those (the tuner's winner,
-    once there is one); a SpecializationError from it makes the call run as Python.
+    given, makes the final arguments once the runtime knows which variant the call
+    runs (``complete((name,)) -> args``: the tuner's winner, or the variant it picks
+    while tuning; each variant in turn in exhaustive tuning): arguments only some
+    variants read and that cost time to make (a variant's plan) are made only for the
+    variant that runs, and variants may read their own values from the same argument
+    (the points of a search space over a plan's parameters); a SpecializationError from
+    it makes the call run as Python.
     """
 
     args: tuple

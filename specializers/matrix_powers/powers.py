@@ -36,19 +36,19 @@ from specializers.matrix_powers.kernels import (
 )
 from specializers.matrix_powers.partition import Pa1Plan
 from specializers.matrix_powers.powers_kernel import (
-    VARIANTS,
+    PA1_KIB,
+    TUNED,
     WINDOW_STEPS,
     PowersKernel,
     PowersProblem,
     fill_basis,
     forced_variant,
+    kind,
 )
 
 __all__ = ["MatrixPowers", "gram_matrix"]
 
 BASES = ("monomial", "newton")
-# rows of A per PA1 block are chosen so a block's part of A fills about this much cache
-_PA1_BYTES = (256 << 10, 1 << 20)
 
 
 def gram_matrix(V) -> np.ndarray:
@@ -98,8 +98,9 @@ class MatrixPowers:
         self._csr = M
         self.matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
         row_bytes = max(1.0, (M.data.itemsize + M.indices.itemsize) * M.nnz / max(self.n, 1))
-        self._pa1_rows = tuple(max(64, int(b / row_bytes)) for b in _PA1_BYTES)
-        self.variants = (["naive"] + [f"pa1-{r}" for r in sorted(set(self._pa1_rows))]
+        # PA1 blocks hold about KiB of A each, over the block-size space the tuner searches
+        self._pa1_rows = sorted({max(64, int((kib << 10) / row_bytes)) for kib in PA1_KIB})
+        self.variants = (["naive"] + [f"pa1-{r}" for r in self._pa1_rows]
                          + [f"window-{s}" for s in WINDOW_STEPS.values()])
         self._valid(variant)
         self.forced = variant
@@ -109,7 +110,7 @@ class MatrixPowers:
             config.num_threads()  # a malformed OMP_NUM_THREADS is the user's error: raise it
             matrix = Matrix(M, reorder=reorder, symmetric=symmetric, depth=self.k)
             self._problem = PowersProblem(matrix, self.k, self.shifts, self.scales,
-                                          self._pa1_rows)
+                                          row_bytes)
         self._last: tuple | None = None
         self._setup = time.perf_counter() - t0
 
@@ -256,8 +257,9 @@ class MatrixPowers:
             gram.specializer.run_python((Y, G))
 
     def _kernel(self, two: bool, forced: str | None) -> JitKernel:
-        variants = tuple(VARIANTS) if forced is None else (forced_variant(forced),)
-        return jit(PowersKernel, two, variants)
+        if forced is None:  # the tuned kernel: its plain variants and the PA1 block sizes
+            return jit(PowersKernel, two, TUNED)
+        return jit(PowersKernel, two, (forced_variant(forced),), False)
 
     def _run(self, bases: tuple, variant: str | None) -> np.ndarray:
         self._valid(variant)
@@ -300,7 +302,7 @@ class MatrixPowers:
             return chosen
         if chosen == "python":
             return "scipy"
-        head, slot = VARIANTS[chosen]
+        head, slot = kind(chosen)
         if head == "pa1":
-            return f"pa1-{self._problem.pa1_rows[slot]}"
+            return f"pa1-{self._problem.pa1_rows(slot)}"
         return f"window-{WINDOW_STEPS[slot]}"

@@ -1,8 +1,9 @@
 ## The matrix-powers variants: V[l] = g_l (A - t_l I) V[l-1] for l = 1..L, with
 ## t = shift, g = scale, L = rows of V - 1; with two=True also V2 (L2 <= L levels, the
 ## same shifts), as s-step CG needs for its p and r bases.  Every variant takes the same
-## named parameters (powers_kernel.py) and reads only its own plan: slot names the PA1
-## plan or the window step it uses.  Context: two, slot, nd, plus matrix.c.mako's types.
+## named parameters (powers_kernel.py) and reads only its own plan: every PA1 variant the
+## one PA1 plan (blk, runptr, runs, base, span: made for the variant that runs), a window
+## variant the step its slot names.  Context: two, slot, nd, plus matrix.c.mako's types.
 <%def name="prologue()">
     const mat_t M = ASP_MATRIX, *A = &M;
     const int64_t n = V_n1, L = V_n0 - 1;
@@ -45,12 +46,10 @@ ${prologue()}
 ## neighbours, then level L on its own rows.  No communication between blocks.
 <%def name="pa1()">
 ${prologue()}
-    const int64_t *blk = blk_${slot}, *runptr = runptr_${slot}, *runs = runs_${slot};
-    const int64_t *base = base_${slot};
-    const int64_t nb = blk_${slot}_n0 - 1, span = span_${slot};
-    if (nb < 0 || base_${slot}_n0 != nb || K < 1 || L > K || span < 1
-            || runptr_${slot}_n0 != nb * (K - 1) + 1 || blk[0] != 0 || blk[nb] != n
-            || runs_${slot}_n0 < 2 * runptr[nb * (K - 1)])
+    const int64_t nb = blk_n0 - 1;
+    if (nb < 0 || base_n0 != nb || K < 1 || L > K || span < 1
+            || runptr_n0 != nb * (K - 1) + 1 || blk[0] != 0 || blk[nb] != n
+            || runs_n0 < 2 * runptr[nb * (K - 1)])
         return ASP_ERR_PLAN;
     int err = 0;
     #pragma omp parallel if(n > ASP_PAR_MIN)
