@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from asp.errors import AspFallbackWarning
 from specializers.reduction import reduction
+from specializers.reduction.specializer import BLOCK, PREFETCH_BYTES, SCHEDULES
 
 SCALE = 0.5
 
@@ -153,14 +154,14 @@ def test_parallel_branches_on_a_team_against_the_python(fn, make, rng):
     args = make(rng)
     spec = fn.jit.specializer
     plan = spec.plan(spec.prepare((*args, None)))
-    assert [v.name for v in plan.variants] == ["static", "guided", "serial"]
+    assert [v.name for v in plan.variants] == ["static", "guided", "prefetch", "serial"]
     for v in plan.variants:
         loops = _parallel_loops(v.function)
         if v.name == "serial":
             assert not loops
             continue
         (loop, guard), = loops
-        assert loop.parallel.schedule == v.name
+        assert loop.parallel.schedule == SCHEDULES[v.name][0]
         assert "asp_acc" in {name for _, name in loop.reductions}
         assert guard is not None and guard.op == ">" and guard.right.value == 0
     want = spec.run_python((*args, None))
@@ -171,6 +172,24 @@ def test_parallel_branches_on_a_team_against_the_python(fn, make, rng):
         else:
             assert got == want, name
         assert np.asarray(got).dtype == np.asarray(want).dtype, name
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 129, 255, 256, 257, 511, 1000, 4099])
+@pytest.mark.parametrize("dtype", [np.float64, np.int8])
+def test_prefetch_blocks_at_every_edge(n, dtype, rng):
+    """The prefetch variant's blocks and prefetch bounds at sizes around the block and
+    the prefetch distance, for wide and narrow elements, equal NumPy (sum, max with a
+    NaN-free start, the product of a wrapping integer)."""
+    assert BLOCK == 256 and PREFETCH_BYTES // np.dtype(dtype).itemsize in (128, 1024)
+    x = (rng.random(n) * 100 - 50).astype(dtype)
+    _same(count_positive.jit.run_variant("prefetch", x, None), np.sum(x > 0), 0)
+    with np.errstate(all="ignore"):
+        _same(biggest.jit.run_variant("prefetch", x, None), np.max(x), 0)
+        _same(smallest.jit.run_variant("prefetch", x, None), np.min(-x), 0)
+    if dtype == np.float64:
+        y = rng.random(n)
+        _same(energy.jit.run_variant("prefetch", x, y, None),
+              np.sum(x * x + SCALE * y * y), 1e-12)
 
 
 def test_empty_arrays_follow_numpy():
