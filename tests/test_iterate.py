@@ -145,10 +145,14 @@ def test_integers_are_exact_and_a_constant_input_is_read_every_step():
 
 def _every_blocked_variant(monkeypatch, k, levels, args, steps, caches=None):
     """Compile the whole space (not a sample) and run each variant against the loop, with
-    the machine's caches or ``caches`` (L1, L2: smaller ones make smaller tiles)."""
+    the machine's caches and spaces, or small tiles: ``caches`` (L1, L2), shallow depths,
+    few rows and any amount of halo work."""
     monkeypatch.setattr(temporal, "SAMPLE", 1000)
     if caches is not None:
         monkeypatch.setattr(temporal, "cache_sizes", lambda: caches)
+        monkeypatch.setattr(temporal, "DEPTHS", {2: (4, 8, 16), 3: (2, 4)})
+        monkeypatch.setattr(temporal, "ROWS", {2: (1, 4), 3: (1, 4)})
+        monkeypatch.setattr(temporal, "MAX_WORK", 100.0)
     iterate_module._JITS.clear()  # a new iteration specializer, with the whole space
     state = levels if len(levels) > 1 else levels[0]
     want = wave_loop(k, levels, args, steps)
@@ -219,9 +223,9 @@ def test_every_blocked_variant_of_a_two_level_state(monkeypatch, steps):
 
 
 def test_every_blocked_variant_of_a_two_level_state_3d(monkeypatch):
-    u = RNG.random((40, 150, 140))
+    u = RNG.random((40, 45, 50))
     _every_blocked_variant(monkeypatch, Wave3(), (u, RNG.random(u.shape)), (0.1,), 9,
-                           caches=(32 << 10, 1 << 20))
+                           caches=(8 << 10, 128 << 10))
 
 
 def test_a_two_level_state_one_step_and_three_levels():

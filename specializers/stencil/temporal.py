@@ -62,8 +62,8 @@ __all__ = ["DEPTHS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_points", 
 
 #: Steps per pass tried, per number of dimensions; tile extents along axis 0 (the
 #: wavefront's axis), as multiples of the depth times the reach (the halo a tile adds).
-DEPTHS = {2: (8, 16, 32), 3: (2, 4, 8)}
-ROWS = {2: (16, 64), 3: (8, 32)}
+DEPTHS = {2: (16, 32), 3: (2, 4, 8)}
+ROWS = {2: (64,), 3: (8, 32)}
 #: A thread's rings may take this share of L2 (the pass's input and output rows and
 #: the other thread's traffic share it); a point may add at most this much work in
 #: halos (averaged over the levels of a tile).
