@@ -4,7 +4,10 @@ Target (issue 6): on this 2-core machine, the step through Dask on a local
 cluster of 2 single-threaded worker processes costs at most 1.5x the direct
 call (2 OpenMP threads, one process).  The grid lives in the workers' memory
 (persisted) and the result stays there (``persist`` + ``wait``), as in a real
-time-stepping run; both sides allocate their output.  ``--quick``: 2048 x 2048.
+time-stepping run; both sides allocate their output, and both are tuned first (until
+every worker's tuner and this process's have chosen their variants: 25-50 rounds, where
+a fixed twelve warm-up calls left both sides timing their tuners' trials).
+``--quick``: 2048 x 2048.
 
 Deep halos (issue #14, item 4), reported: ``iterate`` of an ``'interior'`` heat step on
 4096 x 4096 float64 (``--quick``: 2048 x 2048) in two row slabs, per step, with one halo
@@ -76,6 +79,28 @@ def run(quick: bool, parts: tuple[str, ...] = ("step", "iterate")) -> list[Figur
         client.close()
         cluster.close()
     return figures
+
+
+def _decided(cases) -> bool:
+    """Whether this process's tuner has chosen a variant for every ``(kernel, shape)``:
+    the call ``kernel(u, 0.2)`` on a grid of that shape (run on a worker, or here)."""
+    for kernel, shape in cases:
+        a, b = np.zeros(shape), np.zeros(shape)
+        if kernel.jit_for(a, 0.2, b).chosen_variant(a, 0.2, b) is None:
+            return False
+    return True
+
+
+def _tune(client, rounds, here, there) -> int:
+    """Run ``rounds`` (untimed) until the tuners here (``here``: cases for
+    :func:`_decided`) and on every worker (``there``) have all decided: a 2-D stencil
+    has several variants, each tried over a few rounds per shape (the blocks, their
+    strips), which twelve warm-up calls did not finish on either side.  Returns the
+    number of rounds."""
+    from benchmarks.harness import until_tuned
+
+    return until_tuned(rounds, lambda: (_decided(here) and all(
+        client.run(_decided, there).values())) or None, limit=300)
 
 
 def _slabs(client, n: int, seed: int):
@@ -170,11 +195,18 @@ def _step_figures(client, quick: bool) -> list[Figure]:
         distributed.wait(out)
         held.append(out)
 
-    # Enough warm-up calls for online tuning to finish on both sides (3 rounds of
-    # each of a 2-D stencil's 3 variants, per size: the blocks' interiors and their
-    # strips are tuned apart), then the steady state a time-stepping run sees.
+    # Online tuning finished on both sides (the workers tune the blocks' interiors, the
+    # strips, the floor's and map_overlap's blocks apart; here the whole grid), then the
+    # steady state a time-stepping run sees.
+    interior = step.with_options(boundary="interior")  # what the split's tasks run
+    h = n // 2
+    tuned = _tune(client, lambda: (via_dask(), release(), floor(), release(),
+                                   via_dask("overlap"), release(), direct()),
+                  [(step, (n, n))], [(interior, (h, n)), (interior, (3, n + 2)),
+                                     (interior, (h + 2, 3)), (step, (h, n)),
+                                     (step, (h + 2, n + 2))])
     best = interleaved({"dask": via_dask, "direct": direct, "floor": floor,
-                        "overlap": lambda: via_dask("overlap")}, warmup=12,
+                        "overlap": lambda: via_dask("overlap")}, warmup=1,
                        repeat=3 if quick else 7,
                        after={"dask": release, "overlap": release, "floor": release})
     runs = interleaved({"dask": run_dask, "direct": run_direct}, warmup=1,
@@ -197,11 +229,14 @@ def _step_figures(client, quick: bool) -> list[Figure]:
         distributed.wait(out)
         held.append(out)
 
-    big = interleaved({"dask": via_dask2, "direct": lambda: step(u2, 0.2)}, warmup=12,
+    _tune(client, lambda: (via_dask2(), release(), step(u2, 0.2)), [(step, (2 * n, n))],
+          [(interior, (n, n)), (interior, (3, n + 2)), (interior, (n + 2, 3))])
+    big = interleaved({"dask": via_dask2, "direct": lambda: step(u2, 0.2)}, warmup=1,
                       repeat=2 if quick else 5, after={"dask": release})
     u2 = ud2 = None
     ratio = best["dask"] / best["direct"]
-    detail = f"{n}x{n} float64, 2 workers x 1 thread vs 1 process x 2 threads"
+    detail = (f"{n}x{n} float64, 2 workers x 1 thread vs 1 process x 2 threads, timed "
+              f"after {tuned} rounds that tuned both sides")
     return [
         Figure("dask", "heat step: direct call", best["direct"] * 1e3, None, unit="ms",
                better="lower", detail=detail),
