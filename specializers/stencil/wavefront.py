@@ -80,12 +80,12 @@ class _LevelBody(_Body):
         return ir.ArrayRef(array, _ring_index(coords, *self.ring))
 
 
-def _ring_index(coords, mask: int, stride: int) -> ir.Expr:
+def _ring_index(coords, mask: int, strides: tuple[int, ...]) -> ir.Expr:
     """The index of a point in one level's ring: the row's slot, then the point's offsets
-    from the tile's halo origin (``asp_b<a>``), each axis ``stride`` long."""
+    from the tile's halo origin (``asp_b<a>``), axis ``a`` ``strides[a]`` long."""
     e: ir.Expr = _op("&", coords[0], mask)
     for a in range(1, len(coords)):
-        e = _op("+", _op("*", e, stride), _op("-", coords[a], _v(f"asp_b{a}")))
+        e = _op("+", _op("*", e, strides[a]), _op("-", coords[a], _v(f"asp_b{a}")))
     return e
 
 
@@ -167,9 +167,7 @@ class Builder:
         n = [self.n(a) for a in range(dim)]
         S, D, y, ext, s = _v(STEPS), _v("asp_d"), _v("asp_y"), _v("asp_ext"), _v("asp_s")
         ix = self.ivars()
-        rix = (mask, stride[1]) if dim > 1 else (mask, 0)
-        if dim == 3 and stride[1] != stride[2]:
-            raise ValueError("3-D tiles are square across axes 1 and 2")
+        rix = (mask, tuple(stride))
 
         pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
         count: ir.Expr = _c(1)
@@ -312,7 +310,7 @@ class Builder:
             per.append(ir.Declare(f"const {ct} *", f"asp_src{j}", e))
         per.append(ir.Declare(f"{ct} *", "asp_dst0", buffer(t)))
         ix = self.ivars()
-        body = self.body(1, ir.ArrayRef("asp_dst0", self.linear(ix)), (0, 0))
+        body = self.body(1, ir.ArrayRef("asp_dst0", self.linear(ix)), (0, ()))
         lo = [_c(g)] * (self.dim - 1)
         hi = [_op("-", self.n(a), g) for a in range(1, self.dim)]
         sweep = ir.For("asp_i0", _c(g), _op("-", self.n(0), g),
