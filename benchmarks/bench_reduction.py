@@ -4,7 +4,7 @@ Targets (issue 12): ``energy(u, v) = sum(u*u + 0.5*v*v)`` over 10M float64 >= 6x
 ``np.sum(u*u + 0.5*v*v)`` and >= 1.2x Numba ``@njit(parallel=True)`` with ``prange``,
 timed side by side in one run, in steady state: after the online tuner has chosen a
 variant (the first calls of a signature try each in turn). The first call of a new
-process with an empty cache (front end, passes, compiling three variants, checking
+process with an empty cache (front end, passes, compiling the variants (four), checking
 them against the Python) is reported, with no target; so is the first call of a new
 process whose cache is warm.
 """
@@ -123,7 +123,7 @@ def _first_calls(n: int) -> list[Figure]:
         warm = _subprocess_first_call(cache, n)
     figs.append(Figure("reduction", "energy cold first call (empty cache)",
                        cold["first_call"], None, unit="s", better="lower",
-                       detail="front end, passes, compile 3 variants, load, check, run"))
+                       detail="front end, passes, compile 4 variants, load, check, run"))
     figs.append(Figure("reduction", "energy first call, new process, warm cache",
                        warm["first_call"] * 1e3, None, unit="ms", better="lower",
                        detail=f"one call over {n:.0e} elements included"))
