@@ -223,10 +223,11 @@ def run(quick: bool = False) -> list[Figure]:
             t0 = time.perf_counter()
             r = _python(_COLD, empty, which)
             wall = time.perf_counter() - t0
+        load = f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         figs.append(Figure("tune", f"{label} cold first call (empty cache)", r["first"], target,
                            unit="s", better="lower",
-                           detail=f"process wall {wall:.2f} s incl. interpreter start"))
+                           detail=f"process wall {wall:.2f} s incl. interpreter start; {load}"))
         figs.append(Figure("tune", f"{label} tuned steady state after first call",
                            r["tuned"], 3.0, unit="s", better="lower",
-                           detail=f"chosen {r['chosen']}"))
+                           detail=f"chosen {r['chosen']}; {load}"))
     return figs

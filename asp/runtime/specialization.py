@@ -164,7 +164,8 @@ class Specialization:
         for name in names:
             if name not in found:
                 self.tuning.exclude(name, broken.get(name, "was not built"))
-        # A variant built quick whose rebuild failed keeps its quick entry.
+        # A rebuilt first tier is checked like the late ones; one whose rebuild failed
+        # keeps its quick entry (it was never pending, so it is not excluded above).
         names.update(n for n in self._rebuild if n in found)
         if found and self.plan is not None and self.plan.check_args is not None:
             try:
