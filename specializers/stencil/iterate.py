@@ -32,7 +32,7 @@ import numpy as np
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
-from asp.runtime import JitKernel
+from asp.runtime import JitKernel, new_output
 from asp.tune import db
 from specializers.stencil.grid import StencilGrid
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
@@ -127,7 +127,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     steps)."""
     K = len(levels)
     data = _data(levels[0])
-    out = np.zeros(data.shape, data.dtype)  # calloc: pages zeroed as the kernel writes them
+    out = np.zeros(data.shape, data.dtype)
     call = (*levels, *args, _like(levels[0], out))
     step_jit = kernel.jit_for(*call)
     spec = step_jit.specializer
@@ -142,7 +142,14 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
         _note(spec.name, prepared.signature, why)
         return None
     jit = _iteration(step_jit, K)
-    older = tuple(np.zeros(data.shape, data.dtype) for _ in range(K - 1))
+    # The outputs' pages are reused from freed outputs (a fresh grid's page faults cost
+    # as much as the blocked steps here); every variant writes their every interior point.
+    ghost = spec.ghost(spec.params.index(k.loop.grid))
+    out = _border_zeroed(new_output(data.shape, data.dtype), ghost)
+    call = (*call[:-1], _like(levels[0], out))
+    arrays = (*arrays[:-1], out)
+    older = tuple(_border_zeroed(new_output(data.shape, data.dtype), ghost)
+                  for _ in range(K - 1))
     tmps = _scratch(data, K)
     full = (*arrays, *older, *tmps, steps)
     try:
@@ -157,6 +164,14 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     jit(*full)
     _SCRATCH.get((data.shape, data.dtype.str), []).extend(tmps)
     return tuple(_like(levels[0], a) for a in (out, *older))
+
+
+def _border_zeroed(a: np.ndarray, ghost: int) -> np.ndarray:
+    """``a`` with zeros in the ``ghost`` outermost layers of every axis."""
+    for axis in range(a.ndim):
+        for part in (slice(0, ghost), slice(max(a.shape[axis] - ghost, 0), None)):
+            a[(slice(None),) * axis + (part,)] = 0
+    return a
 
 
 def _scratch(data: np.ndarray, count: int) -> list[np.ndarray]:
