@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from asp.errors import AspFallbackWarning
+from asp.errors import AspFallbackWarning, UnrepresentableValue
 from specializers.elementwise import elementwise
 from specializers.stencil import StencilKernel
 
@@ -159,6 +159,30 @@ def test_abs_of_min_is_min_as_in_numpy():
 @elementwise
 def _abs(x):
     return abs(x)
+
+
+@elementwise
+def floordiv_by_abs_of_int(x, y):
+    t0 = abs(int(y))
+    return (1.0 // t0)
+
+
+def test_abs_of_a_python_int_is_unbounded():
+    # Fuzz finding (10,008-kernel run of 2026-12-02): int(y) is a Python int, and
+    # abs(-2**63) is 2**63 in Python (1.0 // 2**63 is 0.0), not INT64_MIN (-1.0).
+    y = np.array([I64.min + 1, -7, 5, I64.max], np.int64)
+    want = np.array([1.0 // abs(int(v)) for v in y])
+    for name, got in every_variant(floordiv_by_abs_of_int, np.zeros_like(y), y).items():
+        np.testing.assert_array_equal(got, want, err_msg=f"variant {name}")
+    # At -2**63 every variant says only Python represents the value, and the call is
+    # Python's (1.0 // 5 is 0.0 as well).
+    lo = np.array([5, I64.min], np.int64)
+    for name in floordiv_by_abs_of_int.jit.specialization(lo, lo, None).variant_names:
+        with pytest.raises(UnrepresentableValue):
+            floordiv_by_abs_of_int.jit.run_variant(name, lo, lo, None)
+    with pytest.warns(AspFallbackWarning, match="only Python represents"):
+        got = floordiv_by_abs_of_int(lo, lo)
+    np.testing.assert_array_equal(got, [0.0, 0.0])
 
 
 class FloorDivStencil(StencilKernel):

@@ -209,7 +209,10 @@ def invert(e: ir.Expr, t: T) -> ir.Expr:
 
 def absolute(e: ir.Expr, t: T) -> ir.Expr:
     """``abs(e)`` in type ``t``: ``abs(INT_MIN)`` is ``INT_MIN`` as in NumPy; unsigned
-    values are their own absolute value."""
+    values are their own absolute value; of a Python int, as Python: ``abs(-2**63)`` is
+    beyond 64 bits (the call goes to Python)."""
+    if t.weak and t.ctype == "int64_t":
+        return ir.Ternary(ir.BinOp("<", e, ir.Const(0, "int64_t")), negate(e, t), e)
     if t.is_float:
         return ir.Call("fabs" if t.ctype == "double" else "fabsf", (e,))
     if t.ctype.startswith("uint") or t.is_bool:
