@@ -180,7 +180,8 @@ def _verification(cache: str) -> tuple[float, str]:
     s = k.specialization(u, 0.1, out)
     winner = jit.chosen_variant(u, 0.1, out)
     bare = s.entries[winner]
-    every = s.tuning_for("").sample_every()
+    # The call's own size bucket: the signature's tuning ("") never decides for a stencil.
+    every = s.tuning_for(jit.specializer.prepare((u, 0.1, out)).bucket).sample_every()
     t = interleaved({"tuned": lambda: k.kernel(u, 0.1, out),
                      "bare": lambda: bare(u, 0.1, out)},
                     repeat=15, warmup=every, number=max(every, 1) * 4)
