@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     for k in np.unique(np.linspace(0, len(levels) - 1, 6).astype(int)):
         print(f"  {levels[k]:5.0f} m   {frac[k]:9.1%}   {rock[k] * cell / 1e9:8.2f} km^3")
 
-    # The first calls of a signature try each variant (serial, static and dynamic
-    # OpenMP schedules) in turn; time only once the tuner has chosen.
+    # The first calls of a signature try each variant (serial; static, guided and
+    # prefetching OpenMP loops) in turn; time only once the tuner has chosen.
     winners = {}
     for f in (cells_above, rock_above):
         for _ in range(100):

@@ -12,9 +12,10 @@ from asp.passes.loops import (
     vectorize_inner,
 )
 from asp.passes.pipeline import dump, format_ir, run_pipeline
+from asp.passes.prefetch import prefetched_blocks
 
 __all__ = [
     "Dependences", "dependences", "dump", "fold_constants", "format_ir", "innermost_loops",
-    "outer_loops", "parallelize_outer", "run_pipeline", "serial_below", "tile_loops",
-    "unroll_inner", "vectorize_inner",
+    "outer_loops", "parallelize_outer", "prefetched_blocks", "run_pipeline", "serial_below",
+    "tile_loops", "unroll_inner", "vectorize_inner",
 ]

@@ -18,13 +18,13 @@ from asp.codegen.entry import extent_name
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
 from asp.frontend.scalar import PREAMBLE, c_name, translate
-from asp.ir import Transformer
 from asp.ir import platform as ir
 from asp.ir.pyscalar import unrep_flag
 from asp.ir.types import ctype_of, dtype_of
 from asp.passes import (
     fold_constants,
     parallelize_outer,
+    prefetched_blocks,
     run_pipeline,
     serial_below,
     vectorize_inner,
@@ -59,10 +59,7 @@ SCHEDULES = {"static": ("static", None), "guided": ("guided", 4096),
              "prefetch": ("static", None), "serial": None}
 SERIAL_ELEMENTS = 32768  # below this a call runs on one thread
 #: The ``prefetch`` variant: the loop in blocks of BLOCK elements, each first asking for
-#: the cache lines PREFETCH_BYTES ahead of it.  The SIMD loop of u*u + 0.5*v*v holds
-#: more instructions per cache line than a plain read, so the core keeps fewer lines in
-#: flight and a thread reads more slowly than memory allows (10M float64 on 2 threads:
-#: 2.45-2.63 ms, the bare read of both arrays 2.09-2.11); with the prefetches 2.07-2.25.
+#: the cache lines PREFETCH_BYTES ahead of it (the core's prefetched_blocks says why).
 BLOCK = 256
 PREFETCH_BYTES = 1024
 
@@ -158,11 +155,12 @@ class ReductionSpecializer(Specializer):
                             else ir.Const(identity, acc_t)),
                  ir.Declare("int", "asp_nan", ir.Const(0, "int"))]
         if variant == "prefetch":
-            arrays = [(n, s.dtype.itemsize) for n, s in zip(names[:-1], specs[:-1])
-                      if s.kind == "array"]
-            start = OPS[self.op][1]
-            loop = _blocked(body, acc, arrays, acc_t, self.op,
-                            first_term if start is None else ir.Const(start, acc_t))
+            streams = [(n, s.dtype.itemsize) for n, s in zip(names[:-1], specs[:-1])
+                       if s.kind == "array"]
+            loop = prefetched_blocks("k", ir.Var("n"), body, acc, acc_t,
+                                     first_term if identity is None
+                                     else ir.Const(identity, acc_t), OPS[self.op][2],
+                                     streams, block=BLOCK, ahead_bytes=PREFETCH_BYTES)
         else:
             loop = ir.For("k", ir.Const(0, "int64_t"), ir.Var("n"), ir.Block(tuple(body)))
         store = ir.Assign(ir.ArrayRef("asp_out", ir.Const(0, "int64_t")),
@@ -199,55 +197,6 @@ class ReductionSpecializer(Specializer):
         if not values and OPS[self.op][1] is None:
             raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op}")
         return OPS[self.op][0](np.asarray(values, dtype=term))
-
-
-def _blocked(body: list, acc: ir.Var, arrays: list, acc_t: str, op: str,
-             start: ir.Expr) -> ir.For:
-    """The loop over ``k < n`` in blocks, prefetching ahead (the ``prefetch`` variant).
-
-    Before: ``for (k = 0; k < n; ++k) { v = term(k); acc += v; }``
-    After:  ``for (b = 0; b < (n + B - 1) / B; ++b) { lo = b * B; hi = min(lo + B, n);
-    for (j = lo; j < min(hi, n - D); j += 64 / size) __builtin_prefetch(&u[j + D]);
-    blk = start; for (k = lo; k < hi; ++k) { v = term(k); blk += v; } acc += blk; }``
-
-    with one prefetch loop per array (``D`` is PREFETCH_BYTES of it; no address past
-    its end is formed); the block's partial result joins ``acc`` by the operator itself.
-    """
-    i64 = "int64_t"
-    blk = ir.Var("asp_blk")
-    lo, hi, n = ir.Var("asp_lo"), ir.Var("asp_hi"), ir.Var("n")
-
-    def least(a: ir.Expr, b: ir.Expr) -> ir.Expr:
-        return ir.Ternary(ir.BinOp("<", a, b), a, b)
-
-    inner = [ir.Declare(i64, "asp_lo", ir.BinOp("*", ir.Var("asp_b"), ir.Const(BLOCK, i64)),
-                        const=True),
-             ir.Declare(i64, "asp_hi", least(ir.BinOp("+", lo, ir.Const(BLOCK, i64)), n),
-                        const=True)]
-    for name, size in arrays:
-        ahead = ir.Const(PREFETCH_BYTES // size, i64)
-        j = ir.Var("asp_j")
-        fetch = ir.ExprStmt(ir.Call("__builtin_prefetch", (
-            ir.UnaryOp("&", ir.ArrayRef(name, ir.BinOp("+", j, ahead))),
-            ir.Const(0, "int"), ir.Const(3, "int"))))
-        inner.append(ir.For("asp_j", lo, least(hi, ir.BinOp("-", n, ahead)),
-                            ir.Block((fetch,)), step=ir.Const(max(64 // size, 1), i64)))
-    update = OPS[op][2]
-    block_body = tuple(_renamed(stmt, acc.name, blk.name) for stmt in body)
-    inner += [ir.Declare(acc_t, "asp_blk", start),
-              ir.For("k", lo, hi, ir.Block(block_body)),
-              update(acc, blk)]
-    blocks = ir.BinOp("/", ir.BinOp("+", n, ir.Const(BLOCK - 1, i64)), ir.Const(BLOCK, i64))
-    return ir.For("asp_b", ir.Const(0, i64), blocks, ir.Block(tuple(inner)))
-
-
-def _renamed(stmt: ir.Stmt, old: str, new: str) -> ir.Stmt:
-    """``stmt`` with the variable ``old`` read and written as ``new``."""
-    class Rename(Transformer):
-        def visit_Var(self, node: ir.Var):
-            return ir.Var(new) if node.name == old else node
-
-    return Rename().visit(stmt)
 
 
 def _fold(sf):
