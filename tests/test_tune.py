@@ -432,6 +432,9 @@ def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatc
     t = triple.jit.specialization(x, None).tuning_for(
         triple.jit.specializer.prepare((x, None)).bucket)
     assert t.done and t.sample_every() >= 16
+    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    while len(t.overheads) < 5:  # the rate follows what sampled calls were measured to cost
+        triple(x)
     slow = []
     real = triple.jit._slow
     monkeypatch.setattr(triple.jit, "_slow", lambda args: slow.append(1) or real(args))
@@ -439,6 +442,37 @@ def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatc
     for _ in range(n):
         np.testing.assert_array_equal(triple(x), x * 3.0)
     assert 3 <= len(slow) <= 5
+
+
+def test_a_dear_slow_path_is_sampled_less_often(fresh_cache, monkeypatch, rng):
+    """The share of verification is kept with what a sampled call really costs beyond the
+    kernel (a stencil's argument checks took 170 us, not the 30 us assumed): a kernel
+    whose slow path takes 2 ms is sampled that much less often."""
+    import math
+    import time
+
+    from asp.tune.tuner import SLOW_PATH, VERIFY_SHARE
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def quadruple(x):
+        return x * 4.0
+
+    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    real = quadruple.jit.specializer.prepare
+    monkeypatch.setattr(quadruple.jit.specializer, "prepare",
+                        lambda args: time.sleep(0.002) or real(args))
+    x = rng.random(2000)
+    for _ in range(calls_to_decide(3)):
+        quadruple(x)
+    t = quadruple.jit.specialization(x, None).tuning_for(real((x, None)).bucket)
+    assert t.done
+    assumed = int(min(max(math.ceil(SLOW_PATH / (VERIFY_SHARE * t.expected())), 16), 1 << 20))
+    for _ in range(3 * assumed):
+        np.testing.assert_array_equal(quadruple(x), x * 4.0)
+    assert t.overheads and min(t.overheads) >= 0.002
+    dear = math.ceil(0.002 / (VERIFY_SHARE * t.expected()))
+    assert t.sample_every() >= min(dear, 1 << 20) and t.sample_every() > assumed
 
 
 def test_calls_that_never_take_the_hot_path_time_one_in_n():

@@ -138,6 +138,7 @@ class JitKernel:
         spec = self.specializer
         if config.jit_disabled():
             return spec.run_python(args)
+        start = time.perf_counter()
         reads = self._reads
         if reads is not None and not reads.holds():
             self._rebound(reads)
@@ -172,6 +173,9 @@ class JitKernel:
             self._specs.pop(prepared.signature, None)
             return self._fallback(args, exc)
         tuning = s.tuning_for(prepared.bucket)
+        if tuning.last_run is not None:  # a sampled call of the winner: what the rest cost
+            tuning.note_overhead(time.perf_counter() - start - tuning.last_run)
+            tuning.last_run = None
         # The hot entry returns the native result as it is: only a call that needs no
         # finishing (copy-back, conversion) may be served by it.
         if s.stale:  # a winner's decision was reopened: its hot entry must go

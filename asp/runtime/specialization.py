@@ -202,7 +202,8 @@ class Specialization:
             # A real call of the winner: timed, so a decision gone stale is reopened.
             t0 = time.perf_counter()
             result = self.entries[t.winner](*args)
-            if result is not MISS and t.verify(time.perf_counter() - t0):
+            t.last_run = time.perf_counter() - t0
+            if result is not MISS and t.verify(t.last_run):
                 self.stale = True  # the runtime drops its hot entries
             return result
         if t.mode == "exhaustive":

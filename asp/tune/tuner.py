@@ -47,7 +47,9 @@ MAX_ROUNDS = 6
 #: make the best variant's fastest run lose it).
 RACE_FROM = 2
 RACE_SLOWER = 1.5
-#: Verification of a winner: about what one call through the slow path costs, the share
+#: Verification of a winner: about what one call through the slow path costs (at least:
+#: the runtime measures each kernel's own, see :meth:`Tuning.note_overhead`; a stencil's
+#: argument checks alone took 170 us), the share
 #: of the calls' time verification may take, how many sampled calls are compared, how
 #: much slower than recorded they must run (and than the runner-up's record) to reopen
 #: the decision, and how often one process reopens it at most.
@@ -103,6 +105,8 @@ class Tuning:
         self.provisional = False  # decided by the budget, not by separation
         self.recorded: dict = {}  # the timings the decision was made on (or remembered)
         self.checks: list[float] = []  # sampled real calls of the winner, newest last
+        self.overheads: list[float] = []  # what the slow path added to them, newest last
+        self.last_run: float | None = None  # the winner's time in the sampled call now
         self.reopened = 0
         # Variants still being compiled (a tiered first call): not picked, and no decision
         # is made among the others until they join (or fail to).
@@ -214,12 +218,22 @@ class Tuning:
         return self.recorded.get(self.winner, {}).get("best")
 
     def sample_every(self) -> int:
-        """Time one real call in this many (0: none): the slow path it takes costs about
-        :data:`SLOW_PATH`, kept to :data:`VERIFY_SHARE` of the calls' time."""
+        """Time one real call in this many (0: none): the slow path it takes (what it was
+        measured to cost, :data:`SLOW_PATH` at least), kept to :data:`VERIFY_SHARE` of
+        the calls' time."""
         e = self.expected()
         if self.mode != "online" or self.winner is None or not e or len(self.variants) < 2:
             return 0
-        return int(min(max(math.ceil(SLOW_PATH / (VERIFY_SHARE * e)), 16), 1 << 20))
+        cost = max(SLOW_PATH, statistics.median(self.overheads)) if self.overheads \
+            else SLOW_PATH
+        return int(min(max(math.ceil(cost / (VERIFY_SHARE * e)), 16), 1 << 20))
+
+    def note_overhead(self, seconds: float) -> None:
+        """What one sampled call spent outside the winner (argument checks, the tuner,
+        setting the hot entry up again): the rate of sampling follows the median of the
+        last few, so a kernel whose slow path is dear is sampled less often."""
+        self.overheads.append(max(seconds, 0.0))
+        del self.overheads[:-VERIFY_WINDOW]
 
     def due(self) -> bool:
         """For calls that never take the hot path (every one comes to the slow path):
