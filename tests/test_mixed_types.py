@@ -237,3 +237,73 @@ def test_fuzz_finding_stencil_max_of_python_floats_and_float64_times_float32():
     b = a.copy()
     out = rng.standard_normal((3, 4, 5)) * 3
     _stencil_every_variant(MaxTimesFloat32(boundary="wrap"), [-32767, a, b, out])
+
+
+# -- Python's bools and NumPy's (fuzz run with mixed dtypes, 2026-12-02) --------------------
+@elementwise
+def python_bool_chain(x, y):
+    t0 = 1.0
+    r = 1.0
+    return float(~(False != t0 <= r != True))  # noqa: E712 - the finding
+
+
+@elementwise
+def python_bools_add_as_ints(x, y):
+    return (y < 3) + (1 < 2) + (x > 0)
+
+
+@elementwise
+def not_is_a_python_bool(x, y):
+    return ~(not x) * 1
+
+
+@elementwise
+def mixed_chain(x, y):
+    return ~(0 < y < x) * 1
+
+
+@elementwise
+def mixed_and(x, y):
+    return ~((y > 2) and (x > 0)) * 1
+
+
+@pytest.mark.parametrize("fn", [python_bool_chain, python_bools_add_as_ints,
+                                not_is_a_python_bool, mixed_chain, mixed_and],
+                         ids=lambda f: f.__name__)
+def test_comparisons_of_python_values_are_python_bools(fn):
+    # 1.0 <= 1.0 is Python's True (~True is -2, True + True is 2); a comparison with a
+    # NumPy value is np.True_ (~np.True_ is False); a chain or 'and' mixing both has the
+    # type of the comparison that decides.
+    x = np.arange(-40, 40, dtype=np.int64)
+    for y in (-1, 2, 3, 7):
+        want = np.array(_python(fn, x, [y] * len(x)))
+        for name in fn.jit.specialization(x, y, None).variant_names:
+            got = fn.jit.run_variant(name, x, y, None)
+            np.testing.assert_array_equal(got, want.astype(got.dtype), err_msg=name)
+            assert got.dtype == want.dtype, name
+
+
+@elementwise
+def bool_ops(x, y):
+    a, b = x > 0, y > 0
+    return (a + b) * 1000 + (a * b) * 100 + (a ^ b) * 10 + (a // (b | True)) + (a % True)
+
+
+def test_numpy_bools_compute_as_numpy_does():
+    # np.True_ + np.True_ is np.True_ ('or'), * is 'and', // and % are int8's.
+    x, y = _int16s(seed=11), _int16s(seed=12)
+    _every_variant(bool_ops, x, y)
+
+
+@elementwise
+def unsigned_or_signed(x, y):
+    return x | y
+
+
+def test_bitwise_of_uint64_and_a_signed_int_is_pythons_type_error():
+    x = np.arange(5, dtype=np.uint64)
+    y = np.arange(5, dtype=np.int32)
+    # Refused before any C is written (it was a KeyError in the front end, or C that gcc
+    # rejected); the call runs as the Python it is.
+    with pytest.warns(AspFallbackWarning, match="NumPy has no integer type for both"):
+        unsigned_or_signed(x, y)

@@ -26,7 +26,7 @@ from asp.frontend.source import KernelSource
 from asp.ir import platform as ir
 from asp.ir.names import Namer, user
 from asp.ir.pyscalar import (
-    BOOL,
+    COMPARE_OPS,
     FLOAT,
     INT,
     T,
@@ -100,7 +100,7 @@ class ExpressionTranslator:
         # The choices the statement being translated is translated under (mixed.py): a
         # mixed variable's member index by name, a ternary's branch (True: its body) by node.
         self.pins: dict[str | ast.AST, int | bool] = {}
-        self._chains: dict[ast.Call, ast.IfExp] = {}  # min/max of mixed types, as ternaries
+        self._chains: dict[ast.AST, ast.AST] = {}  # constructs rewritten (see rewritten)
         # A Python float and a float64 differ only where they meet a float32 (the weak one
         # becomes float32): in a kernel without float32 values they are one type, and a
         # variable holding either needs no tag.  ``settle`` assumes so, and translates
@@ -212,8 +212,8 @@ class ExpressionTranslator:
         raise self.err(node, f"attribute '{ast.unparse(node)}' is not supported in {self.kind}")
 
     def e_UnaryOp(self, node: ast.UnaryOp):
-        if isinstance(node.op, ast.Not):
-            return ir.UnaryOp("!", self.condition(node.operand)), BOOL
+        if isinstance(node.op, ast.Not):  # Python's bool, whatever its operand
+            return ir.UnaryOp("!", self.condition(node.operand)), T("bool", True)
         e, t = self.expr(node.operand)
         if isinstance(node.op, ast.UAdd):
             return e, numeric(t)
@@ -275,10 +275,24 @@ class ExpressionTranslator:
                     raise self.err(node, f"'{ast.unparse(node)}' is {shown}, beyond 64 bits "
                                          "(Python ints are unbounded; compiled ints are not)")
                 return ir.Const(v, "int64_t"), INT
+        if lt.is_bool and rt.is_bool and not (lt.weak and rt.weak):
+            # NumPy's bools (a Python bool meeting one is one): + and * are 'or' and
+            # 'and', - raises, and // % ** << >> compute in int8 (np.True_ // np.True_).
+            if op in ("+", "*", "|", "&", "^"):
+                c_op = {"+": "||", "|": "||", "*": "&&", "&": "&&", "^": "!="}[op]
+                return ir.BinOp(c_op, le, re_), T("bool")
+            if op == "-":
+                raise self.err(node, "NumPy's bools cannot be subtracted (Python raises "
+                                     "TypeError; use 'x != y' or int(x) - int(y))")
+            if op != "/":
+                lt = rt = T("int8_t")
         if op in ("&", "|", "^", "<<", ">>"):
             if lt.is_float or rt.is_float:
                 raise self.err(node, f"'{op}' needs integer operands")
             t = binop_type(lt, rt)
+            if t.is_float:  # uint64 with a signed integer: NumPy has no common integer
+                raise self.err(node, f"'{op}' of {lt.ctype} and {rt.ctype}: NumPy has no "
+                                     "integer type for both (Python raises TypeError)")
             a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
             return (shift(op, a, b, t) if op in ("<<", ">>") else arith(op, a, b, t)), t
         if op == "/":
@@ -342,7 +356,20 @@ class ExpressionTranslator:
         return cast(value, FLOAT, t.ctype)
 
     def e_Compare(self, node):
-        return translate_compare(node, self.expr, self.err)
+        # Python's bool when both sides are Python's, NumPy's otherwise (True + True is 2,
+        # np.True_ + np.True_ is True); a chain is 'and' of its pairs, of either kind.
+        bad = [op for op in node.ops if type(op).__name__ not in COMPARE_OPS]
+        if bad:  # `is`, `in`: refused before their operands (None is no value here)
+            raise self.err(node, f"comparison {type(bad[0]).__name__} is not supported")
+        items = [self.expr(e) for e in (node.left, *node.comparators)]
+        weak = {lt.weak and rt.weak for (_, lt), (_, rt) in zip(items, items[1:])}
+        if len(weak) > 1:
+            return self.expr(self.rewritten(node, lambda: ast.BoolOp(ast.And(), [
+                ast.copy_location(ast.Compare(a, [op], [b]), node) for a, op, b in
+                zip((node.left, *node.comparators), node.ops, node.comparators)])))
+        operands = iter(items)
+        e, _ = translate_compare(node, lambda _: next(operands), self.err)
+        return e, T("bool", weak.pop())
 
     def e_BoolOp(self, node: ast.BoolOp):
         # As a value, 'a or b' is one of its operands: compiled only where that is a bool.
@@ -351,10 +378,19 @@ class ExpressionTranslator:
         if not all(t.is_bool for _, t in values):
             raise self.err(node, f"'{ast.unparse(node)}': 'and'/'or' are supported on "
                                  "booleans (comparisons) only, or as a test")
+        if len({t for _, t in values}) > 1:  # a Python bool and a NumPy one: the one picked
+            def picked(vals):
+                if len(vals) == 1:
+                    return vals[0]
+                rest = picked(vals[1:])
+                body, orelse = (rest, vals[0]) if op == "&&" else (vals[0], rest)
+                return ast.copy_location(ast.IfExp(vals[0], body, orelse), node)
+
+            return self.expr(self.rewritten(node, lambda: picked(node.values)))
         out = values[0][0]
         for e, _ in values[1:]:
             out = ir.BinOp(op, out, e)
-        return out, BOOL
+        return out, values[0][1]
 
     def e_IfExp(self, node: ast.IfExp):
         if node in self.pins:  # its condition was evaluated before the statement
@@ -392,13 +428,21 @@ class ExpressionTranslator:
         """``max(a, b, c)`` as Python computes it, ``c if c > m else m`` with ``m`` the
         ``b if b > a else a`` before it: ternaries, which split a statement by the type
         of the operand they pick.  The same nodes every time (pins are kept by node)."""
-        if node not in self._chains:
+        def build():
             op = ast.Lt if kind == "min" else ast.Gt
             best = node.args[0]
             for v in node.args[1:]:
                 test = ast.copy_location(ast.Compare(v, [op()], [best]), node)
                 best = ast.copy_location(ast.IfExp(test, v, best), node)
-            self._chains[node] = best
+            return best
+
+        return self.rewritten(node, build)
+
+    def rewritten(self, node: ast.AST, build) -> ast.AST:
+        """``build()``, the construct ``node`` means in Python's terms, built once per node
+        (a split statement is translated again, and pins are kept by node)."""
+        if node not in self._chains:
+            self._chains[node] = build()
         return self._chains[node]
 
     def domain_call(self, node: ast.Call, fn) -> tuple[ir.Expr, T]:

@@ -60,7 +60,10 @@ def numeric(t: T) -> T:
 
 def binop_type(a: T, b: T, *, true_div: bool = False) -> T:
     """The type of ``a op b`` for an arithmetic operator, by NumPy/NEP 50 rules."""
-    # A NumPy bool meets another NumPy type as that type (np.bool_ * np.int8 is int8).
+    # A NumPy bool meets another NumPy type as that type (np.bool_ * np.int8 is int8), and
+    # a Python bool as a NumPy bool (np.True_ + True is np.True_, not 2).
+    if a.is_bool and b.is_bool and a.weak != b.weak:
+        a = b = T("bool")
     if a.is_bool and not a.weak and not b.is_bool and not b.weak:
         a = T(b.ctype)
     elif b.is_bool and not b.weak and not a.is_bool and not a.weak:

@@ -345,10 +345,9 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
 #: each names its regression test in tests/test_fuzz.py.  Remove a token once fixed.
 #: Tokens of fixed bugs, for looking past one on an older tree: 'float' (builtin float()
 #: in @elementwise), 'boollocal' (a stencil's bool local), 'bigint' (int()/floor beyond
-#: int64), 'wideint' (comparisons with ints out of a narrow type's range).
-KNOWN = {
-    "mixed": "value-dependent types of if/else arms: design gap, mixed dtypes (F5)",
-}
+#: int64), 'wideint' (comparisons with ints out of a narrow type's range), 'mixed'
+#: (several array dtypes in one kernel: types that depend on the path, asp/frontend/mixed.py).
+KNOWN: dict[str, str] = {}
 _EXPAND = {"bigint": ("int", "math.floor", "math.ceil", "math.trunc"), "fpow": ("np.power",)}
 
 _EW_DTYPES = ("bool",) + INT_DTYPES + FLOAT_DTYPES * 3
