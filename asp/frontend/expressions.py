@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from asp.frontend.calls import MATH_CONST, callable_kind, defined_at, known_call
-from asp.frontend.mixed import Mixed, Split, member_name
+from asp.frontend.mixed import Mixed, Split, as_ternaries, member_name
 from asp.frontend.source import KernelSource
 from asp.ir import platform as ir
 from asp.ir.names import Namer, user
@@ -364,9 +364,7 @@ class ExpressionTranslator:
         items = [self.expr(e) for e in (node.left, *node.comparators)]
         weak = {lt.weak and rt.weak for (_, lt), (_, rt) in zip(items, items[1:])}
         if len(weak) > 1:
-            return self.expr(self.rewritten(node, lambda: ast.BoolOp(ast.And(), [
-                ast.copy_location(ast.Compare(a, [op], [b]), node) for a, op, b in
-                zip((node.left, *node.comparators), node.ops, node.comparators)])))
+            return self.expr(self.rewritten(node, lambda: as_ternaries(node)))
         operands = iter(items)
         e, _ = translate_compare(node, lambda _: next(operands), self.err)
         return e, T("bool", weak.pop())
@@ -379,14 +377,7 @@ class ExpressionTranslator:
             raise self.err(node, f"'{ast.unparse(node)}': 'and'/'or' are supported on "
                                  "booleans (comparisons) only, or as a test")
         if len({t for _, t in values}) > 1:  # a Python bool and a NumPy one: the one picked
-            def picked(vals):
-                if len(vals) == 1:
-                    return vals[0]
-                rest = picked(vals[1:])
-                body, orelse = (rest, vals[0]) if op == "&&" else (vals[0], rest)
-                return ast.copy_location(ast.IfExp(vals[0], body, orelse), node)
-
-            return self.expr(self.rewritten(node, lambda: picked(node.values)))
+            return self.expr(self.rewritten(node, lambda: as_ternaries(node)))
         out = values[0][0]
         for e, _ in values[1:]:
             out = ir.BinOp(op, out, e)
@@ -421,22 +412,8 @@ class ExpressionTranslator:
         args = [self.expr(a) for a in node.args]
         if kind in ("min", "max") and len({self.kind_of(t) for _, t in args}) > 1:
             # Python's max returns the operand it picked, with that operand's type.
-            return self.expr(self.chain(node, kind))
+            return self.expr(self.rewritten(node, lambda: as_ternaries(node, kind)))
         return known_call(node, kind, cname, args, self.err, self.truth)
-
-    def chain(self, node: ast.Call, kind: str) -> ast.IfExp:
-        """``max(a, b, c)`` as Python computes it, ``c if c > m else m`` with ``m`` the
-        ``b if b > a else a`` before it: ternaries, which split a statement by the type
-        of the operand they pick.  The same nodes every time (pins are kept by node)."""
-        def build():
-            op = ast.Lt if kind == "min" else ast.Gt
-            best = node.args[0]
-            for v in node.args[1:]:
-                test = ast.copy_location(ast.Compare(v, [op()], [best]), node)
-                best = ast.copy_location(ast.IfExp(test, v, best), node)
-            return best
-
-        return self.rewritten(node, build)
 
     def rewritten(self, node: ast.AST, build) -> ast.AST:
         """``build()``, the construct ``node`` means in Python's terms, built once per node

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from asp.ir.pyscalar import T
 
-__all__ = ["MAX_MEMBERS", "MAX_SPLITS", "Mixed", "Split", "local_vars", "member_name", "tag_name",
-           "with_member"]
+__all__ = ["MAX_MEMBERS", "MAX_SPLITS", "Mixed", "Split", "as_ternaries", "local_vars",
+           "member_name", "tag_name", "with_member"]
 
 #: The most types one variable may take on different paths, and the most choices one
 #: statement may split on (2**MAX_SPLITS translations at most): beyond them a kernel is
@@ -92,3 +92,37 @@ class Split(Exception):
     def __init__(self, key: str | ast.AST):
         super().__init__(key)
         self.key = key
+
+
+def as_ternaries(node: ast.AST, kind: str = "") -> ast.AST:
+    """What Python computes for ``node``, spelled with ternaries (and pairs of compares),
+    each of which picks one operand and so has that operand's type:
+
+    * ``max(a, b, c)`` (``kind`` ``"max"``, or ``"min"``): ``c if c > m else m`` with ``m``
+      the ``b if b > a else a`` before it (CPython's ``max`` keeps the first of equals);
+    * ``a and b and c``: ``(b and c) if a else a``; ``a or b``: ``a if a else b``;
+    * ``a < b <= c``: ``(a < b) and (b <= c)`` (whose pairs may differ in type).
+
+    A translator builds each once per node: a split statement is translated again, and
+    its pins are kept by node.
+    """
+    def at(new: ast.AST) -> ast.AST:
+        return ast.copy_location(new, node)
+
+    if isinstance(node, ast.Call):
+        op = ast.Lt if kind == "min" else ast.Gt
+        best = node.args[0]
+        for v in node.args[1:]:
+            best = at(ast.IfExp(at(ast.Compare(v, [op()], [best])), v, best))
+        return best
+    if isinstance(node, ast.Compare):
+        return at(ast.BoolOp(ast.And(), [
+            at(ast.Compare(a, [op], [b])) for a, op, b in
+            zip((node.left, *node.comparators), node.ops, node.comparators)]))
+    first, *rest = node.values
+    if not rest:
+        return first
+    others = as_ternaries(at(ast.BoolOp(node.op, rest))) if len(rest) > 1 else rest[0]
+    if isinstance(node.op, ast.And):
+        return at(ast.IfExp(first, others, first))
+    return at(ast.IfExp(first, first, others))
