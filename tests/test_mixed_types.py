@@ -307,3 +307,17 @@ def test_bitwise_of_uint64_and_a_signed_int_is_pythons_type_error():
     # rejected); the call runs as the Python it is.
     with pytest.warns(AspFallbackWarning, match="NumPy has no integer type for both"):
         unsigned_or_signed(x, y)
+
+
+@elementwise
+def floor_of_int16(x):
+    t0 = np.floor(x)
+    return (0 if ((t0 ** 2) > 1.0) else x)
+
+
+def test_numpy_floor_of_an_integer_is_that_integer():
+    # Fuzz finding (several dtypes, 2026-12-02): NumPy 2 returns np.floor(int16) as the
+    # int16 itself, whose square wraps (-6959 ** 2 is -3423 in int16); asp squared a float.
+    x = _int16s(seed=13)
+    x[6] = -6959
+    _every_variant(floor_of_int16, x)

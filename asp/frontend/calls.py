@@ -62,6 +62,10 @@ _NP_FLOAT = {
 }
 _NP_CAST = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
             "double": "double", "single": "float"}
+#: The rounding ufuncs that return an integer argument as it is (NumPy >= 2.1: floor, ceil
+#: and trunc of an int16 are that int16), as the installed NumPy does.
+_NP_ROUND_KEEPS_INTS = frozenset(c for c in ("floor", "ceil", "trunc")
+                                 if getattr(np, c)(np.int16(3)).dtype == np.int16)
 #: Arguments of the float functions that take other than one.
 _ARITY = {"pow": 2, "atan2": 2, "hypot": 2, "copysign": 2, "fmod": 2}
 
@@ -145,6 +149,9 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
                 t = binop_type(t, t2)
             if not t.is_float and cname == "pow":
                 raise err(node, f"{name}() of integers is an integer power; write x ** n")
+            if not t.is_float and cname in _NP_ROUND_KEEPS_INTS:
+                # NumPy >= 2.1: np.floor(np.int16(x)) is that int16 (no float in between)
+                return args[0][0], T(t.ctype)
             out = t if t.is_float else _ufunc_float(t, node, name, err)
             call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
                                         for e, et in args))
