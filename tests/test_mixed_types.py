@@ -321,3 +321,33 @@ def test_numpy_floor_of_an_integer_is_that_integer():
     x = _int16s(seed=13)
     x[6] = -6959
     _every_variant(floor_of_int16, x)
+
+
+@elementwise
+def min_of_int_of_uint64(x, y):
+    return min(0, y, int(y))
+
+
+def test_int_of_a_uint64_beyond_int64_is_pythons():
+    # Fuzz finding: int(np.uint64(2**64 - 1)) is a Python int beyond int64; asp wrapped it
+    # to -1 and min() picked it.  The value now sends the call to Python.
+    y = np.array([0, 5, 2**63 - 1], np.uint64)
+    _every_variant(min_of_int_of_uint64, np.zeros(3), y)
+    big = np.array([2**64 - 1, 3], np.uint64)
+    with pytest.warns(AspFallbackWarning, match="only Python represents"):
+        got = min_of_int_of_uint64(np.zeros(2), big)
+    np.testing.assert_array_equal(got, [0, 0])
+
+
+@elementwise
+def isinf_chain(x, y, z):
+    return float(not y) != math.isinf(y) >= 0
+
+
+def test_math_predicates_and_bool_are_python_bools():
+    # Fuzz finding: math.isinf() is a Python bool (np.isinf a NumPy one), so
+    # 0.0 != math.isinf(-inf) >= 0 is Python's chain of Python bools: True.
+    x = np.arange(4, dtype=np.int16)
+    y = np.array([-np.inf, 0.0, 1.5, np.nan], np.float32)
+    z = np.arange(4, dtype=np.int64)
+    _every_variant(isinf_chain, x, y, z)

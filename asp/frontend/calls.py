@@ -79,8 +79,8 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
     for py, c in _MATH_INT.items():
         out[id(getattr(math, py))] = ("int", c)
     for py, c in _MATH_BOOL.items():
-        out[id(getattr(math, py))] = ("bool", c)
-        out[id(getattr(np, py))] = ("bool", c)
+        out[id(getattr(math, py))] = ("bool", c)  # a Python bool
+        out[id(getattr(np, py))] = ("npbool", c)  # a NumPy bool
     for py, c in _NP_FLOAT.items():
         out[id(getattr(np, py))] = ("npfloat", c)
     for py in ("abs", "absolute"):
@@ -160,9 +160,11 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
     if kind == "int" and cname in _MATH_INT.values():
         _arity(err, node, args, 1, name)
         return checked_int(ir.Call(cname, (cast(*args[0], "double"),)), FLOAT, "int64_t"), INT
-    if kind == "bool" and cname in _MATH_BOOL.values():
+    if kind in ("bool", "npbool") and cname in _MATH_BOOL.values():
         _arity(err, node, args, 1, name)
-        return ir.Call(cname, (cast(*args[0], "double"),)), BOOL
+        # C's isinf() is any nonzero int (glibc: -1 for -inf): a bool is 0 or 1.
+        test = ir.BinOp("!=", ir.Call(cname, (cast(*args[0], "double"),)), ir.Const(0, "int"))
+        return test, (BOOL if kind == "npbool" else T("bool", True))
     if kind == "abs":
         _arity(err, node, args, 1, name)
         e, t = args[0]
@@ -185,8 +187,8 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
         return checked_int(e, t, "int64_t"), INT
     if kind == "tofloat":
         return cast(e, t, "double"), FLOAT
-    if kind == "bool":
-        return truth(e, t), BOOL
+    if kind == "bool":  # the builtin: a Python bool
+        return truth(e, t), T("bool", True)
     if kind == "cast":
         return cast(e, t, cname), T(cname)
     raise err(node, f"call to unsupported function '{name}'")

@@ -248,6 +248,8 @@ def checked_int(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     raises; C's conversion of NaN, an infinity or an out-of-range value is undefined.
     A float outside ``dst``'s range sets the :data:`UNREP` flag (and gives 0): the
     caller then runs the call as Python, or raises."""
+    if src.ctype == "uint64_t" and dst == "int64_t":  # int(np.uint64(2**64 - 1))
+        return ir.Call("asp_ucheck", (e, UNREP))
     if not src.is_float:
         return cast(e, src, dst)
     lo, hi = _INT_RANGE[dst]
@@ -321,6 +323,12 @@ static inline double asp_fcheck(double x, double lo, double hi, int *unrep) {
     if (x > lo - 1.0 && x < hi) return x;
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0.0;
+}
+/* int() of a uint64: a Python int, which int64 holds only up to INT64_MAX. */
+static inline int64_t asp_ucheck(uint64_t x, int *unrep) {
+    if (x <= (uint64_t)INT64_MAX) return (int64_t)x;
+    __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return 0;
 }
 /* x ** 3 and x ** 4 rounded once, as pow() rounds them, without calling pow: fma gives
  * the first product's rounding error exactly (x*x*x rounds twice: 1 ulp off pow). */
