@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pytest
 
-from asp.errors import AspFallbackWarning
+from asp.errors import AspFallbackWarning, UnrepresentableValue
 from specializers.elementwise import elementwise
 from specializers.stencil import StencilKernel
 
@@ -351,3 +351,20 @@ def test_math_predicates_and_bool_are_python_bools():
     y = np.array([-np.inf, 0.0, 1.5, np.nan], np.float32)
     z = np.arange(4, dtype=np.int64)
     _every_variant(isinf_chain, x, y, z)
+
+
+@elementwise
+def python_float_power(x, y):
+    s = abs(y) + 0.5  # a Python float (y is a Python int)
+    return x + s ** s
+
+
+def test_python_float_power_is_pythons_or_runs_as_python():
+    # Fuzz finding (stencil, several dtypes): (-2.5) ** (-2.5) is complex in Python, and
+    # 1000.5 ** 1000.5 raises OverflowError; pow() gave NaN and inf.  Such calls are
+    # Python's (the same helper flags a negative base with a fractional exponent).
+    x = np.arange(3, dtype=np.float64)
+    _every_variant(python_float_power, x, [5] * 3)  # 5.5 ** 5.5: pow, as Python
+    for name in python_float_power.jit.specialization(x, 5, None).variant_names:
+        with pytest.raises(UnrepresentableValue):
+            python_float_power.jit.run_variant(name, x, 1000, None)

@@ -29,6 +29,7 @@ from asp.ir.pyscalar import (
     COMPARE_OPS,
     FLOAT,
     INT,
+    UNREP,
     T,
     arith,
     binop_type,
@@ -310,6 +311,11 @@ class ExpressionTranslator:
 
     def power(self, node, le, lt, re_, rt):
         t = binop_type(lt, rt)
+        if t.weak and t.is_float:
+            # Python floats: pow() as Python calls it, and where Python's result is complex
+            # ((-8.0) ** (1/3)) or an error (0.0 ** -1, 10.0 ** 400) the call is Python's.
+            return ir.Call("asp_py_fpow", (cast(le, lt, "double"), cast(re_, rt, "double"),
+                                           UNREP)), t
         if isinstance(re_, ir.Const) and not rt.is_float and 0 <= re_.value <= 32:
             n = int(re_.value)
             if n == 0:

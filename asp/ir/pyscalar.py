@@ -324,6 +324,15 @@ static inline double asp_fcheck(double x, double lo, double hi, int *unrep) {
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0.0;
 }
+/* Python's float ** float: pow(), unless Python's result is complex (a negative base, a
+ * finite fractional exponent), or it raises (0.0 to a negative power, an overflow). */
+static inline double asp_py_fpow(double a, double b, int *unrep) {
+    double r = pow(a, b);
+    if ((a < 0.0 && isfinite(b) && b != floor(b)) || (a == 0.0 && b < 0.0)
+            || (isinf(r) && isfinite(a) && isfinite(b)))
+        __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return r;
+}
 /* int() of a uint64: a Python int, which int64 holds only up to INT64_MAX. */
 static inline int64_t asp_ucheck(uint64_t x, int *unrep) {
     if (x <= (uint64_t)INT64_MAX) return (int64_t)x;
