@@ -344,16 +344,6 @@ def test_kernel_iterate_hands_a_dask_state_to_the_deep_halo_iteration():
     exchange per several steps), bit for bit the loop on the computed array."""
     import dask.array as da
 
-    from specializers.stencil import StencilKernel
-
-    class Heat(StencilKernel):
-        def kernel(self, u, r, out):
-            for x in out.interior_points():
-                lap = -4.0 * u[x]
-                for y in u.neighbors(x, 1):
-                    lap += u[y]
-                out[x] = u[x] + r * lap
-
     k = Heat()
     u = np.random.default_rng(5).random((60, 50))
     got = k.iterate(da.from_array(u, chunks=(30, 25)), 0.1, steps=7)
