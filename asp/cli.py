@@ -108,6 +108,9 @@ def _tune(args) -> int:
                   f"  iterates step by step, not blocked in time: {decision.get('why')}")
             continue
         how = ("to be timed again" if decision.get("retime") else
+               "provisional: decided on a busy machine (most timed calls were preempted); "
+               "tuned again once it is quiet, and by the next process"
+               if decision.get("noisy") else
                "provisional: no variant was clearly faster within the budget; the next "
                "process tunes again" if decision.get("provisional") else
                "separated: its median beat every other variant's fastest run"

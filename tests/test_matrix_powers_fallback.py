@@ -277,7 +277,7 @@ def test_planning_failure_of_a_variant_falls_back(variant, isolated, monkeypatch
     V[0] = x
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        for _ in range(1 if variant else 3 * TUNED_COUNT):  # None: tuning reaches pa1
+        for _ in range(1 if variant else calls_to_decide(TUNED_COUNT)):  # None: reaches pa1
             mp.powers(V)
             assert_close(V, reference(A, x, 3), 1e-12)
     one_fallback(record, "planning of matrix_powers:powers", "pa1-", "IndexError")

@@ -78,7 +78,7 @@ def test_restricted_entry_serves_only_its_size_bucket(rng):
 
 def test_hot_path_does_not_cross_size_buckets(rng):
     small, big = rng.random(8), rng.random(50_000)
-    for _ in range(15):
+    for _ in range(calls_to_decide(4)):
         twice_plus_one(big)
     hot = twice_plus_one.jit._hot
     assert hot is not None

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from asp.errors import AspFallbackWarning
+from asp.tune import calls_to_decide
 from specializers.reduction import reduction
 from specializers.reduction.specializer import BLOCK, PREFETCH_BYTES, SCHEDULES
 
@@ -231,7 +232,7 @@ def test_hot_path_and_a_rebound_constant(rng):
     global SCALE
     u, v = rng.random(100), rng.random(100)
     try:
-        for _ in range(30):
+        for _ in range(calls_to_decide(4)):
             np.testing.assert_allclose(energy(u, v), np.sum(u * u + 0.5 * v * v), rtol=1e-12)
         assert energy.jit._hot is not None
         SCALE = 2.0
@@ -276,7 +277,7 @@ def test_an_empty_array_on_the_hot_path_still_raises(rng):
     """The hot path skips prepare(): the kernel itself must refuse max of nothing (it read
     the first element past the end: 4.7e-310)."""
     x = rng.random(1)  # the size bucket [0, 2) holds the empty array too
-    for _ in range(60):
+    for _ in range(calls_to_decide(4)):
         assert biggest(x) == x.max()
     assert biggest.jit._hot is not None
     for _ in range(3):

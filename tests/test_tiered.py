@@ -21,7 +21,7 @@ from asp.runtime import JitKernel
 from asp.runtime import specialization as specialization_module
 from asp.runtime.build import units
 from asp.runtime.specialization import QUICK, quick_first, tiers
-from asp.tune import Tuning
+from asp.tune import Tuning, calls_to_decide
 from tests.test_spaces import ChunkedAxpy
 from tests.test_template_style import BODY, Axpy
 
@@ -71,7 +71,7 @@ def test_first_result_from_one_variant_the_others_join_when_built(tiered, gate):
     assert s.tuning.candidates() == ["static", "dynamic", "guided"]
     for v in ALL:  # each late variant was checked and runs correctly
         np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
-    for _ in range(40):
+    for _ in range(calls_to_decide(3)):
         k(2.0, x, y)
     assert s.tuning.winner in ALL, {v: len(t) for v, t in s.tuning.trials.items()}
 
@@ -87,7 +87,7 @@ def test_a_guessed_first_tier_is_built_quick_and_rebuilt_with_the_others(tiered,
     assert s.tuning.pending == {"dynamic"}  # static is in already: only rebuilt
     gate.set()
     s.pending.result(timeout=120)
-    for _ in range(40):
+    for _ in range(calls_to_decide(2)):
         np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
     assert s.pending is None and s.libraries["static"][0] != quick_lib
     assert s.source.count("asp_entry_static(") == 2 and not s.check_failures
@@ -135,7 +135,7 @@ def test_the_points_of_a_space_are_planned_after_the_first_result(tiered, gate, 
     assert s.tuning.spaces["chunks"]["tried"] == points and not s.tuning.pending
     for v in points:
         np.testing.assert_allclose(k.run_variant(v, 2.0, x, y), 2 * x + y, rtol=1e-15)
-    for _ in range(200):
+    for _ in range(calls_to_decide(len(s.tuning.variants))):
         if s.tuning.winner is not None:
             break
         k(2.0, x, y)
@@ -177,7 +177,7 @@ def test_late_variant_that_disagrees_is_excluded_when_it_joins(tiered, gate):
     s.pending.result(timeout=120)
     np.testing.assert_allclose(k(1.0, x, y), x + y)
     assert set(s.check_failures) == {"guided"} and "guided" in s.tuning.excluded
-    for _ in range(40):
+    for _ in range(calls_to_decide(3)):
         np.testing.assert_allclose(k(1.0, x, y), x + y)
     assert s.tuning.winner in {"static", "dynamic"}
 

@@ -200,10 +200,11 @@ class Specialization:
             if not (t.due() if not sampled else t.sample_every()):
                 return self.entries[t.winner](*args)
             # A real call of the winner: timed, so a decision gone stale is reopened.
+            t.preempted_since()
             t0 = time.perf_counter()
             result = self.entries[t.winner](*args)
             t.last_run = time.perf_counter() - t0
-            if result is not MISS and t.verify(t.last_run):
+            if result is not MISS and t.verify(t.last_run, t.preempted_since()):
                 self.stale = True  # the runtime drops its hot entries
             return result
         if t.mode == "exhaustive":
@@ -214,7 +215,7 @@ class Specialization:
             args = complete((v,))
         t0 = time.perf_counter()
         result = self.entries[v](*args)
-        t.record(v, time.perf_counter() - t0)
+        t.record(v, time.perf_counter() - t0, t.preempted_since())
         return result
 
     def _exhaustive(self, args: tuple, tuning: Tuning, complete=None) -> None:

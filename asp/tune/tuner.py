@@ -4,14 +4,29 @@ Modes (``ASP_TUNE``):
 
 * ``off``: always the first variant (the specializer lists its safest first).
 * ``online`` (default, the paper's way): real calls run the variants in turn, the
-  one with the fewest timings next, each for a *block* of two consecutive calls of
-  which only the second is timed.  The first is a warm-up: of fresh pages on a
-  variant's first call, and of the caches every time, since the variant before it
-  left them in its own state (a streaming-store variant leaves the output out of
-  cache, so a cache-friendly variant timed right after it pays for misses it never
-  has in steady state: timed that way, ``stream`` won the 512^2 heat step in every
-  trial, 1.6x slower than ``static`` when it runs alone).  From ``rounds`` timings
-  each on, after every round, the
+  one with the fewest timings next, each for a *block* of consecutive calls of which
+  only the last is timed.  The others warm up: fresh pages on a variant's first call,
+  and the caches every time, since the variant before it left them in its own state (a
+  streaming-store variant leaves the output out of cache, so a cache-friendly variant
+  timed right after it pays for misses it never has in steady state).  One warm-up
+  call is not enough for grids that live in the last-level cache: after a streaming
+  variant, ``static`` on the 512^2 heat step took 115-129, 80, 64, 56, 48 us on its
+  first calls and 42 us from the eighth on, and timed on its second call it lost to a
+  variant 1.35x slower in steady state in 6 of 6 trials.  So a block warms up for
+  :data:`WARM_SECONDS` of calls (one call, for calls slower than that; at most
+  :data:`MAX_WARM`).  A timed call far slower than the fastest timing of any variant so
+  far (:data:`SUSPECT` times, by more than :data:`SUSPECT_FLOOR` and less than
+  :data:`SUSPECT_CEILING`) is a scheduler's doing, not the variant's: under load a
+  40 us call took 3.6, 7 or 15 ms whenever a thread of its team waited for a core,
+  and two such timings in a row had the racing drop the fastest variant.  So is a
+  call during which the kernel preempted a thread of the process, however fast.
+  The block times its next call instead (at most :data:`MAX_RETRY` times for a
+  suspect one, :data:`MAX_PREEMPTED` preempted ones in all, then the fastest of its
+  tries counts), and statistics leave out timings that are suspect against the
+  final fastest (a first round timed before any fast timing existed).  A decision
+  made with much noise (:data:`NOISY_SHARE`) is *noisy*: provisional, and tuned
+  again in this process once sampled calls run undisturbed.  From ``rounds``
+  timings each on, after every round, the
   variant with the smallest median wins as soon as it is *separated*: every
   other variant's fastest timing is slower than its median, so noise (another
   process, a stall) cannot have made the difference.  Variants that stay
@@ -28,6 +43,7 @@ without re-timing.  A variant that fails (raises) is excluded, not fatal.
 from __future__ import annotations
 
 import math
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +57,33 @@ __all__ = ["MAX_ROUNDS", "ROUNDS", "Tuning", "calls_to_decide", "time_call"]
 #: far wins provisionally.
 ROUNDS = 3
 MAX_ROUNDS = 6
+#: A block's warm-up: calls until they took this long together, at least one and at most
+#: :data:`MAX_WARM` (then one timed call).
+WARM_SECONDS = 1e-3
+MAX_WARM = 8
+#: A timed call is suspect (noise: a thread of the team waited for a core) when it is
+#: this many times slower than the fastest timing of any variant, and slower by more than
+#: the floor and less than what a few scheduler time slices cost (a variant that much
+#: slower is slow, and re-timing it would be dear); a block re-times it at most
+#: :data:`MAX_RETRY` times.
+SUSPECT = 3.0
+SUSPECT_FLOOR = 2e-4
+SUSPECT_CEILING = 30e-3
+MAX_RETRY = 4
+#: A timed call below :data:`SUSPECT_CEILING` during which (or in the slow path just
+#: before it) the kernel preempted a thread of the process is not evidence either, however
+#: fast: the block times its next call instead.  Under a busy loop and a bursty one on 2
+#: cores, every call of whole tuning sessions was preempted (3.6-15 ms each); such calls
+#: still do the caller's work, so waiting for undisturbed ones costs little: at most this
+#: many of them per tuning, then they count like the others.
+MAX_PREEMPTED = 200
+#: A decision is *noisy* when the calls left out as noise were at least this share of the
+#: timed ones: the machine was busy, and what wins on a busy machine may not win on a quiet
+#: one (under a busy loop and a bursty one, ``static`` ran its undisturbed calls at
+#: 75-165 us against 42 us quiet, while a streaming variant kept 50-70 us).  A noisy
+#: decision is provisional, and this process tunes again once :data:`VERIFY_WINDOW`
+#: sampled calls in a row ran with no thread preempted (the load is gone).
+NOISY_SHARE = 0.25
 #: Racing: from this many timed rounds on, a variant whose fastest run is this much
 #: slower than the best median is dropped (the points of a search space that lose early
 #: cost few calls; the margin is wide enough that noise, which only slows runs, cannot
@@ -64,14 +107,21 @@ MAX_REOPEN = 2
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     """How many online calls a decision among ``variants`` takes: at most (the budget
     spent), or at least (separated as soon as possible: among more than two, racing may
-    drop all but one after :data:`RACE_FROM` rounds); every timed call follows an untimed
-    one of the same variant."""
+    drop all but one after :data:`RACE_FROM` rounds); every timed call follows one to
+    :data:`MAX_WARM` untimed ones of the same variant (one when a call takes
+    :data:`WARM_SECONDS` or more), and a suspect or preempted timing is retried
+    (:data:`MAX_RETRY`, :data:`MAX_PREEMPTED`)."""
     if at_most:
-        return variants * 2 * MAX_ROUNDS
+        return variants * (MAX_WARM + 1 + MAX_RETRY) * MAX_ROUNDS + MAX_PREEMPTED
     return variants * 2 * (min(ROUNDS, RACE_FROM) if variants > 2 else ROUNDS)
 
 #: The key, among a remembered winner's timings, of how the decision was made.
 _DECISION = "_decision"
+
+
+def _preemptions() -> int:
+    """Involuntary context switches of every thread of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
 def time_call(fn: Callable[[], object]) -> float:
@@ -99,7 +149,14 @@ class Tuning:
         self.rounds = rounds
         self.max_rounds = max(max_rounds, rounds)
         self.trials: dict[str, list[float]] = {v: [] for v in self.variants}
-        self.block: str | None = None  # the variant whose warm-up call just ran
+        self.block: str | None = None  # the variant whose warm-up calls are running
+        self.warmed = (0, 0.0)  # the block's warm-up calls so far, and their seconds
+        self.tries: list[float] = []  # the block's suspect timed calls so far
+        self.preempted = 0  # timed calls left out because a thread was preempted
+        self.noise = 0  # timed calls left out as noise (preempted or suspect)
+        self.noisy = False  # the decision was made on a busy machine
+        self.quiet = 0  # sampled calls of a noisy winner in a row with no preemption
+        self._switches = _preemptions()
         self.excluded: dict[str, str] = {}
         self.winner: str | None = None
         self.provisional = False  # decided by the budget, not by separation
@@ -169,20 +226,60 @@ class Tuning:
         if not live:
             raise RuntimeError(f"every variant of {self.kernel} failed")
         if self.block in live:
-            return self.block  # the timed call of the block its warm-up began
+            return self.block  # the block goes on: warm-up, or its timed call
         return min(live, key=lambda v: len(self.trials[v]))
 
-    def record(self, variant: str, seconds: float) -> None:
-        """Add one timing: the first call of a block is its warm-up, not kept, the second
-        is timed.  Decide when the fastest is separated from the rest, or when the budget
-        is spent."""
+    def fastest(self) -> float | None:
+        """The fastest timing of any variant still in the running."""
+        return min((min(self.trials[v]) for v in self.candidates() if self.trials[v]),
+                   default=None)
+
+    def suspect(self, seconds: float, fastest: float | None) -> bool:
+        """Whether a timing is noise against the fastest one (see :data:`SUSPECT`)."""
+        return fastest is not None and seconds > SUSPECT * fastest \
+            and SUSPECT_FLOOR < seconds - fastest < SUSPECT_CEILING
+
+    def clean(self, variant: str) -> list[float]:
+        """The variant's timings less the suspect ones (all of them if every one is:
+        then it is that slow, or the machine never let it run undisturbed)."""
+        ref = self.fastest()
+        kept = [t for t in self.trials[variant] if not self.suspect(t, ref)]
+        return kept or self.trials[variant]
+
+    def preempted_since(self) -> bool:
+        """Whether the kernel preempted a thread of this process since the last call of
+        this method (the tuner's previous call): the runtime asks after each timed call."""
+        now = _preemptions()
+        was, self._switches = self._switches, now
+        return now != was
+
+    def record(self, variant: str, seconds: float, preempted: bool = False) -> None:
+        """Add one timing: the first calls of a block are its warm-up, not kept (until
+        they took :data:`WARM_SECONDS`, at most :data:`MAX_WARM` of them), the next is
+        timed, unless it is noise: ``preempted`` (see :data:`MAX_PREEMPTED`) or suspect
+        (:data:`SUSPECT`), then the next one is.  Decide when the fastest is separated from
+        the rest, or when the budget is spent."""
         if self.winner is not None:
             return
         if self.block != variant:
-            self.block = variant
+            self.block, self.warmed, self.tries = variant, (1, seconds), []
+            return
+        calls, spent = self.warmed
+        if spent < WARM_SECONDS and calls < MAX_WARM:
+            self.warmed = (calls + 1, spent + seconds)
+            return
+        if preempted and seconds < SUSPECT_CEILING and self.preempted < MAX_PREEMPTED:
+            self.preempted += 1
+            self.noise += 1
+            self.tries.append(seconds)
+            return
+        if self.suspect(seconds, self.fastest()) and len(self.tries) < MAX_RETRY:
+            self.noise += 1
+            self.tries.append(seconds)  # noise: the block times its next call instead
             return
         self.block = None
-        self.trials[variant].append(seconds)
+        self.trials[variant].append(min([seconds, *self.tries]))
+        self.tries = []
         self._maybe_decide()
 
     def _maybe_decide(self) -> None:
@@ -192,11 +289,12 @@ class Tuning:
         n = min(len(self.trials[v]) for v in live)
         if n == 0 or any(len(self.trials[v]) > n for v in live):
             return  # decide only at the end of a round: every variant timed alike
-        med = {v: statistics.median(self.trials[v]) for v in live}
+        clean = {v: self.clean(v) for v in live}
+        med = {v: statistics.median(clean[v]) for v in live}
         best = min(live, key=med.get)
         if n >= RACE_FROM and len(live) > 2:
             for v in live:
-                fastest = min(self.trials[v])
+                fastest = min(clean[v])
                 if v != best and fastest > RACE_SLOWER * med[best]:
                     self.dropped[v] = (f"dropped after {n} rounds: its fastest run "
                                        f"{fastest * 1e3:.4g} ms, {best}'s median "
@@ -204,9 +302,11 @@ class Tuning:
             live = self.candidates()
         if n < self.rounds and len(live) > 1:
             return
-        separated = all(min(self.trials[v]) > med[best] for v in live if v != best)
+        separated = all(min(clean[v]) > med[best] for v in live if v != best)
         if separated or n >= self.max_rounds:
-            self.provisional = not separated
+            timed = sum(len(self.trials[v]) for v in self.trials)
+            self.noisy = self.noise >= NOISY_SHARE * timed
+            self.provisional = not separated or self.noisy
             self._decide(live, best)
 
     # -- verification of a winner ------------------------------------------------------
@@ -244,12 +344,19 @@ class Tuning:
         self._calls += 1
         return self._calls % n == 0
 
-    def verify(self, seconds: float) -> bool:
+    def verify(self, seconds: float, preempted: bool = False) -> bool:
         """One timed real call of the winner.  Reopen the decision (and return True) when
         the winner now runs clearly slower than it was recorded to, and slower than the
-        runner-up was: the machine changed, or the decision was wrong."""
+        runner-up was: the machine changed, or the decision was wrong.  A noisy decision
+        is also reopened once the machine is quiet (no thread of this process preempted
+        in :data:`VERIFY_WINDOW` sampled calls in a row)."""
         if self.winner is None:
             return False
+        if self.noisy and self.reopened < MAX_REOPEN:
+            self.quiet = 0 if preempted else self.quiet + 1
+            if self.quiet >= VERIFY_WINDOW:
+                self.reopen()
+                return True
         self.checks.append(seconds)
         del self.checks[:-VERIFY_WINDOW]
         if len(self.checks) < VERIFY_WINDOW or self.reopened >= MAX_REOPEN:
@@ -272,6 +379,8 @@ class Tuning:
         self.block = None
         self.dropped = {}
         self.checks = []
+        self.noise = self.preempted = self.quiet = 0
+        self.noisy = False
         self.reopened += 1
 
     def exclude(self, variant: str, reason: str) -> None:
@@ -316,8 +425,8 @@ class Tuning:
         timings.update({v: {"best": min(self.trials[v]), "runs": len(self.trials[v]),
                             "dropped": why} for v, why in self.dropped.items()})
         timings.update({v: {"excluded": why} for v, why in self.excluded.items()})
-        timings[_DECISION] = {"provisional": self.provisional,
-                              "median": statistics.median(self.trials[winner])}
+        timings[_DECISION] = {"provisional": self.provisional, "noisy": self.noisy,
+                              "median": statistics.median(self.clean(winner))}
         if self.spaces:
             timings[_DECISION]["spaces"] = self.spaces
         self.recorded = timings

@@ -181,21 +181,28 @@ class StencilKernel:
                     return fast[3].run_as_python(_arrays(args), exc)
                 if result is not MISS:
                     return result
-                conv = []
+                # A miss on plain grids is the guards' or the tuner's (one call in N comes
+                # back to be timed): it goes to the slow path, not to the hot entry again
+                # (which would serve it, and the winner would never be verified); only
+                # grid objects retry, as their arrays.
+                conv, grids = [], False
                 for a in args:
                     if type(a) is StencilGrid:
                         if a.ghost_depth != 1 or \
                                 a.neighbor_definition != _DEFAULTS[a._data.ndim]:
                             break
-                        a = a._data
+                        a, grids = a._data, True
                     conv.append(a)
                 else:
+                    if not grids:
+                        return fast[3].slow_call(args)
                     try:
                         result = hot(*conv)
                     except UnrepresentableValue as exc:
                         return fast[3].run_as_python(tuple(conv), exc)
                     if result is not MISS:
                         return result
+                    return fast[3].slow_call(tuple(conv))
         return self._call(args)
 
     def _call(self, args: tuple):
