@@ -265,3 +265,31 @@ def test_a_process_that_exits_early_leaves_a_complete_record(tmp_path):
     assert not warm["planned"] and warm["variants"] == cold["all"]
     leftovers = [p for p in (tmp_path / "c").rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_calls_while_late_variants_compile_run_on_one_thread(tiered, gate, monkeypatch):
+    """The late variants compile on the other cores: the first tier's calls run on one
+    OpenMP thread meanwhile (a team spinning on both cores kept gcc waiting: a 3-D kernel
+    came to its tuned steady state 4.1 s after the first call instead of 2.2 s), and the
+    caller's thread count is back once they are in."""
+    omp = specialization_module._OMP
+    if omp.set is None:
+        pytest.skip("no GCC OpenMP runtime to ask")  # not on this toolchain: nothing to test
+    before = omp.get()
+    assert before >= 2  # conftest: the parallel branches run with 2 threads at least
+    counts = []
+    real = omp.set
+    monkeypatch.setattr(omp, "set", lambda n: counts.append(n) or real(n))
+    k = JitKernel(Axpy(variants=("static", "dynamic", "guided")))
+    x, y = _xy()
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    for _ in range(3):
+        np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+        assert omp.get() == before
+    assert counts == [1, before] * 4  # the first call too: its late variants were pending
+    gate.set()
+    _spec(k).pending.result(timeout=120)
+    counts.clear()
+    for _ in range(calls_to_decide(3)):
+        np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    assert counts == [] and omp.get() == before
