@@ -267,7 +267,8 @@ def test_a_process_that_exits_early_leaves_a_complete_record(tmp_path):
     assert not leftovers
 
 
-def test_calls_while_late_variants_compile_run_on_one_thread(tiered, gate, monkeypatch):
+def test_calls_while_late_variants_compile_run_on_one_thread(tiered, gate, monkeypatch,
+                                                            fresh_cache):
     """The late variants compile on the other cores: the first tier's calls run on one
     OpenMP thread meanwhile (a team spinning on both cores kept gcc waiting: a 3-D kernel
     came to its tuned steady state 4.1 s after the first call instead of 2.2 s), and the
