@@ -57,9 +57,10 @@ def _block(*stmts) -> ir.Block:
     return ir.Block(tuple(stmts))
 
 
-def ring_rows(levels: int, reach: int) -> int:
-    """Rows of one level's ring: the rows its readers may still need, a power of two."""
-    return 1 << math.ceil(math.log2((levels + 1) * reach + 1))
+def ring_rows(levels: int, reach: int, jam: int = 1) -> int:
+    """Rows of one level's ring: the rows its readers may still need while ``jam`` rows
+    are computed at each wavefront position, a power of two."""
+    return 1 << math.ceil(math.log2((levels + 1) * reach + jam))
 
 
 class _LevelBody(_Body):
@@ -115,9 +116,11 @@ class Builder:
     def ivars(self) -> list[ir.Var]:
         return [_v(f"asp_i{a}") for a in range(self.dim)]
 
-    def body(self, level_case: int, target: ir.ArrayRef, ring: tuple) -> ir.Block:
+    def body(self, level_case: int, target: ir.ArrayRef, ring: tuple,
+             ivars: list[ir.Var] | None = None) -> ir.Block:
         """One point of a level ``l`` (``level_case``: ``l`` if ``l <= K``, else 0 for
-        every state level from a ring), stored to ``target``."""
+        every state level from a ring), stored to ``target``; ``ivars``: the point's
+        index variables (the loop's by default)."""
         sources = {}
         for j, name in enumerate(self.states):
             if level_case and j >= level_case - 1:  # the pass's input, level 1 - l + j
@@ -125,7 +128,7 @@ class Builder:
             else:
                 sources[name] = ("ring", f"asp_rin{j}")
         t = _LevelBody(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
-                       ivars=self.ivars(), sources=sources, ring=ring)
+                       ivars=ivars or self.ivars(), sources=sources, ring=ring)
         lowered = t.visit(self.k.loop.body)
         head = [ir.Declare(self.ctype, "asp_acc")]
         head += [ir.Declare(ct, f"l_{n}", ir.Const(0, ct)) for n, ct in self.k.locals]
@@ -154,12 +157,15 @@ class Builder:
             "*", _op("-", _v("asp_l"), 2 + j), lvl)))
             for j in range(self.K) if not case or j < case - 1]
 
-    def function(self, name: str, depth: int, tiles: tuple[int, ...]) -> ir.Function:
-        """``tiles``: the tile's extent along each axis."""
+    def function(self, name: str, depth: int, tiles: tuple[int, ...],
+                 jam: int = 1) -> ir.Function:
+        """``tiles``: the tile's extent along each axis; ``jam``: rows (planes) of a
+        level computed in one sweep along the others, which read the rows they share
+        once (the wavefront advances ``jam`` rows at a time)."""
         if depth == 1:
             return self.steps_function(name)
         dim, g, R, ct, K = self.dim, self.g, self.R, self.ctype, self.K
-        ring = ring_rows(K, R)
+        ring = ring_rows(K, R, jam)
         mask = ring - 1
         stride = [t + 2 * depth * R for t in tiles]
         plane = math.prod(stride[1:])
@@ -198,20 +204,23 @@ class Builder:
                 tile.append(ir.Declare(I64, f"asp_b{a}", _op("-", _v(f"asp_lo{a}"), depth * R),
                                        const=True))
 
-        # -- one level of the wavefront at position s -------------------------------------
-        step: list[ir.Stmt] = [
-            ir.Declare(I64, "asp_y", _op("-", s, _op("*", _op("-", _v("asp_l"), 1), R)),
+        # -- one level of the wavefront at position s: rows yj .. yj + jam - 1 ----------
+        yj = _v("asp_yj")
+        first = _max(_op("-", _v("asp_lo0"), ext), _c(0))
+        stop = _min(_op("+", _v("asp_hi0"), ext), n[0])
+        head: list[ir.Stmt] = [
+            ir.Declare(I64, "asp_yj", _op("-", s, _op("*", _op("-", _v("asp_l"), 1), R)),
                        const=True),
             ir.Declare(I64, "asp_ext", _op("*", _op("-", D, _v("asp_l")), R), const=True),
-            ir.If(_op("||", _op("<", y, _max(_op("-", _v("asp_lo0"), ext), _c(0))),
-                      _op(">=", y, _min(_op("+", _v("asp_hi0"), ext), n[0]))),
-                  _block(ir.Continue())),
         ]
         for a in range(1, dim):
-            step += [ir.Declare(I64, f"asp_f{a}", _max(_op("-", _v(f"asp_lo{a}"), ext), _c(g)),
+            head += [ir.Declare(I64, f"asp_f{a}", _max(_op("-", _v(f"asp_lo{a}"), ext), _c(g)),
                                 const=True),
                      ir.Declare(I64, f"asp_t{a}", _min(_op("+", _v(f"asp_hi{a}"), ext),
                                                        _op("-", n[a], g)), const=True)]
+        step: list[ir.Stmt] = [  # one row y: skipped outside the tile's range at level l
+            ir.If(_op("||", _op("<", y, first), _op(">=", y, stop)), _block(ir.Continue())),
+        ]
         set_i0 = ir.Declare(I64, "asp_i0", y, const=True)
         f = [_v(f"asp_f{a}") for a in range(1, dim)]
         t = [_v(f"asp_t{a}") for a in range(1, dim)]
@@ -239,9 +248,18 @@ class Builder:
         )
         to_dst = _block(set_i0, self.by_level(lambda c: compute(c, dst0)))
         step.append(ir.If(_op("==", _v("asp_l"), D), to_dst, to_ring))
+        rows = ir.For("asp_jj", _c(0), _c(jam), _block(
+            ir.Declare(I64, "asp_y", _op("+", yj, _v("asp_jj")), const=True), *step))
+        if jam > 1:  # every row in range and off the border: the rows in one sweep
+            whole = _op("&&", _op("&&", _op(">=", yj, first), _op("<", _op("+", yj, jam - 1),
+                                                                     stop)),
+                        _op("&&", _op(">=", yj, g), _op("<", _op("+", yj, jam - 1),
+                                                        _op("-", n[0], g))))
+            rows = ir.If(whole, self.jammed(jam, lvl, rix, f, t), _block(rows))
         wave = ir.For("asp_s", _op("-", _v("asp_lo0"), _op("*", _op("-", D, 1), R)),
                       _op("+", _v("asp_hi0"), _op("*", _op("-", D, 1), R)), _block(
-                          ir.For("asp_l", _c(1), _op("+", D, 1), ir.Block(tuple(step)))))
+                          ir.For("asp_l", _c(1), _op("+", D, 1), _block(*head, rows))),
+                      step=_c(jam))
         tile.append(wave)
 
         # -- the passes, in one parallel region ---------------------------------------------
@@ -270,6 +288,33 @@ class Builder:
             passes,
             ir.ExprStmt(ir.Call("free", (_v("asp_ring"),))))
         return self.finish(name, pre, region)
+
+    def jammed(self, jam: int, lvl: int, rix: tuple, f: list, t: list) -> ir.Block:
+        """Rows ``asp_yj + jj`` (``jj < jam``) of level ``l``, all inside the tile's range
+        and off the grid's border, in one sweep along the other axes (each row's point
+        in a block of its own, as a row alone computes it), then each row's edges and
+        copy, as for a row alone."""
+        rows = [[_v(f"asp_i0_{jj}"), *self.ivars()[1:]] for jj in range(jam)]
+        at = [ir.Declare(I64, f"asp_i0_{jj}", _op("+", _v("asp_yj"), jj), const=True)
+              for jj in range(jam)]
+
+        def sweep(case: int, target) -> ir.Block:
+            points = [self.body(case, target(ix), rix, ix) for ix in rows]
+            return _block(*self.rings_in(case, lvl), self.nest(_block(*points), f, t))
+
+        to_dst = _block(*at, self.by_level(
+            lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_dst0", self.linear(ix)))))
+        rout = ir.ArrayRef("asp_rout", _ring_index(self.ivars(), *rix))
+        each = [_block(ir.Declare(I64, "asp_y", _op("+", _v("asp_yj"), jj), const=True),
+                       ir.Declare(I64, "asp_i0", _v("asp_y"), const=True),
+                       *self.zero_edges(rout), *self.copy_out(rout)) for jj in range(jam)]
+        to_ring = _block(
+            ir.Declare(f"{self.ctype} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
+                "*", _op("-", _v("asp_l"), 1), lvl))),
+            *at, self.by_level(
+                lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_rout", _ring_index(ix, *rix)))),
+            *each)
+        return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
 
     def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block) -> ir.Function:
         """The entry function: ``pre``, then ``region`` on a team of threads when the grid
