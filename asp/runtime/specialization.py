@@ -194,7 +194,7 @@ class Specialization:
         that needs finishing) passes False, and one call in that many is timed.
         ``complete``: makes the arguments of the variant to run (``Prepared.complete``),
         called with the variant the tuner picks (each one, in exhaustive tuning)."""
-        if self.pending is not None and _OMP.set is not None:
+        if self.pending is not None and _OMP.ready():
             # The late variants compile on the other cores: the first tier's calls run on
             # one thread meanwhile, so gcc is not kept waiting by a team spinning for
             # work (a 3-D kernel's tuned steady state came 2.2 s after the first call
@@ -253,17 +253,21 @@ class Specialization:
 
 class _OpenMP:
     """The calling thread's OpenMP team size (``omp_get_max_threads`` and
-    ``omp_set_num_threads`` of GCC's runtime, which the kernels load too); both None
-    where there is no such library."""
+    ``omp_set_num_threads`` of GCC's runtime), found once the kernels have loaded that
+    runtime (never loaded here: a serial build has none); both None until then."""
 
     def __init__(self):
         self.get = self.set = None
-        try:
-            lib = ctypes.CDLL("libgomp.so.1")
-            self.get, self.set = lib.omp_get_max_threads, lib.omp_set_num_threads
-            self.set.argtypes = [ctypes.c_int]
-        except (OSError, AttributeError):
-            pass
+
+    def ready(self) -> bool:
+        if self.set is None:
+            try:
+                lib = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | ctypes.RTLD_GLOBAL)
+                self.get, self.set = lib.omp_get_max_threads, lib.omp_set_num_threads
+                self.set.argtypes = [ctypes.c_int]
+            except (OSError, AttributeError):
+                return False
+        return True
 
 
 _OMP = _OpenMP()
