@@ -70,11 +70,12 @@ def until_tuned(chosen, call, limit: float) -> int:
 
 def describe(variant: str | None) -> str:
     """The blocked variant's name read back as what it does (the tuner reports names)."""
-    m = re.fullmatch(r"blk_d(\d+)_r(\d+)_w(\d+)", variant or "")
+    m = re.fullmatch(r"blk_d(\d+)_r(\d+)_w(\d+)(?:_j(\d+))?", variant or "")
     if m is None:
         return variant or "still tuning"
-    d, rows, width = m.groups()
-    return f"{variant}: {d} steps per pass over memory, tiles of {rows} x {width} points"
+    d, rows, width, jam = m.groups()
+    return (f"{variant}: {d} steps per pass over memory, tiles of {rows} x {width} points"
+            + (f", {jam} rows a sweep" if jam else ""))
 
 
 def main(argv=None) -> int:
