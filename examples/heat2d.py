@@ -78,6 +78,20 @@ def describe(variant: str | None) -> str:
             + (f", {jam} rows a sweep" if jam else ""))
 
 
+def how_sure(jit, *args) -> str:
+    """How the tuner settled on the variant that calls with ``args`` run."""
+    t = jit.specialization(*args).tuning_for(jit.specializer.prepare(args).bucket)
+    if t.winner is None:
+        return "still tuning"
+    if t.noisy:
+        return "provisional: decided on a busy machine; tuned again once it is quiet"
+    if t.provisional:
+        return "provisional: none clearly faster in the budget; the next run tunes again"
+    if not any(t.trials.values()):
+        return "remembered from an earlier run (verified on sampled calls)"
+    return f"clearly the fastest of {len(t.candidates()) + len(t.dropped)} variants timed"
+
+
 def main(argv=None) -> int:
     quick = os.environ.get("ASP_EXAMPLE_QUICK", "") not in ("", "0")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -184,8 +198,11 @@ def main(argv=None) -> int:
           f"first iterate {first_iter * 1e3:.1f} ms")
     print(f"  step by step  {steps} steps {t_step:8.3f} s  {rate(t_step)}")
     print(f"      K.kernel(a, r, b) ping-pong; the tuner chose {step_variant}")
+    print(f"      ({how_sure(single_jit, a.data, r, b.data)})")
     print(f"  iterate       {steps} steps {t_blk:8.3f} s  {rate(t_blk)}")
     print(f"      the tuner chose {blk_variant}")
+    if blocked_jit is not None:
+        print(f"      ({how_sure(blocked_jit, *probe)})")
     print(f"  iterate vs step by step: {t_step / t_blk:5.2f}x per step; results "
           + ("identical bit for bit" if identical else "DIFFER"))
     note = "" if np_steps == steps else f"  (timed on {np_steps} steps)"
