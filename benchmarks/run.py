@@ -56,8 +56,10 @@ def _chart(figures: list[Figure], path: Path) -> None:
     if not shown:
         return
     # Score > 1 means the target is met, whichever way "better" points.
-    score = [(f.value / f.target) if f.better == "higher" else (f.target / f.value)
-             for f in shown]
+    # A lower-is-better figure at or below zero (no memory above the inputs, overhead
+    # within noise) is as far inside its target as the chart shows (10x).
+    score = [(f.value / f.target) if f.better == "higher"
+             else (f.target / f.value if f.value > 0 else 10.0) for f in shown]
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(shown) + 1.5))
     colors = ["tab:green" if s >= 1 else "tab:red" for s in score]
     ax.barh([f"{f.group}: {f.name}" for f in shown], score, color=colors)
