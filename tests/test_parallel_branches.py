@@ -28,9 +28,9 @@ from specializers.elementwise import elementwise
 from specializers.elementwise.lowering import SERIAL_ELEMENTS, SERIAL_ELEMENTS_LOOPS
 from specializers.stencil import StencilGrid, StencilKernel
 from specializers.stencil.variants import (
-    JAM_SAMPLE,
     SERIAL_POINTS,
     TILE_SAMPLE,
+    jam_sample,
     variant_spaces,
     variant_specs,
 )
@@ -283,7 +283,7 @@ def test_every_stencil_variant_parallel_branch(dim, mode, dtype, ghost, rng):
         plain = [n for n, _ in variant_specs(dim, streaming)]
         assert names[:len(plain)] == plain
         assert len(names) == len(plain) + (TILE_SAMPLE if dim == 3 else 0) + \
-            (JAM_SAMPLE if streaming else 0), names
+            (jam_sample(dim) if streaming else 0), names
         # The Python reference agrees with SciPy here: it is a fair oracle for the edges.
         np.testing.assert_allclose(python_oracle(Correlate, mode, ghost, u, c, w),
                                    scipy_oracle(u, mode, ghost, c, w), rtol=rtol, atol=rtol)
@@ -324,7 +324,7 @@ def test_stencil_above_the_default_threshold(shape, mode, rng, monkeypatch):
                                       1e-12, threshold=SERIAL_POINTS)
     plain = [n for n, _ in variant_specs(u.ndim, True)]
     assert names[:len(plain)] == plain
-    assert len(names) == len(plain) + (TILE_SAMPLE if u.ndim == 3 else 0) + JAM_SAMPLE
+    assert len(names) == len(plain) + (TILE_SAMPLE if u.ndim == 3 else 0) + jam_sample(u.ndim)
     # The tuner's winner, through the ordinary call, agrees too.
     for _ in range(calls_to_decide(len(names))):
         np.testing.assert_allclose(k(u, 2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
