@@ -130,17 +130,9 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
     """Each size bucket is tuned on its own calls: after a 16x16 grid is tuned, calls on
     a 300x300 grid are timed and decided apart, not served by the small grid's winner
     (the Dask split method calls one kernel on whole blocks and on thin strips)."""
-    from specializers.stencil import StencilKernel
+    from tests.test_tune_noise import Smooth
 
     monkeypatch.setenv("ASP_TUNE", "online")
-
-    class Smooth(StencilKernel):
-        def kernel(self, u, out):
-            for x in out.interior_points():
-                out[x] = 0.5 * u[x]
-                for y in u.neighbors(x, 1):
-                    out[x] += 0.125 * u[y]
-
     k = Smooth()
     small, big = rng.random((16, 16)), rng.random((300, 300))
     n = len(k.specialization(small, np.zeros_like(small)).variant_names)

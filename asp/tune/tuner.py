@@ -239,10 +239,11 @@ class Tuning:
         return fastest is not None and seconds > SUSPECT * fastest \
             and SUSPECT_FLOOR < seconds - fastest < SUSPECT_CEILING
 
-    def clean(self, variant: str) -> list[float]:
-        """The variant's timings less the suspect ones (all of them if every one is:
-        then it is that slow, or the machine never let it run undisturbed)."""
-        ref = self.fastest()
+    def clean(self, variant: str, ref: float | None = None) -> list[float]:
+        """The variant's timings less the suspect ones against ``ref`` (the fastest of
+        any variant, by default); all of them if every one is: then it is that slow, or
+        the machine never let it run undisturbed."""
+        ref = self.fastest() if ref is None else ref
         kept = [t for t in self.trials[variant] if not self.suspect(t, ref)]
         return kept or self.trials[variant]
 
@@ -289,7 +290,8 @@ class Tuning:
         n = min(len(self.trials[v]) for v in live)
         if n == 0 or any(len(self.trials[v]) > n for v in live):
             return  # decide only at the end of a round: every variant timed alike
-        clean = {v: self.clean(v) for v in live}
+        ref = self.fastest()
+        clean = {v: self.clean(v, ref) for v in live}
         med = {v: statistics.median(clean[v]) for v in live}
         best = min(live, key=med.get)
         if n >= RACE_FROM and len(live) > 2:

@@ -248,9 +248,11 @@ class Builder:
         )
         to_dst = _block(set_i0, self.by_level(lambda c: compute(c, dst0)))
         step.append(ir.If(_op("==", _v("asp_l"), D), to_dst, to_ring))
-        rows = ir.For("asp_jj", _c(0), _c(jam), _block(
-            ir.Declare(I64, "asp_y", _op("+", yj, _v("asp_jj")), const=True), *step))
-        if jam > 1:  # every row in range and off the border: the rows in one sweep
+        if jam == 1:  # the row alone (its ``continue`` goes on to the next level)
+            rows = _block(ir.Declare(I64, "asp_y", yj, const=True), *step)
+        else:  # every row in range and off the border: in one sweep; else each alone
+            rows = ir.For("asp_jj", _c(0), _c(jam), _block(
+                ir.Declare(I64, "asp_y", _op("+", yj, _v("asp_jj")), const=True), *step))
             whole = _op("&&", _op("&&", _op(">=", yj, first), _op("<", _op("+", yj, jam - 1),
                                                                      stop)),
                         _op("&&", _op(">=", yj, g), _op("<", _op("+", yj, jam - 1),
