@@ -13,7 +13,8 @@ import numpy as np
 
 from asp.codegen.template import render, template_function
 from asp.runtime import JitKernel, Space, Variant
-from asp.tune import calls_to_decide, remembered
+from asp.tune import calls_to_decide, remembered, tuner
+from asp.tune.db import store
 from tests.test_template_style import Axpy
 
 CHUNKED = """
@@ -70,7 +71,9 @@ def test_a_sample_of_the_space_is_compiled_checked_and_deterministic(tmp_path, m
     assert s.tuning.spaces["chunks"]["params"] == {k: list(v) for k, v in PARAMS.items()}
 
 
-def test_tuning_races_the_points_and_show_lists_the_space(fresh_cache):
+def test_tuning_races_the_points_and_show_lists_the_space(fresh_cache, monkeypatch):
+    # The race is tested, not a busy machine: a decision made noisy is not reopened.
+    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)
     spec = ChunkedAxpy(sample=3)
     k = JitKernel(spec)
     x, y = np.random.default_rng(1).standard_normal((2, 200_000))
@@ -94,3 +97,39 @@ def test_a_space_no_larger_than_its_sample_is_tried_whole():
     big = Space("s", {"a": tuple(range(10)), "b": tuple(range(10))}, lambda **p: None)
     assert big.points("one") == big.points("one") and len(big.points("one")) == 6
     assert big.points("one") != big.points("two")
+
+
+def test_exhaustive_tuning_times_every_point_and_a_later_process_keeps_its_winner(
+        fresh_cache, monkeypatch):
+    # Exhaustive tuning compiles and times the whole space (24 points), not a sample; the
+    # winner it remembers may lie outside the online sample of 5, and an online process
+    # that finds it remembered builds that point and uses it.
+    x, y = np.random.default_rng(4).standard_normal((2, 20_000))
+    assert len(JitKernel(ChunkedAxpy()).specialization(3.0, x, y).entries) == 6
+    monkeypatch.setenv("ASP_TUNE", "exhaustive")  # the record of that sample is not used
+    spec = ChunkedAxpy()
+    k = JitKernel(spec)
+    np.testing.assert_allclose(k(3.0, x, y), 3 * x + y, rtol=1e-15)
+    s = k.specialization(3.0, x, y)
+    every = {f"chunk{c}_u{u}" for c in PARAMS["chunk"] for u in PARAMS["unroll"]}
+    assert set(s.entries) == {"static"} | every and not s.check_failures
+    (row,) = remembered(s.kernel)
+    assert set(row["timings"]) >= {"static"} | every  # each one timed
+    for v in every:
+        np.testing.assert_allclose(k.run_variant(v, 3.0, x, y), 3 * x + y, rtol=1e-15)
+
+    seed = f"{s.kernel}|{s.signature}"
+    sample = {f"chunk{p['chunk']}_u{p['unroll']}" for p in
+              Space("chunks", PARAMS, lambda **p: None, sample=5).points(seed)}
+    outside = sorted(every - sample)[0]
+    assert store(s.kernel, s.tuning.signature, outside, {outside: {"best": 1e-6}},
+                 "exhaustive")
+    for record in (fresh_cache / "specs").glob("*.json"):  # plan again (no warm start)
+        record.unlink()
+    monkeypatch.setenv("ASP_TUNE", "online")
+    later = ChunkedAxpy()
+    k2 = JitKernel(later)
+    np.testing.assert_allclose(k2(3.0, x, y), 3 * x + y, rtol=1e-15)
+    assert k2.chosen_variant(3.0, x, y) == outside
+    entries = k2.specialization(3.0, x, y).entries
+    assert outside in entries and len(entries) == 7  # static, the sample of 5, the winner

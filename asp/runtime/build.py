@@ -19,10 +19,14 @@ from asp.tune.tuner import Tuning
 __all__ = ["LATE_UNITS", "QUICK", "expand_spaces", "quick_first", "tiers", "units"]
 
 
-def expand_spaces(plan: Plan, seed: str) -> tuple[Plan, dict]:
+def expand_spaces(plan: Plan, seed: str, *, whole: bool = False,
+                  keep: str | None = None) -> tuple[Plan, dict]:
     """``plan`` with the sampled points of each of its spaces added as variants (after
     the plain ones, so a plain variant stays the first tier), and for the tuner what
-    was tried: ``{space: {"params": {name: values}, "tried": [variant names]}}``."""
+    was tried: ``{space: {"params": {name: values}, "tried": [variant names]}}``.
+    ``whole``: every point (exhaustive tuning); ``keep``: a variant name (a remembered
+    winner, which exhaustive tuning may have found outside the sample) added too if
+    it is a point of a space."""
     if not plan.spaces:
         return plan, {}
     names = {v.name for v in plan.variants}
@@ -30,13 +34,21 @@ def expand_spaces(plan: Plan, seed: str) -> tuple[Plan, dict]:
     tried: dict[str, dict] = {}
     for space in plan.spaces:
         got = []
-        for point in space.points(seed):
+        for point in space.points(seed, whole):
             v = space.make(**point)
             if v.name not in names:
                 names.add(v.name)
                 made.append(v)
                 got.append(v.name)
         tried[space.name] = {"params": space.describe(), "tried": got}
+    if keep is not None and keep not in names:
+        found = ((space.name, v) for space in plan.spaces
+                 for v in (space.make(**p) for p in space.points(seed, True)))
+        for space_name, v in found:
+            if v.name == keep:
+                made.append(v)
+                tried[space_name]["tried"].append(keep)
+                break
     return dataclasses.replace(plan, variants=plan.variants + tuple(made)), tried
 
 

@@ -26,6 +26,7 @@ for every specializer alike:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
 import warnings
@@ -268,7 +269,10 @@ class JitKernel:
             digest = hashlib.sha256(f"{digest}\n{self._reads.describe()}".encode()).hexdigest()
         kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
         code = generator_fingerprint(type(spec).__module__)
-        key = record_key(kernel_id, digest, prepared.signature, code) if digest else None
+        # Exhaustive tuning plans every point of a space: not the sample a record keeps.
+        whole = " [every point]" if config.tune_mode() == "exhaustive" else ""
+        key = record_key(kernel_id, digest, prepared.signature + whole, code) if digest \
+            else None
         s = self._load(key, kernel_id, prepared.signature, code) if key else None
         if s is None:
             plan = run_stage("planning (front end, passes, lowering)", kernel_id,
@@ -281,8 +285,11 @@ class JitKernel:
             if plan.spaces and (later is None or tuning.remembered not in (None, tuning.winner)):
                 # Not tiered, or the remembered winner may be a point: the points now (a
                 # tiered first call plans them on the builder thread, see build_late).
-                plan, spaces = run_stage("planning (the sampled points of its spaces)",
-                                         kernel_id, expand_spaces, plan, seed)
+                # Exhaustive tuning times every point of a space, not a sample.
+                plan, spaces = run_stage(
+                    "planning (the sampled points of its spaces)", kernel_id,
+                    functools.partial(expand_spaces, whole=tuning.mode == "exhaustive",
+                                      keep=tuning.remembered), plan, seed)
                 tuning = Tuning(kernel_id, plan.signature, [v.name for v in plan.variants],
                                 code=code)
                 tuning.spaces = spaces

@@ -47,8 +47,9 @@ class Space:
     made of the kernel and signature, so a signature always tries the same points) and
     the online tuner races them with the plain variants: after every round from the
     second on, a variant whose fastest run is clearly slower than the best median is
-    dropped, so the points that lose early cost few calls.  ``asp tune show`` lists the
-    space, the points tried, and why each was dropped.
+    dropped, so the points that lose early cost few calls.  ``ASP_TUNE=exhaustive``
+    compiles and times every point.  ``asp tune show`` lists the space, the points
+    tried, and why each was dropped.
     """
 
     name: str
@@ -56,11 +57,12 @@ class Space:
     make: Callable[..., Variant]
     sample: int = 6
 
-    def points(self, seed: str) -> list[dict[str, int]]:
+    def points(self, seed: str, whole: bool = False) -> list[dict[str, int]]:
+        """The points compiled: ``sample`` of them, or all (``whole``)."""
         names = list(self.params)
         every = [dict(zip(names, values))
                  for values in itertools.product(*(self.params[n] for n in names))]
-        if len(every) <= self.sample:
+        if whole or len(every) <= self.sample:
             return every
         rng = random.Random(hashlib.sha256(f"{seed}|{self.name}".encode()).digest())
         return sorted(rng.sample(every, self.sample), key=lambda p: [p[n] for n in names])
