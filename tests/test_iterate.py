@@ -13,6 +13,7 @@ import pytest
 from asp.errors import AspFallbackWarning
 from specializers.stencil import StencilGrid, StencilKernel, temporal
 from specializers.stencil import iterate as iterate_module
+from specializers.stencil.wavefront import ring_rows
 
 
 class Heat(StencilKernel):
@@ -145,7 +146,7 @@ def test_integers_are_exact_and_a_constant_input_is_read_every_step():
 
 def _every_blocked_variant(monkeypatch, k, levels, args, steps, caches=None):
     """Compile the whole space (not a sample) and run each variant against the loop, with
-    the machine's caches and spaces, or small tiles: ``caches`` (L1, L2), shallow depths,
+    the machine's caches and spaces, or small tiles: ``caches`` (L1, L2, L3), shallow depths,
     few rows and any amount of halo work."""
     monkeypatch.setattr(temporal, "SAMPLE", 1000)
     if caches is not None:
@@ -202,7 +203,7 @@ def test_every_blocked_variant_on_small_caches_many_tiles(monkeypatch, dtype):
     # Small caches make small tiles: many of them, at every edge, over several passes.
     u = RNG.random((300, 333)).astype(dtype)
     s = _every_blocked_variant(monkeypatch, Forced(), (u,), (RNG.random(u.shape).astype(dtype),),
-                               37, caches=(4 << 10, 64 << 10))
+                               37, caches=(4 << 10, 64 << 10, 0))
     assert len(s.entries) >= 3
 
 
@@ -212,20 +213,20 @@ def test_every_blocked_variant_3d_across_tiles_and_passes(monkeypatch):
 
 def test_every_blocked_variant_3d_on_small_caches(monkeypatch):
     _every_blocked_variant(monkeypatch, Heat3(), (RNG.random((40, 45, 50)),), (), 13,
-                           caches=(8 << 10, 128 << 10))
+                           caches=(8 << 10, 128 << 10, 0))
 
 
 @pytest.mark.parametrize("steps", [2, 3, 17, 40])
 def test_every_blocked_variant_of_a_two_level_state(monkeypatch, steps):
     u = RNG.random((150, 170))
     _every_blocked_variant(monkeypatch, Wave(), (u, RNG.random(u.shape)), (0.2,), steps,
-                           caches=(4 << 10, 64 << 10))
+                           caches=(4 << 10, 64 << 10, 0))
 
 
 def test_every_blocked_variant_of_a_two_level_state_3d(monkeypatch):
     u = RNG.random((40, 45, 50))
     _every_blocked_variant(monkeypatch, Wave3(), (u, RNG.random(u.shape)), (0.1,), 9,
-                           caches=(8 << 10, 128 << 10))
+                           caches=(8 << 10, 128 << 10, 0))
 
 
 def test_a_two_level_state_one_step_and_three_levels():
@@ -327,3 +328,23 @@ def test_tune_show_says_why_a_kernel_is_not_blocked(fresh_cache):
                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "iterates step by step, not blocked in time: boundary='wrap'" in out.stdout
+
+
+def test_3d_rings_may_fill_a_threads_part_of_l3(monkeypatch):
+    # A 256^2 plane is 512 KiB: an L2 of 512 KiB holds depth 2 and narrow tiles only; a
+    # thread's part of a 32 MiB L3 holds deeper passes and whole-width tiles.  2-D
+    # spaces keep to L2 (their rows are L1- and L2-sized).
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 0))
+    small = temporal.blocking_points(3, 8, (254,) * 3, 1)
+    flat = temporal.blocking_points(2, 8, (4094,) * 2, 1)
+    assert set(small) == {2} and max(small[2]["width"]) < 128
+    monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
+    big = temporal.blocking_points(3, 8, (254,) * 3, 1)
+    assert set(big) == {2, 4, 8} and 254 in big[4]["width"]
+    for depth, p in big.items():  # every kept point's rings fit in a quarter of the L3
+        for w in p["width"]:
+            for jam in p["jam"]:
+                rings = (depth - 1) * ring_rows(1, 1, jam) * (w + 2 * depth) ** 2 * 8
+                assert rings <= 0.25 * (32 << 20)
+    assert temporal.blocking_points(2, 8, (4094,) * 2, 1) == flat
