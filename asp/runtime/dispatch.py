@@ -269,11 +269,13 @@ class JitKernel:
             digest = hashlib.sha256(f"{digest}\n{self._reads.describe()}".encode()).hexdigest()
         kernel_id = f"{spec.name}@{digest[:12]}" if digest else spec.name
         code = generator_fingerprint(type(spec).__module__)
-        # Exhaustive tuning plans every point of a space: not the sample a record keeps.
-        whole = " [every point]" if config.tune_mode() == "exhaustive" else ""
-        key = record_key(kernel_id, digest, prepared.signature + whole, code) if digest \
-            else None
-        s = self._load(key, kernel_id, prepared.signature, code) if key else None
+        key = record_key(kernel_id, digest, prepared.signature, code) if digest else None
+        # Exhaustive tuning plans every point of a space, not the sample an online
+        # process's record keeps: it loads only its own kind of record, and saves under
+        # both keys (every point is also good for online processes).
+        keys = (record_key(kernel_id, digest, prepared.signature + " [every point]", code),
+                key) if key and config.tune_mode() == "exhaustive" else (key,)
+        s = self._load(keys[0], kernel_id, prepared.signature, code) if key else None
         if s is None:
             plan = run_stage("planning (front end, passes, lowering)", kernel_id,
                              spec.plan, prepared)
@@ -329,10 +331,11 @@ class JitKernel:
                     if not s.tuning.candidates():
                         raise
             if key:
-                def save(s: Specialization, key=key, plan=plan) -> None:
-                    save_record(key, variants=dict(s.libraries), specs=plan.specs,
-                                ret=plan.ret, errors=plan.errors,
-                                excluded=dict(s.check_failures))
+                def save(s: Specialization, keys=keys, plan=plan) -> None:
+                    for k in keys:
+                        save_record(k, variants=dict(s.libraries), specs=plan.specs,
+                                    ret=plan.ret, errors=plan.errors,
+                                    excluded=dict(s.check_failures))
                 if s.pending is None:
                     save(s)
                 else:

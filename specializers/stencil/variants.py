@@ -224,14 +224,15 @@ def vectorize_points(fn: ir.Function, *, var: str) -> ir.Function:
     """Mark the innermost *point* loops (``var``, the contiguous axis) ``omp simd``.
 
     Unlike :func:`asp.passes.vectorize_inner` this leaves a neighbour loop that
-    stayed a loop alone: it carries the accumulation from one offset to the next.
+    stayed a loop alone: it carries the accumulation from one offset to the next, and
+    a *peel* loop (``role="peel"``: the few points before an aligned start).
     Before: ``for (asp_i1 ...) out[...] = ...;``  After: ``#pragma omp simd`` above it.
     """
     class Simd(Transformer):
         def visit_For(self, node: ir.For):
             node = self.generic_visit(node)
-            if node.var == var and not any(isinstance(n, ir.For | ir.While)
-                                           for n in node.body.walk()):
+            if node.var == var and node.role != "peel" and not any(
+                    isinstance(n, ir.For | ir.While) for n in node.body.walk()):
                 return dataclasses.replace(node, simd=True)
             return node
 
