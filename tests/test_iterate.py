@@ -4,6 +4,7 @@ tiles, with at least two threads), step by step where it cannot."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -348,3 +349,21 @@ def test_3d_rings_may_fill_a_threads_part_of_l3(monkeypatch):
                 rings = (depth - 1) * ring_rows(1, 1, jam) * (w + 2 * depth) ** 2 * 8
                 assert rings <= 0.25 * (32 << 20)
     assert temporal.blocking_points(2, 8, (4094,) * 2, 1) == flat
+
+
+def test_ring_rows_are_aligned_and_their_peel_loops_stay_scalar(fresh_cache, monkeypatch):
+    # Rings start on cache lines; each level's vectorized loop begins at an aligned
+    # point after a peel loop that is not marked simd (results: the every-variant tests).
+    # A fresh cache: a specialization loaded from its record keeps no source.
+    monkeypatch.setattr(temporal, "SAMPLE", 1000)
+    iterate_module._JITS.clear()
+    u = RNG.random((200, 300))
+    k = Heat()
+    np.testing.assert_array_equal(k.iterate(u, 0.1, steps=19), loop(k, u, 0.1, steps=19))
+    jit = iterate_module.iteration_jit(k, u, 0.1)
+    s = jit.specialization(u, 0.1, np.zeros_like(u), np.zeros_like(u), 19)
+    src = s.source
+    assert src.count("aligned_alloc(64, ") == len(s.entries) - 1  # every blocked one
+    peel = re.findall(r"(#pragma omp simd\s*)?for \(int64_t asp_i1 = asp_f1; asp_i1 < asp_al;", src)
+    assert peel and not any(pragma for pragma in peel)
+    assert "asp_i1 = asp_al > asp_f1 ? asp_al : asp_f1" in src

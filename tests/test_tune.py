@@ -417,6 +417,21 @@ def test_a_winner_slower_only_as_the_machine_is_is_kept(fresh_cache):
     assert t.winner == "a"
 
 
+def test_the_sampling_rate_follows_the_calls_time_now_not_the_record(fresh_cache):
+    # A winner recorded at 3 ms (cold pages) whose calls now take 80 us: sampling at the
+    # recorded time would time one call in 16 (+69 % on a stencil); the rate follows the
+    # sampled calls' median instead.
+    import math
+
+    t = _decided({"a": 3e-3, "b": 6e-3})
+    recorded = t.sample_every()
+    for _ in range(5):
+        t.verify(80e-6)
+    assert t.winner == "a"
+    now = math.ceil(tuner.SLOW_PATH / (tuner.VERIFY_SHARE * 80e-6))
+    assert t.sample_every() == now > recorded
+
+
 def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatch, rng):
     """The hot entry returns one call in N to the slow path to be timed; N keeps the
     cost near 1% of the calls' time."""

@@ -145,12 +145,12 @@ class Builder:
         vectorized loop every access to a ring row is aligned (loads that split cache
         lines cost a 256^2 heat sweep a fifth of its speed)."""
         last = self.dim - 1
-        b = _v(f"asp_b{last}")
         stmt: ir.Stmt = body
         for a in reversed(range(1, self.dim)):
             inner = stmt if isinstance(stmt, ir.Block) else _block(stmt)
             stmt = ir.For(f"asp_i{a}", lo[a - 1], hi[a - 1], inner, independent=independent)
             if a == last and aligned > 1:
+                b = _v(f"asp_b{last}")
                 at = _op("+", b, _op("&", _op("+", _op("-", lo[a - 1], b), aligned - 1),
                                      -aligned))
                 stmt = _block(
@@ -187,7 +187,8 @@ class Builder:
         mask = ring - 1
         # Ring rows start on cache lines (an aligned allocation, rows a whole number of
         # lines long): their vectorized loops begin at an aligned point (see nest).
-        line = max(LINE // dtype_of(ct).itemsize, 1)
+        itemsize = dtype_of(ct).itemsize
+        line = max(LINE // itemsize, 1)
         stride = [t + 2 * depth * R for t in tiles]
         stride[-1] = -(-stride[-1] // line) * line
         plane = math.prod(stride[1:])
@@ -306,7 +307,7 @@ class Builder:
             ir.For("asp_t", _c(0), _v("asp_ntiles"), ir.Block(tuple(tile)),
                    parallel=ir.Parallel(schedule="dynamic", chunk=1), independent=True),
         ))
-        size = -(-(depth - 1) * lvl * dtype_of(ct).itemsize // LINE) * LINE
+        size = -(-(depth - 1) * lvl * itemsize // LINE) * LINE
         region = _block(
             ir.Declare(f"{ct} *", "asp_ring", ir.Cast(f"{ct} *", ir.Call(
                 "aligned_alloc", (_c(LINE), _c(size))))),
