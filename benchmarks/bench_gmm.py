@@ -20,7 +20,9 @@ Targets (issues 4 and 12), N=200,000 events, D=16, M=16, float64:
 One "EM iteration" is exactly what scikit-learn's fit loop does per iteration
 (``_e_step`` + ``_m_step`` + lower bound) against our ``EMStepper.step`` (one
 fused pass through the EM kernel's tuned hot entry + the small M-step finish);
-both are timed from the same parameters, alternately, best of several.
+both are timed from the same parameters, alternately, best of several, with a pause
+after each call (:data:`SETTLE`) so that neither runs while the other's idle threads
+still spin.
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ if ROOT not in sys.path:
 
 M, D = 16, 16
 ITERS = 3  # EM iterations per timed call
+# Seconds asleep after each timed call: OpenBLAS's threads spin for ~0.1-0.2 s after
+# scikit-learn's products, and on 2 cores they halved the speed of asp's step timed
+# next (38 ms instead of 19); each library is timed as it runs on its own.
+SETTLE = 0.3
 
 
 def make_data(n: int, seed: int = 0) -> np.ndarray:
@@ -157,7 +163,8 @@ def bench_cvtype(X: np.ndarray, cvtype: str, repeat: int) -> tuple[list[Figure],
             lb = sk._compute_lower_bound(log_resp, lpn)
         return lb
 
-    best = interleaved({"asp": run_asp, "sklearn": run_sk}, repeat=repeat, warmup=1)
+    best = interleaved({"asp": run_asp, "sklearn": run_sk}, repeat=repeat, warmup=1,
+                       settle=SETTLE)
     lb_asp, q = run_asp()
     lb_sk = run_sk()
     err = max(_rel(q.weights, sk.weights_), _rel(q.means, sk.means_),
@@ -192,7 +199,7 @@ def bench_whole_fit(X: np.ndarray, cvtype: str, repeat: int) -> list[Figure]:
            "sklearn fit_predict": lambda: SkGM(M, **kw).fit_predict(X)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: 3 iterations on purpose
-        best = interleaved(fns, repeat=repeat, warmup=1)
+        best = interleaved(fns, repeat=repeat, warmup=1, settle=SETTLE)
         ours, sk = AspGM(M, **kw).fit(X), SkGM(M, **kw).fit(X)
         same_labels = bool(np.array_equal(AspGM(M, **kw).fit_predict(X),
                                           SkGM(M, **kw).fit_predict(X)))
@@ -235,7 +242,7 @@ def bench_first_iteration(X: np.ndarray, cvtype: str, repeat: int) -> Figure:
         return sk._compute_lower_bound(log_resp, lpn)
 
     best = interleaved({"asp": lambda: stepper.step(X, p0, sk.reg_covar), "sklearn": run_sk},
-                       repeat=repeat, warmup=1)
+                       repeat=repeat, warmup=1, settle=SETTLE)
     return Figure("gmm", f"{cvtype} first EM iteration speed-up vs sklearn (random_from_data)",
                   best["sklearn"] / best["asp"], 5.0,
                   detail=f"asp {best['asp'] * 1e3:.1f} ms ({stepper.last_variant}), sklearn "

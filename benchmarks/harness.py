@@ -68,12 +68,17 @@ def time_once(fn: Callable[[], object]) -> float:
 
 def interleaved(fns: dict[str, Callable[[], object]], *, repeat: int = 7,
                 warmup: int = 1, number: int = 1,
-                after: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
+                after: dict[str, Callable[[], object]] | None = None,
+                settle: float = 0.0) -> dict[str, float]:
     """Best seconds per call of each function, timed in alternation.
 
     The garbage collector is off while a function is timed; ``after[name]``, if
     given, runs untimed after each call of ``name`` (e.g. to release what it made:
     Dask futures sit in reference cycles that only the collector frees).
+    ``settle`` seconds pass (asleep, untimed) after every call: a thread pool keeps
+    spinning for a while after its work is done (OpenBLAS's for ~0.1-0.2 s), and on
+    a machine with few cores that spinning takes them from the next function timed
+    (scikit-learn's EM step, then asp's: asp measured 38 ms instead of 19).
     """
     after = after or {}
     for name, fn in fns.items():
@@ -95,6 +100,8 @@ def interleaved(fns: dict[str, Callable[[], object]], *, repeat: int = 7,
                     gc.enable()
                 if k in after:
                     after[k]()
+                if settle:
+                    time.sleep(settle)
     finally:
         if gc_was:
             gc.enable()

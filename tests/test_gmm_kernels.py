@@ -53,7 +53,7 @@ def test_the_suite_takes_the_threaded_path():
 # (N, threads, problem): random clusters; one event; fewer events than a block or than
 # threads; a ragged last block split unevenly; a start from data points (precision factors
 # 1e4 times larger: log densities near -1e9, responsibilities flushed to 0); a component so
-# far away that no event has any responsibility for it.
+# far away that no event has any responsibility for it; one of weight 0 (log w = -inf).
 PROBLEMS = {
     "random": (301, 2, {}),
     "one event": (1, 3, {}),
@@ -61,6 +61,7 @@ PROBLEMS = {
     "ragged": (397, 3, {"seed": 5}),
     "tiny covariances": (500, 2, {"spread": 1e4}),
     "far component": (300, 2, {"seed": 9}),
+    "zero weight": (300, 2, {"seed": 11}),
 }
 
 
@@ -75,6 +76,8 @@ def test_every_em_variant_agrees_with_the_reference(kind, dtype, m, d):
         args = em_args(kind, m, d, dtype, n, nthreads=threads, **problem)
         if what == "far component":
             args[1][0] += 1e3
+        if what == "zero weight" and m > 1:  # log w = -inf: exp(-inf) is 0, not NaN
+            args[3][0] = -np.inf
         want = run_reference(k, args)
         if what == "tiny covariances" and n > 1:
             assert ref.kernel_log_prob(*args[:4]).min() < -1e6
@@ -83,7 +86,7 @@ def test_every_em_variant_agrees_with_the_reference(kind, dtype, m, d):
             k.run_variant(v, *got)
             assert_outputs_close(got[6], want[6])
             assert got[7][0] == pytest.approx(want[7][0], rel=1e-12, abs=1e-9), (what, v)
-            if what == "far component" and m > 1:
+            if what in ("far component", "zero weight") and m > 1:
                 assert got[6][0, 0] == 0.0  # no weight at all, not a subnormal one
             if v == "components":  # it leaves the responsibilities in work
                 np.testing.assert_allclose(got[5], want[5], rtol=1e-9, atol=1e-200)
@@ -352,8 +355,8 @@ def test_a_variant_that_disagrees_is_excluded_by_the_core_check(fresh_cache, mon
     def wrong_b32(part, **ctx):
         text = real(part, **ctx)
         if part == "em_events_blocked" and ctx.get("B") == 32:
-            text = text.replace("sk[0] += hsum(rs);", "sk[0] += 2 * hsum(rs);")
-            assert "2 * hsum(rs)" in text
+            text = text.replace("sk[0] += hsum(rs + rs2);", "sk[0] += 2 * hsum(rs + rs2);")
+            assert "2 * hsum(rs + rs2)" in text
         return text
 
     monkeypatch.setattr(source, "render_part", wrong_b32)

@@ -137,11 +137,14 @@ def test_a_stencil_winner_is_verified_through_its_hot_path(fresh_cache, monkeypa
         k.kernel(u, out)
         calls += 1
         assert calls < 1 << 17
-    monkeypatch.setattr(tuner.Tuning, "note_overhead", lambda self, seconds: None)
+    # From here the rate is held: each sampled call's time moves the median it follows,
+    # and on a noisy machine that moved N enough to let a fifth call in (CI, 6 for 5).
+    n = t.sample_every()
+    monkeypatch.setattr(tuner.Tuning, "sample_every", lambda self: n)
     slow = []
     real = jit._slow
     monkeypatch.setattr(jit, "_slow", lambda args: slow.append(1) or real(args))
-    for _ in range(4 * t.sample_every()):
+    for _ in range(4 * n):
         k.kernel(u, out)
         np.testing.assert_array_equal(out, expected)
     assert 3 <= len(slow) <= 5

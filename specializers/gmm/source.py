@@ -74,6 +74,7 @@ _HELPERS = (
      "const double *part, int nt, double *restrict stats, double *ll", False),
     ("h_vload", "vload", "vd", "const double *p", True),
     ("h_hsum", "hsum", "double", "vd a", True),
+    ("h_vmax", "vmax", "vd", "vd a, vd b", True),
 )
 # The same per block size B of events.
 _BLOCK_HELPERS = (

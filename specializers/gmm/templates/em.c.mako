@@ -62,23 +62,42 @@ typedef ${ctype} real_t;
    nearly every (event, component) pair sits at that floor. */
 #define EXP_CUT (-600.0)
 
-/* Sums across a block of events are kept in W explicit lanes (a GCC vector:
-   one AVX-512 register, or two AVX2 ones) and added up once per block.  Left
-   to itself gcc lowers `omp simd reduction` here to lanes in memory, or
-   vectorises the wrong loop, both several times slower. */
+/* Sums across a block of events are kept in W explicit lanes (a GCC vector
+   of one machine register) and added up once per block.  Left to itself gcc
+   lowers `omp simd reduction` here to lanes in memory, or vectorises the wrong
+   loop, both several times slower.  W is the register's width: a vector wider
+   than the target's registers is lowered through the stack (8 lanes on AVX2
+   ran the EM step at 8 % of peak). */
+#if defined(__AVX512F__)
 #define W 8
+#elif defined(__AVX__)
+#define W 4
+#else
+#define W 2
+#endif
 typedef double vd __attribute__((vector_size(8 * W)));
+typedef int64_t vi __attribute__((vector_size(8 * W)));
 
 /* exp(x) for x <= 0, branch-free so loops across events vectorise (glibc's exp
    does not without -ffast-math).  Cody-Waite reduction x = n ln2 + r,
    |r| <= ln2/2, a degree-12 Taylor polynomial (relative error ~3e-16), and
    2^n built in the exponent bits: n is read from the low mantissa bits of
    x log2(e) + 1.5 * 2^52, which avoids a float->int conversion that would not
-   vectorise.  Below EXP_CUT the result is 0 (see above). */
+   vectorise.  Below EXP_CUT (and at -inf) the result is 0 (see above); NaN
+   stays NaN.  The cut is applied with an integer mask, not `?:` on doubles:
+   without AVX-512's masked lanes gcc will not if-convert a floating-point
+   compare (-ftrapping-math), and the whole loop calling this stayed scalar. */
 #pragma omp declare simd notinbranch
 static inline double exp_neg(double x)
 {
-    const double xc = x < EXP_CUT ? EXP_CUT : x;
+    const int64_t keep = -(int64_t)!(x < EXP_CUT);  /* all ones, or 0 below the cut */
+    const double cut = EXP_CUT;
+    int64_t xb, cb;
+    memcpy(&xb, &x, sizeof xb);
+    memcpy(&cb, &cut, sizeof cb);
+    xb = (xb & keep) | (cb & ~keep);
+    double xc;
+    memcpy(&xc, &xb, sizeof xc);
     const double t = xc * 1.4426950408889634 + 6755399441055744.0;
     const double n = t - 6755399441055744.0;
     const double r = (xc - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
@@ -97,10 +116,10 @@ static inline double exp_neg(double x)
     p = p * r + 1.0;
     int64_t bits;
     memcpy(&bits, &t, sizeof bits);
-    bits = (bits + 1023) << 52;
+    bits = ((bits + 1023) << 52) & keep;  /* 2^n, or +0 below the cut */
     double scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < EXP_CUT ? 0.0 : p * scale;
+    return p * scale;
 }
 </%def>
 
@@ -188,8 +207,20 @@ memcpy(&v, p, sizeof v);
 return v;
 </%def>
 
+<%def name="h_vmax()">
+/* a > b ? a : b lane by lane, as a mask: a `?:` on doubles stays scalar (see exp_neg). */
+const vi gt = a > b;
+return (vd)(((vi)a & gt) | ((vi)b & ~gt));
+</%def>
+
 <%def name="h_hsum()">
+#if W == 8
 return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+#elif W == 4
+return (a[0] + a[2]) + (a[1] + a[3]);
+#else
+return a[0] + a[1];
+#endif
 </%def>
 
 <%def name="h_load_block()">
@@ -331,9 +362,12 @@ if (!part || !buf) { free(part); free(buf); return 1; }
             for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
         }
         /* log-sum-exp across components, vectorised across the block */
-        for (int b = 0; b < B; ++b) { mx[b] = lp[0][b]; s[b] = 0.0; }
-        for (int k = 1; k < M; ++k)
-            for (int b = 0; b < B; ++b) mx[b] = lp[k][b] > mx[b] ? lp[k][b] : mx[b];
+        for (int b0 = 0; b0 < B; b0 += W) {
+            vd v = vload(&lp[0][b0]);
+            for (int k = 1; k < M; ++k) v = vmax(vload(&lp[k][b0]), v);
+            memcpy(&mx[b0], &v, sizeof v);
+        }
+        for (int b = 0; b < B; ++b) s[b] = 0.0;
         for (int k = 0; k < M; ++k) {
             #pragma omp simd
             for (int b = 0; b < B; ++b) {
@@ -347,22 +381,31 @@ if (!part || !buf) { free(part); free(buf); return 1; }
         for (int k = 0; k < M; ++k) {
             const double *restrict m = mu + k * D;
             double *restrict sk = st + k * NSTAT;
-            vd rs = {0};
-            for (int b0 = 0; b0 < B; b0 += W) {
+            /* Two sums per statistic, over alternate groups of W events: one chain
+               of adds waits on the latency of the last at every step (no FMA
+               here: -ffp-contract=off), which cost diag a third of its time. */
+            vd rs = {0}, rs2 = {0};
+            for (int b0 = 0; b0 < B; b0 += 2 * W) {
                 const vd rv = vload(&lp[k][b0]) * vload(&s[b0]);
+                const vd rv2 = vload(&lp[k][b0 + W]) * vload(&s[b0 + W]);
                 memcpy(&r[b0], &rv, sizeof rv);
+                memcpy(&r[b0 + W], &rv2, sizeof rv2);
                 rs += rv;
+                rs2 += rv2;
             }
-            sk[0] += hsum(rs);
+            sk[0] += hsum(rs + rs2);
 %if full:
             for (int i = 0; i < D; ++i) {
-                vd a = {0};
-                for (int b0 = 0; b0 < B; b0 += W) {
+                vd a = {0}, a2 = {0};
+                for (int b0 = 0; b0 < B; b0 += 2 * W) {
                     const vd d = vload(&xt[i][b0]) - m[i];
+                    const vd d2 = vload(&xt[i][b0 + W]) - m[i];
                     memcpy(&dt[i][b0], &d, sizeof d);
+                    memcpy(&dt[i][b0 + W], &d2, sizeof d2);
                     a += vload(&r[b0]) * d;
+                    a2 += vload(&r[b0 + W]) * d2;
                 }
-                sk[1 + i] += hsum(a);
+                sk[1 + i] += hsum(a + a2);
             }
             /* the upper half of sum r d d^T, four columns at a time so each
                load of r d feeds four FMAs */
@@ -396,14 +439,17 @@ if (!part || !buf) { free(part); free(buf); return 1; }
 %else:
             (void)rd;
             for (int i = 0; i < D; ++i) {
-                vd a1 = {0}, a2 = {0};
-                for (int b0 = 0; b0 < B; b0 += W) {
+                vd a1 = {0}, a2 = {0}, c1 = {0}, c2 = {0};
+                for (int b0 = 0; b0 < B; b0 += 2 * W) {
                     const vd d = vload(&xt[i][b0]) - m[i], v = vload(&r[b0]) * d;
+                    const vd e = vload(&xt[i][b0 + W]) - m[i], u = vload(&r[b0 + W]) * e;
                     a1 += v;
                     a2 += v * d;
+                    c1 += u;
+                    c2 += u * e;
                 }
-                sk[1 + i] += hsum(a1);
-                sk[1 + D + i] += hsum(a2);
+                sk[1 + i] += hsum(a1 + c1);
+                sk[1 + D + i] += hsum(a2 + c2);
             }
 %endif
         }
@@ -478,7 +524,7 @@ const int want_ll = ll_n0 == 1;
 const int nt = nthreads > 0 ? (int)nthreads : 1;
 /* xt, dt (D x B each), lp (M x B), q, best, arg (B each); each thread's partial
    log-likelihood in its own cache line of `part`, summed in thread order */
-const size_t per = slice_doubles((2 * (size_t)D + M) * B) + 3 * (size_t)B;
+const size_t per = slice_doubles((2 * (size_t)D + M) * B) + 4 * (size_t)B;
 double *buf = alloc_slices(nt, per);
 double *part = calloc((size_t)nt * 8, sizeof(double));
 if (!buf || !part) { free(buf); free(part); return 1; }
@@ -490,28 +536,40 @@ if (!buf || !part) { free(buf); free(part); return 1; }
     double *restrict xt = w, *restrict dt = w + (size_t)D * B;
     double (*restrict lp)[B] = (double (*)[B])(w + 2 * (size_t)D * B);
     double *restrict q = w + slice_doubles((2 * (size_t)D + M) * B);
-    double *restrict best = q + B, *restrict arg = best + B;
+    double *restrict best = q + B, *restrict arg = best + B, *restrict s = arg + B;
     double lsum = 0.0;
     for (int64_t e0 = lo; e0 < hi; e0 += B) {
         const int nb = (hi - e0) < B ? (int)(hi - e0) : B;
         load_block_${B}(X, e0, nb, xt);
         for (int k = 0; k < M; ++k) {
             quad_block_${B}(xt, dt, mu + k * D, P + k * PSTRIDE, q);
-            for (int b = 0; b < nb; ++b) {
-                const double v = logc[k] - 0.5 * q[b];
-                lp[k][b] = v;
-                if (want_out) out[(e0 + b) * M + k] = v;
-                if (k == 0 || v > best[b]) { best[b] = v; arg[b] = k; }
+            for (int b = 0; b < B; ++b) lp[k][b] = logc[k] - 0.5 * q[b];
+            if (want_out)
+                for (int b = 0; b < nb; ++b) out[(e0 + b) * M + k] = lp[k][b];
+        }
+        /* the first maximum over components (np.argmax), lane by lane with masks */
+        for (int b0 = 0; b0 < B; b0 += W) {
+            vd v = vload(&lp[0][b0]), a = {0};
+            for (int k = 1; k < M; ++k) {
+                const vd u = vload(&lp[k][b0]);
+                const vi gt = u > v;
+                const vd kv = (vd){0} + (double)k;
+                v = (vd)(((vi)u & gt) | ((vi)v & ~gt));
+                a = (vd)(((vi)kv & gt) | ((vi)a & ~gt));
             }
+            memcpy(&best[b0], &v, sizeof v);
+            memcpy(&arg[b0], &a, sizeof a);
         }
         if (want_labels)
             for (int b = 0; b < nb; ++b) labels[e0 + b] = (int64_t)arg[b];
-        if (want_ll)
-            for (int b = 0; b < nb; ++b) {
-                double s = 0.0;
-                for (int k = 0; k < M; ++k) s += exp_neg(lp[k][b] - best[b]);
-                lsum += best[b] + log(s);
+        if (want_ll) {
+            for (int b = 0; b < B; ++b) s[b] = 0.0;
+            for (int k = 0; k < M; ++k) {
+                #pragma omp simd
+                for (int b = 0; b < B; ++b) s[b] += exp_neg(lp[k][b] - best[b]);
             }
+            for (int b = 0; b < nb; ++b) lsum += best[b] + log(s[b]);
+        }
     }
     part[(size_t)t * 8] = lsum;
 }
