@@ -315,6 +315,7 @@ class JitKernel:
             s = Specialization(kernel=kernel_id, signature=plan.signature, specs=plan.specs,
                                entries={n: e for n, (e, _, _) in found.items()}, tuning=tuning,
                                plan=plan, source=source, code=code,
+                               repeatable=plan.repeatable,
                                libraries={n: (lib, sym) for n, (_, lib, sym) in found.items()})
             if later is not None:
                 s.build_later(later, spec, rebuild=[v.name for v in now.variants] if quick
@@ -335,7 +336,8 @@ class JitKernel:
                     for k in keys:
                         save_record(k, variants=dict(s.libraries), specs=plan.specs,
                                     ret=plan.ret, errors=plan.errors,
-                                    excluded=dict(s.check_failures))
+                                    excluded=dict(s.check_failures),
+                                    repeatable=plan.repeatable)
                 if s.pending is None:
                     save(s)
                 else:
@@ -348,7 +350,7 @@ class JitKernel:
         rec = load_record(key)
         if rec is None:
             return None
-        variants, specs, ret, errors, excluded, libs = rec
+        variants, specs, ret, errors, excluded, libs, repeatable = rec
         entries = {name: make_entry(libs[lib].address(sym), specs, ret=ret, errors=errors,
                                     keepalive=libs[lib])
                    for name, (lib, sym) in variants.items()}
@@ -358,7 +360,7 @@ class JitKernel:
                 tuning.exclude(name, why)
         return Specialization(kernel=kernel_id, signature=signature, specs=specs,
                               entries=entries, tuning=tuning, check_failures=dict(excluded),
-                              code=code)
+                              code=code, repeatable=repeatable)
 
     # -- introspection ----------------------------------------------------------------------
     def run_variant(self, name: str, *args):

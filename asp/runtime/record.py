@@ -188,8 +188,9 @@ def _spec_from_json(d: dict) -> ArgSpec:
 
 
 def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: int,
-                errors, excluded: dict[str, str]) -> None:
-    """Write the record; ``variants`` maps name -> (library key, entry symbol)."""
+                errors, excluded: dict[str, str], repeatable: bool = False) -> None:
+    """Write the record; ``variants`` maps name -> (library key, entry symbol);
+    ``repeatable``: the plan's (:attr:`asp.runtime.Plan.repeatable`)."""
     errs = [[e.__name__, msg] for e, msg in errors]
     try:
         for name, _ in errs:  # only builtin and asp.errors types can be named in a record
@@ -197,7 +198,7 @@ def save_record(key: str, *, variants: dict[str, tuple[str, str]], specs, ret: i
     except ValueError:
         return
     data = {"variants": variants, "specs": [_spec_to_json(s) for s in specs], "ret": ret,
-            "errors": errs, "excluded": excluded}
+            "errors": errs, "excluded": excluded, "repeatable": bool(repeatable)}
     try:
         write_atomic(_path(key), json.dumps(data).encode())
     except (OSError, SpecializationError):
@@ -216,13 +217,14 @@ def _exception_type(name: str) -> type[Exception]:
 
 
 def load_record(key: str):
-    """``(variants, specs, ret, errors, excluded, libraries)`` or None."""
+    """``(variants, specs, ret, errors, excluded, libraries, repeatable)`` or None."""
     try:
         data = json.loads(_path(key).read_text())
         specs = tuple(_spec_from_json(d) for d in data["specs"])
         errors = tuple((_exception_type(name), msg) for name, msg in data["errors"])
         variants = {name: (lib, sym) for name, (lib, sym) in data["variants"].items()}
         ret, excluded = int(data["ret"]), dict(data["excluded"])
+        repeatable = data.get("repeatable") is True
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     libs = {}
@@ -232,4 +234,4 @@ def load_record(key: str):
             if lib is None:
                 return None
             libs[lib_key] = lib
-    return variants, specs, ret, errors, excluded, libs
+    return variants, specs, ret, errors, excluded, libs, repeatable

@@ -80,6 +80,7 @@ class Specialization:
     on_complete: Callable[[Specialization], None] | None = None  # every variant is in
     _specializer: object = None  # whose Python checks the late variants
     _rebuild: set = field(default_factory=set)  # built quick, rebuilt with the late ones
+    repeatable: bool = False  # the plan's: a tuning call may run its variant twice
 
     def __hash__(self) -> int:  # kept in a WeakSet while variants are pending
         return id(self)
@@ -228,6 +229,11 @@ class Specialization:
         v = t.pick()
         if complete is not None:
             args = complete((v,))
+        if self.repeatable and t.timed_next(v):
+            # Timed right after an untimed run of its own, as in a loop of calls: after
+            # the slow path's Python, a variant that keeps its output in cache looked no
+            # faster than one that streams it (see Plan.repeatable).
+            self.entries[v](*args)
         t0 = time.perf_counter()
         result = self.entries[v](*args)
         t.record(v, time.perf_counter() - t0, t.preempted_since())

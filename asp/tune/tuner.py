@@ -14,12 +14,15 @@ Modes (``ASP_TUNE``):
   first calls and 42 us from the eighth on, and timed on its second call it lost to a
   variant 1.35x slower in steady state in 6 of 6 trials.  So a block warms up for
   :data:`WARM_SECONDS` of calls (one call, for calls slower than that; at most
-  :data:`MAX_WARM`).  A timed call far slower than the fastest timing of any variant so
-  far (:data:`SUSPECT` times, by more than :data:`SUSPECT_FLOOR` and less than
-  :data:`SUSPECT_CEILING`) is a scheduler's doing, not the variant's: under load a
-  40 us call took 3.6, 7 or 15 ms whenever a thread of its team waited for a core,
-  and two such timings in a row had the racing drop the fastest variant.  So is a
-  call during which the kernel preempted a thread of the process, however fast.
+  :data:`MAX_WARM`).  A call that may run twice (``Plan.repeatable``) runs untimed right
+  before its timed run: after the slow path's Python, ``static`` on the 512^2 heat step
+  took 124 us, right after a run of its own (as in a loop) 79.  A timed call far slower
+  than the fastest timing of any variant so far (:data:`SUSPECT` times, by more than
+  :data:`SUSPECT_FLOOR` and less than :data:`SUSPECT_CEILING`) is a scheduler's doing,
+  not the variant's: under load a 40 us call took 3.6, 7 or 15 ms whenever a thread of
+  its team waited for a core, and two such timings in a row had the racing drop the
+  fastest variant.  So is a call during which the kernel preempted a thread of the
+  process, however fast.
   The block times its next call instead (at most :data:`MAX_RETRY` times for a
   suspect one, :data:`MAX_PREEMPTED` preempted ones in all, then the fastest of its
   tries counts), and statistics leave out timings that are suspect against the
@@ -253,6 +256,13 @@ class Tuning:
         now = _preemptions()
         was, self._switches = self._switches, now
         return now != was
+
+    def timed_next(self, variant: str) -> bool:
+        """Whether :meth:`record` keeps the next timing of ``variant`` (not warm-up)."""
+        if self.winner is not None or self.block != variant:
+            return False
+        calls, spent = self.warmed
+        return not (spent < WARM_SECONDS and calls < MAX_WARM)
 
     def record(self, variant: str, seconds: float, preempted: bool = False) -> None:
         """Add one timing: the first calls of a block are its warm-up, not kept (until

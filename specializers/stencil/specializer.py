@@ -290,7 +290,7 @@ class StencilSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
-                    spaces=spaces,
+                    spaces=spaces, repeatable=not needs_load(k),  # out is noalias
                     ret=pos[k.out], errors=_ERRORS,
                     preamble=PREAMBLE, helpers=helpers,
                     includes=("stdint.h", "stdbool.h", "math.h"),
