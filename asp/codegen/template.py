@@ -21,11 +21,11 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from mako.template import Template
-
-from asp.codegen.entry import abi_params
+from asp.codegen.entry import abi_params, mako_template_class
 from asp.errors import SpecializationError
 from asp.ir import platform as ir
+
+Template = mako_template_class()
 
 __all__ = ["render", "template", "template_function"]
 
