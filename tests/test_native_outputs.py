@@ -62,6 +62,20 @@ def test_a_new_size_displaces_the_blocks_kept_longest():
     assert _native.release_cached() == 3 * 2_400_000 + 1_600_000
 
 
+def test_the_block_freed_last_is_reused_first():
+    """In a loop ``u = K(u)`` the block freed a step ago is still in cache; an older
+    one of the same size (left by an earlier loop) is not."""
+    _native.release_cached()
+    blocks = [_native.empty((300_000,), np.float64) for _ in range(5)]
+    where = [x.ctypes.data for x in blocks]
+    while blocks:  # freed first to last: the fifth displaces the first from a full cache
+        del blocks[0]
+    got = [_native.empty((300_000,), np.float64) for _ in range(4)]
+    assert [x.ctypes.data for x in got] == where[:0:-1]  # the fifth, fourth, ...
+    del got
+    _native.release_cached()
+
+
 def test_restricted_entry_serves_only_its_size_bucket(rng):
     from asp.runtime import MISS
 

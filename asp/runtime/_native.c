@@ -39,18 +39,22 @@ static struct { void *p; size_t n; unsigned long stamp; } cache[CACHE_SLOTS];
 static size_t cache_total = 0;
 static unsigned long cache_clock = 0;
 
+/* The block of this size freed last: the one most likely still in cache (in a loop
+ * `u = K(u)` the output freed a step ago, not one left from an earlier loop). */
 static void *big_malloc(void *ctx, size_t n)
 {
-    int i;
+    int i, best = -1;
     void *p;
     (void)ctx;
-    for (i = 0; i < CACHE_SLOTS; i++) {
-        if (cache[i].p != NULL && cache[i].n == n) {
-            p = cache[i].p;
-            cache[i].p = NULL;
-            cache_total -= n;
-            return p;
-        }
+    for (i = 0; i < CACHE_SLOTS; i++)
+        if (cache[i].p != NULL && cache[i].n == n
+            && (best < 0 || cache[i].stamp > cache[best].stamp))
+            best = i;
+    if (best >= 0) {
+        p = cache[best].p;
+        cache[best].p = NULL;
+        cache_total -= n;
+        return p;
     }
     p = malloc(n ? n : 1);
 #ifdef MADV_HUGEPAGE
