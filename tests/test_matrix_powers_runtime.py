@@ -235,8 +235,12 @@ def test_plans_are_made_only_for_variants_that_may_run(fresh_cache, monkeypatch,
     A = poisson2d(40)
     x = rng.standard_normal(A.shape[0])
     mp = MatrixPowers(A, 3)
-    for _ in range(calls_to_decide(TUNED_COUNT)):
+    # Until decided: on a loaded machine a noisy decision is tuned again in this process,
+    # and one budget of calls ended mid-way (three pytest workers on 2 cores).
+    for _ in range(4 * calls_to_decide(TUNED_COUNT)):
         mp(x)
+        if mp.chosen_variant() is not None:
+            break
     winner = mp.chosen_variant()
     assert winner is not None and mp._problem._plans
     made = []
