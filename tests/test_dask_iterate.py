@@ -167,6 +167,27 @@ def test_three_d_uneven_chunks_and_float32(rng):
     _equal(run(iterate(k, x, 9, steps_per_exchange=4)), loop(k, u, steps=9))
 
 
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_row_slabs_come_back_as_views_and_equal_the_loop(mode, rng):
+    """In 'interior' mode a row slab is one contiguous run of its grown result: the
+    round returns it as a view (no copy), C-contiguous.  Blocks cut along both axes,
+    and 'wrap' blocks (padded on every side), come back as arrays of their own.  Either
+    way the rounds equal the loop."""
+    import dask
+
+    u = rng.random((360, 48))
+    k = Heat(boundary=mode)
+    for chunks, viewed in (((120, 48), mode == "interior"), ((120, 24), False)):
+        x = iterate(k, da.from_array(u, chunks=chunks), 11, 0.1, steps_per_exchange=4)
+        _equal(run(x), loop(k, u, 0.1, steps=11))
+        key = (x.name, 1, 0)  # a middle block of the last round
+        assert isinstance(dict(x.__dask_graph__())[key][0], DeepRound)
+        block = dask.get(x.__dask_graph__(), key)
+        assert block.flags.c_contiguous and block.shape == (120, chunks[1])
+        assert (block.base is not None) == viewed
+        assert np.array_equal(block, loop(k, u, 0.1, steps=11)[120:240, :chunks[1]])
+
+
 def test_the_blocked_variant_runs_inside_the_tasks(rng):
     """The grown blocks go through StencilKernel.iterate: for a kernel that can be
     blocked in time, its blocked iteration is made (on the task's own grown block)."""
