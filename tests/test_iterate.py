@@ -351,6 +351,22 @@ def test_3d_rings_may_fill_a_threads_part_of_l3(monkeypatch):
     assert temporal.blocking_points(2, 8, (4094,) * 2, 1) == flat
 
 
+def test_a_jam_is_left_out_where_a_larger_one_has_rings_as_small(monkeypatch):
+    # Ring rows are a power of two: in 3-D with reach 1 one plane at a time and planes
+    # in pairs both need rings of 4 planes, so pairs (which read less) are the only
+    # jam; with two state levels pairs need 8 and both stay.  2-D rows in fours need
+    # rings twice as deep as one at a time: both stay.
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
+    assert ring_rows(1, 1, 1) == ring_rows(1, 1, 2) == 4 and ring_rows(2, 1, 2) == 8
+    one = temporal.blocking_points(3, 8, (254,) * 3, 1)
+    assert one and all(p["jam"] == (2,) for p in one.values())
+    two = temporal.blocking_points(3, 8, (254,) * 3, 1, levels=2)
+    assert any(p["jam"] == (1, 2) for p in two.values())
+    flat = temporal.blocking_points(2, 8, (4094,) * 2, 1)
+    assert flat[16]["jam"] == (1, 4)
+
+
 def test_ring_rows_are_aligned_and_their_peel_loops_stay_scalar(fresh_cache, monkeypatch):
     # Rings start on cache lines; each level's vectorized loop begins at an aligned
     # point after a peel loop that is not marked simd (results: the every-variant tests).
