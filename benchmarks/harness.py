@@ -48,12 +48,16 @@ class Figure:
 
 def until_tuned(call: Callable[[], object], chosen: Callable[[], object], *,
                 limit: float = 120.0) -> int:
-    """Call ``call`` until ``chosen()`` is not None (the online tuner decided; the late
-    variants of a tiered first call compile in the background meanwhile), for at most
-    ``limit`` seconds; returns the number of calls.  What is timed afterwards is the
-    steady state users get, not the tuning."""
+    """Call ``call`` once, then until ``chosen()`` is not None (the online tuner decided;
+    the late variants of a tiered first call compile in the background meanwhile), for
+    at most ``limit`` seconds; returns the number of calls.  What is timed afterwards is
+    the steady state users get, not the tuning.  The first call is unconditional:
+    callers check its result, and a decision loaded from the tuning database (another
+    signature of the same kernel already specialized in this process) would otherwise
+    leave their outputs unwritten."""
     t0 = time.perf_counter()
-    calls = 0
+    call()
+    calls = 1
     while chosen() is None and time.perf_counter() - t0 < limit:
         call()
         calls += 1
