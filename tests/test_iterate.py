@@ -331,24 +331,30 @@ def test_tune_show_says_why_a_kernel_is_not_blocked(fresh_cache):
     assert "iterates step by step, not blocked in time: boundary='wrap'" in out.stdout
 
 
-def test_3d_rings_may_fill_a_threads_part_of_l3(monkeypatch):
+def test_rings_may_fill_a_threads_part_of_l3(monkeypatch):
     # A 256^2 plane is 512 KiB: an L2 of 512 KiB holds depth 2 and narrow tiles only; a
     # thread's part of a 32 MiB L3 holds deeper passes and whole-width tiles.  2-D
-    # spaces keep to L2 (their rows are L1- and L2-sized).
+    # tiles as wide as their rings fit in L2 without an L3, up to the whole grid's width
+    # with one.
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 0))
     small = temporal.blocking_points(3, 8, (254,) * 3, 1)
     flat = temporal.blocking_points(2, 8, (4094,) * 2, 1)
     assert set(small) == {2} and max(small[2]["width"]) < 128
+    assert flat[16]["width"] == (256,) and flat[16]["jam"] == (1, 4)
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
     big = temporal.blocking_points(3, 8, (254,) * 3, 1)
     assert set(big) == {2, 4, 8} and 254 in big[4]["width"]
-    for depth, p in big.items():  # every kept point's rings fit in a quarter of the L3
-        for w in p["width"]:
-            for jam in p["jam"]:
-                rings = (depth - 1) * ring_rows(1, 1, jam) * (w + 2 * depth) ** 2 * 8
-                assert rings <= 0.25 * (32 << 20)
-    assert temporal.blocking_points(2, 8, (4094,) * 2, 1) == flat
+    wide = temporal.blocking_points(2, 8, (4094,) * 2, 1)
+    assert wide[16]["width"] == (2048, 4094) and wide[32]["width"] == (2048, 4094)
+    # 8190 wide, a ring of 32 steps no longer fits: the two widest that do.
+    assert temporal.blocking_points(2, 8, (8190,) * 2, 1)[32]["width"] == (2048, 4096)
+    for dim, space in ((3, big), (2, wide)):  # every kept point's rings fit in a quarter
+        for depth, p in space.items():        # of the L3
+            for w in p["width"]:
+                for jam in p["jam"]:
+                    rings = (depth - 1) * ring_rows(1, 1, jam) * (w + 2 * depth) ** (dim - 1)
+                    assert rings * 8 <= 0.25 * (32 << 20)
 
 
 def test_a_jam_is_left_out_where_a_larger_one_has_rings_as_small(monkeypatch):

@@ -29,10 +29,10 @@ operations: results are bit-identical to the step-by-step loop.  The depth and t
 sizes are search spaces (:class:`asp.runtime.Space`, one per depth) that the core's
 tuner races; the first variant, ``steps``, is the plain step-by-step sweep in C (one
 pass per step, no ring), which every blocked variant must beat.  The spaces come from
-the machine's caches (:func:`cache_sizes`): tile widths whose rows fit the L1 data
-cache several times over, and only the (depth, width) whose rings fit in a share of
-L2 (3-D: or of a thread's part of L3) and whose halos add little work
-(:func:`blocking_points`).
+the machine's caches (:func:`cache_sizes`): tile widths from rows that fit the L1 data
+cache several times over up to the whole grid, and only the (depth, width) whose
+rings fit in a share of L2 or of a thread's part of L3 and whose halos add little
+work (:func:`blocking_points`).
 
 Blocked variants exist for what the scheme covers: ``'interior'`` mode (the border of
 every step is zero, as ``K(u)`` leaves it), 2-D and 3-D grids, a kernel whose first
@@ -78,10 +78,13 @@ JAMS = {2: (1, 4), 3: (1, 2)}
 #: halos (averaged over the levels of a tile).
 RING_SHARE = 0.75
 MAX_WORK = 1.3
-#: 3-D rings may also take this share of a thread's part of L3: a 256^2 plane is
+#: Rings may also take this share of a thread's part of L3.  3-D: a 256^2 plane is
 #: 512 KiB, so an L2 of 512 KiB holds rings of depth 2 and narrow tiles only (256^3
 #: heat: 0.82x the best single step; rings in L3, depth 4 on whole-width planes: 1.63x,
-#: on a Zen 3 with 32 MiB of L3).
+#: on a Zen 3 with 32 MiB of L3).  2-D: wide tiles beat L2-sized ones although their
+#: rings live in L3 (fewer halo points, longer vector loops; 4096^2 heat at depth 16,
+#: rows in fours, same Zen 3: 256 wide 4.74 ms a step, 1024 3.87, 2048 3.65, whole
+#: width 3.56; 8192^2: 256 17.1, 2048 14.4, 4096 14.7, whole width 14.6).
 L3_SHARE = 0.5
 #: Points compiled of each depth's space (all of them if there are no more).
 SAMPLE = 4
@@ -120,23 +123,24 @@ def cache_sizes() -> tuple[int, int, int]:
 def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: int,
                     levels: int = 1) -> dict[int, dict[str, tuple[int, ...]]]:
     """The search space per depth: ``{depth: {"depth": (depth,), "rows": ..., "width":
-    ..., "jam": ...}}``.  Widths are powers of two whose rows take 1/16 to 1/4 of L1
-    (2-D), or whose tile planes fill L2's share (3-D), no wider than the grid; a (depth,
-    width, jam) is kept if a thread's rings fit in :data:`RING_SHARE` of L2 (3-D: or in
-    :data:`L3_SHARE` of a thread's part of L3, if that is more) and the halos
-    of its smallest rows add at most :data:`MAX_WORK` of the tile's work (a jam whose
-    rings fit at no width is left out, so is one whose rings are no smaller than a larger
-    jam's, and the widths kept fit with every jam kept)."""
+    ..., "jam": ...}}``.  Widths are powers of two from rows that take 1/16 of L1 up to
+    the grid's width, and the grid's width (2-D), or 16 to 256 points (3-D), no wider
+    than the grid.  The two widest are kept whose (depth, width, jam) has a thread's
+    rings fit in :data:`RING_SHARE` of L2 or in :data:`L3_SHARE` of a thread's part of
+    L3, whichever is more, and whose halos add at most :data:`MAX_WORK` of the work of
+    a tile of the smallest rows (a jam whose rings fit at no width is left out, so is
+    one whose rings are no smaller than a larger jam's, and the widths kept fit with
+    every jam kept)."""
     l1, l2, l3 = cache_sizes()
-    budget = RING_SHARE * l2
-    if dim == 3:
-        budget = max(budget, L3_SHARE * l3 / max(config.num_threads(), 1))
+    budget = max(RING_SHARE * l2, L3_SHARE * l3 / max(config.num_threads(), 1))
 
     def pow2(x: float) -> int:
         return 1 << max(int(math.floor(math.log2(max(x, 1)))), 0)
 
     if dim == 2:
-        widths = {pow2(l1 / m / itemsize) for m in (16, 8, 4)}
+        narrow = pow2(l1 / 16 / itemsize)
+        widths = {narrow << e for e in range(max(interior[1] // narrow, 1).bit_length())}
+        widths.add(interior[1])
     else:
         widths = {1 << e for e in range(4, 9)}
     widths = {min(w, max(interior[1], 1)) for w in widths}
@@ -205,7 +209,7 @@ class IterateSpecializer(Specializer):
         # (3-D spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-3|{levels}|{spaces}".encode(
+        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-4|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
     def location(self):
