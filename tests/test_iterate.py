@@ -389,3 +389,19 @@ def test_ring_rows_are_aligned_and_their_peel_loops_stay_scalar(fresh_cache, mon
     peel = re.findall(r"(#pragma omp simd\s*)?for \(int64_t asp_i1 = asp_f1; asp_i1 < asp_al;", src)
     assert peel and not any(pragma for pragma in peel)
     assert "asp_i1 = asp_al > asp_f1 ? asp_al : asp_f1" in src
+
+
+def test_release_memory_lets_the_scratch_grids_go():
+    # iterate keeps its scratch grids for the next call of the same shape; the memory
+    # release users call frees them too (and the next call makes new ones).
+    from asp.runtime import release_memory
+
+    u = RNG.random((130, 150))
+    k = Heat()
+    want = loop(k, u, 0.1, steps=21)
+    np.testing.assert_array_equal(k.iterate(u, 0.1, steps=21), want)
+    kept = [a for pool in iterate_module._SCRATCH.values() for a in pool]
+    assert kept and all(a.shape == u.shape for a in kept)
+    assert release_memory() >= sum(a.nbytes for a in kept)
+    assert not any(iterate_module._SCRATCH.values())
+    np.testing.assert_array_equal(k.iterate(u, 0.1, steps=21), want)

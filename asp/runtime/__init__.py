@@ -6,6 +6,7 @@ from asp.runtime.abi import (
     make_entry,
     native_available,
     new_output,
+    on_release_memory,
     release_memory,
 )
 from asp.runtime.dispatch import (
@@ -22,5 +23,5 @@ from asp.runtime.record import generator_fingerprint
 __all__ = [
     "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer",
     "Variant", "as_native", "generator_fingerprint", "make_entry", "native_available",
-    "new_output", "release_memory",
+    "new_output", "on_release_memory", "release_memory",
 ]

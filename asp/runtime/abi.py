@@ -19,7 +19,7 @@ import numpy as np
 from asp.errors import LoadError
 
 __all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "ArgSpec", "as_native", "make_entry",
-           "native_available", "new_output", "release_memory"]
+           "native_available", "new_output", "on_release_memory", "release_memory"]
 
 try:
     from asp import _native
@@ -118,13 +118,28 @@ def new_output(shape: tuple, dtype) -> np.ndarray:
     return _native.empty(tuple(int(n) for n in shape), np.dtype(dtype))
 
 
+#: Functions that drop a pool of buffers a specializer keeps between calls and return the
+#: bytes it held (see :func:`on_release_memory`).
+_POOLS: list = []
+
+
+def on_release_memory(drop) -> None:
+    """Have :func:`release_memory` also call ``drop()``, which empties a pool of buffers
+    kept between calls (scratch grids, say) and returns the bytes it held."""
+    if drop not in _POOLS:
+        _POOLS.append(drop)
+
+
 def release_memory() -> int:
-    """Free the large output blocks kept for reuse by compiled entries; returns bytes freed.
+    """Free the large buffers asp keeps for reuse; returns bytes freed.
 
     Entries allocate outputs of 1 MiB or more through a NumPy memory handler
     that keeps up to four freed blocks (at most 1 GiB) for the next output of
     the same size, so ``y = kernel(x)`` in a loop does not pay for the
     operating system zeroing fresh pages every call.  A block freed when the
-    cache is full displaces the blocks kept longest.
+    cache is full displaces the blocks kept longest.  Specializers' own pools
+    (``iterate``'s scratch grids) are emptied too (:func:`on_release_memory`);
+    their buffers are freed once nothing else holds them.
     """
-    return _native.release_cached() if _native is not None else 0
+    freed = _native.release_cached() if _native is not None else 0
+    return freed + sum(int(drop()) for drop in list(_POOLS))

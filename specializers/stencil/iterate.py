@@ -32,7 +32,7 @@ import numpy as np
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
-from asp.runtime import JitKernel, new_output
+from asp.runtime import JitKernel, new_output, on_release_memory
 from asp.tune import db
 from specializers.stencil.grid import StencilGrid
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
@@ -43,6 +43,16 @@ _JITS: dict[tuple[int, int], tuple[JitKernel, JitKernel]] = {}  # (id(step jit),
 # (step jit, iterate jit)
 _NOTED: set[tuple[str, str, str]] = set()
 _SCRATCH: dict[tuple, list[np.ndarray]] = {}  # (shape, dtype) -> scratch grids not in use
+
+
+def _drop_scratch() -> int:
+    """Empty the scratch pool (for :func:`asp.runtime.release_memory`); its bytes."""
+    pools = list(_SCRATCH.values())
+    _SCRATCH.clear()
+    return sum(a.nbytes for pool in pools for a in pool)
+
+
+on_release_memory(_drop_scratch)
 
 
 def iterate(kernel, state, *args, steps):
@@ -179,7 +189,7 @@ def _scratch(data: np.ndarray, count: int) -> list[np.ndarray]:
     never writes it, and reads it as the border of a pass's input): kept for the next
     call of the same shape and type (one at a time), which saves zeroing and faulting
     in a whole grid's pages per call (on this VM a fresh 128 MB grid cost 8-30 ms more
-    to fill than a used one)."""
+    to fill than a used one); :func:`asp.runtime.release_memory` empties the pool."""
     key = (data.shape, data.dtype.str)
     if key not in _SCRATCH:
         _SCRATCH.clear()
