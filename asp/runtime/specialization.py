@@ -52,6 +52,13 @@ __all__ = ["QUICK", "Specialization", "build_late", "build_variants", "check_lim
 # LATE_UNITS compilers at once (asp.runtime.build), leaving other cores to the user's
 # program.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
+#: A repeatable call (Plan.repeatable) is timed right after an untimed run of its own only
+#: when its block's warm-up calls took less than this each: what the untimed run corrects
+#: (threads woken after a gap, an output no longer in cache) is tens of microseconds,
+#: while running a long call twice doubles the tuning's cost.  (16 blocked steps on a
+#: 4112 x 8192 Dask block took 0.25 s; every timed call of its tuning took 0.5, and the
+#: variants' spread kept them apart for longer.)
+REPEAT_BELOW = 5e-3
 _PENDING: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -229,7 +236,8 @@ class Specialization:
         v = t.pick()
         if complete is not None:
             args = complete((v,))
-        if self.repeatable and t.timed_next(v):
+        calls, spent = t.warmed
+        if self.repeatable and t.timed_next(v) and spent < REPEAT_BELOW * max(calls, 1):
             # Timed right after an untimed run of its own, as in a loop of calls: after
             # the slow path's Python, a variant that keeps its output in cache looked no
             # faster than one that streams it (see Plan.repeatable).
