@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pytest
 
 from asp.tune import lookup, tuner
 from asp.tune.tuner import MAX_WARM, Tuning, calls_to_decide
@@ -194,48 +195,32 @@ def _runs_per_call(k, u, out, expected_after):
     return s, seen
 
 
+@pytest.mark.parametrize("limit", [1e9, 0.0])
 def test_a_write_only_stencil_is_timed_right_after_a_run_of_its_own(fresh_cache, rng,
-                                                                    monkeypatch):
+                                                                    monkeypatch, limit):
     """Between the slow path's calls, ``static`` on the 512^2 heat step ran 124 us against
     79 us back to back, a streaming variant 128 us either way: timed after the slow path's
     Python the two looked alike, and the tuner chose the streaming one in 3 of 8 quiet
     trials.  A kernel that only writes its output is timed after an untimed run of the
-    same variant; a call that is warm-up runs it once.  (Short calls only: the limit is
-    lifted here, where a loaded machine may stretch a warm-up call past it.)"""
+    same variant; a call that is warm-up runs it once.  Short calls only: with
+    REPEAT_BELOW lifted (a loaded machine may stretch a warm-up call past it) every timed
+    call runs twice; with it at zero (every call "long") each call runs once."""
     from asp.runtime import specialization
 
-    monkeypatch.setattr(specialization, "REPEAT_BELOW", 1e9)
+    class Fresh(Smooth):  # a class of its own: tuned from scratch in this process
+        pass
+
+    monkeypatch.setattr(specialization, "REPEAT_BELOW", limit)
     u = rng.random((64, 64))
     out = np.zeros_like(u)
-    k = Smooth()
+    k = Fresh()
     want = out.copy()
     k.kernel(u, want)
     s, seen = _runs_per_call(k, u, out, lambda before: want)
     assert s.repeatable
     assert any(timed for timed, _, _ in seen)
     for timed, runs, v in seen:
-        assert runs == ([v, v] if timed else [v])
-
-
-def test_a_long_write_only_call_is_not_run_twice(fresh_cache, rng, monkeypatch):
-    """The untimed run before a timed one is for short calls only: a call whose warm-up
-    took longer than REPEAT_BELOW (here every call) is timed as it comes, run once."""
-    from asp.runtime import specialization
-
-    class Long(Smooth):  # a class of its own: tuned from scratch in this process
-        pass
-
-    monkeypatch.setattr(specialization, "REPEAT_BELOW", 0.0)
-    u = rng.random((64, 64))
-    out = np.zeros_like(u)
-    k = Long()
-    want = out.copy()
-    k.kernel(u, want)
-    s, seen = _runs_per_call(k, u, out, lambda before: want)
-    assert s.repeatable
-    assert any(timed for timed, _, _ in seen)
-    for _, runs, v in seen:
-        assert runs == [v]
+        assert runs == ([v, v] if timed and limit else [v])
 
 
 def test_a_stencil_that_reads_its_output_never_runs_twice_in_a_call(fresh_cache, rng):
