@@ -405,3 +405,10 @@ def test_release_memory_lets_the_scratch_grids_go():
     assert release_memory() >= sum(a.nbytes for a in kept)
     assert not any(iterate_module._SCRATCH.values())
     np.testing.assert_array_equal(k.iterate(u, 0.1, steps=21), want)
+
+
+def test_on_release_memory_takes_a_callable():
+    from asp.runtime import on_release_memory
+
+    with pytest.raises(TypeError, match="drop must be a callable"):
+        on_release_memory(42)

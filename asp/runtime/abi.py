@@ -126,6 +126,9 @@ _POOLS: list = []
 def on_release_memory(drop) -> None:
     """Have :func:`release_memory` also call ``drop()``, which empties a pool of buffers
     kept between calls (scratch grids, say) and returns the bytes it held."""
+    if not callable(drop):
+        raise TypeError(f"drop must be a callable returning the bytes freed, not "
+                        f"{type(drop).__name__}")
     if drop not in _POOLS:
         _POOLS.append(drop)
 

@@ -206,7 +206,7 @@ class IterateSpecializer(Specializer):
         self.prefix = "iterate" + (f"{levels}" if levels > 1 else "")
         self.name = f"{stencil.name} {self.prefix}"
         # The spaces are part of the code: other caches or depths are another record.
-        # (3-D spaces depend on the threads sharing L3.)
+        # (Spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
         self.digest = hashlib.sha256(f"{stencil.digest}|iterate-4|{levels}|{spaces}".encode(
