@@ -256,6 +256,33 @@ def test_diagonal_runs_of_a_stencil_matrix():
     assert runs.size and (runs[1::2] > runs[0::2]).all()
 
 
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_diagonal_values_are_the_run_rows_values_diagonal_by_diagonal(rng, dtype):
+    """dval[j*n + r] is row r's j-th stored value for every row in a run (the kernels
+    read only those), 0 for every other row; the values are CSR's own, not recomputed."""
+    A = poisson2d(12).astype(dtype).tolil()
+    A[40, 3] = 7.0  # two rows that break the pattern: runs end and start around them
+    A[41, 41] = 0.0
+    A = A.tocsr()
+    A.data[:] = rng.uniform(-1, 1, A.data.size).astype(dtype)
+    n = A.shape[0]
+    offsets, runs = partition.diagonal_runs(A.indptr, A.indices, n)
+    dval = partition.diagonal_values(A.indptr, A.data, n, offsets.size, runs)
+    assert dval.dtype == dtype and dval.shape == (offsets.size * n,)
+    in_run = np.zeros(n, bool)
+    for start, end in runs.reshape(-1, 2):
+        in_run[start:end] = True
+    assert not in_run[40] and not in_run[41] and in_run.sum() > n // 2
+    D = dval.reshape(offsets.size, n)
+    for r in range(n):
+        if in_run[r]:
+            lo, hi = A.indptr[r], A.indptr[r + 1]
+            assert np.array_equal(A.indices[lo:hi] - r, offsets)
+            assert np.array_equal(D[:, r], A.data[lo:hi]), r
+        else:
+            assert not D[:, r].any(), r
+
 # -- bad input -----------------------------------------------------------------
 
 def test_bad_matrix_and_k():

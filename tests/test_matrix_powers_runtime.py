@@ -147,34 +147,41 @@ def test_c_guards_reject_wrong_arguments_without_crashing(rng):
     wide = np.zeros((4, 200))
     read_only = V.copy()
     read_only.setflags(write=False)
+    at = {name: i for i, name in enumerate(mp._kernel(False, None).specializer.names)}
     misses = {
-        "V float32": (5, V.astype(np.float32)),
-        "V 1-D": (5, V.ravel()),
-        "V not contiguous": (5, wide[:, ::2]),
-        "V read-only": (5, read_only),
-        "idx int64": (1, args[1].astype(np.int64)),
-        "doff wrong count": (4, args[4][:3]),
-        "shift int": (6, np.zeros(3, np.int64)),
-        "K not an int": (len(args) - 6, 3.0),
+        "V float32": ("V", V.astype(np.float32)),
+        "V 1-D": ("V", V.ravel()),
+        "V not contiguous": ("V", wide[:, ::2]),
+        "V read-only": ("V", read_only),
+        "idx int64": ("idx", args[at["idx"]].astype(np.int64)),
+        "doff wrong count": ("doff", args[at["doff"]][:3]),
+        "dval float32": ("dval", args[at["dval"]].astype(np.float32)),
+        "shift int": ("shift", np.zeros(3, np.int64)),
+        "K not an int": ("K", 3.0),
     }
     for name, entry in s.entries.items():
         assert entry(*args) is None, name
-        for what, (i, bad) in misses.items():
+        for what, (arg, bad) in misses.items():
             wrong = list(args)
-            wrong[i] = bad
+            wrong[at[arg]] = bad
             assert entry(*wrong) is MISS, (name, what)
         narrow = list(args)
-        narrow[5] = np.zeros((4, 99))
+        narrow[at["V"]] = np.zeros((4, 99))
         with pytest.raises(ValueError, match="one column per row of A"):
             entry(*narrow)
+        # diagonal values for fewer rows than A has: refused before any row is read
+        few = list(args)
+        few[at["dval"]] = args[at["dval"]][:-1]
+        with pytest.raises(ValueError, match="do not fit the matrix"):
+            entry(*few)
         short = list(args)
-        short[6] = np.zeros(2)
+        short[at["shift"]] = np.zeros(2)
         with pytest.raises(ValueError, match="one value per level"):
             entry(*short)
     # a plan that does not fit the matrix: only the variants that read it object
     plans = list(args)
-    plans[8] = np.array([0, 50], np.int64)  # blocks of half the rows
-    plans[12] = np.array([0, 99], np.int64)  # chunks that stop short of n
+    plans[at["blk"]] = np.array([0, 50], np.int64)  # blocks of half the rows
+    plans[at["chunks"]] = np.array([0, 99], np.int64)  # chunks that stop short of n
     for name, entry in s.entries.items():
         if name == "naive":
             assert entry(*plans) is None

@@ -142,7 +142,7 @@ class CGKernel(TemplateKernel):
             if isinstance(args[0], Matrix):
                 A, vecs = args[0].A, args[1:]
             else:
-                A, vecs = csr_of(args), args[5:]
+                A, vecs = csr_of(args), args[len(MATRIX_NAMES):]
         else:
             vecs = args
         v = dict(zip(self.vectors, vecs, strict=True))

@@ -51,7 +51,7 @@ ERRORS = (
     (ValueError, "matrix powers: a variant's plan (PA1 blocks, window chunks, K or the "
                  "step) does not fit the matrix"),
 )
-MATRIX_NAMES = ("ptr", "idx", "val", "druns", "doff")
+MATRIX_NAMES = ("ptr", "idx", "val", "druns", "doff", "dval")
 
 
 # -- the matrix --------------------------------------------------------------------------
@@ -104,12 +104,15 @@ def check_finite(x: np.ndarray, name: str) -> None:
 @dataclass(frozen=True)
 class Structure:
     """A matrix as the kernels read it: CSR in the kernels' row order (``perm`` applied,
-    if any), its dominant diagonal pattern and the runs of rows that follow it, its
-    (lower, upper) bandwidths and a digest of its structure (the tuning bucket)."""
+    if any), its dominant diagonal pattern and the runs of rows that follow it, the
+    values of those rows diagonal by diagonal (``dvals``, see
+    :func:`~.partition.diagonal_values`), its (lower, upper) bandwidths and a digest of
+    its structure (the tuning bucket)."""
 
     csr: sp.csr_matrix
     offsets: np.ndarray
     runs: np.ndarray
+    dvals: np.ndarray
     bandwidth: tuple[int, int]
     fingerprint: str
     perm: np.ndarray | None = None
@@ -117,8 +120,9 @@ class Structure:
 
     @property
     def arrays(self) -> tuple:
-        """The kernels' first five arguments: ptr, idx, val, druns, doff."""
-        return (self.csr.indptr, self.csr.indices, self.csr.data, self.runs, self.offsets)
+        """The kernels' first six arguments: ptr, idx, val, druns, doff, dval."""
+        return (self.csr.indptr, self.csr.indices, self.csr.data, self.runs, self.offsets,
+                self.dvals)
 
     @property
     def signature(self) -> str:
@@ -144,8 +148,9 @@ def analyse(M: sp.csr_matrix, reorder: bool | None, symmetric: bool | None,
             M, bl, bu, perm = as_csr(P), pbl, pbu, p.astype(np.intp)
             iperm = np.argsort(perm)
     offsets, runs = partition.diagonal_runs(M.indptr, M.indices, n)
-    return Structure(M, offsets, runs, (bl, bu), partition.fingerprint(M.indptr, M.indices, n),
-                     perm, iperm)
+    dvals = partition.diagonal_values(M.indptr, M.data, n, offsets.size, runs)
+    return Structure(M, offsets, runs, dvals, (bl, bu),
+                     partition.fingerprint(M.indptr, M.indices, n), perm, iperm)
 
 
 class Matrix:
@@ -183,10 +188,11 @@ class Matrix:
 
 
 def matrix_specs(vdtype: np.dtype, idtype: np.dtype, nd: int) -> tuple[ArgSpec, ...]:
-    """Guards of ptr, idx, val, druns, doff (exactly ``nd`` offsets: the C reads them all)."""
+    """Guards of ptr, idx, val, druns, doff (exactly ``nd`` offsets: the C reads them
+    all) and dval (its length, ``nd`` values per row, is checked in C: ASP_BAD_MATRIX)."""
     return (ArgSpec("array", idtype, 1), ArgSpec("array", idtype, 1),
             ArgSpec("array", vdtype, 1), ArgSpec("array", I64, 1),
-            ArgSpec("array", I64, 1, shape=(nd,)))
+            ArgSpec("array", I64, 1, shape=(nd,)), ArgSpec("array", vdtype, 1))
 
 
 def csr_of(args: tuple) -> sp.csr_matrix:
@@ -294,7 +300,8 @@ def check_structure(nd: int, vdtype: np.dtype, idtype: np.dtype, n: int = 400,
     edges = np.diff(np.concatenate([[0], follow.astype(np.int8), [0]]))
     runs = np.empty(2 * int((edges == 1).sum()), np.int64)
     runs[0::2], runs[1::2] = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return Structure(M, offsets, runs, partition.bandwidths(indptr, indices, n),
+    dvals = partition.diagonal_values(indptr, data, n, nd, runs)
+    return Structure(M, offsets, runs, dvals, partition.bandwidths(indptr, indices, n),
                      partition.fingerprint(indptr, indices, n))
 
 

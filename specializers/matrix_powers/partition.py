@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Pa1Plan", "bandwidths", "diagonal_runs", "fingerprint", "pa1_plan", "rcm_permutation",
+__all__ = ["Pa1Plan", "bandwidths", "diagonal_runs", "diagonal_values", "fingerprint", "pa1_plan", "rcm_permutation",
            "window_chunks"]
 
 
@@ -173,3 +173,28 @@ def diagonal_runs(indptr: np.ndarray, indices: np.ndarray, n: int, *,
     runs = np.empty(2 * begin.size, dtype=np.int64)
     runs[0::2], runs[1::2] = begin, end
     return np.ascontiguousarray(offsets, dtype=np.int64), runs
+
+
+def diagonal_values(indptr: np.ndarray, data: np.ndarray, n: int, nd: int,
+                    runs: np.ndarray) -> np.ndarray:
+    """The values of the rows in ``runs``, diagonal by diagonal: ``out[j*n + r]`` is row
+    r's j-th stored entry (its value on diagonal ``offsets[j]``), 0 outside the runs.
+
+    CSR keeps a row's ``nd`` values together, so a loop over rows reads each diagonal
+    with a stride of ``nd``; AVX2 has no strided load, and on a 5-point matrix that loop
+    ran 2.2x slower from cache than over this layout (contiguous, one vector load per
+    diagonal).  Only rows inside runs are read, so the zeros elsewhere never meet a
+    column (no 0 x inf).  Costs ``nd`` values per row beside CSR's own.
+    """
+    out = np.zeros(nd * n, dtype=data.dtype)
+    if nd == 0 or runs.size == 0:
+        return out
+    starts, ends = runs[0::2], runs[1::2]
+    lengths = ends - starts
+    # rows of every run, concatenated, without a Python loop over runs
+    shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    rows = np.arange(int(lengths.sum()), dtype=np.int64) + shift
+    first = indptr[rows].astype(np.int64, copy=False)
+    for j in range(nd):
+        out[j * n + rows] = data[first + j]
+    return out

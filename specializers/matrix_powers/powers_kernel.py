@@ -290,8 +290,9 @@ class PowersKernel(TemplateKernel):
             bases = args[1:3] if self.two else args[1:2]
         else:
             A = csr_of(args)
-            bases = args[5:7] if self.two else args[5:6]
-            shifts, scales = args[6 + self.two], args[7 + self.two]
+            m = len(MATRIX_NAMES)  # the matrix's arrays, then V (V2), shift, scale
+            bases = args[m:m + 1 + self.two]
+            shifts, scales = args[m + 1 + self.two], args[m + 2 + self.two]
         for B in bases:
             fill_basis(A, B, shifts, scales)
 

@@ -26,19 +26,22 @@ typedef ${it} it;
 
 /* The matrix: CSR, plus (when nd > 0) runs of consecutive rows whose entries lie
    exactly on the nd diagonals off[] in that order: there the column indices need
-   not be read and the loop over rows vectorizes. */
+   not be read, the values are read from dval (diagonal j of row r at dval[j*dn + r],
+   contiguous along rows) and the loop over rows vectorizes. */
 typedef struct {
     const it *ptr; const it *idx; const vt *val;
     const int64_t *runs; int64_t nruns; const int64_t *off; int64_t nd;
+    const vt *dval; int64_t dn;
 } mat_t;
 
-/* The matrix from a kernel's named parameters ptr, idx, val, druns, doff. */
-#define ASP_MATRIX {ptr, idx, val, druns, druns_n0 / 2, doff, doff_n0}
+/* The matrix from a kernel's named parameters ptr, idx, val, druns, doff, dval. */
+#define ASP_MATRIX {ptr, idx, val, druns, druns_n0 / 2, doff, doff_n0, dval, ptr_n0 - 1}
 
 /* A matrix that cannot be the n x n CSR matrix a kernel was handed (the Python side
    validated it; this keeps a direct call from reading out of bounds). */
 #define ASP_BAD_MATRIX(n) \
-    (ptr_n0 != (n) + 1 || idx_n0 < ptr[n] || val_n0 < ptr[n] || druns_n0 % 2 != 0)
+    (ptr_n0 != (n) + 1 || idx_n0 < ptr[n] || val_n0 < ptr[n] || druns_n0 % 2 != 0 \
+     || dval_n0 < doff_n0 * (n))
 </%def>
 
 <%def name="row_apply()">
@@ -55,20 +58,16 @@ typedef struct {
 </%def>
 
 <%def name="diag_rows()">
-    const vt *restrict v = A->val + A->ptr[a];
     const vt *restrict s = src - soff;
     vt *restrict d = dst - doff;
 % for j in range(nd):
     const int64_t o${j} = A->off[${j}];
+    const vt *restrict v${j} = A->dval + ${j} * A->dn;
 % endfor
-    /* the row stride is read at run time: GCC vectorizes a variable stride with
-       strided loads, but gives up on the constant stride-5 load group */
-    const int64_t w = A->nd;
-    const int64_t m = b - a;
+    /* CSR's order of a row's sum, one contiguous vector load per diagonal */
     #pragma omp simd
-    for (int64_t i = 0; i < m; ++i) {
-        const int64_t r = a + i;
-        const vt acc = ${" + ".join(f"v[w * i + {j}] * s[r + o{j}]" for j in range(nd))};
+    for (int64_t r = a; r < b; ++r) {
+        const vt acc = ${" + ".join(f"v{j}[r] * s[r + o{j}]" for j in range(nd))};
         d[r] = (acc - t * s[r]) * g;
     }
 </%def>
