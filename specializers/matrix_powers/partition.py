@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Pa1Plan", "bandwidths", "diagonal_runs", "diagonal_values", "fingerprint", "pa1_plan", "rcm_permutation",
-           "window_chunks"]
+__all__ = ["Pa1Plan", "bandwidths", "diagonal_runs", "diagonal_values", "fingerprint",
+           "pa1_plan", "rcm_permutation", "window_chunks"]
 
 
 def bandwidths(indptr: np.ndarray, indices: np.ndarray, n: int) -> tuple[int, int]:
