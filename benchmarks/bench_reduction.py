@@ -19,7 +19,7 @@ import textwrap
 
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved
+from benchmarks.harness import Figure, interleaved, quiet_cores
 from specializers.reduction import reduction
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +118,7 @@ def _steady(quick: bool) -> list[Figure]:
 
 def _first_calls(n: int) -> list[Figure]:
     figs = []
+    quiet_cores()
     with tempfile.TemporaryDirectory() as cache:
         cold = _subprocess_first_call(cache, n)
         warm = _subprocess_first_call(cache, n)

@@ -19,7 +19,7 @@ import textwrap
 
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved, until_tuned
+from benchmarks.harness import Figure, interleaved, quiet_cores, until_tuned
 from specializers.stencil import StencilGrid, StencilKernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,6 +188,7 @@ def run(quick: bool = False) -> list[Figure]:
     figs += _sweep(f"2-D 5-point {n2}^2", (n2, n2), lap2, numpy2, quick)
     figs += _sweep(f"3-D 7-point {n3}^3", (n3, n3, n3), lap3, numpy3, quick)
 
+    quiet_cores()
     with tempfile.TemporaryDirectory() as cache:
         cold = _subprocess(_FIRST_CALL, cache)
         warm = _subprocess(_FIRST_CALL, cache)

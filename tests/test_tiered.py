@@ -296,3 +296,27 @@ def test_calls_while_late_variants_compile_run_on_one_thread(tiered, gate, monke
     for _ in range(calls_to_decide(3)):
         np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
     assert counts == [] and omp.get() == before
+
+
+def test_wait_for_builds_returns_once_the_queued_builds_are_done(tiered, fresh_cache):
+    """``asp.runtime.wait_for_builds``: False while a build queued before it still runs
+    (the timeout passes), True once every one has finished; the late variants then join
+    at the kernel's next call."""
+    from asp.runtime import wait_for_builds
+
+    event = threading.Event()
+    held = specialization_module._BUILDER.submit(event.wait, 120)
+    try:
+        k = JitKernel(Axpy(variants=("static", "dynamic", "guided")))
+        x, y = _xy()
+        k(2.0, x, y)
+        s = _spec(k)
+        assert not s.pending.done()
+        assert wait_for_builds(timeout=0.2) is False
+        assert not s.pending.done()
+    finally:
+        event.set()
+    assert wait_for_builds(timeout=120) is True
+    assert held.done() and s.pending.done()
+    k(2.0, x, y)
+    assert set(s.entries) == ALL

@@ -19,9 +19,10 @@ from asp.runtime.dispatch import (
     Variant,
 )
 from asp.runtime.record import generator_fingerprint
+from asp.runtime.specialization import wait_for_builds
 
 __all__ = [
     "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer",
     "Variant", "as_native", "generator_fingerprint", "make_entry", "native_available",
-    "new_output", "on_release_memory", "release_memory",
+    "new_output", "on_release_memory", "release_memory", "wait_for_builds",
 ]

@@ -46,7 +46,7 @@ from asp.runtime.plan import Plan, Variant
 from asp.tune.tuner import Tuning
 
 __all__ = ["QUICK", "Specialization", "build_late", "build_variants", "check_limits",
-           "expand_spaces", "quick_first", "run_stage", "tiers"]
+           "expand_spaces", "quick_first", "run_stage", "tiers", "wait_for_builds"]
 
 # One builder: the late variants of one kernel after another, each kernel's in at most
 # LATE_UNITS compilers at once (asp.runtime.build), leaving other cores to the user's
@@ -285,6 +285,23 @@ class _OpenMP:
 
 
 _OMP = _OpenMP()
+
+
+def wait_for_builds(timeout: float | None = None) -> bool:
+    """Block until every background build queued so far (late variants, sampled points
+    of search spaces) has finished: True, or False if ``timeout`` seconds passed first.
+    For measurements that must not share the cores with compilers (a benchmark timing a
+    new process's first call right after work that left variants compiling).  The
+    variants join their tuning at their kernel's next call, as always."""
+    try:
+        marker = _BUILDER.submit(lambda: None)  # one worker, in order: after them all
+    except RuntimeError:  # the interpreter is shutting down: nothing runs any more
+        return True
+    try:
+        marker.result(timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 @atexit.register
