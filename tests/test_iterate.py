@@ -172,8 +172,7 @@ def _every_blocked_variant(monkeypatch, k, levels, args, steps, caches=None):
                        *(np.zeros_like(u) for _ in range(K)), steps)
 
     s = jit.specialization(*full()[1])
-    interior = tuple(n - 2 for n in u.shape)
-    points = temporal.blocking_points(u.ndim, u.itemsize, interior, 1, K)
+    points = temporal.blocking_points(u.ndim, u.itemsize, u.shape, 1, K)  # its size class
     assert points, "no blocked variant fits"
     assert len(s.entries) == 1 + sum(np.prod([len(v) for v in p.values()])
                                      for p in points.values())
@@ -344,9 +343,9 @@ def test_rings_may_fill_a_threads_part_of_l3(monkeypatch):
     assert flat[16]["width"] == (256,) and flat[16]["jam"] == (1, 4)
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
     big = temporal.blocking_points(3, 8, (254,) * 3, 1)
-    assert set(big) == {2, 4, 8} and 254 in big[4]["width"]
+    assert set(big) == {2, 4, 8} and 256 in big[4]["width"]  # the class's: whole planes
     wide = temporal.blocking_points(2, 8, (4094,) * 2, 1)
-    assert wide[16]["width"] == (2048, 4094) and wide[32]["width"] == (2048, 4094)
+    assert wide[16]["width"] == (2048, 4096) and wide[32]["width"] == (2048, 4096)
     # 8190 wide, a ring of 32 steps no longer fits: the two widest that do.
     assert temporal.blocking_points(2, 8, (8190,) * 2, 1)[32]["width"] == (2048, 4096)
     for dim, space in ((3, big), (2, wide)):  # every kept point's rings fit in a quarter
@@ -412,3 +411,40 @@ def test_on_release_memory_takes_a_callable():
 
     with pytest.raises(TypeError, match="drop must be a callable"):
         on_release_memory(42)
+
+
+def test_each_size_class_gets_its_own_tiles(monkeypatch):
+    """The blocked variants are made for the grid's size class (extents rounded up to
+    powers of two), not for whichever grid came first: a small grid first, then one of
+    a larger class gets tiles as wide as its own class allows (before, it reused the
+    small grid's), and a grid of the same class shares the variants.  Every result is
+    still the step-by-step loop's."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
+    k = Heat()
+
+    def widths(u):
+        jit = iterate_module.iteration_jit(k, u, 0.1)
+        cls = "x".join(map(str, temporal.size_class(u.shape)))
+        (sig,) = [s for s in jit.specializations if f"@{cls}|" in s]
+        spec = jit.specializations[sig]
+        return sig, {int(m.group(1)) for v in spec.entries
+                     if (m := re.search(r"_w(\d+)", v))}
+
+    small = RNG.random((70, 90))   # class 128 x 128
+    large = RNG.random((600, 1000))  # class 1024 x 1024
+    same = RNG.random((530, 900))    # the same class
+    for u in (small, large, same):
+        want = u
+        for _ in range(19):
+            want = k(want, 0.1)
+        np.testing.assert_array_equal(k.iterate(u, 0.1, steps=19), want)
+    sig_small, w_small = widths(small)
+    sig_large, w_large = widths(large)
+    assert sig_small != sig_large
+    assert max(w_small) <= 128 and max(w_large) > 128, (w_small, w_large)
+    assert w_large == set(temporal.blocking_points(2, 8, large.shape, 1)[16]["width"]) \
+        | set(temporal.blocking_points(2, 8, large.shape, 1).get(32, {}).get("width", ()))
+    assert temporal.size_class(same.shape) == temporal.size_class(large.shape)
+    assert len([s for s in iterate_module.iteration_jit(k, large, 0.1).specializations
+                if "@1024x1024|" in s]) == 1
