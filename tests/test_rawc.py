@@ -308,9 +308,11 @@ def _fault(kind, monkeypatch):
 
     code = f"/* {uuid.uuid4().hex} */ return 3*x*x*x + 2*x*x + x + 1;"
     if kind == "EFBIG":
-        def too_large(fd):
+        from asp.jit import trust
+
+        def too_large(fd, data):
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-        monkeypatch.setattr(os, "fsync", too_large)
+        monkeypatch.setattr(trust, "_write", too_large)
     elif kind == "read-only cache":
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
