@@ -113,6 +113,8 @@ def _connect() -> Iterator[sqlite3.Connection]:
 def lookup(kernel: str, signature: str) -> tuple[str, dict] | None:
     """The remembered winner and its timings for this machine, or None."""
     try:
+        if not _path().exists():  # nothing remembered: creating it costs a cold call 30 ms
+            return None
         with _connect() as con:
             row = con.execute(
                 "SELECT variant, timings FROM winners WHERE kernel=? AND signature=? AND machine=?",
