@@ -120,12 +120,13 @@ else:
 import resource
 me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
 cpu = lambda who: sum(resource.getrusage(who)[:2])  # user + system seconds
-c0, g0 = cpu(me), cpu(kids)
+disk = lambda: sum(resource.getrusage(w).ru_inblock for w in (me, kids)) * 512  # bytes read
+c0, g0, d0 = cpu(me), cpu(kids), disk()
 t0 = time.perf_counter()
 k.kernel(*args)
 first = time.perf_counter() - t0
 # where a slow first call went: this process's CPU, its compilers' (gcc), or neither
-spent = {"cpu": cpu(me) - c0, "gcc": cpu(kids) - g0}
+spent = {"cpu": cpu(me) - c0, "gcc": cpu(kids) - g0, "disk": disk() - d0}
 jit = k.jit_for(*args)
 arrays = tuple(a.data if isinstance(a, B.StencilGrid) else a for a in args)
 while jit.chosen_variant(*arrays) is None and time.perf_counter() - t0 < 30:
@@ -333,7 +334,8 @@ def run(quick: bool = False) -> list[Figure]:
                            detail=f"process wall {wall:.2f} s incl. interpreter start; {load}; "
                                   f"waited {waited:.2f} s for this process's compilers; the "
                                   f"first call used {r['cpu']:.2f} s of CPU and its compilers "
-                                  f"{r['gcc']:.2f} s"))
+                                  f"{r['gcc']:.2f} s, and read {r['disk'] / 1e6:.1f} MB from "
+                                  "disk"))
         figs.append(Figure("tune", f"{label} tuned steady state after first call",
                            r["tuned"], 3.0, unit="s", better="lower",
                            detail=f"chosen {r['chosen']}; {load}"))
