@@ -374,3 +374,21 @@ def test_sstep_basis_fills_both_bases_and_their_gram_matrix(s, rng, monkeypatch)
             assert_close(Y[s + 1:], R, 1e-12)
             np.testing.assert_allclose(G, oracle, rtol=1e-10, atol=1e-12 * np.abs(oracle).max())
             assert np.array_equal(G, G.T)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_matrix_changed_in_place_after_construction_is_not_seen(rng, native):
+    """The kernels read derived copies of A's values (diagonal runs by diagonal, a
+    reordering), so A is copied at construction: every variant, and the SciPy products
+    without native code, keep computing with A as it was, never a mix of old and new."""
+    A = poisson2d(12).tocsr()
+    A.data[:] = rng.uniform(1, 2, A.data.size)
+    before = A.copy()
+    mp = MatrixPowers(A, 3, native=native)
+    A.data *= -3.0  # the caller's matrix changes after construction
+    x = rng.standard_normal(A.shape[0])
+    want = reference(before, x, 3)
+    for v in mp.variants if native else [None]:
+        V = np.zeros((4, A.shape[0]))
+        V[0] = x
+        assert_close(mp.powers(V, variant=v), want, 1e-12)

@@ -155,11 +155,17 @@ def analyse(M: sp.csr_matrix, reorder: bool | None, symmetric: bool | None,
 
 class Matrix:
     """A validated square CSR matrix ``A`` and the analysis of its structure, done once
-    (at construction, unless ``ASP_DISABLE_JIT=1``; else on first use)."""
+    (at construction, unless ``ASP_DISABLE_JIT=1``; else on first use).
+
+    ``A`` is copied: the analysis keeps derived copies of its values (the diagonal runs'
+    ``dvals``, a reordered matrix), so a caller changing its matrix in place afterwards
+    would have some rows computed from the new values and some from the old (a silently
+    wrong basis, and variants disagreeing with each other and with the reference).  With
+    the copy every variant and the reference read the matrix as it was at construction."""
 
     def __init__(self, A: sp.csr_matrix, *, reorder: bool | None = False,
                  symmetric: bool | None = None, depth: int = 1):
-        self.A = A
+        self.A = A.copy()
         self._options = (reorder, symmetric, depth)
         self._structure: Structure | None = None
         self._error: SpecializationError | None = None

@@ -95,7 +95,6 @@ class MatrixPowers:
         M = as_csr(A)
         self.n = M.shape[0]
         self.dtype = M.dtype
-        self._csr = M
         self.matrix_bytes = M.data.nbytes + M.indices.nbytes + M.indptr.nbytes
         row_bytes = max(1.0, (M.data.itemsize + M.indices.itemsize) * M.nnz / max(self.n, 1))
         # PA1 blocks hold about KiB of A each, over the block-size space the tuner searches
@@ -109,8 +108,11 @@ class MatrixPowers:
         if native:
             config.num_threads()  # a malformed OMP_NUM_THREADS is the user's error: raise it
             matrix = Matrix(M, reorder=reorder, symmetric=symmetric, depth=self.k)
+            self._csr = matrix.A  # its copy: A as it is now, whatever happens to it later
             self._problem = PowersProblem(matrix, self.k, self.shifts, self.scales,
                                           row_bytes)
+        else:
+            self._csr = M.copy()  # the same for the SciPy products
         self._last: tuple | None = None
         self._setup = time.perf_counter() - t0
 
