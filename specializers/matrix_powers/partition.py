@@ -189,11 +189,10 @@ def diagonal_values(indptr: np.ndarray, data: np.ndarray, n: int, nd: int,
     out = np.zeros(nd * n, dtype=data.dtype)
     if nd == 0 or runs.size == 0:
         return out
-    starts, ends = runs[0::2], runs[1::2]
-    lengths = ends - starts
-    # rows of every run, concatenated, without a Python loop over runs
-    shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    rows = np.arange(int(lengths.sum()), dtype=np.int64) + shift
+    edges = np.zeros(n + 1, dtype=np.int64)  # +1 where a run starts, -1 where it ends
+    np.add.at(edges, runs[0::2], 1)
+    np.add.at(edges, runs[1::2], -1)
+    rows = np.flatnonzero(np.cumsum(edges[:n]))  # the rows inside a run
     first = indptr[rows].astype(np.int64, copy=False)
     for j in range(nd):
         out[j * n + rows] = data[first + j]
