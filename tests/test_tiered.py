@@ -318,5 +318,8 @@ def test_wait_for_builds_returns_once_the_queued_builds_are_done(tiered, fresh_c
         event.set()
     assert wait_for_builds(timeout=120) is True
     assert held.done() and s.pending.done()
+    for bad in (-1, "1", float("nan"), True):
+        with pytest.raises(ValueError, match="timeout must be None or a number"):
+            wait_for_builds(timeout=bad)
     k(2.0, x, y)
     assert set(s.entries) == ALL

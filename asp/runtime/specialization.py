@@ -293,6 +293,9 @@ def wait_for_builds(timeout: float | None = None) -> bool:
     For measurements that must not share the cores with compilers (a benchmark timing a
     new process's first call right after work that left variants compiling).  The
     variants join their tuning at their kernel's next call, as always."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not timeout >= 0):
+        raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
     try:
         marker = _BUILDER.submit(lambda: None)  # one worker, in order: after them all
     except RuntimeError:  # the interpreter is shutting down: nothing runs any more
