@@ -529,12 +529,16 @@ def test_clearly_slower_variants_are_dropped_after_two_rounds(fresh_cache):
 
 def test_a_lookup_in_an_empty_cache_creates_no_database(fresh_cache):
     """The first call of a kernel in an empty cache asks the database twice; creating it
-    (schema, journal) cost that call about 30 ms of its 0.17 s.  Lookups find nothing
-    without it; the first stored winner creates it."""
+    (schema, journal) cost that call about 30 ms of its 0.17 s.  Lookups (and `asp tune
+    show`, `forget`, `retime`) find nothing without it; the first stored winner creates
+    it."""
     from asp.tune import db
 
     path = fresh_cache / "tuning.sqlite"
     assert db.lookup("empty:k", "sig") is None
+    assert not path.exists()
+    # nor do the commands that read or change what is remembered (`asp tune show`, ...)
+    assert db.remembered() == [] and db.forget() == 0 and db.retime() == 0
     assert not path.exists()
     assert db.store("empty:k", "sig", "a", {"a": [1e-3]}, "online") is True
     assert path.exists()

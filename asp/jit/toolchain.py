@@ -6,7 +6,6 @@ include and library paths; that keeps a compile near 50 ms.  ``ASP_CC`` and
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import shutil
@@ -154,7 +153,7 @@ def _guessed_cc() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _toolchain(comp: Compiler):
-    from codepy.toolchain import GCCToolchain, guess_toolchain
+    from codepy.toolchain import GCCToolchain
 
     @dataclass(frozen=True)
     class QuietGCCToolchain(GCCToolchain):
@@ -172,16 +171,14 @@ def _toolchain(comp: Compiler):
                 raise CodepyCompileError(
                     "compilation failed: " + " ".join(cmd) + "\n" + out.stderr.strip())
 
-    try:
-        guessed = guess_toolchain()
-    except Exception:
-        guessed = None
-    ld_flags = ["-shared"] + (["-fopenmp"] if comp.openmp else [])
+    # Every field is asp's own: codepy's guess_toolchain() would only add a
+    # ``g++ --version`` subprocess and a read of Python's build configuration (43 ms
+    # together) to each process's first build.
     fields = {
         "cc": comp.path,
         "ld": comp.path,
         "cflags": [*_BASE_FLAGS, *comp.flags],
-        "ldflags": ld_flags,
+        "ldflags": ["-shared"] + (["-fopenmp"] if comp.openmp else []),
         "include_dirs": [],
         "library_dirs": [],
         "libraries": ["m"],
@@ -191,8 +188,4 @@ def _toolchain(comp: Compiler):
         "o_ext": ".o",
         "features": set(),
     }
-    if guessed is not None and isinstance(guessed, GCCToolchain):
-        base = dataclasses.replace(guessed, **fields)
-        return QuietGCCToolchain(**{f.name: getattr(base, f.name)
-                                    for f in dataclasses.fields(base)})
     return QuietGCCToolchain(**fields)

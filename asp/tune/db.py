@@ -149,6 +149,8 @@ def store(kernel: str, signature: str, variant: str, timings: dict, mode: str) -
 
 def remembered(kernel: str | None = None) -> list[dict]:
     """Every remembered winner, optionally only those whose kernel name contains ``kernel``."""
+    if not _path().exists():  # nothing remembered: reading creates no database
+        return []
     with _connect() as con:
         rows = con.execute(
             "SELECT kernel, signature, machine, variant, timings, mode, updated FROM winners "
@@ -164,6 +166,8 @@ def remembered(kernel: str | None = None) -> list[dict]:
 
 def forget(kernel: str | None = None) -> int:
     """Drop remembered winners (all, or those of kernels whose name contains ``kernel``)."""
+    if not _path().exists():
+        return 0
     with _connect() as con:
         if kernel:
             cur = con.execute("DELETE FROM winners WHERE instr(kernel, ?) > 0", (kernel,))
@@ -177,6 +181,8 @@ def retime(kernel: str | None = None) -> int:
     for re-timing: the next process that calls such a kernel tunes it again, and its
     decision replaces the row.  Returns how many were marked."""
     n = 0
+    if not _path().exists():
+        return n
     with _connect() as con:
         rows = con.execute("SELECT kernel, signature, machine, timings FROM winners").fetchall()
         for k, sig, mach, timings in rows:
