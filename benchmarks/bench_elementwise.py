@@ -17,7 +17,7 @@ import textwrap
 
 import numpy as np
 
-from benchmarks.harness import Figure, interleaved, quiet_cores, until_tuned
+from benchmarks.harness import CallProbe, Figure, interleaved, quiet_cores, until_tuned
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,12 +97,14 @@ def _subprocess_first_call(cache: str, kernels_path: str) -> dict:
         import importlib.util
         spec = importlib.util.spec_from_file_location("kern", {kernels_path!r})
         m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+        from benchmarks.harness import CallProbe
         x = np.random.rand(100_000)
-        t0 = time.perf_counter()
-        y = m.poly(x)
-        t1 = time.perf_counter()
+        with CallProbe() as probe:
+            y = m.poly(x)
+        spent = probe.spent()
         assert np.allclose(y, 3*x**3 + 2*x**2 + x + 1)
-        print(json.dumps({{"first_call": t1 - t0, "import": t0 - t_import}}))
+        print(json.dumps({{"first_call": spent["wall"], "spent": spent,
+                          "import": probe.before["wall"] - t_import}}))
     """)
     env = dict(os.environ, ASP_CACHE_DIR=cache, ASP_TUNE="online")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -167,7 +169,9 @@ def run(quick: bool = False) -> list[Figure]:
     figs.append(Figure("elementwise", "poly cold first call (empty cache)", cold["first_call"],
                        0.3, unit="s", better="lower",
                        detail="parse, passes, compile 3 variants, load, check, run; waited "
-                              f"{waited:.2f} s for this process's compilers"))
+                              f"{waited:.2f} s for this process's compilers; "
+                              + CallProbe.describe(cold["spent"]),
+                       extra={"spent": cold["spent"]}))
     figs.append(Figure("elementwise", "poly first call, new process, warm cache",
                        warm["first_call"] * 1e3, 20.0, unit="ms", better="lower",
                        detail=f"(import of asp+numpy before it: {warm['import']*1e3:.0f} ms)"))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.tune.tuner import VERIFY_WINDOW
-from benchmarks.harness import Figure, interleaved, quiet_cores
+from benchmarks.harness import CallProbe, Figure, interleaved, quiet_cores
 from specializers.stencil import StencilGrid, StencilKernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,22 +117,17 @@ else:
     g = B.box_grid(64)
     k, args = B.Box125(), (g, B.StencilGrid.from_array(np.zeros((64, 64, 64))))
     args[1].ghost_depth = 2
-import resource
-me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
-cpu = lambda who: sum(resource.getrusage(who)[:2])  # user + system seconds
-disk = lambda: sum(resource.getrusage(w).ru_inblock for w in (me, kids)) * 512  # bytes read
-c0, g0, d0 = cpu(me), cpu(kids), disk()
-t0 = time.perf_counter()
-k.kernel(*args)
-first = time.perf_counter() - t0
-# where a slow first call went: this process's CPU, its compilers' (gcc), or neither
-spent = {"cpu": cpu(me) - c0, "gcc": cpu(kids) - g0, "disk": disk() - d0}
+from benchmarks.harness import CallProbe
+with CallProbe() as probe:
+    k.kernel(*args)
+spent = probe.spent()  # where a slow first call went
+first, t0 = spent["wall"], probe.before["wall"]
 jit = k.jit_for(*args)
 arrays = tuple(a.data if isinstance(a, B.StencilGrid) else a for a in args)
 while jit.chosen_variant(*arrays) is None and time.perf_counter() - t0 < 30:
     k.kernel(*args)
 print(json.dumps({"first": first, "tuned": time.perf_counter() - t0,
-                  "chosen": jit.chosen_variant(*arrays), **spent}))
+                  "chosen": jit.chosen_variant(*arrays), "spent": spent}))
 """
 
 # One process tunes online (what users run: tiered, sampled spaces), another exhaustively
@@ -333,9 +328,8 @@ def run(quick: bool = False) -> list[Figure]:
                            unit="s", better="lower",
                            detail=f"process wall {wall:.2f} s incl. interpreter start; {load}; "
                                   f"waited {waited:.2f} s for this process's compilers; the "
-                                  f"first call used {r['cpu']:.2f} s of CPU and its compilers "
-                                  f"{r['gcc']:.2f} s, and read {r['disk'] / 1e6:.1f} MB from "
-                                  "disk"))
+                                  f"first call: {CallProbe.describe(r['spent'])}",
+                           extra={"spent": r["spent"]}))
         figs.append(Figure("tune", f"{label} tuned steady state after first call",
                            r["tuned"], 3.0, unit="s", better="lower",
                            detail=f"chosen {r['chosen']}; {load}"))

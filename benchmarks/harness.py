@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Figure", "interleaved", "rss_mb", "time_once", "until_tuned"]
+__all__ = ["CallProbe", "Figure", "interleaved", "rss_mb", "time_once", "until_tuned"]
 
 
 @dataclass
@@ -134,3 +134,50 @@ def quiet_cores(timeout: float = 120.0) -> float:
     t0 = time.perf_counter()
     wait_for_builds(timeout)
     return time.perf_counter() - t0
+
+
+class CallProbe:
+    """Where the wall time of one call went, for a figure's detail: ``with CallProbe() as
+    p: f()``, then ``p.spent()``.  A slow cold first call is either work (this thread's
+    CPU, the compilers' CPU), waiting for a core (the thread's run-queue delay, from
+    ``/proc/thread-self/schedstat``), or neither (disk, page faults, locks): the
+    remainder.  Linux only; elsewhere the fields it cannot read are 0."""
+
+    def __enter__(self) -> CallProbe:
+        self.before = _sample()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.after = _sample()
+
+    def spent(self) -> dict:
+        d = {k: self.after[k] - self.before[k] for k in self.before}
+        # the compilers run while this thread waits for them, so their CPU is part of wall
+        d["other"] = d["wall"] - d["cpu"] - d["queued"] - d["gcc"]
+        d["threads"] = d.pop("process") - d["cpu"]  # this process's other threads
+        return d
+
+    @staticmethod
+    def describe(d: dict) -> str:
+        return (f"this thread {d['cpu']:.2f} s CPU + {d['queued']:.2f} s queued for a core, "
+                f"compilers {d['gcc']:.2f} s CPU, unaccounted {d['other']:.2f} s (the "
+                f"process's other threads used {d['threads']:.2f} s CPU meanwhile); "
+                f"{d['majflt']:.0f} major faults, {d['read'] / 1e6:.1f} MB read from disk")
+
+
+def _sample() -> dict:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    s = {"wall": time.perf_counter(), "cpu": 0.0, "queued": 0.0,
+         "process": me.ru_utime + me.ru_stime,
+         "gcc": kids.ru_utime + kids.ru_stime, "majflt": me.ru_majflt + kids.ru_majflt,
+         "read": (me.ru_inblock + kids.ru_inblock) * 512.0}
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            ran, queued = f.read().split()[:2]
+        s["cpu"], s["queued"] = int(ran) / 1e9, int(queued) / 1e9
+    except (OSError, ValueError):
+        s["cpu"] = time.thread_time()
+    return s
