@@ -176,3 +176,88 @@ def test_compiled_code_with_a_fake_filename_is_refused():
 def test_non_functions_are_refused(obj):
     with pytest.raises(FrontendError, match="not a Python function"):
         get_source(obj)
+
+
+def _busy_parses(parse, threads: int = 4, rounds: int = 40) -> list[str]:
+    """``parse`` of a long module from several threads at once, with garbage whose
+    finalizers run Python code (a collection inside one thread's parse then lets
+    another thread run) and threads switched as often as can be: the errors seen."""
+    import gc
+    import sys
+    import threading
+    from pathlib import Path
+
+    import asp.runtime.dispatch
+
+    text = Path(asp.runtime.dispatch.__file__).read_text()
+    errors: list[str] = []
+
+    class Cycle:
+        def __del__(self):
+            sum(range(10))
+
+    def work():
+        for _ in range(rounds):
+            try:
+                parse(text)
+            except SystemError as exc:
+                errors.append(str(exc))
+            for _ in range(30):
+                a, b = Cycle(), Cycle()
+                a.other, b.other = b, a
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        gc.collect()
+    return errors
+
+
+def test_kernels_parse_from_several_threads_at_once():
+    """CPython 3.11's ast.parse shares a depth counter between threads: parses that
+    interleave (a Dask worker's task thread and asp's builder thread) failed with
+    'AST constructor recursion depth mismatch' (a killed-worker test did).  asp's parses
+    take a lock, so they never interleave."""
+    import sys
+
+    from asp.frontend.source import parse_module
+
+    if sys.version_info[:2] == (3, 11):  # the Python asp is built and tested with
+        assert _busy_parses(ast.parse), "the race no longer shows: the lock may go"
+    assert _busy_parses(parse_module) == []
+
+
+def test_a_parse_that_collides_with_another_library_is_retried(monkeypatch):
+    """A parse outside asp's lock can still move the counter under asp's: that error is
+    retried (a few times); any other SystemError is not."""
+    from asp.frontend import source
+
+    real, calls = ast.parse, []
+
+    def flaky(text, filename="<unknown>", fail=("mismatch",) * 2):
+        calls.append(text)
+        if len(calls) <= len(fail):
+            raise SystemError(f"AST constructor recursion depth {fail[len(calls) - 1]} "
+                              "(before=3, after=5)")
+        return real(text, filename=filename)
+
+    monkeypatch.setattr(source.ast, "parse", flaky)
+    assert isinstance(source.parse_module("x = 1"), ast.Module) and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(source.ast, "parse", functools.partial(
+        flaky, fail=("mismatch",) * source.PARSE_ATTEMPTS))
+    with pytest.raises(SystemError, match="mismatch"):
+        source.parse_module("x = 1")
+    assert len(calls) == source.PARSE_ATTEMPTS
+    calls.clear()
+    monkeypatch.setattr(source.ast, "parse", functools.partial(flaky, fail=("other",)))
+    with pytest.raises(SystemError, match="other"):
+        source.parse_module("x = 1")
+    assert len(calls) == 1

@@ -11,13 +11,14 @@ import ast
 import hashlib
 import inspect
 import textwrap
+import threading
 import types
 from dataclasses import dataclass
 from typing import NoReturn
 
 from asp.errors import FrontendError, where
 
-__all__ = ["KernelSource", "attach_source", "get_source", "reject"]
+__all__ = ["KernelSource", "attach_source", "get_source", "parse_module", "reject"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,35 @@ def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
     return fn
 
 
+#: ``ast.parse`` is not safe across threads in CPython 3.11: the tree's conversion to
+#: Python objects counts its depth in one per-interpreter counter, and a thread switch
+#: inside it (a garbage collection running a finalizer, say) lets another thread's
+#: parse move that counter, so one of them fails with ``SystemError: AST constructor
+#: recursion depth mismatch`` (cpython gh-106905).  A Dask worker's task thread and
+#: asp's builder thread both parse kernels: a killed-worker test failed this way.
+#: asp's own parses take this lock; a collision with another library's parse is
+#: retried.
+_PARSE_LOCK = threading.RLock()
+PARSE_ATTEMPTS = 3
+
+
+def parse_module(text: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse(text)``, safe to call from several threads at once (see
+    :data:`_PARSE_LOCK`)."""
+    for attempt in range(PARSE_ATTEMPTS):
+        with _PARSE_LOCK:
+            try:
+                return ast.parse(text, filename=filename)
+            except SystemError as exc:
+                if "recursion depth mismatch" not in str(exc) or attempt == PARSE_ATTEMPTS - 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
 def _parse(raw: str, filename: str, firstlineno: int, qualname: str) -> KernelSource:
     text = textwrap.dedent(raw)
     try:
-        module = ast.parse(text, filename=filename)
+        module = parse_module(text, filename)
     except SyntaxError as exc:
         raise FrontendError(f"cannot parse the source: {exc.msg}",
                             location=where(filename, firstlineno),
