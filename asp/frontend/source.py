@@ -104,14 +104,15 @@ PARSE_ATTEMPTS = 3
 def parse_module(text: str, filename: str = "<unknown>") -> ast.Module:
     """``ast.parse(text)``, safe to call from several threads at once (see
     :data:`_PARSE_LOCK`)."""
-    for attempt in range(PARSE_ATTEMPTS):
+    for _ in range(PARSE_ATTEMPTS - 1):
         with _PARSE_LOCK:
             try:
                 return ast.parse(text, filename=filename)
             except SystemError as exc:
-                if "recursion depth mismatch" not in str(exc) or attempt == PARSE_ATTEMPTS - 1:
+                if "recursion depth mismatch" not in str(exc):
                     raise
-    raise AssertionError("unreachable")
+    with _PARSE_LOCK:  # the last attempt: its error is the caller's
+        return ast.parse(text, filename=filename)
 
 
 def _parse(raw: str, filename: str, firstlineno: int, qualname: str) -> KernelSource:

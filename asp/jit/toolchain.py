@@ -172,8 +172,7 @@ def _toolchain(comp: Compiler):
                     "compilation failed: " + " ".join(cmd) + "\n" + out.stderr.strip())
 
     # Every field is asp's own: codepy's guess_toolchain() would only add a
-    # ``g++ --version`` subprocess and a read of Python's build configuration (43 ms
-    # together) to each process's first build.
+    # ``g++ --version`` subprocess to each process's first build.
     fields = {
         "cc": comp.path,
         "ld": comp.path,
