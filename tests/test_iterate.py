@@ -216,6 +216,17 @@ def test_every_blocked_variant_3d_on_small_caches(monkeypatch):
                            caches=(8 << 10, 128 << 10, 0))
 
 
+def test_every_blocked_variant_3d_with_square_tiles_across_long_rows(monkeypatch):
+    # Rows too long for rings that span them: tiles square across the contiguous axis
+    # too, several of them along it.
+    monkeypatch.setattr(temporal, "cache_sizes", lambda: (8 << 10, 128 << 10, 0))
+    u = RNG.random((30, 40, 600))
+    points = temporal.blocking_points(3, 8, u.shape, 1)
+    assert points and not any("span" in p for p in points.values())
+    assert max(w for p in points.values() for w in p["width"]) < 300
+    _every_blocked_variant(monkeypatch, Heat3(), (u,), (), 9, caches=(8 << 10, 128 << 10, 0))
+
+
 @pytest.mark.parametrize("steps", [2, 3, 17, 40])
 def test_every_blocked_variant_of_a_two_level_state(monkeypatch, steps):
     u = RNG.random((150, 170))
@@ -340,10 +351,13 @@ def test_rings_may_fill_a_threads_part_of_l3(monkeypatch):
     small = temporal.blocking_points(3, 8, (254,) * 3, 1)
     flat = temporal.blocking_points(2, 8, (4094,) * 2, 1)
     assert set(small) == {2} and max(small[2]["width"]) < 128
-    assert flat[16]["width"] == (256,) and flat[16]["jam"] == (1, 4)
+    assert flat[16]["width"] == (256,) and flat[16]["jam"] == (2, 4)
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
     big = temporal.blocking_points(3, 8, (254,) * 3, 1)
     assert set(big) == {2, 4, 8} and 256 in big[4]["width"]  # the class's: whole planes
+    # 3-D tiles span the rows whole (256) where their rings fit so: at depth 8, with
+    # 64 rows of a plane a tile (rings of 128 rows would not fit).
+    assert all(p["span"] == (256,) for p in big.values()) and big[8]["width"] == (64,)
     wide = temporal.blocking_points(2, 8, (4094,) * 2, 1)
     assert wide[16]["width"] == (2048, 4096) and wide[32]["width"] == (2048, 4096)
     # 8190 wide, a ring of 32 steps no longer fits: the two widest that do.
@@ -352,15 +366,17 @@ def test_rings_may_fill_a_threads_part_of_l3(monkeypatch):
         for depth, p in space.items():        # of the L3
             for w in p["width"]:
                 for jam in p["jam"]:
-                    rings = (depth - 1) * ring_rows(1, 1, jam) * (w + 2 * depth) ** (dim - 1)
+                    across = (w + 2 * depth) ** (dim - 2) * (p.get("span", (w,))[0] + 2 * depth)
+                    rings = (depth - 1) * ring_rows(1, 1, jam) * across
                     assert rings * 8 <= 0.25 * (32 << 20)
 
 
 def test_a_jam_is_left_out_where_a_larger_one_has_rings_as_small(monkeypatch):
     # Ring rows are a power of two: in 3-D with reach 1 one plane at a time and planes
     # in pairs both need rings of 4 planes, so pairs (which read less) are the only
-    # jam; with two state levels pairs need 8 and both stay.  2-D rows in fours need
-    # rings twice as deep as one at a time: both stay.
+    # jam; with two state levels pairs need 8 and both stay.  2-D: rows one at a time
+    # and in pairs need rings of 4 rows, so pairs stay, and rows in fours (8) too; with
+    # two state levels pairs need 8 rows, as fours do, and one at a time (4) stays.
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
     assert ring_rows(1, 1, 1) == ring_rows(1, 1, 2) == 4 and ring_rows(2, 1, 2) == 8
@@ -369,7 +385,9 @@ def test_a_jam_is_left_out_where_a_larger_one_has_rings_as_small(monkeypatch):
     two = temporal.blocking_points(3, 8, (254,) * 3, 1, levels=2)
     assert any(p["jam"] == (1, 2) for p in two.values())
     flat = temporal.blocking_points(2, 8, (4094,) * 2, 1)
-    assert flat[16]["jam"] == (1, 4)
+    assert flat[16]["jam"] == (2, 4)
+    flat2 = temporal.blocking_points(2, 8, (4094,) * 2, 1, levels=2)
+    assert flat2[16]["jam"] == (1, 4)
 
 
 def test_ring_rows_are_aligned_and_their_peel_loops_stay_scalar(fresh_cache, monkeypatch):

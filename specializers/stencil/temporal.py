@@ -6,7 +6,8 @@ than that.  The blocked variants here compute up to ``depth`` steps per pass ins
 (the C is printed by :mod:`specializers.stencil.wavefront`):
 
 * The grid's interior is cut into *tiles*: ``rows`` points along axis 0 and ``width``
-  along each other axis.  A tile of the last step needs, one step earlier, itself plus
+  along each other axis, except that a 3-D tile spans the contiguous axis whole
+  (``span``) where its rings fit so.  A tile of the last step needs, one step earlier, itself plus
   the neighbourhood's reach ``R`` on every side, and so on down to the pass's input: the
   tiles of a pass overlap in those halos and are computed independently (overlapped, or
   trapezoid, tiling: a little redundant work at tile edges, no synchronisation between
@@ -68,12 +69,14 @@ __all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_p
 DEPTHS = {2: (16, 32), 3: (2, 4, 8)}
 ROWS = {2: (64,), 3: (8, 32)}
 #: Rows (planes) of a level computed in one sweep: the rows they share are read once
-#: (4096^2 heat, depth 16: 2.82 ms a step alone, 2.70 in pairs, 2.48 in fours).  A jam
+#: (4096^2 heat, depth 16, on an Intel Xeon with AVX-512: 2.82 ms a step alone, 2.70 in
+#: pairs, 2.48 in fours; on a Zen 3 with AVX2's 16 vector registers, pairs win: 3.48-3.53
+#: ms against 3.71-3.99 in fours, 8192^2 13.3 against 14.0).  A jam
 #: is left out where a larger one has rings as small (ring rows are rounded up to a
 #: power of two): the larger one reads less for the same cache.  (3-D heat on a Zen 3,
 #: planes in pairs against one at a time: 256^3 5.64 vs 6.44 ms a step at the best
 #: tile, faster at 9 of 10 tiles and within 2 % at the tenth; 158^3 and float32 alike.)
-JAMS = {2: (1, 4), 3: (1, 2)}
+JAMS = {2: (1, 2, 4), 3: (1, 2)}
 #: A thread's rings may take this share of L2 (the pass's input and output rows and
 #: the other thread's traffic share it); a point may add at most this much work in
 #: halos (averaged over the levels of a tile).
@@ -85,7 +88,10 @@ MAX_WORK = 1.3
 #: on a Zen 3 with 32 MiB of L3).  2-D: wide tiles beat L2-sized ones although their
 #: rings live in L3 (fewer halo points, longer vector loops; 4096^2 heat at depth 16,
 #: rows in fours, same Zen 3: 256 wide 4.74 ms a step, 1024 3.87, 2048 3.65, whole
-#: width 3.56; 8192^2: 256 17.1, 2048 14.4, 4096 14.7, whole width 14.6).
+#: width 3.56; 8192^2: 256 17.1, 2048 14.4, 4096 14.7, whole width 14.6).  3-D tiles
+#: that span whole rows (no halo columns, long vector loops) let rings of depth 8 fit:
+#: 256^3 heat at depth 8 on 64 x 256 tiles 5.4-5.9 ms a step against 6.2-6.5 for depth
+#: 4 on whole planes, the best before, in the same runs (Zen 3).
 L3_SHARE = 0.5
 #: Points compiled of each depth's space (all of them if there are no more).
 SAMPLE = 4
@@ -141,7 +147,10 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     :data:`L3_SHARE` of a thread's part of L3, whichever is more, and whose halos add at
     most :data:`MAX_WORK` of the work of a tile of the smallest rows (a jam whose rings
     fit at no width is left out, so is one whose rings are no smaller than a larger
-    jam's, and the widths kept fit with every jam kept)."""
+    jam's, and the widths kept fit with every jam kept).  A 3-D depth whose rings fit
+    at some width and jam with tiles spanning the class's rows whole gets ``"span":
+    (length,)``: its tiles are ``width`` along axis 1 and whole along axis 2; other
+    depths' tiles are square across both.  An axis a tile covers whole adds no halo."""
     interior = size_class(interior)
     l1, l2, l3 = cache_sizes()
     budget = max(RING_SHARE * l2, L3_SHARE * l3 / max(config.num_threads(), 1))
@@ -156,6 +165,7 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     else:
         widths = {1 << e for e in range(4, 9)}
     widths = {min(w, max(interior[1], 1)) for w in widths}
+    whole = max(interior[-1], 1)
     out: dict[int, dict[str, tuple[int, ...]]] = {}
     for depth in DEPTHS[dim]:
         if depth < 2 * levels:  # passes of as equal depths as can be: each >= levels
@@ -163,13 +173,22 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
         rows = tuple(sorted({min(m * depth * reach, max(interior[0], 1))
                              for m in ROWS[dim]}))
 
-        def fits(w: int, jam: int, depth=depth, rows=rows) -> bool:
-            tile = (rows[0], *(w,) * (dim - 1))
-            rings = (depth - 1) * ring_rows(levels, reach, jam) \
-                * (w + 2 * depth * reach) ** (dim - 1) * itemsize
-            work = sum(math.prod((t + 2 * (depth - lv) * reach) / t for t in tile)
+        def fits(w: int, jam: int, depth=depth, rows=rows, span=None) -> bool:
+            tile = (rows[0], *(w,) * (dim - 2), span or w)
+            rings = (depth - 1) * ring_rows(levels, reach, jam) * itemsize \
+                * math.prod(t + 2 * depth * reach for t in tile[1:])
+            # A tile as long as the class along an axis adds no halo there.
+            work = sum(math.prod((t + 2 * (depth - lv) * reach) / t if t < n else 1.0
+                                 for t, n in zip(tile, interior))
                        for lv in range(1, depth + 1)) / depth
             return rings <= budget and work <= MAX_WORK
+
+        # 3-D: tiles span the contiguous axis whole where their rings fit so (no halo
+        # columns, one long vector loop a row), else they are square across it.
+        span = whole if dim == 3 and any(fits(w, j, span=whole) for w in widths
+                                         for j in JAMS[dim]) else None
+        if span is not None:
+            fits = functools.partial(fits, span=span)
 
         # The jams whose rings fit at some width, but none whose rings a larger one
         # matches; the widths that fit with all of them.
@@ -180,6 +199,8 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
         if keep:
             out[depth] = {"depth": (depth,), "rows": rows, "width": tuple(keep[-2:]),
                           "jam": jams}
+            if span is not None:
+                out[depth]["span"] = (span,)
     return out
 
 
@@ -273,10 +294,12 @@ class IterateSpecializer(Specializer):
         variants = (Variant("steps", build.function("steps", 1, (1,) * dim)),)
         spaces = ()
         if why is None:
-            def make(depth: int, rows: int, width: int, jam: int = 1) -> Variant:
-                name = f"blk_d{depth}_r{rows}_w{width}" + (f"_j{jam}" if jam > 1 else "")
-                return Variant(name, build.function(name, depth,
-                                                    (rows, *(width,) * (dim - 1)), jam))
+            def make(depth: int, rows: int, width: int, jam: int = 1,
+                     span: int | None = None) -> Variant:
+                name = (f"blk_d{depth}_r{rows}_w{width}" + (f"x{span}" if span else "")
+                        + (f"_j{jam}" if jam > 1 else ""))
+                tiles = (rows, *(width,) * (dim - 2), span or width)
+                return Variant(name, build.function(name, depth, tiles, jam))
             bounds = tuple(int(n) for n in cls.split("x"))  # the size class of the grids
             points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K)
             spaces = tuple(Space(f"blocking d{d}", params, make, sample=SAMPLE)
