@@ -270,7 +270,8 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
 
     from benchmarks.harness import until_tuned
     from specializers.stencil.dask import gather, iterate, ship_by_value
-    from specializers.stencil.dask.deep import steps_per_exchange
+    from specializers.stencil.dask.deep import exchange_depth, steps_per_exchange, strips_pay
+    from specializers.stencil.dask.partition import deep_plan
     from specializers.stencil.iterate import iteration_jit
 
     n, steps = (2048 if quick else 8192), 32
@@ -301,9 +302,12 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
     diff = float(np.abs(gather(out) - k.iterate(u, 0.2, steps=steps)).max())
     del out
 
-    # Tune every side first: the workers' blocked iteration (on their grown slabs), the
-    # single steps of the per-step path, and the direct blocked iteration.
-    grown = (n // 2 + per, n)
+    # Tune every side first: the workers' blocked iteration (on their slabs alone, or on
+    # the grown slabs when strips do not pay), the single steps of the per-step path,
+    # and the direct blocked iteration.
+    h = exchange_depth(per, 1, 1)
+    plan = deep_plan(((0, n // 2, n), (0, n)), h, "interior", (0, 0))
+    grown = (n // 2, n) if strips_pay(plan, h) else plan.shape
 
     def workers_decided():
         def decided(shape=grown):

@@ -134,18 +134,70 @@ def layouts(draw):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=layouts(), mode=st.sampled_from(["interior", "wrap"]),
        dtype=st.sampled_from([np.float64, np.float32]), steps=st.integers(1, 13),
-       per=st.integers(2, 6), seed=st.integers(0, 2**16))
-def test_deep_rounds_equal_the_loop(layout, mode, dtype, steps, per, seed):
+       per=st.integers(2, 6), seed=st.integers(0, 2**16), strips=st.booleans())
+def test_deep_rounds_equal_the_loop(layout, mode, dtype, steps, per, seed, strips):
     """Uneven chunks, chunks of one point (smaller than the halo: slices come from
-    blocks further away), steps a multiple of T or not, fewer steps than T."""
+    blocks further away), steps a multiple of T or not, fewer steps than T; rounds on
+    grown blocks, or on the blocks and strips around them (as large blocks run: then
+    strips longer than the block, overlapping each other, reaching past small chunks)."""
+    from specializers.stencil.dask import deep
+
     shape, chunks = layout
     u = np.random.default_rng(seed).random(shape).astype(dtype)
     k = (Heat if len(shape) == 2 else Heat3)(boundary=mode)
     args = (0.2,) if len(shape) == 2 else ()
-    got = iterate(k, da.from_array(u, chunks=chunks), steps, *args, steps_per_exchange=per,
-                  persist_every=100)
-    assert steps == 1 or rounds_of(got)[0] == min(per, steps)
-    _equal(run(got), loop(k, u, *args, steps=steps))
+    saved, deep.STRIP_WORK = deep.STRIP_WORK, (float("inf") if strips else -1.0)
+    try:
+        got = iterate(k, da.from_array(u, chunks=chunks), steps, *args,
+                      steps_per_exchange=per, persist_every=100)
+        assert steps == 1 or rounds_of(got)[0] == min(per, steps)
+        result = run(got)
+    finally:
+        deep.STRIP_WORK = saved
+    _equal(result, loop(k, u, *args, steps=steps))
+
+
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_rounds_on_the_block_and_strips_with_a_second_field(mode, monkeypatch, rng):
+    """Strips cut from every field (the second one is read at every step), on blocks
+    thinner than the halo, uneven, cut along both axes (few block shapes: each shape
+    class compiles its own blocked variants)."""
+    from specializers.stencil.dask import deep
+
+    monkeypatch.setattr(deep, "STRIP_WORK", float("inf"))
+    u, f = rng.random((23, 30)), rng.random((23, 30))
+    chunks = ((3, 10, 10), (15, 15))
+    k = Forced(boundary=mode)
+    got = iterate(k, da.from_array(u, chunks=chunks), 11, da.from_array(f, chunks=chunks),
+                  1.5, steps_per_exchange=5, persist_every=100)
+    _equal(run(got), loop(k, u, f, 1.5, steps=11))
+
+
+def test_large_blocks_run_on_strips_and_are_not_copied(monkeypatch, rng):
+    """Row slabs 64 times the halo deep: the rule takes the strips (two of 3 halos each,
+    9.4 % more points), so no round grows a block into a new array; blocks of the same
+    size cut along both axes (strips on four sides, 19 %) and thin slabs (50 %) grow
+    the block."""
+    import dask
+
+    from specializers.stencil.dask import deep
+
+    made = []
+    real = deep.new_output
+    monkeypatch.setattr(deep, "new_output",
+                        lambda shape, dtype: made.append(tuple(shape)) or real(shape, dtype))
+    h = exchange_depth(4, 1, 1)
+    assert deep.strips_pay(deep_plan(((0, 256, 512, 768), (0, 40)), h, "interior", (1, 0)), h)
+    assert not deep.strips_pay(deep_plan(((0, 256, 512, 768),) * 2, h, "interior", (1, 1)), h)
+    assert not deep.strips_pay(deep_plan(((0, 12, 24, 36), (0, 40)), h, "interior", (1, 0)), h)
+    u = rng.random((768, 40))
+    u0 = u.copy()
+    x = iterate(Heat(), da.from_array(u, chunks=(256, 40)), 12, 0.1, steps_per_exchange=4,
+                persist_every=100)
+    with dask.config.set(scheduler="synchronous"):
+        got = x.compute()
+    _equal(got, loop(Heat(), u, 0.1, steps=12))
+    assert np.array_equal(u, u0) and made == []
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -168,13 +220,16 @@ def test_three_d_uneven_chunks_and_float32(rng):
 
 
 @pytest.mark.parametrize("mode", ["interior", "wrap"])
-def test_row_slabs_come_back_as_views_and_equal_the_loop(mode, rng):
+def test_row_slabs_come_back_as_views_and_equal_the_loop(mode, monkeypatch, rng):
     """In 'interior' mode a row slab is one contiguous run of its grown result: the
     round returns it as a view (no copy), C-contiguous.  Blocks cut along both axes,
     and 'wrap' blocks (padded on every side), come back as arrays of their own.  Either
     way the rounds equal the loop."""
     import dask
 
+    from specializers.stencil.dask import deep
+
+    monkeypatch.setattr(deep, "STRIP_WORK", -1.0)  # every round on grown blocks
     u = rng.random((360, 48))
     k = Heat(boundary=mode)
     for chunks, viewed in (((120, 48), mode == "interior"), ((120, 24), False)):
@@ -208,6 +263,7 @@ def test_later_rounds_grow_row_slabs_in_place(forced, monkeypatch, rng):
         return real(shape, dtype)
 
     monkeypatch.setattr(deep, "new_output", counting)
+    monkeypatch.setattr(deep, "STRIP_WORK", -1.0)  # every round on grown blocks
     u, f = rng.random((360, 48)), rng.random((360, 48))
     u0, f0 = u.copy(), f.copy()
     k, args = (Forced(), (da.from_array(f, chunks=(120, 48)), 1.5)) if forced \

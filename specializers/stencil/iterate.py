@@ -37,7 +37,7 @@ from asp.tune import db
 from specializers.stencil.grid import StencilGrid
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 
-__all__ = ["iterate", "iteration_jit"]
+__all__ = ["iterate", "iteration_jit", "step_by_step"]
 
 _JITS: dict[tuple[int, int], tuple[JitKernel, JitKernel]] = {}  # (id(step jit), levels) ->
 # (step jit, iterate jit)
@@ -87,6 +87,14 @@ def iterate(kernel, state, *args, steps):
         if done is not None:
             return done if tuple_state else done[0]
     return _step_by_step(kernel, levels, args, steps, tuple_state=tuple_state)
+
+
+def step_by_step(kernel, state, *args, steps: int):
+    """``steps`` steps of ``kernel`` from ``state`` (an array or grid), one compiled step
+    after another, never the blocked iteration: for small grids whose own blocked
+    variants are not worth compiling (the strips of :mod:`specializers.stencil.dask`'s
+    deep rounds); the same bits as :func:`iterate`."""
+    return _step_by_step(kernel, (state,), args, int(steps), tuple_state=False)
 
 
 def _data(g) -> np.ndarray:

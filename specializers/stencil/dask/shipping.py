@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from specializers.stencil.grid import StencilGrid
+from specializers.stencil.iterate import step_by_step
 from specializers.stencil.kernel import StencilKernel, attach_kernel_source
 
 __all__ = ["BlockCall", "IterateCall", "as_grid", "is_dask_collection", "ship_by_value"]
@@ -84,11 +85,16 @@ class IterateCall:
         self.kernel, self.layout, self.consts = kernel, layout, consts
         self.geometry, self.steps = geometry, steps
 
-    def __call__(self, blocks: list) -> np.ndarray:
+    def __call__(self, blocks: list, stepwise: bool = False) -> np.ndarray:
+        """``stepwise``: one compiled step after another (small blocks: no blocked
+        iteration compiled for their shape)."""
         it_b, it_c = iter(blocks), iter(self.consts)
         args = [as_grid(next(it_b), self.geometry) if is_block else next(it_c)
                 for is_block in self.layout]
-        out = self.kernel.iterate(args[0], *args[1:], steps=self.steps)
+        if stepwise:
+            out = step_by_step(self.kernel, args[0], *args[1:], steps=self.steps)
+        else:
+            out = self.kernel.iterate(args[0], *args[1:], steps=self.steps)
         return out.data if isinstance(out, StencilGrid) else out
 
     def __reduce__(self):
