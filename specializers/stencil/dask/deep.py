@@ -152,7 +152,6 @@ class DeepRound:
         out[...] = core
         return out
 
-
     def by_strips(self, plan, own: list, flat: list) -> np.ndarray:
         """The round without growing the block: the steps on the block alone, whose
         points within ``h`` of a side that has a neighbour are wrong (that side's zero
