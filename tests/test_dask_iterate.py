@@ -466,3 +466,13 @@ def test_kernel_iterate_hands_a_dask_state_to_the_deep_halo_iteration():
     for _ in range(7):
         want = k(want, 0.1)
     np.testing.assert_array_equal(got.compute(scheduler="synchronous"), want)
+
+
+def test_step_by_step_names_a_bad_step_count():
+    from specializers.stencil.iterate import step_by_step
+
+    u = np.zeros((8, 8))
+    with pytest.raises(TypeError, match="steps must be an int, not bool"):
+        step_by_step(Heat(), u, 0.1, steps=True)
+    with pytest.raises(ValueError, match="steps=-1: must be at least 0"):
+        step_by_step(Heat(), u, 0.1, steps=-1)

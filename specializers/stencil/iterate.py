@@ -57,11 +57,7 @@ on_release_memory(_drop_scratch)
 
 def iterate(kernel, state, *args, steps):
     """``steps`` steps of ``kernel`` from ``state`` (see the module's docstring)."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        raise TypeError(f"steps must be an int, not {type(steps).__name__}")
-    if steps < 0:
-        raise ValueError(f"steps={steps}: must be at least 0")
-    steps = int(steps)
+    steps = _steps(steps)
     if hasattr(state, "__dask_graph__"):  # a dask array: deep halos, T steps per exchange
         from specializers.stencil.dask import iterate as dask_iterate
 
@@ -94,7 +90,16 @@ def step_by_step(kernel, state, *args, steps: int):
     after another, never the blocked iteration: for small grids whose own blocked
     variants are not worth compiling (the strips of :mod:`specializers.stencil.dask`'s
     deep rounds); the same bits as :func:`iterate`."""
-    return _step_by_step(kernel, (state,), args, int(steps), tuple_state=False)
+    return _step_by_step(kernel, (state,), args, _steps(steps), tuple_state=False)
+
+
+def _steps(steps) -> int:
+    """``steps`` as an int, or the TypeError / ValueError that names it."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+    if steps < 0:
+        raise ValueError(f"steps={steps}: must be at least 0")
+    return int(steps)
 
 
 def _data(g) -> np.ndarray:
