@@ -508,6 +508,30 @@ def test_tune_off_uses_the_first_variant_at_once(fresh_cache, monkeypatch):
     assert f.jit._hot is not None
 
 
+@pytest.mark.parametrize("tiered", ["0", "1"])
+def test_tune_off_compiles_only_the_first_variant_and_keeps_no_record(
+        fresh_cache, monkeypatch, tiered):
+    """The other variants would never run: they are not compiled, before the first
+    result or after it; the record of the one variant is for off processes only (a
+    tuning process plans them all)."""
+    monkeypatch.setenv("ASP_TIERED", tiered)
+    monkeypatch.setenv("ASP_TUNE", "off")
+    f = elementwise(poly)
+    np.testing.assert_allclose(f(X), POLY)
+    s = f.jit.specialization(X, None)
+    assert s.variant_names == ["chunk"] and s.pending is None
+    f.jit.clear()
+    np.testing.assert_allclose(f(X), POLY)
+    s = f.jit.specialization(X, None)
+    assert s.plan is None and s.variant_names == ["chunk"]  # loaded from the off record
+    monkeypatch.setenv("ASP_TUNE", "online")
+    f.jit.clear()
+    np.testing.assert_allclose(f(X), POLY)
+    s = f.jit.specialization(X, None)
+    assert s.plan is not None  # planned again, not loaded from a one-variant record
+    assert set(s.variant_names) == {"chunk", "stride", "dynamic"}
+
+
 def test_tune_exhaustive_decides_on_the_first_call(fresh_cache, monkeypatch):
     monkeypatch.setenv("ASP_TUNE", "exhaustive")
     f = elementwise(poly)

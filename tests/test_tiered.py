@@ -247,11 +247,12 @@ print(json.dumps({"planned": s.plan is not None, "variants": sorted(s.entries),
 
 
 def test_a_process_that_exits_early_leaves_a_complete_record(tmp_path):
-    """ASP_TUNE=off serves every call from the first variant's hot entry, so the late
-    variants are never absorbed by a call: the exit hook checks them and writes the
-    record, and the next process starts warm with every variant."""
+    """One call, then exit: the late variants are still compiling (no later call
+    absorbs them), so the exit hook waits for them, checks them and writes the record,
+    and the next process starts warm with every variant."""
     (tmp_path / "kern.py").write_text(textwrap.dedent(KERNEL))
-    env = dict(os.environ, ASP_TIERED="1", ASP_TUNE="off", ASP_CACHE_DIR=str(tmp_path / "c"))
+    env = dict(os.environ, ASP_TIERED="1", ASP_TUNE="online",
+               ASP_CACHE_DIR=str(tmp_path / "c"))
 
     def run():
         out = subprocess.run([sys.executable, "-c", RUN, str(tmp_path)], env=env,
