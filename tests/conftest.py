@@ -92,6 +92,22 @@ def _suite_parallel_settings():
     os.environ["ASP_PARALLEL_THRESHOLD"] = PARALLEL_THRESHOLD
 
 
+def until_decided(call, decided, variants: int) -> int:
+    """Call ``call()`` until ``decided()`` is true; the number of calls.  One decision
+    takes at most ``calls_to_decide(variants)`` calls, but a noisy one (made while the
+    other test worker kept the cores busy) is tuned again once calls run undisturbed,
+    at most ``MAX_REOPEN`` times: a test that needs a decision made must not count on
+    the first.  Fails when there is none by then."""
+    from asp.tune.tuner import MAX_REOPEN, calls_to_decide
+
+    cap = calls_to_decide(variants) * (MAX_REOPEN + 1)
+    for n in range(1, cap + 1):
+        call()
+        if decided():
+            return n
+    raise AssertionError(f"no decision in {cap} calls")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from asp import _native
-from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
+from tests.conftest import until_decided
 
 
 @elementwise
@@ -92,8 +92,8 @@ def test_restricted_entry_serves_only_its_size_bucket(rng):
 
 def test_hot_path_does_not_cross_size_buckets(rng):
     small, big = rng.random(8), rng.random(50_000)
-    for _ in range(calls_to_decide(4)):
-        twice_plus_one(big)
+    until_decided(lambda: twice_plus_one(big),
+                  lambda: twice_plus_one.jit.chosen_variant(big, None) is not None, 4)
     hot = twice_plus_one.jit._hot
     assert hot is not None
     from asp.runtime import MISS
@@ -150,11 +150,10 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
     k = Smooth()
     small, big = rng.random((16, 16)), rng.random((300, 300))
     n = len(k.specialization(small, np.zeros_like(small)).variant_names)
-    for _ in range(calls_to_decide(n)):
-        k(small)
-    for _ in range(calls_to_decide(n)):
-        got = k(big)
-    np.testing.assert_allclose(got, Smooth(pure_python=True)(big), rtol=1e-12)
+    for a in (small, big):
+        until_decided(lambda a=a: k(a), lambda a=a: k.jit_for(a, a.copy()).chosen_variant(
+            a, np.zeros_like(a)) is not None, n)
+    np.testing.assert_allclose(k(big), Smooth(pure_python=True)(big), rtol=1e-12)
     s = k.jit_for(big, big.copy()).specialization(big, np.zeros_like(big))
     assert {"n~4^4", "n~4^8"} <= set(s.buckets)
     for bucket in ("n~4^4", "n~4^8"):
@@ -162,6 +161,29 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
         assert t.done, bucket
         # Timed apart: each bucket's winner after its own rounds (two at least: racing).
         assert all(len(t.trials[v]) >= 2 for v in t.candidates()), (bucket, t.trials)
+
+
+def test_a_reopened_bucket_leaves_the_other_buckets_hot(rng):
+    """A sampled call that reopens one bucket's decision drops that bucket's hot entry
+    only (before, every bucket's: their calls took the slow path until each came by
+    once more)."""
+
+    @elementwise
+    def third(x):
+        return x / 3.0
+
+    small, big = rng.random(100), rng.random(100_000)
+    for x in (small, big):
+        until_decided(lambda x=x: third(x), lambda x=x: third.jit.chosen_variant(x, None)
+                      is not None, 3)
+    buckets = {third.specializer.prepare((x, None)).bucket for x in (small, big)}
+    assert set(third.jit._hot_buckets) == buckets
+    s = third.jit.specialization(big, None)
+    gone = third.specializer.prepare((big, None)).bucket
+    s.tuning_for(gone).reopen()  # as a sampled call that ran clearly slow does
+    s.stale.add(gone)
+    np.testing.assert_array_equal(third.jit._slow((big, None)), big / 3.0)
+    assert set(third.jit._hot_buckets) == buckets - {gone} and third.jit._hot is not None
 
 
 def test_calls_alternating_between_size_buckets_stay_on_the_hot_path(rng, monkeypatch):
@@ -175,8 +197,8 @@ def test_calls_alternating_between_size_buckets_stay_on_the_hot_path(rng, monkey
 
     small, big = rng.random(100), rng.random(100_000)
     for x in (small, big):
-        for _ in range(calls_to_decide(3)):
-            np.testing.assert_array_equal(halve(x), x * 0.5)
+        until_decided(lambda x=x: np.testing.assert_array_equal(halve(x), x * 0.5),
+                      lambda x=x: halve.jit.chosen_variant(x, None) is not None, 3)
     assert len(halve.jit._hot_buckets) == 2
 
     def no_slow_path(args):

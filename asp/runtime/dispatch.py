@@ -61,6 +61,15 @@ from asp.tune.tuner import Tuning
 #: Size buckets whose winners the hot path serves at once.
 MAX_HOT_BUCKETS = 4
 
+
+def _chain(entries: list):
+    """The first :data:`MAX_HOT_BUCKETS` hot entries chained in C, first tried first (None
+    for none)."""
+    chain = None
+    for e in reversed(entries[:MAX_HOT_BUCKETS]):
+        chain = e if chain is None else e.chained(chain)
+    return chain
+
 __all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
 
 
@@ -179,9 +188,12 @@ class JitKernel:
             tuning.last_run = None
         # The hot entry returns the native result as it is: only a call that needs no
         # finishing (copy-back, conversion) may be served by it.
-        if s.stale:  # a winner's decision was reopened: its hot entry must go
-            s.stale = False
-            self._hot, self._hot_buckets = None, {}
+        if s.stale:  # winners' decisions were reopened: their buckets' hot entries go,
+            # the other buckets' stay (before, one reopened bucket sent every bucket's
+            # calls back to the slow path until each came by once more)
+            gone, s.stale = s.stale, set()
+            self._hot_buckets = {b: e for b, e in self._hot_buckets.items() if b not in gone}
+            self._hot = _chain(list(self._hot_buckets.values()))
         if tuning.done and prepared.same and prepared.finish is None:
             entry = s.entries[tuning.winner]
             if tuning.sample_every():  # one call in N comes back to be timed
@@ -198,10 +210,7 @@ class JitKernel:
                 self._hot_buckets = {prepared.bucket: mine,
                                      **{b: e for b, e in self._hot_buckets.items()
                                         if b != prepared.bucket}}
-                chain = None
-                for e in reversed([mine, *others][:MAX_HOT_BUCKETS]):
-                    chain = e if chain is None else e.chained(chain)
-                self._hot = chain
+                self._hot = _chain([mine, *others])
             elif not prepared.bucket:
                 self._hot = entry
                 self._hot_buckets = {}

@@ -81,7 +81,8 @@ class Specialization:
     build_seconds: float = 0.0
     check_failures: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, Tuning] = field(default_factory=dict)
-    stale: bool = False  # a winner's decision was reopened since the hot path was set
+    stale: set = field(default_factory=set)  # buckets whose winner was reopened since
+    # the hot path was set
     libraries: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (lib, symbol)
     pending: Future | None = None  # the late variants' build (a tiered first call)
     on_complete: Callable[[Specialization], None] | None = None  # every variant is in
@@ -228,7 +229,7 @@ class Specialization:
             result = self.entries[t.winner](*args)
             t.last_run = time.perf_counter() - t0
             if result is not MISS and t.verify(t.last_run, t.preempted_since()):
-                self.stale = True  # the runtime drops its hot entries
+                self.stale.add(bucket)  # the runtime drops the bucket's hot entry
             return result
         if t.mode == "exhaustive":
             self._exhaustive(args, t, complete)
