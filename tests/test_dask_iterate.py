@@ -404,7 +404,7 @@ def test_the_rule_for_steps_per_exchange():
     # Small blocks: no T > 1 keeps the halos within 10 %, so one exchange per step.
     assert steps_per_exchange((edges(40, 10),) * 2, 1, 1, "interior", 100) == 1
     # A wider reach grows the halo faster; 'wrap' grows every block on both sides.
-    assert steps_per_exchange(slabs, 2, 2, "interior", 100) == 16
+    assert steps_per_exchange(slabs, 2, 2, "interior", 100) == MAX_STEPS_PER_EXCHANGE
     assert steps_per_exchange((edges(512, 128),) * 2, 2, 2, "wrap", 100) < \
         steps_per_exchange((edges(512, 128),) * 2, 1, 1, "wrap", 100)
     # The grown volume, exactly: interior blocks clip at the grid's edge.

@@ -166,7 +166,7 @@ def iterate(kernel: StencilKernel, u, steps: int, *args, persist_every: int = 10
     ``T`` steps, ``T`` times as deep (:mod:`.deep`): per round, one task per block runs
     the ``T`` steps on the block grown by that halo, with the kernel's temporally
     blocked iteration where it can be blocked.  ``T`` is ``steps_per_exchange``, or
-    by default the largest ``T <= 16`` whose halos add at most 10 % to the points
+    by default the largest ``T <= 32`` whose halos add at most 10 % to the points
     computed; the last round may be shorter.  Other modes, a point-wise kernel and
     ``T = 1`` exchange a halo every step, through :func:`apply` (whose ``method`` and
     ``rechunk`` options apply only then: grown blocks take their halos from as many
