@@ -83,10 +83,10 @@ def exchange_depth(steps: int, reach: int, ghost: int) -> int:
 
 
 def steps_per_exchange(bounds: tuple, reach: int, ghost: int, mode: str, steps: int) -> int:
-    """The rule for ``T``: the largest ``T <= min(32, steps)`` (32: :data:`MAX_STEPS_PER_
-    EXCHANGE`) for which blocks of a grid chunked at ``bounds``, grown by
-    :func:`exchange_depth`, hold at most ``1 + REDUNDANT`` times the grid's points; 1
-    (one exchange per step) if none does."""
+    """The rule for ``T``: the largest ``T`` up to ``steps`` and to
+    :data:`MAX_STEPS_PER_EXCHANGE` for which blocks of a grid chunked at ``bounds``,
+    grown by :func:`exchange_depth`, hold at most ``1 + REDUNDANT`` times the grid's
+    points; 1 (one exchange per step) if none does."""
     best = 1
     for t in range(2, min(MAX_STEPS_PER_EXCHANGE, steps) + 1):
         if grown_volume(bounds, exchange_depth(t, reach, ghost), mode) > 1 + REDUNDANT:
