@@ -311,7 +311,13 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
 
     def workers_decided():
         def decided(shape=grown):
-            jit = iteration_jit(k, np.zeros(shape), 0.2)
+            # The kernel as the workers' tasks have it: the class imported there.  ``k``
+            # in this closure would travel by value (its module is registered so), a
+            # class of its own on the worker with its own JitKernel, never called: the
+            # check never held, and the warm-up ran to its 300 s limit every time.
+            from benchmarks.bench_dask import HeatInterior as Imported
+
+            jit = iteration_jit(Imported(), np.zeros(shape), 0.2)
             probe = (np.zeros(shape), 0.2, np.zeros(shape), np.zeros(shape), per)
             return jit is not None and jit.chosen_variant(*probe) is not None
 
