@@ -61,6 +61,8 @@ from asp.tune.tuner import Tuning
 #: Size buckets whose winners the hot path serves at once.
 MAX_HOT_BUCKETS = 4
 
+__all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
+
 
 def _chain(entries: list):
     """The first :data:`MAX_HOT_BUCKETS` hot entries chained in C, first tried first (None
@@ -69,8 +71,6 @@ def _chain(entries: list):
     for e in reversed(entries[:MAX_HOT_BUCKETS]):
         chain = e if chain is None else e.chained(chain)
     return chain
-
-__all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
 
 
 def _user_stacklevel(specializer: Specializer) -> int:
