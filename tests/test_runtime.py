@@ -509,7 +509,7 @@ def test_tune_off_uses_the_first_variant_at_once(fresh_cache, monkeypatch):
 
 
 @pytest.mark.parametrize("tiered", ["0", "1"])
-def test_tune_off_compiles_only_the_first_variant_and_keeps_no_record(
+def test_tune_off_compiles_only_the_first_variant_and_records_it_apart(
         fresh_cache, monkeypatch, tiered):
     """The other variants would never run: they are not compiled, before the first
     result or after it; the record of the one variant is for off processes only (a
