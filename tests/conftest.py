@@ -110,11 +110,11 @@ def _decisions_stay(request, monkeypatch):
 
 
 def until_decided(call, decided, variants: int) -> int:
-    """Call ``call()`` until ``decided()`` is true; the number of calls.  One decision
-    takes at most ``calls_to_decide(variants)`` calls, but a noisy one (made while the
-    other test worker kept the cores busy) is tuned again once calls run undisturbed,
-    at most ``MAX_REOPEN`` times: a test that needs a decision made must not count on
-    the first.  Fails when there is none by then."""
+    """Call ``call()`` until ``decided()`` is true; the number of calls.  The first
+    decision comes within ``calls_to_decide(variants)`` calls; the cap also allows for
+    ``MAX_REOPEN`` reopened ones in the tuner's own tests (elsewhere ``_decisions_stay``
+    sets it to 0).  Stops at the decision instead of making every call of the bound.
+    Fails when there is none by then."""
     from asp.tune.tuner import MAX_REOPEN, calls_to_decide
 
     cap = calls_to_decide(variants) * (MAX_REOPEN + 1)
