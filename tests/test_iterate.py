@@ -116,6 +116,17 @@ def moore(dim: int):
 
 
 RNG = np.random.default_rng(20261202)
+SHIPPED_SAMPLE = temporal.SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _one_point_per_depth(monkeypatch):
+    """One blocking point per depth, not the shipped sample: a test here that calls
+    ``iterate`` once runs one variant (the tuner's first), and the every-variant tests
+    below compile and run whole spaces.  The shipped sample made such a test compile
+    about ten blocked variants to run one (this file took 480 of a fresh-clone make
+    test's 850 compile-seconds)."""
+    monkeypatch.setattr(temporal, "SAMPLE", 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -439,6 +450,7 @@ def test_each_size_class_gets_its_own_tiles(monkeypatch):
     still the step-by-step loop's."""
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
+    monkeypatch.setattr(temporal, "SAMPLE", SHIPPED_SAMPLE)  # every width: compared below
     k = Heat()
 
     def widths(u):
