@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from asp import config
 from asp.tune import db, forget, lookup, remembered, store, tuner
 from asp.tune.tuner import ROUNDS, Tuning, calls_to_decide
+from tests.conftest import until_decided
 
 ROOT = Path(__file__).resolve().parents[1]
 V3 = ["chunk", "stride", "dynamic"]
@@ -543,3 +545,126 @@ def test_a_lookup_in_an_empty_cache_creates_no_database(fresh_cache):
     assert db.store("empty:k", "sig", "a", {"a": [1e-3]}, "online") is True
     assert path.exists()
     assert db.lookup("empty:k", "sig")[0] == "a"
+
+
+def _challenge(t: Tuning, seconds: float) -> bool | None:
+    """One sampled call of ``t``'s winner: None when it ran the winner, else whether the
+    runner-up's timing (``seconds``) reopened the decision."""
+    rival = t.challenger()
+    if rival is None:
+        return None
+    assert rival != t.winner
+    return t.challenged(seconds)
+
+
+def test_a_runner_up_that_became_faster_reopens_the_decision(fresh_cache):
+    # Decided on a busy machine: "stream" ahead; quiet now, "static" runs 1.6x faster,
+    # while "stream" runs as it was recorded (its own sampled calls show nothing).
+    t = _decided({"stream": 1.0, "static": 1.1, "jam": 2.0})
+    assert t.winner == "stream"
+    ran = []
+    for _ in range(200):
+        if t.done:
+            t.verify(1.0)  # the winner's sampled call, as recorded
+            ran.append(_challenge(t, 0.62))
+        if not t.done:
+            break
+    challenges = [r for r in ran if r is not None]
+    # At the 4th, 8th and 16th sampled calls (the first one waits for the verification
+    # window): the third challenge reopens it.
+    assert challenges == [False, False, True] and t.reopened == 1
+    assert t.challenges == [] and not t.done
+    while not t.done:
+        v = t.pick()
+        t.record(v, {"stream": 1.0, "static": 0.62, "jam": 2.0}[v])
+    assert t.winner == "static"
+
+
+def test_a_runner_up_no_faster_leaves_the_decision_and_challenges_fade(fresh_cache):
+    t = _decided({"a": 1.0, "b": 1.3})
+    at = []
+    for n in range(1, 300):
+        t.verify(1.0)
+        rival = t.challenger()
+        if rival is not None:
+            assert rival == "b"
+            at.append(n)
+            assert not t.challenged(1.1)  # faster than recorded, not 1.2x the winner
+    assert t.winner == "a" and t.reopened == 0
+    assert at == [5, 10, 20, 40, 80, 160]  # gaps double: the cost fades
+
+
+def test_a_preempted_challenge_is_no_evidence(fresh_cache):
+    t = _decided({"a": 1.0, "b": 1.3})
+    for _ in range(5):
+        t.verify(1.0)
+    for _ in range(100):
+        if t.challenger() is not None:
+            assert not t.challenged(0.1, preempted=True)
+    assert t.winner == "a" and t.challenges == []
+
+
+def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeypatch, rng):
+    """The scenario of the tuned-under-load miss, on a clock of the test's own (each
+    variant's call advances it by a set cost: deterministic, no real timing): while
+    tuning, every variant but one costs 1.3 ms (a busy machine that penalised them, not
+    so much that the timings look like noise or lose the race), so that one wins at its
+    1 ms; then the others cost what they really do (10 us) and the winner what it was
+    recorded at, so its own sampled calls show nothing.  Sampled calls run the
+    runner-up, reopen the decision, and tuning again picks one of the others; every
+    result stays right."""
+    from asp.runtime import specialization as specialization_module
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def triple(x):
+        return x * 3.0
+
+    x = rng.random(5000)
+    prepared = triple.jit.specializer.prepare((x, None))
+    spec = triple.jit.specialization(x, None)
+    real = dict(spec.entries)
+    assert len(real) >= 2
+    favoured = sorted(real)[0]
+    busy = {"on": True}
+    clock = {"now": 0.0}
+    ran = []
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return clock["now"]
+
+    def variant(name):
+        def run(*args):
+            ran.append(name)
+            clock["now"] += 1e-3 if name == favoured else 1.3e-3 if busy["on"] else 1e-5
+            return real[name](*args)
+        return run
+
+    for name in real:
+        monkeypatch.setitem(spec.entries, name, variant(name))
+    monkeypatch.setattr(specialization_module, "time", Clock)
+    monkeypatch.setattr(tuner, "_preemptions", lambda: 0)  # no thread preempted
+    monkeypatch.setattr(tuner, "MAX_REOPEN", 1)
+    t = spec.tuning_for(prepared.bucket)
+
+    def call():  # the slow path: every call of a winner is a sampled one
+        out = spec.run(prepared.args, prepared.bucket, sampled=True)
+        np.testing.assert_array_equal(out, x * 3.0)
+
+    until_decided(call, lambda: t.done, len(real))
+    assert t.winner == favoured and not t.noisy and not t.provisional
+    busy["on"] = False
+    ran.clear()
+    for _ in range(4 * tuner.CHALLENGE_FIRST * 2 ** tuner.CHALLENGE_WINDOW):
+        call()
+        if t.reopened:
+            break
+    assert t.reopened == 1 and t.checks == []
+    # Every sampled call ran the winner except the challenges: the first once the
+    # verification window is full (the 6th), then at twice as many sampled calls.
+    assert spec.repeatable is False  # (so no warm-up run: one run per challenge)
+    assert [i for i, v in enumerate(ran) if v != favoured] == [5, 11, 23]
+    until_decided(call, lambda: t.done, len(real))
+    assert t.winner != favoured

@@ -223,6 +223,17 @@ class Specialization:
         if t.winner is not None:
             if not (t.due() if not sampled else t.sample_every()):
                 return self.entries[t.winner](*args)
+            rival = t.challenger() if complete is None else None
+            if rival is not None:  # the runner-up runs this call: is it faster now?
+                if self.repeatable and t.checks and min(t.checks) < REPEAT_BELOW:
+                    self.entries[rival](*args)  # warmed as in a loop of its own calls
+                t.preempted_since()
+                t0 = time.perf_counter()
+                result = self.entries[rival](*args)
+                seconds = time.perf_counter() - t0
+                if result is not MISS and t.challenged(seconds, t.preempted_since()):
+                    self.stale.add(bucket)
+                return result
             # A real call of the winner: timed, so a decision gone stale is reopened.
             t.preempted_since()
             t0 = time.perf_counter()

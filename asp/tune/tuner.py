@@ -105,6 +105,17 @@ VERIFY_WINDOW = 5
 REOPEN_SLOWER = 1.5
 REOPEN_RIVAL = 1.2
 MAX_REOPEN = 2
+#: Challenges: a winner's own sampled calls cannot show that the runner-up became faster
+#: (a decision made while another process kept the caches busy chose a streaming variant,
+#: which runs at the same speed either way; once the load was gone ``static`` ran 1.6x
+#: faster and the decision stood).  So a sampled call from the :data:`CHALLENGE_FIRST`-th
+#: on, once :data:`VERIFY_WINDOW` were timed, runs the runner-up instead, and again each
+#: time twice as many sampled calls later (the cost fades), warmed by an untimed run of
+#: its own where the call may be repeated (and short); when the last
+#: :data:`CHALLENGE_WINDOW` undisturbed challenges have a median :data:`REOPEN_RIVAL`
+#: times faster than the winner's sampled calls, the decision is reopened.
+CHALLENGE_FIRST = 4
+CHALLENGE_WINDOW = 3
 
 
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
@@ -172,6 +183,9 @@ class Tuning:
         # is made among the others until they join (or fail to).
         self.pending: set[str] = set()
         self._calls = 0  # winner's calls seen by due()
+        self.challenges: list[float] = []  # the runner-up's timed sampled calls
+        self._sampled = 0  # the winner's sampled calls since its decision
+        self._challenge_at = CHALLENGE_FIRST  # ... at which the runner-up runs instead
         self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
         self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
         self.remembered: str | None = None  # the stored winner, even one not among variants
@@ -385,9 +399,44 @@ class Tuning:
             return True
         return False
 
+    def challenger(self) -> str | None:
+        """For a sampled call of the winner: the runner-up (the fastest recorded other
+        live variant) if this call is one to run it instead (see :data:`CHALLENGE_FIRST`),
+        else None."""
+        if self.winner is None or self.mode != "online" or self.reopened >= MAX_REOPEN:
+            return None
+        self._sampled += 1
+        if self._sampled < self._challenge_at or len(self.checks) < VERIFY_WINDOW:
+            return None
+        live = self.candidates()
+        rivals = {v: t["best"] for v, t in self.recorded.items()
+                  if v != self.winner and v in live and isinstance(t, dict) and "best" in t}
+        if not rivals:
+            return None
+        return min(rivals, key=rivals.get)
+
+    def challenged(self, seconds: float, preempted: bool = False) -> bool:
+        """One timed call of the runner-up :meth:`challenger` named.  Reopen the decision
+        (and return True) when the last :data:`CHALLENGE_WINDOW` undisturbed ones ran
+        :data:`REOPEN_RIVAL` times faster than the winner's sampled calls."""
+        self._challenge_at = 2 * self._sampled
+        if self.winner is None or preempted:
+            return False
+        self.challenges.append(seconds)
+        del self.challenges[:-CHALLENGE_WINDOW]
+        if len(self.challenges) < CHALLENGE_WINDOW or not self.checks \
+                or self.reopened >= MAX_REOPEN:
+            return False
+        if statistics.median(self.challenges) * REOPEN_RIVAL < statistics.median(self.checks):
+            self.reopen()
+            return True
+        return False
+
     def reopen(self) -> None:
         """Forget the decision: the next calls tune again (warm-up included)."""
         self.winner = None
+        self.challenges = []
+        self._sampled, self._challenge_at = 0, CHALLENGE_FIRST
         self.provisional = False
         self.trials = {v: [] for v in self.variants}
         self.block = None
