@@ -104,9 +104,9 @@ def _decisions_stay(request, monkeypatch):
     guard or a bucket that made its calls then found no decision and no hot entry, as
     two did in a fresh-clone make test."""
     if request.module.__name__.rsplit(".", 1)[-1] not in _REOPENING:
-        from asp.tune import tuner
+        from asp.tune import verify
 
-        monkeypatch.setattr(tuner, "MAX_REOPEN", 0)
+        monkeypatch.setattr(verify, "MAX_REOPEN", 0)
 
 
 def until_decided(call, decided, variants: int) -> int:
@@ -115,7 +115,8 @@ def until_decided(call, decided, variants: int) -> int:
     ``MAX_REOPEN`` reopened ones in the tuner's own tests (elsewhere ``_decisions_stay``
     sets it to 0).  Stops at the decision instead of making every call of the bound.
     Fails when there is none by then."""
-    from asp.tune.tuner import MAX_REOPEN, calls_to_decide
+    from asp.tune.tuner import calls_to_decide
+    from asp.tune.verify import MAX_REOPEN
 
     cap = calls_to_decide(variants) * (MAX_REOPEN + 1)
     for n in range(1, cap + 1):

@@ -13,7 +13,7 @@ import numpy as np
 
 from asp.codegen.template import render, template_function
 from asp.runtime import JitKernel, Space, Variant
-from asp.tune import calls_to_decide, remembered, tuner
+from asp.tune import calls_to_decide, remembered, verify
 from asp.tune.db import store
 from tests.test_template_style import Axpy
 
@@ -73,7 +73,7 @@ def test_a_sample_of_the_space_is_compiled_checked_and_deterministic(tmp_path, m
 
 def test_tuning_races_the_points_and_show_lists_the_space(fresh_cache, monkeypatch):
     # The race is tested, not a busy machine: a decision made noisy is not reopened.
-    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)
+    monkeypatch.setattr(verify, "MAX_REOPEN", 0)
     spec = ChunkedAxpy(sample=3)
     k = JitKernel(spec)
     x, y = np.random.default_rng(1).standard_normal((2, 200_000))

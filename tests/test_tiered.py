@@ -274,7 +274,7 @@ def test_calls_while_late_variants_compile_run_on_one_thread(tiered, gate, monke
     OpenMP thread meanwhile (a team spinning on both cores kept gcc waiting: a 3-D kernel
     came to its tuned steady state 4.1 s after the first call instead of 2.2 s), and the
     caller's thread count is back once they are in."""
-    omp = specialization_module._OMP
+    omp = specialization_module.OPENMP
     k0 = JitKernel(Axpy(variants=("static",)))  # a kernel built with OpenMP loads its runtime
     x, y = _xy()
     k0(2.0, x, y)

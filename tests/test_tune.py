@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from asp import config
-from asp.tune import db, forget, lookup, remembered, store, tuner
+from asp.tune import db, forget, lookup, remembered, store, tuner, verify
 from asp.tune.tuner import ROUNDS, Tuning, calls_to_decide
 from tests.conftest import until_decided
 
@@ -448,7 +448,7 @@ def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatc
     t = triple.jit.specialization(x, None).tuning_for(
         triple.jit.specializer.prepare((x, None)).bucket)
     assert t.done and t.sample_every() >= 16
-    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    monkeypatch.setattr(verify, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
     while len(t.overheads) < 5:  # the rate follows what sampled calls were measured to cost
         triple(x)
     # ... so it is held still while counted: each sampled call's cost and time move the
@@ -479,7 +479,7 @@ def test_a_dear_slow_path_is_sampled_less_often(fresh_cache, monkeypatch, rng):
     def quadruple(x):
         return x * 4.0
 
-    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    monkeypatch.setattr(verify, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
     real = quadruple.jit.specializer.prepare
     monkeypatch.setattr(quadruple.jit.specializer, "prepare",
                         lambda args: time.sleep(0.002) or real(args))
@@ -645,7 +645,7 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
         monkeypatch.setitem(spec.entries, name, variant(name))
     monkeypatch.setattr(specialization_module, "time", Clock)
     monkeypatch.setattr(tuner, "_preemptions", lambda: 0)  # no thread preempted
-    monkeypatch.setattr(tuner, "MAX_REOPEN", 1)
+    monkeypatch.setattr(verify, "MAX_REOPEN", 1)
     t = spec.tuning_for(prepared.bucket)
 
     def call():  # the slow path: every call of a winner is a sampled one
@@ -656,7 +656,7 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     assert t.winner == favoured and not t.noisy and not t.provisional
     busy["on"] = False
     ran.clear()
-    for _ in range(4 * tuner.CHALLENGE_FIRST * 2 ** tuner.CHALLENGE_WINDOW):
+    for _ in range(4 * verify.CHALLENGE_FIRST * 2 ** verify.CHALLENGE_WINDOW):
         call()
         if t.reopened:
             break

@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from asp.tune import lookup, tuner
+from asp.tune import lookup, tuner, verify
 from asp.tune.tuner import MAX_WARM, Tuning, calls_to_decide
 from specializers.stencil import StencilKernel
 
@@ -132,7 +132,7 @@ def test_a_stencil_winner_is_verified_through_its_hot_path(fresh_cache, monkeypa
     s = k.specialization(u, out)
     t = s.tuning_for(jit.specializer.prepare((u, out)).bucket)
     assert t.done and t.sample_every() >= 16
-    monkeypatch.setattr(tuner, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    monkeypatch.setattr(verify, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
     calls = 0
     while len(t.overheads) < 5:  # sampled calls come back, and what they cost sets N
         k.kernel(u, out)

@@ -12,14 +12,17 @@ the guards of :class:`ArgSpec` in C on every call.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "ArgSpec", "as_native", "make_entry",
-           "native_available", "new_output", "on_release_memory", "release_memory"]
+__all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "OPENMP", "ArgSpec", "OpenMPTeam", "as_native",
+           "make_entry", "native_available", "new_output", "on_release_memory",
+           "release_memory"]
 
 try:
     from asp import _native
@@ -146,3 +149,26 @@ def release_memory() -> int:
     """
     freed = _native.release_cached() if _native is not None else 0
     return freed + sum(int(drop()) for drop in list(_POOLS))
+
+
+class OpenMPTeam:
+    """The calling thread's OpenMP team size (``omp_get_max_threads`` and
+    ``omp_set_num_threads`` of GCC's runtime), found once the kernels have loaded that
+    runtime (never loaded here: a serial build has none); both None until then."""
+
+    def __init__(self):
+        self.get = self.set = None
+
+    def ready(self) -> bool:
+        if self.set is None:
+            try:
+                lib = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | ctypes.RTLD_GLOBAL)
+                self.get, self.set = lib.omp_get_max_threads, lib.omp_set_num_threads
+                self.set.argtypes = [ctypes.c_int]
+            except (OSError, AttributeError):
+                return False
+        return True
+
+
+#: The process's OpenMP runtime, once loaded (see :class:`OpenMPTeam`).
+OPENMP = OpenMPTeam()

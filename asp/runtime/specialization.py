@@ -22,7 +22,6 @@ were never absorbed are absorbed then, so their warm-start records are written.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import dataclasses
 import os
 import time
@@ -39,7 +38,7 @@ from asp.errors import CompileError, LoadError, SpecializationError
 from asp.ir import platform as ir
 from asp.jit.cache import build
 from asp.passes.pipeline import dump
-from asp.runtime.abi import MISS, ArgSpec, make_entry
+from asp.runtime.abi import MISS, OPENMP, ArgSpec, make_entry
 from asp.runtime.build import LATE_UNITS, QUICK, expand_spaces, quick_first, tiers, units
 from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Variant
@@ -203,17 +202,17 @@ class Specialization:
         that needs finishing) passes False, and one call in that many is timed.
         ``complete``: makes the arguments of the variant to run (``Prepared.complete``),
         called with the variant the tuner picks (each one, in exhaustive tuning)."""
-        if self.pending is not None and _OMP.ready():
+        if self.pending is not None and OPENMP.ready():
             # The late variants compile on the other cores: the first tier's calls run on
             # one thread meanwhile, so gcc is not kept waiting by a team spinning for
             # work (a 3-D kernel's tuned steady state came 2.2 s after the first call
             # with the cores left to gcc, 4.1 s with the calls' team on both).
-            was = _OMP.get()
-            _OMP.set(1)
+            was = OPENMP.get()
+            OPENMP.set(1)
             try:
                 return self._run(args, bucket, sampled, complete)
             finally:
-                _OMP.set(was)
+                OPENMP.set(was)
         return self._run(args, bucket, sampled, complete)
 
     def _run(self, args: tuple, bucket: str, sampled: bool, complete):
@@ -275,28 +274,6 @@ class Specialization:
                 raise LoadError("guard miss in tuning")
 
         tuning.run_exhaustive(run)
-
-
-class _OpenMP:
-    """The calling thread's OpenMP team size (``omp_get_max_threads`` and
-    ``omp_set_num_threads`` of GCC's runtime), found once the kernels have loaded that
-    runtime (never loaded here: a serial build has none); both None until then."""
-
-    def __init__(self):
-        self.get = self.set = None
-
-    def ready(self) -> bool:
-        if self.set is None:
-            try:
-                lib = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | ctypes.RTLD_GLOBAL)
-                self.get, self.set = lib.omp_get_max_threads, lib.omp_set_num_threads
-                self.set.argtypes = [ctypes.c_int]
-            except (OSError, AttributeError):
-                return False
-        return True
-
-
-_OMP = _OpenMP()
 
 
 def wait_for_builds(timeout: float | None = None) -> bool:
