@@ -14,7 +14,7 @@ __all__ = ["CHALLENGE_FIRST", "CHALLENGE_WINDOW", "MAX_REOPEN", "REOPEN_RIVAL",
            "REOPEN_SLOWER", "SLOW_PATH", "VERIFY_SHARE", "VERIFY_WINDOW", "Verification"]
 
 #: Verification of a winner: about what one call through the slow path costs (at least:
-#: the runtime measures each kernel's own, see :meth:`Tuning.note_overhead`; a stencil's
+#: the runtime measures each kernel's own, see :meth:`Verification.note_overhead`; a stencil's
 #: argument checks alone took 170 us), the share
 #: of the calls' time verification may take, how many sampled calls are compared, how
 #: much slower than recorded they must run (and than the runner-up's record) to reopen
