@@ -569,8 +569,7 @@ def test_a_runner_up_that_became_faster_reopens_the_decision(fresh_cache):
         if not t.done:
             break
     challenges = [r for r in ran if r is not None]
-    # At the 4th, 8th and 16th sampled calls (the first one waits for the verification
-    # window): the third challenge reopens it.
+    # Three in a row once the verification window is full: the third reopens it.
     assert challenges == [False, False, True] and t.reopened == 1
     assert t.challenges == [] and not t.done
     while not t.done:
@@ -590,7 +589,7 @@ def test_a_runner_up_no_faster_leaves_the_decision_and_challenges_fade(fresh_cac
             at.append(n)
             assert not t.challenged(1.1)  # faster than recorded, not 1.2x the winner
     assert t.winner == "a" and t.reopened == 0
-    assert at == [5, 10, 20, 40, 80, 160]  # gaps double: the cost fades
+    assert at == [5, 6, 7, 14, 28, 56, 112, 224]  # three in a row, then gaps double
 
 
 def test_a_preempted_challenge_is_no_evidence(fresh_cache):
@@ -661,9 +660,9 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
         if t.reopened:
             break
     assert t.reopened == 1 and t.checks == []
-    # Every sampled call ran the winner except the challenges: the first once the
-    # verification window is full (the 6th), then at twice as many sampled calls.
+    # Every sampled call ran the winner except the challenges: three in a row once the
+    # verification window is full (the 6th sampled call on).
     assert spec.repeatable is False  # (so no warm-up run: one run per challenge)
-    assert [i for i, v in enumerate(ran) if v != favoured] == [5, 11, 23]
+    assert [i for i, v in enumerate(ran) if v != favoured] == [5, 6, 7]
     until_decided(call, lambda: t.done, len(real))
     assert t.winner != favoured

@@ -173,6 +173,7 @@ class Tuning(Verification):
         self.challenges: list[float] = []  # the runner-up's timed sampled calls
         self._sampled = 0  # the winner's sampled calls since its decision
         self._challenge_at = CHALLENGE_FIRST  # ... at which the runner-up runs instead
+        self._challenges_run = 0  # challenges since the decision, undisturbed or not
         self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
         self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
         self.remembered: str | None = None  # the stored winner, even one not among variants

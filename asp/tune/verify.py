@@ -29,8 +29,9 @@ MAX_REOPEN = 2
 #: (a decision made while another process kept the caches busy chose a streaming variant,
 #: which runs at the same speed either way; once the load was gone ``static`` ran 1.6x
 #: faster and the decision stood).  So a sampled call from the :data:`CHALLENGE_FIRST`-th
-#: on, once :data:`VERIFY_WINDOW` were timed, runs the runner-up instead, and again each
-#: time twice as many sampled calls later (the cost fades), warmed by an untimed run of
+#: on, once :data:`VERIFY_WINDOW` were timed, runs the runner-up instead, so do the next
+#: :data:`CHALLENGE_WINDOW` - 1, and then one each time twice as many sampled calls later
+#: (the cost fades), warmed by an untimed run of
 #: its own where the call may be repeated (and short); when the last
 #: :data:`CHALLENGE_WINDOW` undisturbed challenges have a median :data:`REOPEN_RIVAL`
 #: times faster than the winner's sampled calls, the decision is reopened.
@@ -129,7 +130,13 @@ class Verification:
         """One timed call of the runner-up :meth:`challenger` named.  Reopen the decision
         (and return True) when the last :data:`CHALLENGE_WINDOW` undisturbed ones ran
         :data:`REOPEN_RIVAL` times faster than the winner's sampled calls."""
-        self._challenge_at = 2 * self._sampled
+        # The first CHALLENGE_WINDOW at consecutive sampled calls (a verdict within
+        # about a second of calls: the tune benchmark's quiet half second saw 10-12
+        # sampled calls, and challenges at doubling gaps had not reopened a decision
+        # there), then at doubling gaps.
+        self._challenges_run += 1
+        self._challenge_at = self._sampled + 1 if self._challenges_run < CHALLENGE_WINDOW \
+            else 2 * self._sampled
         if self.winner is None or preempted:
             return False
         self.challenges.append(seconds)
@@ -146,7 +153,7 @@ class Verification:
         """Forget the decision: the next calls tune again (warm-up included)."""
         self.winner = None
         self.challenges = []
-        self._sampled, self._challenge_at = 0, CHALLENGE_FIRST
+        self._sampled, self._challenge_at, self._challenges_run = 0, CHALLENGE_FIRST, 0
         self.provisional = False
         self.trials = {v: [] for v in self.variants}
         self.block = None
