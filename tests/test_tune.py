@@ -571,7 +571,7 @@ def test_a_runner_up_that_became_faster_reopens_the_decision(fresh_cache):
     challenges = [r for r in ran if r is not None]
     # Three in a row once the verification window is full: the third reopens it.
     assert challenges == [False, False, True] and t.reopened == 1
-    assert t.challenges == [] and not t.done
+    assert t.challenges == {} and not t.done
     while not t.done:
         v = t.pick()
         t.record(v, {"stream": 1.0, "static": 0.62, "jam": 2.0}[v])
@@ -592,6 +592,83 @@ def test_a_runner_up_no_faster_leaves_the_decision_and_challenges_fade(fresh_cac
     assert at == [5, 6, 7, 14, 28, 56, 112, 224]  # three in a row, then gaps double
 
 
+def test_every_rival_is_challenged_in_turn(fresh_cache):
+    # Three rivals: a window of three sampled calls each, the fastest recorded first,
+    # then one at doubling gaps, the rivals in turn; none is faster: the decision stays.
+    t = _decided({"a": 1.0, "b": 1.3, "c": 1.25, "d": 1.4})
+    assert t.winner == "a"
+    at = []
+    for n in range(1, 200):
+        t.verify(1.0)
+        rival = t.challenger()
+        if rival is not None:
+            at.append((n, rival))
+            assert not t.challenged(1.05)
+    assert at == [(5, "c"), (6, "c"), (7, "c"), (8, "b"), (9, "b"), (10, "b"),
+                  (11, "d"), (12, "d"), (13, "d"), (26, "c"), (52, "b"), (104, "d")]
+    assert t.winner == "a" and t.reopened == 0
+    assert sorted(t.challenges) == ["b", "c", "d"]
+
+
+def test_a_rival_dropped_from_the_race_is_challenged_and_wins(fresh_cache):
+    # The race ran while "static" was slowed (another process busy): it was dropped after
+    # two rounds; "stream" won.  Quiet now, "static" runs 1.6x faster than "stream": the
+    # runner-up by record ("jam") is no faster, the dropped rival is, and it reopens.
+    t = Tuning(_kernel(), "sig", ["static", "stream", "jam"], mode="online")
+    while not t.done:
+        v = t.pick()
+        t.record(v, {"static": 2.0, "stream": 1.0, "jam": 1.1}[v])
+    assert t.winner == "stream" and "static" in t.recorded
+    assert "dropped" in t.recorded["static"]
+    assert t.rivals() == ["jam", "static"]
+    ran = []
+    for _ in range(30):
+        t.verify(1.0)
+        rival = t.challenger()
+        if rival is not None:
+            ran.append(rival)
+            if t.challenged({"jam": 1.1, "static": 0.62}[rival]):
+                break
+    assert ran == ["jam"] * 3 + ["static"] * 3 and t.reopened == 1 and not t.done
+    while not t.done:
+        v = t.pick()
+        t.record(v, {"static": 0.62, "stream": 1.0, "jam": 1.1}[v])
+    assert t.winner == "static"
+
+
+def test_challenges_keep_to_their_budget(fresh_cache):
+    # A rival 3x slower than the winner on long calls (sampled one call in 16): what
+    # challenges cost beyond the winner's time stays within CHALLENGE_SHARE of the calls'
+    # time since the decision, so they wait for the budget instead of running in a row.
+    t = _decided({"a": 1.0, "b": 3.0})
+    assert t.sample_every() == 16
+    cost = spent = 0.0
+    ran = 0
+    for _ in range(400):
+        t.verify(1.0)
+        spent += 16 * 1.0
+        if t.challenger() is not None:
+            ran += 1
+            cost += 3.0 - 1.0
+            assert not t.challenged(3.0)
+        assert cost <= verify.CHALLENGE_SHARE * spent + 2.0  # (at most one ahead of it)
+    assert ran >= 3  # the window ran, at the budget's pace
+
+
+def test_a_new_decision_starts_its_checks_afresh(fresh_cache):
+    # The winner fails (excluded) after sampled calls were timed: the next winner's
+    # verification and challenges do not inherit the old winner's timings.
+    t = _decided({"a": 1.0, "b": 1.3, "c": 1.4})
+    for _ in range(6):
+        t.verify(1.0)
+        if t.challenger() is not None:
+            t.challenged(1.3)
+    assert t.checks and t.challenges
+    t.exclude("a", "RuntimeError: failed")
+    assert t.winner == "b" and t.checks == [] and t.challenges == {}
+    assert t.rivals() == ["c"]
+
+
 def test_a_preempted_challenge_is_no_evidence(fresh_cache):
     t = _decided({"a": 1.0, "b": 1.3})
     for _ in range(5):
@@ -599,7 +676,7 @@ def test_a_preempted_challenge_is_no_evidence(fresh_cache):
     for _ in range(100):
         if t.challenger() is not None:
             assert not t.challenged(0.1, preempted=True)
-    assert t.winner == "a" and t.challenges == []
+    assert t.winner == "a" and t.challenges == {}
 
 
 def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeypatch, rng):

@@ -55,6 +55,7 @@ from asp.tune import db
 from asp.tune.verify import (  # noqa: F401 - the verification constants, as before
     _DECISION,
     CHALLENGE_FIRST,
+    CHALLENGE_SHARE,
     CHALLENGE_WINDOW,
     MAX_REOPEN,
     REOPEN_RIVAL,
@@ -162,7 +163,6 @@ class Tuning(Verification):
         self.winner: str | None = None
         self.provisional = False  # decided by the budget, not by separation
         self.recorded: dict = {}  # the timings the decision was made on (or remembered)
-        self.checks: list[float] = []  # sampled real calls of the winner, newest last
         self.overheads: list[float] = []  # what the slow path added to them, newest last
         self.last_run: float | None = None  # the winner's time in the sampled call now
         self.reopened = 0
@@ -170,10 +170,8 @@ class Tuning(Verification):
         # is made among the others until they join (or fail to).
         self.pending: set[str] = set()
         self._calls = 0  # winner's calls seen by due()
-        self.challenges: list[float] = []  # the runner-up's timed sampled calls
-        self._sampled = 0  # the winner's sampled calls since its decision
-        self._challenge_at = CHALLENGE_FIRST  # ... at which the runner-up runs instead
-        self._challenges_run = 0  # challenges since the decision, undisturbed or not
+        # the winner's sampled calls (checks), each rival's timed challenges, the schedule
+        self.watch()
         self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
         self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
         self.remembered: str | None = None  # the stored winner, even one not among variants
@@ -360,6 +358,7 @@ class Tuning(Verification):
 
     def _decide(self, live: list[str], winner: str) -> None:
         self.winner = winner
+        self.watch()  # (a winner excluded and decided again: its checks were another's)
         timings = {v: {"best": min(self.trials[v]), "runs": len(self.trials[v])}
                    for v in live}
         timings.update({v: {"best": min(self.trials[v]), "runs": len(self.trials[v]),

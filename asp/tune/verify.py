@@ -2,15 +2,15 @@
 :class:`asp.tune.tuner.Tuning`): one real call in N is timed, N keeping the cost near
 :data:`VERIFY_SHARE` of the calls' time; the decision is reopened when the winner runs
 clearly slower than recorded and than its runner-up was, when a noisy decision's calls
-run undisturbed, or when the runner-up, run instead of the winner now and then
-(*challenges*), runs clearly faster.  The constants live here; :mod:`asp.tune.tuner`
-re-exports them (tests set ``verify.MAX_REOPEN``)."""
+run undisturbed, or when another variant, run instead of the winner now and then
+(*challenges*: every rival in turn), runs clearly faster.  The constants live here;
+:mod:`asp.tune.tuner` re-exports them (tests set ``verify.MAX_REOPEN``)."""
 from __future__ import annotations
 
 import math
 import statistics
 
-__all__ = ["CHALLENGE_FIRST", "CHALLENGE_WINDOW", "MAX_REOPEN", "REOPEN_RIVAL",
+__all__ = ["CHALLENGE_FIRST", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN", "REOPEN_RIVAL",
            "REOPEN_SLOWER", "SLOW_PATH", "VERIFY_SHARE", "VERIFY_WINDOW", "Verification"]
 
 #: Verification of a winner: about what one call through the slow path costs (at least:
@@ -25,18 +25,25 @@ VERIFY_WINDOW = 5
 REOPEN_SLOWER = 1.5
 REOPEN_RIVAL = 1.2
 MAX_REOPEN = 2
-#: Challenges: a winner's own sampled calls cannot show that the runner-up became faster
+#: Challenges: a winner's own sampled calls cannot show that another variant became faster
 #: (a decision made while another process kept the caches busy chose a streaming variant,
 #: which runs at the same speed either way; once the load was gone ``static`` ran 1.6x
-#: faster and the decision stood).  So a sampled call from the :data:`CHALLENGE_FIRST`-th
-#: on, once :data:`VERIFY_WINDOW` were timed, runs the runner-up instead, so do the next
-#: :data:`CHALLENGE_WINDOW` - 1, and then one each time twice as many sampled calls later
-#: (the cost fades), warmed by an untimed run of
-#: its own where the call may be repeated (and short); when the last
-#: :data:`CHALLENGE_WINDOW` undisturbed challenges have a median :data:`REOPEN_RIVAL`
-#: times faster than the winner's sampled calls, the decision is reopened.
+#: faster and the decision stood).  So, once :data:`VERIFY_WINDOW` sampled calls were
+#: timed, from the :data:`CHALLENGE_FIRST`-th on, sampled calls run each *rival* in turn
+#: instead of the winner, :data:`CHALLENGE_WINDOW` calls in a row each: every variant that
+#: was timed and can run, the ones dropped from the race included (a race run under load
+#: dropped ``static``, and a challenge of the runner-up alone never ran it), the fastest
+#: recorded first.  Then one challenge each time twice as many sampled calls later, the
+#: rivals in turn (the cost fades).  A challenge is warmed by an untimed run of its own where
+#: the call may be repeated (and short).  When the last :data:`CHALLENGE_WINDOW`
+#: undisturbed challenges of one rival have a median :data:`REOPEN_RIVAL` times faster than
+#: the winner's sampled calls, the decision is reopened.  What challenges cost beyond the
+#: winner's time is kept within :data:`CHALLENGE_SHARE` of the calls' time since the
+#: decision: a challenge waits for the budget (a rival dropped at 3x the winner's time,
+#: on a call of 150 ms, runs about once in six sampled calls).
 CHALLENGE_FIRST = 4
 CHALLENGE_WINDOW = 3
+CHALLENGE_SHARE = 0.02
 
 #: The key, among a remembered winner's timings, of how the decision was made.
 _DECISION = "_decision"
@@ -45,7 +52,8 @@ _DECISION = "_decision"
 class Verification:
     """The verification half of :class:`~asp.tune.tuner.Tuning`, whose ``__init__`` sets
     the state these methods read (``winner``, ``mode``, ``variants``, ``recorded``,
-    ``checks``, ``overheads``, ``challenges``, ``noisy``, ``quiet``, ``reopened``)."""
+    ``excluded``, ``pending``, ``overheads``, ``noisy``, ``quiet``, ``reopened``) and
+    calls :meth:`watch` (``checks``, ``challenges``), as does every decision."""
 
     def expected(self) -> float | None:
         """The winner's typical time when it was chosen (None if unknown)."""
@@ -110,55 +118,80 @@ class Verification:
             return True
         return False
 
+    def rivals(self) -> list[str]:
+        """The variants a challenge may run instead of the winner: every other one that
+        was timed (dropped from the race or not) and is neither excluded nor compiling,
+        the fastest recorded first."""
+        best = {v: t["best"] for v, t in self.recorded.items()
+                if v != self.winner and v in self.variants and v not in self.excluded
+                and v not in self.pending and isinstance(t, dict) and "best" in t}
+        return sorted(best, key=best.get)
+
     def challenger(self) -> str | None:
-        """For a sampled call of the winner: the runner-up (the fastest recorded other
-        live variant) if this call is one to run it instead (see :data:`CHALLENGE_FIRST`),
-        else None."""
+        """For a sampled call of the winner: the rival to run instead (see
+        :data:`CHALLENGE_FIRST`), or None to run the winner."""
         if self.winner is None or self.mode != "online" or self.reopened >= MAX_REOPEN:
             return None
         self._sampled += 1
         if self._sampled < self._challenge_at or len(self.checks) < VERIFY_WINDOW:
             return None
-        live = self.candidates()
-        rivals = {v: t["best"] for v, t in self.recorded.items()
-                  if v != self.winner and v in live and isinstance(t, dict) and "best" in t}
+        now = statistics.median(self.checks)
+        self._spent += now * self.sample_every()  # the calls since the last sampled one
+        if self._cost > CHALLENGE_SHARE * self._spent:
+            return None  # over budget: the winner runs, the challenge waits
+        rivals = self.rivals()
         if not rivals:
             return None
-        return min(rivals, key=rivals.get)
+        self._rival = rivals[(self._challenges_run // CHALLENGE_WINDOW) % len(rivals)
+                             if self._challenges_run < CHALLENGE_WINDOW * len(rivals)
+                             else self._challenges_run % len(rivals)]
+        return self._rival
 
     def challenged(self, seconds: float, preempted: bool = False) -> bool:
-        """One timed call of the runner-up :meth:`challenger` named.  Reopen the decision
-        (and return True) when the last :data:`CHALLENGE_WINDOW` undisturbed ones ran
-        :data:`REOPEN_RIVAL` times faster than the winner's sampled calls."""
-        # The first CHALLENGE_WINDOW at consecutive sampled calls (a verdict within
-        # about a second of calls: the tune benchmark's quiet half second saw 10-12
-        # sampled calls, and challenges at doubling gaps had not reopened a decision
-        # there), then at doubling gaps.
+        """One timed call of the rival :meth:`challenger` named.  Reopen the decision
+        (and return True) when the rival's last :data:`CHALLENGE_WINDOW` undisturbed
+        ones ran :data:`REOPEN_RIVAL` times faster than the winner's sampled calls."""
+        # Each rival's window at consecutive sampled calls (a verdict within about a
+        # second of calls: the tune benchmark's quiet half second saw 10-16 sampled
+        # calls, and challenges at doubling gaps had not reopened a decision there),
+        # then one at doubling gaps.
+        rival, self._rival = self._rival, None
         self._challenges_run += 1
-        self._challenge_at = self._sampled + 1 if self._challenges_run < CHALLENGE_WINDOW \
+        first_round = CHALLENGE_WINDOW * max(len(self.rivals()), 1)
+        self._challenge_at = self._sampled + 1 if self._challenges_run < first_round \
             else 2 * self._sampled
-        if self.winner is None or preempted:
+        if self.winner is None or rival is None:
             return False
-        self.challenges.append(seconds)
-        del self.challenges[:-CHALLENGE_WINDOW]
-        if len(self.challenges) < CHALLENGE_WINDOW or not self.checks \
-                or self.reopened >= MAX_REOPEN:
+        winner = statistics.median(self.checks) if self.checks else seconds
+        self._cost += max(seconds - winner, 0.0)
+        if preempted:
             return False
-        if statistics.median(self.challenges) * REOPEN_RIVAL < statistics.median(self.checks):
+        mine = self.challenges.setdefault(rival, [])
+        mine.append(seconds)
+        del mine[:-CHALLENGE_WINDOW]
+        if len(mine) < CHALLENGE_WINDOW or not self.checks or self.reopened >= MAX_REOPEN:
+            return False
+        if statistics.median(mine) * REOPEN_RIVAL < winner:
             self.reopen()
             return True
         return False
 
+    def watch(self) -> None:
+        """A new decision (or none): its verification and challenges start afresh."""
+        self.checks = []
+        self.challenges = {}
+        self._rival = None
+        self._sampled, self._challenge_at, self._challenges_run = 0, CHALLENGE_FIRST, 0
+        self._spent = self._cost = 0.0
+
     def reopen(self) -> None:
         """Forget the decision: the next calls tune again (warm-up included)."""
         self.winner = None
-        self.challenges = []
-        self._sampled, self._challenge_at, self._challenges_run = 0, CHALLENGE_FIRST, 0
+        self.watch()
         self.provisional = False
         self.trials = {v: [] for v in self.variants}
         self.block = None
         self.dropped = {}
-        self.checks = []
         self.noise = self.preempted = self.quiet = 0
         self.noisy = False
         self.reopened += 1
