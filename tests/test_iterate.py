@@ -413,7 +413,19 @@ def test_ring_rows_are_aligned_and_their_peel_loops_stay_scalar(fresh_cache, mon
     jit = iterate_module.iteration_jit(k, u, 0.1)
     s = jit.specialization(u, 0.1, np.zeros_like(u), np.zeros_like(u), 19)
     src = s.source
-    assert src.count("aligned_alloc(64, ") == len(s.entries) - 1  # every blocked one
+    # One blocked function per jam; every point of the space is an entry that calls one
+    # with its depth and tile sizes.
+    blocked = re.findall(r"^int (stencil_iter_j\d+)\(", src, re.M)
+    assert blocked and src.count("aligned_alloc(64, ") == len(blocked)
+    calls = re.findall(r"return (stencil_iter_j\d+)\(.*INT64_C\((\d+)\), INT64_C\((\d+)\), "
+                       r"INT64_C\((\d+)\)\);", src)
+    assert len(calls) == len(s.entries) - 1 and {c[0] for c in calls} == set(blocked)
+    for name in s.entries:
+        if name != "steps":
+            m = re.fullmatch(r"blk_d(\d+)_r(\d+)_w(\d+)(?:_j(\d+))?", name)
+            assert m, name
+            jam = m.group(4) or "1"
+            assert (f"stencil_iter_j{jam}", *m.group(1, 2, 3)) in calls, name
     peel = re.findall(r"(#pragma omp simd\s*)?for \(int64_t asp_i1 = asp_f1; asp_i1 < asp_al;", src)
     assert peel and not any(pragma for pragma in peel)
     assert "asp_i1 = asp_al > asp_f1 ? asp_al : asp_f1" in src

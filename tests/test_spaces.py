@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from asp.codegen.template import render, template_function
 from asp.runtime import JitKernel, Space, Variant
@@ -133,3 +134,56 @@ def test_exhaustive_tuning_times_every_point_and_a_later_process_keeps_its_winne
     assert k2.chosen_variant(3.0, x, y) == outside
     entries = k2.specialization(3.0, x, y).entries
     assert outside in entries and len(entries) == 7  # static, the sample of 5, the winner
+
+
+BOUND_BODY = """
+    (void)w_n0;
+    #pragma omp parallel for schedule(dynamic, chunk)
+    for (int64_t i = 0; i < x_n0; ++i) { w[i] = x[i]; out[i] = axpy(a, w[i], y[i]) + 0 * unroll; }
+    return 0;
+"""
+
+
+class BoundAxpy(ChunkedAxpy):
+    """The chunk space with the chunk and unroll as the variants' bound constants: one
+    C function serves every point."""
+
+    def _make(self, specs, names, chunk, unroll):
+        self.made.append({"chunk": chunk, "unroll": unroll})
+        if not hasattr(self, "_shared"):
+            self._shared = template_function("axpy_chunked", names, specs, render(
+                BOUND_BODY, kernel=self.name), bound=("chunk", "unroll"))
+        return Variant(f"chunk{chunk}_u{unroll}", self._shared, bound=(chunk, unroll))
+
+
+def test_points_that_share_a_function_compile_it_once(fresh_cache, monkeypatch):
+    from asp.runtime.build import units
+    from asp.runtime.plan import functions_of
+
+    spec = BoundAxpy(sample=6)
+    k = JitKernel(spec)
+    x, y = np.random.default_rng(3).standard_normal((2, 50_000))
+    np.testing.assert_allclose(k(2.0, x, y), 2 * x + y, rtol=1e-15)
+    from asp.runtime import wait_for_builds
+    wait_for_builds()
+    k(2.0, x, y)
+    s = k.specialization(2.0, x, y)
+    points = {f"chunk{p['chunk']}_u{p['unroll']}": p for p in spec.made}
+    assert len(points) == 6 and set(s.entries) == {"static", *points}
+    assert not s.check_failures and not s.tuning.excluded
+    # One definition, one entry per point passing its constants.
+    assert s.source.count("int axpy_chunked(") == 1
+    for name, p in points.items():
+        assert f"asp_entry_{name}(" in s.source
+        assert f"INT64_C({p['chunk']}), INT64_C({p['unroll']}));" in s.source
+        np.testing.assert_allclose(k.run_variant(name, 2.0, x, y), 2 * x + y, rtol=1e-15)
+    # Variants sharing a function stay in one translation unit.
+    vs = [spec._make(s.specs, ("a", "x", "y", "w", "out"), c, u) for c, u in
+          ((64, 1), (128, 1), (256, 2), (512, 4), (1024, 1))]
+    assert units(vs, 2) == [tuple(vs)] and functions_of(vs) == (vs[0].function,)
+    other = ChunkedAxpy()._make(s.specs, ("a", "x", "y", "w", "out"), 64, 1)
+    clash = Variant("clash", dataclasses.replace(other.function, name="axpy_chunked"))
+    with pytest.raises(ValueError, match="clash: another variant's function has the name"):
+        functions_of([*vs, clash])
+    with pytest.raises(TypeError, match="bound values must be ints"):
+        Variant("bad", vs[0].function, bound=(1.5,))

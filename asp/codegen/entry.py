@@ -71,8 +71,11 @@ def abi_params(names: Sequence[str], specs: Sequence[ArgSpec], *,
     return tuple(out)
 
 
-def entry_point(symbol: str, target: str, specs: Sequence[ArgSpec]) -> EntryPoint:
-    """The entry ``symbol`` that unpacks the ABI and calls ``target``."""
+def entry_point(symbol: str, target: str, specs: Sequence[ArgSpec],
+                bound: Sequence[int] = ()) -> EntryPoint:
+    """The entry ``symbol`` that unpacks the ABI and calls ``target``, with the
+    constants ``bound`` after the call's arguments (a variant's, see
+    :attr:`asp.runtime.plan.Variant.bound`)."""
     args, p, d, f, i = [], 0, 0, 0, 0
     for spec in specs:
         if spec.kind == "array":
@@ -89,6 +92,7 @@ def entry_point(symbol: str, target: str, specs: Sequence[ArgSpec]) -> EntryPoin
         else:
             args.append(f"i[{i}]")
             i += 1
+    args += [f"INT64_C({int(b)})" for b in bound]
     return EntryPoint(symbol, target, tuple(args))
 
 

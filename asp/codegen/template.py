@@ -56,11 +56,14 @@ def render(source: str | Path | Template, *, kernel: str = "", **context) -> str
 
 
 def template_function(name: str, names: Sequence[str], specs, body: str, *,
-                      ret: str = "int", static: bool = False) -> ir.Function:
+                      ret: str = "int", static: bool = False,
+                      bound: Sequence[str] = ()) -> ir.Function:
     """An IR function ``name`` over arguments ``names`` (guards ``specs``, in ABI order:
     each array a ``restrict`` pointer, ``const`` unless written, then one ``int64_t``
     extent ``<name>_n<k>`` per dimension; floats ``double``; ints ``int64_t``) whose
     body is the C text ``body``.  A kernel returns 0, or the 1-based index of the
-    error it met in ``Plan.errors``."""
-    return ir.Function(name, abi_params(names, specs), ir.Block((ir.Verbatim(body, name),)),
+    error it met in ``Plan.errors``.  ``bound``: ``int64_t`` parameters after those, the
+    constants of the variants that share the function (:attr:`asp.runtime.Variant.bound`)."""
+    params = (*abi_params(names, specs), *(ir.Param(b, "int64_t") for b in bound))
+    return ir.Function(name, params, ir.Block((ir.Verbatim(body, name),)),
                        ret=ret, static=static)

@@ -81,17 +81,22 @@ LATE_UNITS = 2
 
 
 def units(variants: Sequence[Variant], n: int) -> list[tuple[Variant, ...]]:
-    """``variants`` in at most ``n`` groups of about equal size (IR nodes: gcc's work
-    grows with the code), each in the plan's order; one group if they are few."""
-    if n <= 1 or len(variants) < 4:
+    """``variants`` in at most ``n`` groups of about equal size (IR nodes of their
+    functions: gcc's work grows with the code), each in the plan's order; one group if
+    they are few.  Variants that share a function (:attr:`Variant.bound`) stay in one
+    group: it is compiled once."""
+    shared: dict[str, list[Variant]] = {}
+    for v in variants:
+        shared.setdefault(v.function.name, []).append(v)
+    if n <= 1 or len(shared) < 4:
         return [tuple(variants)]
-    size = {v.name: sum(1 for _ in v.function.walk()) for v in variants}
+    size = {f: sum(1 for _ in vs[0].function.walk()) for f, vs in shared.items()}
     bins: list[list[Variant]] = [[] for _ in range(n)]
     load = [0] * n
-    for v in sorted(variants, key=lambda v: -size[v.name]):
+    for f in sorted(shared, key=lambda f: -size[f]):
         i = load.index(min(load))
-        bins[i].append(v)
-        load[i] += size[v.name]
+        bins[i] += shared[f]
+        load[i] += size[f]
     order = {v.name: i for i, v in enumerate(variants)}
     return [tuple(sorted(b, key=lambda v: order[v.name])) for b in bins if b]
 

@@ -20,20 +20,44 @@ from asp.frontend.names import GlobalReads
 from asp.ir import platform as ir
 from asp.runtime.abi import ArgSpec
 
-__all__ = ["Plan", "Prepared", "Space", "Specializer", "Variant"]
+__all__ = ["Plan", "Prepared", "Space", "Specializer", "Variant", "functions_of"]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One code variant: a name the tuner reports and its lowered kernel function."""
+    """One code variant: a name the tuner reports and its lowered kernel function.
+
+    ``bound``: integer constants the variant's entry passes to ``function`` after the
+    call's own arguments (``int64_t`` parameters that end its list).  Variants that
+    differ only in such values (the points of a search space over tile sizes) may share
+    one function object: a translation unit holds it once, and each variant is an entry
+    that calls it with its own constants, so the space costs one function's compile
+    instead of one per point."""
 
     name: str
     function: ir.Function
+    bound: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not (self.name.isascii() and self.name.isidentifier()):
             raise ValueError(f"variant name {self.name!r}: must be a C identifier (letters, "
                              "digits, underscores): it names the variant's entry point")
+        if not all(isinstance(b, int) and not isinstance(b, bool) for b in self.bound):
+            raise TypeError(f"variant {self.name}: bound values must be ints, got "
+                            f"{self.bound!r}")
+
+
+def functions_of(variants) -> tuple[ir.Function, ...]:
+    """The distinct functions of ``variants``, in order (variants may share one, see
+    :attr:`Variant.bound`); two different functions under one name are a specializer's
+    bug, said here rather than by the C compiler."""
+    seen: dict[str, ir.Function] = {}
+    for v in variants:
+        fn = seen.setdefault(v.function.name, v.function)
+        if fn is not v.function and fn != v.function:
+            raise ValueError(f"variant {v.name}: another variant's function has the name "
+                             f"{fn.name!r} but other code")
+    return tuple(seen.values())
 
 
 @dataclass(frozen=True)

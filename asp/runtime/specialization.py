@@ -41,7 +41,7 @@ from asp.passes.pipeline import dump
 from asp.runtime.abi import MISS, OPENMP, ArgSpec, make_entry
 from asp.runtime.build import LATE_UNITS, QUICK, expand_spaces, quick_first, tiers, units
 from asp.runtime.check import check_variants
-from asp.runtime.plan import Plan, Variant
+from asp.runtime.plan import Plan, Variant, functions_of
 from asp.tune.tuner import Tuning
 
 __all__ = ["QUICK", "Specialization", "build_late", "build_variants", "check_limits",
@@ -384,8 +384,9 @@ def build_variants(plan: Plan, kernel_id: str, *, quick: bool = False
     ``{variant: why}`` for those that did not compile on their own.
     """
     def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
-        eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs) for v in variants]
-        module = ir.Module(functions=tuple(v.function for v in variants),
+        eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs, v.bound)
+               for v in variants]
+        module = ir.Module(functions=functions_of(variants),
                            includes=plan.includes, preamble=plan.preamble,
                            helpers=plan.helpers)
         dump(f"{kernel_id} [{plan.signature}]: module", module)

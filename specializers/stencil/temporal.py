@@ -242,7 +242,7 @@ class IterateSpecializer(Specializer):
         # (Spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-5|{levels}|{spaces}".encode(
+        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-6|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
     def location(self):
@@ -291,15 +291,17 @@ class IterateSpecializer(Specializer):
         lo, hi = radius(k, dim)
         reach = max((*lo, *hi, 1))
         build = Builder(k, tuple(st.params[:K]), names, specs, dim, ghost, reach)
-        variants = (Variant("steps", build.function("steps", 1, (1,) * dim)),)
+        variants = (Variant("steps", build.steps_function("steps")),)
         spaces = ()
         if why is None:
+            blocked = functools.cache(build.function)  # one function per jam
+
             def make(depth: int, rows: int, width: int, jam: int = 1,
                      span: int | None = None) -> Variant:
                 name = (f"blk_d{depth}_r{rows}_w{width}" + (f"x{span}" if span else "")
                         + (f"_j{jam}" if jam > 1 else ""))
                 tiles = (rows, *(width,) * (dim - 2), span or width)
-                return Variant(name, build.function(name, depth, tiles, jam))
+                return Variant(name, blocked(jam), bound=(depth, *tiles))
             bounds = tuple(int(n) for n in cls.split("x"))  # the size class of the grids
             points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K)
             spaces = tuple(Space(f"blocking d{d}", params, make, sample=SAMPLE)

@@ -26,10 +26,13 @@ from specializers.stencil.domain import GridRead
 from specializers.stencil.lowering import _Body, pname
 from specializers.stencil.variants import serial_points, vectorize_points
 
-__all__ = ["STEPS", "Builder", "ring_rows"]
+__all__ = ["BOUND", "STEPS", "Builder", "ring_rows"]
 
 I64 = "int64_t"
 STEPS = "asp_steps"
+#: The blocked function's parameters after the entry's own: the depth (steps per
+#: pass), then the tile's extent along each axis (as many as the grid has).
+BOUND = ("asp_depth", "asp_tile0", "asp_tile1", "asp_tile2")
 #: Bytes of a cache line: what ring rows are aligned to.
 LINE = 64
 
@@ -84,9 +87,10 @@ class _LevelBody(_Body):
         return ir.ArrayRef(array, _ring_index(coords, *self.ring))
 
 
-def _ring_index(coords, mask: int, strides: tuple[int, ...]) -> ir.Expr:
+def _ring_index(coords, mask: int, strides: tuple) -> ir.Expr:
     """The index of a point in one level's ring: the row's slot, then the point's offsets
-    from the tile's halo origin (``asp_b<a>``), axis ``a`` ``strides[a]`` long."""
+    from the tile's halo origin (``asp_b<a>``), axis ``a`` ``strides[a]`` long (an
+    expression; ``strides[0]`` is not read)."""
     e: ir.Expr = _op("&", coords[0], mask)
     for a in range(1, len(coords)):
         e = _op("+", _op("*", e, strides[a]), _op("-", coords[a], _v(f"asp_b{a}")))
@@ -175,13 +179,14 @@ class Builder:
             "*", _op("-", _v("asp_l"), 2 + j), lvl)))
             for j in range(self.K) if not case or j < case - 1]
 
-    def function(self, name: str, depth: int, tiles: tuple[int, ...],
-                 jam: int = 1) -> ir.Function:
-        """``tiles``: the tile's extent along each axis; ``jam``: rows (planes) of a
-        level computed in one sweep along the others, which read the rows they share
-        once (the wavefront advances ``jam`` rows at a time)."""
-        if depth == 1:
-            return self.steps_function(name)
+    def function(self, jam: int = 1) -> ir.Function:
+        """The blocked iteration that computes ``jam`` rows (planes) of a level in one
+        sweep along the other axes, which read the rows they share once (the wavefront
+        advances ``jam`` rows at a time).  Its depth and the tile's extent along each
+        axis are parameters after the entry's own (:data:`BOUND`): every point of a
+        space with this jam is one variant of this one function
+        (:attr:`asp.runtime.Variant.bound`), so a space costs a compile per jam, not per
+        point."""
         dim, g, R, ct, K = self.dim, self.g, self.R, self.ctype, self.K
         ring = ring_rows(K, R, jam)
         mask = ring - 1
@@ -189,25 +194,38 @@ class Builder:
         # lines long): their vectorized loops begin at an aligned point (see nest).
         itemsize = dtype_of(ct).itemsize
         line = max(LINE // itemsize, 1)
-        stride = [t + 2 * depth * R for t in tiles]
-        stride[-1] = -(-stride[-1] // line) * line
-        plane = math.prod(stride[1:])
-        lvl = ring * plane  # elements of one level's ring
+        depth = _v("asp_depth")
+        tiles = [_v(f"asp_tile{a}") for a in range(dim)]
+        halo = _op("*", _op("*", depth, 2), R)
         n = [self.n(a) for a in range(dim)]
         S, D, y, ext, s = _v(STEPS), _v("asp_d"), _v("asp_y"), _v("asp_ext"), _v("asp_s")
         ix = self.ivars()
-        rix = (mask, tuple(stride))
 
         pre: list[ir.Stmt] = [ir.Declare("int", "asp_bad", ir.Const(0, "int"))]
+        # A ring row: the tile and its halo along each axis after the first, the last
+        # rounded up to whole cache lines; one level's ring: ``ring`` such rows.
+        for a in range(1, dim):
+            extent = _op("+", tiles[a], halo)
+            if a == dim - 1:
+                extent = _op("&", _op("+", extent, line - 1), -line)
+            pre.append(ir.Declare(I64, f"asp_rs{a}", extent, const=True))
+        plane: ir.Expr = _v("asp_rs1")
+        for a in range(2, dim):
+            plane = _op("*", plane, _v(f"asp_rs{a}"))
+        pre += [ir.Declare(I64, "asp_plane", plane, const=True),
+                ir.Declare(I64, "asp_lvl", _op("*", _c(ring), _v("asp_plane")), const=True)]
+        plane, lvl = _v("asp_plane"), _v("asp_lvl")  # elements of a row, of a level's ring
+        rix = (mask, (None, *(_v(f"asp_rs{a}") for a in range(1, dim))))
         count: ir.Expr = _c(1)
         for a in range(dim):  # tiles along each axis of the interior [g, n - g)
             inner = _op("-", n[a], 2 * g)
             pre.append(ir.Declare(I64, f"asp_nt{a}", ir.Ternary(
-                _op(">", inner, 0), _op("/", _op("+", inner, tiles[a] - 1), tiles[a]),
+                _op(">", inner, 0), _op("/", _op("+", inner, _op("-", tiles[a], 1)), tiles[a]),
                 _c(0)), const=True))
             count = _op("*", count, _v(f"asp_nt{a}"))
         pre += [ir.Declare(I64, "asp_ntiles", count, const=True),
-                ir.Declare(I64, "asp_np", _op("/", _op("+", S, depth - 1), depth), const=True)]
+                ir.Declare(I64, "asp_np", _op("/", _op("+", S, _op("-", depth, 1)), depth),
+                           const=True)]
 
         # -- one tile ------------------------------------------------------------------
         tile: list[ir.Stmt] = []
@@ -224,8 +242,8 @@ class Builder:
                      ir.Declare(I64, f"asp_hi{a}", _min(_op("+", _v(f"asp_lo{a}"), tiles[a]),
                                                         _op("-", n[a], g)), const=True)]
             if a:
-                tile.append(ir.Declare(I64, f"asp_b{a}", _op("-", _v(f"asp_lo{a}"), depth * R),
-                                       const=True))
+                tile.append(ir.Declare(I64, f"asp_b{a}", _op("-", _v(f"asp_lo{a}"),
+                                                             _op("*", depth, R)), const=True))
 
         # -- one level of the wavefront at position s: rows yj .. yj + jam - 1 ----------
         yj = _v("asp_yj")
@@ -256,7 +274,7 @@ class Builder:
         rout = ir.ArrayRef("asp_rout", _ring_index(ix, *rix))
         zero_row = ir.ExprStmt(ir.Call("memset", (
             ir.UnaryOp("&", ir.ArrayRef("asp_rout", _op("*", _op("&", y, mask), plane))),
-            _c(0), _op("*", _c(plane), ir.Call("sizeof", (_v(ct),))))))
+            _c(0), _op("*", plane, ir.Call("sizeof", (_v(ct),))))))
         # Rows of the grid's border are zero after the first step (as K(u) leaves
         # them): a ring slot that a border row takes is cleared, not computed.
         border = _op("||", _op("<", y, g), _op(">=", y, _op("-", n[0], g)))
@@ -307,13 +325,15 @@ class Builder:
             ir.For("asp_t", _c(0), _v("asp_ntiles"), ir.Block(tuple(tile)),
                    parallel=ir.Parallel(schedule="dynamic", chunk=1), independent=True),
         ))
-        size = -(-(depth - 1) * lvl * itemsize // LINE) * LINE
+        # (aligned_alloc takes a size that is a whole number of its alignment)
+        size = _op("&", _op("+", _op("*", _op("*", _op("-", depth, 1), lvl), itemsize),
+                            LINE - 1), -LINE)
         region = _block(
             ir.Declare(f"{ct} *", "asp_ring", ir.Cast(f"{ct} *", ir.Call(
-                "aligned_alloc", (_c(LINE), _c(size))))),
+                "aligned_alloc", (_c(LINE), size)))),
             passes,
             ir.ExprStmt(ir.Call("free", (_v("asp_ring"),))))
-        return self.finish(name, pre, region)
+        return self.finish(f"j{jam}", pre, region, bound=BOUND[:1 + dim])
 
     def jammed(self, jam: int, lvl: int, rix: tuple, f: list, t: list,
                line: int) -> ir.Block:
@@ -344,15 +364,18 @@ class Builder:
             *each)
         return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
 
-    def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block) -> ir.Function:
+    def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block,
+               bound: tuple[str, ...] = ()) -> ir.Function:
         """The entry function: ``pre``, then ``region`` on a team of threads when the grid
-        is large enough; returns whether a thread's buffers could not be allocated."""
+        is large enough; returns whether a thread's buffers could not be allocated.
+        ``bound``: ``int64_t`` parameters after the entry's own (a variant's constants)."""
         size: ir.Expr = self.n(0)
         for a in range(1, self.dim):
             size = _op("*", size, self.n(a))
         team = ir.Region(region, when=_op(">", size, serial_points()),
                          reductions=(("|", "asp_bad"),))
-        params = abi_params(self.names, self.specs)
+        params = (*abi_params(self.names, self.specs),
+                  *(ir.Param(b, I64) for b in bound))
         fn = ir.Function(f"stencil_iter_{name}", params,
                          _block(*pre, team, ir.Return(_v("asp_bad"))), ret="int")
         return vectorize_points(fn, var=f"asp_i{self.dim - 1}")
