@@ -253,7 +253,14 @@ def _verification(cache: str) -> tuple[float, str]:
     s = k.specialization(u, 0.1, out)
     # The call's own size bucket: the signature's tuning ("") never decides for a stencil.
     tuning = s.tuning_for(jit.specializer.prepare((u, 0.1, out)).bucket)
-    for _ in range(3):  # steady state: the rate follows what the sampled calls measured
+    # Steady state: past the first sampled calls after the decision (sampled more often),
+    # and the rate follows what the sampled calls measured.
+    for _ in range(200):
+        if not tuning.early():
+            break
+        for _ in range(max(tuning.sample_every(), 1)):
+            k.kernel(u, 0.1, out)
+    for _ in range(3):
         for _ in range((VERIFY_WINDOW + 1) * max(tuning.sample_every(), 1)):
             k.kernel(u, 0.1, out)
     winner = jit.chosen_variant(u, 0.1, out)

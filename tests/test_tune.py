@@ -430,7 +430,12 @@ def test_the_sampling_rate_follows_the_calls_time_now_not_the_record(fresh_cache
         t.verify(80e-6)
     assert t.winner == "a"
     now = math.ceil(tuner.SLOW_PATH / (tuner.VERIFY_SHARE * 80e-6))
-    assert t.sample_every() == now > recorded
+    # The first sampled calls after a decision come VERIFY_EARLY_RATE times as often.
+    early = math.ceil(tuner.SLOW_PATH / (tuner.VERIFY_SHARE * verify.VERIFY_EARLY_RATE * 80e-6))
+    assert t.sample_every() == max(early, 16) and early < now
+    while t._samples < verify.VERIFY_EARLY:
+        t.verify(80e-6)
+    assert t.winner == "a" and t.sample_every() == now > recorded
 
 
 def test_verification_samples_are_a_small_share_of_calls(fresh_cache, monkeypatch, rng):
@@ -480,6 +485,7 @@ def test_a_dear_slow_path_is_sampled_less_often(fresh_cache, monkeypatch, rng):
         return x * 4.0
 
     monkeypatch.setattr(verify, "MAX_REOPEN", 0)  # the rate is tested, not a busy machine
+    monkeypatch.setattr(verify, "VERIFY_EARLY", 0)  # (the steady rate)
     real = quadruple.jit.specializer.prepare
     monkeypatch.setattr(quadruple.jit.specializer, "prepare",
                         lambda args: time.sleep(0.002) or real(args))

@@ -5,7 +5,8 @@ Modes (``ASP_TUNE``):
 * ``off``: always the first variant (the specializer lists its safest first).
 * ``online`` (default, the paper's way): real calls run the variants in turn, the
   one with the fewest timings next, each for a *block* of consecutive calls of which
-  only the last is timed.  The others warm up: fresh pages on a variant's first call,
+  the last few are timed and the fastest of those counts (:data:`TIMED_CALLS`: one
+  call's time jitters).  The others warm up: fresh pages on a variant's first call,
   and the caches every time, since the variant before it left them in its own state (a
   streaming-store variant leaves the output out of cache, so a cache-friendly variant
   timed right after it pays for misses it never has in steady state).  One warm-up
@@ -66,7 +67,7 @@ from asp.tune.verify import (  # noqa: F401 - the verification constants, as bef
     Verification,
 )
 
-__all__ = ["MAX_ROUNDS", "ROUNDS", "Tuning", "calls_to_decide", "time_call"]
+__all__ = ["MAX_ROUNDS", "ROUNDS", "TIMED_CALLS", "Tuning", "calls_to_decide", "time_call"]
 
 #: Timed rounds before a decision can be made, and the budget after which the best so
 #: far wins provisionally.
@@ -99,6 +100,14 @@ MAX_PREEMPTED = 200
 #: decision is provisional, and this process tunes again once :data:`VERIFY_WINDOW`
 #: sampled calls in a row ran with no thread preempted (the load is gone).
 NOISY_SHARE = 0.25
+#: A block's timed calls, after its warm-up: calls until they took this long together, at
+#: least one and at most :data:`TIMED_CALLS`; the block's timing is the fastest of them.
+#: One call's time jitters with the team's start and the caches (noise only slows a
+#: run): on a quiet Zen 4 the 512^2 heat step's ``static``, timed one call per block,
+#: ran 82-126 us in tunings where it runs 63-78 us in a loop, and a streaming variant
+#: 1.5-2x slower in steady state won about one tuning in eight.
+TIMED_SECONDS = 2.5e-4
+TIMED_CALLS = 3
 #: Racing: from this many timed rounds on, a variant whose fastest run is this much
 #: slower than the best median is dropped (the points of a search space that lose early
 #: cost few calls; the margin is wide enough that noise, which only slows runs, cannot
@@ -111,12 +120,13 @@ RACE_SLOWER = 1.5
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     """How many online calls a decision among ``variants`` takes: at most (the budget
     spent), or at least (separated as soon as possible: among more than two, racing may
-    drop all but one after :data:`RACE_FROM` rounds); every timed call follows one to
-    :data:`MAX_WARM` untimed ones of the same variant (one when a call takes
-    :data:`WARM_SECONDS` or more), and a suspect or preempted timing is retried
-    (:data:`MAX_RETRY`, :data:`MAX_PREEMPTED`)."""
+    drop all but one after :data:`RACE_FROM` rounds); a block's one to
+    :data:`TIMED_CALLS` timed calls (one when a call takes :data:`TIMED_SECONDS` or
+    more) follow one to :data:`MAX_WARM` untimed ones of the same variant (one when a
+    call takes :data:`WARM_SECONDS` or more), and a suspect or preempted timing is
+    retried (:data:`MAX_RETRY`, :data:`MAX_PREEMPTED`)."""
     if at_most:
-        return variants * (MAX_WARM + 1 + MAX_RETRY) * MAX_ROUNDS + MAX_PREEMPTED
+        return variants * (MAX_WARM + TIMED_CALLS + MAX_RETRY) * MAX_ROUNDS + MAX_PREEMPTED
     return variants * 2 * (min(ROUNDS, RACE_FROM) if variants > 2 else ROUNDS)
 
 
@@ -154,6 +164,8 @@ class Tuning(Verification):
         self.block: str | None = None  # the variant whose warm-up calls are running
         self.warmed = (0, 0.0)  # the block's warm-up calls so far, and their seconds
         self.tries: list[float] = []  # the block's suspect timed calls so far
+        self.timed: list[float] = []  # the block's kept timed calls so far
+        self.kept = 0  # timed calls kept (for the share of noise)
         self.preempted = 0  # timed calls left out because a thread was preempted
         self.noise = 0  # timed calls left out as noise (preempted or suspect)
         self.noisy = False  # the decision was made on a busy machine
@@ -266,14 +278,15 @@ class Tuning(Verification):
 
     def record(self, variant: str, seconds: float, preempted: bool = False) -> None:
         """Add one timing: the first calls of a block are its warm-up, not kept (until
-        they took :data:`WARM_SECONDS`, at most :data:`MAX_WARM` of them), the next is
-        timed, unless it is noise: ``preempted`` (see :data:`MAX_PREEMPTED`) or suspect
+        they took :data:`WARM_SECONDS`, at most :data:`MAX_WARM` of them), the next are
+        timed (:data:`TIMED_SECONDS`, at most :data:`TIMED_CALLS`; the fastest counts),
+        except noise: ``preempted`` (see :data:`MAX_PREEMPTED`) or suspect
         (:data:`SUSPECT`), then the next one is.  Decide when the fastest is separated from
         the rest, or when the budget is spent."""
         if self.winner is not None:
             return
         if self.block != variant:
-            self.block, self.warmed, self.tries = variant, (1, seconds), []
+            self.block, self.warmed, self.tries, self.timed = variant, (1, seconds), [], []
             return
         calls, spent = self.warmed
         if spent < WARM_SECONDS and calls < MAX_WARM:
@@ -288,9 +301,13 @@ class Tuning(Verification):
             self.noise += 1
             self.tries.append(seconds)  # noise: the block times its next call instead
             return
+        self.timed.append(seconds)
+        self.kept += 1
+        if sum(self.timed) < TIMED_SECONDS and len(self.timed) < TIMED_CALLS:
+            return  # the block times its next call too
         self.block = None
-        self.trials[variant].append(min([seconds, *self.tries]))
-        self.tries = []
+        self.trials[variant].append(min([*self.timed, *self.tries]))
+        self.tries, self.timed = [], []
         self._maybe_decide()
 
     def _maybe_decide(self) -> None:
@@ -316,8 +333,7 @@ class Tuning(Verification):
             return
         separated = all(min(clean[v]) > med[best] for v in live if v != best)
         if separated or n >= self.max_rounds:
-            timed = sum(len(self.trials[v]) for v in self.trials)
-            self.noisy = self.noise >= NOISY_SHARE * timed
+            self.noisy = self.noise >= NOISY_SHARE * self.kept
             self.provisional = not separated or self.noisy
             self._decide(live, best)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["CHALLENGE_FIRST", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN", "REOPEN_RIVAL",
-           "REOPEN_SLOWER", "SLOW_PATH", "VERIFY_SHARE", "VERIFY_WINDOW", "Verification"]
+__all__ = ["CHALLENGE_FIRST", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN",
+           "REOPEN_RIVAL", "REOPEN_SLOWER", "SLOW_PATH", "VERIFY_EARLY", "VERIFY_EARLY_RATE",
+           "VERIFY_SHARE", "VERIFY_WINDOW", "Verification"]
 
 #: Verification of a winner: about what one call through the slow path costs (at least:
 #: the runtime measures each kernel's own, see :meth:`Verification.note_overhead`; a stencil's
@@ -21,6 +22,11 @@ __all__ = ["CHALLENGE_FIRST", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN
 #: the decision, and how often one process reopens it at most.
 SLOW_PATH = 30e-6
 VERIFY_SHARE = 0.01
+#: The first sampled calls after a decision come this many times as often (a decision is
+#: most likely wrong right after it was made: the machine that made it may have changed
+#: within the second, and a verdict takes five checks and three challenges per rival).
+VERIFY_EARLY = 20
+VERIFY_EARLY_RATE = 4
 VERIFY_WINDOW = 5
 REOPEN_SLOWER = 1.5
 REOPEN_RIVAL = 1.2
@@ -73,7 +79,13 @@ class Verification:
             return 0
         cost = max(SLOW_PATH, statistics.median(self.overheads)) if self.overheads \
             else SLOW_PATH
-        return int(min(max(math.ceil(cost / (VERIFY_SHARE * e)), 16), 1 << 20))
+        share = VERIFY_SHARE * (VERIFY_EARLY_RATE if self.early() else 1)
+        return int(min(max(math.ceil(cost / (share * e)), 16), 1 << 20))
+
+    def early(self) -> bool:
+        """Whether the winner is in its first :data:`VERIFY_EARLY` sampled calls, sampled
+        :data:`VERIFY_EARLY_RATE` times as often as in steady state."""
+        return self.winner is not None and self._samples < VERIFY_EARLY
 
     def note_overhead(self, seconds: float) -> None:
         """What one sampled call spent outside the winner (argument checks, the tuner,
@@ -99,6 +111,7 @@ class Verification:
         in :data:`VERIFY_WINDOW` sampled calls in a row)."""
         if self.winner is None:
             return False
+        self._samples += 1
         if self.noisy and self.reopened < MAX_REOPEN:
             self.quiet = 0 if preempted else self.quiet + 1
             if self.quiet >= VERIFY_WINDOW:
@@ -157,6 +170,7 @@ class Verification:
         # then one at doubling gaps.
         rival, self._rival = self._rival, None
         self._challenges_run += 1
+        self._samples += 1
         first_round = CHALLENGE_WINDOW * max(len(self.rivals()), 1)
         self._challenge_at = self._sampled + 1 if self._challenges_run < first_round \
             else 2 * self._sampled
@@ -183,6 +197,7 @@ class Verification:
         self._rival = None
         self._sampled, self._challenge_at, self._challenges_run = 0, CHALLENGE_FIRST, 0
         self._spent = self._cost = 0.0
+        self._samples = 0  # sampled calls timed since the decision (checks, challenges)
 
     def reopen(self) -> None:
         """Forget the decision: the next calls tune again (warm-up included)."""
@@ -192,6 +207,6 @@ class Verification:
         self.trials = {v: [] for v in self.variants}
         self.block = None
         self.dropped = {}
-        self.noise = self.preempted = self.quiet = 0
+        self.noise = self.preempted = self.quiet = self.kept = 0
         self.noisy = False
         self.reopened += 1
