@@ -331,8 +331,10 @@ def _min(a: ir.Expr, b: ir.Expr) -> ir.Expr:
     return ir.Ternary(ir.BinOp("<", a, b), a, b)
 
 
-def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function:
-    """Cache-block each outermost perfect nest: loop ``k`` is split into tiles of ``sizes[k]``.
+def tile_loops(fn: ir.Function, *, sizes: tuple[int | ir.Expr | None, ...]) -> ir.Function:
+    """Cache-block each outermost perfect nest: loop ``k`` is split into tiles of ``sizes[k]``
+    (a constant, or an expression such as a parameter that holds a size > 0, for a
+    function that serves several tile sizes: :attr:`asp.runtime.Variant.bound`).
 
     Before, with sizes (None, 64)::
 
@@ -365,11 +367,13 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function
                 return node
             inner_body = nest[-1].body
             points = []
+            plan = [ir.Const(size, "int64_t") if isinstance(size, int) and size else size
+                    for size in plan]
             for lp, size in zip(nest, plan):
                 if size:
                     tv = ir.Var(lp.var + "_t")
                     start = tv
-                    stop = _min(ir.BinOp("+", tv, ir.Const(size, "int64_t")), lp.stop)
+                    stop = _min(ir.BinOp("+", tv, size), lp.stop)
                     points.append(dataclasses.replace(lp, start=start, stop=stop, parallel=None))
                 else:
                     points.append(dataclasses.replace(lp, parallel=None))
@@ -377,7 +381,7 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | None, ...]) -> ir.Function
             for lp in reversed(points):
                 body = ir.Block((dataclasses.replace(lp, body=body),))
             tiles = [ir.For(lp.var + "_t", lp.start, lp.stop, ir.Block(()),
-                            step=ir.Const(size, "int64_t"), independent=lp.independent)
+                            step=size, independent=lp.independent)
                      for lp, size in zip(nest, plan) if size]
             for t in reversed(tiles):
                 body = ir.Block((dataclasses.replace(t, body=body),))

@@ -8,6 +8,7 @@ in, so a new grid size reuses the compiled code.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import numbers
@@ -280,9 +281,26 @@ class StencilSpecializer(Specializer):
                        jam=opts.get("jam", 1))
             return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim))
 
+        shared: dict = {}
+
+        def make_point(vname: str, opts: dict) -> Variant:
+            """A point of a space; the tiled ones share one function, their tile sizes
+            its parameters ``asp_tile<axis>`` (one compile for the whole tile space)."""
+            sizes = opts.get("tile")
+            if not sizes:
+                return make(vname, opts)
+            key = (tuple(bool(t) for t in sizes),
+                   tuple(sorted((o, v) for o, v in opts.items() if o != "tile")))
+            if key not in shared:
+                fn = make("tiled", {**opts, "tile": tuple(
+                    ir.Var(f"asp_tile{a}") if t else None for a, t in enumerate(sizes))}).function
+                shared[key] = dataclasses.replace(fn, params=fn.params + tuple(
+                    ir.Param(f"asp_tile{a}", "int64_t") for a, t in enumerate(sizes) if t))
+            return Variant(vname, shared[key], bound=tuple(t for t in sizes if t))
+
         variants = [make(vname, opts) for vname, opts in variant_specs(dim, stream_ok)]
         # Tile and jam factors are searched: the runtime compiles a sample of each space.
-        spaces = tuple(Space(name, params, lambda point=point, **p: make(*point(**p)),
+        spaces = tuple(Space(name, params, lambda point=point, **p: make_point(*point(**p)),
                              sample=sample)
                        for name, params, sample, point in variant_spaces(dim, stream_ok))
         # The remapping and indexing helpers they call, then the slabs (which call them).
