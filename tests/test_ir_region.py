@@ -324,6 +324,7 @@ def test_border_slabs_run_on_the_interiors_team(cls, dim, mode, rng, monkeypatch
     # The slabs: one work-sharing helper, in the IR (the dump shows it), shared loops only.
     (border,) = [h for h in s.plan.helpers if h.worksharing]
     assert border.worksharing and border.name == "stencil_border"
+    assert border.optimize == "O2" and '__attribute__((optimize("O2")))' in s.source
     slabs = [lp for lp in border.body.body if isinstance(lp, ir.For)]
     assert len(slabs) == 2 * dim
     for lp in slabs:  # each slab's points independent, as the lowering shares them

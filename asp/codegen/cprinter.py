@@ -260,5 +260,13 @@ def module_to_c(module: ir.Module) -> str:
         # cgen's LiteralLines insists on a leading newline; accept any preamble text.
         parts += [c.Line(), c.LiteralLines("\n" + module.preamble.lstrip("\n"))]
     for fn in (*module.helpers, *module.functions):
-        parts += [c.Line(), function_to_cgen(fn)]
+        parts.append(c.Line())
+        if fn.optimize:
+            if not (fn.optimize.isascii() and fn.optimize.replace("-", "").isalnum()):
+                raise ValueError(f"function {fn.name}: optimize={fn.optimize!r} is not a "
+                                 "level such as 'O2'")
+            parts.append(c.LiteralLines(
+                "\n#if defined(__GNUC__) && !defined(__clang__) && !defined(ASP_QUICK_TIER)\n"
+                f'__attribute__((optimize("{fn.optimize}")))\n#endif'))
+        parts.append(function_to_cgen(fn))
     return str(c.Module(parts)) + "\n"

@@ -308,6 +308,10 @@ class Function(Node):
     static: bool = False
     inline: bool = False
     worksharing: bool = False
+    #: An optimization level for this function alone (``"O2"``), under GCC, except in a
+    #: quick first tier (built at ``-O1``): code that costs much compile time at ``-O3``
+    #: for no speed.  The function is then never inlined into one of another level.
+    optimize: str = ""
     child_fields: ClassVar = ("params", "body")
 
 

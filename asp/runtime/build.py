@@ -57,6 +57,7 @@ def expand_spaces(plan: Plan, seed: str, *, whole: bool = False,
 #: are still vectorized); a 3-D 7-point kernel with boundary="reflect" compiled in 0.15 s
 #: instead of 0.6-1.0 s and ran within 1.3x of -O3 at 64^3.
 QUICK = """/* The first tier, built quick for the first result: rebuilt with the others. */
+#define ASP_QUICK_TIER 1
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O1", "no-inline")
 #endif
