@@ -262,6 +262,36 @@ def test_plans_are_made_only_for_variants_that_may_run(fresh_cache, monkeypatch,
     kernels.forget()
 
 
+def test_a_winners_plan_arguments_are_never_run_by_another_variant(fresh_cache, rng,
+                                                                    monkeypatch):
+    """Once decided, a call's plan arguments are made for the winner alone: the tuner's
+    verification times the winner on them and never challenges it with a rival (a rival
+    run on the winner's PA1 plan raised "a variant's plan ... does not fit the matrix"
+    from ``ca_cg``).  Every result stays right through many sampled calls.  (With the
+    shipped MAX_REOPEN: the suite's default of 0 also turns challenges off.)"""
+    from asp.tune import verify
+
+    monkeypatch.setattr(verify, "MAX_REOPEN", 2)
+    kernels.forget()
+    A = poisson2d(40)
+    x = rng.standard_normal(A.shape[0])
+    want = reference(A, x, 3)
+    mp = MatrixPowers(A, 3)
+    for _ in range(4 * calls_to_decide(TUNED_COUNT)):
+        mp(x)
+        if mp.chosen_variant() is not None:
+            break
+    assert mp.chosen_variant() is not None
+    spec = mp._kernel(False, None).specialization(mp._problem, mp(x), None)
+    tunings = [spec.tuning, *spec.buckets.values()]
+    for _ in range(40 * 16):  # one call in sample_every() (>= 16) is timed
+        assert_close(mp(x), want, 1e-12)
+    # the winner was verified (or a noisy decision tuned again), and never challenged
+    assert any(len(t.checks) >= 5 or t.reopened for t in tunings)
+    assert all(t.challenges == {} for t in tunings)
+    kernels.forget()
+
+
 # -- the check against the reference ---------------------------------------------------------
 
 def test_a_wrong_variant_is_excluded_by_the_check(fresh_cache, monkeypatch, rng):

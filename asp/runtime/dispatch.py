@@ -162,16 +162,18 @@ class JitKernel:
         if s.pending is not None:  # late variants of a tiered first call: in when ready
             s.absorb(prepared.args, wait=not s.tuning_for(prepared.bucket).candidates())
         complete = prepared.complete
+        winners_args = False  # the arguments are made for the winner alone
         if complete is not None and s.tuning_for(prepared.bucket).winner is not None:
             try:
                 prepared.args = complete((s.tuning_for(prepared.bucket).winner,))
             except SpecializationError as exc:
                 return self._fallback(args, exc)
-            complete = None
+            complete, winners_args = None, True
         try:
             # While tuning, the arguments are completed for the variant the tuner picks.
             result = s.run(prepared.args, prepared.bucket, complete=complete,
-                           sampled=prepared.same and prepared.finish is None)
+                           sampled=prepared.same and prepared.finish is None,
+                           challenge=not winners_args)
         except UnrepresentableValue as exc:
             return self.run_as_python(args, exc)
         except SpecializationError as exc:  # completing the arguments failed

@@ -193,7 +193,8 @@ class Specialization:
             self.on_complete(self)
 
     def run(self, args: tuple, bucket: str = "", *, sampled: bool = True,
-            complete: Callable[[tuple[str, ...]], tuple] | None = None):
+            complete: Callable[[tuple[str, ...]], tuple] | None = None,
+            challenge: bool = True):
         """Run the call with the bucket's winner, or the variant the tuner picks.
 
         ``sampled``: the call reached the slow path because the hot entry sent it
@@ -201,7 +202,10 @@ class Specialization:
         is timed for verification; a caller whose every call takes the slow path (one
         that needs finishing) passes False, and one call in that many is timed.
         ``complete``: makes the arguments of the variant to run (``Prepared.complete``),
-        called with the variant the tuner picks (each one, in exhaustive tuning)."""
+        called with the variant the tuner picks (each one, in exhaustive tuning).
+        ``challenge``: False when ``args`` were made for the winner alone (a variant's
+        plan): no other variant may run them (a matrix-powers rival ran the winner's plan
+        arguments and its guard raised ValueError in ``ca_cg``)."""
         if self.pending is not None and OPENMP.ready():
             # The late variants compile on the other cores: the first tier's calls run on
             # one thread meanwhile, so gcc is not kept waiting by a team spinning for
@@ -210,19 +214,19 @@ class Specialization:
             was = OPENMP.get()
             OPENMP.set(1)
             try:
-                return self._run(args, bucket, sampled, complete)
+                return self._run(args, bucket, sampled, complete, challenge)
             finally:
                 OPENMP.set(was)
-        return self._run(args, bucket, sampled, complete)
+        return self._run(args, bucket, sampled, complete, challenge)
 
-    def _run(self, args: tuple, bucket: str, sampled: bool, complete):
+    def _run(self, args: tuple, bucket: str, sampled: bool, complete, challenge=True):
         t = self.tuning_for(bucket)
         if complete is not None and t.winner is not None:
             args = complete((t.winner,))
         if t.winner is not None:
             if not (t.due() if not sampled else t.sample_every()):
                 return self.entries[t.winner](*args)
-            rival = t.challenger() if complete is None else None
+            rival = t.challenger() if complete is None and challenge else None
             # Warmed as in a loop of its own calls, as its record was: after the slow
             # path's Python, the 512^2 heat step's ``static`` ran 97-219 us against 58 us
             # recorded, and such sampled calls reopened right decisions on a quiet machine.
