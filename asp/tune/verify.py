@@ -146,17 +146,21 @@ class Verification:
         if self.winner is None or self.mode != "online" or self.reopened >= MAX_REOPEN:
             return None
         self._sampled += 1
-        if self._sampled < self._challenge_at or len(self.checks) < VERIFY_WINDOW:
+        if len(self.checks) < VERIFY_WINDOW:
             return None
-        now = statistics.median(self.checks)
-        self._spent += now * self.sample_every()  # the calls since the last sampled one
+        # The calls since the last sampled one, counted at every sampled call (between
+        # challenges too): what the budget is a share of.
+        self._spent += statistics.median(self.checks) * self.sample_every()
+        if self._sampled < self._challenge_at:
+            return None
         if self._cost > CHALLENGE_SHARE * self._spent:
             return None  # over budget: the winner runs, the challenge waits
         rivals = self.rivals()
         if not rivals:
             return None
-        self._rival = rivals[(self._challenges_run // CHALLENGE_WINDOW) % len(rivals)
-                             if self._challenges_run < CHALLENGE_WINDOW * len(rivals)
+        self._first_round = CHALLENGE_WINDOW * len(rivals)
+        self._rival = rivals[self._challenges_run // CHALLENGE_WINDOW
+                             if self._challenges_run < self._first_round
                              else self._challenges_run % len(rivals)]
         return self._rival
 
@@ -171,8 +175,7 @@ class Verification:
         rival, self._rival = self._rival, None
         self._challenges_run += 1
         self._samples += 1
-        first_round = CHALLENGE_WINDOW * max(len(self.rivals()), 1)
-        self._challenge_at = self._sampled + 1 if self._challenges_run < first_round \
+        self._challenge_at = self._sampled + 1 if self._challenges_run < self._first_round \
             else 2 * self._sampled
         if self.winner is None or rival is None:
             return False
@@ -197,6 +200,7 @@ class Verification:
         self._rival = None
         self._sampled, self._challenge_at, self._challenges_run = 0, CHALLENGE_FIRST, 0
         self._spent = self._cost = 0.0
+        self._first_round = CHALLENGE_WINDOW  # challenges in a row: a window per rival
         self._samples = 0  # sampled calls timed since the decision (checks, challenges)
 
     def reopen(self) -> None:
