@@ -261,3 +261,133 @@ def test_a_parse_that_collides_with_another_library_is_retried(monkeypatch):
     with pytest.raises(SystemError, match="other"):
         source.parse_module("x = 1")
     assert len(calls) == 1
+
+
+_TRICKY = '''
+import functools
+
+
+def deco(*a, **k):
+    return lambda f: f
+
+
+@deco(
+    1,
+2)
+def after_a_decorator_over_lines(x):
+    return x
+
+
+def a_string_at_column_zero(x):
+    s = """first
+second line at column zero
+def not_a_def():
+"""
+    return s + \\
+x
+
+
+def brackets(x):
+    y = (x +
+1)
+    return y
+
+
+def one_line(x): return x  # and a comment
+# a comment at column zero
+def after_one_line(x):
+
+    # a blank line and a comment before the body goes on
+
+    return x
+
+
+class Holder:
+    @staticmethod
+    def method(x):
+        def inner(y):
+            return y
+        return inner(x)
+
+    @functools.cache
+    def cached(self):
+        return 1
+    x = 1
+'''
+
+
+def _functions(module):
+    import inspect
+    import types
+
+    out = []
+    for obj in vars(module).values():
+        for cand in (obj, *vars(obj).values()) if isinstance(obj, type) else (obj,):
+            cand = getattr(cand, "__func__", cand)
+            cand = inspect.unwrap(cand) if callable(cand) else cand
+            if isinstance(cand, types.FunctionType) and cand.__module__ == module.__name__ \
+                    and cand.__name__ != "<lambda>":
+                out.append(cand)
+    return out
+
+
+def test_source_text_agrees_with_inspect_everywhere(tmp_path, monkeypatch):
+    """``source_text`` (no tokenizer) gives what ``inspect.getsourcelines`` gives, for the
+    layouts that end a block early to a line scan (strings, brackets and continuations at
+    column zero, one-line defs, comments and blank lines, decorators over several lines)
+    and for every function and method of asp and the specializers."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import asp
+    import specializers
+    from asp.frontend import source_text
+
+    (tmp_path / "tricky_layouts.py").write_text(_TRICKY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tricky = importlib.import_module("tricky_layouts")
+    modules = [tricky]
+    for pkg in (asp, specializers):
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            if info.name.endswith("__main__"):  # runs the command line
+                continue
+            try:
+                modules.append(importlib.import_module(info.name))
+            except ImportError:  # an optional dependency (dask) may be missing
+                continue
+    fns = [f for m in modules for f in _functions(m)]
+    names = {f.__name__ for f in _functions(tricky)}
+    assert {"after_a_decorator_over_lines", "a_string_at_column_zero", "brackets",
+            "one_line", "after_one_line", "method", "cached"} <= names
+    compared = 0
+    for fn in fns:
+        try:
+            lines, first = inspect.getsourcelines(fn)
+        except OSError:  # generated code (a dataclass's __init__): no source either way
+            with pytest.raises(OSError):
+                source_text(fn)
+            continue
+        assert source_text(fn) == ("".join(lines), first), fn.__qualname__
+        compared += 1
+    assert compared > 300, compared
+
+
+def test_source_text_is_not_fooled_by_an_edited_file(tmp_path, monkeypatch):
+    """A file edited after import: ``get_source`` reads what is on disk now (as inspect
+    does, through linecache's check), and a line that is no ``def`` any more is not
+    taken for one (the inspect fallback decides)."""
+    import importlib
+
+    from asp.frontend import source_text
+
+    path = tmp_path / "edited_kernel.py"
+    path.write_text("def k(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("edited_kernel")
+    assert source_text(mod.k) == ("def k(x):\n    return x + 1\n", 1)
+    path.write_text("def k(x):\n    return x + 2\n")
+    import os
+    os.utime(path, (1, 1))  # another mtime for linecache's check
+    assert source_text(mod.k)[0] == "def k(x):\n    return x + 2\n"
+    assert get_source(mod.k).text == "def k(x):\n    return x + 2\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import linecache
 import textwrap
 import threading
 import types
@@ -18,7 +19,8 @@ from typing import NoReturn
 
 from asp.errors import FrontendError, where
 
-__all__ = ["KernelSource", "attach_source", "get_source", "parse_module", "reject"]
+__all__ = ["KernelSource", "attach_source", "get_source", "parse_module", "reject",
+           "source_text"]
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,51 @@ def get_source(fn) -> KernelSource:
         raise FrontendError("lambdas cannot be specialized; use a def",
                             location=where(filename, code.co_firstlineno), kernel=qualname)
     try:
-        lines, firstlineno = inspect.getsourcelines(fn)
+        text, firstlineno = source_text(fn)
     except (OSError, TypeError):
         raise FrontendError("the source of this function is not available "
                             "(defined in a REPL or with exec?)",
                             location=where(filename, code.co_firstlineno),
                             kernel=qualname) from None
-    return _parse("".join(lines), filename, firstlineno, qualname)
+    return _parse(text, filename, firstlineno, qualname)
+
+
+def source_text(fn) -> tuple[str, int]:
+    """The text of function ``fn``'s definition (decorators included) and its first line
+    number, as :func:`inspect.getsourcelines` gives them, without its tokenizer: the
+    tokenizer's first use in a process compiles its regular expressions, 8 ms of a warm
+    kernel's 20 ms first call.  The definition ends at the first line after its first
+    that starts, no deeper indented than that one, a text that parses as a ``def`` (a cut
+    inside a string, bracket or continued line does not parse).  OSError if there is no
+    such text (then :func:`inspect.getsourcelines` decides)."""
+    code = fn.__code__
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, fn.__globals__)
+    start = code.co_firstlineno - 1
+    if 0 <= start < len(lines):
+        depth = _indent(lines[start])
+        for end in (*(j for j in range(start + 1, len(lines))
+                      if lines[j].strip() and not lines[j].lstrip().startswith("#")
+                      and _indent(lines[j]) <= depth), len(lines)):
+            while end > start + 1 and (not lines[end - 1].strip()
+                                       or lines[end - 1].lstrip().startswith("#")):
+                end -= 1  # (trailing blank and comment lines are not the block's)
+            text = "".join(lines[start:end])
+            try:
+                body = parse_module(textwrap.dedent(text), filename).body
+            except SyntaxError:
+                continue
+            if len(body) == 1 and isinstance(body[0], ast.FunctionDef) \
+                    and body[0].name == code.co_name:
+                return text, start + 1
+            break
+    lines, firstlineno = inspect.getsourcelines(fn)
+    return "".join(lines), firstlineno
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
 
 
 def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
@@ -83,8 +123,7 @@ def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
     Returns ``fn``.
     """
     if text is None:
-        lines, firstlineno = inspect.getsourcelines(fn)
-        text = "".join(lines)
+        text, firstlineno = source_text(fn)
     fn.__asp_source__ = (text, firstlineno or fn.__code__.co_firstlineno)
     return fn
 

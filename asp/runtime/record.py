@@ -115,15 +115,24 @@ def _imported(start: Path, name: str, root: Path) -> set[Path]:
     package = ".".join(name.split(".")[: len(name.split(".")) - 1 - depth]) \
         if start.name != "__init__.py" else name
 
+    known: dict[str, Path | None] = {}
+
     def resolve(mod: str) -> Path | None:
-        if mod != package and not mod.startswith(package + "."):
-            return None
-        rel = mod[len(package):].lstrip(".").split(".") if mod != package else []
-        base = root.joinpath(*rel) if rel else root
-        for candidate in (base.with_suffix(".py") if rel else None, base / "__init__.py"):
-            if candidate is not None and candidate.is_file():
-                return candidate.resolve()
-        return None
+        # (paths under the resolved root, not resolved each: a module's imports name the
+        # same few modules many times, and each realpath is a system call per folder)
+        if mod in known:
+            return known[mod]
+        found = None
+        if mod == package or mod.startswith(package + "."):
+            rel = mod[len(package):].lstrip(".").split(".") if mod != package else []
+            base = os.path.join(root, *rel)
+            for candidate in ((base + ".py") if rel else None,
+                              os.path.join(base, "__init__.py")):
+                if candidate is not None and os.path.isfile(candidate):
+                    found = Path(candidate)
+                    break
+        known[mod] = found
+        return found
 
     seen: set[Path] = set()
     todo = [(start, name)]

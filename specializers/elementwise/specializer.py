@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from asp.errors import UnrepresentableValue
-from asp.frontend import get_source
+from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, translate
 from asp.passes import run_pipeline
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
@@ -56,9 +56,8 @@ class ElementwiseSpecializer(Specializer):
         self.digest = ""
         try:
             import hashlib
-            import inspect
 
-            self.digest = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+            self.digest = hashlib.sha256(source_text(fn)[0].encode()).hexdigest()
         except (OSError, TypeError):
             pass
 
