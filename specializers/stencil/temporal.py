@@ -58,6 +58,8 @@ from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radi
 from specializers.stencil.lowering import converts, needs_load, pname
 from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
 from specializers.stencil.variants import PREAMBLE
+from specializers.stencil.vectors import lanes
+from specializers.stencil.vectors import preamble as vector_preamble
 from specializers.stencil.wavefront import STEPS, Builder, ring_rows
 
 __all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_points",
@@ -242,7 +244,7 @@ class IterateSpecializer(Specializer):
         # (Spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-7|{levels}|{spaces}".encode(
+        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-8|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
     def location(self):
@@ -311,7 +313,9 @@ class IterateSpecializer(Specializer):
             base, signature=prepared.signature, specs=specs, variants=variants,
             spaces=spaces, ret=out_i, helpers=(),
             errors=((MemoryError, "out of memory for the blocked iteration's buffers"),),
-            preamble=PREAMBLE, includes=("stdint.h", "stdbool.h", "math.h", "stdlib.h",
+            preamble=PREAMBLE + (vector_preamble(build.ctype) if lanes(build.ctype) > 1
+                                 else ""),
+            includes=("stdint.h", "stdbool.h", "math.h", "stdlib.h",
                                          "string.h"),
             check_args=lambda: _with_steps(check(), out_i, K),
             check_args_from=None)

@@ -231,7 +231,7 @@ def vectorize_points(fn: ir.Function, *, var: str) -> ir.Function:
     class Simd(Transformer):
         def visit_For(self, node: ir.For):
             node = self.generic_visit(node)
-            if node.var == var and node.role != "peel" and not any(
+            if node.var == var and node.role not in ("peel", "vector") and not any(
                     isinstance(n, ir.For | ir.While) for n in node.body.walk()):
                 return dataclasses.replace(node, simd=True)
             return node

@@ -17,87 +17,55 @@ its readers reach (no clearing of whole rings per tile).
 """
 from __future__ import annotations
 
-import math
-
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
 from asp.ir.types import dtype_of
 from specializers.stencil.domain import GridRead
 from specializers.stencil.lowering import _Body, pname
+from specializers.stencil.ringir import I64, LINE, ring_index, ring_rows
+from specializers.stencil.ringir import block as _block
+from specializers.stencil.ringir import c as _c
+from specializers.stencil.ringir import op as _op
+from specializers.stencil.ringir import v as _v
+from specializers.stencil.ringir import vmax as _max
+from specializers.stencil.ringir import vmin as _min
+from specializers.stencil.sweeps import JammedSweeps
 from specializers.stencil.variants import serial_points, vectorize_points
+from specializers.stencil.vectors import Loads, NotVector, lanes
 
 __all__ = ["BOUND", "STEPS", "Builder", "ring_rows"]
 
-I64 = "int64_t"
 STEPS = "asp_steps"
 #: The blocked function's parameters after the entry's own: the depth (steps per
 #: pass), then the tile's extent along each axis (as many as the grid has).
 BOUND = ("asp_depth", "asp_tile0", "asp_tile1", "asp_tile2")
-#: Bytes of a cache line: what ring rows are aligned to.
-LINE = 64
-
-
-def _c(v: int) -> ir.Const:
-    return ir.Const(v, I64)
-
-
-def _v(name: str) -> ir.Var:
-    return ir.Var(name)
-
-
-def _op(op: str, a, b) -> ir.BinOp:
-    a = _c(a) if isinstance(a, int) else a
-    b = _c(b) if isinstance(b, int) else b
-    return ir.BinOp(op, a, b)
-
-
-def _min(a, b) -> ir.Expr:
-    return ir.Ternary(_op("<", a, b), a, b)
-
-
-def _max(a, b) -> ir.Expr:
-    return ir.Ternary(_op(">", a, b), a, b)
-
-
-def _block(*stmts) -> ir.Block:
-    return ir.Block(tuple(stmts))
-
-
-def ring_rows(levels: int, reach: int, jam: int = 1) -> int:
-    """Rows of one level's ring: the rows its readers may still need while ``jam`` rows
-    are computed at each wavefront position, a power of two."""
-    return 1 << math.ceil(math.log2((levels + 1) * reach + jam))
 
 
 class _LevelBody(_Body):
     """The kernel's per-point body with each state level read from ``sources``: state
     parameter -> ``("grid", array)`` or ``("ring", array)``."""
 
-    def __init__(self, *args, sources: dict, ring: tuple, **kwargs):
+    def __init__(self, *args, sources: dict, ring: tuple, loads: Loads | None = None,
+                 jj: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sources, self.ring = sources, ring
+        self.sources, self.ring, self.loads, self.jj = sources, ring, loads, jj
 
     def visit_GridRead(self, node: GridRead):
         if node.grid not in self.sources:
             return super().visit_GridRead(node)
         kind, array = self.sources[node.grid]
+        if self.loads is not None:  # a vector of ring row (jam row + offset, ...)
+            if kind != "ring" or node.nbr is not None:
+                raise NotVector("a read that is not of a ring at a constant offset")
+            off = tuple(node.offset) if node.offset is not None else (0,) * self.dim
+            return self.loads.read((array, self.jj + off[0], *off[1:-1]), off[-1])
         coords = self.coords(node.offset, node.nbr)
         if kind == "grid":
             return ir.ArrayRef(array, self.linear(node.grid, coords))
-        return ir.ArrayRef(array, _ring_index(coords, *self.ring))
+        return ir.ArrayRef(array, ring_index(coords, *self.ring))
 
 
-def _ring_index(coords, mask: int, strides: tuple) -> ir.Expr:
-    """The index of a point in one level's ring: the row's slot, then the point's offsets
-    from the tile's halo origin (``asp_b<a>``), axis ``a`` ``strides[a]`` long (an
-    expression; ``strides[0]`` is not read)."""
-    e: ir.Expr = _op("&", coords[0], mask)
-    for a in range(1, len(coords)):
-        e = _op("+", _op("*", e, strides[a]), _op("-", coords[a], _v(f"asp_b{a}")))
-    return e
-
-
-class Builder:
+class Builder(JammedSweeps):
     """Builds the IR function of one variant (depth, tile rows, tile width) of a kernel
     whose state is its first ``levels`` parameters.  ``names`` are the C names of the
     entry's parameters: the kernel's, then the other outputs ``asp_out<j>``, the scratch
@@ -124,10 +92,12 @@ class Builder:
         return [_v(f"asp_i{a}") for a in range(self.dim)]
 
     def body(self, level_case: int, target: ir.ArrayRef, ring: tuple,
-             ivars: list[ir.Var] | None = None) -> ir.Block:
+             ivars: list[ir.Var] | None = None, loads: Loads | None = None,
+             jj: int = 0) -> ir.Block:
         """One point of a level ``l`` (``level_case``: ``l`` if ``l <= K``, else 0 for
         every state level from a ring), stored to ``target``; ``ivars``: the point's
-        index variables (the loop's by default)."""
+        index variables (the loop's by default); ``loads``: its reads are the vectors
+        of these (jam row ``jj``)."""
         sources = {}
         for j, name in enumerate(self.states):
             if level_case and j >= level_case - 1:  # the pass's input, level 1 - l + j
@@ -135,19 +105,22 @@ class Builder:
             else:
                 sources[name] = ("ring", f"asp_rin{j}")
         t = _LevelBody(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
-                       ivars=ivars or self.ivars(), sources=sources, ring=ring)
+                       ivars=ivars or self.ivars(), sources=sources, ring=ring,
+                       loads=loads, jj=jj)
         lowered = t.visit(self.k.loop.body)
         head = [ir.Declare(self.ctype, "asp_acc")]
         head += [ir.Declare(ct, f"l_{n}", ir.Const(0, ct)) for n, ct in self.k.locals]
         return ir.Block((*head, *lowered.body, ir.Assign(target, _v("asp_acc"))))
 
     def nest(self, body: ir.Block, lo: list, hi: list, *, independent=True,
-             aligned: int = 0) -> ir.Stmt:
+             aligned: int = 0, vector: ir.Block | None = None) -> ir.Stmt:
         """Loops over the axes after the first, ``lo[a - 1] <= asp_i<a> < hi[a - 1]``.
         ``aligned``: the points of the last axis whose ring index is a multiple of this
         many start a loop of their own, after a *peel* loop over the first few: in the
         vectorized loop every access to a ring row is aligned (loads that split cache
-        lines cost a 256^2 heat sweep a fifth of its speed)."""
+        lines cost a 256^2 heat sweep a fifth of its speed).  ``vector``: that loop's
+        body in explicit vectors (:mod:`specializers.stencil.vectors`), a vector of
+        points at a time, the last few points scalar."""
         last = self.dim - 1
         stmt: ir.Stmt = body
         for a in reversed(range(1, self.dim)):
@@ -157,12 +130,24 @@ class Builder:
                 b = _v(f"asp_b{last}")
                 at = _op("+", b, _op("&", _op("+", _op("-", lo[a - 1], b), aligned - 1),
                                      -aligned))
+                start = _max(_v("asp_al"), lo[a - 1])
+                main: list[ir.Stmt] = [ir.For(f"asp_i{a}", start, hi[a - 1], inner,
+                                              independent=independent)]
+                if vector is not None:
+                    n = lanes(self.ctype)
+                    end = _op("+", _v("asp_vs"), _op("*", _op(
+                        "/", _max(_op("-", hi[a - 1], _v("asp_vs")), _c(0)), n), n))
+                    main = [ir.Declare(I64, "asp_vs", start, const=True),
+                            ir.Declare(I64, "asp_ve", end, const=True),
+                            ir.For(f"asp_i{a}", _v("asp_vs"), _v("asp_ve"), vector,
+                                   step=_c(n), role="vector", independent=independent),
+                            ir.For(f"asp_i{a}", _v("asp_ve"), hi[a - 1], inner,
+                                   independent=independent)]
                 stmt = _block(
                     ir.Declare(I64, "asp_al", _min(at, hi[a - 1]), const=True),
                     ir.For(f"asp_i{a}", lo[a - 1], _v("asp_al"), inner, role="peel",
                            independent=independent),
-                    ir.For(f"asp_i{a}", _max(_v("asp_al"), lo[a - 1]), hi[a - 1], inner,
-                           independent=independent))
+                    *main)
         return stmt
 
     def by_level(self, make) -> ir.Stmt:
@@ -271,7 +256,7 @@ class Builder:
             return _block(*self.rings_in(case, lvl),
                           self.nest(self.body(case, target, rix), f, t, aligned=line))
 
-        rout = ir.ArrayRef("asp_rout", _ring_index(ix, *rix))
+        rout = ir.ArrayRef("asp_rout", ring_index(ix, *rix))
         zero_row = ir.ExprStmt(ir.Call("memset", (
             ir.UnaryOp("&", ir.ArrayRef("asp_rout", _op("*", _op("&", y, mask), plane))),
             _c(0), _op("*", plane, ir.Call("sizeof", (_v(ct),))))))
@@ -325,53 +310,18 @@ class Builder:
             ir.For("asp_t", _c(0), _v("asp_ntiles"), ir.Block(tuple(tile)),
                    parallel=ir.Parallel(schedule="dynamic", chunk=1), independent=True),
         ))
-        # (aligned_alloc takes a size that is a whole number of its alignment)
+        # (aligned_alloc takes a size that is a whole number of its alignment; a line
+        # before and after the rings: what a vector sweep's loads may reach)
         size = _op("&", _op("+", _op("*", _op("*", _op("-", depth, 1), lvl), itemsize),
-                            LINE - 1), -LINE)
+                            3 * LINE - 1), -LINE)
         region = _block(
-            ir.Declare(f"{ct} *", "asp_ring", ir.Cast(f"{ct} *", ir.Call(
+            ir.Declare(f"{ct} *", "asp_rings", ir.Cast(f"{ct} *", ir.Call(
                 "aligned_alloc", (_c(LINE), size)))),
+            ir.Declare(f"{ct} *", "asp_ring", ir.Ternary(
+                _v("asp_rings"), _op("+", _v("asp_rings"), LINE // itemsize), _c(0))),
             passes,
-            ir.ExprStmt(ir.Call("free", (_v("asp_ring"),))))
+            ir.ExprStmt(ir.Call("free", (_v("asp_rings"),))))
         return self.finish(f"j{jam}", pre, region, bound=BOUND[:1 + dim])
-
-    def jammed(self, jam: int, lvl: int, rix: tuple, f: list, t: list,
-               line: int) -> ir.Block:
-        """Rows ``asp_yj + jj`` (``jj < jam``) of level ``l``, all inside the tile's range
-        and off the grid's border, in one sweep along the other axes (each row's point
-        in a block of its own, as a row alone computes it), then each row's edges and
-        copy, as for a row alone."""
-        rows = [[_v(f"asp_i0_{jj}"), *self.ivars()[1:]] for jj in range(jam)]
-        at = [ir.Declare(I64, f"asp_i0_{jj}", _op("+", _v("asp_yj"), jj), const=True)
-              for jj in range(jam)]
-
-        def sweep(case: int, target) -> ir.Block:
-            # Every row's value first, then the stores: a store to a ring row between
-            # them makes the compiler reload what the next row reads (the rings are one
-            # allocation, so it cannot tell them apart).  3-D heat 256^3, depth 8 on 64 x
-            # 256 tiles, planes in pairs, on a Zen 4: 5.13 against 5.47 ms a step (both
-            # libraries interleaved in one process, best of 15; medians 5.27 and 5.83);
-            # 2-D 4096^2 unchanged (2.87 ms either way).
-            vals = [_v(f"asp_v{jj}") for jj in range(jam)]
-            points = [ir.Declare(self.ctype, v.name) for v in vals]
-            points += [self.body(case, v, rix, ix) for v, ix in zip(vals, rows)]
-            points += [ir.Assign(target(ix), v) for v, ix in zip(vals, rows)]
-            return _block(*self.rings_in(case, lvl),
-                          self.nest(_block(*points), f, t, aligned=line))
-
-        to_dst = _block(*at, self.by_level(
-            lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_dst0", self.linear(ix)))))
-        rout = ir.ArrayRef("asp_rout", _ring_index(self.ivars(), *rix))
-        each = [_block(ir.Declare(I64, "asp_y", _op("+", _v("asp_yj"), jj), const=True),
-                       ir.Declare(I64, "asp_i0", _v("asp_y"), const=True),
-                       *self.zero_edges(rout), *self.copy_out(rout)) for jj in range(jam)]
-        to_ring = _block(
-            ir.Declare(f"{self.ctype} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
-                "*", _op("-", _v("asp_l"), 1), lvl))),
-            *at, self.by_level(
-                lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_rout", _ring_index(ix, *rix)))),
-            *each)
-        return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
 
     def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block,
                bound: tuple[str, ...] = ()) -> ir.Function:
