@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from asp.tune.tuner import VERIFY_WINDOW
-from benchmarks.harness import CallProbe, Figure, interleaved, quiet_cores
+from benchmarks.harness import (
+    CallProbe,
+    Figure,
+    cpu_ticks,
+    interleaved,
+    quiet_cores,
+    steal_share,
+)
 from specializers.stencil import StencilGrid, StencilKernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,10 +306,15 @@ def run(quick: bool = False) -> list[Figure]:
     try:
         _python(_COLD, cache, "2d")  # compile once: the trials time tuning, not gcc
         for load in (True, False):
-            runs = []
+            runs, steal = [], []
             for _ in range(trials):
                 _forget_tuning(cache)
+                before = cpu_ticks()
                 runs.append(_trial(cache, load))
+                # A virtual machine's neighbours: a miss in a trial with much stolen time
+                # may be the host's, not the tuner's (on a shared host 5-37 % was stolen
+                # while our processes ran).
+                steal.append(steal_share(before, cpu_ticks()))
             ratios = [r["best"][r["chosen"]] / min(r["best"].values())
                       if r["chosen"] in r["best"] else float("inf") for r in runs]
             first = [r["best"][r["decided"]] / min(r["best"].values())
@@ -317,8 +329,11 @@ def run(quick: bool = False) -> list[Figure]:
                        + ", ".join(f"{x:.2f}" for x in ratios)
                        + "; the first decisions (on the busy machine, if loaded): "
                        + ", ".join(f"{r['decided']} {x:.2f}" for r, x in zip(runs, first))
-                       + f"; slowest/fastest variant {min(spans):.2f}-{max(spans):.2f}",
-                extra={"runs": runs, "ratios": ratios, "first": first, "spans": spans}))
+                       + f"; slowest/fastest variant {min(spans):.2f}-{max(spans):.2f}"
+                       + "; CPU time stolen by the host in each trial: "
+                       + ", ".join(f"{100 * x:.0f} %" for x in steal),
+                extra={"runs": runs, "ratios": ratios, "first": first, "spans": spans,
+                       "steal": steal}))
         overhead, detail = _verification(cache)
         figs.append(Figure("tune", "verification overhead, heat 512^2 steady state",
                            100 * overhead, 2.0, unit="%", better="lower", detail=detail))

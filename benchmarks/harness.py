@@ -136,6 +136,24 @@ def quiet_cores(timeout: float = 120.0) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of every CPU since boot (``/proc/stat``; (0, 0) where it
+    cannot be read): the share of a span's ticks the hypervisor gave to other guests."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the CPU time between two :func:`cpu_ticks` readings that was stolen
+    (0.0 when nothing was counted)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 class CallProbe:
     """Where the wall time of one call went, for a figure's detail: ``with CallProbe() as
     p: f()``, then ``p.spent()``.  A slow cold first call is either work (this thread's
