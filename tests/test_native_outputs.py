@@ -76,26 +76,6 @@ def test_the_block_freed_last_is_reused_first():
     _native.release_cached()
 
 
-def test_consecutive_blocks_start_half_a_page_apart(rng):
-    """New blocks start at staggered offsets within a page (64-byte aligned): the input
-    and the output of ``u = K(u)`` never share their address bits below 4 KiB (4K
-    aliasing), wherever glibc's heap stands.  A block resized by NumPy keeps its
-    values (the handler's realloc copies them into a new staggered block)."""
-    _native.release_cached()
-    blocks = [_native.empty((300_000,), np.float64) for _ in range(6)]
-    offsets = [b.ctypes.data % 4096 for b in blocks]
-    assert all(o % 64 == 0 for o in offsets)
-    assert all(abs(a - b) >= 1024 for a, b in zip(offsets, offsets[1:]))
-    x = rng.random(300_000)
-    blocks[0][...] = x
-    blocks[0].resize(400_000, refcheck=False)  # realloc through the handler
-    np.testing.assert_array_equal(blocks[0][:300_000], x)
-    blocks[0][300_000:] = 1.0
-    assert blocks[0].ctypes.data % 64 == 0 and blocks[0].sum() > 100_000
-    del blocks
-    assert _native.release_cached() > 0
-
-
 def test_restricted_entry_serves_only_its_size_bucket(rng):
     from asp.runtime import MISS
 

@@ -39,60 +39,32 @@ static struct { void *p; size_t n; unsigned long stamp; } cache[CACHE_SLOTS];
 static size_t cache_total = 0;
 static unsigned long cache_clock = 0;
 
-/* Blocks start at staggered offsets within a page: consecutive ones about half a page
- * apart (mod 4 KiB).  glibc gives large blocks one offset (a page plus 16 bytes, or
- * whatever its heap reached), so in `u = K(u)` the input and the output, two such
- * blocks, had the same address bits below 4 KiB, and a row's store and the next row's
- * loads looked alike to the processor's store forwarding (4K aliasing): a 512^2 heat
- * step ran 1.2-1.6x the time of the same step into preallocated grids, depending on
- * where earlier work had left glibc's heap.  Each block has a header before it: the
- * address malloc returned and the size. */
-#define STAGGER ((size_t)2112)
-static size_t stagger_next = 0;
-
-static void *raw_alloc(size_t n)
-{
-    size_t off = stagger_next & (4096 - 64);
-    char *raw, *p;
-    stagger_next += STAGGER;
-    if (n > SIZE_MAX - 8192 - 64) return NULL;
-    raw = malloc(n + 8192 + 64);
-    if (raw == NULL) return NULL;
-    p = (char *)((((uintptr_t)raw + 64 + 4095) & ~(uintptr_t)4095) + off);
-    ((void **)p)[-1] = raw;
-    ((size_t *)p)[-2] = n;
-#ifdef MADV_HUGEPAGE
-    if (n >= ((size_t)4 << 20)) {  /* as NumPy does for large arrays */
-        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-        uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
-        if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
-    }
-#endif
-    return p;
-}
-
-static void raw_free(void *p)
-{
-    if (p != NULL) free(((void **)p)[-1]);
-}
-
 /* The block of this size freed last: the one most likely still in cache (in a loop
  * `u = K(u)` the output freed a step ago, not one left from an earlier loop). */
 static void *big_malloc(void *ctx, size_t n)
 {
     int i, best = -1;
+    void *p;
     (void)ctx;
     for (i = 0; i < CACHE_SLOTS; i++)
         if (cache[i].p != NULL && cache[i].n == n
             && (best < 0 || cache[i].stamp > cache[best].stamp))
             best = i;
     if (best >= 0) {
-        void *p = cache[best].p;
+        p = cache[best].p;
         cache[best].p = NULL;
         cache_total -= n;
         return p;
     }
-    return raw_alloc(n ? n : 1);
+    p = malloc(n ? n : 1);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL && n >= ((size_t)4 << 20)) {  /* as NumPy does for large arrays */
+        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+        if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
+    }
+#endif
+    return p;
 }
 
 static void *big_calloc(void *ctx, size_t nelem, size_t elsize)
@@ -106,16 +78,8 @@ static void *big_calloc(void *ctx, size_t nelem, size_t elsize)
 
 static void *big_realloc(void *ctx, void *ptr, size_t n)
 {
-    void *p;
-    size_t old;
     (void)ctx;
-    if (ptr == NULL) return raw_alloc(n ? n : 1);
-    old = ((size_t *)ptr)[-2];
-    p = raw_alloc(n ? n : 1);
-    if (p == NULL) return NULL;  /* (the old block stays valid, as realloc's) */
-    memcpy(p, ptr, old < n ? old : n);
-    raw_free(ptr);
-    return p;
+    return realloc(ptr, n ? n : 1);
 }
 
 /* Keep the block; to make room (a slot, and the byte cap), free the blocks kept
@@ -141,12 +105,12 @@ static void big_free(void *ctx, void *ptr, size_t n)
                 return;
             }
             if (oldest < 0) break;
-            raw_free(cache[oldest].p);
+            free(cache[oldest].p);
             cache_total -= cache[oldest].n;
             cache[oldest].p = NULL;
         }
     }
-    raw_free(ptr);
+    free(ptr);
 }
 
 static PyDataMem_Handler big_handler = {
@@ -160,7 +124,7 @@ static PyObject *release_cached(PyObject *self, PyObject *unused)
     size_t freed = cache_total;
     (void)self; (void)unused;
     for (i = 0; i < CACHE_SLOTS; i++) {
-        if (cache[i].p != NULL) raw_free(cache[i].p);
+        if (cache[i].p != NULL) free(cache[i].p);
         cache[i].p = NULL;
     }
     cache_total = 0;

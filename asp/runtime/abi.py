@@ -114,10 +114,7 @@ def new_output(shape: tuple, dtype) -> np.ndarray:
     Arrays of 1 MiB or more come from the reusing memory handler (see
     :func:`release_memory`): a loop ``u = kernel(u)`` then writes into warm pages
     instead of the operating system zeroing fresh ones, which costs as much as a
-    memory-bound kernel itself.  Such blocks start at staggered offsets within a page
-    (about half a page apart from one to the next), so a kernel's input and output
-    never share their address bits below 4 KiB (4K aliasing: part of why ``u = K(u)``
-    on 512^2 ran up to 1.7x the time of the same step into preallocated grids).  The caller must write every element (or zero it).
+    memory-bound kernel itself.  The caller must write every element (or zero it).
     """
     if _native is None:
         return np.empty(shape, dtype)
