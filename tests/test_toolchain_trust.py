@@ -37,3 +37,24 @@ def test_a_refused_cache_holds_no_compiler_versions(fresh_cache):
         assert toolchain._remembered_version("/usr/bin/cc-test", 2.0) is None
     finally:
         os.chmod(fresh_cache, 0o700)
+
+
+def test_native_code_is_keyed_on_the_processors_features(monkeypatch):
+    """With ``-march=native`` the build key covers the processor's instruction set: a
+    cache shared with another kind of processor never serves it a library built for
+    this one (an AVX-512 library on a machine without it dies of SIGILL).  Without a
+    native flag the key does not depend on the processor."""
+    from asp.jit import cache, toolchain
+
+    native = toolchain.Compiler("/usr/bin/gcc", "gcc 12", ("-O3", "-march=native"))
+    generic = toolchain.Compiler("/usr/bin/gcc", "gcc 12", ("-O3", "-march=x86-64-v2"))
+    here = native.identity(), generic.identity()
+    assert f"cpu {toolchain.cpu_features()}" in here[0]
+    monkeypatch.setattr(toolchain, "cpu_features", lambda: "another processor")
+    assert native.identity() != here[0] and generic.identity() == here[1]
+    monkeypatch.setattr(toolchain, "compiler", lambda: native)
+    monkeypatch.setattr(cache, "compiler", lambda: native)
+    other = cache.source_key("int f(void) { return 1; }")
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "compiler", lambda: native)
+    assert cache.source_key("int f(void) { return 1; }") != other

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from asp import config
 from asp.errors import CompileError
 
-__all__ = ["DEFAULT_FLAGS", "Compiler", "compiler"]
+__all__ = ["DEFAULT_FLAGS", "Compiler", "compiler", "cpu_features"]
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp")
 # A kernel's Python is its specification:
@@ -43,11 +43,35 @@ class Compiler:
 
     def identity(self) -> str:
         # The fixed flags change the meaning of the code too (-fwrapv): part of every key.
-        return "\n".join([self.path, self.version, " ".join((*_BASE_FLAGS, *self.flags))])
+        # With -march=native (the default) the code is this processor's: a cache shared
+        # with another kind (a home directory on a cluster's mixed nodes, a machine whose
+        # processor changed) must not hand it an AVX-512 library it cannot run (SIGILL).
+        parts = [self.path, self.version, " ".join((*_BASE_FLAGS, *self.flags))]
+        if any(f.endswith("=native") for f in self.flags):
+            parts.append(f"cpu {cpu_features()}")
+        return "\n".join(parts)
 
     def toolchain(self):
         """A codepy toolchain for this compiler, derived from the guessed one."""
         return _toolchain(self)
+
+
+@functools.cache
+def cpu_features() -> str:
+    """A digest of this processor's instruction-set features (the ``flags`` of
+    ``/proc/cpuinfo``, sorted; the machine's architecture name where there are none):
+    what ``-march=native`` compiles for.  The model name does not tell (this VM's says
+    "AMD EPYC" on Zen 3 and on Zen 4, with and without AVX-512)."""
+    import hashlib
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((x for x in f if x.startswith(("flags", "Features"))), "")
+    except OSError:
+        line = ""
+    text = " ".join(sorted(line.split(":", 1)[-1].split())) or platform.machine()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _c_compiler_for(cc: str) -> str:
