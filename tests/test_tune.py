@@ -310,6 +310,18 @@ def test_remembered_and_forget(fresh_cache):
     assert remembered() == []
 
 
+def test_machine_id_follows_the_processors_features(monkeypatch):
+    """Two processors of one model name (this VM's says "AMD EPYC" on Zen 3 and Zen 4)
+    but other instruction sets are other machines: a winner tuned on one is not trusted
+    on the other."""
+    from asp.jit import toolchain
+    from asp.tune import machine_id
+
+    here = machine_id()
+    monkeypatch.setattr(toolchain, "cpu_features", lambda: "another instruction set")
+    assert machine_id() != here and machine_id().split(" [")[0] == here.split(" [")[0]
+
+
 def test_machine_id_follows_the_thread_count_in_force(monkeypatch):
     from asp.tune import machine_id
 

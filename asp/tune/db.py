@@ -65,8 +65,11 @@ def machine_id() -> str:
     The thread count is read at each call (``OMP_NUM_THREADS`` may change within
     a process); only the processor model is cached.
     """
+    from asp.jit.toolchain import cpu_features
+
+    # (the features too: this VM's model name reads "AMD EPYC" on Zen 3 and on Zen 4)
     model, threads = _cpu_model(), config.num_threads()
-    text = f"{platform.machine()}|{model}|threads={threads}"
+    text = f"{platform.machine()}|{model}|{cpu_features()}|threads={threads}"
     return f"{model} x{threads} [{hashlib.sha256(text.encode()).hexdigest()[:8]}]"
 
 
