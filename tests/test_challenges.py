@@ -16,17 +16,21 @@ from asp.tune.tuner import Tuning
 from specializers.elementwise import elementwise
 from specializers.gmm import kernels as K
 from specializers.reduction import reduction
+from specializers.stencil import StencilKernel, temporal
 from specializers.stencil import iterate as iterate_module
-from specializers.stencil import temporal
 from tests.test_gmm_kernels import assert_outputs_close, em_args, run_reference
-from tests.test_iterate import Heat as _Heat
 from tests.test_iterate import loop
 
 RNG = np.random.default_rng(20261204)
 
 
-class Heat(_Heat):  # this module's own (kernels and their tuning are kept per class)
-    pass
+class Heat(StencilKernel):  # this module's own source: kernels are kept per function
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
 
 
 CHALLENGES: list[str] = []  # the rivals challenged, in this test
@@ -64,11 +68,14 @@ def energy(u, v):
 
 def _challenged(call, check, calls: int = 400, rivals: bool = True) -> None:
     """``calls`` calls, each result checked, of which some ran a rival (``rivals``), or
-    none did."""
+    none did.  (On a machine the other test worker keeps busy, decisions come later:
+    up to ten times the calls, until three rivals ran.)"""
     check(call())
     wait_for_builds()  # every variant compiled (a first call compiles one, the rest later)
-    for _ in range(calls):
+    for n in range(10 * calls):
         check(call())
+        if n >= calls and (len(CHALLENGES) >= 3 or not rivals):
+            break
     if rivals:
         assert len(CHALLENGES) >= 3 and all(CHALLENGES), CHALLENGES
     else:

@@ -11,26 +11,39 @@ import pytest
 from asp.ir import platform as ir
 from specializers.stencil import StencilKernel, temporal, vectors
 from specializers.stencil import iterate as iterate_module
-from tests.test_iterate import Heat as _Heat
-from tests.test_iterate import Heat3 as _Heat3
-from tests.test_iterate import Wave as _Wave
 from tests.test_iterate import _every_blocked_variant, loop
 
 RNG = np.random.default_rng(20261203)
 
 
-# Classes of this module's own: kernels (and their tuning) are kept per class, and
-# test_iterate's, run before in the same process, would bring their decisions along.
-class Heat(_Heat):
-    pass
+# Kernels of this module's own source: kernels (their specializations and records) are
+# kept per kernel function, and test_iterate's, run before in the same worker with
+# another sample of the spaces, would bring their variants along.
+class Heat(StencilKernel):
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
 
 
-class Heat3(_Heat3):
-    pass
+class Heat3(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.1 * acc
 
 
-class Wave(_Wave):
-    pass
+class Wave(StencilKernel):
+    def kernel(self, u, u_prev, c2, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = 2.0 * u[x] - u_prev[x] + c2 * lap
 
 
 class Clipped(StencilKernel):
