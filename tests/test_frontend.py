@@ -386,6 +386,8 @@ def test_source_text_is_not_fooled_by_an_edited_file(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module("edited_kernel")
     assert source_text(mod.k) == ("def k(x):\n    return x + 1\n", 1)
+    with pytest.raises(TypeError, match="fn: expected a Python function, not int"):
+        source_text(3)
     path.write_text("def k(x):\n    return x + 2\n")
     import os
     os.utime(path, (1, 1))  # another mtime for linecache's check

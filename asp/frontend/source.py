@@ -85,7 +85,9 @@ def source_text(fn) -> tuple[str, int]:
     that starts, no deeper indented than that one, a text that parses as a ``def`` (a cut
     inside a string, bracket or continued line does not parse).  OSError if there is no
     such text (then :func:`inspect.getsourcelines` decides)."""
-    code = fn.__code__
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        raise TypeError(f"fn: expected a Python function, not {type(fn).__name__}")
     filename = code.co_filename
     linecache.checkcache(filename)
     lines = linecache.getlines(filename, fn.__globals__)

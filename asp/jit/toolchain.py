@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from asp import config
 from asp.errors import CompileError
 
-__all__ = ["DEFAULT_FLAGS", "Compiler", "compiler", "cpu_features"]
+__all__ = ["DEFAULT_FLAGS", "Compiler", "compiler", "cpu_features", "cpu_flags"]
 
 DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp")
 # A kernel's Python is its specification:
@@ -57,20 +57,26 @@ class Compiler:
 
 
 @functools.cache
-def cpu_features() -> str:
-    """A digest of this processor's instruction-set features (the ``flags`` of
-    ``/proc/cpuinfo``, sorted; the machine's architecture name where there are none):
-    what ``-march=native`` compiles for.  The model name does not tell (this VM's says
-    "AMD EPYC" on Zen 3 and on Zen 4, with and without AVX-512)."""
-    import hashlib
-    import platform
-
+def cpu_flags() -> frozenset[str]:
+    """This processor's instruction-set features: the ``flags`` (``Features`` on ARM) of
+    ``/proc/cpuinfo``; empty where it cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((x for x in f if x.startswith(("flags", "Features"))), "")
     except OSError:
         line = ""
-    text = " ".join(sorted(line.split(":", 1)[-1].split())) or platform.machine()
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+@functools.cache
+def cpu_features() -> str:
+    """A digest of :func:`cpu_flags` (the machine's architecture name where there are
+    none): what ``-march=native`` compiles for.  The model name does not tell (this VM's
+    says "AMD EPYC" on Zen 3 and on Zen 4, with and without AVX-512)."""
+    import hashlib
+    import platform
+
+    text = " ".join(sorted(cpu_flags())) or platform.machine()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

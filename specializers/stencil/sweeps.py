@@ -83,7 +83,7 @@ class JammedSweeps:
             for jj, row in enumerate(rows):
                 body = self.body(0, _v(f"asp_v{jj}"), rix, row, loads=loads, jj=jj)
                 points.append(vector_block(body, ct, scalars, {
-                    "asp_acc", f"asp_v{jj}", *local, *loads.names()}))
+                    "asp_acc", f"asp_v{jj}", *local, *loads.read_names}))
         except NotVector:
             return None
         return _block(*loads.statements(),

@@ -28,31 +28,27 @@ uses, never computed with.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from asp.ir import platform as ir
+from asp.ir.types import dtype_of
+from asp.jit.toolchain import cpu_flags
 
 __all__ = ["Loads", "NotVector", "lanes", "preamble", "store", "vector_block", "vtype"]
 
 #: Vector bytes when the processor's flags cannot be read.
 FALLBACK_BYTES = 16
 _SCALAR = {"double": "int64_t", "float": "int32_t"}  # a shuffle mask's lane type
-_SIZE = {"double": 8, "float": 4}
 
 
 class NotVector(Exception):
     """The body is not plain arithmetic on the grid's type: the sweep stays scalar."""
 
 
-@functools.cache
 def vector_bytes() -> int:
-    """Bytes of the widest vector registers this processor has (``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith("flags")), [])
-    except OSError:
+    """Bytes of the widest vector registers this processor has."""
+    flags = cpu_flags()
+    if not flags:
         return FALLBACK_BYTES
     return 64 if "avx512f" in flags else 32 if "avx" in flags else FALLBACK_BYTES
 
@@ -61,7 +57,7 @@ def lanes(ctype: str) -> int:
     """Points in one vector of ``ctype`` (0: no vector type for it)."""
     if ctype not in _SCALAR:
         return 0
-    return vector_bytes() // _SIZE[ctype]
+    return vector_bytes() // dtype_of(ctype).itemsize
 
 
 def vtype(ctype: str) -> str:
@@ -90,6 +86,7 @@ class Loads:
         self.ctype, self.n, self.address = ctype, lanes(ctype), address
         self.keys: dict[tuple, int] = {}
         self.needs: dict[tuple, set[int]] = {}
+        self.read_names: set[str] = set()  # the variables read() returned
 
     def read(self, key: tuple, dx: int) -> ir.Var:
         """The vector of the points ``dx`` along the contiguous axis from the position's,
@@ -98,12 +95,9 @@ class Loads:
             raise NotVector(f"a neighbour {dx} points away (vectors of {self.n})")
         k = self.keys.setdefault(key, len(self.keys))
         self.needs.setdefault(key, set()).add(dx)
-        return ir.Var(f"asp_w{k}_{'m' if dx < 0 else 'p'}{abs(dx)}")
-
-    def names(self) -> set[str]:
-        """The variables :meth:`read` returned so far."""
-        return {f"asp_w{self.keys[key]}_{'m' if dx < 0 else 'p'}{abs(dx)}"
-                for key, dxs in self.needs.items() for dx in dxs}
+        name = f"asp_w{k}_{'m' if dx < 0 else 'p'}{abs(dx)}"
+        self.read_names.add(name)
+        return ir.Var(name)
 
     def statements(self) -> list[ir.Stmt]:
         v, out = vtype(self.ctype), []
