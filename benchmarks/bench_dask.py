@@ -87,7 +87,7 @@ def _decided(cases) -> bool:
     the call ``kernel(u, 0.2)`` on a grid of that shape (run on a worker, or here)."""
     for kernel, shape in cases:
         a, b = np.zeros(shape), np.zeros(shape)
-        if kernel.jit_for(a, 0.2, b).chosen_variant(a, 0.2, b) is None:
+        if kernel.call_jit(a, 0.2).chosen_variant(a, 0.2, b) is None:
             return False
     return True
 

@@ -182,3 +182,40 @@ def test_a_dask_array_after_a_remembered_call(rng):
     lazy = k(da.from_array(u, chunks=(256, 384)), 0.25)
     assert hasattr(lazy, "__dask_graph__")
     np.testing.assert_allclose(lazy.compute(scheduler="sync"), k(u, 0.25), rtol=1e-15)
+
+
+@pytest.mark.parametrize("dim,dtype", [(1, np.float64), (2, np.float64), (2, np.float32),
+                                       (2, np.int64), (3, np.float64), (3, np.float32)])
+def test_every_variant_of_the_zeroing_code(dim, dtype, rng):
+    """In 'interior' mode ``__call__`` runs code that zeroes the border in the variant's
+    own team (:mod:`specializers.stencil.border`): every variant of it, the sampled points
+    of its spaces included, on outputs full of NaN (or ones), at sizes above the parallel
+    threshold, against the kernel into zeros; the Python reference agrees."""
+    u = (rng.random(SHAPES[dim]) * 100).astype(dtype)
+    c = dtype(2) if np.dtype(dtype).kind == "i" else 0.5
+    want = _expected(Assign(), u, c)
+    k = Assign()
+    junk = np.full(u.shape, np.nan if np.dtype(dtype).kind == "f" else 1, dtype)
+    jit = k.jit_for(u, c, junk, zero=True)
+    names = jit.specialization(u, c, junk).variant_names
+    assert len(names) >= (2 if dim > 1 and np.dtype(dtype).kind == "f" else 1), names
+    for name in names:
+        got = jit.run_variant(name, u, c, junk.copy())
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    reference = jit.specializer.run_python((u, c, junk.copy()))
+    np.testing.assert_allclose(reference, want, rtol=1e-6 if dtype == np.float32 else 0)
+
+
+def test_zeroing_code_with_a_deeper_ghost_on_the_loop_grid(rng):
+    """The loop walks a grid with ghost depth 2: the code zeroes two deep, every variant."""
+    u = StencilGrid([600, 300])
+    u.data = rng.random((600, 300))
+    u.ghost_depth = 2
+    want = np.zeros((600, 300))
+    want[2:-2, 2:-2] = 2.0 * u.data[2:-2, 2:-2]
+    k = Walk()
+    out = np.full((600, 300), np.nan)
+    jit = k.jit_for(u, out, zero=True)
+    for name in jit.specialization(u.data, out).variant_names:
+        np.testing.assert_array_equal(jit.run_variant(name, u.data, out.copy()), want,
+                                      err_msg=name)

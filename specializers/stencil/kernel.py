@@ -26,11 +26,17 @@ from __future__ import annotations
 import hashlib
 import weakref
 
-import numpy as np
-
 from asp.errors import UnrepresentableValue
 from asp.frontend import attach_source
-from asp.runtime import MISS, JitKernel, new_output
+from asp.runtime import MISS, JitKernel
+from specializers.stencil.fresh import (
+    Remembered,
+    arrays,
+    call_fresh,
+    call_jit,
+    kinds,
+    run_remembered,
+)
 from specializers.stencil.grid import StencilGrid, default_neighbors, distance
 from specializers.stencil.lowering import MODES
 from specializers.stencil.specializer import StencilSpecializer
@@ -43,8 +49,6 @@ _JITS: dict[tuple, JitKernel] = {}
 # What asp derives on an instance (rebuilt, never copied or pickled); '_own_jits' holds
 # the specializations of an instance whose kernel reads what cannot be shared.
 _DERIVED = frozenset({"kernel", "pure_kernel", "_fast", "_own_jits", "_fresh"})
-# Outputs this large come from the reusing allocator (asp.runtime.new_output), not zeroed.
-_REUSE_BYTES = 1 << 20
 _DEFAULTS = {d: [list(lst) for lst in default_neighbors(d)] for d in (1, 2, 3)}
 
 
@@ -71,7 +75,7 @@ class StencilKernel:
     boundary: str = "interior"
     cval: float = 0.0
     #: What the last large ``__call__`` zeroed, and for which arguments (see ``__call__``).
-    _fresh: tuple | None = None
+    _fresh: Remembered | None = None
     pure_python: bool = False
     should_unroll: bool = True
     #: The original Asp's ``self.distance(x, y)``; a subclass that defines its own
@@ -135,12 +139,14 @@ class StencilKernel:
         return type(self).from_state({**self.__getstate__(), **changes})
 
     # -- calling ----------------------------------------------------------------------------
-    def _jit(self, geometry: tuple, reads) -> JitKernel:
+    def _jit(self, geometry: tuple, reads, zero: bool = False) -> JitKernel:
         """The JitKernel for ``geometry`` and ``reads`` (:func:`.state.read_key` of this
-        object): the class's, or with :data:`.state.PER_INSTANCE` this object's own."""
+        object): the class's, or with :data:`.state.PER_INSTANCE` this object's own.
+        ``zero``: the code that also zeroes the border (``__call__``'s, in 'interior')."""
         cls = type(self)
         fn = cls.kernel
-        options = (fn, self.boundary, float(self.cval), bool(self.should_unroll), geometry)
+        options = (fn, self.boundary, float(self.cval), bool(self.should_unroll), geometry,
+                   zero)
         if reads is PER_INSTANCE:
             jits = vars(self).setdefault("_own_jits", {})
             key = options
@@ -153,7 +159,8 @@ class StencilKernel:
             # and unchanged when this instance changes later.
             owner = self if reads is PER_INSTANCE else self.with_options()
             spec = StencilSpecializer(owner, fn, boundary=self.boundary, cval=float(self.cval),
-                                      unroll=bool(self.should_unroll), geometry=geometry)
+                                      unroll=bool(self.should_unroll), geometry=geometry,
+                                      zero=zero)
             if reads:
                 # Code compiled for other values of what the kernel reads has another
                 # record on disk; values with no stable description get none.
@@ -178,7 +185,7 @@ class StencilKernel:
                 except TypeError:  # a wrong number of arguments: say so in the user's terms
                     return self._call(args)
                 except UnrepresentableValue as exc:  # a value only Python represents
-                    return fast[3].run_as_python(_arrays(args), exc)
+                    return fast[3].run_as_python(arrays(args), exc)
                 if result is not MISS:
                     return result
                 # A miss on plain grids is the guards' or the tuner's (one call in N comes
@@ -223,17 +230,18 @@ class StencilKernel:
 
     def specialization(self, *args):
         """The compiled variants for ``args`` (for tests and tools)."""
-        return self.jit_for(*args).specialization(*_arrays(args))
+        return self.jit_for(*args).specialization(*arrays(args))
 
-    def jit_for(self, *args) -> JitKernel:
-        """The :class:`~asp.runtime.JitKernel` that runs calls with ``args``."""
+    def jit_for(self, *args, zero: bool = False) -> JitKernel:
+        """The :class:`~asp.runtime.JitKernel` that runs calls with ``args`` (``zero``:
+        the one ``__call__`` runs in 'interior' mode, which zeroes the border too)."""
         geometry = tuple(_geometry(a) for a in args)
         return self._jit(geometry if any(geometry) else (),
-                         read_key(self, reads_of(type(self), type(self).kernel)))
+                         read_key(self, reads_of(type(self), type(self).kernel)), zero)
 
     def run_variant(self, name: str, *args):
         """Run one compiled variant on ``args`` (tests check every variant)."""
-        return self.jit_for(*args).run_variant(name, *_arrays(args))
+        return self.jit_for(*args).run_variant(name, *arrays(args))
 
     def iterate(self, state, *args, steps: int):
         """``steps`` time steps from ``state``: what ``for _ in range(steps): state =
@@ -249,141 +257,29 @@ class StencilKernel:
 
         Points the kernel does not write (the border in ``'interior'`` mode) are zero.
         Large outputs reuse freed memory (:func:`asp.runtime.new_output`), which in a
-        loop ``u = kernel(u)`` saves the operating system's zeroing of fresh pages.
+        loop ``u = kernel(u)`` saves the operating system's zeroing of fresh pages; in
+        'interior' mode the compiled code zeroes their border itself, each thread where
+        it writes (see :mod:`.border`).
 
         Dask arrays among the inputs give a lazy dask array computed block by block
         (see :mod:`specializers.stencil.dask`).
         """
         # The loop ``u = K(u, r)``: the same kinds and shapes of arguments as the last
-        # large call zero what that call zeroed, without asking the kernel again (a 512^2
-        # step costs 50-90 us; finding out what to zero cost several times that).  No
+        # large call do what that call found (see .fresh), without asking the kernel
+        # again (a 512^2 step costs 50 us; finding out cost several times that).  No
         # Dask check either: an argument of a remembered type never held a dask graph.
         fresh = self._fresh
-        if fresh is not None and fresh[0] == self.boundary and not self.pure_python \
-                and _kinds(inputs) == fresh[1]:
-            out = new_output(fresh[2], fresh[3])
-            _zero(out, fresh[4])
-            if fresh[5] is None:
-                self.kernel(*inputs, out)
-            else:
-                self.kernel(*inputs, _grid_like(inputs[fresh[5]], out))
-            return out
-        return self._call_fresh(inputs)
+        if fresh is not None and fresh.options == (self.boundary, self.cval,
+                                                   self.should_unroll) \
+                and not self.pure_python and kinds(inputs) == fresh.kinds:
+            return run_remembered(self, fresh, inputs)
+        return call_fresh(self, inputs)
 
-    def _call_fresh(self, inputs: tuple):
-        """``__call__`` when nothing is remembered for these kinds of arguments."""
-        if any(hasattr(a, "__dask_graph__") for a in inputs):
-            from specializers.stencil.dask import apply  # dask stays an optional extra
-
-            return apply(self, *inputs)
-        at = next((i for i, a in enumerate(inputs) if isinstance(a, StencilGrid | np.ndarray)),
-                  None)
-        if at is None:
-            raise TypeError(f"{type(self).__name__}() needs at least one input grid")
-        first = inputs[at]
-        data = first.data if isinstance(first, StencilGrid) else first
-        # Reuse only for dtypes a kernel can take; any other reaches the kernel's own
-        # check (a clear error naming the argument) through np.zeros.
-        large = (data.size * data.dtype.itemsize >= _REUSE_BYTES and not self.pure_python
-                 and data.dtype.kind in "iuf" and data.dtype.isnative)
-        out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
-        grid = isinstance(first, StencilGrid)
-        target = _grid_like(first, out) if grid else out
-        if not large:
-            self.kernel(*inputs, target)
-            return out
-        learnt, plan = self._zero_unwritten(inputs, target, out)
-        self.kernel(*inputs, target)
-        if learnt is not None:  # a valid call: the answer was the kernel's, not the call's
-            _WRITES.setdefault(learnt[0], {})[learnt[1]] = learnt[2]
-        self._fresh = (self.boundary, _kinds(inputs), data.shape, data.dtype, plan,
-                       at if grid else None)
-        return out
-
-    def _zero_unwritten(self, inputs: tuple, target, out: np.ndarray):
-        """Zero what the kernel will not write in a fresh (reused, not zeroed) output:
-        nothing when it assigns every point; the border of the ghost depth in
-        ``'interior'`` mode; everything when it reads or accumulates into ``out``.
-
-        Whether it assigns every point depends on the source and the kinds of the
-        arguments only (the same code runs if the call falls back), and finding it
-        prepares the call, which in ``'interior'`` mode runs the domain passes:
-        milliseconds, which a Dask block's first task paid every step.  So it is
-        remembered, once a call has shown that the arguments were valid (an invalid
-        call answers False): returns what to remember then (or None), and what was
-        zeroed (index tuples; None for everything)."""
-        args = (*inputs, target)
-        jit, arrays = self.jit_for(*args), _arrays(args)
-        kinds = tuple((a.dtype.str, a.ndim) if isinstance(a, np.ndarray) else type(a)
-                      for a in arrays)
-        writes = _WRITES.get(jit, {}).get(kinds)
-        learnt = None
-        if writes is None:
-            writes = jit.specializer.writes_every_point(arrays)
-            learnt = (jit, kinds, writes)
-        if not writes:
-            plan = None  # everything
-        elif self.boundary == "interior":
-            # The loop may walk any grid's interior: zero the widest border (the kernel
-            # overwrites whatever of it it visits).
-            g = max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid))])
-            plan = _border(out.shape, g)
-        else:
-            plan = []  # nothing: every point is written
-        _zero(out, plan)
-        return learnt, plan
-
-
-def _border(shape: tuple, g: int) -> list | None:
-    """The index tuples of the border ``g`` deep of an array of ``shape``: two per axis,
-    or one (``::n-1``) when ``g`` is 1 (zeroing both columns of a 512^2 grid as one
-    strided view costs 3 us, as two single columns 10 us); None (everything) when an
-    axis is all border."""
-    plan = []
-    for axis, n in enumerate(shape):
-        if n <= 2 * g:
-            return None
-        index = [slice(None)] * len(shape)
-        if g == 1:
-            index[axis] = slice(None, None, n - 1)
-            plan.append(tuple(index))
-        else:
-            index[axis] = slice(0, g)
-            plan.append(tuple(index))
-            index[axis] = slice(n - g, None)
-            plan.append(tuple(index))
-    return plan
-
-
-def _kinds(inputs: tuple) -> list:
-    """What a remembered zeroing plan and output depend on: the types, dtypes and shapes
-    of the arrays and grids (with their ghost depths), the types of the rest."""
-    return [(type(a), a.dtype, a.shape) if isinstance(a, np.ndarray) else
-            (type(a), a.ghost_depth, a.data.dtype, a.data.shape)
-            if isinstance(a, StencilGrid) else type(a) for a in inputs]
-
-
-def _grid_like(first: StencilGrid, out: np.ndarray) -> StencilGrid:
-    """``out`` as a grid with ``first``'s ghost depth and neighbourhoods."""
-    target = StencilGrid.from_array(out)
-    target.ghost_depth = first.ghost_depth
-    target.neighbor_definition = first.neighbor_definition
-    return target
-
-
-def _zero(out: np.ndarray, plan: list | None) -> None:
-    """Zero all of ``out`` (``plan`` None) or the parts ``plan`` indexes (``fill`` on a
-    view: a third cheaper than assigning 0 through the index)."""
-    if plan is None:
-        out.fill(0)
-    for index in plan or ():
-        out[index].fill(0)
-
-
-# Per JitKernel and kinds of arguments: whether the kernel assigns every point it visits
-# (see StencilKernel._zero_unwritten).
-_WRITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
+    def call_jit(self, *inputs) -> JitKernel:
+        """The :class:`~asp.runtime.JitKernel` that ``self(*inputs)`` runs (its chosen
+        variant, how sure the tuner is): in 'interior' mode, the code that zeroes the
+        border too (:mod:`.fresh`)."""
+        return call_jit(self, *inputs)
 
 # Per process: the first ``kernel`` function unpickled for each class.  cloudpickle sets a
 # class sent by value up again on every unpickling, so ``kernel`` would be a new function
@@ -411,10 +307,6 @@ def _restore(cls: type, state: dict) -> StencilKernel:
         if first is not fn and getattr(first, "__code__", None) == getattr(fn, "__code__", 0):
             cls.kernel = first
     return cls.from_state(state)
-
-
-def _arrays(args):
-    return tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
 
 
 def _check_mode(mode) -> None:

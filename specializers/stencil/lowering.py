@@ -34,7 +34,7 @@ from specializers.stencil.domain import (
     radius,
 )
 
-__all__ = ["MODES", "lower", "lower_border", "neighbor_loops", "needs_load"]
+__all__ = ["MODES", "lower", "neighbor_loops", "needs_load"]
 
 MODES = ("interior", "constant", "nearest", "reflect", "mirror", "wrap")
 I64 = "int64_t"
@@ -210,7 +210,7 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
     """The kernel function of one variant (before platform passes).
 
     With a boundary mode, ``border`` names the work-sharing function (from
-    :func:`lower_border`) that computes the border slabs, and the interior box and a
+    :func:`.border.lower_border`) that computes the border slabs, and the interior box and a
     call of it are one :class:`~asp.ir.platform.Region`: every loop of the team
     without a barrier (``independent``: the box and the slabs write disjoint points,
     each only its own, and read no output another writes; the region's end waits for
@@ -368,39 +368,6 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
 
 def _suffix(ctype: str) -> str:
     return {"double": "f64", "float": "f32"}.get(ctype, "any")
-
-
-def lower_border(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *,
-                 mode: str, cval: float, loops: list[NeighborLoop], name: str) -> ir.Function:
-    """The border slabs of a boundary mode: every point within the neighbourhood's reach
-    of an edge, each read remapped by ``mode``.  Along axis ``a``, the slabs below and
-    above the box span the box on the axes before ``a`` and the whole grid after it, so
-    every point outside the box is in exactly one slab.
-
-    A work-sharing function: every thread of a variant's region calls it, and each
-    slab is a loop the team shares without a barrier, its first two axes collapsed (a
-    slab is a point or two thin along one axis: shared along that axis alone, it
-    would be one thread's work).  No SIMD: remapped reads do not vectorize, and the
-    border is a thin shell of the grid.  Shared by all variants of a signature."""
-    dim = kernel.grid(kernel.loop.grid).ndim
-    n = [ir.Var(extent_name(pname(kernel.loop.grid), a)) for a in range(dim)]
-    ivars = [ir.Var(f"asp_i{a}") for a in range(dim)]
-    pre = _prologue(kernel, loops, dim, n)
-    lo, hi = radius(kernel, dim)
-    box = _box(lo, hi, n, pre)
-    checked = _point_body(kernel, loops, dim, ivars, checked=True, mode=mode, cval=cval,
-                          load=needs_load(kernel), store=None)
-    nests: list[ir.Stmt] = []
-    for a in range(dim):
-        if not (lo[a] or hi[a]):
-            continue
-        for part in ((_c(0), box[a][0]), (box[a][1], n[a])):
-            ranges = [box[b] if b < a else (part if b == a else (_c(0), n[b]))
-                      for b in range(dim)]
-            nests.append(_shared(_nest(ranges, checked), collapse=min(dim, 2)))
-    params = abi_params([pname(x) for x in names], specs)
-    body = ir.Block((*pre, *nests, _result(kernel)))
-    return ir.Function(name, params, body, ret="int", static=True, worksharing=True)
 
 
 def converts(kernel) -> bool:

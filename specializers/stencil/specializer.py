@@ -22,16 +22,11 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
+from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
 from specializers.stencil.grid import StencilGrid, default_neighbors
-from specializers.stencil.lowering import (
-    converts,
-    lower,
-    lower_border,
-    needs_load,
-    neighbor_loops,
-)
+from specializers.stencil.lowering import converts, lower, needs_load, neighbor_loops
 from specializers.stencil.passes import fold_constants, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
 from specializers.stencil.variants import (
@@ -62,9 +57,12 @@ class StencilSpecializer(Specializer):
     """Specializes ``kernel_fn`` (a ``kernel(self, ...)`` function) for one kernel object."""
 
     def __init__(self, owner, kernel_fn, *, boundary: str, cval: float, unroll: bool,
-                 geometry: Geometry):
+                 geometry: Geometry, zero: bool = False):
         self.owner, self.fn = owner, kernel_fn
         self.boundary, self.cval, self.unroll, self.geometry = boundary, cval, unroll, geometry
+        # In 'interior' mode: the code also zeroes the border the kernel does not visit
+        # (a fresh output of StencilKernel.__call__; see .border).
+        self.zero = zero and boundary == "interior"
         code = kernel_fn.__code__
         self.params = list(code.co_varnames[1: code.co_argcount])
         self.fname = f"{type(owner).__name__}.kernel"
@@ -78,7 +76,7 @@ class StencilSpecializer(Specializer):
             text = ""
         # Module constants the kernel reads are baked in too: the runtime adds their
         # values to this digest and guards them (see global_reads).
-        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}"
+        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}" + ("|zero" if self.zero else "")
         self.digest = hashlib.sha256((text + options).encode()).hexdigest() if text else ""
 
     def location(self) -> str:
@@ -267,12 +265,13 @@ class StencilSpecializer(Specializer):
             size = ir.BinOp("*", size, ir.Var(f"{loop_grid}_n{a}"))
         variants, helpers = [], ()
         border = None
-        if self.boundary != "interior":
+        ghost = self.ghost(pos[k.loop.grid])
+        if self.boundary != "interior" or self.zero:
             # The slabs: one work-sharing helper every variant's team calls (the lowering
             # shares its loops; no pass changes them, the dump shows them).
-            border = "stencil_border"
+            border = "stencil_zero" if self.zero else "stencil_border"
             bfn = lower_border(k, self.params, specs, mode=self.boundary, cval=self.cval,
-                               loops=loops, name=border)
+                               loops=loops, name=border, zero=ghost if self.zero else None)
             # At -O2: the slabs took 1.07 s of a 3-D reflect unit's 1.3 s of gcc at -O3 (every
             # unit repeats them), 0.4 s at -O2, and ran as fast (64^3 static 218 vs 219 us,
             # 256^3 17.7 vs 17.5 ms, side by side; at -O1 9-27 % slower).
@@ -280,7 +279,7 @@ class StencilSpecializer(Specializer):
                                            optimize="O2"),)
         def make(vname: str, opts: dict) -> Variant:
             fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
-                       ghost=self.ghost(pos[k.loop.grid]), loops=loops, border=border,
+                       ghost=ghost, loops=loops, border=border,
                        streaming=opts.get("streaming", False), name=f"stencil_{vname}",
                        jam=opts.get("jam", 1))
             return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim))
@@ -384,9 +383,16 @@ class StencilSpecializer(Specializer):
                 grids.append(g)
             else:
                 grids.append(a)
-        self.fn(self.owner, *grids)
         out = args[out_i]
-        return out.data if isinstance(out, StencilGrid) else out
+        out = out.data if isinstance(out, StencilGrid) else out
+        if self.zero:  # the border of the deepest ghost (the kernel writes what it visits)
+            g = max(self.ghost(i) for i, a in enumerate(args)
+                    if isinstance(a, np.ndarray | StencilGrid))
+            for axis, n in enumerate(out.shape):
+                out[(slice(None),) * axis + (slice(0, g),)] = 0
+                out[(slice(None),) * axis + (slice(max(n - g, 0), None),)] = 0
+        self.fn(self.owner, *grids)
+        return out
 
 
 def _light(args: tuple) -> tuple:

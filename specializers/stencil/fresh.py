@@ -1,0 +1,216 @@
+"""The outputs ``StencilKernel.__call__`` allocates, and what it zeroes in them.
+
+A loop ``u = K(u, r)`` allocates an output each step.  Large outputs come from the
+reusing allocator (:func:`asp.runtime.new_output`: freed blocks of the same size,
+not zeroed by the system), so whatever the kernel does not write must be zeroed:
+
+* a kernel that reads or accumulates into its output: everything, first;
+* a kernel that assigns every point it visits, in a boundary mode: nothing;
+* the same in ``'interior'`` mode: the border it does not visit, which the
+  compiled code of :attr:`Remembered.jit` zeroes itself, in the variant's own team
+  (:mod:`.border`), each thread the rows it computes.  Zeroing a 512^2 output's
+  border from the calling thread cost 20-35 us a step (a third of the step, in
+  cache lines moved between the cores), in the team nothing measurable.
+
+Which case holds depends on the source and the kinds of the arguments only, so the
+first large call of a kind finds it (preparing the call: milliseconds) and the
+kernel object remembers it with what the next calls need (:class:`Remembered`).
+"""
+from __future__ import annotations
+
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+
+from asp.runtime import JitKernel, new_output
+from specializers.stencil.grid import StencilGrid
+from specializers.stencil.state import PER_INSTANCE, read_key, reads_of
+
+__all__ = ["REUSE_BYTES", "Remembered", "call_fresh", "call_jit", "kinds", "run_remembered"]
+
+#: Outputs this large come from the reusing allocator, not zeroed by the system.
+REUSE_BYTES = 1 << 20
+
+# Per JitKernel and kinds of arguments: whether the kernel assigns every point it visits.
+_WRITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Remembered(NamedTuple):
+    """What a large ``__call__`` found, for later calls with the same ``kinds``."""
+
+    options: tuple  # (boundary, cval, should_unroll) it was found for
+    kinds: list  # kinds(inputs)
+    shape: tuple
+    dtype: np.dtype
+    plan: list | None  # what to zero here: index tuples, or None for everything
+    grid_at: int | None  # the input whose grid geometry the output takes, if a grid
+    jit: JitKernel | None  # the code that zeroes the border itself ('interior'), if any
+    reads: object  # read_key of what the kernel reads (None: it reads nothing)
+    names: tuple  # the names of what it reads
+
+
+def kinds(inputs: tuple) -> list:
+    """What a remembered zeroing plan and output depend on: the types, dtypes and shapes
+    of the arrays and grids (with their ghost depths), the types of the rest."""
+    return [(type(a), a.dtype, a.shape) if isinstance(a, np.ndarray) else
+            (type(a), a.ghost_depth, a.data.dtype, a.data.shape)
+            if isinstance(a, StencilGrid) else type(a) for a in inputs]
+
+
+def run_remembered(kernel, r: Remembered, inputs: tuple):
+    """``kernel(*inputs)`` as ``r`` says (the caller checked ``r`` applies)."""
+    out = new_output(r.shape, r.dtype)
+    if r.jit is not None and (r.reads is None or r.reads == read_key(kernel, r.names)):
+        r.jit(*arrays(inputs), out)  # it zeroes the border as it runs
+        return out
+    _zero(out, r.plan)
+    kernel.kernel(*inputs, out if r.grid_at is None else _grid_like(inputs[r.grid_at], out))
+    return out
+
+
+def call_fresh(kernel, inputs: tuple):
+    """``kernel(*inputs)`` when nothing is remembered for these kinds of arguments."""
+    if any(hasattr(a, "__dask_graph__") for a in inputs):
+        from specializers.stencil.dask import apply  # dask stays an optional extra
+
+        return apply(kernel, *inputs)
+    at = next((i for i, a in enumerate(inputs) if isinstance(a, StencilGrid | np.ndarray)),
+              None)
+    if at is None:
+        raise TypeError(f"{type(kernel).__name__}() needs at least one input grid")
+    first = inputs[at]
+    data = first.data if isinstance(first, StencilGrid) else first
+    large = _large(kernel, data)
+    out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
+    grid = isinstance(first, StencilGrid)
+    target = _grid_like(first, out) if grid else out
+    if not large:
+        kernel.kernel(*inputs, target)
+        return out
+    learnt, plan, zeroing = _zero_unwritten(kernel, inputs, target, out)
+    if zeroing is not None:
+        zeroing(*arrays((*inputs, target)))
+    else:
+        kernel.kernel(*inputs, target)
+    if learnt is not None:  # a valid call: the answer was the kernel's, not the call's
+        _WRITES.setdefault(learnt[0], {})[learnt[1]] = learnt[2]
+    names = reads_of(type(kernel), type(kernel).kernel)
+    reads = read_key(kernel, names)
+    kernel._fresh = Remembered(
+        (kernel.boundary, kernel.cval, kernel.should_unroll), kinds(inputs), data.shape,
+        data.dtype, plan, at if grid else None,
+        None if reads is PER_INSTANCE else zeroing, reads if names else None, names)
+    return out
+
+
+def call_jit(kernel, *inputs) -> JitKernel:
+    """The :class:`~asp.runtime.JitKernel` that ``kernel(*inputs)`` runs (for tools,
+    tests and benchmarks: which variant it chose, how sure)."""
+    first = next(a for a in inputs if isinstance(a, StencilGrid | np.ndarray))
+    data = first.data if isinstance(first, StencilGrid) else first
+    out = np.zeros(data.shape, data.dtype)  # untouched pages: no memory used
+    target = _grid_like(first, out) if isinstance(first, StencilGrid) else out
+    zero = _large(kernel, data) and kernel.boundary == "interior" and _writes(kernel.jit_for(*inputs, target,
+                                                                     zero=True),
+                                                     arrays((*inputs, target)))[0] \
+        and _border(out.shape, _deepest((*inputs, target))) is not None
+    return kernel.jit_for(*inputs, target, zero=zero)
+
+
+def _large(kernel, data: np.ndarray) -> bool:
+    """Whether ``kernel(data, ...)``'s output comes from the reusing allocator: large,
+    of a dtype a kernel can take (any other reaches the kernel's own check, a clear
+    error naming the argument, through np.zeros)."""
+    return (data.size * data.dtype.itemsize >= REUSE_BYTES and not kernel.pure_python
+            and data.dtype.kind in "iuf" and data.dtype.isnative)
+
+
+def _writes(jit: JitKernel, arrays: tuple):
+    """Whether ``jit``'s kernel assigns every point it visits, and what to remember if
+    it was found now (None if remembered)."""
+    kinds = tuple((a.dtype.str, a.ndim) if isinstance(a, np.ndarray) else type(a)
+                  for a in arrays)
+    writes = _WRITES.get(jit, {}).get(kinds)
+    if writes is not None:
+        return writes, None
+    writes = jit.specializer.writes_every_point(arrays)
+    return writes, (jit, kinds, writes)
+
+
+def _deepest(args: tuple) -> int:
+    return max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid))])
+
+
+def _zero_unwritten(kernel, inputs: tuple, target, out: np.ndarray):
+    """Zero what the kernel will not write in a fresh (reused, not zeroed) output:
+    nothing when it assigns every point; the border of the ghost depth in
+    ``'interior'`` mode; everything when it reads or accumulates into ``out``.
+
+    Whether it assigns every point depends on the source and the kinds of the
+    arguments only (the same code runs if the call falls back), and finding it
+    prepares the call, which in ``'interior'`` mode runs the domain passes:
+    milliseconds, which a Dask block's first task paid every step.  So it is
+    remembered, once a call has shown that the arguments were valid (an invalid
+    call answers False): returns what to remember then (or None), what was
+    zeroed (index tuples; None for everything), and the JitKernel to call when its
+    code zeroes the border instead (then nothing is zeroed here)."""
+    args = (*inputs, target)
+    zero = kernel.boundary == "interior"
+    jit = kernel.jit_for(*args, zero=zero)
+    writes, learnt = _writes(jit, arrays(args))
+    if not writes:
+        plan = None  # everything
+    elif zero:
+        # The loop may walk any grid's interior: zero the widest border (the kernel
+        # overwrites whatever of it it visits).
+        plan = _border(out.shape, _deepest(args))
+        if plan is not None:
+            return learnt, plan, jit
+    else:
+        plan = []  # nothing: every point is written
+    _zero(out, plan)
+    return learnt, plan, None
+
+
+def _border(shape: tuple, g: int) -> list | None:
+    """The index tuples of the border ``g`` deep of an array of ``shape``: two per axis,
+    or one (``::n-1``) when ``g`` is 1 (zeroing both columns of a 512^2 grid as one
+    strided view costs 3 us, as two single columns 10 us); None (everything) when an
+    axis is all border."""
+    plan = []
+    for axis, n in enumerate(shape):
+        if n <= 2 * g:
+            return None
+        index = [slice(None)] * len(shape)
+        if g == 1:
+            index[axis] = slice(None, None, n - 1)
+            plan.append(tuple(index))
+        else:
+            index[axis] = slice(0, g)
+            plan.append(tuple(index))
+            index[axis] = slice(n - g, None)
+            plan.append(tuple(index))
+    return plan
+
+
+def _grid_like(first: StencilGrid, out: np.ndarray) -> StencilGrid:
+    """``out`` as a grid with ``first``'s ghost depth and neighbourhoods."""
+    target = StencilGrid.from_array(out)
+    target.ghost_depth = first.ghost_depth
+    target.neighbor_definition = first.neighbor_definition
+    return target
+
+
+def _zero(out: np.ndarray, plan: list | None) -> None:
+    """Zero all of ``out`` (``plan`` None) or the parts ``plan`` indexes (``fill`` on a
+    view: a third cheaper than assigning 0 through the index)."""
+    if plan is None:
+        out.fill(0)
+    for index in plan or ():
+        out[index].fill(0)
+
+
+def arrays(args: tuple) -> tuple:
+    """``args`` with each grid replaced by its array."""
+    return tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
