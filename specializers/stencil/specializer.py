@@ -67,6 +67,8 @@ class StencilSpecializer(Specializer):
         self.params = list(code.co_varnames[1: code.co_argcount])
         self.fname = f"{type(owner).__name__}.kernel"
         self.name = f"stencil:{kernel_fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
+        if self.zero:  # K(u)'s code: tuned apart, shown apart
+            self.name = self.name.replace(" (", " [zeroing the border] (", 1)
         self._src = None
         self._ir: dict[str, StencilIR | SpecializationError] = {}
         self._roles: dict[str, str] = {}
