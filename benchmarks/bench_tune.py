@@ -91,10 +91,22 @@ from benchmarks.bench_tune import Heat, steady_state
 k = Heat()
 u = np.random.default_rng(0).random((512, 512)); out = np.zeros_like(u)
 jit = k.jit_for(u, 0.1, out)
-calls = 0
-while calls < 2000:
+k.kernel(u, 0.1, out)
+tuning = jit.specialization(u, 0.1, out).tuning_for(jit.specializer.prepare((u, 0.1, out)).bucket)
+log, last, calls, start = [], None, 1, time.perf_counter()
+
+def call(phase):
+    # Each change of the decision, for the record: when, and how sure.
+    global last, calls
     k.kernel(u, 0.1, out)
     calls += 1
+    if tuning.winner != last:
+        last = tuning.winner
+        log.append([phase, calls, round(time.perf_counter() - start, 4), last,
+                    tuning.noisy, tuning.provisional, tuning.reopened])
+
+while calls < 2000:
+    call("load")
     if jit.chosen_variant(u, 0.1, out) is not None and calls > 1:
         break
 decided = jit.chosen_variant(u, 0.1, out)
@@ -102,11 +114,16 @@ print(json.dumps({"chosen": decided, "calls": calls}), flush=True)
 sys.stdin.readline()  # the load is gone: the program goes on for half a second
 t0 = time.perf_counter()
 while time.perf_counter() - t0 < 0.5:
-    k.kernel(u, 0.1, out)
+    call("quiet")
 while jit.chosen_variant(u, 0.1, out) is None:  # re-tuning, if it began
-    k.kernel(u, 0.1, out)
+    call("quiet")
 print(json.dumps({"decided": decided, "chosen": jit.chosen_variant(u, 0.1, out),
-                  "best": steady_state(k, u, out)}), flush=True)
+                  "best": steady_state(k, u, out), "log": log,
+                  "end": {"checks": tuning.checks, "challenges": tuning.challenges,
+                          "recorded": {v: t.get("best") for v, t in tuning.recorded.items()
+                                       if isinstance(t, dict)},
+                          "sampled": tuning._sampled, "challenges_run": tuning._challenges_run,
+                          "calls": calls}}), flush=True)
 """
 
 _COLD = """

@@ -761,3 +761,27 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     assert [i for i, v in enumerate(ran) if v != favoured] == [5, 6, 7]
     until_decided(call, lambda: t.done, len(real))
     assert t.winner != favoured
+
+
+def test_a_new_decision_is_challenged_first_by_the_winner_it_overturned(fresh_cache):
+    # "static" won on a busy machine (noisy); quiet, the decision is tuned again, and a
+    # burst the process cannot see (no thread of its own preempted) makes "stream" win
+    # that tuning.  The set-aside winner challenges first, ahead of rivals recorded
+    # faster in the disturbed tuning, and reopens the decision.
+    t = Tuning(_kernel(), "sig", ["static", "stream", "jam"], mode="online")
+    t.winner, t.recorded = "static", {"static": {"best": 0.6}, "stream": {"best": 1.0}}
+    t.reopen()
+    assert t.previous == "static"
+    while not t.done:
+        v = t.pick()
+        t.record(v, {"static": 1.3, "stream": 1.0, "jam": 1.1}[v])
+    assert t.winner == "stream" and t.rivals() == ["static", "jam"]
+    ran = []
+    for _ in range(30):
+        t.verify(1.0)
+        rival = t.challenger()
+        if rival is not None:
+            ran.append(rival)
+            if t.challenged({"jam": 1.1, "static": 0.62}[rival]):
+                break
+    assert ran == ["static"] * 3 and t.reopened == 2 and not t.done

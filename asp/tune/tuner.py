@@ -178,6 +178,7 @@ class Tuning(Verification):
         self.overheads: list[float] = []  # what the slow path added to them, newest last
         self.last_run: float | None = None  # the winner's time in the sampled call now
         self.reopened = 0
+        self.previous: str | None = None  # the winner the last reopening set aside
         # Variants still being compiled (a tiered first call): not picked, and no decision
         # is made among the others until they join (or fail to).
         self.pending: set[str] = set()

@@ -134,11 +134,16 @@ class Verification:
     def rivals(self) -> list[str]:
         """The variants a challenge may run instead of the winner: every other one that
         was timed (dropped from the race or not) and is neither excluded nor compiling,
-        the fastest recorded first."""
+        the fastest recorded first; but first of all the winner a reopening set aside,
+        when a new decision overturned it: a tuning is a few milliseconds of calls, and
+        one the machine disturbed (a neighbour's burst, no thread of ours preempted)
+        can crown a variant 1.5x slower than the one it replaced (1 loaded trial in
+        20-30 of the tune benchmark did, reopened as its load stopped); the old winner
+        is the likeliest to show it, and its challenges come first."""
         best = {v: t["best"] for v, t in self.recorded.items()
                 if v != self.winner and v in self.variants and v not in self.excluded
                 and v not in self.pending and isinstance(t, dict) and "best" in t}
-        return sorted(best, key=best.get)
+        return sorted(best, key=lambda v: (v != self.previous, best[v]))
 
     def challenger(self) -> str | None:
         """For a sampled call of the winner: the rival to run instead (see
@@ -205,6 +210,7 @@ class Verification:
 
     def reopen(self) -> None:
         """Forget the decision: the next calls tune again (warm-up included)."""
+        self.previous = self.winner
         self.winner = None
         self.watch()
         self.provisional = False

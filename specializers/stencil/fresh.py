@@ -111,11 +111,11 @@ def call_jit(kernel, *inputs) -> JitKernel:
     data = first.data if isinstance(first, StencilGrid) else first
     out = np.zeros(data.shape, data.dtype)  # untouched pages: no memory used
     target = _grid_like(first, out) if isinstance(first, StencilGrid) else out
-    zero = _large(kernel, data) and kernel.boundary == "interior" and _writes(kernel.jit_for(*inputs, target,
-                                                                     zero=True),
-                                                     arrays((*inputs, target)))[0] \
-        and _border(out.shape, _deepest((*inputs, target))) is not None
-    return kernel.jit_for(*inputs, target, zero=zero)
+    args = (*inputs, target)
+    zero = _large(kernel, data) and kernel.boundary == "interior" \
+        and _writes(kernel.jit_for(*args, zero=True), arrays(args))[0] \
+        and _border(out.shape, _deepest(args)) is not None
+    return kernel.jit_for(*args, zero=zero)
 
 
 def _large(kernel, data: np.ndarray) -> bool:
