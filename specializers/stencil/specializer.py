@@ -72,6 +72,11 @@ class StencilSpecializer(Specializer):
         self._src = None
         self._ir: dict[str, StencilIR | SpecializationError] = {}
         self._roles: dict[str, str] = {}
+        # Per signature: the reach of the planned kernel, and whether it reads its output
+        # and has checked conversions (every slow call asks: running the domain passes
+        # again cost 300 of a sampled call's 640 us, which set how often the tuner can
+        # sample a winner and hear its challengers).
+        self._facts: dict[str, tuple] = {}
         try:  # get_source honours source shipped with a pickled kernel (a Dask worker)
             text = get_source(kernel_fn).text
         except SpecializationError:
@@ -92,6 +97,7 @@ class StencilSpecializer(Specializer):
 
     def forget(self) -> None:
         self._ir.clear()
+        self._facts.clear()
 
     # -- geometry ---------------------------------------------------------------------------
     def ghost(self, i: int) -> int:
@@ -201,9 +207,14 @@ class StencilSpecializer(Specializer):
             if g.name != k.out and np.may_share_memory(conv[pos[g.name]], out):
                 raise ValueError(f"{fname}() output argument {k.out!r} overlaps input "
                                  f"{g.name!r}; a stencil's output must be a separate array")
+        facts = self._facts.get(sig)
+        if facts is None:
+            reach = radius(self.planned(k), out.ndim) if self.boundary == "interior" \
+                else (None, None)
+            facts = self._facts[sig] = (*reach, needs_load(k), converts(k))
         if self.boundary == "interior":
             ghost = self.ghost(loop_i)
-            lo, hi = radius(self.planned(k), out.ndim)
+            lo, hi = facts[0], facts[1]
             for a in range(out.ndim):
                 if max(lo[a], hi[a]) > ghost:
                     raise ValueError(
@@ -218,7 +229,7 @@ class StencilSpecializer(Specializer):
                     def finish(result, user_out=a):
                         user_out[...] = result
                         return user_out
-        if finish is None and needs_load(k) and converts(k):
+        if finish is None and facts[2] and facts[3]:
             # A kernel that reads its output and may meet a value only Python represents
             # works on a copy: if it does, the call runs again as Python on the caller's
             # untouched output (no point counted twice); else the copy is written back.
