@@ -219,3 +219,8 @@ def test_zeroing_code_with_a_deeper_ghost_on_the_loop_grid(rng):
     for name in jit.specialization(u.data, out).variant_names:
         np.testing.assert_array_equal(jit.run_variant(name, u.data, out.copy()), want,
                                       err_msg=name)
+
+
+def test_call_jit_without_a_grid_names_the_kernel():
+    with pytest.raises(TypeError, match=r"Assign\(\) needs at least one input grid"):
+        Assign().call_jit(0.5)

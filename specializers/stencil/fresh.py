@@ -75,12 +75,7 @@ def call_fresh(kernel, inputs: tuple):
         from specializers.stencil.dask import apply  # dask stays an optional extra
 
         return apply(kernel, *inputs)
-    at = next((i for i, a in enumerate(inputs) if isinstance(a, StencilGrid | np.ndarray)),
-              None)
-    if at is None:
-        raise TypeError(f"{type(kernel).__name__}() needs at least one input grid")
-    first = inputs[at]
-    data = first.data if isinstance(first, StencilGrid) else first
+    at, first, data = _first_grid(kernel, inputs)
     large = _large(kernel, data)
     out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
     grid = isinstance(first, StencilGrid)
@@ -107,8 +102,7 @@ def call_fresh(kernel, inputs: tuple):
 def call_jit(kernel, *inputs) -> JitKernel:
     """The :class:`~asp.runtime.JitKernel` that ``kernel(*inputs)`` runs (for tools,
     tests and benchmarks: which variant it chose, how sure)."""
-    first = next(a for a in inputs if isinstance(a, StencilGrid | np.ndarray))
-    data = first.data if isinstance(first, StencilGrid) else first
+    _, first, data = _first_grid(kernel, inputs)
     out = np.zeros(data.shape, data.dtype)  # untouched pages: no memory used
     target = _grid_like(first, out) if isinstance(first, StencilGrid) else out
     args = (*inputs, target)
@@ -116,6 +110,17 @@ def call_jit(kernel, *inputs) -> JitKernel:
         and _writes(kernel.jit_for(*args, zero=True), arrays(args))[0] \
         and _border(out.shape, _deepest(args)) is not None
     return kernel.jit_for(*args, zero=zero)
+
+
+def _first_grid(kernel, inputs: tuple):
+    """The first input grid (its position, itself, its array): the output takes its shape
+    and dtype.  A TypeError names the kernel when there is none."""
+    at = next((i for i, a in enumerate(inputs) if isinstance(a, StencilGrid | np.ndarray)),
+              None)
+    if at is None:
+        raise TypeError(f"{type(kernel).__name__}() needs at least one input grid")
+    first = inputs[at]
+    return at, first, first.data if isinstance(first, StencilGrid) else first
 
 
 def _large(kernel, data: np.ndarray) -> bool:
