@@ -145,6 +145,7 @@ class StencilKernel:
         ``zero``: the code that also zeroes the border (``__call__``'s, in 'interior')."""
         cls = type(self)
         fn = cls.kernel
+        zero = zero and self.boundary == "interior"  # other modes write every point
         options = (fn, self.boundary, float(self.cval), bool(self.should_unroll), geometry,
                    zero)
         if reads is PER_INSTANCE:
