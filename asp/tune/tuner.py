@@ -56,6 +56,7 @@ from asp.tune import db
 from asp.tune.verify import (  # noqa: F401 - the verification constants, as before
     _DECISION,
     CHALLENGE_FIRST,
+    CHALLENGE_GAP,
     CHALLENGE_SHARE,
     CHALLENGE_WINDOW,
     MAX_REOPEN,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["CHALLENGE_FIRST", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN",
+__all__ = ["CHALLENGE_FIRST", "CHALLENGE_GAP", "CHALLENGE_SHARE", "CHALLENGE_WINDOW", "MAX_REOPEN",
            "REOPEN_RIVAL", "REOPEN_SLOWER", "SLOW_PATH", "VERIFY_EARLY", "VERIFY_EARLY_RATE",
            "VERIFY_SHARE", "VERIFY_WINDOW", "Verification"]
 
@@ -39,16 +39,22 @@ MAX_REOPEN = 2
 #: instead of the winner, :data:`CHALLENGE_WINDOW` calls in a row each: every variant that
 #: was timed and can run, the ones dropped from the race included (a race run under load
 #: dropped ``static``, and a challenge of the runner-up alone never ran it), the fastest
-#: recorded first.  Then one challenge each time twice as many sampled calls later, the
-#: rivals in turn (the cost fades).  A challenge is warmed by an untimed run of its own where
+#: recorded first.  Then one challenge every :data:`CHALLENGE_GAP` sampled calls, the
+#: rivals in turn, for as long as the winner runs: a machine can change at any time (a
+#: quiet trial of the tune benchmark chose ``stream`` while a neighbour kept the shared
+#: cache busy, ``static`` 1.95x faster once it stopped; challenges at doubling gaps, the
+#: rule before, were already 26 sampled calls apart and the trial ended first).  A
+#: challenge is warmed by an untimed run of its own where
 #: the call may be repeated (and short).  When the last :data:`CHALLENGE_WINDOW`
 #: undisturbed challenges of one rival have a median :data:`REOPEN_RIVAL` times faster than
 #: the winner's sampled calls, the decision is reopened.  What challenges cost beyond the
 #: winner's time is kept within :data:`CHALLENGE_SHARE` of the calls' time since the
 #: decision: a challenge waits for the budget (a rival dropped at 3x the winner's time,
-#: on a call of 150 ms, runs about once in six sampled calls).
+#: on a call of 150 ms, runs about once in six sampled calls).  The budget, not the gap,
+#: is what bounds the cost.
 CHALLENGE_FIRST = 4
 CHALLENGE_WINDOW = 3
+CHALLENGE_GAP = 2
 CHALLENGE_SHARE = 0.02
 
 #: The key, among a remembered winner's timings, of how the decision was made.
@@ -176,12 +182,12 @@ class Verification:
         # Each rival's window at consecutive sampled calls (a verdict within about a
         # second of calls: the tune benchmark's quiet half second saw 10-16 sampled
         # calls, and challenges at doubling gaps had not reopened a decision there),
-        # then one at doubling gaps.
+        # then one every CHALLENGE_GAP sampled calls.
         rival, self._rival = self._rival, None
         self._challenges_run += 1
         self._samples += 1
-        self._challenge_at = self._sampled + 1 if self._challenges_run < self._first_round \
-            else 2 * self._sampled
+        self._challenge_at = self._sampled + (
+            1 if self._challenges_run < self._first_round else CHALLENGE_GAP)
         if self.winner is None or rival is None:
             return False
         winner = statistics.median(self.checks) if self.checks else seconds
