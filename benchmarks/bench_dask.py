@@ -270,7 +270,13 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
 
     from benchmarks.harness import until_tuned
     from specializers.stencil.dask import gather, iterate, ship_by_value
-    from specializers.stencil.dask.deep import exchange_depth, steps_per_exchange, strips_pay
+    from specializers.stencil.dask.deep import (
+        STRIP_BLOCKED_FROM,
+        exchange_depth,
+        steps_per_exchange,
+        strip_shapes,
+        strips_pay,
+    )
     from specializers.stencil.dask.partition import deep_plan
     from specializers.stencil.iterate import iteration_jit
 
@@ -307,23 +313,32 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
     # and the direct blocked iteration.
     h = exchange_depth(per, 1, 1)
     plan = deep_plan(((0, n // 2, n), (0, n)), h, "interior", (0, 0))
-    grown = (n // 2, n) if strips_pay(plan, h) else plan.shape
+    # The shapes each worker iterates: its block and strips (tuned apart), or its grown block.
+    shapes = [(n // 2, n)] + (strip_shapes(plan, h) if per >= STRIP_BLOCKED_FROM else []) \
+        if strips_pay(plan, h) else [plan.shape]
 
-    def workers_decided():
-        def decided(shape=grown):
+    def workers_undecided():
+        def undecided(shapes=shapes):
             # The kernel as the workers' tasks have it: the class imported there.  ``k``
             # in this closure would travel by value (its module is registered so), a
             # class of its own on the worker with its own JitKernel, never called: the
             # check never held, and the warm-up ran to its 300 s limit every time.
             from benchmarks.bench_dask import HeatInterior as Imported
 
-            jit = iteration_jit(Imported(), np.zeros(shape), 0.2)
-            probe = (np.zeros(shape), 0.2, np.zeros(shape), np.zeros(shape), per)
-            return jit is not None and jit.chosen_variant(*probe) is not None
+            left = []
+            for shape in shapes:
+                jit = iteration_jit(Imported(), np.zeros(shape), 0.2)
+                probe = (np.zeros(shape), 0.2, np.zeros(shape), np.zeros(shape), per)
+                if jit is None or jit.chosen_variant(*probe) is None:
+                    left.append("x".join(map(str, shape)))
+            return left
 
-        return all(client.run(decided).values()) or None
+        return sorted({s for left in client.run(undecided).values() for s in left})
 
-    until_tuned(lambda: (dask_run(), settle()), workers_decided, limit=300)
+    warm = until_tuned(lambda: (dask_run(), settle()),
+                       lambda: None if workers_undecided() else True, limit=300)
+    left = workers_undecided()
+    warm = f"{warm} rounds" + (f" (300 s limit; undecided: {', '.join(left)})" if left else "")
     k.iterate(u, 0.2, steps=16)
     probe = (u, 0.2, np.zeros_like(u), np.zeros_like(u), 16)
     until_tuned(lambda: k.iterate(u, 0.2, steps=16),
@@ -341,7 +356,8 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
         raise RuntimeError(f"the slabs moved while timing: {client.who_has(ud)}")
     ms = {name: v / steps * 1e3 for name, v in t.items()}
     detail = (f"{n}x{n} float64 'interior' heat, {steps} steps, 2 workers x 1 thread (row "
-              f"slabs) vs 1 process x 2 threads; T = {per}")
+              f"slabs) vs 1 process x 2 threads; T = {per}; the workers tuned shapes "
+              f"{', '.join('x'.join(map(str, sh)) for sh in shapes)} in {warm}")
     return [
         Figure("dask", "iterate, one exchange per step", ms["per step"], None, unit="ms",
                better="lower", detail=f"{detail}; per step"),

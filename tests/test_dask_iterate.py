@@ -206,6 +206,47 @@ def test_large_blocks_run_on_strips_and_are_not_copied(monkeypatch, rng):
     assert np.array_equal(u, u0) and made == []
 
 
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_rounds_on_strips_start_the_block_at_once(mode, monkeypatch, rng):
+    """A round on the block and strips is two tasks per block: the block's own steps
+    (DeepCore: it reads the block and runs after the slices it cuts, never waiting for a
+    neighbour's), then the strips pasted into its result (DeepRound).  From
+    STRIP_BLOCKED_FROM steps per round on, the strips iterate temporally blocked, below
+    step by step; either way the loop's bits."""
+    import dask
+
+    from specializers.stencil.dask import deep, shipping
+
+    monkeypatch.setattr(deep, "STRIP_WORK", float("inf"))
+    stepwise = []
+    real = shipping.IterateCall.__call__
+
+    def spy(self, blocks, **how):
+        stepwise.append((blocks[0].shape, how.get("stepwise", False)))
+        return real(self, blocks, **how)
+
+    monkeypatch.setattr(shipping.IterateCall, "__call__", spy)
+    u = rng.random((300, 40))
+    k = Heat(boundary=mode)
+    for per in (deep.STRIP_BLOCKED_FROM - 1, deep.STRIP_BLOCKED_FROM):
+        stepwise.clear()
+        x = iterate(k, da.from_array(u, chunks=(100, 40)), 2 * per, 0.1,
+                    steps_per_exchange=per, persist_every=100)
+        g = dict(x.__dask_graph__())
+        cores = {key: t for key, t in g.items()
+                 if isinstance(t, tuple) and isinstance(t[0], deep.DeepCore)}
+        assert len(cores) == 3 * 2  # every block of both rounds
+        for key, task in cores.items():
+            deps = {d for d in dask.core.get_dependencies(g, key)}
+            # only its own block (of the round before) and the slices cut from it
+            assert all(d[1:] == key[1:] or "-halo" in d[0] for d in deps), deps
+        with dask.config.set(scheduler="synchronous"):
+            got = x.compute()
+        _equal(got, loop(k, u, 0.1, steps=2 * per))
+        strips = [flag for shape, flag in stepwise if shape[0] < 100]
+        assert strips and all(flag == (per < deep.STRIP_BLOCKED_FROM) for flag in strips)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("mode,per", [("interior", 16), ("wrap", 8)])
 def test_rule_chosen_rounds_on_larger_blocks(mode, per, dtype, rng):

@@ -256,12 +256,16 @@ def test_worker_killed_mid_computation(client, _asp_cache, rng):
         assert hashlib.sha256(so.read_bytes()).hexdigest() == meta["sha256"], e.name
 
 
-def test_worker_killed_during_deep_halo_rounds(client, rng):
+@pytest.mark.parametrize("strips", [False, True])
+def test_worker_killed_during_deep_halo_rounds(client, rng, monkeypatch, strips):
     """The same fault under iterate's deep halos: rounds of 4 steps per exchange, a
     worker killed while it slices, compiles or iterates; the retried tasks give the
-    loop's bits."""
-    from specializers.stencil.dask.deep import DeepRound
+    loop's bits.  Also when every round runs on the blocks and strips (a block's own
+    steps, then the strips pasted into that task's result)."""
+    from specializers.stencil.dask import deep
+    from specializers.stencil.dask.deep import DeepCore, DeepRound
 
+    monkeypatch.setattr(deep, "STRIP_WORK", float("inf") if strips else -1.0)
     a = rng.random((64, 48))
     k = SlowRounds()
     x = da.from_array(a, chunks=(16, 24)).map_blocks(_slow_copy, dtype=a.dtype)
@@ -269,6 +273,8 @@ def test_worker_killed_during_deep_halo_rounds(client, rng):
     steps = {t[0].deep.call.steps for t in dict(u.__dask_graph__()).values()
              if isinstance(t, tuple) and isinstance(t[0], DeepRound)}
     assert steps == {4, 2}  # rounds of 4, 4 and 2 steps: the deep path
+    assert strips == any(isinstance(t, tuple) and isinstance(t[0], DeepCore)
+                         for t in dict(u.__dask_graph__()).values())
     future = client.compute(u)
     time.sleep(0.8)  # both workers busy: sleeping in _slow_copy, or compiling SlowRounds
     pids = client.run(os.getpid)

@@ -791,6 +791,60 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     assert t.winner != favoured
 
 
+def test_preemptions_count_only_during_the_timed_call(fresh_cache, monkeypatch, rng):
+    """Calls alternating between two size buckets: the machine preempts a thread during
+    every call of the large one, never during the small one's.  The small one's timings
+    are evidence (none is left out as noise) and it decides as fast as it would alone:
+    the window for preemptions opens at its own call, not at its tuning's previous one."""
+    from asp.runtime import specialization as specialization_module
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def triple(x):
+        return x * 3.0
+
+    small, large = rng.random(5000), rng.random(400_000)
+    jit = triple.jit
+    ps, pl = jit.specializer.prepare((small, None)), jit.specializer.prepare((large, None))
+    assert ps.bucket != pl.bucket
+    spec = jit.specialization(small, None)
+    real = dict(spec.entries)
+    switches = {"n": 0}
+    clock = {"now": 0.0}
+    big = {"on": False}
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return clock["now"]
+
+    def variant(name):
+        def run(*args):
+            clock["now"] += 1e-3 * (1 + sorted(real).index(name))
+            if big["on"]:
+                switches["n"] += 1  # the large bucket's calls are preempted
+            return real[name](*args)
+        return run
+
+    for name in real:
+        monkeypatch.setitem(spec.entries, name, variant(name))
+    monkeypatch.setattr(specialization_module, "time", Clock)
+    monkeypatch.setattr(tuner, "_preemptions", lambda: switches["n"])
+    t = spec.tuning_for(ps.bucket)
+
+    def call():
+        big["on"] = True
+        spec.run(pl.args, pl.bucket, sampled=True)
+        big["on"] = False
+        out = spec.run(ps.args, ps.bucket, sampled=True)
+        np.testing.assert_array_equal(out, small * 3.0)
+
+    until_decided(call, lambda: t.done, len(real))
+    assert t.noise == 0 and t.preempted == 0
+    assert t.winner == sorted(real)[0] and not t.noisy
+    assert spec.tuning_for(pl.bucket).preempted > 0  # the large one's calls were noise
+
+
 def test_a_new_decision_is_challenged_first_by_the_winner_it_overturned(fresh_cache):
     # "static" won on a busy machine (noisy); quiet, the decision is tuned again, and a
     # burst the process cannot see (no thread of its own preempted) makes "stream" win

@@ -43,6 +43,12 @@ _JITS: dict[tuple[int, int], tuple[JitKernel, JitKernel]] = {}  # (id(step jit),
 # (step jit, iterate jit)
 _NOTED: set[tuple[str, str, str]] = set()
 _SCRATCH: dict[tuple, list[np.ndarray]] = {}  # (shape, dtype) -> scratch grids not in use
+#: The scratch pool keeps grids of this many (shape, dtype) pairs, the least recently used
+#: dropped first.  One was too few: a Dask worker's deep rounds iterate its 4096x8192
+#: block and then a 96x8192 strip, and the strip's call dropped the block's scratch; the
+#: block's two-pass variants then faulted in 268 MB of fresh pages every round (1.2-2.1 s
+#: against 0.33 s), and its tuner chose by that.
+SCRATCH_SHAPES = 4
 
 
 def _drop_scratch() -> int:
@@ -204,10 +210,10 @@ def _scratch(data: np.ndarray, count: int) -> list[np.ndarray]:
     in a whole grid's pages per call (on this VM a fresh 128 MB grid cost 8-30 ms more
     to fill than a used one); :func:`asp.runtime.release_memory` empties the pool."""
     key = (data.shape, data.dtype.str)
-    if key not in _SCRATCH:
-        _SCRATCH.clear()
-        _SCRATCH[key] = []
-    pool = _SCRATCH[key]
+    pool = _SCRATCH.pop(key, [])
+    _SCRATCH[key] = pool  # the most recently used last
+    while len(_SCRATCH) > SCRATCH_SHAPES:
+        del _SCRATCH[next(iter(_SCRATCH))]
     out = []
     for _ in range(count):
         try:

@@ -22,9 +22,10 @@ from the current state at every step, which points grown once cannot do: they st
 one exchange per step.
 
 The number of steps per exchange ``T`` (:func:`steps_per_exchange`): the largest
-``T <= 16`` whose grown blocks hold at most 10 % more points than the grid (the
-points computed twice, once in a block and once in a neighbour's halo, cost compute
-and memory; the exchange it saves costs the scheduler a round of tasks).
+``T <=`` :data:`MAX_STEPS_PER_EXCHANGE` whose grown blocks hold at most 10 % more points
+than the grid (the points computed twice, once in a block and once in a neighbour's
+halo, cost compute and memory; the exchange it saves costs the scheduler a round of
+tasks).
 
 Large blocks are not grown (:func:`strips_pay`, :meth:`DeepRound.by_strips`): the
 steps run on the block alone, whose points within ``h`` of a side with a neighbour
@@ -32,14 +33,19 @@ come out wrong (that side's border spreads inwards as above), and on a *strip* p
 such side, the grown block's points within ``2h`` of it, whose inner half is exact
 by the same argument and replaces them.  The strips add a few per cent of the points
 and nothing as large as the block is copied (growing a row slab of 8192^2 copied
-256 MB, 30 ms of a 270 ms round of 16 steps).
+256 MB, 30 ms of a 270 ms round of 16 steps).  Such a round is two tasks per block: the
+block's own steps (:class:`DeepCore`), which need no neighbour and start at once, and
+the strips, which wait for the slices (they travel meanwhile) and are pasted into the
+first task's result.  A strip runs its steps temporally blocked too from
+:data:`STRIP_BLOCKED_FROM` steps per round on.
 
 Faults: every task is a function of its inputs only (the slices are copies, the
-result is a new array or a view of a new one), so a task retried after a worker died
-gives the same bits.  The grown block is assembled into a new array, except when the
-block is the core of the last round's grown result (a row slab returned as a view):
-then only the rows around it are filled, in place, rows no task's value includes
-(:func:`_grown_before`).
+result is a new array or a view of a new one; the strips task writes into its
+:class:`DeepCore` input only points it computes from the blocks and slices), so a task
+retried after a worker died gives the same bits.  The grown block is assembled into a
+new array, except when the block is the core of the last round's grown result (a row
+slab returned as a view): then only the rows around it are filled, in place, rows no
+task's value includes (:func:`_grown_before`).
 """
 from __future__ import annotations
 
@@ -54,9 +60,9 @@ from specializers.stencil.dask.partition import deep_plan, grown_volume
 from specializers.stencil.dask.shipping import IterateCall
 from specializers.stencil.dask.split import Take
 
-__all__ = ["DEEP_MODES", "MAX_STEPS_PER_EXCHANGE", "REDUNDANT", "STRIP_WORK", "VIEW_SLACK",
-           "Deep", "DeepRound", "deep_graph", "exchange_depth", "steps_per_exchange",
-           "strips_pay"]
+__all__ = ["DEEP_MODES", "MAX_STEPS_PER_EXCHANGE", "REDUNDANT", "STRIP_BLOCKED_FROM",
+           "STRIP_WORK", "VIEW_SLACK", "Deep", "DeepCore", "DeepRound", "deep_graph",
+           "exchange_depth", "steps_per_exchange", "strip_shapes", "strips_pay"]
 
 #: Boundary modes whose halos can be exchanged once for several steps.
 DEEP_MODES = ("interior", "wrap")
@@ -74,6 +80,11 @@ VIEW_SLACK = 1.25
 #: A round runs on the block and thin strips around it instead of on the grown block
 #: when the strips add at most this fraction of the block's points.
 STRIP_WORK = 0.10
+#: A strip's steps run temporally blocked (:meth:`StencilKernel.iterate`) from this many
+#: steps per round on, else one compiled step after another.  (8192^2 heat in two row
+#: slabs, 32 steps per round: a strip of 96 rows, one thread, 14-21 ms step by step,
+#: 9 ms blocked.)
+STRIP_BLOCKED_FROM = 8
 
 
 def exchange_depth(steps: int, reach: int, ghost: int) -> int:
@@ -119,13 +130,17 @@ class DeepRound:
     def __reduce__(self):
         return DeepRound, (self.deep, self.index)
 
-    def __call__(self, own: list, halos: list, _cut=()) -> np.ndarray:
+    def __call__(self, own: list, halos: list, _cut=(), core: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """``core``: the block's own steps (:class:`DeepCore`'s result, when the round
+        runs on the block and strips): the strips are pasted into it."""
         dp = self.deep
         plan = deep_plan(dp.bounds, dp.h, dp.mode, self.index)
         # Per field, the slices in the plan's order (each neighbour sent a tuple).
         flat = [[a for group in per_field for a in group] for per_field in halos]
-        if strips_pay(plan, dp.h):
-            return self.by_strips(plan, own, flat)
+        if core is not None or strips_pay(plan, dp.h):
+            return self.by_strips(plan, own, flat,
+                                  DeepCore(dp)(own) if core is None else core)
         grown = []
         for f, block in enumerate(own):
             a = _grown_before(block, plan)
@@ -156,40 +171,78 @@ class DeepRound:
         out[...] = core
         return out
 
-    def by_strips(self, plan, own: list, flat: list) -> np.ndarray:
-        """The round without growing the block: the steps on the block alone, whose
-        points within ``h`` of a side that has a neighbour are wrong (that side's zero
-        border spread inwards), then, per such side, the steps on a *strip*: the
-        grown block's points within ``2h`` of that side (the halo, ``h`` of the block),
-        across the grown block's whole extent along the other axes, whose points ``h``
-        from its inner edge are exact; those replace the block's wrong ones.  Nothing
-        as large as the block is copied (on 8192^2 in two row slabs, a round of 16 steps
-        copied 256 MB a block into its grown array: 30 ms of a 270 ms round)."""
+    def by_strips(self, plan, own: list, flat: list, result: np.ndarray) -> np.ndarray:
+        """The round without growing the block: ``result`` is the steps on the block
+        alone (:class:`DeepCore`), whose points within ``h`` of a side that has a
+        neighbour are wrong (that side's zero border spread inwards); per such side, the
+        steps on a *strip*: the grown block's points within ``2h`` of that side (the
+        halo, ``h`` of the block), across the grown block's whole extent along the other
+        axes, whose points ``h`` from its inner edge are exact; those replace the
+        block's wrong ones, in ``result``, which is returned.  Nothing as large as the
+        block is copied (on 8192^2 in two row slabs, a round of 16 steps copied 256 MB a
+        block into its grown array: 30 ms of a 270 ms round).  Run again (a retried
+        task), it writes the same bits into the same points: the strips are computed from
+        the blocks and slices, never from ``result``."""
         dp, h = self.deep, self.deep.h
-        result = dp.call(list(own))
-        result = result if result.flags.writeable else result.copy()
         core = [(c.start, c.stop) for c in plan.core]
-        for a, (c0, c1) in enumerate(core):
-            sides = []
-            if c0 > 0:  # a neighbour before the block along axis a
-                sides.append((0, min(c0 + 2 * h, plan.shape[a]), c0, min(c0 + h, c1)))
-            if c1 < plan.shape[a]:  # and after it
-                sides.append((max(c1 - 2 * h, 0), plan.shape[a], max(c1 - h, c0), c1))
-            for lo, hi, p0, p1 in sides:
-                box = tuple(slice(lo, hi) if b == a else slice(0, n)
-                            for b, n in enumerate(plan.shape))
-                # step by step: a strip's own blocked variants would be compiled
-                # for its shape, and it is a few per cent of the block
-                strip = dp.call([_assemble(plan, box, block, flat[f])
-                                 for f, block in enumerate(own)], stepwise=True)
-                # the points [p0, p1) along a (grown coordinates), the core's along
-                # the others: into the result, whose origin is the core's
-                dest = tuple(slice(p0 - c0, p1 - c0) if b == a else slice(0, e - s)
-                             for b, (s, e) in enumerate(core))
-                src = tuple(slice(p0 - lo, p1 - lo) if b == a else slice(s, e)
-                            for b, (s, e) in enumerate(core))
-                result[dest] = strip[src]
+        for a, lo, hi, p0, p1 in _strip_boxes(plan, h):
+            c0 = core[a][0]
+            box = tuple(slice(lo, hi) if b == a else slice(0, n)
+                        for b, n in enumerate(plan.shape))
+            # blocked in time too when the round is long enough to pay for
+            # tuning a blocked iteration of the strip's own shape
+            strip = dp.call([_assemble(plan, box, block, flat[f])
+                             for f, block in enumerate(own)],
+                            stepwise=dp.call.steps < STRIP_BLOCKED_FROM)
+            # the points [p0, p1) along a (grown coordinates), the core's along
+            # the others: into the result, whose origin is the core's
+            dest = tuple(slice(p0 - c0, p1 - c0) if b == a else slice(0, e - s)
+                         for b, (s, e) in enumerate(core))
+            src = tuple(slice(p0 - lo, p1 - lo) if b == a else slice(s, e)
+                        for b, (s, e) in enumerate(core))
+            result[dest] = strip[src]
         return result
+
+
+class DeepCore:
+    """The first task of a round on the block and strips (:meth:`DeepRound.by_strips`):
+    the round's steps on the block alone, a writeable array.  It reads only the block
+    (and, to run after them, the slices the block cut for its neighbours), so it starts
+    while the slices travel: the exchange hides behind the steps instead of delaying
+    them (on 8192^2 in two row slabs, 20-60 ms of a ~450 ms round of 32 steps)."""
+
+    __slots__ = ("deep",)
+
+    def __init__(self, deep: Deep):
+        self.deep = deep
+
+    def __reduce__(self):
+        return DeepCore, (self.deep,)
+
+    def __call__(self, own: list, _cut=()) -> np.ndarray:
+        result = self.deep.call(list(own))
+        return result if result.flags.writeable else result.copy()
+
+
+def _strip_boxes(plan, h: int) -> list:
+    """Per side of the block that has a neighbour: ``(axis, lo, hi, p0, p1)``, the
+    strip's extent ``[lo, hi)`` along ``axis`` in grown coordinates and the points
+    ``[p0, p1)`` of it that replace the block's."""
+    boxes = []
+    for a, c in enumerate(plan.core):
+        c0, c1 = c.start, c.stop
+        if c0 > 0:  # a neighbour before the block along axis a
+            boxes.append((a, 0, min(c0 + 2 * h, plan.shape[a]), c0, min(c0 + h, c1)))
+        if c1 < plan.shape[a]:  # and after it
+            boxes.append((a, max(c1 - 2 * h, 0), plan.shape[a], max(c1 - h, c0), c1))
+    return boxes
+
+
+def strip_shapes(plan, h: int) -> list[tuple[int, ...]]:
+    """The shapes of the strips :meth:`DeepRound.by_strips` iterates for ``plan``'s
+    block (a tuner decides per shape: what a warm-up waits for)."""
+    return [tuple(hi - lo if b == a else n for b, n in enumerate(plan.shape))
+            for a, lo, hi, _, _ in _strip_boxes(plan, h)]
 
 
 def strips_pay(plan, h: int) -> bool:
@@ -197,13 +250,7 @@ def strips_pay(plan, h: int) -> bool:
     than on the grown block: when the strips add at most :data:`STRIP_WORK` of the
     block's points (large blocks; the block is then never copied)."""
     size = float(np.prod([c.stop - c.start for c in plan.core]))
-    extra = 0.0
-    for a, c in enumerate(plan.core):
-        cross = float(np.prod([n for b, n in enumerate(plan.shape) if b != a]))
-        if c.start > 0:
-            extra += min(c.start + 2 * h, plan.shape[a]) * cross
-        if c.stop < plan.shape[a]:
-            extra += (plan.shape[a] - max(c.stop - 2 * h, 0)) * cross
+    extra = sum(float(np.prod(shape)) for shape in strip_shapes(plan, h))
     return extra <= STRIP_WORK * size
 
 
@@ -294,6 +341,15 @@ def deep_graph(call: IterateCall, fields: list, h: int, mode: str, name: str):
                 outgoing[j].append(key)
     for index in blocks:
         own = [(f.name,) + index for f in fields]
+        if strips_pay(deep_plan(bounds, h, mode, index), h):
+            # Two tasks: the block's own steps, which need nothing from the neighbours
+            # (after cutting the block's slices for them, so those travel meanwhile),
+            # then the strips, pasted into its result.
+            core = (f"{out_name}-core",) + index
+            dsk[core] = (DeepCore(deep), own, outgoing[index])
+            dsk[(out_name,) + index] = (DeepRound(deep, index), own, incoming[index], (),
+                                        core)
+            continue
         # As the split method's shell: the task also names the slices its block cut for
         # the neighbours, so they are released after it, not while it waits.
         dsk[(out_name,) + index] = (DeepRound(deep, index), own, incoming[index],
