@@ -258,11 +258,8 @@ class Specialization:
         v = t.pick()
         if complete is not None:
             args = complete((v,))
-        # Preemptions count from here (the warm-up run and the timed call), not from this
-        # tuning's previous call: calls alternating between two size buckets (a Dask
-        # worker's 4096x8192 block and its 96x8192 strips) put the other bucket's long
-        # calls in that window, and 26 of 33 of the strip's timings were left out as
-        # noise, its tuning a trial every ten calls.
+        # Preemptions count from here, not from this tuning's last call (which may have
+        # been followed by another bucket's long calls: a Dask worker's block and strips).
         t.preempted_since()
         calls, spent = t.warmed
         if self.repeatable and t.timed_next(v) and spent < REPEAT_BELOW * max(calls, 1):
