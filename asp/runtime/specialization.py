@@ -258,9 +258,7 @@ class Specialization:
         v = t.pick()
         if complete is not None:
             args = complete((v,))
-        # Preemptions count from here, not from this tuning's last call (which may have
-        # been followed by another bucket's long calls: a Dask worker's block and strips).
-        t.preempted_since()
+        t.preempted_since()  # from here, not this tuning's last call (other buckets' follow)
         calls, spent = t.warmed
         if self.repeatable and t.timed_next(v) and spent < REPEAT_BELOW * max(calls, 1):
             # Timed right after an untimed run of its own, as in a loop of calls: after
