@@ -163,7 +163,7 @@ def _every_blocked_variant(monkeypatch, k, levels, args, steps, caches=None):
     monkeypatch.setattr(temporal, "SAMPLE", 1000)
     if caches is not None:
         monkeypatch.setattr(temporal, "cache_sizes", lambda: caches)
-        monkeypatch.setattr(temporal, "DEPTHS", {2: (4, 8, 16), 3: (2, 4)})
+        monkeypatch.setattr(temporal, "DEPTHS", {1: (4, 16), 2: (4, 8, 16), 3: (2, 4)})
         monkeypatch.setattr(temporal, "ROWS", {2: (1, 4), 3: (1, 4)})
         monkeypatch.setattr(temporal, "MAX_WORK", 100.0)
     iterate_module._JITS.clear()  # a new iteration specializer, with the whole space

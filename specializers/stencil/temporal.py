@@ -36,7 +36,8 @@ rings fit in a share of L2 or of a thread's part of L3 and whose halos add littl
 work (:func:`blocking_points`).
 
 Blocked variants exist for what the scheme covers: ``'interior'`` mode (the border of
-every step is zero, as ``K(u)`` leaves it), 2-D and 3-D grids, a kernel whose first
+every step is zero, as ``K(u)`` leaves it), 1-D (trapezoid tiles swept whole, step after
+step: :mod:`specializers.stencil.lines`), 2-D and 3-D grids, a kernel whose first
 parameters are the state it steps, that writes every output point without reading the
 output, and whose neighbour loops are unrolled (the default); :func:`why_not_blocked`
 says why another kernel iterates step by step.
@@ -55,6 +56,7 @@ import numpy as np
 from asp import config
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
 from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radius
+from specializers.stencil.lines import LineBuilder
 from specializers.stencil.lowering import converts, needs_load, pname
 from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
 from specializers.stencil.variants import PREAMBLE
@@ -68,7 +70,7 @@ __all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_p
 
 #: Steps per pass tried, per number of dimensions; tile extents along axis 0 (the
 #: wavefront's axis), as multiples of the depth times the reach (the halo a tile adds).
-DEPTHS = {2: (16, 32), 3: (2, 4, 8)}
+DEPTHS = {1: (64, 128), 2: (16, 32), 3: (2, 4, 8)}
 ROWS = {2: (64,), 3: (8, 32)}
 #: Rows (planes) of a level computed in one sweep: the rows they share are read once
 #: (4096^2 heat, depth 16, on an Intel Xeon with AVX-512: 2.82 ms a step alone, 2.70 in
@@ -155,6 +157,8 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     depths' tiles are square across both.  An axis a tile covers whole adds no halo."""
     interior = size_class(interior)
     l1, l2, l3 = cache_sizes()
+    if dim == 1:
+        return _line_points(itemsize, interior[0], reach, levels, l2)
     budget = max(RING_SHARE * l2, L3_SHARE * l3 / max(config.num_threads(), 1))
 
     def pow2(x: float) -> int:
@@ -206,14 +210,34 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     return out
 
 
+def _line_points(itemsize: int, n: int, reach: int, levels: int, l2: int) -> dict:
+    """1-D (:mod:`specializers.stencil.lines`): per depth, two tile lengths (powers of
+    two, no longer than the class) among those whose ``levels + 1`` buffers fit in
+    :data:`RING_SHARE` of L2 and whose halos add at most :data:`MAX_WORK`: an eighth and
+    a thirty-second of the longest, or the shortest (16M-point 1-D heat, 64 steps, on a
+    Zen 4 with 1 MiB of L2: 1024-4096 points at depth 64, 3.35-3.45 ms a step, against
+    3.8 for 8192 and 32768, 4.1-4.4 at depth 32; the best single step 15.7-17.4)."""
+    out: dict[int, dict[str, tuple[int, ...]]] = {}
+    for depth in DEPTHS[1]:
+        if depth < 2 * levels:
+            continue
+        fit = [w for w in (1 << e for e in range(6, 24)) if w <= max(n, 64)
+               and (levels + 1) * (w + 2 * depth * reach) * itemsize <= RING_SHARE * l2
+               and (w + depth * reach) / w <= MAX_WORK]
+        if fit:
+            out[depth] = {"depth": (depth,), "width": tuple(sorted(
+                {max(fit[-1] // 32, fit[0]), max(fit[-1] // 8, fit[0])}))}
+    return out
+
+
 def why_not_blocked(k: StencilIR, params: list[str], boundary: str, dim: int,
                     levels: int = 1) -> str | None:
     """None if the iteration of kernel ``k`` (its state: its first ``levels``
     parameters) can be blocked in time, else why not."""
     if boundary != "interior":
         return f"boundary={boundary!r}: only 'interior' mode is blocked in time"
-    if dim not in (2, 3):
-        return f"{dim}-D grids are not blocked in time (2-D and 3-D are)"
+    if dim not in (1, 2, 3):
+        return f"{dim}-D grids are not blocked in time (1-D, 2-D and 3-D are)"
     for state in params[:levels]:
         if state == k.out or k.grid(state).role != "field":
             return f"the state parameter {state!r} is not an input grid the kernel steps"
@@ -292,7 +316,8 @@ class IterateSpecializer(Specializer):
         why = why_not_blocked(k, st.params, st.boundary, dim, K)
         lo, hi = radius(k, dim)
         reach = max((*lo, *hi, 1))
-        build = Builder(k, tuple(st.params[:K]), names, specs, dim, ghost, reach)
+        build = (LineBuilder if dim == 1 else Builder)(k, tuple(st.params[:K]), names, specs,
+                                                       dim, ghost, reach)
         variants = (Variant("steps", build.steps_function("steps")),)
         spaces = ()
         if why is None:
@@ -304,9 +329,13 @@ class IterateSpecializer(Specializer):
                         + (f"_j{jam}" if jam > 1 else ""))
                 tiles = (rows, *(width,) * (dim - 2), span or width)
                 return Variant(name, blocked(jam), bound=(depth, *tiles))
+
+            def make_line(depth: int, width: int) -> Variant:  # a 1-D grid's point
+                return Variant(f"blk_d{depth}_w{width}", blocked(1), bound=(depth, width))
             bounds = tuple(int(n) for n in cls.split("x"))  # the size class of the grids
             points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K)
-            spaces = tuple(Space(f"blocking d{d}", params, make, sample=SAMPLE)
+            spaces = tuple(Space(f"blocking d{d}", params, make_line if dim == 1 else make,
+                                 sample=SAMPLE)
                            for d, params in points.items())
         check = base.check_args
         return dataclasses.replace(

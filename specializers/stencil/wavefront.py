@@ -71,6 +71,8 @@ class Builder(JammedSweeps):
     entry's parameters: the kernel's, then the other outputs ``asp_out<j>``, the scratch
     grids ``asp_tmp<j>`` and the number of steps."""
 
+    level_body = _LevelBody  # how a level's point reads its sources
+
     def __init__(self, k, states: tuple[str, ...], names, specs, dim, ghost, reach):
         self.k, self.states, self.names, self.specs = k, states, names, specs
         self.K = len(states)
@@ -104,7 +106,7 @@ class Builder(JammedSweeps):
                 sources[name] = ("grid", f"asp_src{j - (level_case - 1)}")
             else:
                 sources[name] = ("ring", f"asp_rin{j}")
-        t = _LevelBody(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
+        t = self.level_body(self.k, [], self.dim, checked=False, mode="interior", cval=0.0,
                        ivars=ivars or self.ivars(), sources=sources, ring=ring,
                        loads=loads, jj=jj)
         lowered = t.visit(self.k.loop.body)
@@ -290,7 +292,15 @@ class Builder(JammedSweeps):
                       step=_c(jam))
         tile.append(wave)
 
-        # -- the passes, in one parallel region ---------------------------------------------
+        region = self.passes(tile, _op("*", _op("-", depth, 1), lvl), itemsize)
+        return self.finish(f"j{jam}", pre, region, bound=BOUND[:1 + dim])
+
+    def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
+        """The passes, in one parallel region: each computes ``asp_d`` steps of every tile
+        (``tile``, shared dynamically among the threads, ``asp_t`` its number) from its
+        input grids ``asp_src<j>`` into its outputs ``asp_dst<j>``; every thread has
+        ``elems`` elements of buffers at ``asp_ring``."""
+        K, ct, S = self.K, self.ctype, _v(STEPS)
         np_, p = _v("asp_np"), _v("asp_p")
         # Passes of as equal depths as can be (a short last pass blocks poorly; with
         # several state levels, every pass computes at least K levels).
@@ -312,8 +322,7 @@ class Builder(JammedSweeps):
         ))
         # (aligned_alloc takes a size that is a whole number of its alignment; a line
         # before and after the rings: what a vector sweep's loads may reach)
-        size = _op("&", _op("+", _op("*", _op("*", _op("-", depth, 1), lvl), itemsize),
-                            3 * LINE - 1), -LINE)
+        size = _op("&", _op("+", _op("*", elems, itemsize), 3 * LINE - 1), -LINE)
         region = _block(
             ir.Declare(f"{ct} *", "asp_rings", ir.Cast(f"{ct} *", ir.Call(
                 "aligned_alloc", (_c(LINE), size)))),
@@ -321,7 +330,7 @@ class Builder(JammedSweeps):
                 _v("asp_rings"), _op("+", _v("asp_rings"), LINE // itemsize), _c(0))),
             passes,
             ir.ExprStmt(ir.Call("free", (_v("asp_rings"),))))
-        return self.finish(f"j{jam}", pre, region, bound=BOUND[:1 + dim])
+        return region
 
     def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block,
                bound: tuple[str, ...] = ()) -> ir.Function:
