@@ -296,6 +296,45 @@ def test_numpy_bools_compute_as_numpy_does():
 
 
 @elementwise
+def plus_a_numpy_bool(x, y):
+    t1 = +y  # the finding: unused, but NumPy raises here
+    return 1.0 / (x << x)
+
+
+@elementwise
+def minus_a_numpy_bool(x, y):
+    return -y + x
+
+
+@elementwise
+def plus_a_python_bool(x, flag):
+    return x * 10 + +flag + -(2 > 1)
+
+
+def test_unary_plus_or_minus_of_a_numpy_bool_is_numpys_type_error():
+    # Fuzz finding (2026-12-04, seed 4122027, 7 of 6,000 kernels): +np.True_ raises
+    # TypeError in NumPy, so the Python reference retried the element with Python
+    # scalars, where 91 << 91 is 2.25e29; the compiled code took +y as 1 and kept
+    # NumPy's x << x (0): inf against 4.4e-30.  Refused as NumPy refuses it; the call
+    # runs as its Python, which gives the reference's answer.
+    x = np.array([91, 3, 2, 1], dtype=np.int64)
+    y = np.array([False, True, True, False])
+    for fn, sign in ((plus_a_numpy_bool, "+"), (minus_a_numpy_bool, "-")):
+        with pytest.warns(AspFallbackWarning, match=f"unary '\\{sign}' of a NumPy bool"):
+            got = fn(x, y)
+        want = fn.jit.specializer.run_python((x, y, None))
+        np.testing.assert_array_equal(got, want)
+    # Python's bools are Python's ints: +True is 1, -True is -1 (compiled, as Python).
+    x = np.array([-3, 0, 5], dtype=np.int64)
+    for flag in (True, False):
+        s = plus_a_python_bool.jit.specialization(x, flag, None)
+        assert s.variant_names and not s.check_failures
+        for name in s.variant_names:
+            got = plus_a_python_bool.jit.run_variant(name, x, flag, None)
+            np.testing.assert_array_equal(got, x * 10 + int(flag) - 1, err_msg=name)
+
+
+@elementwise
 def unsigned_or_signed(x, y):
     return x | y
 

@@ -216,6 +216,11 @@ class ExpressionTranslator:
         if isinstance(node.op, ast.Not):  # Python's bool, whatever its operand
             return ir.UnaryOp("!", self.condition(node.operand)), T("bool", True)
         e, t = self.expr(node.operand)
+        if isinstance(node.op, ast.UAdd | ast.USub) and t.is_bool and not t.weak:
+            # NumPy raises TypeError for +np.True_ and -np.True_ (Python's +True is 1).
+            sign = "+" if isinstance(node.op, ast.UAdd) else "-"
+            raise self.err(node, f"unary '{sign}' of a NumPy bool: NumPy raises TypeError "
+                                 "(use int(...) for a number, '~' for not)")
         if isinstance(node.op, ast.UAdd):
             return e, numeric(t)
         if isinstance(node.op, ast.USub):
