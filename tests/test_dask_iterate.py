@@ -339,6 +339,36 @@ def test_the_blocked_variant_runs_inside_the_tasks(rng):
     assert iteration_jit(k, grown, 0.3) is not None
 
 
+class Heat1(StencilKernel):
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            lap = -2.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + r * lap
+
+
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+@pytest.mark.parametrize("strips", [False, True])
+def test_one_dimension_deep_rounds_of_a_kernel_blocked_in_time(mode, strips, monkeypatch,
+                                                               rng):
+    """A 1-D kernel that ``iterate`` blocks in time (specializers.stencil.lines; each
+    blocked variant is checked against the loop in test_iterate_lines): uneven chunks,
+    one smaller than the halo, a last round shorter than T, rounds on grown blocks or on
+    blocks and strips, against the loop."""
+    from specializers.stencil.dask import deep
+
+    monkeypatch.setattr(deep, "STRIP_WORK", float("inf") if strips else -1.0)
+    u = rng.random(1001)
+    k = Heat1(boundary=mode)
+    got = iterate(k, da.from_array(u, chunks=((300, 5, 400, 296),)), 23, 0.2,
+                  steps_per_exchange=8, persist_every=100)
+    assert rounds_of(got)[0] == 8
+    _equal(run(got), loop(k, u, 0.2, steps=23))
+    assert iteration_jit(k.with_options(boundary="interior"),
+                         np.zeros(400 + 2 * exchange_depth(8, 1, 1)), 0.2) is not None
+
+
 def test_one_exchange_per_round_in_the_graph():
     """10 steps at T = 4 are 3 rounds: 3 layers of block tasks, and slices cut 3 times
     (not 10), each at most the exchange depth 4 across."""
