@@ -297,7 +297,7 @@ def test_numpy_bools_compute_as_numpy_does():
 
 @elementwise
 def plus_a_numpy_bool(x, y):
-    t1 = +y  # the finding: unused, but NumPy raises here
+    t1 = +y  # noqa: F841 - the finding: unused, but NumPy raises here
     return 1.0 / (x << x)
 
 
