@@ -273,6 +273,21 @@ def test_a_term_only_python_can_represent_runs_as_python():
     assert floors(np.array([2.5, 3.5])) == 2.5
 
 
+def test_an_integer_term_beyond_64_bits_sums_as_python():
+    """The term is typed int64; one element's is a Python int beyond 64 bits: the call
+    runs as Python and returns Python's exact sum (it raised OverflowError converting the
+    terms to int64; found by the fuzzer's reductions)."""
+    @reduction("+")
+    def floors3(x):
+        return math.floor(x) * 3
+
+    x = np.array([1e30, 2.5, -1.5])
+    with pytest.warns(AspFallbackWarning, match="beyond 64 bits"):
+        got = floors3(x)
+    assert got == sum(math.floor(v) * 3 for v in x) > 2**64  # exact, as Python's
+    assert floors3(np.array([2.5, 3.5])) == 15
+
+
 def test_an_empty_array_on_the_hot_path_still_raises(rng):
     """The hot path skips prepare(): the kernel itself must refuse max of nothing (it read
     the first element past the end: 4.7e-310)."""

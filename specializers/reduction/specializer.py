@@ -184,8 +184,16 @@ class ReductionSpecializer(Specializer):
                             title=f"{self.name} {variant}")
 
     def run_python(self, args: tuple):
-        """``np.sum`` (``prod``, ``max``, ``min``) of the function on every element, with
-        the terms in the type the compiled kernel gives them when it can be typed."""
+        """``np.sum`` (``prod``, ``max``, ``min``) of the function on every element."""
+        terms = self.terms(args)
+        if terms.size == 0 and OPS[self.op][1] is None:
+            raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op}")
+        return OPS[self.op][0](terms)
+
+    def terms(self, args: tuple) -> np.ndarray:
+        """The function on every element, as the flat array NumPy reduces: in the type
+        the compiled kernel gives the terms when it can be typed and they fit it (a Python
+        int beyond 64 bits, which the compiled code refuses, keeps Python's value)."""
         inputs = args[:len(self.params)]
         values, _ = map_python(self.fn, inputs)
         try:
@@ -194,9 +202,12 @@ class ReductionSpecializer(Specializer):
                                       kind="a reduction").ret.ctype)
         except Exception:  # noqa: BLE001 - untypable: NumPy infers from the values
             term = None
-        if not values and OPS[self.op][1] is None:
-            raise ValueError(f"{self.fn.__name__}(): zero-size arrays have no {self.op}")
-        return OPS[self.op][0](np.asarray(values, dtype=term))
+        try:
+            return np.asarray(values, dtype=term).reshape(-1)
+        except OverflowError:  # Python's numbers, reduced as Python reduces them (a NumPy
+            # scalar would take the big int into its own type and raise again)
+            return np.array([v.item() if isinstance(v, np.generic) else v for v in values],
+                            dtype=object)
 
 
 def _fold(sf):
