@@ -1,10 +1,13 @@
 """The differential fuzzer (tests/fuzz): a bounded run, its oracle, and the bugs it found.
 
-``test_fuzz_elementwise`` / ``test_fuzz_stencil`` run a few hypothesis-drawn
-batches of generated kernels (derandomized, no example database) through the
-fuzzer's worker process and require that every kernel agrees with its Python
-reference: bit for bit for integers and booleans, within the stated ulp bound
-for floats (see ``tests.fuzz.worker.tolerance``), NaN where Python gives NaN.
+``test_fuzz_elementwise`` / ``test_fuzz_stencil`` / ``test_fuzz_reduction`` run a few
+hypothesis-drawn batches of generated kernels (derandomized, no example database)
+through the fuzzer's worker process and require that every kernel agrees with its
+Python reference: bit for bit for integers and booleans, within the stated ulp bound
+for floats (see ``tests.fuzz.worker.tolerance``), NaN where Python gives NaN; a
+reduction agrees with NumPy's reduction of the Python terms: exactly for integers,
+within the terms' own tolerance for ``max`` and ``min``, within a reassociated sum's or
+product's rounding for floats (``tests.fuzz.reduce.reduction_tolerance``).
 ``make fuzz`` runs the long campaign (``python -m tests.fuzz``).
 
 Every bug the fuzzer found has a named regression test below; one still open is
@@ -24,7 +27,8 @@ from asp.errors import AspFallbackWarning
 from specializers.elementwise import elementwise
 from specializers.stencil import StencilKernel
 from tests.fuzz.driver import Fuzzer, describe, shrink
-from tests.fuzz.gen import EW, KNOWN, ST, Batch, Body, E, batches
+from tests.fuzz.gen import EW, KNOWN, RD, ST, Batch, Body, E, batches
+from tests.fuzz.reduce import agrees, reduction_tolerance
 from tests.fuzz.worker import compare, tolerance
 
 # No hypothesis shrinking: each step would compile a batch; a failure is shrunk per kernel.
@@ -62,6 +66,12 @@ def test_fuzz_elementwise(fuzzer, batch):
 @BOUNDED
 @given(batch=batches(ST, 10, avoid=AVOID))
 def test_fuzz_stencil(fuzzer, batch):
+    _check(fuzzer, batch)
+
+
+@BOUNDED
+@given(batch=batches(RD, 10, avoid=AVOID))
+def test_fuzz_reduction(fuzzer, batch):
     _check(fuzzer, batch)
 
 
@@ -105,6 +115,37 @@ def test_tolerance_is_looser_only_for_libm_and_mixed_float32():
     exp, got = np.array([1e6]), np.array([1e6 * (1 + rel / 2)])
     assert compare(exp, got, np.ones(1, bool), tolerance(ARITH)) != []
     assert compare(exp, got, np.ones(1, bool), tolerance(LIBM)) == []
+
+
+def test_reduction_tolerance_exact_bounded_or_order_dependent():
+    f8 = np.dtype(np.float64)
+    ints = np.array([2**62, 2**62, 5], np.int64)
+    assert reduction_tolerance(ints, "+", np.dtype(np.int64)) == 0.0
+    assert reduction_tolerance(np.array([1.0, np.nan]), "max", f8) == 0.0
+    assert reduction_tolerance(np.array([1.0, 3.0]), "max", f8) == 0.0
+    # A term from libm (math.cbrt: C's and Python's differ by an ulp): max and min too
+    # are within the terms' own tolerance, and no more.
+    cbrt = np.array([4.641588833612778])
+    tol = reduction_tolerance(cbrt, "min", f8, tolerance(LIBM))
+    assert agrees(cbrt[0], np.nextafter(cbrt[0], 9), tol)
+    assert not agrees(cbrt[0], cbrt[0] * (1 + 2.0**-20), tol)
+    # A float sum: within its rounding, and one term left out is outside it.
+    t = np.random.default_rng(1).uniform(0.5, 2.0, 50000)
+    tol = reduction_tolerance(t, "+", f8)
+    exp = np.sum(t)
+    assert agrees(exp, exp + tol / 2, tol)
+    assert not agrees(exp, exp - t.min(), tol)
+    assert not agrees(exp, np.nan, tol)
+    # Infinities decide the sum, whatever the order: exact.
+    assert reduction_tolerance(np.array([np.inf, 1.0, -np.inf]), "+", f8) == 0.0
+    # Partial sums that overflow in one order and not in another: not comparable.
+    assert reduction_tolerance(np.array([1e308, 1e308, -1e308]), "+", f8) is None
+    # Products: relative rounding; partial products that may leave the range: none.
+    assert reduction_tolerance(np.array([3.0, 0.5, -2.0]), "*", f8) > 0
+    assert reduction_tolerance(np.array([1e-200, 1e-200, 1e300]), "*", f8) is None
+    assert reduction_tolerance(np.array([0.0, 2.0]), "*", f8) == 0.0
+    assert reduction_tolerance(np.array([1e30, 1e10], np.float32), "*",
+                               np.dtype(np.float32)) is None
 
 
 def test_a_crashing_kernel_is_reported_not_fatal(monkeypatch):

@@ -1,4 +1,5 @@
-"""A differential fuzzer for the elementwise and stencil specializers (issue 11, section 6).
+"""A differential fuzzer for the elementwise, stencil and reduction specializers (issue 11,
+section 6).
 
 :mod:`.gen` draws kernels (hypothesis strategies), :mod:`.render` writes them as
 modules, :mod:`.worker` compiles and compares them with the Python reference in

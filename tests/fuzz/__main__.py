@@ -1,6 +1,6 @@
 """``python -m tests.fuzz --kernels 10000``: the long differential fuzzing campaign.
 
-Draws batches of generated kernels (alternately elementwise and stencil) from
+Draws batches of generated kernels (elementwise, stencil and reduction kernels in turn) from
 the hypothesis strategies of :mod:`tests.fuzz.gen`, runs each in a worker
 process, and prints a summary (kernels, compilations, cases, fallbacks,
 mismatches, errors, crashes).  Failures are shrunk and appended to the
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.driver import Fuzzer, Stats, describe, shrink
-from tests.fuzz.gen import EW, KNOWN, ST, batches
+from tests.fuzz.gen import EW, KNOWN, RD, ST, batches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernels", type=int, default=10_000, help="generated kernels to run")
     p.add_argument("--batch", type=int, default=24, help="kernels per batch (compilation)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", choices=[EW, ST], help="one specializer only")
+    p.add_argument("--only", choices=[EW, ST, RD], help="one specializer only")
     p.add_argument("--shrink", type=int, default=12, help="failures to shrink and write up")
     p.add_argument("--avoid", default=",".join(KNOWN),
                    help="comma-separated constructs not to generate (default: the open "
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     def campaign(data):
         if stats.kernels >= args.kernels:
             return
-        spec = args.only or data.draw(st.sampled_from([EW, ST]))
+        spec = args.only or data.draw(st.sampled_from([EW, ST, RD]))
         batch = data.draw(batches(spec, args.batch, avoid=avoid))
         reply = fz.run(batch)
         stats.add(reply)
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print(stats.summary())
         print(f"{time.time() - t0:.0f} s, {len(failures)} failing kernels; not generated: "
               f"{', '.join(sorted(avoid)) or 'nothing'}")
+        # Wrong answers first, then crashes, then errors: a batch whose worker failed
+        # makes one error per kernel, and --shrink writes up only the first few.
+        order = {"mismatch": 0, "crash": 1, "error": 2}
+        failures.sort(key=lambda f: order.get(f[2].status, 3))
         with open(args.findings, "a") as f:
             for n, (batch, i, o) in enumerate(failures[: args.shrink]):
                 small, got = shrink(fz, batch, i, o)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.fuzz.gen import EW, Batch, Body, E
+from tests.fuzz.gen import EW, RD, Batch, Body, E
 from tests.fuzz.render import kernel_source
 from tests.fuzz.worker import Outcome, Reply
 
@@ -237,16 +237,23 @@ def describe(batch: Batch, outcome: Outcome, *, title: str) -> str:
     """A findings entry: kernel source, dtypes, inputs, expected vs got."""
     lines = [f"## {title}", f"- Specializer: {batch.specializer}; status: {outcome.status}",
              f"- Parameters: {', '.join(f'{n}: {d}' for n, d in batch.params)}"
-             + (f"; boundary={batch.option('boundary')!r}" if batch.specializer != EW else ""),
+             + (f"; boundary={batch.option('boundary')!r}" if batch.specializer not in (EW, RD)
+                else ""),
              "```python", kernel_source(batch, 0), "```"]
     if outcome.detail:
         lines.append(f"- Detail: {outcome.detail}")
-    if batch.specializer != EW:
+    if batch.specializer == RD:
+        lines.append("- Inputs (threads: 2; parallel threshold "
+                     f"{'0' if batch.option('parallel') == '1' else 'default'}):")
+        lines += [f"  {n} = {np.array2string(np.asarray(a), precision=17, threshold=200)}"
+                  .replace("\n", "\n  ") for (n, _), a in zip(batch.params, batch.inputs)]
+    elif batch.specializer != EW:
         s, a, b, out = batch.inputs
         lines.append(f"- Inputs: s={s!r}; a, b, out (initial) of shape {a.shape}:")
         lines += ["  " + np.array2string(g, precision=17, threshold=200).replace("\n", "\n  ")
                   for g in (a, b, out)]
     for label, j, point, exp, got in outcome.bad[:3]:
         where = f"element {point!r}" if point is not None else f"point {j}"
-        lines.append(f"- {label}: at {where}: expected {exp!r}, got {got!r}")
+        at = "" if j is None else f" at {where}:"  # a reduction: one result
+        lines.append(f"- {label}:{at} expected {exp!r}, got {got!r}")
     return "\n".join(lines) + "\n"

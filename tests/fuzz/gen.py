@@ -23,7 +23,10 @@ from hypothesis import strategies as st
 
 __all__ = ["Batch", "Body", "E", "batches", "edge_values", "kind_of"]
 
-EW, ST = "elementwise", "stencil"
+#: The specializers fuzzed: a reduction batch is an elementwise batch whose kernels
+#: are reduced (option ``op``), so it shares the elementwise generator and typing.
+EW, ST, RD = "elementwise", "stencil", "reduction"
+REDUCE_OPS = ("+", "+", "*", "max", "min")
 
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 FLOAT_DTYPES = ("float32", "float64")
@@ -362,6 +365,11 @@ def batches(draw, spec: str, size: int, depth: int = 3,
     operator or function named in ``avoid``: to look past a known bug, see KNOWN)."""
     for token in tuple(avoid):
         avoid = avoid | frozenset(_EXPAND.get(token, ()))
+    if spec == RD:
+        batch = draw(batches(EW, size, depth, avoid))
+        return Batch(RD, batch.params, batch.bodies, batch.inputs,
+                     (("op", draw(st.sampled_from(REDUCE_OPS))),
+                      ("parallel", draw(st.sampled_from("01")))))
     if spec == EW:
         nparams = draw(st.integers(1, 3))
         params = [(n, draw(st.sampled_from(_EW_DTYPES))) for n in "xyz"[:nparams]]

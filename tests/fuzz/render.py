@@ -8,7 +8,7 @@ variable (their types would be joined).
 """
 from __future__ import annotations
 
-from tests.fuzz.gen import EW, Batch, Body
+from tests.fuzz.gen import EW, RD, Batch, Body
 
 __all__ = ["elementwise_module", "singles_module", "stencil_module"]
 
@@ -31,12 +31,12 @@ def singles_module(batch: Batch, which: list[int]) -> str:
 
 
 def elementwise_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, int]]:
-    """``@elementwise def fuzz(k, params)``: branch ``k == i`` runs kernel ``i``; the
-    last kernel is the fall-through.  Returns the text and {line number: kernel}."""
-    assert batch.specializer == EW
+    """``@elementwise def fuzz(k, params)`` (``@reduction(op)`` for a reduction batch):
+    branch ``k == i`` runs kernel ``i``; the last kernel is the fall-through.  Returns
+    the text and {line number: kernel}."""
+    assert batch.specializer in (EW, RD)
     names = ", ".join(n for n, _ in batch.params)
-    lines = [_HEADER + "from specializers.elementwise import elementwise\n", "",
-             "@elementwise", f"def fuzz(k, {names}):"]
+    lines = [_HEADER + _decorator(batch)[0], "", _decorator(batch)[1], f"def fuzz(k, {names}):"]
     owner: dict[int, int] = {}
     for pos, i in enumerate(which):
         body = batch.bodies[i].lines(f"v{i}_", stencil=False)
@@ -67,6 +67,14 @@ def stencil_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, int]]
     return "\n".join(lines) + "\n", owner
 
 
+def _decorator(batch: Batch) -> tuple[str, str]:
+    """(the import, the decorator line) of an elementwise or reduction batch."""
+    if batch.specializer == RD:
+        return ("from specializers.reduction import reduction\n",
+                f"@reduction({batch.option('op')!r})")
+    return "from specializers.elementwise import elementwise\n", "@elementwise"
+
+
 def _line_no(lines: list[str]) -> int:
     """The 1-based line number of the last entry of ``lines`` once joined."""
     return sum(chunk.count("\n") + 1 for chunk in lines)
@@ -76,8 +84,8 @@ def kernel_source(batch: Batch, i: int) -> str:
     """Kernel ``i`` on its own, as a user would write it (for reports)."""
     names = ", ".join(n for n, _ in batch.params)
     body: Body = batch.bodies[i]
-    if batch.specializer == EW:
-        return "\n".join(["@elementwise", f"def f({names}):",
+    if batch.specializer in (EW, RD):
+        return "\n".join([_decorator(batch)[1], f"def f({names}):",
                           *_indent(body.lines("", stencil=False), 4)])
     mode = batch.option("boundary", "interior")
     return "\n".join([f"class K(StencilKernel):  # boundary={mode!r}",

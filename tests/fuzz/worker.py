@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tests.fuzz.gen import EW, Batch, E
+from tests.fuzz.gen import EW, RD, ST, Batch, E
+from tests.fuzz.reduce import run_reduction
 from tests.fuzz.render import elementwise_module, singles_module, stencil_module
 
 __all__ = ["Outcome", "Reply", "compare", "run_batch", "tolerance"]
@@ -221,7 +222,7 @@ class Runner:
 
     def run(self) -> Reply:
         which = [i for i in range(len(self.batch.bodies)) if i not in self.skip]
-        if self.batch.specializer == EW:
+        if self.batch.specializer in (EW, RD):
             for group in self.ew_groups(which):
                 self.build_and_run(group)
         else:
@@ -265,7 +266,7 @@ class Runner:
                 os.environ["ASP_PARALLEL_THRESHOLD"] = "0"
             else:
                 os.environ.pop("ASP_PARALLEL_THRESHOLD", None)
-            if b.specializer == EW:
+            if b.specializer in (EW, RD):
                 text, owner = elementwise_module(b, which)
                 mod = _write(self.dir, self.name(), text)
                 kernel, jit = mod.fuzz, mod.fuzz.jit
@@ -284,7 +285,7 @@ class Runner:
                 if i is not None:
                     # Elementwise kernels were accepted one by one: rejected in a batch
                     # is not by design.
-                    status = "fallback" if b.specializer != EW else "error"
+                    status = "fallback" if b.specializer == ST else "error"
                     self.out[i] = Outcome(status, exc.message)
                     which = [j for j in which if j != i]
                     continue
@@ -310,6 +311,11 @@ class Runner:
                 return
             self.compiles += 1
             for i in which:
+                if b.specializer == RD:
+                    self.out[i] = run_reduction(i, kernel, list(spec.entries), b,
+                                                self.progress.mark, _quiet, Outcome,
+                                                tolerance(b.bodies[i], b.params))
+                    continue
                 self.out[i] = (self.run_ew if b.specializer == EW else self.run_st)(
                     i, kernel, list(spec.entries))
             return
@@ -416,8 +422,12 @@ def main() -> None:
         req = pickle.loads(inp.read(struct.unpack("<Q", head)[0]))
         try:
             reply = run_batch(**req)
-        except Exception as exc:  # noqa: BLE001 - report, keep serving
-            reply = Reply({i: Outcome("error", f"worker: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - report (where it was raised), keep serving
+            import traceback
+
+            f = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{os.path.relpath(f.filename)}:{f.lineno}"
+            reply = Reply({i: Outcome("error", f"worker: {type(exc).__name__}: {exc} ({where})")
                            for i in range(len(req["batch"].bodies))})
         data = pickle.dumps(reply)
         proto.write(struct.pack("<Q", len(data)) + data)
