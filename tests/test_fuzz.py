@@ -28,6 +28,7 @@ from specializers.elementwise import elementwise
 from specializers.stencil import StencilKernel
 from tests.fuzz.driver import Fuzzer, describe, shrink
 from tests.fuzz.gen import EW, KNOWN, RD, ST, Batch, Body, E, batches
+from tests.fuzz.iterate import IT, iterate_batches, iterate_source
 from tests.fuzz.reduce import agrees, reduction_tolerance
 from tests.fuzz.worker import compare, tolerance
 
@@ -73,6 +74,39 @@ def test_fuzz_stencil(fuzzer, batch):
 @given(batch=batches(RD, 10, avoid=AVOID))
 def test_fuzz_reduction(fuzzer, batch):
     _check(fuzzer, batch)
+
+
+@BOUNDED
+@given(batch=iterate_batches(3, avoid=AVOID))
+def test_fuzz_iterate(fuzzer, batch):
+    _check(fuzzer, batch)
+
+
+def test_fuzz_iterate_runs_the_blocked_variants(fuzzer):
+    # The 5-point heat step as the iterate kind writes it (n = -4 u; n += u[y]; out = n),
+    # 19 steps (no multiple of a depth) on a grid of several tiles, every call on the team.
+    heat = Body((("$n", E("bin", "*", (_leaf("-4.0"), _leaf("u[x]")))),), None,
+                _leaf("$n"), "=", _leaf("u[y]"))
+    rng = np.random.default_rng(5)
+    u, a = rng.uniform(-1, 1, (70, 53)), rng.uniform(-1, 1, (70, 53))
+    batch = Batch(IT, (("u", "float64"), ("a", "float64"), ("s", "float"), ("out", "float64")),
+                  (heat,), (u, a, 0.1), (("steps", "19"), ("arith", "1"), ("parallel", "1")))
+    assert "for y in u.neighbors(x, 1):" in iterate_source(batch, 0)
+    got = fuzzer.run(batch).outcomes[0]
+    assert got.status == "ok" and not got.bad, got
+    # K.iterate, the step-by-step variant and the blocked points, each the whole grid.
+    assert got.cases >= 4 * u.size, got.cases
+
+
+def test_iterate_oracle_is_bit_for_bit():
+    from tests.fuzz.iterate import _differs
+
+    ref = np.array([0.0, np.nan, 1.0, -2.0])
+    assert _differs(ref, ref.copy()).size == 0
+    near = np.array([-0.0, np.nan, np.nextafter(1.0, 2.0), -2.0])
+    assert list(_differs(ref, near)) == [0, 2]  # a zero's sign and one ulp differ
+    assert list(_differs(ref, ref.astype(np.float32))) == [-1]  # another dtype
+    assert list(_differs(np.array([3, 4]), np.array([3, 5]))) == [1]
 
 
 # -- the oracle -----------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.fuzz.gen import EW, RD, Batch, Body, E
+from tests.fuzz.gen import EW, RD, ST, Batch, Body, E
+from tests.fuzz.iterate import IT
 from tests.fuzz.render import kernel_source
 from tests.fuzz.worker import Outcome, Reply
 
@@ -65,7 +66,7 @@ def _reason(detail: str) -> str:
     """A fallback message without the kernel's own names and numbers."""
     import re
 
-    return re.sub(r"'[^']*'", "'...'", detail)[:90]
+    return re.sub(r"'[^']*'", "'...'", re.sub(r"\S+\.py:\d+: ", "", detail))[:90]
 
 
 class Fuzzer:
@@ -237,7 +238,7 @@ def describe(batch: Batch, outcome: Outcome, *, title: str) -> str:
     """A findings entry: kernel source, dtypes, inputs, expected vs got."""
     lines = [f"## {title}", f"- Specializer: {batch.specializer}; status: {outcome.status}",
              f"- Parameters: {', '.join(f'{n}: {d}' for n, d in batch.params)}"
-             + (f"; boundary={batch.option('boundary')!r}" if batch.specializer not in (EW, RD)
+             + (f"; boundary={batch.option('boundary')!r}" if batch.specializer == ST
                 else ""),
              "```python", kernel_source(batch, 0), "```"]
     if outcome.detail:
@@ -247,6 +248,14 @@ def describe(batch: Batch, outcome: Outcome, *, title: str) -> str:
                      f"{'0' if batch.option('parallel') == '1' else 'default'}):")
         lines += [f"  {n} = {np.array2string(np.asarray(a), precision=17, threshold=200)}"
                   .replace("\n", "\n  ") for (n, _), a in zip(batch.params, batch.inputs)]
+    elif batch.specializer == IT:
+        u, a, s = batch.inputs
+        lines.append(f"- {batch.option('steps')} steps of the kernel on u (shape {u.shape}); "
+                     f"s={s!r}; (reach, neighbourhood 1): {batch.option('geometry') or 'default'}; "
+                     f"threads: 2; parallel threshold "
+                     f"{'0' if batch.option('parallel') == '1' else 'default'}; u and a:")
+        lines += ["  " + np.array2string(g, precision=17, threshold=60).replace("\n", "\n  ")
+                  for g in (u, a)]
     elif batch.specializer != EW:
         s, a, b, out = batch.inputs
         lines.append(f"- Inputs: s={s!r}; a, b, out (initial) of shape {a.shape}:")

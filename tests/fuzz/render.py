@@ -9,6 +9,7 @@ variable (their types would be joined).
 from __future__ import annotations
 
 from tests.fuzz.gen import EW, RD, Batch, Body
+from tests.fuzz.iterate import IT, iterate_source
 
 __all__ = ["elementwise_module", "singles_module", "stencil_module"]
 
@@ -82,6 +83,8 @@ def _line_no(lines: list[str]) -> int:
 
 def kernel_source(batch: Batch, i: int) -> str:
     """Kernel ``i`` on its own, as a user would write it (for reports)."""
+    if batch.specializer == IT:
+        return iterate_source(batch, i, "K")
     names = ", ".join(n for n, _ in batch.params)
     body: Body = batch.bodies[i]
     if batch.specializer in (EW, RD):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tests.fuzz.gen import EW, RD, ST, Batch, E
+from tests.fuzz.iterate import IT, iterate_source, run_iterate
 from tests.fuzz.reduce import run_reduction
 from tests.fuzz.render import elementwise_module, singles_module, stencil_module
 
@@ -205,6 +206,14 @@ def _error_line(exc) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def _team(b: Batch) -> None:
+    """Batches alternate: every call on the OpenMP team, or the defaults."""
+    if b.option("parallel") == "1":
+        os.environ["ASP_PARALLEL_THRESHOLD"] = "0"
+    else:
+        os.environ.pop("ASP_PARALLEL_THRESHOLD", None)
+
+
 class Runner:
     """Runs one batch: types and groups kernels, builds, runs, compares."""
 
@@ -222,7 +231,14 @@ class Runner:
 
     def run(self) -> Reply:
         which = [i for i in range(len(self.batch.bodies)) if i not in self.skip]
-        if self.batch.specializer in (EW, RD):
+        if self.batch.specializer == IT:  # a module per kernel (see tests.fuzz.iterate)
+            _team(self.batch)
+            for i in which:
+                mod = _write(self.dir, self.name(), iterate_source(self.batch, i))
+                self.compiles += 1
+                self.out[i] = run_iterate(self.batch, i, mod.Fuzz, self.progress.mark, _quiet,
+                                          Outcome, _classify)
+        elif self.batch.specializer in (EW, RD):
             for group in self.ew_groups(which):
                 self.build_and_run(group)
         else:
@@ -261,11 +277,7 @@ class Runner:
 
         while which:
             b = self.batch
-            # Stencil batches alternate: every call on the OpenMP team, or the defaults.
-            if b.option("parallel") == "1":
-                os.environ["ASP_PARALLEL_THRESHOLD"] = "0"
-            else:
-                os.environ.pop("ASP_PARALLEL_THRESHOLD", None)
+            _team(b)
             if b.specializer in (EW, RD):
                 text, owner = elementwise_module(b, which)
                 mod = _write(self.dir, self.name(), text)
