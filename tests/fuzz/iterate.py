@@ -142,7 +142,9 @@ def iterate_source(batch: Batch, i: int, name: str = "Fuzz") -> str:
 
 
 def _regrid(like, data: np.ndarray):
-    """``data`` as a grid of ``like``'s geometry (or the array, if ``like`` is one)."""
+    """``data`` as a grid of ``like``'s geometry (or the array, if ``like`` is one).  The
+    oracle's own copy of what specializers.stencil.iterate's ``_like`` does: the iterate
+    call under test returns its result through that one."""
     if isinstance(like, np.ndarray):
         return data
     g = type(like).from_array(data)
@@ -206,7 +208,10 @@ def run_iterate(batch: Batch, i: int, kernel_cls, mark, quiet, outcome, classify
         return outcome(classify(exc) if type(exc).__name__ == "CheckError" else "error",
                        f"iterate: {type(exc).__name__}: {exc}")
     finally:
-        os.environ.pop("ASP_TUNE") if tune is None else os.environ.update(ASP_TUNE=tune)
+        if tune is None:
+            del os.environ["ASP_TUNE"]
+        else:
+            os.environ["ASP_TUNE"] = tune
     if it is None:
         res.detail = "not blocked"
     for v in variants:
