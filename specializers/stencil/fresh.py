@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from asp.runtime import JitKernel, new_output
-from specializers.stencil.grid import StencilGrid
+from specializers.stencil.grid import GridArray, StencilGrid, carrying, own_geometry
 from specializers.stencil.state import PER_INSTANCE, read_key, reads_of
 
 __all__ = ["REUSE_BYTES", "Remembered", "call_fresh", "call_jit", "kinds", "run_remembered"]
@@ -44,7 +44,7 @@ class Remembered(NamedTuple):
     shape: tuple
     dtype: np.dtype
     plan: list | None  # what to zero here: index tuples, or None for everything
-    grid_at: int | None  # the input whose grid geometry the output takes, if a grid
+    grid_at: int | None  # the input whose geometry the output takes (a grid or GridArray)
     jit: JitKernel | None  # the code that zeroes the border itself ('interior'), if any
     reads: object  # read_key of what the kernel reads (None: it reads nothing)
     names: tuple  # the names of what it reads
@@ -52,10 +52,17 @@ class Remembered(NamedTuple):
 
 def kinds(inputs: tuple) -> list:
     """What a remembered zeroing plan and output depend on: the types, dtypes and shapes
-    of the arrays and grids (with their ghost depths), the types of the rest."""
-    return [(type(a), a.dtype, a.shape) if isinstance(a, np.ndarray) else
-            (type(a), a.ghost_depth, a.data.dtype, a.data.shape)
-            if isinstance(a, StencilGrid) else type(a) for a in inputs]
+    of the arrays and grids (with their geometries), the types of the rest."""
+    return [(type(a), a.dtype, a.shape) if type(a) is np.ndarray else _kind(a)
+            for a in inputs]
+
+
+def _kind(a):
+    if isinstance(a, StencilGrid):
+        return type(a), own_geometry(a), a.data.dtype, a.data.shape
+    if isinstance(a, np.ndarray):
+        return type(a), own_geometry(a), a.dtype, a.shape
+    return type(a)
 
 
 def run_remembered(kernel, r: Remembered, inputs: tuple):
@@ -63,10 +70,10 @@ def run_remembered(kernel, r: Remembered, inputs: tuple):
     out = new_output(r.shape, r.dtype)
     if r.jit is not None and (r.reads is None or r.reads == read_key(kernel, r.names)):
         r.jit(*arrays(inputs), out)  # it zeroes the border as it runs
-        return out
-    _zero(out, r.plan)
-    kernel.kernel(*inputs, out if r.grid_at is None else _grid_like(inputs[r.grid_at], out))
-    return out
+    else:
+        _zero(out, r.plan)
+        kernel.kernel(*inputs, out if r.grid_at is None else _target(inputs[r.grid_at], out))
+    return out if r.grid_at is None else carrying(inputs[r.grid_at], out)
 
 
 def call_fresh(kernel, inputs: tuple):
@@ -78,11 +85,11 @@ def call_fresh(kernel, inputs: tuple):
     at, first, data = _first_grid(kernel, inputs)
     large = _large(kernel, data)
     out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
-    grid = isinstance(first, StencilGrid)
-    target = _grid_like(first, out) if grid else out
+    grid = isinstance(first, StencilGrid | GridArray)
+    target = _target(first, out)
     if not large:
         kernel.kernel(*inputs, target)
-        return out
+        return carrying(first, out)
     learnt, plan, zeroing = _zero_unwritten(kernel, inputs, target, out)
     if zeroing is not None:
         zeroing(*arrays((*inputs, target)))
@@ -96,7 +103,7 @@ def call_fresh(kernel, inputs: tuple):
         (kernel.boundary, kernel.cval, kernel.should_unroll), kinds(inputs), data.shape,
         data.dtype, plan, at if grid else None,
         None if reads is PER_INSTANCE else zeroing, reads if names else None, names)
-    return out
+    return carrying(first, out)
 
 
 def call_jit(kernel, *inputs) -> JitKernel:
@@ -104,8 +111,7 @@ def call_jit(kernel, *inputs) -> JitKernel:
     tests and benchmarks: which variant it chose, how sure)."""
     _, first, data = _first_grid(kernel, inputs)
     out = np.zeros(data.shape, data.dtype)  # untouched pages: no memory used
-    target = _grid_like(first, out) if isinstance(first, StencilGrid) else out
-    args = (*inputs, target)
+    args = (*inputs, _target(first, out))
     zero = _large(kernel, data) and kernel.boundary == "interior" \
         and _writes(kernel.jit_for(*args, zero=True), arrays(args))[0] \
         and _border(out.shape, _deepest(args)) is not None
@@ -144,7 +150,7 @@ def _writes(jit: JitKernel, arrays: tuple):
 
 
 def _deepest(args: tuple) -> int:
-    return max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid))])
+    return max([1, *(a.ghost_depth for a in args if isinstance(a, StencilGrid | GridArray))])
 
 
 def _zero_unwritten(kernel, inputs: tuple, target, out: np.ndarray):
@@ -199,8 +205,12 @@ def _border(shape: tuple, g: int) -> list | None:
     return plan
 
 
-def _grid_like(first: StencilGrid, out: np.ndarray) -> StencilGrid:
-    """``out`` as a grid with ``first``'s ghost depth and neighbourhoods."""
+def _target(first, out: np.ndarray):
+    """``out`` as the kernel's output argument for a call whose first grid is ``first``:
+    a grid with ``first``'s ghost depth and neighbourhoods if that is a grid, else
+    :func:`.grid.carrying` (a GridArray with its geometry, or ``out`` itself)."""
+    if not isinstance(first, StencilGrid):
+        return carrying(first, out)
     target = StencilGrid.from_array(out)
     target.ghost_depth = first.ghost_depth
     target.neighbor_definition = first.neighbor_definition

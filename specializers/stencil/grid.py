@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["StencilGrid", "default_neighbors", "distance"]
+__all__ = ["GridArray", "StencilGrid", "carrying", "default_neighbors", "distance", "own_geometry"]
 
 
 def distance(x, y) -> float:
@@ -35,6 +35,9 @@ def default_neighbors(dim: int) -> list[list[tuple[int, ...]]]:
     return [centre, axes]
 
 
+_DEFAULTS = {d: default_neighbors(d) for d in (1, 2, 3)}  # for comparisons only
+
+
 class StencilGrid:
     """A grid of ``shape`` (1-3 dimensions) holding zeros of ``dtype`` until ``.data`` is set."""
 
@@ -50,8 +53,13 @@ class StencilGrid:
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> StencilGrid:
-        """A grid that shares ``array``'s memory."""
-        return cls(array.shape, array.dtype, data=array)
+        """A grid that shares ``array``'s memory (and a :class:`GridArray`'s geometry)."""
+        grid = cls(array.shape, array.dtype, data=np.asarray(array))
+        if isinstance(array, GridArray):
+            grid.ghost_depth = array.ghost_depth
+            if array.neighbor_definition is not None:
+                grid.neighbor_definition = array.neighbor_definition
+        return grid
 
     # -- the data ---------------------------------------------------------------------------
     @property
@@ -112,3 +120,71 @@ class StencilGrid:
         center = (center,) if isinstance(center, int | np.integer) else tuple(center)
         for off in self.neighbor_definition[dist]:
             yield tuple(c + o for c, o in zip(center, off))
+
+
+class GridArray(np.ndarray):
+    """What ``K(g)`` returns for a grid ``g`` with a geometry of its own (a ghost depth or
+    neighbourhoods other than the defaults): a NumPy array, usable as one everywhere,
+    that remembers ``g``'s ``ghost_depth`` and ``neighbor_definition``, so that the next
+    call walks it as ``K`` walked ``g`` and the loop ``g = K(g)`` gives what
+    ``K.iterate(g, steps=n)`` gives.  Arrays NumPy derives from it with the same number
+    of dimensions keep the geometry; ``np.asarray`` gives a plain array (the defaults).
+    """
+
+    ghost_depth: int = 1
+    #: None: the defaults of its number of dimensions (:func:`default_neighbors`).
+    neighbor_definition: list | None = None
+    #: Whether any GridArray was made in this process (until one is, the stencil's hot
+    #: call path need not look for one among its arguments).
+    made: bool = False
+
+    def __array_finalize__(self, obj) -> None:
+        GridArray.made = True
+        if obj is not None and getattr(obj, "ndim", None) == self.ndim:
+            self.ghost_depth = getattr(obj, "ghost_depth", 1)
+            self.neighbor_definition = getattr(obj, "neighbor_definition", None)
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # Reductions give NumPy scalars, as they do for plain arrays.
+        if return_scalar:
+            return array[()]
+        return super().__array_wrap__(array, context, return_scalar)
+
+    def __reduce__(self):
+        rebuild, args, state = super().__reduce__()
+        return rebuild, args, (state, self.ghost_depth, self.neighbor_definition)
+
+    def __setstate__(self, state) -> None:
+        base, self.ghost_depth, self.neighbor_definition = state
+        super().__setstate__(base)
+
+
+def own_geometry(arg) -> tuple | None:
+    """``arg``'s geometry (ghost depth, neighbourhoods as tuples) if it is a grid or a
+    :class:`GridArray` whose geometry is not the defaults, else None."""
+    if not isinstance(arg, StencilGrid | GridArray):
+        return None
+    nd, dim = arg.neighbor_definition, arg.dim if isinstance(arg, StencilGrid) else arg.ndim
+    if nd is None:
+        if arg.ghost_depth == 1:
+            return None
+        nd = default_neighbors(dim)
+    elif arg.ghost_depth == 1 and nd == _DEFAULTS.get(dim):
+        return None
+    return (int(arg.ghost_depth), tuple(tuple(tuple(int(v) for v in off) for off in lst)
+                                        for lst in nd))
+
+
+def carrying(template, array: np.ndarray) -> np.ndarray:
+    """``array`` as what ``K(template)`` returns: a :class:`GridArray` with
+    ``template``'s geometry when it has one of its own, else ``array`` itself."""
+    if own_geometry(template) is None:
+        return array
+    nd = template.neighbor_definition
+    if type(array) is GridArray and array.ghost_depth == template.ghost_depth \
+            and array.neighbor_definition == nd:
+        return array
+    out = array.view(GridArray)
+    out.ghost_depth = template.ghost_depth
+    out.neighbor_definition = None if nd is None else [list(lst) for lst in nd]
+    return out

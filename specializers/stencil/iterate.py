@@ -4,7 +4,8 @@
 gives, bit for bit: every point is computed by the same expression, in the same
 order (asp compiles with ``-ffp-contract=off``, so no multiply-add is fused in one and
 not the other).  A :class:`StencilGrid` state keeps its geometry (ghost depth and
-neighbourhoods) at every step and comes back as a grid; an array comes back as an array.
+neighbourhoods) at every step and comes back as a grid, a :class:`GridArray` keeps
+its own and comes back as one; an array comes back as an array.
 
 Schemes with several previous levels (the wave equation's leapfrog
 ``u_next = 2 u - u_prev + c^2 dt^2 Lap(u)``, written ``kernel(self, u, u_prev, c, out)``)
@@ -34,7 +35,7 @@ from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import JitKernel, new_output, on_release_memory
 from asp.tune import db
-from specializers.stencil.grid import StencilGrid
+from specializers.stencil.grid import StencilGrid, carrying
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 
 __all__ = ["iterate", "iteration_jit", "step_by_step"]
@@ -113,9 +114,10 @@ def _data(g) -> np.ndarray:
 
 
 def _like(template, array: np.ndarray):
-    """``array`` as the caller's kind: a grid with ``template``'s geometry, or itself."""
+    """``array`` as the caller's kind: a grid with ``template``'s geometry, a GridArray
+    with it (:func:`.grid.carrying`), or itself."""
     if not isinstance(template, StencilGrid):
-        return array
+        return carrying(template, array)
     g = StencilGrid.from_array(array)
     g.ghost_depth = template.ghost_depth
     g.neighbor_definition = template.neighbor_definition

@@ -37,7 +37,7 @@ from specializers.stencil.fresh import (
     kinds,
     run_remembered,
 )
-from specializers.stencil.grid import StencilGrid, default_neighbors, distance
+from specializers.stencil.grid import GridArray, StencilGrid, distance, own_geometry
 from specializers.stencil.lowering import MODES
 from specializers.stencil.specializer import StencilSpecializer
 from specializers.stencil.state import PER_INSTANCE, describe, read_key, reads_of
@@ -49,18 +49,9 @@ _JITS: dict[tuple, JitKernel] = {}
 # What asp derives on an instance (rebuilt, never copied or pickled); '_own_jits' holds
 # the specializations of an instance whose kernel reads what cannot be shared.
 _DERIVED = frozenset({"kernel", "pure_kernel", "_fast", "_own_jits", "_fresh"})
-_DEFAULTS = {d: [list(lst) for lst in default_neighbors(d)] for d in (1, 2, 3)}
 
 
-def _geometry(arg):
-    """None for the defaults, else what of ``arg``'s geometry the generated code bakes in."""
-    if type(arg) is not StencilGrid and not isinstance(arg, StencilGrid):
-        return None
-    nd = arg.neighbor_definition
-    if arg.ghost_depth == 1 and nd == _DEFAULTS.get(arg.dim):
-        return None
-    return (int(arg.ghost_depth), tuple(tuple(tuple(int(v) for v in off) for off in lst)
-                                        for lst in nd))
+_geometry = own_geometry  # None for the defaults, else what the generated code bakes in
 
 
 class StencilKernel:
@@ -174,8 +165,11 @@ class StencilKernel:
     def _specialized(self, *args):
         # The hot path: the options and grids are as last time (default geometry, arrays
         # or plain grids), so the last winning native entry may take the call; its guards
-        # run in C and a miss costs one comparison.
+        # run in C and a miss costs one comparison.  A GridArray passes them as an array:
+        # its geometry is found on the slow path.
         fast = self._fast
+        if GridArray.made and any(type(a) is GridArray for a in args):
+            fast = None
         if fast is not None and fast[0] is self.boundary and fast[1] is self.cval \
                 and fast[2] is self.should_unroll and not self.pure_python \
                 and (fast[4] is None or fast[4] == read_key(self, fast[5])):
@@ -196,8 +190,7 @@ class StencilKernel:
                 conv, grids = [], False
                 for a in args:
                     if type(a) is StencilGrid:
-                        if a.ghost_depth != 1 or \
-                                a.neighbor_definition != _DEFAULTS[a._data.ndim]:
+                        if own_geometry(a) is not None:
                             break
                         a, grids = a._data, True
                     conv.append(a)

@@ -44,7 +44,7 @@ def as_grid(block: np.ndarray, geometry):
     """A block as the kernel sees it: the array itself, or a grid of ``geometry``
     (``(ghost_depth, neighbourhoods)``)."""
     if geometry is None:
-        return block
+        return np.asarray(block)  # a GridArray's own geometry is not the halo's
     grid = StencilGrid.from_array(block)
     grid.ghost_depth = geometry[0]
     grid.neighbor_definition = [[tuple(o) for o in lst] for lst in geometry[1]]
@@ -67,7 +67,7 @@ class BlockCall:
         it_b, it_c = iter(blocks), iter(self.consts)
         args = [as_grid(next(it_b), self.geometry) if is_block else next(it_c)
                 for is_block in self.layout]
-        return self.kernel(*args)
+        return np.asarray(self.kernel(*args))  # blocks of the result are plain arrays
 
     def __reduce__(self):
         return BlockCall, (self.kernel, self.layout, self.consts, self.geometry)
