@@ -13,9 +13,11 @@ from asp.passes.loops import (
 )
 from asp.passes.pipeline import dump, format_ir, run_pipeline
 from asp.passes.prefetch import prefetched_blocks
+from asp.passes.propagate import propagate_constants, unread_locals
 
 __all__ = [
     "Dependences", "dependences", "dump", "fold_constants", "format_ir", "innermost_loops",
-    "outer_loops", "parallelize_outer", "prefetched_blocks", "run_pipeline", "serial_below",
-    "tile_loops", "unroll_inner", "vectorize_inner",
+    "outer_loops", "parallelize_outer", "prefetched_blocks", "propagate_constants",
+    "run_pipeline", "serial_below", "tile_loops", "unread_locals", "unroll_inner",
+    "vectorize_inner",
 ]

@@ -27,7 +27,7 @@ from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
 from specializers.stencil.grid import StencilGrid, default_neighbors
 from specializers.stencil.lowering import converts, lower, needs_load, neighbor_loops
-from specializers.stencil.passes import fold_constants, unroll_neighbors
+from specializers.stencil.passes import fold_constants, propagate_locals, unroll_neighbors
 from specializers.stencil.reference import BoundaryGrid
 from specializers.stencil.variants import (
     PREAMBLE,
@@ -250,7 +250,7 @@ class StencilSpecializer(Specializer):
     def planned(self, k: StencilIR) -> StencilIR:
         """The domain passes, as a pipeline."""
         passes = [unroll_neighbors] if self.unroll else []
-        passes.append(fold_constants)
+        passes += [propagate_locals, fold_constants]
         return run_pipeline(k, passes, title=f"{self.fname}: domain passes")
 
     # -- planning ---------------------------------------------------------------------------

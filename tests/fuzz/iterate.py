@@ -12,7 +12,10 @@ grammar (the scalar sweeps).  Each kernel is a module of its own: the selector b
 that lets other kinds share a compilation would keep every kernel off the vector path.
 
 The reference is ``u = K(u, a, s)`` ``steps`` times: the compiled single step, which the
-stencil kind fuzzes against Python.  The blocked iteration computes every point by the
+stencil kind fuzzes against Python, each step on a grid of the state's geometry made by
+the oracle.  The loop as users write it (``u = K(u, a, s)``, the geometry carried by
+the :class:`~specializers.stencil.GridArray` each call returns) must give the same
+bits too.  The blocked iteration computes every point by the
 same expression in the same order (``-ffp-contract=off``), so it must give the same bits:
 NaN where NaN, zeros of the same sign.  Grids are large enough for several tiles, and
 the step counts are rarely a multiple of a depth.
@@ -96,7 +99,8 @@ def iterate_batches(draw, size: int, depth: int = 3,
     return Batch(IT, (("u", dt), ("a", da), ("s", scalar), ("out", dt)), tuple(kernels),
                  (u, a, float(sval) if scalar == "float" else int(sval)),
                  (("steps", str(draw(st.integers(1, 40)))), ("arith", "1" if arith else ""),
-                  ("parallel", draw(st.sampled_from("01"))), ("geometry", geometry)))
+                  ("parallel", draw(st.sampled_from("01"))), ("geometry", geometry),
+                  ("start", draw(st.sampled_from(("", "python"))))))
 
 
 def state(batch: Batch):
@@ -114,16 +118,24 @@ def state(batch: Batch):
     return g
 
 
-def _lines(body: Body, p: str, float_state: bool) -> list[str]:
+def _lines(body: Body, p: str, float_state: bool, start: bool = False) -> list[str]:
     """A kernel's point: its locals, ``n`` (the result; a float for a float state, so
     the neighbours' terms keep its type), the neighbours' terms added to it, the store.
-    A general body's neighbour term reads the state (``u[y]``), not ``a``."""
+    A general body's neighbour term reads the state (``u[y]``), not ``a``.  ``start``
+    (a float state): ``n`` starts as the Python float ``0.0`` and its first term is
+    added to it, the same value, but a local whose type changes on the way (float32
+    after a Python float: tags the domain passes must decide)."""
     out = body.lines(p, stencil=False)[:-1]  # without 'return result'
     result = body.result.src(p)
     if body.nbr is None:
         return [*out, f"out[x] = {result}"]
     if body.lets and body.lets[0][0] == "$n":  # an arithmetic body: n is its first local
         init = []
+        if start and float_state:
+            first = out[0].split(" = ", 1)[1]
+            out = [f"{p}n = 0.0", f"{p}n += {first}", *out[1:]]
+    elif start and float_state:
+        init = [f"{p}n = 0.0", f"{p}n += {result}"]
     else:
         init = [f"{p}n = {'0.0 + ' if float_state else ''}{result}"]
     nbr = body.nbr.src(p).replace("a[y]", "u[y]")
@@ -134,7 +146,7 @@ def iterate_source(batch: Batch, i: int, name: str = "Fuzz") -> str:
     """Kernel ``i`` as a module (``class Fuzz``); with ``name='K'``, as a report shows it."""
     floats = dict(batch.params)["u"].startswith("float")
     body = [" " * 12 + ln for ln in _lines(batch.bodies[i], "" if name == "K" else "v_",
-                                          floats)]
+                                          floats, bool(batch.option("start")))]
     head = "import math\n\nimport numpy as np\n\nfrom specializers.stencil import StencilKernel\n\n"
     return "\n".join([head if name != "K" else "", f"class {name}(StencilKernel):",
                       "    def kernel(self, u, a, s, out):",
@@ -180,7 +192,7 @@ def run_iterate(batch: Batch, i: int, kernel_cls, mark, quiet, outcome, classify
     try:
         with quiet():
             ref = u
-            for _ in range(steps):  # K(grid) returns the array: the next step's grid is u's
+            for _ in range(steps):  # each step on a grid of u's geometry, made here
                 ref = _regrid(u, k(ref, a, s))
         ref = _array(ref)
     except (FrontendError, SpecializationError) as exc:
@@ -192,13 +204,21 @@ def run_iterate(batch: Batch, i: int, kernel_cls, mark, quiet, outcome, classify
     except Exception:  # noqa: BLE001 - the Python raises on this grid: nothing to compare
         res.skipped = batch.inputs[0].size
         return res
+    mark(f"run {i} loop")
+    try:  # the loop users write: K(g) carries g's geometry to the next step (a GridArray)
+        with quiet():
+            loop = u
+            for _ in range(steps):
+                loop = k(loop, a, s)
+    except Exception as exc:  # noqa: BLE001 - the same steps ran above
+        return outcome("error", f"loop: {type(exc).__name__}: {exc}")
     mark(f"run {i} iterate")
     tune = os.environ.get("ASP_TUNE")
     os.environ["ASP_TUNE"] = "exhaustive"  # every point of every space compiled (and run)
     try:
         with quiet():
             got = k.iterate(u, a, s, steps=steps)
-        runs = [("iterate", _array(got))]
+        runs = [("K(u) loop", np.asarray(loop)), ("iterate", _array(got))]
         it = iteration_jit(k, u, a, s)
         u = _array(u)  # the iteration's entries take arrays
         bufs = (np.zeros_like(u), np.zeros_like(u))
