@@ -181,7 +181,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     arrays = (*arrays[:-1], out)
     older = tuple(_border_zeroed(new_output(data.shape, data.dtype), ghost)
                   for _ in range(K - 1))
-    tmps = _scratch(data, K)
+    tmps = _scratch(data, K, ghost)
     full = (*arrays, *older, *tmps, steps)
     try:
         jit.specialization(*full)
@@ -205,12 +205,17 @@ def _border_zeroed(a: np.ndarray, ghost: int) -> np.ndarray:
     return a
 
 
-def _scratch(data: np.ndarray, count: int) -> list[np.ndarray]:
-    """``count`` scratch grids like ``data``, zero on the border (the blocked iteration
-    never writes it, and reads it as the border of a pass's input): kept for the next
-    call of the same shape and type (one at a time), which saves zeroing and faulting
-    in a whole grid's pages per call (on this VM a fresh 128 MB grid cost 8-30 ms more
-    to fill than a used one); :func:`asp.runtime.release_memory` empties the pool."""
+def _scratch(data: np.ndarray, count: int, ghost: int) -> list[np.ndarray]:
+    """``count`` scratch grids like ``data``, zero on the border of depth ``ghost`` (the
+    blocked iteration never writes it, and reads it as the border of a pass's input):
+    kept for the next call of the same shape and type (one at a time), which saves
+    zeroing and faulting in a whole grid's pages per call (on this VM a fresh 128 MB grid
+    cost 8-30 ms more to fill than a used one); :func:`asp.runtime.release_memory`
+    empties the pool.  A reused grid's border is zeroed again: the call before may have
+    had a shallower ghost (another kernel, or a grid of another geometry, of the same
+    shape), and then wrote what this call reads as border (a 3-D kernel of ghost depth 2
+    after one of depth 1 read the other's values there: wrong results, found by the
+    fuzzer)."""
     key = (data.shape, data.dtype.str)
     pool = _SCRATCH.pop(key, [])
     _SCRATCH[key] = pool  # the most recently used last
@@ -219,7 +224,7 @@ def _scratch(data: np.ndarray, count: int) -> list[np.ndarray]:
     out = []
     for _ in range(count):
         try:
-            out.append(pool.pop())  # atomic: another thread's call takes other grids
+            out.append(_border_zeroed(pool.pop(), ghost))  # pop: atomic among threads
         except IndexError:
             out.append(np.zeros(data.shape, data.dtype))
     return out
