@@ -64,6 +64,8 @@ def abi_params(names: Sequence[str], specs: Sequence[ArgSpec], *,
             out.append(ir.Param(name, ctype_of(spec.dtype), pointer=True,
                                 const=not spec.write, restrict=True))
             out += [ir.Param(extent_name(name, k), "int64_t") for k in range(spec.ndim)]
+        elif spec.dtype is not None:  # a NumPy scalar, in its own C type (the ABI's double
+            out.append(ir.Param(name, ctype_of(spec.dtype)))  # or int64 holds it exactly)
         elif spec.kind == "float":
             out.append(ir.Param(name, float_ctype))
         else:

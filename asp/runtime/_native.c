@@ -167,9 +167,22 @@ enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4, F_SCALAR = 8 };
 #define MAX_DIMS 8
 
 typedef struct {
-    int kind, typenum, ndim, flags, group;
+    int kind, typenum, ndim, flags, group; /* a scalar's typenum: -1 a Python number */
     npy_intp shape[MAX_DIMS]; /* -1: any extent */
 } argspec;
+
+/* The NumPy type number of a NumPy scalar (np.float32(1), np.int16(3)), else -1. */
+static int scalar_typenum(PyObject *obj)
+{
+    PyArray_Descr *d;
+    int t;
+    if (!PyArray_IsScalar(obj, Number)) return -1;
+    d = PyArray_DescrFromScalar(obj);
+    if (d == NULL) { PyErr_Clear(); return -1; }
+    t = d->type_num;
+    Py_DECREF(d);
+    return t;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -269,8 +282,12 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
                 else for (j = 0; j < s->ndim; j++) if (ref[j] != PyArray_DIM(a, j)) goto miss;
             }
             arrs[i] = a;
+        } else if (s->typenum >= 0) {
+            /* A NumPy scalar, typed by NumPy's rules as its dtype (strong): only that. */
+            if (scalar_typenum(obj) != s->typenum) goto miss;
         } else if (s->kind == ARG_FLOAT) {
-            if (!PyFloat_Check(obj)) goto miss;
+            /* A Python float (weak); np.float64, a float subclass, is strong: not here. */
+            if (!PyFloat_CheckExact(obj)) goto miss;
         } else {
             if (!PyLong_Check(obj) || PyBool_Check(obj)) goto miss;
         }
@@ -334,7 +351,10 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             ptrs[np_++] = PyArray_DATA(a);
             for (j = 0; j < s->ndim; j++) dims[nd++] = (int64_t)PyArray_DIM(a, j);
         } else if (s->kind == ARG_FLOAT) {
-            fs[nf++] = PyFloat_AS_DOUBLE(args[i]);
+            double v = PyFloat_CheckExact(args[i]) ? PyFloat_AS_DOUBLE(args[i])
+                                                   : PyFloat_AsDouble(args[i]);
+            if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto miss; }
+            fs[nf++] = v;
         } else {
             int overflow = 0;
             long long v = PyLong_AsLongLongAndOverflow(args[i], &overflow);

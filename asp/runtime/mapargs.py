@@ -19,8 +19,8 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
-__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "random_like",
-           "scalar_types", "size_bucket"]
+__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "numpy_scalar",
+           "random_like", "scalar_types", "size_bucket"]
 
 
 def compilable(dtype) -> bool:
@@ -30,8 +30,9 @@ def compilable(dtype) -> bool:
 
 @dataclass
 class MapArgs:
-    """Normalized arguments: ``args`` (contiguous arrays, ``int`` and ``float``), their
-    signature ``parts``, their common ``shape``, and whether they are the caller's own."""
+    """Normalized arguments: ``args`` (contiguous arrays, ``int`` and ``float``, NumPy
+    scalars as they are), their signature ``parts``, their common ``shape``, and whether
+    they are the caller's own."""
 
     args: list
     parts: list[str]
@@ -68,6 +69,9 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
             conv.append(int(a))
             same = False
             parts.append("i")
+        elif isinstance(a, np.number):
+            conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check its type
+            parts.append(f"{a.dtype.str}s")
         elif isinstance(a, numbers.Integral):
             if not -(2**63) <= int(a) < 2**63:
                 raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
@@ -92,14 +96,31 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
     return MapArgs(conv, parts, shape, same)
 
 
+def numpy_scalar(fname: str, name: str, a: np.number) -> np.number:
+    """A NumPy scalar argument, checked: it keeps its type (NumPy's rules type it as its
+    dtype, *strong*, where a Python number is *weak*: ``np.float64(0.1) * x`` is float64
+    for a float32 ``x``, ``0.1 * x`` float32), and must have a C type and fit the call's
+    int64 or double slot."""
+    if not compilable(a.dtype):
+        raise TypeError(f"{fname}() argument {name!r} is a NumPy {a.dtype} scalar; expected "
+                        "float32/64 or (u)int8-64")
+    if a.dtype.kind == "u" and int(a) >= 2**63:
+        raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
+    return a
+
+
 def scalar_types(params: Sequence[str], args: Sequence) -> tuple[dict[str, T], list[ArgSpec]]:
-    """The translator's types of ``params`` and the guards of ``args`` (arrays in group 0)."""
+    """The translator's types of ``params`` and the guards of ``args`` (arrays in group 0;
+    a NumPy scalar typed as its dtype, a Python number weak)."""
     types: dict[str, T] = {}
     specs = []
     for name, a in zip(params, args):
         if isinstance(a, np.ndarray):
             types[name] = T(ctype_of(a.dtype))
             specs.append(ArgSpec("array", a.dtype, a.ndim, group=0))
+        elif isinstance(a, np.number):
+            types[name] = T(ctype_of(a.dtype))
+            specs.append(ArgSpec("float" if a.dtype.kind == "f" else "int", a.dtype))
         elif isinstance(a, float):
             types[name] = FLOAT
             specs.append(ArgSpec("float"))

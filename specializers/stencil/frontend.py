@@ -53,12 +53,20 @@ __all__ = ["ArgInfo", "StencilTranslator", "T", "translate"]
 @dataclass(frozen=True)
 class ArgInfo:
     """What the front end knows of one argument: a grid (dtype, ndim, neighbourhoods) or a
-    scalar (``kind`` 'float' or 'int')."""
+    scalar (``kind`` 'float' or 'int'; ``strong``: a NumPy scalar, typed as ``ctype`` by
+    NumPy's rules, where a Python number is weak)."""
 
     kind: str
     ctype: str = "double"
     ndim: int = 0
     neighbors: tuple[tuple[tuple[int, ...], ...], ...] = ()
+    strong: bool = False
+
+    def scalar_type(self) -> T:
+        """The translator's type of a scalar argument."""
+        if self.strong:
+            return T(self.ctype)
+        return FLOAT if self.kind == "float" else INT
 
 
 class StencilTranslator(ScalarTranslator):
@@ -75,8 +83,7 @@ class StencilTranslator(ScalarTranslator):
 
     def __init__(self, src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgInfo],
                  out: str, env: dict[str, T], owner=None):
-        scalars = {n: (FLOAT if a.kind == "float" else INT) for n, a in args.items()
-                   if a.kind != "grid"}
+        scalars = {n: a.scalar_type() for n, a in args.items() if a.kind != "grid"}
         used = {n.id for n in ast.walk(src.func) if isinstance(n, ast.Name)} | set(args)
         super().__init__(src, ns, scalars, env, kind="a stencil kernel", names=Namer(used))
         self.args, self.out, self.owner = args, out, owner
@@ -341,6 +348,6 @@ def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgIn
         if info.kind == "grid":
             grids.append(GridInfo(p, info.ctype, info.ndim, tr.roles.get(p, "unused")))
         else:
-            scalars.append((p, "double" if info.kind == "float" else "int64_t"))
+            scalars.append((p, info.scalar_type().ctype))
     return StencilIR(params=tuple(params), grids=tuple(grids), scalars=tuple(scalars), out=out,
                      locals=tuple(local_vars(tr.env, str)), loop=loop)

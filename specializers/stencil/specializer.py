@@ -22,6 +22,7 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
+from asp.runtime.mapargs import numpy_scalar
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -122,6 +123,9 @@ class StencilSpecializer(Specializer):
                     if isinstance(a, np.ndarray):
                         infos[name] = ArgInfo("grid", ctype_of(a.dtype), a.ndim,
                                               self.neighbors(i, a.ndim))
+                    elif isinstance(a, np.number):  # strong: typed as its dtype
+                        infos[name] = ArgInfo("float" if a.dtype.kind == "f" else "int",
+                                              ctype_of(a.dtype), strong=True)
                     else:
                         infos[name] = ArgInfo("float" if isinstance(a, float) else "int")
                 got = translate(self._src, namespace(self.fn), infos, owner=self.owner)
@@ -166,6 +170,9 @@ class StencilSpecializer(Specializer):
                                     "expected a numeric dtype")
                 conv.append(a)
                 parts.append(f"{a.dtype.str}:{a.ndim}")
+            elif isinstance(a, np.number):  # strong, as NumPy types it (see numpy_scalar)
+                conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check it
+                parts.append(f"{a.dtype.str}s")
             elif isinstance(a, bool | np.bool_) or isinstance(a, numbers.Integral):
                 conv.append(int(a))
                 same = same and type(a) is int
@@ -266,7 +273,9 @@ class StencilSpecializer(Specializer):
                 specs.append(ArgSpec("array", a.dtype, a.ndim, write=out, noalias=out,
                                      group=0 if role == "field" else -1))
             else:
-                specs.append(ArgSpec("float" if isinstance(a, float) else "int"))
+                specs.append(ArgSpec("float" if a.dtype.kind == "f" else "int", a.dtype)
+                             if isinstance(a, np.number) else
+                             ArgSpec("float" if isinstance(a, float) else "int"))
         specs = tuple(specs)
         loops = neighbor_loops(k)
         dim = args[pos[k.loop.grid]].ndim

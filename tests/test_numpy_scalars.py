@@ -1,0 +1,131 @@
+"""NumPy scalar arguments are typed as NumPy types them: *strong*, as their dtype.
+
+Under NEP 50 (NumPy 2) a Python ``float`` or ``int`` argument is weak (``0.1 * x`` is
+float32 for a float32 ``x``), while ``np.float64(0.1) * x`` is float64 and
+``np.float32(0.1) * np.float32(0.1)`` is computed in float32.  asp converted every
+scalar argument to a Python number, so a NumPy scalar silently got the weak rules:
+an elementwise result of the wrong dtype, a stencil's ``r * r`` in double (found while
+timing float32 kernels).  Now a NumPy scalar keeps its type through the front ends, the
+signature, the C parameter (its own C type) and the guards (np.float64, a float
+subclass, no longer passes for a Python float on the hot path).
+
+Grids and arrays are above the parallel thresholds (the suite sets them to 0), 2 threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specializers.elementwise import elementwise
+from specializers.reduction import reduction
+from specializers.stencil import StencilKernel
+
+SCALARS = [0.1, np.float64(0.1), np.float32(0.1), 3, np.int16(3), np.uint8(200),
+           np.int64(-7)]
+
+
+@elementwise
+def affine(x, a):
+    return a * x + a * a
+
+
+@reduction("+")
+def total(x, a):
+    return a * x + a * a
+
+
+class Scaled(StencilKernel):
+    def kernel(self, u, r, out):
+        for x in out.interior_points():
+            s = r * u[x]
+            for y in u.neighbors(x, 1):
+                s += r * r * u[y]
+            out[x] = s
+
+
+def _name(a) -> str:
+    return f"{type(a).__name__}({a})"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("a", SCALARS, ids=_name)
+def test_elementwise_types_a_numpy_scalar_as_numpy_does(a, dtype, rng):
+    x = (rng.random(5000) * 50).astype(dtype)
+    with np.errstate(all="ignore"):
+        want = np.array([a * v + a * a for v in x])
+    got = affine(x, a)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("a", [0.1, np.float64(0.1), np.float32(0.1), np.int16(3)], ids=_name)
+def test_reduction_types_a_numpy_scalar_as_numpy_does(a, rng):
+    x = rng.random(50_000).astype(np.float32)
+    terms = np.array([a * v + a * a for v in x])
+    got = total(x, a)
+    assert np.asarray(got).dtype == terms.dtype
+    np.testing.assert_allclose(got, np.sum(terms), rtol=1e-5 if terms.dtype == np.float32
+                               else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r", [0.1, np.float64(0.1), np.float32(0.1), np.int16(3)], ids=_name)
+def test_every_stencil_variant_types_a_numpy_scalar_as_numpy_does(r, dtype, rng):
+    u = rng.random((260, 200)).astype(dtype)
+    want = np.zeros_like(u)
+    with np.errstate(all="ignore"):
+        Scaled(pure_python=True).kernel(u, r, want)
+    k = Scaled()
+    out = np.zeros_like(u)
+    for name in k.jit_for(u, r, out).specialization(u, r, out).variant_names:
+        got = np.zeros_like(u)
+        k.run_variant(name, u, r, got)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    loop = u
+    for _ in range(5):
+        loop = k(loop, r)
+    np.testing.assert_array_equal(k.iterate(u, r, steps=5), loop)
+
+
+def test_the_hot_path_tells_a_python_float_from_a_numpy_float64(rng):
+    """``u * r`` on a float32 grid: a Python float multiplies in float32, np.float64 in
+    double (then rounds to the float32 output): different bits for most points.  Once the
+    hot entry of the Python float's specialization is installed, a np.float64 must not be
+    served by it (it is a float subclass)."""
+
+    class Mul(StencilKernel):
+        def kernel(self, u, r, out):
+            for x in out.interior_points():
+                out[x] = u[x] * r
+
+    u = rng.random((300, 300)).astype(np.float32)
+    k, ref = Mul(), Mul(pure_python=True)
+    wants = {}
+    for r in (0.1, np.float64(0.1), np.float32(0.1)):
+        w = np.zeros_like(u)
+        ref.kernel(u, r, w)
+        wants[type(r)] = w
+    assert not np.array_equal(wants[float], wants[np.float64])
+    out = np.zeros_like(u)
+    for _ in range(40):  # tuned, then served by the hot entry
+        k.kernel(u, 0.1, out)
+    for _ in range(3):
+        for r in (np.float64(0.1), 0.1, np.float32(0.1)):
+            out = np.zeros_like(u)
+            k.kernel(u, r, out)
+            np.testing.assert_array_equal(out, wants[type(r)], err_msg=type(r).__name__)
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (np.uint64(2**63), ValueError, "does not fit in int64"),
+    (np.float16(0.5), TypeError, "float16"),
+    (np.complex128(1j), TypeError, "complex128"),
+])
+def test_a_numpy_scalar_without_a_c_type_is_refused_by_name(bad, error, words, rng):
+    x = rng.random(100)
+    with pytest.raises(error, match=words) as info:
+        affine(x, bad)
+    assert "'a'" in str(info.value)
+    with pytest.raises(error, match=words) as info:
+        Scaled()(rng.random((20, 20)), bad)
+    assert "'r'" in str(info.value)
