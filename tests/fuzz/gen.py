@@ -116,6 +116,7 @@ class Batch:
 
 
 def kind_of(dtype: str) -> str:
+    dtype = dtype.removeprefix("np.")  # a NumPy scalar's: its dtype's kind
     if dtype in ("bool",):
         return "b"
     if dtype in INT_DTYPES or dtype == "int":
@@ -354,6 +355,9 @@ KNOWN: dict[str, str] = {}
 _EXPAND = {"bigint": ("int", "math.floor", "math.ceil", "math.trunc"), "fpow": ("np.power",)}
 
 _EW_DTYPES = ("bool",) + INT_DTYPES + FLOAT_DTYPES * 3
+#: NumPy scalar arguments (strong: typed as their dtype), labelled ``np.<dtype>``; no
+#: uint64, whose values beyond int64 are refused by design (tests/test_numpy_scalars.py).
+_NP_SCALARS = tuple(d for d in INT_DTYPES if d != "uint64") + FLOAT_DTYPES * 2
 _ST_DTYPES = INT_DTYPES + FLOAT_DTYPES * 3
 _MODES = ("interior", "interior", "nearest", "wrap", "reflect", "mirror", "constant")
 
@@ -375,8 +379,10 @@ def batches(draw, spec: str, size: int, depth: int = 3,
         params = [(n, draw(st.sampled_from(_EW_DTYPES))) for n in "xyz"[:nparams]]
         if "mixed" in avoid:  # one array dtype (and Python scalars): no value-typed arms
             params = [(n, params[0][1]) for n, _ in params]
-        if nparams > 1 and draw(st.integers(0, 4)) == 0:  # a Python scalar argument
-            params[-1] = (params[-1][0], draw(st.sampled_from(["int", "float"])))
+        if nparams > 1 and draw(st.integers(0, 4)) == 0:  # a Python or NumPy scalar
+            params[-1] = (params[-1][0], draw(st.sampled_from(["int", "float", "np"])))
+            if params[-1][1] == "np":
+                params[-1] = (params[-1][0], "np." + draw(st.sampled_from(_NP_SCALARS)))
         n = draw(st.integers(12, 40))
         inputs = []
         for _, dt in params:
@@ -385,6 +391,8 @@ def batches(draw, spec: str, size: int, depth: int = 3,
             elif dt in ("int", "float"):
                 inputs.append(draw(_values("int64" if dt == "int" else "float64",
                                            specials=True).map(int if dt == "int" else float)))
+            elif dt.startswith("np."):
+                inputs.append(draw(_values(dt[3:], specials=True).map(np.dtype(dt[3:]).type)))
             else:
                 inputs.append(np.array(draw(st.lists(_values(dt, specials=True), min_size=n,
                                                      max_size=n)), dtype=dt))
@@ -398,9 +406,13 @@ def batches(draw, spec: str, size: int, depth: int = 3,
     da, db, do = (draw(st.sampled_from(_ST_DTYPES)) for _ in range(3))
     if "mixed" in avoid:
         db = da
-    scalar = draw(st.sampled_from(["int", "float"]))
-    sval = draw(st.integers(0, 100) if scalar == "int" and "wideint" in avoid else
-                _values("int16" if scalar == "int" else "float64", specials=specials))
+    scalar = draw(st.sampled_from(["int", "float", "np"]))
+    if scalar == "np":
+        scalar = "np." + draw(st.sampled_from(_NP_SCALARS))
+        sval = np.dtype(scalar[3:]).type(draw(_values(scalar[3:], specials=specials)))
+    else:
+        sval = draw(st.integers(0, 100) if scalar == "int" and "wideint" in avoid else
+                    _values("int16" if scalar == "int" else "float64", specials=specials))
     size_ = int(np.prod(shape))
     a = np.array(draw(st.lists(_values(da, specials=specials), min_size=size_, max_size=size_)),
                  dtype=da).reshape(shape)
@@ -418,5 +430,6 @@ def batches(draw, spec: str, size: int, depth: int = 3,
     kernels = draw(st.lists(bodies(ctx, depth, kind_of(do)), min_size=size, max_size=size))
     mode = draw(st.sampled_from(_MODES))
     return Batch(ST, params, tuple(kernels),
-                 (int(sval) if scalar == "int" else float(sval), a, b, out),
+                 (int(sval) if scalar == "int" else float(sval) if scalar == "float" else sval,
+                  a, b, out),
                  (("boundary", mode), ("parallel", draw(st.sampled_from("01")))))

@@ -75,7 +75,7 @@ def tolerance(body, params=()) -> tuple[int, float]:
     parts = [e for _, e in body.lets] + list(body.branch or ()) + [body.result]
     if body.nbr is not None:
         parts.append(body.nbr)
-    dts = {dt for _, dt in params}
+    dts = {dt.removeprefix("np.") for _, dt in params}
     if "float32" in dts and len(dts) > 1:
         return (4, 2.0**-20)
     return (4, 2.0**-30) if any(_libm_calls(e) for e in parts) else (4, 0.0)
