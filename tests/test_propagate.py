@@ -16,6 +16,7 @@ from asp.ir import platform as ir
 from asp.passes.propagate import propagate_constants, unread_locals
 from specializers.stencil import StencilKernel
 from specializers.stencil.iterate import iteration_jit
+from tests.test_stencil_kernels import check_every_variant
 
 V = ir.Var
 
@@ -123,16 +124,8 @@ def test_a_local_that_changes_type_once_is_blocked_and_streams(dtype, rng):
     u = rng.random((300, 260)).astype(dtype)
     u[5, 7], u[9, 9] = -0.0, 1e30
     r = dtype(0.125)
-    out = np.zeros_like(u)
-    spec = k.jit_for(u, r, out).specialization(u, r, out)
-    assert any(v.startswith("stream") for v in spec.variant_names)
-    ref = Lap0(pure_python=True)
-    want = np.zeros_like(u)
-    ref.kernel(u, r, want)
-    for name in spec.variant_names:
-        got = np.zeros_like(u)
-        k.run_variant(name, u, r, got)
-        np.testing.assert_array_equal(got, want, err_msg=name)
+    names = check_every_variant(k, (u, r, np.zeros_like(u)), rtol=0)
+    assert any(v.startswith("stream") for v in names)
     loop = u
     for _ in range(7):
         loop = k(loop, r)
@@ -142,12 +135,4 @@ def test_a_local_that_changes_type_once_is_blocked_and_streams(dtype, rng):
 
 def test_a_local_whose_type_depends_on_the_data_keeps_its_tests(rng):
     u = rng.random((200, 150))
-    k = Branchy()
-    want = np.zeros_like(u)
-    Branchy(pure_python=True).kernel(u, want)
-    out = np.zeros_like(u)
-    spec = k.jit_for(u, out).specialization(u, out)
-    for name in spec.variant_names:
-        got = np.zeros_like(u)
-        k.run_variant(name, u, got)
-        np.testing.assert_array_equal(got, want, err_msg=name)
+    check_every_variant(Branchy(), (u, np.zeros_like(u)), rtol=0)
