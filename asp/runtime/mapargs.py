@@ -20,7 +20,7 @@ from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
 __all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "numpy_scalar",
-           "random_like", "scalar_types", "size_bucket"]
+           "random_like", "scalar_arg", "scalar_types", "size_bucket"]
 
 
 def compilable(dtype) -> bool:
@@ -118,16 +118,19 @@ def scalar_types(params: Sequence[str], args: Sequence) -> tuple[dict[str, T], l
         if isinstance(a, np.ndarray):
             types[name] = T(ctype_of(a.dtype))
             specs.append(ArgSpec("array", a.dtype, a.ndim, group=0))
-        elif isinstance(a, np.number):
-            types[name] = T(ctype_of(a.dtype))
-            specs.append(ArgSpec("float" if a.dtype.kind == "f" else "int", a.dtype))
-        elif isinstance(a, float):
-            types[name] = FLOAT
-            specs.append(ArgSpec("float"))
         else:
-            types[name] = INT
-            specs.append(ArgSpec("int"))
+            types[name], spec = scalar_arg(a)
+            specs.append(spec)
     return types, specs
+
+
+def scalar_arg(a) -> tuple[T, ArgSpec]:
+    """The translator's type and the guard of a normalized scalar argument: a NumPy
+    scalar typed as its dtype (strong), a Python ``float`` or ``int`` weak."""
+    if isinstance(a, np.number):
+        return T(ctype_of(a.dtype)), ArgSpec("float" if a.dtype.kind == "f" else "int",
+                                             a.dtype)
+    return (FLOAT, ArgSpec("float")) if isinstance(a, float) else (INT, ArgSpec("int"))
 
 
 def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from asp.runtime import JitKernel, new_output
-from specializers.stencil.grid import GridArray, StencilGrid, carrying, own_geometry
+from specializers.stencil.grid import GridArray, StencilGrid, carrying, like, own_geometry
 from specializers.stencil.state import PER_INSTANCE, read_key, reads_of
 
 __all__ = ["REUSE_BYTES", "Remembered", "call_fresh", "call_jit", "kinds", "run_remembered"]
@@ -72,7 +72,7 @@ def run_remembered(kernel, r: Remembered, inputs: tuple):
         r.jit(*arrays(inputs), out)  # it zeroes the border as it runs
     else:
         _zero(out, r.plan)
-        kernel.kernel(*inputs, out if r.grid_at is None else _target(inputs[r.grid_at], out))
+        kernel.kernel(*inputs, out if r.grid_at is None else like(inputs[r.grid_at], out))
     return out if r.grid_at is None else carrying(inputs[r.grid_at], out)
 
 
@@ -86,7 +86,7 @@ def call_fresh(kernel, inputs: tuple):
     large = _large(kernel, data)
     out = new_output(data.shape, data.dtype) if large else np.zeros(data.shape, data.dtype)
     grid = isinstance(first, StencilGrid | GridArray)
-    target = _target(first, out)
+    target = like(first, out)
     if not large:
         kernel.kernel(*inputs, target)
         return carrying(first, out)
@@ -111,7 +111,7 @@ def call_jit(kernel, *inputs) -> JitKernel:
     tests and benchmarks: which variant it chose, how sure)."""
     _, first, data = _first_grid(kernel, inputs)
     out = np.zeros(data.shape, data.dtype)  # untouched pages: no memory used
-    args = (*inputs, _target(first, out))
+    args = (*inputs, like(first, out))
     zero = _large(kernel, data) and kernel.boundary == "interior" \
         and _writes(kernel.jit_for(*args, zero=True), arrays(args))[0] \
         and _border(out.shape, _deepest(args)) is not None
@@ -203,18 +203,6 @@ def _border(shape: tuple, g: int) -> list | None:
             index[axis] = slice(n - g, None)
             plan.append(tuple(index))
     return plan
-
-
-def _target(first, out: np.ndarray):
-    """``out`` as the kernel's output argument for a call whose first grid is ``first``:
-    a grid with ``first``'s ghost depth and neighbourhoods if that is a grid, else
-    :func:`.grid.carrying` (a GridArray with its geometry, or ``out`` itself)."""
-    if not isinstance(first, StencilGrid):
-        return carrying(first, out)
-    target = StencilGrid.from_array(out)
-    target.ghost_depth = first.ghost_depth
-    target.neighbor_definition = first.neighbor_definition
-    return target
 
 
 def _zero(out: np.ndarray, plan: list | None) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["GridArray", "StencilGrid", "carrying", "default_neighbors", "distance", "own_geometry"]
+__all__ = ["GridArray", "StencilGrid", "carrying", "default_neighbors", "distance", "like",
+           "own_geometry"]
 
 
 def distance(x, y) -> float:
@@ -188,3 +189,15 @@ def carrying(template, array: np.ndarray) -> np.ndarray:
     out.ghost_depth = template.ghost_depth
     out.neighbor_definition = None if nd is None else [list(lst) for lst in nd]
     return out
+
+
+def like(template, array: np.ndarray):
+    """``array`` as ``template``'s kind: a grid of ``template``'s ghost depth and
+    neighbourhoods if that is a grid, else :func:`carrying` (a GridArray of its geometry,
+    or ``array`` itself)."""
+    if not isinstance(template, StencilGrid):
+        return carrying(template, array)
+    grid = StencilGrid.from_array(array)
+    grid.ghost_depth = template.ghost_depth
+    grid.neighbor_definition = template.neighbor_definition
+    return grid

@@ -35,7 +35,7 @@ from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import JitKernel, new_output, on_release_memory
 from asp.tune import db
-from specializers.stencil.grid import StencilGrid, carrying
+from specializers.stencil.grid import StencilGrid, like
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
 
 __all__ = ["iterate", "iteration_jit", "step_by_step"]
@@ -113,23 +113,12 @@ def _data(g) -> np.ndarray:
     return g.data if isinstance(g, StencilGrid) else g
 
 
-def _like(template, array: np.ndarray):
-    """``array`` as the caller's kind: a grid with ``template``'s geometry, a GridArray
-    with it (:func:`.grid.carrying`), or itself."""
-    if not isinstance(template, StencilGrid):
-        return carrying(template, array)
-    g = StencilGrid.from_array(array)
-    g.ghost_depth = template.ghost_depth
-    g.neighbor_definition = template.neighbor_definition
-    return g
-
-
 def _step_by_step(kernel, levels: tuple, args: tuple, steps: int, *, tuple_state: bool):
     """The loop ``state = (K(*state, *args), *state[:-1])``, each step into a buffer of
     a small pool (zeroed once: a step leaves the points it does not write as they were,
     zero, unless the kernel reads its output: then each buffer is zeroed before use)."""
     data = _data(levels[0])
-    probe = (*levels, *args, _like(levels[0], np.zeros_like(data)))
+    probe = (*levels, *args, like(levels[0], np.zeros_like(data)))
     zero_each = not kernel.jit_for(*probe).specializer.writes_every_point(
         tuple(_data(a) if isinstance(a, StencilGrid) else a for a in probe))
     pool: list[np.ndarray] = []
@@ -139,7 +128,7 @@ def _step_by_step(kernel, levels: tuple, args: tuple, steps: int, *, tuple_state
         buf = pool.pop() if pool else np.zeros_like(data)
         if zero_each:
             buf.fill(0)
-        target = _like(levels[0], buf)
+        target = like(levels[0], buf)
         kernel.kernel(*cur, *args, target)
         oldest = cur[-1]
         cur = [target, *cur[:-1]]
@@ -159,7 +148,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     K = len(levels)
     data = _data(levels[0])
     out = np.zeros(data.shape, data.dtype)
-    call = (*levels, *args, _like(levels[0], out))
+    call = (*levels, *args, like(levels[0], out))
     step_jit = kernel.jit_for(*call)
     spec = step_jit.specializer
     arrays = tuple(_data(a) if isinstance(a, StencilGrid) else a for a in call)
@@ -177,7 +166,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     # as much as the blocked steps here); every variant writes their every interior point.
     ghost = spec.ghost(spec.params.index(k.loop.grid))
     out = _border_zeroed(new_output(data.shape, data.dtype), ghost)
-    call = (*call[:-1], _like(levels[0], out))
+    call = (*call[:-1], like(levels[0], out))
     arrays = (*arrays[:-1], out)
     older = tuple(_border_zeroed(new_output(data.shape, data.dtype), ghost)
                   for _ in range(K - 1))
@@ -194,7 +183,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
         return None
     jit(*full)
     _SCRATCH.get((data.shape, data.dtype.str), []).extend(tmps)
-    return tuple(_like(levels[0], a) for a in (out, *older))
+    return tuple(like(levels[0], a) for a in (out, *older))
 
 
 def _border_zeroed(a: np.ndarray, ghost: int) -> np.ndarray:
@@ -246,7 +235,7 @@ def iteration_jit(kernel, state, *args) -> JitKernel | None:
     (``state`` a grid or a tuple of levels; for tools and benchmarks: its variants, its
     tuner's choice), or None if none was made (not blocked, not iterated yet)."""
     levels = state if isinstance(state, tuple) else (state,)
-    step_jit = kernel.jit_for(*levels, *args, _like(levels[0], np.zeros_like(_data(levels[0]))))
+    step_jit = kernel.jit_for(*levels, *args, like(levels[0], np.zeros_like(_data(levels[0]))))
     pair = _JITS.get((id(step_jit), len(levels)))
     return None if pair is None else pair[1]
 

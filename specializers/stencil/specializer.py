@@ -22,7 +22,7 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
-from asp.runtime.mapargs import numpy_scalar
+from asp.runtime.mapargs import numpy_scalar, scalar_arg
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -273,9 +273,7 @@ class StencilSpecializer(Specializer):
                 specs.append(ArgSpec("array", a.dtype, a.ndim, write=out, noalias=out,
                                      group=0 if role == "field" else -1))
             else:
-                specs.append(ArgSpec("float" if a.dtype.kind == "f" else "int", a.dtype)
-                             if isinstance(a, np.number) else
-                             ArgSpec("float" if isinstance(a, float) else "int"))
+                specs.append(scalar_arg(a)[1])
         specs = tuple(specs)
         loops = neighbor_loops(k)
         dim = args[pos[k.loop.grid]].ndim

@@ -155,7 +155,7 @@ def iterate_source(batch: Batch, i: int, name: str = "Fuzz") -> str:
 
 def _regrid(like, data: np.ndarray):
     """``data`` as a grid of ``like``'s geometry (or the array, if ``like`` is one).  The
-    oracle's own copy of what specializers.stencil.iterate's ``_like`` does: the iterate
+    oracle's own copy of what specializers.stencil.grid's ``like`` does: the iterate
     call under test returns its result through that one."""
     if isinstance(like, np.ndarray):
         return data
