@@ -25,7 +25,7 @@ from asp.ir import platform as ir
 from asp.ir.names import Namer
 from asp.ir.node import Transformer
 
-__all__ = ["lanes_function"]
+__all__ = ["MASK", "blocked_function", "lanes_function", "lower_lanes"]
 
 MASK = "int64_t"  # the width of a double: blends then need no conversions
 _l = ir.Var("l")
@@ -200,15 +200,11 @@ class _Lower:
         raise _Unsupported(type(s).__name__)
 
 
-def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
-                   schedule: tuple[str, int], when: ir.Expr, size: ir.Expr,
-                   params) -> ir.Function | None:
-    """The kernel running ``lanes`` elements in lockstep, or None if it does not apply.
-
-    More lanes give more independent work per instruction (latency hiding), but
-    lanes that finish early idle until the slowest of their group is done; the
-    tuner weighs the two by offering several widths.
-    """
+def lower_lanes(sf, names: list[str], specs):
+    """The body of one group of lanes (statements of loops over ``l``, the lane, on arrays
+    of lane values indexed ``[l]`` and the element inputs at ``[asp_base + l]``), the
+    lowering (its ``varying`` locals with their C types, its ``masks``, its ``uniform``
+    values) and the element inputs; None if the function cannot run in lockstep."""
     if any(isinstance(n, ir.While) for n in sf.body.walk()) or sf.checked:
         return None  # (checked: its float -> int conversions report through a flag)
     arrays = {n for n, s in zip(names[:-1], specs[:-1]) if s.kind == "array"}
@@ -218,6 +214,22 @@ def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
         body = low.block(sf.body.body, ())
     except _Unsupported:
         return None
+    return low, body, arrays
+
+
+def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
+                   schedule: tuple[str, int], when: ir.Expr, size: ir.Expr,
+                   params) -> ir.Function | None:
+    """The kernel running ``lanes`` elements in lockstep, or None if it does not apply.
+
+    More lanes give more independent work per instruction (latency hiding), but
+    lanes that finish early idle until the slowest of their group is done; the
+    tuner weighs the two by offering several widths.
+    """
+    lowered = lower_lanes(sf, names, specs)
+    if lowered is None:
+        return None
+    low, body, arrays = lowered
     decls = [ir.Declare(ct, name, size=lanes) for name, ct in sorted(low.varying.items())]
     decls += [ir.Declare(MASK, m, size=lanes) for m in low.masks]
     decls += [ir.Declare(sf.ret.ctype, "asp_ret", size=lanes),
@@ -230,10 +242,21 @@ def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
     out = names[-1]
     store = _simd_loop((ir.Assign(ir.ArrayRef(out, ir.BinOp("+", ir.Var("asp_base"), _l)),
                                   ir.Cast(out_ctype, ir.ArrayRef("asp_ret", _l))),))
-    block_body = ir.Block((*decls, ir.Declare("int64_t", "asp_base",
-                                              ir.BinOp("*", ir.Var("b"),
-                                                       ir.Const(lanes, "int64_t")), const=True),
-                           *init, *body, store))
+    return blocked_function(f"kernel_lanes{lanes}", lanes, [*decls, *init, *body, store],
+                            sf=sf, names=names, arrays=arrays, out_ctype=out_ctype,
+                            schedule=schedule, when=when, size=size, params=params)
+
+
+def blocked_function(name: str, lanes: int, block: list[ir.Stmt], *, sf, names, arrays,
+                     out_ctype: str, schedule: tuple[str, int], when: ir.Expr, size: ir.Expr,
+                     params) -> ir.Function:
+    """The function running ``block`` (the statements of one group of ``lanes`` elements,
+    from ``asp_base`` on) for every whole group, the groups shared among threads when
+    ``when``, and the scalar function on the last ``n % lanes`` elements."""
+    out = names[-1]
+    block_body = ir.Block((ir.Declare("int64_t", "asp_base",
+                                      ir.BinOp("*", ir.Var("b"), ir.Const(lanes, "int64_t")),
+                                      const=True), *block))
     nblocks = ir.BinOp("/", ir.Var("n"), ir.Const(lanes, "int64_t"))
     sched, chunk = schedule
     # Block b writes only out[b*L .. b*L + L) (through asp_base, which the dependence
@@ -247,17 +270,16 @@ def lanes_function(sf, names: list[str], specs, out_ctype: str, *, lanes: int,
                   ir.Var("n"), ir.Block((ir.Assign(ir.ArrayRef(out, ir.Var("k")),
                                                    ir.Cast(out_ctype, ir.Call(sf.name,
                                                                               call_args))),)))
+    # The lane count is a named constant of the generated function's body.
     fn_body = ir.Block((
+        ir.Declare("int64_t", "ASP_LANES", ir.Const(lanes, "int64_t"), const=True),
         ir.Declare("int64_t", "n", size, const=True),
         ir.Declare("int64_t", "asp_nblocks", nblocks, const=True),
         ir.If(when, ir.Block((blocks,)), ir.Block((serial_blocks,))),
         tail,
         ir.Return(ir.Const(0, "int32_t")),
     ))
-    # The lane count is a named constant of the generated function's body.
-    fn_body = ir.Block((ir.Declare("int64_t", "ASP_LANES", ir.Const(lanes, "int64_t"),
-                                   const=True), *fn_body.body))
-    return ir.Function(f"kernel_lanes{lanes}", params, fn_body, ret="int")
+    return ir.Function(name, params, fn_body, ret="int")
 
 
 def _own_exits(body: ir.Block) -> bool:

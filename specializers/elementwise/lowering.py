@@ -9,7 +9,9 @@ arrays with a work-sharing schedule:
 * ``dynamic``: ``schedule(dynamic, 256)``: blocks handed out on demand;
 * ``lanes8``, ``lanes32``: for kernels with loops, 8 or 32 elements run in
   lockstep so the loop vectorizes (see :mod:`specializers.elementwise.lanes`),
-  blocks striped over threads.
+  blocks striped over threads;
+* ``vlanes4``, ``vlanes8``: the same with every lane value in vector registers, for
+  kernels on 8-byte values (see :mod:`specializers.elementwise.vlanes`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_
 from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
 from specializers.elementwise.lanes import lanes_function
+from specializers.elementwise.vlanes import WIDTH, vlanes_function
 
 __all__ = ["SCHEDULES", "SERIAL_ELEMENTS", "SERIAL_ELEMENTS_LOOPS", "fold_constants",
            "lower_variants", "serial_elements"]
@@ -38,6 +41,8 @@ SCHEDULES: dict[str, tuple[str, int | None]] = {
 #: Going parallel costs a few microseconds: below this many elements a call runs on one
 #: thread; kernels with loops (much more work per element) pay for a team much sooner.
 SERIAL_ELEMENTS = 16384
+#: Vectors of lanes of the ``vlanes`` variants (see :mod:`specializers.elementwise.vlanes`).
+VECTORS = (1, 2)
 SERIAL_ELEMENTS_LOOPS = 256
 
 
@@ -98,4 +103,10 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
                             when=when, size=size, params=params)
         if fn is not None:
             out.append((f"lanes{width}", run_pipeline(fn, [], title=f"elementwise lanes{width}")))
+    for vectors in VECTORS if heavy else ():
+        fn = vlanes_function(sf, names, specs, out_ctype, vectors=vectors,
+                             schedule=("static", 1), when=when, size=size, params=params)
+        if fn is not None:
+            name = f"vlanes{vectors * WIDTH}"
+            out.append((name, run_pipeline(fn, [], title=f"elementwise {name}")))
     return out

@@ -34,6 +34,7 @@ from asp.runtime.mapargs import (
     size_bucket,
 )
 from specializers.elementwise.lowering import fold_constants, lower_variants
+from specializers.elementwise.vlanes import PREAMBLE as VECTOR_PREAMBLE
 
 __all__ = ["ElementwiseFunction", "elementwise"]
 
@@ -154,7 +155,8 @@ class ElementwiseSpecializer(Specializer):
 
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
-                    ret=len(specs) - 1, preamble=PREAMBLE,
+                    ret=len(specs) - 1, preamble=PREAMBLE + (VECTOR_PREAMBLE if any(
+                        name.startswith("vlanes") for name, _ in variants) else ""),
                     # The user's function, called by every variant: IR, so the dump shows it.
                     helpers=(sf.as_function(),),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
