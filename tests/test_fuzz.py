@@ -313,6 +313,43 @@ def test_ew_float_cube_is_pow(strict):
     assert np.array_equal(_cube(x), np.array([v ** 3 for v in x.tolist()]))
 
 
+@elementwise
+def _zero_minus(x):
+    return 1.0 // (0.0 - x)
+
+
+@elementwise
+def _zero_minus_abs(x):
+    return 0.0 - abs(x)
+
+
+class _ZeroMinus(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = 1.0 / (0.0 - a[x])
+
+
+def test_zero_minus_keeps_the_sign_of_zero(strict):
+    """F10: gcc 12 folds 0.0 - X into -X when X cannot be -0.0 (an integer converted, an
+    abs): -0.0 where IEEE gives +0.0, so 1.0 // (0.0 - x) at x = 0 was -inf (NumPy: inf).
+    Every variant, elementwise and stencil (-frounding-math turns the fold off)."""
+    x = np.array([0, 1, -1, 7] * 16, dtype=np.int32)
+    with np.errstate(divide="ignore"):
+        want = np.array([1.0 // (0.0 - v) for v in x])
+    for name in _zero_minus.jit.specialization(x, None).variant_names:
+        assert np.array_equal(_zero_minus.jit.run_variant(name, x, None), want), name
+    f = np.array([0.0, -0.0, 2.5, -3.0] * 16)
+    for name in _zero_minus_abs.jit.specialization(f, None).variant_names:
+        got = _zero_minus_abs.jit.run_variant(name, f, None)
+        assert np.array_equal(np.signbit(got), np.signbit(0.0 - np.abs(f))), name
+    a, out = np.zeros((6, 7), dtype=np.int64), np.zeros((6, 7))
+    jit = _ZeroMinus().jit_for(a, out)
+    for name in jit.specialization(a, out).variant_names:
+        out[...] = 0.0
+        jit.run_variant(name, a, out)
+        assert np.all(out[1:-1, 1:-1] == np.inf), name  # 1.0 / +0.0, not 1.0 / -0.0
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""
