@@ -79,10 +79,25 @@ class Body:
     result: E
     acc: str = "="
     nbr: E | None = None
+    #: An elementwise kernel's loop, after the locals: ``(count, init, update, test,
+    #: exit)``: ``$c = init``, then ``count`` times ``$c = update`` (which may read ``$c``
+    #: and the counter ``$i``), leaving the loop (``exit`` 'break') after an update that
+    #: makes ``test`` true, or skipping the update (``exit`` 'continue') when ``test`` is
+    #: true before it (no test: no exit).  It makes the kernel's lockstep variants
+    #: (``lanes``, ``vlanes``) run, which loop-free kernels never get.
+    loop: tuple | None = None
 
     def lines(self, prefix: str, *, stencil: bool) -> list[str]:
         """The statements of the kernel, unindented (locals renamed with ``prefix``)."""
         out = [f"{prefix}{name[1:]} = {e.src(prefix)}" for name, e in self.lets]
+        if self.loop is not None:
+            count, init, update, test, exit_ = self.loop
+            step = [f"    {prefix}c = {update.src(prefix)}"]
+            if test is not None:
+                leave = [f"    if {test.src(prefix)}:", f"        {exit_}"]
+                step = step + leave if exit_ == "break" else leave + step
+            out += [f"{prefix}c = {init.src(prefix)}", f"for {prefix}i in range({count}):",
+                    *step]
         if self.branch is not None:
             test, then, orelse = self.branch
             out += [f"if {test.src(prefix)}:", f"    {prefix}r = {then.src(prefix)}",
@@ -96,6 +111,7 @@ class Body:
 
     def size(self) -> int:
         parts = [e for _, e in self.lets] + list(self.branch or ()) + [self.result]
+        parts += [e for e in (self.loop or ())[1:4] if e is not None]
         return sum(e.size() for e in parts) + (self.nbr.size() if self.nbr else 0)
 
 
@@ -323,6 +339,15 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
         kind = draw(st.sampled_from(local_kinds))
         lets.append((f"$t{i}", draw(exprs(ctx, kind, depth))))
         ctx = ctx.with_leaf(f"$t{i}", kind)
+    loop = None
+    if ctx.spec == EW and "loop" not in ctx.avoid and draw(st.integers(0, 2)) == 0:
+        kind = draw(st.sampled_from("if"))
+        init = draw(exprs(ctx, kind, depth - 1))
+        inner = ctx.with_leaf("$c", kind).with_leaf("$i", "i")
+        test = draw(exprs(inner, "b", depth - 1)) if draw(st.integers(0, 3)) else None
+        loop = (draw(st.integers(0, 6)), init, draw(exprs(inner, kind, depth - 1)), test,
+                draw(st.sampled_from(["break", "continue"])))
+        ctx = ctx.with_leaf("$c", kind)  # (not the counter: unset after range(0))
     branch = None
     if draw(st.integers(0, 2)) == 0:
         kind = draw(st.sampled_from(local_kinds))
@@ -331,7 +356,7 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
         ctx = ctx.with_leaf("$r", kind)
     result = draw(exprs(ctx, draw(st.sampled_from("bifff" if ctx.spec == EW else "iff")), depth))
     if ctx.spec == EW:
-        return Body(tuple(lets), branch, result)
+        return Body(tuple(lets), branch, result, loop=loop)
     if out_kind == "i":
         result = draw(exprs(ctx, "i", depth))
     acc = draw(st.sampled_from(["=", "=", "+="]))
