@@ -98,6 +98,19 @@ def test_fuzz_iterate_runs_the_blocked_variants(fuzzer):
     assert got.cases >= 4 * u.size, got.cases
 
 
+def test_fuzz_elementwise_runs_every_variant(fuzzer):
+    # Each variant on the inputs and again past the parallel threshold: a kernel with a
+    # loop has seven (three schedules, lanes8/32, vlanes4/8).  (A stencil batch's kernels
+    # are branches of one body, which has the 'static' variant only.)
+    x = np.random.default_rng(6).uniform(-2, 2, 40)
+    body = Body((), None, _leaf("$c"), loop=(
+        4, _leaf("x"), E("bin", "*", (_leaf("$c"), _leaf("0.5"))),
+        E("cmp", ">", (_leaf("$c"), _leaf("0.2")), "b"), "continue"))
+    got = fuzzer.run(Batch(EW, (("x", "float64"),), (body,), (x,))).outcomes[0]
+    assert got.status == "ok" and not got.bad, got
+    assert got.cases >= 7 * (16385 + x.size), got.cases
+
+
 def test_iterate_oracle_is_bit_for_bit():
     from tests.fuzz.iterate import _differs
 
