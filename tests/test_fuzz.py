@@ -363,6 +363,24 @@ def test_zero_minus_keeps_the_sign_of_zero(strict):
         assert np.all(out[1:-1, 1:-1] == np.inf), name  # 1.0 / +0.0, not 1.0 / -0.0
 
 
+@elementwise
+def _abs_below_one(x):
+    return abs(x) < True
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_abs_of_the_minimum_wraps_in_vector_code(strict, dtype):
+    """F11: NumPy's abs(int16(-32768)) is -32768; gcc 12 vectorized the helper's
+    a < 0 ? -a : a for 8- and 16-bit types in wider lanes, where it is 32768, so
+    abs(x) < True was False there (every variant: the map loop is vectorized)."""
+    info = np.iinfo(dtype)
+    x = np.array([info.min, 0, 1, -1, info.max, info.min + 1] * 8, dtype=dtype)
+    with np.errstate(over="ignore"):
+        want = np.array([abs(v) < True for v in x])
+    for name in _abs_below_one.jit.specialization(x, None).variant_names:
+        assert np.array_equal(_abs_below_one.jit.run_variant(name, x, None), want), name
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""
