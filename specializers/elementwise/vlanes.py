@@ -161,6 +161,14 @@ class _Vectorize:
             return self.scalar_type(e.operand)
         if isinstance(e, ir.UnaryOp) and e.op == "!":
             return "int"
+        if isinstance(e, ir.Ternary):
+            a, b = self.scalar_type(e.then), self.scalar_type(e.orelse)
+            if a == b:
+                return a
+            try:
+                return _common(a, b) if a and b else None
+            except _NotVector:
+                return None
         return None
 
     def expr(self, e: ir.Expr) -> _V:
