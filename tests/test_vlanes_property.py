@@ -65,10 +65,11 @@ def kernels(draw) -> str:
     update, kind = draw(_num(2, "f"))
     exit_ = draw(st.sampled_from(["break", "continue", "return c * 2.0", "return x - c"]))
     result, _ = draw(_num(2, "f"))
+    step = draw(st.sampled_from(INTS))
     lines = ["def f(x, k):", "    c = x * 1.0", "    j = k * 1",
              f"    for i in range({count}):",
              f"        if {draw(_cond(1))}:", f"            {exit_}",
-             f"        c = {update} * 1.0", f"        j = j + {draw(st.sampled_from(INTS))} * 2 + i",
+             f"        c = {update} * 1.0", f"        j = j + {step} * 2 + i",
              f"    return {result} + c + j * 0.5"]
     return "\n".join(lines) + "\n"
 
