@@ -56,7 +56,7 @@ def branches(x, y):
 def mathy(x):
     a = math.sqrt(abs(x)) + math.sin(x) * math.cos(x)
     b = math.exp(-x * x) + math.atan2(x, 2.0) + math.hypot(x, 1.0)
-    c = math.floor(x) + math.ceil(x / 3) + math.trunc(-x)
+    c = math.floor(x) + math.ceil(x / 3) + math.trunc(float(-x))  # (a NumPy float32: refused)
     return a + b * math.pi + c + math.log1p(x * x) + math.tanh(x) + math.fabs(x) ** 0.5
 
 

@@ -381,6 +381,24 @@ def test_abs_of_the_minimum_wraps_in_vector_code(strict, dtype):
         assert np.array_equal(_abs_below_one.jit.run_variant(name, x, None), want), name
 
 
+@elementwise
+def _trunc_and(y, c):
+    return math.trunc(y) & c
+
+
+def test_math_trunc_of_a_numpy_scalar_is_refused(strict):
+    """F12: math.trunc(np.float32(...)) raises TypeError in NumPy (its scalars have no
+    __trunc__ but float64's), and the Python reference then redid the element with Python
+    floats, in double precision, while the compiled code truncated the float32: a
+    reduction's min came out NaN against -0.0 (seed 120415).  Refused as NumPy refuses
+    it; float64 elements and Python numbers still compile."""
+    for dtype in (np.float32, np.int8, np.int64):
+        with pytest.raises(Exception, match=r"math.trunc\(\) of a NumPy"):
+            _trunc_and(np.arange(1, 9, dtype=dtype), 3)
+    y = np.array([2.5, -2.5, 7.9, -0.5] * 4)
+    assert np.array_equal(_trunc_and(y, 6), np.array([math.trunc(v) & 6 for v in y]))
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""

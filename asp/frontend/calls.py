@@ -38,6 +38,7 @@ from asp.ir.pyscalar import (
     join,
     numeric,
 )
+from asp.ir.types import dtype_of
 
 __all__ = ["MATH_CONST", "callable_kind", "defined_at", "known_call"]
 
@@ -159,6 +160,12 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
         return ir.Call(cname, tuple(cast(e, t, "double") for e, t in args)), FLOAT
     if kind == "int" and cname in _MATH_INT.values():
         _arity(err, node, args, 1, name)
+        t = args[0][1]
+        if cname == "trunc" and not t.weak and t.ctype != "double":
+            # NumPy's scalars have no __trunc__ but float64 (a Python float): Python's
+            # math.trunc(np.float32(2.5)) raises, where C would truncate.
+            raise err(node, f"math.trunc() of a NumPy {dtype_of(t.ctype).name}: "
+                            "NumPy raises TypeError (use int(...) or np.trunc(...))")
         return checked_int(ir.Call(cname, (cast(*args[0], "double"),)), FLOAT, "int64_t"), INT
     if kind in ("bool", "npbool") and cname in _MATH_BOOL.values():
         _arity(err, node, args, 1, name)
