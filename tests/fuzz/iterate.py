@@ -29,7 +29,7 @@ import os
 import numpy as np
 from hypothesis import strategies as st
 
-from tests.fuzz.gen import ST, Batch, Body, Ctx, E, bodies, edge_values, kind_of
+from tests.fuzz.gen import _NP_SCALARS, ST, Batch, Body, Ctx, E, bodies, edge_values, kind_of
 
 __all__ = ["IT", "iterate_batches", "iterate_source", "run_iterate", "state"]
 
@@ -74,12 +74,21 @@ def iterate_batches(draw, size: int, depth: int = 3,
     arith = draw(st.booleans())
     dt = draw(st.sampled_from(("float64", "float32") if arith else _DTYPES))
     da = dt if "mixed" in avoid else draw(st.sampled_from(_DTYPES))
-    scalar = "float" if arith else draw(st.sampled_from(["int", "float"]))
+    # A NumPy scalar (strong: typed as its dtype) a quarter of the time: in plain
+    # arithmetic one of the state's float type or the other (a float64 scalar makes a
+    # float32 state's sweep compute in double), else any but uint64.
+    scalar = draw(st.sampled_from(["float", "float", "float", "np"] if arith else
+                                  ["int", "float", "int", "float", "np"]))
+    if scalar == "np":
+        scalar = "np." + draw(st.sampled_from(("float32", "float64") if arith else _NP_SCALARS))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     specials = draw(st.integers(0, 3)) == 0
     u, a = _grid(rng, dt, shape, specials), _grid(rng, da, shape, specials)
-    sval = draw(st.sampled_from([0.1, 0.25, -0.5, 2.0, 1e-3]) if scalar == "float"
+    floating = scalar == "float" or scalar[3:].startswith("float")
+    sval = draw(st.sampled_from([0.1, 0.25, -0.5, 2.0, 1e-3]) if floating
                 else st.integers(-3, 5))
+    sval = (np.dtype(scalar[3:]).type(sval) if scalar.startswith("np.") else
+            float(sval) if scalar == "float" else int(sval))
     geometry = ""
     if draw(st.booleans()):  # a neighbourhood of its own: reach 1-2, asymmetric
         reach = draw(st.integers(1, 2))
@@ -97,7 +106,7 @@ def iterate_batches(draw, size: int, depth: int = 3,
         kernels = [draw(bodies(Ctx(ST, leaves, avoid), depth, kind_of(dt)))
                    for _ in range(size)]
     return Batch(IT, (("u", dt), ("a", da), ("s", scalar), ("out", dt)), tuple(kernels),
-                 (u, a, float(sval) if scalar == "float" else int(sval)),
+                 (u, a, sval),
                  (("steps", str(draw(st.integers(1, 40)))), ("arith", "1" if arith else ""),
                   ("parallel", draw(st.sampled_from("01"))), ("geometry", geometry),
                   ("start", draw(st.sampled_from(("", "python"))))))
