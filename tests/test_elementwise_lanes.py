@@ -193,16 +193,6 @@ def test_vector_lanes_are_vectors_in_registers(rng):
 
 
 @elementwise
-def escape32(cr, ci, maxiter):
-    zr, zi = cr, ci
-    for i in range(maxiter):
-        zr, zi = zr * zr - zi * zi + cr, 2.0 * zr * zi + ci
-        if zr * zr + zi * zi > 4.0:
-            return i
-    return maxiter
-
-
-@elementwise
 def calls_sqrt(x, n):
     s = 0.0
     for i in range(n):
@@ -214,7 +204,7 @@ def test_no_vector_lanes_outside_8_byte_arithmetic(rng):
     # float32 elements (4-byte values) and a call on an element's value: lanes only.
     cr = rng.uniform(-2, 1, 100).astype(np.float32)
     ci = rng.uniform(-1.5, 1.5, 100).astype(np.float32)
-    s = escape32.jit.specialization(cr, ci, 20, None)
+    s = escape.jit.specialization(cr, ci, 20, None)  # the float32 signature
     assert "lanes8" in s.variant_names and "vlanes8" not in s.variant_names
     x = rng.uniform(0, 4, 100)
     s = calls_sqrt.jit.specialization(x, 5, None)
