@@ -100,8 +100,7 @@ def test_fuzz_iterate_runs_the_blocked_variants(fuzzer):
 
 def test_fuzz_elementwise_runs_every_variant(fuzzer):
     # Each variant on the inputs and again past the parallel threshold: a kernel with a
-    # loop has seven (three schedules, lanes8/32, vlanes4/8).  (A stencil batch's kernels
-    # are branches of one body, which has the 'static' variant only.)
+    # loop has seven (three schedules, lanes8/32, vlanes4/8).
     x = np.random.default_rng(6).uniform(-2, 2, 40)
     body = Body((), None, _leaf("$c"), loop=(
         4, _leaf("x"), E("bin", "*", (_leaf("$c"), _leaf("0.5"))),
@@ -109,6 +108,19 @@ def test_fuzz_elementwise_runs_every_variant(fuzzer):
     got = fuzzer.run(Batch(EW, (("x", "float64"),), (body,), (x,))).outcomes[0]
     assert got.status == "ok" and not got.bad, got
     assert got.cases >= 7 * (16385 + x.size), got.cases
+
+
+def test_fuzz_stencil_runs_a_kernel_alone_through_every_variant(fuzzer):
+    # The batch (a branch per kernel) gets 'static' only; a kernel without an 'if' is
+    # built again alone: its streaming and jammed variants (four more) run too.
+    a = np.random.default_rng(7).uniform(-2, 2, (6, 7))
+    lap = Body((), None, E("bin", "-", (_leaf("a[x]"), _leaf("b[x]"))))
+    batch = Batch(ST, (("s", "float"), ("a", "float64"), ("b", "float64"), ("out", "float64")),
+                  (lap,), (0.5, a, a[::-1].copy(), np.zeros_like(a)),
+                  (("boundary", "nearest"), ("parallel", "1")))
+    got = fuzzer.run(batch).outcomes[0]
+    assert got.status == "ok" and not got.bad, got
+    assert got.cases >= 7 * a.size, got.cases  # call + static, then call + four alone
 
 
 def test_iterate_oracle_is_bit_for_bit():

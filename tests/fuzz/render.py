@@ -11,7 +11,7 @@ from __future__ import annotations
 from tests.fuzz.gen import EW, RD, Batch, Body
 from tests.fuzz.iterate import IT, iterate_source
 
-__all__ = ["elementwise_module", "singles_module", "stencil_module"]
+__all__ = ["elementwise_module", "singles_module", "stencil_module", "stencil_solo_module"]
 
 _HEADER = "import math\n\nimport numpy as np\n\n"
 
@@ -66,6 +66,18 @@ def stencil_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, int]]
             lines.append(ln)
             owner[_line_no(lines)] = i
     return "\n".join(lines) + "\n", owner
+
+
+def stencil_solo_module(batch: Batch, i: int) -> str:
+    """Kernel ``i`` of a stencil batch alone, without the selector's branch: a body with
+    no ``if`` gets every variant then (streaming stores, jammed rows), where the batch's
+    branches keep it to ``static``."""
+    names = ", ".join(n for n, _ in batch.params)
+    lines = [_HEADER + "from specializers.stencil import StencilKernel\n", "",
+             "class Fuzz(StencilKernel):", f"    def kernel(self, k, {names}):",
+             "        for x in out.interior_points():",
+             *_indent(batch.bodies[i].lines(f"v{i}_", stencil=True), 12)]
+    return "\n".join(lines) + "\n"
 
 
 def _decorator(batch: Batch) -> tuple[str, str]:

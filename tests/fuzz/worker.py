@@ -24,7 +24,12 @@ import numpy as np
 from tests.fuzz.gen import EW, RD, ST, Batch, E
 from tests.fuzz.iterate import IT, iterate_source, run_iterate
 from tests.fuzz.reduce import run_reduction
-from tests.fuzz.render import elementwise_module, singles_module, stencil_module
+from tests.fuzz.render import (
+    elementwise_module,
+    singles_module,
+    stencil_module,
+    stencil_solo_module,
+)
 
 __all__ = ["Outcome", "Reply", "compare", "run_batch", "tolerance"]
 
@@ -243,7 +248,35 @@ class Runner:
                 self.build_and_run(group)
         else:
             self.build_and_run(which)
+            self.alone(which)
         return Reply(self.out, self.compiles)
+
+    def alone(self, which: list[int]) -> None:
+        """The first stencil kernel that ran ok without an ``if``, built again on its own
+        (:func:`stencil_solo_module`): its variants besides ``static``, which the batch's
+        branches leave out, against the same Python."""
+        b = self.batch
+        ok = [i for i in which if self.out.get(i) is not None and self.out[i].status == "ok"
+              and b.bodies[i].branch is None]
+        if not ok:
+            return
+        i = ok[0]
+        mod = _write(self.dir, self.name(), stencil_solo_module(b, i))
+        kernel = mod.Fuzz(boundary=b.option("boundary", "interior"))
+        args = (i, *b.inputs[:-1], b.inputs[-1].copy())
+        self.progress.mark(f"build alone {i}")
+        try:
+            spec = kernel.jit_for(*args).specialization(*args)
+        except Exception as exc:  # noqa: BLE001 - it compiled in the batch: a finding
+            self.out[i] = Outcome(_classify(exc), f"alone: {type(exc).__name__}: {exc}")
+            return
+        self.compiles += 1
+        got = self.run_st(i, kernel, [v for v in spec.entries if v != "static"])
+        res = self.out[i]
+        res.cases += got.cases
+        if got.status != "ok":
+            res.status, res.detail = got.status, f"alone: {got.detail}"
+            res.bad += [(f"alone:{label}", *rest) for label, *rest in got.bad]
 
     # typing: elementwise kernels sharing a compilation must return one type, else the
     # joined return type would round an int64 result through a double
