@@ -411,6 +411,25 @@ def test_math_trunc_of_a_numpy_scalar_is_refused(strict):
     assert np.array_equal(_trunc_and(y, 6), np.array([math.trunc(v) & 6 for v in y]))
 
 
+@elementwise
+def _ufunc_of_python_numbers(x):
+    return x * np.sqrt(2.0) - np.arctan2(3.0, 0) + np.abs(-0.1)
+
+
+def test_a_ufunc_of_python_numbers_is_a_numpy_float64(strict):
+    """F13: np.sqrt(2.0), np.arctan2(3.0, 0), np.abs(-0.1) are NumPy float64 scalars
+    (strong), not Python floats: with a float32 array NumPy computes in float64.  They were
+    typed weak, so the kernel computed in float32 and returned float32 (seed 120433:
+    abs(np.arctan2(x, 255)) - np.arctan2(3.0, 0) at x = -inf gave 0.0, NumPy 4.37e-08)."""
+    x = np.array([-np.inf, 1.5, -2.25, 0.0, 3.0e38] * 8, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        want = np.array([_ufunc_of_python_numbers.py_func(v) for v in x])
+    assert want.dtype == np.float64
+    for name in _ufunc_of_python_numbers.jit.specialization(x, None).variant_names:
+        got = _ufunc_of_python_numbers.jit.run_variant(name, x, None)
+        assert got.dtype == np.float64 and np.array_equal(got, want), name
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""

@@ -85,7 +85,7 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
     for py, c in _NP_FLOAT.items():
         out[id(getattr(np, py))] = ("npfloat", c)
     for py in ("abs", "absolute"):
-        out[id(getattr(np, py))] = ("abs", "abs")
+        out[id(getattr(np, py))] = ("npabs", "abs")
     for py, c in _NP_CAST.items():
         out[id(getattr(np, py))] = ("cast", c)
     for name in ("abs", "min", "max", "int", "bool"):
@@ -153,7 +153,9 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
             if not t.is_float and cname in _NP_ROUND_KEEPS_INTS:
                 # NumPy >= 2.1: np.floor(np.int16(x)) is that int16 (no float in between)
                 return args[0][0], T(t.ctype)
-            out = t if t.is_float else _ufunc_float(t, node, name, err)
+            # A ufunc returns a NumPy scalar even of Python numbers (np.arctan2(3.0, 0) is
+            # a strong float64: with a float32 it computes in float64).
+            out = T((t if t.is_float else _ufunc_float(t, node, name, err)).ctype)
             call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
                                         for e, et in args))
             return cast(call, FLOAT, out.ctype), out
@@ -172,10 +174,12 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
         # C's isinf() is any nonzero int (glibc: -1 for -inf): a bool is 0 or 1.
         test = ir.BinOp("!=", ir.Call(cname, (cast(*args[0], "double"),)), ir.Const(0, "int"))
         return test, (BOOL if kind == "npbool" else T("bool", True))
-    if kind == "abs":
+    if kind in ("abs", "npabs"):
         _arity(err, node, args, 1, name)
         e, t = args[0]
         nt = numeric(t)
+        if kind == "npabs" and nt.weak:  # np.abs(2.5) is a NumPy float64 (strong)
+            nt = T(nt.ctype)
         return absolute(cast(e, t, nt.ctype), nt), nt
     if kind in ("min", "max"):
         if len(args) < 2:
