@@ -94,6 +94,14 @@ def _common(a: str | None, b: str | None) -> str:
     return "double" if "double" in (a, b) else "int64_t"
 
 
+def _common_or_none(a: str | None, b: str | None) -> str | None:
+    """:func:`_common` of two scalar types, None if either is unknown or not vectorized."""
+    try:
+        return _common(a, b) if a and b else None
+    except _NotVector:
+        return None
+
+
 class _Vectorize:
     def __init__(self, low, sf, arrays: set[str], specs_types: dict[str, str], nv: int):
         self.nv = nv
@@ -124,6 +132,11 @@ class _Vectorize:
             return ir.Call(f"asp_vb{_suffix(ctype)}", (ir.Cast(ctype, v.expr),))
         return v.expr if v.ctype == ctype else self.convert(v.expr, ctype)
 
+    def element(self, array: str) -> ir.ArrayRef:
+        """The first of vector ``asp_q``'s elements in ``array`` (an input or the output)."""
+        return ir.ArrayRef(array, ir.BinOp("+", ir.Var("asp_base"),
+                                           ir.BinOp("*", self.q, ir.Const(WIDTH, "int64_t"))))
+
     def convert(self, e: ir.Expr, ctype: str) -> ir.Expr:
         return ir.Call("__builtin_convertvector", (e, ir.Var(_VT[ctype])))
 
@@ -138,7 +151,8 @@ class _Vectorize:
         zero = ir.Call(f"asp_vb{_suffix(v.ctype)}", (ir.Const(0, v.ctype),))
         return ir.BinOp("!=", v.expr, zero)
 
-    def is_lane(self, e: ir.Expr) -> bool:
+    def is_lane(self, e: ir.Node) -> bool:
+        """Whether an expression or statement reads a lane value."""
         return any(isinstance(n, ir.ArrayRef)
                    or isinstance(n, ir.Var) and n.name in self.local_masks for n in e.walk())
 
@@ -152,23 +166,13 @@ class _Vectorize:
         if isinstance(e, ir.BinOp):
             if e.op in _COMPARE or e.op in ("&&", "||"):
                 return "int"
-            a, b = self.scalar_type(e.left), self.scalar_type(e.right)
-            try:
-                return _common(a, b) if a and b else None
-            except _NotVector:
-                return None
+            return _common_or_none(self.scalar_type(e.left), self.scalar_type(e.right))
         if isinstance(e, ir.UnaryOp) and e.op in ("-", "+", "~"):
             return self.scalar_type(e.operand)
         if isinstance(e, ir.UnaryOp) and e.op == "!":
             return "int"
         if isinstance(e, ir.Ternary):
-            a, b = self.scalar_type(e.then), self.scalar_type(e.orelse)
-            if a == b:
-                return a
-            try:
-                return _common(a, b) if a and b else None
-            except _NotVector:
-                return None
+            return _common_or_none(self.scalar_type(e.then), self.scalar_type(e.orelse))
         return None
 
     def expr(self, e: ir.Expr) -> _V:
@@ -179,10 +183,8 @@ class _Vectorize:
                 ct = self.scalar_types[e.array]
                 if ct not in _VT:
                     raise _NotVector(f"an input of type {ct}")
-                at = ir.BinOp("+", ir.Var("asp_base"),
-                              ir.BinOp("*", self.q, ir.Const(WIDTH, "int64_t")))
                 return _V(ir.Call(f"asp_vld_{_suffix(ct)}",
-                                  (ir.UnaryOp("&", ir.ArrayRef(e.array, at)),)), "v", ct)
+                                  (ir.UnaryOp("&", self.element(e.array)),)), "v", ct)
             ref = ir.ArrayRef(e.array, self.q)
             if e.array not in self.masks and e.array not in self.varying:
                 raise _NotVector(f"an array {e.array}")
@@ -294,7 +296,7 @@ class _Vectorize:
             elif isinstance(s, ir.Block):
                 out.append(ir.Block(tuple(self.stmts(s.body))))
             elif isinstance(s, ir.Declare | ir.Break | ir.Continue | ir.Pragma) \
-                    and not self.is_lane_stmt(s):
+                    and not self.is_lane(s):
                 if isinstance(s, ir.Declare) and s.name not in self.scalar_types:
                     self.scalar_types[s.name] = s.ctype
                 out.append(s)
@@ -302,9 +304,6 @@ class _Vectorize:
                 raise _NotVector(f"a statement {type(s).__name__}")
             i += 1
         return out
-
-    def is_lane_stmt(self, s: ir.Stmt) -> bool:
-        return any(isinstance(n, ir.ArrayRef) for n in s.walk())
 
     def over_vectors(self, body: tuple[ir.Stmt, ...]) -> ir.For:
         return ir.For("asp_q", ir.Const(0, "int64_t"), ir.Const(self.nv, "int64_t"),
@@ -335,10 +334,9 @@ def vlanes_function(sf, names: list[str], specs, out_ctype: str, *, vectors: int
             + [ir.Assign(ir.ArrayRef(m, vz.q), ir.Call("asp_vbi", (
                 ir.Const(-1 if m == "asp_alive" else 0, "int64_t"),)))
                for m in sorted(vz.masks)]))]
-        at = ir.BinOp("+", ir.Var("asp_base"), ir.BinOp("*", vz.q, ir.Const(WIDTH, "int64_t")))
         result = vz.vec(_V(ir.ArrayRef("asp_ret", vz.q), "v", sf.ret.ctype), out_ctype)
         store = vz.over_vectors((ir.ExprStmt(ir.Call(f"asp_vst_{_suffix(out_ctype)}", (
-            ir.UnaryOp("&", ir.ArrayRef(out, at)), result))),))
+            ir.UnaryOp("&", vz.element(out)), result))),))
     except _NotVector:
         return None
     return blocked_function(f"kernel_vlanes{lanes}", lanes, [*decls, *init, *inner, store],
