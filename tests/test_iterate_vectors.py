@@ -102,9 +102,22 @@ def test_jammed_sweeps_of_plain_arithmetic_are_explicit_vectors(fresh_cache, mon
                        (Heat3(), RNG.random((30, 40, 50)).astype(np.float32), ())):
         n = vectors.lanes("double" if u.dtype == np.float64 else "float")
         src = _source(k, u, *args)
-        jammed = [f for f in re.findall(r"^int (stencil_iter_j(\d+))\(", src, re.M)
+        jammed = [f for f in re.findall(r"^int (stencil_iter_j(\d+)e?)\(", src, re.M)
                   if int(f[1]) > 1]
         assert jammed, "no jammed sweep in the space"
+        # Each jam in both forms: the neighbours after a point shuffled from the next
+        # aligned vector, or loaded unaligned from the point on (``east``).
+        bodies = {b.split("(")[0]: b for b in src.split("\nint stencil_iter_")[1:]}
+        for name, jam in jammed:
+            body = bodies[name[len("stencil_iter_"):]]
+            after = re.findall(r"asp_w\d+_p1 = ([^;]+);", body)
+            assert after, name
+            if name.endswith("e"):
+                assert all(a.startswith("*(const asp_v_") for a in after), name
+                assert not re.search(r"asp_a\d+_2 =", body), name  # no vector at i + W
+            else:
+                assert all(a.startswith("ASP_V_") for a in after), name
+                assert f"{name}e" in {f for f, _ in jammed}, name
         # one vector loop per level case that reads rings only, per target (ring, grid)
         last = u.ndim - 1
         loops = re.findall(rf"(#pragma omp simd\s*)?for \(int64_t asp_i{last} = asp_vs; "
@@ -120,6 +133,7 @@ def test_other_bodies_stay_scalar_and_right(fresh_cache, monkeypatch):
     src = _source(Clipped(), u, 0.1)
     assert "stencil_iter_j2" in src and "_SHUFFLE(" not in src.split("stencil_iter_")[1]
     assert "asp_vs" not in src
+    assert "stencil_iter_j2e" not in src  # no vectors, so no second form of them
     _every_blocked_variant(monkeypatch, Clipped(), (u,), (0.1,), 19)
 
 

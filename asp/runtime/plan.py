@@ -73,19 +73,22 @@ class Space:
     second on, a variant whose fastest run is clearly slower than the best median is
     dropped, so the points that lose early cost few calls.  ``ASP_TUNE=exhaustive``
     compiles and times every point.  ``asp tune show`` lists the space, the points
-    tried, and why each was dropped.
+    tried, and why each was dropped.  ``where``: the points of the product that exist
+    (a parameter that means something only for some values of another), None for all.
     """
 
     name: str
     params: dict[str, tuple[int, ...]]
     make: Callable[..., Variant]
     sample: int = 6
+    where: Callable[[dict[str, int]], bool] | None = None
 
     def points(self, seed: str, whole: bool = False) -> list[dict[str, int]]:
         """The points compiled: ``sample`` of them, or all (``whole``)."""
         names = list(self.params)
         every = [dict(zip(names, values))
                  for values in itertools.product(*(self.params[n] for n in names))]
+        every = [p for p in every if self.where is None or self.where(p)]
         if whole or len(every) <= self.sample:
             return every
         rng = random.Random(hashlib.sha256(f"{seed}|{self.name}".encode()).digest())

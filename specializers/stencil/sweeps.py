@@ -20,11 +20,12 @@ class JammedSweeps:
     ``ivars`` and ``linear`` they use)."""
 
     def jammed(self, jam: int, lvl: int, rix: tuple, f: list, t: list,
-               line: int) -> ir.Block:
+               line: int, east: bool = False) -> ir.Block:
         """Rows ``asp_yj + jj`` (``jj < jam``) of level ``l``, all inside the tile's range
         and off the grid's border, in one sweep along the other axes (each row's point
         in a block of its own, as a row alone computes it), then each row's edges and
-        copy, as for a row alone."""
+        copy, as for a row alone.  ``east``: the vector loop's form
+        (:class:`~specializers.stencil.vectors.Loads`)."""
         rows = [[_v(f"asp_i0_{jj}"), *self.ivars()[1:]] for jj in range(jam)]
         at = [ir.Declare(I64, f"asp_i0_{jj}", _op("+", _v("asp_yj"), jj), const=True)
               for jj in range(jam)]
@@ -40,7 +41,7 @@ class JammedSweeps:
             points = [ir.Declare(self.ctype, v.name) for v in vals]
             points += [self.body(case, v, rix, ix) for v, ix in zip(vals, rows)]
             points += [ir.Assign(target(ix), v) for v, ix in zip(vals, rows)]
-            vector = self.vector_rows(target, rows, rix) if not case else None
+            vector = self.vector_rows(target, rows, rix, east) if not case else None
             return _block(*self.rings_in(case, lvl),
                           self.nest(_block(*points), f, t, aligned=line, vector=vector))
 
@@ -58,7 +59,8 @@ class JammedSweeps:
             *each)
         return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
 
-    def vector_rows(self, target, rows: list, rix: tuple) -> ir.Block | None:
+    def vector_rows(self, target, rows: list, rix: tuple,
+                    east: bool = False) -> ir.Block | None:
         """The body of a jammed sweep's vector loop, every state level from a ring (see
         :mod:`specializers.stencil.vectors`), or None if the kernel's body is not plain
         arithmetic on the grid's type."""
@@ -75,7 +77,7 @@ class JammedSweeps:
                       _op("+", ix[last], shift * n)]
             return ir.ArrayRef(array, ring_index(coords, *rix))
 
-        loads = Loads(ct, address)
+        loads = Loads(ct, address, east)
         scalars = {pname(name): t for name, t in self.k.scalars}
         local = {f"l_{name}" for name, _ in self.k.locals}
         points = []
@@ -90,3 +92,11 @@ class JammedSweeps:
                       *(ir.Declare(vtype(ct), f"asp_v{jj}") for jj in range(len(rows))),
                       *points, *(store(target(row), _v(f"asp_v{jj}"), ct)
                                  for jj, row in enumerate(rows)))
+
+    def vectorizes(self) -> bool:
+        """Whether a jammed sweep of this kernel is explicit vectors (then its two forms,
+        shuffled or loaded neighbours, are different code)."""
+        rows = [[_v("asp_i0_0"), *self.ivars()[1:]]]
+        rix = (3, (None, *(_v(f"asp_rs{a}") for a in range(1, self.dim))))
+        return self.vector_rows(lambda ix: ir.ArrayRef("asp_rout", ring_index(ix, *rix)),
+                                rows, rix) is not None

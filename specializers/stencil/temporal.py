@@ -33,7 +33,9 @@ pass per step, no ring), which every blocked variant must beat.  The spaces come
 the machine's caches (:func:`cache_sizes`): tile widths from rows that fit the L1 data
 cache several times over up to the whole grid, and only the (depth, width) whose
 rings fit in a share of L2 or of a thread's part of L3 and whose halos add little
-work (:func:`blocking_points`).
+work (:func:`blocking_points`), and, where a kernel's jammed sweeps are explicit
+vectors, the form of those vectors (neighbours after a point shuffled or loaded:
+:mod:`specializers.stencil.vectors`), which is the processor's business.
 
 Blocked variants exist for what the scheme covers: ``'interior'`` mode (the border of
 every step is zero, as ``K(u)`` leaves it), 1-D (trapezoid tiles swept whole, step after
@@ -64,8 +66,8 @@ from specializers.stencil.vectors import lanes
 from specializers.stencil.vectors import preamble as vector_preamble
 from specializers.stencil.wavefront import STEPS, Builder, ring_rows
 
-__all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer", "blocking_points",
-           "size_class",
+__all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer",
+           "blocking_points", "point_exists", "size_class",
            "cache_sizes", "why_not_blocked"]
 
 #: Steps per pass tried, per number of dimensions; tile extents along axis 0 (the
@@ -97,7 +99,11 @@ MAX_WORK = 1.3
 #: 256^3 heat at depth 8 on 64 x 256 tiles 5.4-5.9 ms a step against 6.2-6.5 for depth
 #: 4 on whole planes, the best before, in the same runs (Zen 3).
 L3_SHARE = 0.5
-#: Points compiled of each depth's space (all of them if there are no more).
+#: Points compiled of each depth's space (all of them if there are no more); half as
+#: many again of a space whose jammed sweeps come in two forms (``east``: :mod:`.vectors`):
+#: its points nearly double, and the form decides as much as the tiles do (4096^2 heat
+#: on a Zen 2: 2.72-2.91 ms a step for the four best tiles with loads, 3.04-3.23 with
+#: shuffles).
 SAMPLE = 4
 #: Cache sizes when the system does not say (bytes): L1 data, L2, L3 (none).
 FALLBACK_CACHES = (32 << 10, 512 << 10, 0)
@@ -140,8 +146,15 @@ def size_class(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(1 << max(int(n) - 1, 0).bit_length() for n in shape)
 
 
+def point_exists(point: dict[str, int]) -> bool:
+    """Whether a point of a blocking space is a variant: the ``east`` form is one of a
+    jammed sweep's (a row alone is left to the compiler's vectors)."""
+    return point.get("jam", 1) > 1 or not point.get("east", 0)
+
+
 def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: int,
-                    levels: int = 1) -> dict[int, dict[str, tuple[int, ...]]]:
+                    levels: int = 1, east: bool = False
+                    ) -> dict[int, dict[str, tuple[int, ...]]]:
     """The search space per depth: ``{depth: {"depth": (depth,), "rows": ..., "width":
     ..., "jam": ...}}`` for grids of the :func:`size_class` of ``interior`` (a tile as
     wide or tall as the class covers the grid's whole interior in one tile).  Widths are
@@ -154,7 +167,9 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     jam's, and the widths kept fit with every jam kept).  A 3-D depth whose rings fit
     at some width and jam with tiles spanning the class's rows whole gets ``"span":
     (length,)``: its tiles are ``width`` along axis 1 and whole along axis 2; other
-    depths' tiles are square across both.  An axis a tile covers whole adds no halo."""
+    depths' tiles are square across both.  An axis a tile covers whole adds no halo.
+    ``east``: the jammed sweeps' vectors come in two forms, ``"east": (0, 1)`` (only
+    points with ``jam > 1`` take 1: :func:`point_exists`)."""
     interior = size_class(interior)
     l1, l2, l3 = cache_sizes()
     if dim == 1:
@@ -207,6 +222,8 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
                           "jam": jams}
             if span is not None:
                 out[depth]["span"] = (span,)
+            if east and max(jams) > 1:
+                out[depth]["east"] = (0, 1)
     return out
 
 
@@ -269,7 +286,7 @@ class IterateSpecializer(Specializer):
         # (Spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-8|{levels}|{spaces}".encode(
+        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-9|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
     def location(self):
@@ -325,18 +342,21 @@ class IterateSpecializer(Specializer):
             blocked = functools.cache(build.function)  # one function per jam
 
             def make(depth: int, rows: int, width: int, jam: int = 1,
-                     span: int | None = None) -> Variant:
+                     span: int | None = None, east: int = 0) -> Variant:
                 name = (f"blk_d{depth}_r{rows}_w{width}" + (f"x{span}" if span else "")
-                        + (f"_j{jam}" if jam > 1 else ""))
+                        + (f"_j{jam}" if jam > 1 else "") + ("_e" if east else ""))
                 tiles = (rows, *(width,) * (dim - 2), span or width)
-                return Variant(name, blocked(jam), bound=(depth, *tiles))
+                return Variant(name, blocked(jam, bool(east)), bound=(depth, *tiles))
 
             def make_line(depth: int, width: int) -> Variant:  # a 1-D grid's point
                 return Variant(f"blk_d{depth}_w{width}", blocked(1), bound=(depth, width))
             bounds = tuple(int(n) for n in cls.split("x"))  # the size class of the grids
-            points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K)
+            east = dim > 1 and lanes(build.ctype) > 1 and build.vectorizes()
+            points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K,
+                                     east=east)
             spaces = tuple(Space(f"blocking d{d}", params, make_line if dim == 1 else make,
-                                 sample=SAMPLE)
+                                 sample=SAMPLE + SAMPLE // 2 if "east" in params else SAMPLE,
+                                 where=point_exists)
                            for d, params in points.items())
         check = base.check_args
         return dataclasses.replace(

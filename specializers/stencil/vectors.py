@@ -21,10 +21,23 @@ is broadcast, as C converts it in scalar code; a scalar value assigned to a vect
 variable is broadcast by adding it to a vector of ``-0.0`` (which leaves every value,
 ``-0.0`` included, as it is).
 
+Which is faster, a shuffle or a load, depends on the processor, so the neighbours *after*
+the position have a second form, ``east``: loaded unaligned from ``i + dx`` (a vector
+that splits a cache line every other time with 32-byte vectors, always with 64-byte
+ones) in place of the aligned vector at ``i + W`` and a shuffle; the neighbours before
+it are still shuffled with the vector at ``i - W``, which the compiler carries over
+from the previous position in a register.  Both forms are points of the blocked
+iteration's search space (:mod:`specializers.stencil.temporal`): the tuner picks.  On
+a Zen 2 (AVX2), 4096^2 heat at depth 32, whole rows in pairs: 2.72 ms a step against
+3.04 with shuffles (and an L1-resident inner loop alone: 0.93-0.97 cycles a point
+against 1.01-1.04; loading every neighbour unaligned, 1.15-1.19).
+
 The loads of a position may reach ``W`` points before a ring row's first point or past
 its last: the rings' allocation has a line of padding at each end.  Lanes loaded
 outside what the level computed are only ever moved by shuffles into lanes no output
-uses, never computed with.
+uses, never computed with; an ``east`` load at ``i + dx`` (``dx <= W``) reaches no
+further than the aligned vector at ``i + W`` would, and its lanes are the points
+themselves.
 """
 from __future__ import annotations
 
@@ -80,10 +93,12 @@ def preamble(ctype: str) -> str:
 class Loads:
     """The vectors one position of a vector sweep reads: per ring row (``key``), the
     aligned vectors it needs and the neighbours shuffled from them.  ``address(key,
-    shift)`` is the element the vector ``shift`` vectors from the position starts at."""
+    shift)`` is the element the vector ``shift`` vectors from the position starts at.
+    ``east``: the neighbours after the position are loaded unaligned, not shuffled."""
 
-    def __init__(self, ctype: str, address: Callable[[tuple, int], ir.Expr]):
-        self.ctype, self.n, self.address = ctype, lanes(ctype), address
+    def __init__(self, ctype: str, address: Callable[[tuple, int], ir.ArrayRef],
+                 east: bool = False):
+        self.ctype, self.n, self.address, self.east = ctype, lanes(ctype), address, east
         self.keys: dict[tuple, int] = {}
         self.needs: dict[tuple, set[int]] = {}
         self.read_names: set[str] = set()  # the variables read() returned
@@ -103,12 +118,17 @@ class Loads:
         v, out = vtype(self.ctype), []
         for key, k in self.keys.items():
             dxs = self.needs[key]
-            shifts = {0} | ({-1} if min(dxs) < 0 else set()) | ({1} if max(dxs) > 0 else set())
+            after = max(dxs) > 0 and not self.east
+            shifts = {0} | ({-1} if min(dxs) < 0 else set()) | ({1} if after else set())
             for s in sorted(shifts):
-                ref = self.address(key, s)
-                out.append(ir.Declare(v, f"asp_a{k}_{s + 1}", ir.UnaryOp("*", ir.Cast(
-                    f"const {v} *", ir.UnaryOp("&", ref))), const=True))
+                out.append(ir.Declare(v, f"asp_a{k}_{s + 1}", _load(v, self.address(key, s)),
+                                      const=True))
             for dx in sorted(dxs):
+                if dx > 0 and self.east:  # unaligned, from the point dx on
+                    ref = self.address(key, 0)
+                    ref = ir.ArrayRef(ref.array, ir.BinOp("+", ref.index, ir.Const(dx, "int64_t")))
+                    out.append(ir.Declare(v, f"asp_w{k}_p{dx}", _load(v, ref), const=True))
+                    continue
                 if dx < 0:  # (previous, this): lanes n + dx ...
                     pair, first = (f"asp_a{k}_0", f"asp_a{k}_1"), self.n + dx
                 elif dx > 0:  # (this, next): lanes dx ...
@@ -121,6 +141,11 @@ class Loads:
                     f"{v.upper()}_SHUFFLE", (ir.Var(pair[0]), ir.Var(pair[1]), *mask)),
                     const=True))
         return out
+
+
+def _load(v: str, ref: ir.ArrayRef) -> ir.Expr:
+    """``*(const v *)&ref``: the vector of points from ``ref`` on."""
+    return ir.UnaryOp("*", ir.Cast(f"const {v} *", ir.UnaryOp("&", ref)))
 
 
 def vector_block(stmts: ir.Block, ctype: str, scalars: dict[str, str],

@@ -166,14 +166,15 @@ class Builder(JammedSweeps):
             "*", _op("-", _v("asp_l"), 2 + j), lvl)))
             for j in range(self.K) if not case or j < case - 1]
 
-    def function(self, jam: int = 1) -> ir.Function:
+    def function(self, jam: int = 1, east: bool = False) -> ir.Function:
         """The blocked iteration that computes ``jam`` rows (planes) of a level in one
         sweep along the other axes, which read the rows they share once (the wavefront
-        advances ``jam`` rows at a time).  Its depth and the tile's extent along each
-        axis are parameters after the entry's own (:data:`BOUND`): every point of a
-        space with this jam is one variant of this one function
-        (:attr:`asp.runtime.Variant.bound`), so a space costs a compile per jam, not per
-        point."""
+        advances ``jam`` rows at a time); ``east``: that sweep's vectors load the
+        neighbours after a point rather than shuffle them (:mod:`.vectors`).  Its depth
+        and the tile's extent along each axis are parameters after the entry's own
+        (:data:`BOUND`): every point of a space with this jam and form is one variant of
+        this one function (:attr:`asp.runtime.Variant.bound`), so a space costs a compile
+        per jam and form, not per point."""
         dim, g, R, ct, K = self.dim, self.g, self.R, self.ctype, self.K
         ring = ring_rows(K, R, jam)
         mask = ring - 1
@@ -285,7 +286,7 @@ class Builder(JammedSweeps):
                                                                      stop)),
                         _op("&&", _op(">=", yj, g), _op("<", _op("+", yj, jam - 1),
                                                         _op("-", n[0], g))))
-            rows = ir.If(whole, self.jammed(jam, lvl, rix, f, t, line), _block(rows))
+            rows = ir.If(whole, self.jammed(jam, lvl, rix, f, t, line, east), _block(rows))
         wave = ir.For("asp_s", _op("-", _v("asp_lo0"), _op("*", _op("-", D, 1), R)),
                       _op("+", _v("asp_hi0"), _op("*", _op("-", D, 1), R)), _block(
                           ir.For("asp_l", _c(1), _op("+", D, 1), _block(*head, rows))),
@@ -293,7 +294,8 @@ class Builder(JammedSweeps):
         tile.append(wave)
 
         region = self.passes(tile, _op("*", _op("-", depth, 1), lvl), itemsize)
-        return self.finish(f"j{jam}", pre, region, bound=BOUND[:1 + dim])
+        return self.finish(f"j{jam}" + ("e" if east else ""), pre, region,
+                           bound=BOUND[:1 + dim])
 
     def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
         """The passes, in one parallel region: each computes ``asp_d`` steps of every tile
