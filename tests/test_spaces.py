@@ -100,6 +100,23 @@ def test_a_space_no_larger_than_its_sample_is_tried_whole():
     assert big.points("one") != big.points("two")
 
 
+def test_a_space_samples_only_the_points_its_restriction_keeps():
+    # ``where``: a parameter that means something for some values of another only (the
+    # blocked iteration's vector form exists for jammed rows, not for a row alone).
+    def where(p):
+        return p["jam"] > 1 or not p["form"]
+
+    space = Space("s", {"jam": (1, 2, 4), "form": (0, 1)}, lambda **p: None, sample=4,
+                  where=where)
+    whole = space.points("seed", whole=True)
+    assert whole == [{"jam": 1, "form": 0}, {"jam": 2, "form": 0}, {"jam": 2, "form": 1},
+                     {"jam": 4, "form": 0}, {"jam": 4, "form": 1}]
+    for seed in map(str, range(20)):  # a sample of 4 of the 5, never the excluded point
+        sample = space.points(seed)
+        assert len(sample) == 4 and all(p in whole for p in sample)
+    assert dataclasses.replace(space, sample=5).points("x") == whole
+
+
 def test_exhaustive_tuning_times_every_point_and_a_later_process_keeps_its_winner(
         fresh_cache, monkeypatch):
     # Exhaustive tuning compiles and times the whole space (24 points), not a sample; the
