@@ -29,8 +29,8 @@ it are still shuffled with the vector at ``i - W``, which the compiler carries o
 from the previous position in a register.  Both forms are points of the blocked
 iteration's search space (:mod:`specializers.stencil.temporal`): the tuner picks.  On
 a Zen 2 (AVX2), 4096^2 heat at depth 32, whole rows in pairs: 2.72 ms a step against
-3.04 with shuffles (and an L1-resident inner loop alone: 0.93-0.97 cycles a point
-against 1.01-1.04; loading every neighbour unaligned, 1.15-1.19).
+3.04 with shuffles (an inner loop alone on rows in L2: 1.00-1.07 cycles a point against
+1.06-1.14 shuffled, and 1.15-1.20 loading every neighbour unaligned).
 
 The loads of a position may reach ``W`` points before a ring row's first point or past
 its last: the rings' allocation has a line of padding at each end.  Lanes loaded
