@@ -339,7 +339,7 @@ class IterateSpecializer(Specializer):
         variants = (Variant("steps", build.steps_function("steps")),)
         spaces = ()
         if why is None:
-            blocked = functools.cache(build.function)  # one function per jam
+            blocked = functools.cache(build.function)  # one function per jam and form
 
             def make(depth: int, rows: int, width: int, jam: int = 1,
                      span: int | None = None, east: int = 0) -> Variant:
