@@ -106,23 +106,34 @@ def test_jammed_sweeps_of_plain_arithmetic_are_explicit_vectors(fresh_cache, mon
                   if int(f[1]) > 1]
         assert jammed, "no jammed sweep in the space"
         # Each jam in both forms: the neighbours after a point shuffled from the next
-        # aligned vector, or loaded unaligned from the point on (``east``).
+        # aligned vector, or loaded unaligned from the point on (``east``).  Level 1
+        # reads the pass's input grid, which has no padding around its rows: there every
+        # neighbour is loaded unaligned from its own point, in both forms.
         bodies = {b.split("(")[0]: b for b in src.split("\nint stencil_iter_")[1:]}
+        vt = "asp_v_double" if u.dtype == np.float64 else "asp_v_float"
         for name, jam in jammed:
             body = bodies[name[len("stencil_iter_"):]]
             after = re.findall(r"asp_w\d+_p1 = ([^;]+);", body)
-            assert after, name
+            rings = [a for a in after if "asp_src" not in a]
+            grid = [a for a in after if "asp_src" in a]
+            assert rings and grid, name
+            assert all(a.startswith(f"*(const {vt} *)&asp_src0[") and a.endswith(" + 1]")
+                       for a in grid), name
+            before = re.findall(r"asp_w\d+_m1 = ([^;]+);", body)
+            assert any(a.startswith(f"*(const {vt} *)&asp_src0[") and a.endswith(" + -1]")
+                       for a in before), name
             if name.endswith("e"):
-                assert all(a.startswith("*(const asp_v_") for a in after), name
+                assert all(a.startswith("*(const asp_v_") for a in rings), name
                 assert not re.search(r"asp_a\d+_2 =", body), name  # no vector at i + W
             else:
-                assert all(a.startswith("ASP_V_") for a in after), name
+                assert all(a.startswith("ASP_V_") for a in rings), name
                 assert f"{name}e" in {f for f, _ in jammed}, name
-        # one vector loop per level case that reads rings only, per target (ring, grid)
+        # one vector loop per level case (level 1 from the grid, the others from rings),
+        # per target (ring, grid)
         last = u.ndim - 1
         loops = re.findall(rf"(#pragma omp simd\s*)?for \(int64_t asp_i{last} = asp_vs; "
                            rf"asp_i{last} < asp_ve; asp_i{last} \+= {n}\)", src)
-        assert len(loops) >= 2 * len(jammed) and not any(loops)
+        assert len(loops) >= 4 * len(jammed) and not any(loops)
         ct = "DOUBLE" if u.dtype == np.float64 else "FLOAT"
         assert f"ASP_V_{ct}_SHUFFLE(" in src and "aligned_alloc(64, " in src
 

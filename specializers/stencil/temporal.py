@@ -286,7 +286,7 @@ class IterateSpecializer(Specializer):
         # (Spaces depend on the threads sharing L3.)
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}")
-        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-9|{levels}|{spaces}".encode(
+        self.digest = hashlib.sha256(f"{stencil.digest}|iterate-10|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
     def location(self):

@@ -33,7 +33,10 @@ a Zen 2 (AVX2), 4096^2 heat at depth 32, whole rows in pairs: 2.72 ms a step aga
 1.06-1.14 shuffled, and 1.15-1.20 loading every neighbour unaligned).
 
 The loads of a position may reach ``W`` points before a ring row's first point or past
-its last: the rings' allocation has a line of padding at each end.  Lanes loaded
+its last: the rings' allocation has a line of padding at each end.  A row of a pass's
+input grid (level 1 reads them) has no such padding: its neighbours are all loaded
+unaligned from their own points, ``i + dx`` for ``|dx| <= R``, which the grid's ghost
+layers contain.  Lanes loaded
 outside what the level computed are only ever moved by shuffles into lanes no output
 uses, never computed with; an ``east`` load at ``i + dx`` (``dx <= W``) reaches no
 further than the aligned vector at ``i + W`` would, and its lanes are the points
@@ -94,11 +97,14 @@ class Loads:
     """The vectors one position of a vector sweep reads: per ring row (``key``), the
     aligned vectors it needs and the neighbours shuffled from them.  ``address(key,
     shift)`` is the element the vector ``shift`` vectors from the position starts at.
-    ``east``: the neighbours after the position are loaded unaligned, not shuffled."""
+    ``east``: the neighbours after the position are loaded unaligned, not shuffled.
+    ``direct(key)``: the row is a grid's, not a ring's (no padding before or after
+    it): every neighbour is loaded unaligned from its own point on."""
 
     def __init__(self, ctype: str, address: Callable[[tuple, int], ir.ArrayRef],
-                 east: bool = False):
+                 east: bool = False, direct: Callable[[tuple], bool] | None = None):
         self.ctype, self.n, self.address, self.east = ctype, lanes(ctype), address, east
+        self.direct = direct or (lambda key: False)
         self.keys: dict[tuple, int] = {}
         self.needs: dict[tuple, set[int]] = {}
         self.read_names: set[str] = set()  # the variables read() returned
@@ -117,17 +123,18 @@ class Loads:
     def statements(self) -> list[ir.Stmt]:
         v, out = vtype(self.ctype), []
         for key, k in self.keys.items():
-            dxs = self.needs[key]
+            dxs, direct = self.needs[key], self.direct(key)
             after = max(dxs) > 0 and not self.east
             shifts = {0} | ({-1} if min(dxs) < 0 else set()) | ({1} if after else set())
-            for s in sorted(shifts):
+            for s in sorted({0} if direct else shifts):
                 out.append(ir.Declare(v, f"asp_a{k}_{s + 1}", _load(v, self.address(key, s)),
                                       const=True))
             for dx in sorted(dxs):
-                if dx > 0 and self.east:  # unaligned, from the point dx on
+                if dx and direct or dx > 0 and self.east:  # unaligned, from the point dx on
                     ref = self.address(key, 0)
                     ref = ir.ArrayRef(ref.array, ir.BinOp("+", ref.index, ir.Const(dx, "int64_t")))
-                    out.append(ir.Declare(v, f"asp_w{k}_p{dx}", _load(v, ref), const=True))
+                    out.append(ir.Declare(v, f"asp_w{k}_{'m' if dx < 0 else 'p'}{abs(dx)}",
+                                          _load(v, ref), const=True))
                     continue
                 if dx < 0:  # (previous, this): lanes n + dx ...
                     pair, first = (f"asp_a{k}_0", f"asp_a{k}_1"), self.n + dx

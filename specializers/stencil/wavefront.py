@@ -55,8 +55,8 @@ class _LevelBody(_Body):
             return super().visit_GridRead(node)
         kind, array = self.sources[node.grid]
         if self.loads is not None:  # a vector of ring row (jam row + offset, ...)
-            if kind != "ring" or node.nbr is not None:
-                raise NotVector("a read that is not of a ring at a constant offset")
+            if node.nbr is not None:
+                raise NotVector("a read that is not at a constant offset")
             off = tuple(node.offset) if node.offset is not None else (0,) * self.dim
             return self.loads.read((array, self.jj + off[0], *off[1:-1]), off[-1])
         coords = self.coords(node.offset, node.nbr)
