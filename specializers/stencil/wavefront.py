@@ -54,7 +54,7 @@ class _LevelBody(_Body):
         if node.grid not in self.sources:
             return super().visit_GridRead(node)
         kind, array = self.sources[node.grid]
-        if self.loads is not None:  # a vector of ring row (jam row + offset, ...)
+        if self.loads is not None:  # a vector of a ring or grid row (jam row + offset, ...)
             if node.nbr is not None:
                 raise NotVector("a read that is not at a constant offset")
             off = tuple(node.offset) if node.offset is not None else (0,) * self.dim
