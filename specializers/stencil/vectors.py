@@ -124,9 +124,11 @@ class Loads:
         v, out = vtype(self.ctype), []
         for key, k in self.keys.items():
             dxs, direct = self.needs[key], self.direct(key)
-            after = max(dxs) > 0 and not self.east
-            shifts = {0} | ({-1} if min(dxs) < 0 else set()) | ({1} if after else set())
-            for s in sorted({0} if direct else shifts):
+            shifts = {0}  # a grid row: only the vector at the position itself
+            if not direct:
+                after = max(dxs) > 0 and not self.east
+                shifts |= ({-1} if min(dxs) < 0 else set()) | ({1} if after else set())
+            for s in sorted(shifts):
                 out.append(ir.Declare(v, f"asp_a{k}_{s + 1}", _load(v, self.address(key, s)),
                                       const=True))
             for dx in sorted(dxs):
