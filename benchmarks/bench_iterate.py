@@ -6,8 +6,8 @@ Targets (issue #14), side by side in one run, 64 steps: the 2-D 5-point heat ste
 >= 2.5x; the 3-D 7-point step on 256^3 >= 2x; the wave equation (two levels) on 4096^2
 >= 2x; against a Numba ``prange`` loop and a NumPy slicing loop, reported.  The loop
 users write today, ``u = K(u, r)``, against ``K.kernel(u, r, out)`` into preallocated
-grids: <= 1.3x at 512^2 and 4096^2.  The 1-D 3-point heat step on 16M points (trapezoid
-tiles), reported.
+grids: <= 1.3x at 512^2 and 4096^2 (64^2 and 256^2 reported).  The 1-D 3-point heat
+step on 16M points (trapezoid tiles), reported.
 
 Both sides are tuned first (the single step by its online tuner, ``iterate`` by its own
 over the depth and tile sizes of its blocked variants, on calls of 16 steps), then timed
@@ -125,7 +125,7 @@ def _pair(label, k, u, args, target, quick, extra=None) -> list[Figure]:
     return figs
 
 
-def _alloc_path(n: int, quick: bool) -> Figure:
+def _alloc_path(n: int, quick: bool, target: float | None = 1.3) -> Figure:
     """``u = K(u, r)`` against ``K.kernel(u, r, out)`` into preallocated grids, per step."""
     k = Heat()
     u0 = np.random.default_rng(3).random((n, n))
@@ -151,7 +151,7 @@ def _alloc_path(n: int, quick: bool) -> Figure:
 
     t = interleaved({"pre": pre, "loop": loop}, repeat=5 if quick else 15)
     return Figure("iterate", f"u = K(u, r) / K.kernel(u, r, out) at {n}^2, per step",
-                  t["loop"] / t["pre"], 1.3, better="lower",
+                  t["loop"] / t["pre"], target, better="lower",
                   detail=f"{t['loop'] / 16 * 1e3:.3f} vs {t['pre'] / 16 * 1e3:.3f} ms/step "
                          f"({loop_jit.chosen_variant(a, 0.1, b)} vs "
                          f"{jit.chosen_variant(a, 0.1, b)})")
@@ -214,6 +214,10 @@ def run(quick: bool = False) -> list[Figure]:
                        "iterate, per step", t["single"] / t["iterate"], 2.0,
                        detail=f"single {t['single'] / STEPS * 1e3:.2f} ms/step ({sv}), "
                               f"iterate {t['iterate'] / STEPS * 1e3:.2f} ms/step ({bv})"))
+    # Issue #14 item 3 asks for <= 1.3x "at every size"; the targets are 512^2 and 4096^2,
+    # the small grids (where the call's microseconds of Python show) are reported.
+    for size in (64, 256):
+        figs.append(_alloc_path(size, quick, target=None))
     for size in (512, 1024 if quick else 4096):
         figs.append(_alloc_path(size, quick))
     return figs

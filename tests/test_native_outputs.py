@@ -36,42 +36,45 @@ def test_small_outputs_do_not_use_the_cache(rng):
     assert _native.cached_bytes() == 0
 
 
+SLOTS = _native.REUSE_SLOTS  # blocks kept at most
+
+
 def test_cache_is_bounded_and_releasable(rng):
     x = rng.random(300_000)
-    outs = [twice_plus_one(x) for _ in range(8)]
-    del outs  # eight 2.4 MB blocks freed: at most four are kept
-    assert 0 < _native.cached_bytes() <= 4 * x.nbytes
+    outs = [twice_plus_one(x) for _ in range(2 * SLOTS)]
+    del outs  # 2.4 MB blocks freed: at most SLOTS are kept
+    assert 0 < _native.cached_bytes() <= SLOTS * x.nbytes
     assert _native.release_cached() > 0
     assert _native.cached_bytes() == 0
 
 
 def test_a_new_size_displaces_the_blocks_kept_longest():
-    """Four slots full of one size: a freed block of another size is kept (the oldest
+    """Every slot full of one size: a freed block of another size is kept (the oldest
     block goes), so a loop that moves to a new grid size reuses its own outputs."""
     _native.release_cached()
-    old = [_native.empty((300_000,), np.float64) for _ in range(4)]  # 2.4 MB each
+    old = [_native.empty((300_000,), np.float64) for _ in range(SLOTS)]  # 2.4 MB each
     del old
-    assert _native.cached_bytes() == 4 * 2_400_000
+    assert _native.cached_bytes() == SLOTS * 2_400_000
     new = _native.empty((200_000,), np.float64)  # 1.6 MB: not among those kept
-    assert _native.cached_bytes() == 4 * 2_400_000
+    assert _native.cached_bytes() == SLOTS * 2_400_000
     del new
-    assert _native.cached_bytes() == 3 * 2_400_000 + 1_600_000
+    assert _native.cached_bytes() == (SLOTS - 1) * 2_400_000 + 1_600_000
     again = _native.empty((200_000,), np.float64)  # served from the cache
-    assert _native.cached_bytes() == 3 * 2_400_000
+    assert _native.cached_bytes() == (SLOTS - 1) * 2_400_000
     del again
-    assert _native.release_cached() == 3 * 2_400_000 + 1_600_000
+    assert _native.release_cached() == (SLOTS - 1) * 2_400_000 + 1_600_000
 
 
 def test_the_block_freed_last_is_reused_first():
     """In a loop ``u = K(u)`` the block freed a step ago is still in cache; an older
     one of the same size (left by an earlier loop) is not."""
     _native.release_cached()
-    blocks = [_native.empty((300_000,), np.float64) for _ in range(5)]
+    blocks = [_native.empty((300_000,), np.float64) for _ in range(SLOTS + 1)]
     where = [x.ctypes.data for x in blocks]
-    while blocks:  # freed first to last: the fifth displaces the first from a full cache
+    while blocks:  # freed first to last: the last displaces the first from a full cache
         del blocks[0]
-    got = [_native.empty((300_000,), np.float64) for _ in range(4)]
-    assert [x.ctypes.data for x in got] == where[:0:-1]  # the fifth, fourth, ...
+    got = [_native.empty((300_000,), np.float64) for _ in range(SLOTS)]
+    assert [x.ctypes.data for x in got] == where[:0:-1]  # the last, the one before, ...
     del got
     _native.release_cached()
 
@@ -150,11 +153,11 @@ def test_a_small_stencil_grid_does_not_choose_for_a_large_one(rng, monkeypatch):
     k = Smooth()
     small, big = rng.random((16, 16)), rng.random((300, 300))
     n = len(k.specialization(small, np.zeros_like(small)).variant_names)
-    for a in (small, big):
-        until_decided(lambda a=a: k(a), lambda a=a: k.jit_for(a, a.copy()).chosen_variant(
+    for a in (small, big):  # k(a) runs k.call_jit(a) (which zeroes a fresh output's border)
+        until_decided(lambda a=a: k(a), lambda a=a: k.call_jit(a).chosen_variant(
             a, np.zeros_like(a)) is not None, n)
     np.testing.assert_allclose(k(big), Smooth(pure_python=True)(big), rtol=1e-12)
-    s = k.jit_for(big, big.copy()).specialization(big, np.zeros_like(big))
+    s = k.call_jit(big).specialization(big, np.zeros_like(big))
     assert {"n~4^4", "n~4^8"} <= set(s.buckets)
     for bucket in ("n~4^4", "n~4^8"):
         t = s.buckets[bucket]

@@ -291,7 +291,7 @@ def test_a_variant_whose_check_cannot_run_is_not_trusted(rng, monkeypatch, fresh
                 out[x] = a[x] * 2
 
     k = Fragile()
-    spec = k.jit_for(np.zeros((40, 40)), np.zeros((40, 40))).specializer
+    spec = k.call_jit(np.zeros((40, 40))).specializer  # what k(a) runs
     original = spec.run_python
 
     def refuses_small(args):
@@ -304,7 +304,7 @@ def test_a_variant_whose_check_cannot_run_is_not_trusted(rng, monkeypatch, fresh
     with pytest.warns(AspFallbackWarning, match="could not be checked.*IndexError"):
         out = k(a)
     np.testing.assert_array_equal(out[1:-1, 1:-1], 2 * a[1:-1, 1:-1])
-    assert isinstance(k.jit_for(a, out).last_error, CheckError)
+    assert isinstance(k.call_jit(a).last_error, CheckError)
 
 
 def test_check_inputs_cut_from_the_call_when_random_ones_fail(tmp_path):

@@ -1,6 +1,7 @@
 """The runtime: guarded entries, specializations, tuning at call time, fallback."""
 from asp.runtime.abi import (
     MISS,
+    REUSE_MIN,
     ArgSpec,
     as_native,
     make_entry,
@@ -22,7 +23,7 @@ from asp.runtime.record import generator_fingerprint
 from asp.runtime.specialization import wait_for_builds
 
 __all__ = [
-    "MISS", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer",
-    "Variant", "as_native", "generator_fingerprint", "make_entry", "native_available",
-    "new_output", "on_release_memory", "release_memory", "wait_for_builds",
+    "MISS", "REUSE_MIN", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization",
+    "Specializer", "Variant", "as_native", "generator_fingerprint", "make_entry",
+    "native_available", "new_output", "on_release_memory", "release_memory", "wait_for_builds",
 ]

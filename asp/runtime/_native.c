@@ -30,10 +30,12 @@
  * pays for the operating system zeroing every new page: for a streaming kernel that is
  * as much time as the computation.  Outputs of at least CACHE_MIN bytes are therefore
  * allocated through this NumPy memory handler, whose free() keeps a few blocks for the
- * next allocation of the same size.  The arrays own their data as usual.  All calls
- * happen with the GIL held (allocation here, deallocation of arrays), so no lock. */
-#define CACHE_SLOTS 4
-#define CACHE_MIN ((size_t)1 << 20)
+ * next allocation of the same size.  The arrays own their data as usual.  CACHE_MIN is
+ * glibc's default mmap threshold: a 256^2 float64 output (512 KiB) from malloc paid for
+ * fresh pages every call (a 16 us heat step cost 59 us as u = K(u)).  All calls happen
+ * with the GIL held (allocation here, deallocation of arrays), so no lock. */
+#define CACHE_SLOTS 8  /* blocks of 128 KiB and more compete for them: room for a few sizes */
+#define CACHE_MIN ((size_t)1 << 17)
 #define CACHE_MAX_TOTAL ((size_t)1 << 30)
 static struct { void *p; size_t n; unsigned long stamp; } cache[CACHE_SLOTS];
 static size_t cache_total = 0;
@@ -633,7 +635,7 @@ static PyObject *native_empty(PyObject *self, PyObject *args)
         return NULL;
     }
     for (k = 0; k < ndim; k++) {
-        shape[k] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k));
+        shape[k] = PyNumber_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k), PyExc_OverflowError);
         if (shape[k] < 0) {
             Py_DECREF(seq);
             if (!PyErr_Occurred())
@@ -647,8 +649,8 @@ static PyObject *native_empty(PyObject *self, PyObject *args)
 
 static PyMethodDef native_methods[] = {
     {"empty", native_empty, METH_VARARGS,
-     "empty(shape, dtype): an uninitialised array; outputs of 1 MiB or more reuse freed "
-     "blocks."},
+     "empty(shape, dtype): an uninitialised array; outputs of REUSE_MIN bytes or more "
+     "reuse freed blocks."},
     {"release_cached", release_cached, METH_NOARGS,
      "Free the output blocks kept for reuse; returns how many bytes were freed."},
     {"cached_bytes", cached_bytes, METH_NOARGS, "Bytes of output blocks kept for reuse."},
@@ -675,6 +677,8 @@ PyMODINIT_FUNC PyInit__native(void)
         Py_DECREF(m);
         return NULL;
     }
+    PyModule_AddIntConstant(m, "REUSE_MIN", (long)CACHE_MIN);
+    PyModule_AddIntConstant(m, "REUSE_SLOTS", CACHE_SLOTS);
     PyModule_AddIntConstant(m, "ARG_ARRAY", ARG_ARRAY);
     PyModule_AddIntConstant(m, "ARG_FLOAT", ARG_FLOAT);
     PyModule_AddIntConstant(m, "ARG_INT", ARG_INT);

@@ -20,8 +20,8 @@ import numpy as np
 
 from asp.errors import LoadError
 
-__all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "OPENMP", "ArgSpec", "OpenMPTeam", "as_native",
-           "make_entry", "native_available", "new_output", "on_release_memory",
+__all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "OPENMP", "REUSE_MIN", "ArgSpec", "OpenMPTeam",
+           "as_native", "make_entry", "native_available", "new_output", "on_release_memory",
            "release_memory"]
 
 try:
@@ -32,6 +32,8 @@ except ImportError:  # built without a compiler: every kernel runs as Python
 #: What one native entry takes: arguments (outputs included), and dimensions per array.
 MAX_ARGS = _native.MAX_ARGS if _native is not None else 32
 MAX_DIMS = _native.MAX_DIMS if _native is not None else 8
+#: Outputs of this many bytes or more come from the reusing allocator (:func:`new_output`).
+REUSE_MIN = _native.REUSE_MIN if _native is not None else 1 << 17
 
 
 class _Miss:
@@ -58,11 +60,11 @@ def as_native(a, dtype=None) -> np.ndarray:
     arrays are common (Dask and pickle protocol 5 deserialize into message
     buffers at any offset).  Guards reject them, so they must be copied first.
 
-    A copy of 1 MiB or more comes from the reusing allocator (:func:`new_output`),
-    as outputs do: a kernel called again and again on such an input (a Dask block
-    that arrived at an odd offset, a slice) copies into warm pages instead of the
-    system zeroing fresh ones (a 4097 x 8192 float64 block at a 4-byte offset, one
-    thread: 64 ms a call through ``np.require``, 18.6 aligned).
+    A copy of :data:`REUSE_MIN` bytes or more comes from the reusing allocator
+    (:func:`new_output`), as outputs do: a kernel called again and again on such an
+    input (a Dask block that arrived at an odd offset, a slice) copies into warm pages
+    instead of the system zeroing fresh ones (a 4097 x 8192 float64 block at a 4-byte
+    offset, one thread: 64 ms a call through ``np.require``, 46 now, 18.6 aligned).
     """
     if (type(a) is np.ndarray and (dtype is None or a.dtype == dtype)
             and not (a.flags.c_contiguous and a.flags.aligned)):
@@ -125,14 +127,14 @@ def make_entry(address: int, specs: tuple[ArgSpec, ...], *, ret: int = -1,
 def new_output(shape: tuple, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array for a kernel's output.
 
-    Arrays of 1 MiB or more come from the reusing memory handler (see
-    :func:`release_memory`): a loop ``u = kernel(u)`` then writes into warm pages
+    Arrays of :data:`REUSE_MIN` bytes (128 KiB) or more come from the reusing memory
+    handler (see :func:`release_memory`): a loop ``u = kernel(u)`` then writes into warm pages
     instead of the operating system zeroing fresh ones, which costs as much as a
     memory-bound kernel itself.  The caller must write every element (or zero it).
     """
     if _native is None:
         return np.empty(shape, dtype)
-    return _native.empty(tuple(int(n) for n in shape), np.dtype(dtype))
+    return _native.empty(shape, dtype)  # any sequence of integers, any dtype-like
 
 
 #: Functions that drop a pool of buffers a specializer keeps between calls and return the
@@ -153,8 +155,8 @@ def on_release_memory(drop) -> None:
 def release_memory() -> int:
     """Free the large buffers asp keeps for reuse; returns bytes freed.
 
-    Entries allocate outputs of 1 MiB or more through a NumPy memory handler
-    that keeps up to four freed blocks (at most 1 GiB) for the next output of
+    Entries allocate outputs of :data:`REUSE_MIN` bytes or more through a NumPy memory handler
+    that keeps up to eight freed blocks (at most 1 GiB) for the next output of
     the same size, so ``y = kernel(x)`` in a loop does not pay for the
     operating system zeroing fresh pages every call.  A block freed when the
     cache is full displaces the blocks kept longest.  Specializers' own pools

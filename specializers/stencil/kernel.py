@@ -66,7 +66,7 @@ class StencilKernel:
     boundary: str = "interior"
     cval: float = 0.0
     #: What the last large ``__call__`` zeroed, and for which arguments (see ``__call__``).
-    _fresh: Remembered | None = None
+    _fresh: dict[tuple, Remembered] | None = None  # kinds(inputs) -> what that call found
     pure_python: bool = False
     should_unroll: bool = True
     #: The original Asp's ``self.distance(x, y)``; a subclass that defines its own
@@ -258,15 +258,14 @@ class StencilKernel:
         Dask arrays among the inputs give a lazy dask array computed block by block
         (see :mod:`specializers.stencil.dask`).
         """
-        # The loop ``u = K(u, r)``: the same kinds and shapes of arguments as the last
-        # large call do what that call found (see .fresh), without asking the kernel
-        # again (a 512^2 step costs 50 us; finding out cost several times that).  No
-        # Dask check either: an argument of a remembered type never held a dask graph.
-        fresh = self._fresh
-        if fresh is not None and fresh.options == (self.boundary, self.cval,
-                                                   self.should_unroll) \
-                and not self.pure_python and kinds(inputs) == fresh.kinds:
-            return run_remembered(self, fresh, inputs)
+        # The loop ``u = K(u, r)``: the same kinds and shapes of arguments as an earlier
+        # call do what that call found (see .fresh), without asking the kernel again (a
+        # 512^2 step costs 50 us; finding out cost several times that).  No Dask check
+        # either: an argument of a remembered type never held a dask graph.
+        if self._fresh and not self.pure_python:
+            r = self._fresh.get(kinds(inputs))
+            if r is not None and r.options == (self.boundary, self.cval, self.should_unroll):
+                return run_remembered(self, r, inputs)
         return call_fresh(self, inputs)
 
     def call_jit(self, *inputs) -> JitKernel:
