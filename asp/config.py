@@ -5,12 +5,15 @@ validated: an unknown tuning mode is an error, not a silent default.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 __all__ = [
+    "FALLBACK_CACHES",
     "TUNE_MODES",
     "cache_dir",
+    "cache_sizes",
     "cflags_override",
     "codegen_settings",
     "compiler_override",
@@ -136,3 +139,36 @@ def num_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+#: Cache sizes when the system does not say (bytes): L1 data, L2, L3 (none).
+FALLBACK_CACHES = (32 << 10, 512 << 10, 0)
+
+
+@functools.cache
+def cache_sizes() -> tuple[int, int, int]:
+    """This machine's (L1 data, L2, L3) bytes (the L2 of one core, the L3 shared): from
+    sysfs, else ``os.sysconf``, else :data:`FALLBACK_CACHES`.  Code planned from them
+    is this machine's: its cache and tuning keys carry the processor's identity."""
+    found: dict[int, int] = {}
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    for index in sorted(root.glob("index*")) if root.is_dir() else ():
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        if kind in ("Data", "Unified") and size.rstrip("KMG").isdigit():
+            found.setdefault(level, int(size.rstrip("KMG")) * scale)
+    for level, name in ((1, "SC_LEVEL1_DCACHE_SIZE"), (2, "SC_LEVEL2_CACHE_SIZE"),
+                        (3, "SC_LEVEL3_CACHE_SIZE")):
+        if level not in found:
+            try:
+                value = os.sysconf(name)
+            except (ValueError, OSError):
+                value = 0
+            if value > 0:
+                found[level] = value
+    return tuple(found.get(level, FALLBACK_CACHES[level - 1]) for level in (1, 2, 3))

@@ -109,6 +109,22 @@ def _decisions_stay(request, monkeypatch):
         monkeypatch.setattr(verify, "MAX_REOPEN", 0)
 
 
+@pytest.fixture(autouse=True)
+def _every_variant_tuned(monkeypatch):
+    """The tests race every variant at every size, whatever this machine's L3: the
+    stencil specializer leaves its streaming variants out of the size buckets that fit
+    in L3 (tests/test_stencil_cache_buckets.py sets an L3 of its own), and the tuner's
+    tests race stencil variants on small grids."""
+    from asp import config
+    from specializers.stencil import specializer
+
+    l1, l2, _ = config.cache_sizes()
+    monkeypatch.setattr(config, "cache_sizes", lambda: (l1, l2, 0))
+    specializer._in_cache.cache_clear()
+    yield
+    specializer._in_cache.cache_clear()
+
+
 def until_decided(call, decided, variants: int) -> int:
     """Call ``call()`` until ``decided()`` is true; the number of calls.  The first
     decision comes within ``calls_to_decide(variants)`` calls; the cap also allows for

@@ -159,6 +159,8 @@ class JitKernel:
             s = self._specialization(prepared)
         except SpecializationError as exc:
             return self._fallback(args, exc)
+        if prepared.unsuited is not None:  # the bucket's tuner never tries those
+            s.tuning_for(prepared.bucket, prepared.unsuited)
         if s.pending is not None:  # late variants of a tiered first call: in when ready
             s.absorb(prepared.args, wait=not s.tuning_for(prepared.bucket).candidates())
         complete = prepared.complete
@@ -412,7 +414,7 @@ class JitKernel:
         if prepared.signature in self._failed or config.jit_disabled():
             return "python"
         s = self._specs.get(prepared.signature)
-        return None if s is None else s.tuning_for(prepared.bucket).winner
+        return None if s is None else s.tuning_for(prepared.bucket, prepared.unsuited).winner
 
     def clear(self) -> None:
         """Forget the in-process specializations (the disk cache stays)."""

@@ -118,7 +118,10 @@ class Prepared:
     variants read and that cost time to make (a variant's plan) are made only for the
     variant that runs, and variants may read their own values from the same argument
     (the points of a search space over a plan's parameters); a SpecializationError from
-    it makes the call run as Python.
+    it makes the call run as Python.  ``unsuited``, when given, says why a variant
+    (by name) does not suit the bucket's calls, or None: the bucket's tuner excludes
+    them with that reason and never tries them, e.g. streaming stores for grids that
+    fit in cache, whose next reader would fetch them from memory.
     """
 
     args: tuple
@@ -129,6 +132,7 @@ class Prepared:
     size_range: tuple[int, int] | None = None
     size_arg: int = -1
     complete: Callable[[tuple[str, ...]], tuple] | None = None
+    unsuited: Callable[[str], str | None] | None = None
 
 
 @dataclass(frozen=True)

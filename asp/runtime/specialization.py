@@ -12,12 +12,12 @@ the same check against the Python.  The sampled points of the plan's search spac
 planned on that thread too (:func:`build_late`), not before the first result.  When the
 first variant is a guess (no winner is remembered), it is built *quick*
 (:data:`QUICK`: ``-O1`` without inlining, a fifth of ``-O3``'s compile time for a 3-D
-kernel with a boundary mode) and rebuilt fully optimized with the late variants; no
-call is served from the hot path before the rebuilt entry replaces it, since no
-decision is made while variants are pending.  The builder thread is joined at interpreter exit
-(a build in progress finishes: every cache file is written to a temporary name and
-renamed, and no compiler outlives the process), and the signatures whose late variants
-were never absorbed are absorbed then, so their warm-start records are written.
+kernel with a boundary mode) and rebuilt fully optimized with the late variants; no call
+is served from the hot path before the rebuilt entry replaces it, since no decision is
+made while variants are pending.  The builder thread is joined at interpreter exit (a
+build in progress finishes: every cache file is written to a temporary name and renamed,
+and no compiler outlives the process), and the signatures whose late variants were never
+absorbed are absorbed then, so their warm-start records are written.
 """
 from __future__ import annotations
 
@@ -98,11 +98,10 @@ class Specialization:
     def variant_names(self) -> list[str]:
         return list(self.entries)
 
-    def tuning_for(self, bucket: str) -> Tuning:
-        """The tuning of one size bucket (``""``: the signature's own)."""
-        if not bucket:
-            return self.tuning
-        t = self.buckets.get(bucket)
+    def tuning_for(self, bucket: str, unsuited=None) -> Tuning:
+        """The tuning of one size bucket (``""``: the signature's own); ``unsuited``: the
+        call's :attr:`~asp.runtime.Prepared.unsuited`."""
+        t = self.buckets.get(bucket) if bucket else self.tuning
         if t is None:
             t = Tuning(self.kernel, f"{self.signature} {bucket}", self.tuning.variants,
                        mode=self.tuning.mode, code=self.code)
@@ -111,6 +110,7 @@ class Specialization:
             for v, why in self.tuning.excluded.items():
                 t.exclude(v, why)
             self.buckets[bucket] = t
+        t.set_unsuited(unsuited)
         return t
 
     # -- the late variants of a tiered first call --------------------------------------

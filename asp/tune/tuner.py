@@ -179,6 +179,7 @@ class Tuning(Verification):
         self.quiet = 0  # sampled calls of a noisy winner in a row with no preemption
         self._switches = _preemptions()
         self.excluded: dict[str, str] = {}
+        self.unsuited: Callable[[str], str | None] | None = None  # see set_unsuited
         self.winner: str | None = None
         self.provisional = False  # decided by the budget, not by separation
         self.recorded: dict = {}  # the timings the decision was made on (or remembered)
@@ -220,6 +221,7 @@ class Tuning(Verification):
         self.variants = self.variants + [v for v in variants if v not in self.variants]
         for v in self.variants:
             self.trials.setdefault(v, [])
+            self._exclude_unsuited(v)
         if spaces:
             self.spaces = {**self.spaces, **spaces}
 
@@ -351,6 +353,19 @@ class Tuning(Verification):
             self.noisy = self.noise >= NOISY_SHARE * self.kept
             self.provisional = not separated or self.noisy
             self._decide(live, best)
+
+    def set_unsuited(self, unsuited: Callable[[str], str | None] | None) -> None:
+        """Exclude the variants ``unsuited`` names a reason for, now and as they are added
+        (:attr:`asp.runtime.Prepared.unsuited`); the first predicate given stays."""
+        if self.unsuited is None and unsuited is not None:
+            self.unsuited = unsuited
+            for v in self.variants:
+                self._exclude_unsuited(v)
+
+    def _exclude_unsuited(self, variant: str) -> None:
+        why = self.unsuited(variant) if self.unsuited is not None else None
+        if why and variant not in self.excluded:
+            self.exclude(variant, why)
 
     def exclude(self, variant: str, reason: str) -> None:
         """Never pick ``variant`` (it failed to build, to run, or to agree with Python)."""

@@ -50,12 +50,11 @@ import dataclasses
 import functools
 import hashlib
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
 from asp import config
+from asp.config import cache_sizes
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
 from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radius
 from specializers.stencil.lines import LineBuilder
@@ -105,38 +104,6 @@ L3_SHARE = 0.5
 #: on a Zen 2: 2.72-2.91 ms a step for the four best tiles with loads, 3.04-3.23 with
 #: shuffles).
 SAMPLE = 4
-#: Cache sizes when the system does not say (bytes): L1 data, L2, L3 (none).
-FALLBACK_CACHES = (32 << 10, 512 << 10, 0)
-
-
-@functools.cache
-def cache_sizes() -> tuple[int, int, int]:
-    """(L1 data, L2, L3) bytes (the L2 of one core, the L3 shared): from sysfs, else
-    ``os.sysconf``, else :data:`FALLBACK_CACHES`."""
-    found: dict[int, int] = {}
-    root = Path("/sys/devices/system/cpu/cpu0/cache")
-    for index in sorted(root.glob("index*")) if root.is_dir() else ():
-        try:
-            level = int((index / "level").read_text())
-            kind = (index / "type").read_text().strip()
-            size = (index / "size").read_text().strip().upper()
-        except (OSError, ValueError):
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
-        if kind in ("Data", "Unified") and size.rstrip("KMG").isdigit():
-            found.setdefault(level, int(size.rstrip("KMG")) * scale)
-    for level, name in ((1, "SC_LEVEL1_DCACHE_SIZE"), (2, "SC_LEVEL2_CACHE_SIZE"),
-                        (3, "SC_LEVEL3_CACHE_SIZE")):
-        if level not in found:
-            try:
-                value = os.sysconf(name)
-            except (ValueError, OSError):
-                value = 0
-            if value > 0:
-                found[level] = value
-    return tuple(found.get(level, FALLBACK_CACHES[level - 1]) for level in (1, 2, 3))
-
-
 def size_class(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The grid sizes that share one blocked iteration's variants: each extent rounded up
     to a power of two.  The search space is made for the class (:func:`blocking_points`),
