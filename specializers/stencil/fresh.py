@@ -107,7 +107,8 @@ def call_fresh(kernel, inputs: tuple):
     key = kinds(inputs)
     remembered = kernel._fresh or {}
     if len(remembered) >= REMEMBERED and key not in remembered:
-        del remembered[next(iter(remembered))]  # the kind remembered first
+        # The kind remembered first (pop: another thread may have dropped it already).
+        remembered.pop(next(iter(remembered), None), None)
     remembered[key] = Remembered(
         (kernel.boundary, kernel.cval, kernel.should_unroll), key, data.shape,
         data.dtype, plan, at if grid else None,
