@@ -23,6 +23,7 @@ from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import UNREP
 from asp.runtime.abi import ArgSpec
+from specializers.stencil.aliasing import lag_prologue, line_loops
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -233,7 +234,7 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
         lo, hi = radius(kernel, dim)
         box = _box(lo, hi, n, pre)
     if streaming:
-        interior = _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam)
+        interior = _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, pre, jam)
     else:
         body = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
                            load=load, store=None)
@@ -273,15 +274,18 @@ def _shared(stmt: ir.Stmt, collapse: int = 1) -> ir.Stmt:
 LINE = 64
 
 
-def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) -> ir.Stmt:
+def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[ir.Stmt],
+                    jam: int = 1) -> ir.Stmt:
     """The interior box, each row's cache-line-aligned middle written with streaming stores.
 
     Per row: points up to the first 64-byte boundary of the output are stored as
-    usual; then each cache line's points are computed (``omp simd``) into a
-    line-sized buffer that stays in registers and leaves with one non-temporal
-    store, so the output is never read for ownership; the remainder is stored as
-    usual; an ``sfence`` at the end of each iteration of the outermost loop (a row in
-    2-D, a plane in 3-D) orders the streamed lines before the loop's barrier.  Needs
+    usual; then each cache line's points are computed (``omp simd``) into the row's
+    ring of lines in L1 and leave with one non-temporal store ``asp_lag`` lines later
+    (the lag, chosen per call in ``prologue``, keeps the pending stores clear of the
+    loads' page offsets: :mod:`.aliasing`), so the output is never read for
+    ownership; the remainder is stored as usual; an ``sfence`` at the end of each
+    iteration of the outermost loop (a row in 2-D, a plane in 3-D) orders the streamed
+    lines before the loop's barrier.  Needs
     ``dim >= 2`` (the fence runs on the thread that streamed).
 
     ``jam > 1`` (unroll and jam): ``jam`` neighbouring rows along the next-to-last
@@ -299,6 +303,8 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
     s0, e = box[last]
     t = _Body(kernel, loops, dim, checked=False, mode=mode, cval=cval, ivars=ivars)
     optr = ir.Var(pname(out.name))
+    prologue += lag_prologue(kernel, dim, [lo for lo, _ in box], jam,
+                             t.linear, pname)
 
     def rows(count: int) -> ir.Block:
         """``count`` rows starting at the current index of the next-to-last axis."""
@@ -328,15 +334,7 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
                                   load=False, store=None) for v in names])
         starts = [t.linear(out.name, [*v[:last], _c(0)]) for v in names]
         first_line = ir.Call(f"asp_line_start_{_suffix(out.ctype)}", (optr, starts[0], s0))
-        line = ir.For("asp_c", a0, ir.BinOp("-", e, _c(width - 1)), ir.Block((
-            *(ir.Declare(out.ctype, buf, size=width) for buf in bufs),
-            ir.For(iv.name, c, ir.BinOp("+", c, _c(width)), lines, independent=True),
-            *(ir.ExprStmt(ir.Call(f"asp_stream_line_{_suffix(out.ctype)}",
-                                  (ir.UnaryOp("&", ir.ArrayRef(optr.name,
-                                                               ir.BinOp("+", start, c))),
-                                   ir.Var(buf))))
-              for start, buf in zip(starts, bufs)),
-        )), step=_c(width), independent=True)
+        simd = ir.For(iv.name, c, ir.BinOp("+", c, _c(width)), lines, independent=True)
         return ir.Block((
             *pre,
             ir.Declare(I64, "asp_a0", ir.Ternary(ir.BinOp("<", first_line, e), first_line, e),
@@ -344,7 +342,7 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, jam: int = 1) ->
             ir.Declare(I64, "asp_tail", ir.BinOp("+", a0, ir.BinOp(
                 "*", ir.BinOp("/", ir.BinOp("-", e, a0), _c(width)), _c(width))), const=True),
             ir.For(iv.name, s0, a0, plain, independent=True),
-            line,
+            line_loops(simd, optr, starts, bufs, out.ctype, _suffix(out.ctype), e),
             ir.For(iv.name, tail, e, plain, independent=True),
         ))
 

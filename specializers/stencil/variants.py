@@ -32,6 +32,7 @@ from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
+from specializers.stencil.aliasing import PREAMBLE as ALIASING
 
 __all__ = ["HELPER_FUNCTIONS", "JAMS", "JAMS_3D", "JAM_SAMPLE", "PREAMBLE", "SERIAL_POINTS",
            "TILES", "TILE_SAMPLE", "apply_variant", "helpers_for", "jam_sample",
@@ -102,7 +103,7 @@ static inline void asp_sfence(void) {
     _mm_sfence();
 #endif
 }
-"""
+""" + ALIASING
 
 def _helpers() -> dict[str, ir.Function]:
     """Index remapping of scipy.ndimage's boundary modes, Python's table indexing and the
