@@ -213,3 +213,56 @@ def test_calls_alternating_between_size_buckets_stay_on_the_hot_path(rng, monkey
             np.testing.assert_array_equal(halve(x), x * 0.5)
     with pytest.raises(AssertionError, match="left the hot path"):
         halve(rng.random(5000))  # a third bucket, not tuned yet
+
+
+def _half_a_page_from(a: np.ndarray) -> int:
+    return ((a.ctypes.data + 2048) % 4096) & ~63
+
+
+def test_an_output_starts_half_a_page_from_its_input(rng):
+    """A streaming kernel whose output starts at its input's offset in a 4 KiB page makes
+    its loads wait on its stores (4K aliasing): outputs start half a page off, aligned."""
+    buf = rng.random(300_000 + 600)
+    for skip in (0, 1, 2, 8, 125, 500):  # inputs at several offsets in their pages
+        x = buf[skip:skip + 300_000]
+        out = _native.empty(x.shape, x.dtype, x)
+        assert out.ctypes.data % 4096 == _half_a_page_from(x), skip
+        assert out.ctypes.data % 64 == 0 and out.flags.owndata
+        del out
+        # The same block, placed for this input, by a compiled entry's allocation too.
+        for _ in range(15):
+            twice_plus_one(x)
+        y = twice_plus_one(x)
+        assert y.ctypes.data % 4096 == _half_a_page_from(x), skip
+        np.testing.assert_array_equal(y, 2.0 * x + 1.0)
+    with pytest.raises(TypeError, match="near"):
+        _native.empty((300_000,), np.float64, [0.0])
+
+
+def test_a_stencil_call_output_starts_half_a_page_from_its_grid(rng):
+    from tests.test_stencil_kernels import Weighted
+
+    k = Weighted()
+    buf = rng.random(200 * 300 + 300)
+    for skip in (0, 3, 200):
+        u = buf[skip:skip + 200 * 300].reshape(200, 300)
+        for _ in range(3):  # the first call plans, the next ones are remembered
+            out = k(u, -4.0, 1.0)
+            assert out.ctypes.data % 4096 == _half_a_page_from(u), skip
+        want = -4.0 * u[1:-1, 1:-1] + u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:]
+        np.testing.assert_allclose(out[1:-1, 1:-1], want, rtol=1e-12)
+
+
+def test_a_reused_output_can_be_resized():
+    """NumPy's resize reallocates through the handler: the values survive, the block
+    returns to the cache with its size."""
+    _native.release_cached()
+    a = _native.empty((200_000,), np.float64)
+    a[...] = np.arange(200_000)
+    a.resize((300_000,), refcheck=False)
+    np.testing.assert_array_equal(a[:200_000], np.arange(200_000))
+    a.resize((150_000,), refcheck=False)
+    np.testing.assert_array_equal(a, np.arange(150_000))
+    del a
+    assert _native.cached_bytes() == 1_600_000 + 2_400_000 + 1_200_000
+    assert _native.release_cached() == 5_200_000

@@ -41,32 +41,56 @@ static struct { void *p; size_t n; unsigned long stamp; } cache[CACHE_SLOTS];
 static size_t cache_total = 0;
 static unsigned long cache_clock = 0;
 
+/* -- Where an output starts in its page ------------------------------------------------
+ * A streaming kernel whose output starts at, or just past, its input's offset in a 4 KiB
+ * page makes its loads wait on its pending stores (4K aliasing; the stencil specializer's
+ * aliasing.py then sends each line through a ring in L1, about 10 % slower), and two
+ * blocks from malloc start at one offset.  So an output allocated for a call starts half
+ * a page from its first input's offset (`want_offset`, set by new_output for the
+ * allocation it makes).  Each block has a page more than asked; a header just before the
+ * data keeps the block's start and size. */
+#define PAGE ((size_t)4096)
+#define SLACK (PAGE + 128)
+typedef struct { void *raw; size_t n; } block_header;
+static long want_offset = -1;  /* the data's offset in its page for the next block, or -1 */
+
+static void *place(void *raw, size_t n)
+{
+    uintptr_t p = ((uintptr_t)raw + sizeof(block_header) + 63) & ~(uintptr_t)63;
+    if (want_offset >= 0) p += ((uintptr_t)want_offset - p) & (PAGE - 1);
+    ((block_header *)p)[-1].raw = raw;
+    ((block_header *)p)[-1].n = n;
+    return (void *)p;
+}
+
 /* The block of this size freed last: the one most likely still in cache (in a loop
  * `u = K(u)` the output freed a step ago, not one left from an earlier loop). */
 static void *big_malloc(void *ctx, size_t n)
 {
     int i, best = -1;
-    void *p;
+    void *raw;
     (void)ctx;
     for (i = 0; i < CACHE_SLOTS; i++)
         if (cache[i].p != NULL && cache[i].n == n
             && (best < 0 || cache[i].stamp > cache[best].stamp))
             best = i;
     if (best >= 0) {
-        p = cache[best].p;
+        raw = cache[best].p;
         cache[best].p = NULL;
         cache_total -= n;
-        return p;
+        return place(raw, n);
     }
-    p = malloc(n ? n : 1);
+    if (n > SIZE_MAX - SLACK) return NULL;
+    raw = malloc(n + SLACK);
+    if (raw == NULL) return NULL;
 #ifdef MADV_HUGEPAGE
-    if (p != NULL && n >= ((size_t)4 << 20)) {  /* as NumPy does for large arrays */
-        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-        uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (n >= ((size_t)4 << 20)) {  /* as NumPy does for large arrays */
+        uintptr_t a = ((uintptr_t)raw + 4095) & ~(uintptr_t)4095;
+        uintptr_t e = ((uintptr_t)raw + n + SLACK) & ~(uintptr_t)4095;
         if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
     }
 #endif
-    return p;
+    return place(raw, n);
 }
 
 static void *big_calloc(void *ctx, size_t nelem, size_t elsize)
@@ -78,10 +102,22 @@ static void *big_calloc(void *ctx, size_t nelem, size_t elsize)
     return p;
 }
 
+static void big_free(void *ctx, void *ptr, size_t n);
+
 static void *big_realloc(void *ctx, void *ptr, size_t n)
 {
-    (void)ctx;
-    return realloc(ptr, n ? n : 1);
+    void *p;
+    size_t old;
+    long want = want_offset;
+    if (ptr == NULL) return big_malloc(ctx, n);
+    old = ((block_header *)ptr)[-1].n;
+    want_offset = -1;
+    p = big_malloc(ctx, n);
+    want_offset = want;
+    if (p == NULL) return NULL;
+    memcpy(p, ptr, old < n ? old : n);
+    big_free(ctx, ptr, old);
+    return p;
 }
 
 /* Keep the block; to make room (a slot, and the byte cap), free the blocks kept
@@ -90,8 +126,11 @@ static void *big_realloc(void *ctx, void *ptr, size_t n)
 static void big_free(void *ctx, void *ptr, size_t n)
 {
     int i, empty, oldest;
+    void *raw;
     (void)ctx;
     if (ptr == NULL) return;
+    raw = ((block_header *)ptr)[-1].raw;
+    n = ((block_header *)ptr)[-1].n;
     if (n >= CACHE_MIN && n <= CACHE_MAX_TOTAL) {
         for (;;) {
             empty = oldest = -1;
@@ -100,7 +139,7 @@ static void big_free(void *ctx, void *ptr, size_t n)
                 else if (oldest < 0 || cache[i].stamp < cache[oldest].stamp) oldest = i;
             }
             if (empty >= 0 && cache_total + n <= CACHE_MAX_TOTAL) {
-                cache[empty].p = ptr;
+                cache[empty].p = raw;
                 cache[empty].n = n;
                 cache[empty].stamp = ++cache_clock;
                 cache_total += n;
@@ -112,7 +151,7 @@ static void big_free(void *ctx, void *ptr, size_t n)
             cache[oldest].p = NULL;
         }
     }
-    free(ptr);
+    free(raw);
 }
 
 static PyDataMem_Handler big_handler = {
@@ -139,8 +178,9 @@ static PyObject *cached_bytes(PyObject *self, PyObject *unused)
     return PyLong_FromSize_t(cache_total);
 }
 
-/* A new C-contiguous array; large ones through the reusing handler. */
-static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum)
+/* A new C-contiguous array; large ones through the reusing handler, their data half a
+ * page from `near`'s offset in its page when `near` is not NULL (an input's data). */
+static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum, const void *near)
 {
     PyArray_Descr *descr = PyArray_DescrFromType(typenum);
     npy_intp k, n;
@@ -153,7 +193,10 @@ static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum)
         return (PyArrayObject *)PyArray_SimpleNew(ndim, shape, typenum);
     old = PyDataMem_SetHandler(big_handler_capsule);
     if (old == NULL) return NULL;
+    want_offset = near == NULL ? -1
+                  : (long)((((uintptr_t)near + PAGE / 2) & (PAGE - 1)) & ~(uintptr_t)63);
     a = PyArray_SimpleNew(ndim, shape, typenum);
+    want_offset = -1;
     prev = PyDataMem_SetHandler(old);
     Py_DECREF(old);
     Py_XDECREF(prev);
@@ -228,6 +271,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
     const npy_intp *gshape[MAX_ARGS];
     PyObject *allocated[MAX_ARGS];
     int nalloc = 0, nf = 0, ni = 0, np_ = 0, nd = 0, i, j;
+    const void *near = NULL;
     PyObject *result;
 
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
@@ -330,7 +374,10 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
         }
     }
 
-    /* Second pass: allocate missing outputs, gather pointers, extents, scalars. */
+    /* Second pass: allocate missing outputs (half a page from the first array given:
+     * see place()), gather pointers, extents, scalars. */
+    for (i = 0; i < n && near == NULL; i++)
+        if (self->spec[i].kind == ARG_ARRAY && arrs[i] != NULL) near = PyArray_DATA(arrs[i]);
     for (i = 0; i < n; i++) {
         const argspec *s = &self->spec[i];
         if (s->kind == ARG_ARRAY) {
@@ -345,7 +392,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
                     }
                     shape = tmp;
                 }
-                a = new_output(s->ndim, (npy_intp *)shape, s->typenum);
+                a = new_output(s->ndim, (npy_intp *)shape, s->typenum, near);
                 if (a == NULL) goto fail;
                 allocated[nalloc++] = (PyObject *)a;
                 arrs[i] = a;
@@ -609,17 +656,28 @@ static PyTypeObject EntryType = {
     .tp_methods = Entry_methods,
 };
 
-/* empty(shape, dtype): an uninitialised C-contiguous array, large ones through the
- * reusing handler (for outputs allocated in Python, e.g. a stencil's __call__). */
+/* empty(shape, dtype[, near]): an uninitialised C-contiguous array, large ones through the
+ * reusing handler (for outputs allocated in Python, e.g. a stencil's __call__), half a
+ * page from the array `near`'s data. */
 static PyObject *native_empty(PyObject *self, PyObject *args)
 {
-    PyObject *shape_obj, *seq;
+    PyObject *shape_obj, *seq, *near_obj = Py_None;
+    const void *near = NULL;
     PyArray_Descr *descr = NULL;
     npy_intp shape[MAX_DIMS];
     Py_ssize_t k, ndim;
     int typenum;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OO&", &shape_obj, PyArray_DescrConverter, &descr)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO&|O", &shape_obj, PyArray_DescrConverter, &descr, &near_obj))
+        return NULL;
+    if (near_obj != Py_None) {
+        if (!PyArray_Check(near_obj)) {
+            Py_DECREF(descr);
+            PyErr_SetString(PyExc_TypeError, "empty: near must be a NumPy array or None");
+            return NULL;
+        }
+        near = PyArray_DATA((PyArrayObject *)near_obj);
+    }
     typenum = descr->type_num;
     Py_DECREF(descr);
     if (!PyTypeNum_ISNUMBER(typenum) && typenum != NPY_BOOL) {
@@ -644,13 +702,13 @@ static PyObject *native_empty(PyObject *self, PyObject *args)
         }
     }
     Py_DECREF(seq);
-    return (PyObject *)new_output((int)ndim, shape, typenum);
+    return (PyObject *)new_output((int)ndim, shape, typenum, near);
 }
 
 static PyMethodDef native_methods[] = {
     {"empty", native_empty, METH_VARARGS,
-     "empty(shape, dtype): an uninitialised array; outputs of REUSE_MIN bytes or more "
-     "reuse freed blocks."},
+     "empty(shape, dtype[, near]): an uninitialised array; outputs of REUSE_MIN bytes or "
+     "more reuse freed blocks, their data half a page from the array near's."},
     {"release_cached", release_cached, METH_NOARGS,
      "Free the output blocks kept for reuse; returns how many bytes were freed."},
     {"cached_bytes", cached_bytes, METH_NOARGS, "Bytes of output blocks kept for reuse."},

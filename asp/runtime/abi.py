@@ -124,17 +124,20 @@ def make_entry(address: int, specs: tuple[ArgSpec, ...], *, ret: int = -1,
                          keepalive)
 
 
-def new_output(shape: tuple, dtype) -> np.ndarray:
+def new_output(shape: tuple, dtype, near: np.ndarray | None = None) -> np.ndarray:
     """An uninitialised C-contiguous array for a kernel's output.
 
     Arrays of :data:`REUSE_MIN` bytes (128 KiB) or more come from the reusing memory
     handler (see :func:`release_memory`): a loop ``u = kernel(u)`` then writes into warm pages
     instead of the operating system zeroing fresh ones, which costs as much as a
-    memory-bound kernel itself.  The caller must write every element (or zero it).
+    memory-bound kernel itself.  Their data start 64-byte aligned and, given ``near``
+    (the input the kernel reads alongside), half a 4 KiB page from ``near``'s offset in
+    its page: a kernel streaming its output at the input's offset would make its loads
+    wait on its stores (4K aliasing).  The caller must write every element (or zero it).
     """
     if _native is None:
         return np.empty(shape, dtype)
-    return _native.empty(shape, dtype)  # any sequence of integers, any dtype-like
+    return _native.empty(shape, dtype, near)  # any sequence of integers, any dtype-like
 
 
 #: Functions that drop a pool of buffers a specializer keeps between calls and return the

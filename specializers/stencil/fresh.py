@@ -52,6 +52,7 @@ class Remembered(NamedTuple):
     reads: object  # read_key of what the kernel reads (None: it reads nothing)
     names: tuple  # the names of what it reads
     plain: bool  # no input is a StencilGrid: the inputs are what the compiled code takes
+    first: int  # the position of the first input grid (the output starts half a page off)
 
 
 def kinds(inputs: tuple) -> tuple:
@@ -72,7 +73,8 @@ def _kind(a):
 
 def run_remembered(kernel, r: Remembered, inputs: tuple):
     """``kernel(*inputs)`` as ``r`` says (the caller checked ``r`` applies)."""
-    out = new_output(r.shape, r.dtype)
+    first = inputs[r.first]
+    out = new_output(r.shape, r.dtype, first if r.plain else _data(first))
     if r.jit is not None and (r.reads is None or r.reads == read_key(kernel, r.names)):
         r.jit(*(inputs if r.plain else arrays(inputs)), out)  # it zeroes the border too
     else:
@@ -89,7 +91,8 @@ def call_fresh(kernel, inputs: tuple):
         return apply(kernel, *inputs)
     at, first, data = _first_grid(kernel, inputs)
     native = _native_output(kernel, data)
-    out = new_output(data.shape, data.dtype) if native else np.zeros(data.shape, data.dtype)
+    out = new_output(data.shape, data.dtype, data) if native else np.zeros(data.shape,
+                                                                             data.dtype)
     grid = isinstance(first, StencilGrid | GridArray)
     target = like(first, out)
     if not native:
@@ -113,7 +116,7 @@ def call_fresh(kernel, inputs: tuple):
         (kernel.boundary, kernel.cval, kernel.should_unroll), data.shape,
         data.dtype, plan, at if grid else None,
         None if reads is PER_INSTANCE else zeroing, reads if names else None, names,
-        not any(isinstance(a, StencilGrid) for a in inputs))
+        not any(isinstance(a, StencilGrid) for a in inputs), at)
     kernel._fresh = remembered
     return carrying(first, out)
 
@@ -128,6 +131,10 @@ def call_jit(kernel, *inputs) -> JitKernel:
         and _writes(kernel.jit_for(*args, zero=True), arrays(args))[0] \
         and _border(out.shape, _deepest(args)) is not None
     return kernel.jit_for(*args, zero=zero)
+
+
+def _data(a):
+    return a.data if isinstance(a, StencilGrid) else a
 
 
 def _first_grid(kernel, inputs: tuple):
