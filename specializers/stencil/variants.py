@@ -195,10 +195,11 @@ def variant_specs(dim: int, streaming_ok: bool) -> list[tuple[str, dict]]:
 
 #: The search spaces: the block of the middle axis of a tiled 3-D sweep, and how many
 #: rows a streaming sweep jams into one pass; how many points of each are compiled.
-#: Every jam factor is compiled: which wins depends on where the grids' pages land, not
-#: only on the machine (4096^2 heat on a Zen 2, side by side in one process: jam 4 6.9
-#: ms, jam 2 10.4, jam 8 10.4; in other processes all three within 3 %), and a sample of
-#: two (2 and 8, for the README's heat kernel) left the winner out: 1.5x slower.
+#: Every jam factor is compiled: which wins depends on the machine, and a sample of two
+#: (2 and 8, for the README's heat kernel) left the winner out: 1.5x slower.  (It also
+#: moved with where the grids' pages land, 4096^2 heat on a Zen 2 in one process: jam 4
+#: 6.9 ms, jam 2 10.4, jam 8 10.4, in others all three within 3 %: that was 4K aliasing,
+#: which :mod:`.aliasing` now keeps out of every streamed row.)
 TILES, TILE_SAMPLE = (8, 16, 32, 64), 3
 JAMS, JAM_SAMPLE = (2, 4, 8), 3
 JAMS_3D = (2,)
