@@ -11,12 +11,16 @@ with the output at the input's page offset and 6.98 at 64 bytes past it, against
 at 2 KiB; 3-D 7-point 256^3 9.2 and 13.5 against 7.4.  Plain stores drain to L1 at once
 and hardly notice (``static`` within 3 %).
 
-So each streamed row goes through a ring of :data:`RING` lines in L1: a line is
-computed into the ring and streamed ``lag`` lines later.  The lag is chosen per call,
-before the team starts, from the rows' addresses (:func:`lag_prologue`): 0 when no
-output row's offset lies in the band the loads reach, else ``LAG`` lines (which moves
-the band ``64 * LAG`` bytes on).  The ring costs a store and a load per line in L1: at
-a clear offset the same speed as the register buffer it replaces.
+So the lag between computing a line and streaming it is chosen per call, before the
+team starts, from the rows' addresses (:func:`lag_prologue`): 0 when no output row's
+offset lies in the band the loads reach, and each line leaves from a buffer at once, as
+before; else ``LAG`` lines, through a ring of :data:`RING` lines in L1 (which moves the
+band ``64 * LAG`` bytes on).  Measured side by side (the same sweeps, fast memory): at
+the input's offset ``stream_jam2`` 9.3-9.6 -> 6.2-6.3 ms, ``stream_jam4`` 5.6-5.7 ->
+5.1-5.3, 3-D ``stream`` 9.0-9.4 -> 8.7-9.0; at 64 bytes past it 9.7 -> 6.2, 6.9 -> 5.2,
+13.9 -> 8.8; at 2 KiB unchanged.  The ring's store and load per line cost 5-15 %
+against a clear offset, hence two loops, not one (the second costs gcc 40 % more time
+for the streaming variants, compiled after the first call).
 """
 from __future__ import annotations
 

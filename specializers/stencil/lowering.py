@@ -279,13 +279,13 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[i
     """The interior box, each row's cache-line-aligned middle written with streaming stores.
 
     Per row: points up to the first 64-byte boundary of the output are stored as
-    usual; then each cache line's points are computed (``omp simd``) into the row's
-    ring of lines in L1 and leave with one non-temporal store ``asp_lag`` lines later
-    (the lag, chosen per call in ``prologue``, keeps the pending stores clear of the
-    loads' page offsets: :mod:`.aliasing`), so the output is never read for
-    ownership; the remainder is stored as usual; an ``sfence`` at the end of each
-    iteration of the outermost loop (a row in 2-D, a plane in 3-D) orders the streamed
-    lines before the loop's barrier.  Needs
+    usual; then each cache line's points are computed (``omp simd``) into a
+    line-sized buffer and leave with one non-temporal store, so the output is never
+    read for ownership: at once, or ``asp_lag`` lines later through a ring in L1 when
+    the output's page offset would make the loads wait on the pending stores (the lag
+    chosen per call in ``prologue``: :mod:`.aliasing`); the remainder is stored as
+    usual; an ``sfence`` at the end of each iteration of the outermost loop (a row in
+    2-D, a plane in 3-D) orders the streamed lines before the loop's barrier.  Needs
     ``dim >= 2`` (the fence runs on the thread that streamed).
 
     ``jam > 1`` (unroll and jam): ``jam`` neighbouring rows along the next-to-last
