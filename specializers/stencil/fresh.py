@@ -134,7 +134,8 @@ def call_jit(kernel, *inputs) -> JitKernel:
 
 
 def _data(a):
-    return a.data if isinstance(a, StencilGrid) else a
+    """A grid's array; anything else as it is."""
+    return a._data if isinstance(a, StencilGrid) else a
 
 
 def _first_grid(kernel, inputs: tuple):
@@ -145,7 +146,7 @@ def _first_grid(kernel, inputs: tuple):
     if at is None:
         raise TypeError(f"{type(kernel).__name__}() needs at least one input grid")
     first = inputs[at]
-    return at, first, first.data if isinstance(first, StencilGrid) else first
+    return at, first, _data(first)
 
 
 def _native_output(kernel, data: np.ndarray) -> bool:
@@ -237,4 +238,4 @@ def _zero(out: np.ndarray, plan: list | None) -> None:
 
 def arrays(args: tuple) -> tuple:
     """``args`` with each grid replaced by its array."""
-    return tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
+    return tuple(_data(a) for a in args)
