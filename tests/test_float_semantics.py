@@ -199,6 +199,27 @@ def test_small_float_powers_at_edge_values_are_numpys():
                 assert np.array_equal(np.signbit(got), np.signbit(expected))
 
 
+def test_a_cube_that_overflows_is_the_infinity_of_its_sign():
+    """x ** 3 for 1e108 < |x| < 1e154: x * x is finite, its rounding error times x is not,
+    and the fma form added that error's infinity (of either sign) to the product: 1.9e125
+    ** 3 came out -inf.  Every variant, both signs, against NumPy."""
+    rng = np.random.default_rng(7)
+    mag = 10.0 ** rng.uniform(108.2, 154.0, 4000)
+    x = np.concatenate([mag, -mag, [2.0 ** 341.4, -(2.0 ** 341.4), 2.0 ** 511.9]])
+    with np.errstate(over="ignore"):
+        expected = np.power(x, 3.0)
+        assert np.isinf(expected).all()
+        for got in _every_variant(cube, x):
+            np.testing.assert_array_equal(got, expected)
+        # x ** 4 beyond its own overflow, and up to it, where its terms stay finite.
+        big = 10.0 ** rng.uniform(70.0, 160.0, 4000)
+        for got in _every_variant(fourth, np.concatenate([big, -big])):
+            want = np.power(np.concatenate([big, -big]), 4.0)
+            finite = np.isfinite(want)
+            np.testing.assert_array_equal(got[~finite], want[~finite])
+            np.testing.assert_allclose(got[finite], want[finite], rtol=2.3e-16, atol=0)
+
+
 @elementwise
 def np_cosh(x):
     return np.cosh(x)

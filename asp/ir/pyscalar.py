@@ -344,17 +344,37 @@ static inline int64_t asp_ucheck(uint64_t x, int *unrep) {
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0;
 }
-/* x ** 3 and x ** 4 rounded once, as pow() rounds them, without calling pow: fma gives
- * the first product's rounding error exactly (x*x*x rounds twice: 1 ulp off pow). */
+/* x ** 3 and x ** 4 rounded once (x*x*x rounds twice: 1 ulp off pow), without pow and
+ * without fma: asp compiles with -frounding-math, under which gcc takes fma() for a call
+ * that reads the FP environment, and no loop calling it is vectorized.  Dekker's product
+ * gives each product's rounding error exactly (round to nearest, no overflow or
+ * underflow), so x is scaled by a power of two into the range where that holds (exact),
+ * and the result scaled back (exact unless it is subnormal: then it may be 1 ulp off;
+ * glibc's pow is not correctly rounded either, and differs from this in about 1 case in
+ * 1200 of the normal range, as it did from the fma form).  An infinite or zero
+ * product is the result itself (an infinite one has no error term: inf - inf).  The fma
+ * form before this overflowed its error term for 1e108 < |x| < 1e154 and returned the
+ * infinity of the wrong sign for x ** 3. */
+static inline double asp_mul_err(double a, double b, double p) {
+    double ca = 134217729.0 * a, ah = ca - (ca - a), al = a - ah;
+    double cb = 134217729.0 * b, bh = cb - (cb - b), bl = b - bh;
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+}
 static inline double asp_pow3(double x) {
-    double p = x * x, e = fma(x, x, -p);
-    if (!isfinite(p)) return p * x;  /* inf, nan: no error term (inf - inf) */
-    return fma(p, x, e * x);
+    double ax = fabs(x);
+    double in = ax > 0x1p300 ? 0x1p-300 : ax < 0x1p-300 ? 0x1p300 : 1.0;
+    double out = ax > 0x1p300 ? 0x1p900 : ax < 0x1p-300 ? 0x1p-900 : 1.0;
+    double y = x * in, p = y * y, e = asp_mul_err(y, y, p);
+    double c = p * y, r = c + (asp_mul_err(p, y, c) + e * y);
+    return (isfinite(c) && c != 0.0 ? r : c) * out;
 }
 static inline double asp_pow4(double x) {
-    double p = x * x, e = fma(x, x, -p), q = p * p, f = fma(p, p, -q);
-    if (!isfinite(q)) return q;
-    return q + fma(2.0 * p, e, f);
+    double ax = fabs(x);
+    double in = ax > 0x1p200 ? 0x1p-200 : ax < 0x1p-200 ? 0x1p200 : 1.0;
+    double out = ax > 0x1p200 ? 0x1p800 : ax < 0x1p-200 ? 0x1p-800 : 1.0;
+    double y = x * in, p = y * y, e = asp_mul_err(y, y, p);
+    double q = p * p, r = q + (2.0 * p * e + asp_mul_err(p, p, q));
+    return (isfinite(q) && q != 0.0 ? r : q) * out;
 }
 /* Python ints: a result beyond 64 bits flags the call (*unrep) for Python to redo. */
 static inline int64_t asp_py_add(int64_t a, int64_t b, int *unrep) {
