@@ -96,14 +96,21 @@ MAX_WORK = 1.3
 #: width 3.56; 8192^2: 256 17.1, 2048 14.4, 4096 14.7, whole width 14.6).  3-D tiles
 #: that span whole rows (no halo columns, long vector loops) let rings of depth 8 fit:
 #: 256^3 heat at depth 8 on 64 x 256 tiles 5.4-5.9 ms a step against 6.2-6.5 for depth
-#: 4 on whole planes, the best before, in the same runs (Zen 3).
+#: 4 on whole planes, the best before, in the same runs (Zen 3).  But on an Intel Xeon
+#: (Emerald Rapids VM, 2 MiB of L2 a core, its L3 on a mesh) rings in L3 ran slower
+#: than rings that fit L2: 4096^2 heat 3.0-3.2 ms a step at depth 32 on 512-wide tiles
+#: in rows of four, 3.7-3.8 at the best L3-sized tiles (depth 16, 2048 wide), 5.6-6.6
+#: at 4096; 256^3 7.6 against 9.3.  So a space keeps the widest tiles whose rings fit
+#: in L2 besides the widest that fit in L3, and the tuner picks.
 L3_SHARE = 0.5
 #: Points compiled of each depth's space (all of them if there are no more); half as
 #: many again of a space whose jammed sweeps come in two forms (``east``: :mod:`.vectors`):
 #: its points nearly double, and the form decides as much as the tiles do (4096^2 heat
 #: on a Zen 2: 2.72-2.91 ms a step for the four best tiles with loads, 3.04-3.23 with
-#: shuffles).
-SAMPLE = 4
+#: shuffles).  A compile serves every point of one jam and form (the tiles and depth
+#: are the function's parameters), so more points cost tuning calls, not builds: 8
+#: since the spaces keep L2-sized tiles besides L3-sized ones (up to 16 points a depth).
+SAMPLE = 8
 def size_class(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The grid sizes that share one blocked iteration's variants: each extent rounded up
     to a power of two.  The search space is made for the class (:func:`blocking_points`),
@@ -131,7 +138,8 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     :data:`L3_SHARE` of a thread's part of L3, whichever is more, and whose halos add at
     most :data:`MAX_WORK` of the work of a tile of the smallest rows (a jam whose rings
     fit at no width is left out, so is one whose rings are no smaller than a larger
-    jam's, and the widths kept fit with every jam kept).  A 3-D depth whose rings fit
+    jam's, and the widths kept fit with every jam kept); and the two widest whose rings
+    fit in L2 with every jam that fits there.  A 3-D depth whose rings fit
     at some width and jam with tiles spanning the class's rows whole gets ``"span":
     (length,)``: its tiles are ``width`` along axis 1 and whole along axis 2; other
     depths' tiles are square across both.  An axis a tile covers whole adds no halo.
@@ -161,7 +169,7 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
         rows = tuple(sorted({min(m * depth * reach, max(interior[0], 1))
                              for m in ROWS[dim]}))
 
-        def fits(w: int, jam: int, depth=depth, rows=rows, span=None) -> bool:
+        def fits(w: int, jam: int, depth=depth, rows=rows, span=None, limit=budget) -> bool:
             tile = (rows[0], *(w,) * (dim - 2), span or w)
             rings = (depth - 1) * ring_rows(levels, reach, jam) * itemsize \
                 * math.prod(t + 2 * depth * reach for t in tile[1:])
@@ -169,7 +177,7 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
             work = sum(math.prod((t + 2 * (depth - lv) * reach) / t if t < n else 1.0
                                  for t, n in zip(tile, interior))
                        for lv in range(1, depth + 1)) / depth
-            return rings <= budget and work <= MAX_WORK
+            return rings <= limit and work <= MAX_WORK
 
         # 3-D: tiles span the contiguous axis whole where their rings fit so (no halo
         # columns, one long vector loop a row), else they are square across it.
@@ -184,9 +192,15 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
         jams = tuple(j for j in jams if not any(
             b > j and ring_rows(levels, reach, b) == ring_rows(levels, reach, j) for b in jams))
         keep = [w for w in sorted(widths) if jams and all(fits(w, j) for j in jams)]
+        # And the two widest whose rings fit in L2 with every jam that fits there at
+        # some width, where L3 would take wider ones: which cache the rings had better
+        # live in is the machine's (see L3_SHARE).
+        in_l2 = functools.partial(fits, limit=RING_SHARE * l2)
+        l2_jams = [j for j in jams if any(in_l2(w, j) for w in widths)]
+        small = [w for w in sorted(widths) if l2_jams and all(in_l2(w, j) for j in l2_jams)]
         if keep:
-            out[depth] = {"depth": (depth,), "rows": rows, "width": tuple(keep[-2:]),
-                          "jam": jams}
+            out[depth] = {"depth": (depth,), "rows": rows,
+                          "width": tuple(sorted({*keep[-2:], *small[-2:]})), "jam": jams}
             if span is not None:
                 out[depth]["span"] = (span,)
             if east and max(jams) > 1:
