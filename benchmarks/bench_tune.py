@@ -250,11 +250,11 @@ def race_every_variant() -> None:
     them) measure that race; at 512^2 on a machine with 4 MiB of L3 or more the runtime
     now has one candidate in 2-D (``static``), decided at once and never sampled."""
     from asp import config
-    from specializers.stencil import specializer
+    from asp.codegen import streaming
 
     l1, l2, _ = config.cache_sizes()
     config.cache_sizes = lambda: (l1, l2, 0)
-    specializer._in_cache.cache_clear()
+    streaming.unsuited_in_cache.cache_clear()
 
 
 def _forget_tuning(cache: str) -> None:

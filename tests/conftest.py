@@ -116,13 +116,13 @@ def _every_variant_tuned(monkeypatch):
     in L3 (tests/test_stencil_cache_buckets.py sets an L3 of its own), and the tuner's
     tests race stencil variants on small grids."""
     from asp import config
-    from specializers.stencil import specializer
+    from asp.codegen import streaming
 
     l1, l2, _ = config.cache_sizes()
     monkeypatch.setattr(config, "cache_sizes", lambda: (l1, l2, 0))
-    specializer._in_cache.cache_clear()
+    streaming.unsuited_in_cache.cache_clear()
     yield
-    specializer._in_cache.cache_clear()
+    streaming.unsuited_in_cache.cache_clear()
 
 
 def until_decided(call, decided, variants: int) -> int:

@@ -84,8 +84,9 @@ def skip_tile_remainder(monkeypatch) -> None:
 
 
 def break_parallel_branch(monkeypatch) -> None:
-    """``serial_below`` emits a parallel copy that starts one iteration late; the serial
-    copy, which every call below the shipped thresholds runs, stays right."""
+    """``serial_below`` emits a parallel copy that starts one iteration late (and so does
+    the elementwise ``stream`` variant's team, which has an ``if()`` of its own); the
+    serial copy, which every call below the shipped thresholds runs, stays right."""
     real = asp.passes.serial_below
 
     def late(loop: ir.For) -> ir.For:
@@ -99,12 +100,26 @@ def break_parallel_branch(monkeypatch) -> None:
                 return dataclasses.replace(node, then=ir.Block((late(body[0]),)))
             return self.generic_visit(node)
 
+    class LateTeam(Transformer):  # a region with an ``if()`` of its own: its shared loops
+        def visit_Region(self, node: ir.Region):
+            if node.when is None:
+                return self.generic_visit(node)
+            return dataclasses.replace(node, body=ir.Block(tuple(
+                late(x) if isinstance(x, ir.For) and x.parallel else x for x in node.body.body)))
+
     def mutant(fn, **kw):
         out = real(fn, **kw)
         return dataclasses.replace(out, body=Late().visit(out.body))
 
+    real_stream = ew_lowering.stream_function
+
+    def stream_mutant(*args, **kw):  # the elementwise ``stream`` variant's team
+        out = real_stream(*args, **kw)
+        return out and dataclasses.replace(out, body=LateTeam().visit(out.body))
+
     monkeypatch.setattr(st_variants, "serial_below", mutant)
     monkeypatch.setattr(ew_lowering, "serial_below", mutant)
+    monkeypatch.setattr(ew_lowering, "stream_function", stream_mutant)
 
 
 def drop_collapse(monkeypatch) -> None:

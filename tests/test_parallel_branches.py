@@ -44,7 +44,7 @@ CVAL = 0.5
 def parallel_guards(fn: ir.Function) -> list[tuple[ir.For, ir.Expr | None]]:
     """Each parallel loop of ``fn`` with the condition it runs under: the ``if`` that
     :func:`asp.passes.serial_below` (or the lanes lowering) put around it, else its own
-    ``if()`` clause, else None (always parallel)."""
+    ``if()`` clause or its region's, else None (always parallel)."""
     found: list[tuple[ir.For, ir.Expr | None]] = []
 
     def walk(node: ir.Node, guard: ir.Expr | None) -> None:
@@ -53,6 +53,9 @@ def parallel_guards(fn: ir.Function) -> list[tuple[ir.For, ir.Expr | None]]:
             walk(node.then, node.cond)
             if node.orelse is not None:
                 walk(node.orelse, guard)
+            return
+        if isinstance(node, ir.Region) and node.when is not None:  # its ``if()`` clause
+            walk(node.body, node.when)
             return
         if isinstance(node, ir.For) and node.parallel is not None:
             found.append((node, node.parallel.when if node.parallel.when is not None
@@ -397,6 +400,7 @@ def run_every_elementwise_variant(fn, *args, want, rtol: float, expected: set[st
 
 
 SCHEDULES = {"chunk", "stride", "dynamic"}
+STREAMED = SCHEDULES | {"stream"}  # loop-free, a float result: its lines streamed
 LANES = SCHEDULES | {"lanes8", "lanes32"}
 VLANES = LANES | {"vlanes4", "vlanes8"}  # 8-byte values only: escape, not damped
 
@@ -407,11 +411,11 @@ def test_elementwise_float_variants_parallel_branch(dtype, rng):
     x = rng.uniform(-4, 4, 301).astype(dtype)
     run_every_elementwise_variant(cubic, x, want=3 * x.astype(float)**3
                                   - 2 * x.astype(float)**2 + x + 1, rtol=rtol,
-                                  expected=SCHEDULES)
+                                  expected=STREAMED)
     e = np.resize(edge_values(dtype), 301)
     e[::7] = x[::7]
     run_every_elementwise_variant(cubic, e, want=elementwise_reference(cubic, e), rtol=rtol,
-                                  expected=SCHEDULES)
+                                  expected=STREAMED)
     run_every_elementwise_variant(damped, e, want=elementwise_reference(damped, e), rtol=rtol,
                                   expected=LANES)
 
@@ -448,7 +452,7 @@ def test_elementwise_above_the_default_thresholds(rng, monkeypatch):
     heavy = elementwise(escape.py_func)
     x = rng.uniform(-4, 4, SERIAL_ELEMENTS + 3001)
     run_every_elementwise_variant(light, x, want=3 * x**3 - 2 * x**2 + x + 1, rtol=1e-12,
-                                  expected=SCHEDULES, threshold=SERIAL_ELEMENTS)
+                                  expected=STREAMED, threshold=SERIAL_ELEMENTS)
     cr = rng.uniform(-2, 1, SERIAL_ELEMENTS_LOOPS * 4 + 7)
     ci = rng.uniform(-1.5, 1.5, cr.size)
     run_every_elementwise_variant(heavy, cr, ci, 30, want=elementwise_reference(escape, cr, ci,

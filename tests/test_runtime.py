@@ -248,7 +248,7 @@ def test_variant_disagreeing_with_python_is_excluded(monkeypatch, fresh_cache):
     monkeypatch.setattr(ew_specializer, "lower_variants", _corrupt({"stride"}))
     f = elementwise(poly)
     s = f.jit.specialization(X, None)
-    assert set(s.variant_names) == {"chunk", "stride", "dynamic"}
+    assert set(s.variant_names) == {"chunk", "stride", "dynamic", "stream"}
     assert set(s.check_failures) == {"stride"}
     assert "differ from the Python reference" in s.check_failures["stride"]
     assert "stride" in s.tuning.excluded
@@ -263,7 +263,7 @@ def test_variant_disagreeing_with_python_is_excluded(monkeypatch, fresh_cache):
 
 def test_every_variant_wrong_falls_back(monkeypatch, fresh_cache):
     monkeypatch.setattr(ew_specializer, "lower_variants",
-                        _corrupt({"chunk", "stride", "dynamic"}))
+                        _corrupt({"chunk", "stride", "dynamic", "stream"}))
     f = elementwise(poly)
     with pytest.warns(AspFallbackWarning, match="every compiled variant disagrees"):
         np.testing.assert_allclose(f(X), POLY)
@@ -529,7 +529,7 @@ def test_tune_off_compiles_only_the_first_variant_and_records_it_apart(
     np.testing.assert_allclose(f(X), POLY)
     s = f.jit.specialization(X, None)
     assert s.plan is not None  # planned again, not loaded from a one-variant record
-    assert set(s.variant_names) == {"chunk", "stride", "dynamic"}
+    assert set(s.variant_names) == {"chunk", "stride", "dynamic", "stream"}
 
 
 def test_tune_exhaustive_decides_on_the_first_call(fresh_cache, monkeypatch):
@@ -539,11 +539,11 @@ def test_tune_exhaustive_decides_on_the_first_call(fresh_cache, monkeypatch):
     assert f(X, out=out) is out
     np.testing.assert_allclose(out, POLY)
     # With out= the signature is "->f8", without it "->auto": each is tuned on its first call.
-    assert f.jit.chosen_variant(X, out) in {"chunk", "stride", "dynamic"}
+    assert f.jit.chosen_variant(X, out) in {"chunk", "stride", "dynamic", "stream"}
     assert f.jit.chosen_variant(X, None) is None
     assert f.jit._hot is not None
     np.testing.assert_allclose(f(X), POLY)
-    assert f.jit.chosen_variant(X, None) in {"chunk", "stride", "dynamic"}
+    assert f.jit.chosen_variant(X, None) in {"chunk", "stride", "dynamic", "stream"}
 
 
 def test_hot_path_of_an_out_signature_does_not_serve_calls_without_out(fresh_cache):

@@ -11,7 +11,9 @@ arrays with a work-sharing schedule:
   lockstep so the loop vectorizes (see :mod:`specializers.elementwise.lanes`),
   blocks striped over threads;
 * ``vlanes4``, ``vlanes8``: the same with every lane value in vector registers, for
-  kernels on 8-byte values (see :mod:`specializers.elementwise.vlanes`).
+  kernels on 8-byte values (see :mod:`specializers.elementwise.vlanes`);
+* ``stream``: for kernels without loops, ``chunk`` with each line of a float output
+  written by one non-temporal store (see :mod:`specializers.elementwise.streaming`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_
 from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
 from specializers.elementwise.lanes import lanes_function
+from specializers.elementwise.streaming import stream_function
 from specializers.elementwise.vlanes import WIDTH, vlanes_function
 
 __all__ = ["SCHEDULES", "SERIAL_ELEMENTS", "SERIAL_ELEMENTS_LOOPS", "fold_constants",
@@ -98,6 +101,10 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
             passes.append(vectorize_inner)
         passes.append(functools.partial(serial_below, when=when))
         out.append((variant, run_pipeline(fn, passes, title=f"elementwise {variant}")))
+    fn = None if heavy else stream_function(sf, names, specs, out_ctype, when=when,
+                                            size=size, params=params)
+    if fn is not None:
+        out.append(("stream", run_pipeline(fn, [], title="elementwise stream")))
     for width in (8, 32) if heavy else ():
         fn = lanes_function(sf, names, specs, out_ctype, lanes=width, schedule=("static", 1),
                             when=when, size=size, params=params)

@@ -20,6 +20,8 @@ import functools
 
 import numpy as np
 
+from asp.codegen.streaming import PREAMBLE as STREAMING
+from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, translate
@@ -109,8 +111,13 @@ class ElementwiseSpecializer(Specializer):
             out_sig = f"{out.dtype.str}"
         sig = f"({','.join(parts)})->{out_sig}"
         bucket, size_range = size_bucket(int(np.prod(shape)))
+        # The output's bytes at most, for the streaming variant's rule (its dtype is the
+        # kernel's when out= is not given: at most the widest input's, or 8).
+        itemsize = out.itemsize if out is not None else max(
+            (a.itemsize for a in conv if isinstance(a, np.ndarray)), default=8)
         return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same,
-                        bucket=bucket, size_range=size_range)
+                        bucket=bucket, size_range=size_range,
+                        unsuited=unsuited_in_cache(size_range[1] * max(itemsize, 8)))
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, prepared: Prepared) -> Plan:
@@ -156,7 +163,8 @@ class ElementwiseSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
                     ret=len(specs) - 1, preamble=PREAMBLE + (VECTOR_PREAMBLE if any(
-                        name.startswith("vlanes") for name, _ in variants) else ""),
+                        name.startswith("vlanes") for name, _ in variants) else "") + (
+                        STREAMING if any(name == "stream" for name, _ in variants) else ""),
                     # The user's function, called by every variant: IR, so the dump shows it.
                     helpers=(sf.as_function(),),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,

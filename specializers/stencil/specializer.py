@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from asp import config
+from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import SpecializationError, UnrepresentableValue
 from asp.frontend import get_source
 from asp.frontend.names import global_reads, namespace
@@ -53,24 +53,6 @@ _TABLE = (IndexError, "lookup table index out of range")
 _UNREP = ("a value only Python represents: an int beyond the integer type (64 bits for "
           "Python ints), or int() of a NaN or an infinity")
 _ERRORS = (_TABLE, (UnrepresentableValue, _UNREP), _TABLE)
-
-
-@functools.cache
-def _in_cache(largest: int):
-    """What :attr:`~asp.runtime.Prepared.unsuited` says of a size bucket whose outputs
-    are at most ``largest`` bytes: the streaming-store variants do not suit it if that
-    fits in this machine's L3 (the next step reads the output back: from memory, if
-    it was streamed past the cache).  Measured as ``u = K(u)`` loops of the 5-point heat
-    step on an AMD EPYC Zen 2 with 16 MiB of L3: 1024^2 (8 MiB a grid) ``static`` 289
-    us a step, the streaming variants 437-701; 256^2 46 against 67-82; 2048^2 (32 MiB)
-    ``stream_jam4`` 1581 against 2134 for ``static``.  The online tuner, timing calls on
-    one input, had crowned streaming variants at 256^2 and 1024^2 in some runs."""
-    l3 = config.cache_sizes()[2]
-    if largest > l3:
-        return None
-    why = (f"streaming stores: this size bucket's grids (at most {largest >> 10} KiB) fit "
-           f"in the L3 cache ({l3 >> 10} KiB)")
-    return lambda name: why if name == "stream" or name.startswith("stream_") else None
 
 
 class StencilSpecializer(Specializer):
@@ -272,7 +254,7 @@ class StencilSpecializer(Specializer):
         hi = 1 << (2 * b + 1)
         return Prepared(args=tuple(conv), signature=sig, finish=finish, same=same,
                         bucket=f"n~4^{b}", size_range=(1 << (2 * b - 1) if b else 0, hi),
-                        size_arg=oi, unsuited=_in_cache(hi * conv[oi].dtype.itemsize))
+                        size_arg=oi, unsuited=unsuited_in_cache(hi * conv[oi].dtype.itemsize))
 
     def planned(self, k: StencilIR) -> StencilIR:
         """The domain passes, as a pipeline."""

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 
 from asp import config
+from asp.codegen.streaming import PREAMBLE as STREAMING
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
@@ -38,72 +39,10 @@ __all__ = ["HELPER_FUNCTIONS", "JAMS", "JAMS_3D", "JAM_SAMPLE", "PREAMBLE", "SER
            "TILES", "TILE_SAMPLE", "apply_variant", "helpers_for", "jam_sample",
            "serial_points", "variant_spaces", "variant_specs", "vectorize_points"]
 
-#: Python's scalar helpers (``//``, ``%``) and the streaming row store (non-temporal
-#: stores where the compiler targets AVX): C text, for its ``#if``s.  GCC gets its own
-#: builtins, what the intrinsics of ``<immintrin.h>`` expand to: parsing that header took
-#: 0.2 s of every compile (a third of a cold first call); other compilers get the header.
+#: Python's scalar helpers (``//``, ``%``), the streaming line store
+#: (:mod:`asp.codegen.streaming`) and the 4K-aliasing ring (:mod:`.aliasing`): C text.
 #: The other helpers are IR (:func:`helpers_for`).
-PREAMBLE = HELPERS + r"""
-#if defined(__GNUC__) && !defined(__clang__) && defined(__SSE2__)
-#define ASP_NT_BUILTINS 1
-#elif defined(__SSE2__)
-#include <immintrin.h>
-#endif
-/* Streaming stores of one 64-byte output line from a (register-resident) buffer. */
-static inline int64_t asp_line_start_f64(const double *base, int64_t row, int64_t k) {
-    /* the first index >= k whose address in the row is 64-byte aligned */
-    uintptr_t a = (uintptr_t)(base + row + k);
-    return k + (int64_t)(((64 - (a & 63)) & 63) / sizeof(double));
-}
-static inline int64_t asp_line_start_f32(const float *base, int64_t row, int64_t k) {
-    uintptr_t a = (uintptr_t)(base + row + k);
-    return k + (int64_t)(((64 - (a & 63)) & 63) / sizeof(float));
-}
-#if defined(ASP_NT_BUILTINS) && defined(__AVX512F__)
-typedef double asp_v8d_u __attribute__((vector_size(64), aligned(1), may_alias));
-typedef float asp_v16f_u __attribute__((vector_size(64), aligned(1), may_alias));
-#elif defined(ASP_NT_BUILTINS) && defined(__AVX__)
-typedef double asp_v4d_u __attribute__((vector_size(32), aligned(1), may_alias));
-typedef float asp_v8f_u __attribute__((vector_size(32), aligned(1), may_alias));
-#endif
-static inline void asp_stream_line_f64(double *dst, const double *buf) {
-#if defined(ASP_NT_BUILTINS) && defined(__AVX512F__)
-    __builtin_ia32_movntpd512(dst, *(const asp_v8d_u *)buf);
-#elif defined(ASP_NT_BUILTINS) && defined(__AVX__)
-    __builtin_ia32_movntpd256(dst, *(const asp_v4d_u *)buf);
-    __builtin_ia32_movntpd256(dst + 4, *(const asp_v4d_u *)(buf + 4));
-#elif defined(__AVX512F__)
-    _mm512_stream_pd(dst, _mm512_loadu_pd(buf));
-#elif defined(__AVX__)
-    _mm256_stream_pd(dst, _mm256_loadu_pd(buf));
-    _mm256_stream_pd(dst + 4, _mm256_loadu_pd(buf + 4));
-#else
-    for (int k = 0; k < 8; ++k) dst[k] = buf[k];
-#endif
-}
-static inline void asp_stream_line_f32(float *dst, const float *buf) {
-#if defined(ASP_NT_BUILTINS) && defined(__AVX512F__)
-    __builtin_ia32_movntps512(dst, *(const asp_v16f_u *)buf);
-#elif defined(ASP_NT_BUILTINS) && defined(__AVX__)
-    __builtin_ia32_movntps256(dst, *(const asp_v8f_u *)buf);
-    __builtin_ia32_movntps256(dst + 8, *(const asp_v8f_u *)(buf + 8));
-#elif defined(__AVX512F__)
-    _mm512_stream_ps(dst, _mm512_loadu_ps(buf));
-#elif defined(__AVX__)
-    _mm256_stream_ps(dst, _mm256_loadu_ps(buf));
-    _mm256_stream_ps(dst + 8, _mm256_loadu_ps(buf + 8));
-#else
-    for (int k = 0; k < 16; ++k) dst[k] = buf[k];
-#endif
-}
-static inline void asp_sfence(void) {
-#if defined(ASP_NT_BUILTINS)
-    __builtin_ia32_sfence();
-#elif defined(__SSE2__)
-    _mm_sfence();
-#endif
-}
-""" + ALIASING
+PREAMBLE = HELPERS + STREAMING + ALIASING
 
 def _helpers() -> dict[str, ir.Function]:
     """Index remapping of scipy.ndimage's boundary modes, Python's table indexing and the
