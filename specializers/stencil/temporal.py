@@ -101,7 +101,10 @@ MAX_WORK = 1.3
 #: than rings that fit L2: 4096^2 heat 3.0-3.2 ms a step at depth 32 on 512-wide tiles
 #: in rows of four, 3.7-3.8 at the best L3-sized tiles (depth 16, 2048 wide), 5.6-6.6
 #: at 4096; 256^3 7.6 against 9.3.  So a space keeps the widest tiles whose rings fit
-#: in L2 besides the widest that fit in L3, and the tuner picks.
+#: in L2 besides the widest that fit in L3, and the tuner picks.  (The second widest
+#: that fit in L2 was no faster: depth 32 at 256 wide 3.7-4.1 ms, depth 16 at 512 wide
+#: 3.7-4.0 against 3.6-4.0 at 1024; kept, it made 16 points a depth to race, and the
+#: online choice of one whole run 1.16x the exhaustive tuner's best.)
 L3_SHARE = 0.5
 #: Points compiled of each depth's space (all of them if there are no more); half as
 #: many again of a space whose jammed sweeps come in two forms (``east``: :mod:`.vectors`):
@@ -109,7 +112,8 @@ L3_SHARE = 0.5
 #: on a Zen 2: 2.72-2.91 ms a step for the four best tiles with loads, 3.04-3.23 with
 #: shuffles).  A compile serves every point of one jam and form (the tiles and depth
 #: are the function's parameters), so more points cost tuning calls, not builds: 8
-#: since the spaces keep L2-sized tiles besides L3-sized ones (up to 16 points a depth).
+#: since the spaces keep L2-sized tiles besides L3-sized ones (up to 12 points a depth,
+#: every one compiled).
 SAMPLE = 8
 def size_class(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The grid sizes that share one blocked iteration's variants: each extent rounded up
@@ -138,8 +142,8 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
     :data:`L3_SHARE` of a thread's part of L3, whichever is more, and whose halos add at
     most :data:`MAX_WORK` of the work of a tile of the smallest rows (a jam whose rings
     fit at no width is left out, so is one whose rings are no smaller than a larger
-    jam's, and the widths kept fit with every jam kept); and the two widest whose rings
-    fit in L2 with every jam that fits there.  A 3-D depth whose rings fit
+    jam's, and the widths kept fit with every jam kept); and the widest whose rings fit
+    in L2 with every jam that fits there.  A 3-D depth whose rings fit
     at some width and jam with tiles spanning the class's rows whole gets ``"span":
     (length,)``: its tiles are ``width`` along axis 1 and whole along axis 2; other
     depths' tiles are square across both.  An axis a tile covers whole adds no halo.
@@ -192,15 +196,15 @@ def blocking_points(dim: int, itemsize: int, interior: tuple[int, ...], reach: i
         jams = tuple(j for j in jams if not any(
             b > j and ring_rows(levels, reach, b) == ring_rows(levels, reach, j) for b in jams))
         keep = [w for w in sorted(widths) if jams and all(fits(w, j) for j in jams)]
-        # And the two widest whose rings fit in L2 with every jam that fits there at
-        # some width, where L3 would take wider ones: which cache the rings had better
-        # live in is the machine's (see L3_SHARE).
+        # And the widest whose rings fit in L2 with every jam that fits there at some
+        # width, where L3 would take wider ones: which cache the rings had better live
+        # in is the machine's (see L3_SHARE).
         in_l2 = functools.partial(fits, limit=RING_SHARE * l2)
         l2_jams = [j for j in jams if any(in_l2(w, j) for w in widths)]
         small = [w for w in sorted(widths) if l2_jams and all(in_l2(w, j) for j in l2_jams)]
         if keep:
             out[depth] = {"depth": (depth,), "rows": rows,
-                          "width": tuple(sorted({*keep[-2:], *small[-2:]})), "jam": jams}
+                          "width": tuple(sorted({*keep[-2:], *small[-1:]})), "jam": jams}
             if span is not None:
                 out[depth]["span"] = (span,)
             if east and max(jams) > 1:
