@@ -135,8 +135,13 @@ def num_threads() -> int:
             raise ValueError(f"OMP_NUM_THREADS={env!r}: expected a positive integer") from None
         if n > 0:
             return n
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
 
@@ -188,8 +193,4 @@ def l3_share(l2: int, l3: int) -> int:
     Intel Xeon VM, where 4096^2 float64 grids (128 MiB) did not stay in cache from one
     step to the next (a ``K.kernel(u, r, out)`` ping-pong loop: ``static`` 10.9-11.3 ms a
     step, ``stream_jam4`` 6.7-6.9; 2048^2, 32 MiB: 1.72 both)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return min(l3, L3_PER_L2 * l2 * max(cpus, 1))
+    return min(l3, L3_PER_L2 * l2 * usable_cpus())

@@ -111,13 +111,11 @@ class ElementwiseSpecializer(Specializer):
             out_sig = f"{out.dtype.str}"
         sig = f"({','.join(parts)})->{out_sig}"
         bucket, size_range = size_bucket(int(np.prod(shape)))
-        # The output's bytes at most, for the streaming variant's rule (its dtype is the
-        # kernel's when out= is not given: at most the widest input's, or 8).
-        itemsize = out.itemsize if out is not None else max(
-            (a.itemsize for a in conv if isinstance(a, np.ndarray)), default=8)
+        # The streaming variant's rule takes the bucket's outputs at 8 bytes an element
+        # (the widest dtype; without out= the kernel's own is known only at planning).
         return Prepared(args=(*conv, out), signature=sig, finish=finish, same=same,
                         bucket=bucket, size_range=size_range,
-                        unsuited=unsuited_in_cache(size_range[1] * max(itemsize, 8)))
+                        unsuited=unsuited_in_cache(size_range[1] * 8))
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, prepared: Prepared) -> Plan:
