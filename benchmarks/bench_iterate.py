@@ -10,8 +10,11 @@ grids: <= 1.3x at 512^2 and 4096^2 (64^2 and 256^2 reported).  The 1-D 3-point h
 step on 16M points (trapezoid tiles), reported.
 
 Both sides are tuned first (the single step by its online tuner, ``iterate`` by its own
-over the depth and tile sizes of its blocked variants, on calls of 16 steps), then timed
-interleaved, best of several.
+over the depth and tile sizes of its blocked variants, on calls as many steps long as
+the space's deepest variant, up to the 64 timed: a call of fewer steps than a variant's
+depth runs that variant at the call's depth, so calls of 16 steps judged the depth-32
+variants of the 2-D space at depth 16 and chose for them), then timed interleaved,
+best of several.
 """
 from __future__ import annotations
 
@@ -94,18 +97,22 @@ def _tuned_single(k, u, args):
 
 
 def _tuned_iterate(k, u, args):
-    """Tune ``iterate`` (its own tuner, on calls of 16 steps) from state ``u`` (a grid or a
-    tuple of levels); return a function of STEPS steps and the chosen variant."""
+    """Tune ``iterate`` (its own tuner) from state ``u`` (a grid or a tuple of levels), on
+    calls in which every variant of the space runs at its own depth; return a function of
+    STEPS steps and the chosen variant."""
     from specializers.stencil.iterate import iteration_jit
+    from specializers.stencil.temporal import DEPTHS
 
-    k.iterate(u, *args, steps=16)
+    levels = u if isinstance(u, tuple) else (u,)
+    steps = min(STEPS, max(DEPTHS[np.ndim(levels[0])]))
+    k.iterate(u, *args, steps=steps)
     jit = iteration_jit(k, u, *args)
     if jit is None:  # not blocked: step by step
         return (lambda: k.iterate(u, *args, steps=STEPS)), "steps (not blocked)"
-    levels = u if isinstance(u, tuple) else (u,)
     zeros = [np.zeros_like(levels[0]) for _ in range(2 * len(levels))]
-    probe = (*levels, *args, *zeros, 16)
-    until_tuned(lambda: k.iterate(u, *args, steps=16), lambda: jit.chosen_variant(*probe))
+    probe = (*levels, *args, *zeros, steps)
+    until_tuned(lambda: k.iterate(u, *args, steps=steps), lambda: jit.chosen_variant(*probe),
+                limit=300.0)
     return (lambda: k.iterate(u, *args, steps=STEPS)), jit.chosen_variant(*probe)
 
 
