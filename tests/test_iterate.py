@@ -544,39 +544,3 @@ def test_each_size_class_gets_its_own_tiles(monkeypatch):
     assert temporal.size_class(same.shape) == temporal.size_class(large.shape)
     assert len([s for s in iterate_module.iteration_jit(k, large, 0.1).specializations
                 if "@1024x1024|" in s]) == 1
-
-
-def test_calls_that_reach_other_depths_are_tuned_apart(fresh_cache, monkeypatch):
-    """A call of fewer steps than a variant's depth runs it at the call's depth: the
-    tuner's choice on short calls is not the long calls' (a depth-16 tile chosen on calls
-    of 16 steps ran 64-step calls 1.3 times slower than depth 32).  Calls are bucketed by
-    the deepest of the space's depths they reach; every call is still the loop's."""
-    monkeypatch.setattr(temporal, "cache_sizes", lambda: (32 << 10, 512 << 10, 32 << 20))
-    k = Heat()
-    u = RNG.random((130, 170))
-    zeros = [np.zeros_like(u), np.zeros_like(u)]
-    assert [temporal.steps_class(s, 2) for s in (3, 16, 31, 32, 64)] == [0, 16, 16, 32, 32]
-    assert temporal.steps_class(8, 3) == 8 and temporal.steps_class(200, 1) == 128
-
-    def bucket(steps):
-        jit = iterate_module.iteration_jit(k, u, 0.1)
-        return jit.specializer.prepare((u, 0.1, *zeros, steps)).bucket
-
-    def chosen(steps):
-        return iterate_module.iteration_jit(k, u, 0.1).chosen_variant(u, 0.1, *zeros, steps)
-
-    want = {}
-    for steps in (20, 40):
-        v = u
-        for _ in range(steps):
-            v = k(v, 0.1)
-        want[steps] = v
-    for _ in range(300):  # the 20-step calls, until their tuner has chosen
-        np.testing.assert_array_equal(k.iterate(u, 0.1, steps=20), want[20])
-        if chosen(20) is not None:
-            break
-    assert chosen(20) is not None
-    assert bucket(20) == bucket(16) != bucket(40) == bucket(32) == bucket(64)
-    assert chosen(40) is None  # not the 20-step calls' winner: tuned on 40-step calls
-    np.testing.assert_array_equal(k.iterate(u, 0.1, steps=40), want[40])
-    assert chosen(20) is not None and chosen(40) is None

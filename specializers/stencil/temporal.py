@@ -66,7 +66,7 @@ from specializers.stencil.vectors import preamble as vector_preamble
 from specializers.stencil.wavefront import STEPS, Builder, ring_rows
 
 __all__ = ["DEPTHS", "JAMS", "ROWS", "SAMPLE", "IterateSpecializer",
-           "blocking_points", "point_exists", "size_class", "steps_class",
+           "blocking_points", "point_exists", "size_class",
            "cache_sizes", "why_not_blocked"]
 
 #: Steps per pass tried, per number of dimensions; tile extents along axis 0 (the
@@ -115,13 +115,6 @@ L3_SHARE = 0.5
 #: since the spaces keep L2-sized tiles besides L3-sized ones (up to 12 points a depth,
 #: every one compiled).
 SAMPLE = 8
-def steps_class(steps: int, dim: int) -> int:
-    """The deepest of the depths of a ``dim``-dimensional space that a call of ``steps``
-    steps runs at their own depth (0: fewer steps than any): calls of one class rank the
-    variants alike."""
-    return max((d for d in DEPTHS[dim] if d <= steps), default=0)
-
-
 def size_class(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The grid sizes that share one blocked iteration's variants: each extent rounded up
     to a power of two.  The search space is made for the class (:func:`blocking_points`),
@@ -304,17 +297,8 @@ class IterateSpecializer(Specializer):
         p = self.stencil.prepare(tuple(kernel_args))
         # the space, and so the variants, are the grid's size class's (size_class)
         cls = "x".join(map(str, size_class(np.shape(p.args[0]))))
-        # Calls are tuned apart by the depths they let a variant reach: a call of fewer
-        # steps than a variant's depth runs it at the call's depth, so a choice made on
-        # calls of 16 steps does not know the depth-32 variants (4096^2 heat on the Intel
-        # host: a depth-16 tile chosen on 16-step calls, 3.9 ms a step in 64-step calls,
-        # where depth 32 on 512-wide tiles ran 2.9 in the same process).  The
-        # hot path's guard cannot tell the step counts apart: these calls take the
-        # slow path (microseconds, beside Python's work per call in iterate).
-        reach = steps_class(int(steps), np.ndim(p.args[0]))
         return dataclasses.replace(p, args=(*p.args, *older, *tmps, int(steps)),
-                                   signature=f"{self.prefix}@{cls}|{p.signature}",
-                                   bucket=f"{p.bucket}|steps~{reach}", size_range=None)
+                                   signature=f"{self.prefix}@{cls}|{p.signature}")
 
     def plan(self, prepared: Prepared) -> Plan:
         st, K = self.stencil, self.levels
