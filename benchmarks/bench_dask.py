@@ -268,6 +268,7 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
     halos, and the direct ``K.iterate`` on the whole grid."""
     import distributed
 
+    from benchmarks.bench_iterate import tuning_steps
     from benchmarks.harness import until_tuned
     from specializers.stencil.dask import gather, iterate, ship_by_value
     from specializers.stencil.dask.deep import (
@@ -279,7 +280,6 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
     )
     from specializers.stencil.dask.partition import deep_plan
     from specializers.stencil.iterate import iteration_jit
-    from specializers.stencil.temporal import DEPTHS
 
     n, steps = (2048 if quick else 8192), 32
     k = HeatInterior()
@@ -343,7 +343,7 @@ def _deep_halo_figures(client, quick: bool) -> list[Figure]:
     # The direct iterate tuned on calls as deep as its space's deepest variant (32 steps,
     # as timed): on 16-step calls its depth-32 variants ran at depth 16 and it chose
     # among them as if depth 32 did not exist (see benchmarks/bench_iterate.py).
-    deep = min(steps, max(DEPTHS[u.ndim]))
+    deep = tuning_steps(u.ndim, steps)
     k.iterate(u, 0.2, steps=deep)
     probe = (u, 0.2, np.zeros_like(u), np.zeros_like(u), deep)
     until_tuned(lambda: k.iterate(u, 0.2, steps=deep),

@@ -96,15 +96,23 @@ def _tuned_single(k, u, args):
     return steps, jit.chosen_variant(a, *args, b)
 
 
+def tuning_steps(ndim: int, timed: int) -> int:
+    """The steps of the calls ``iterate`` is tuned on before calls of ``timed`` steps are
+    timed: as many as the space's deepest variant, so every variant runs at its own
+    depth, as in the timed calls (at most ``timed``)."""
+    from specializers.stencil.temporal import DEPTHS
+
+    return min(timed, max(DEPTHS[ndim]))
+
+
 def _tuned_iterate(k, u, args):
     """Tune ``iterate`` (its own tuner) from state ``u`` (a grid or a tuple of levels), on
     calls in which every variant of the space runs at its own depth; return a function of
     STEPS steps and the chosen variant."""
     from specializers.stencil.iterate import iteration_jit
-    from specializers.stencil.temporal import DEPTHS
 
     levels = u if isinstance(u, tuple) else (u,)
-    steps = min(STEPS, max(DEPTHS[np.ndim(levels[0])]))
+    steps = tuning_steps(np.ndim(levels[0]), STEPS)
     k.iterate(u, *args, steps=steps)
     jit = iteration_jit(k, u, *args)
     if jit is None:  # not blocked: step by step
