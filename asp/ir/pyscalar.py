@@ -15,7 +15,8 @@ what it means in Python on NumPy scalars:
   ``% -1`` is 0 (C raises SIGFPE), ``x // 0`` and ``x % 0`` are 0, and shifts by
   a negative count or by the type's width or more give 0 (``>>``: -1 for a
   negative ``x``), as :func:`arith`, :func:`negate`, :func:`invert`,
-  :func:`absolute` and :func:`shift` emit.
+  :func:`absolute` and :func:`shift` emit;
+* ``x ** 3`` and ``x ** 4`` on floats round once, as ``pow`` does (:mod:`asp.ir.powers`).
 
 Used by the elementwise and stencil front ends; any specializer may use it.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asp.ir import platform as ir
+from asp.ir.powers import POWERS
 from asp.ir.types import ctype_of, dtype_of
 
 __all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "UNREP", "absolute", "arith",
@@ -344,38 +346,6 @@ static inline int64_t asp_ucheck(uint64_t x, int *unrep) {
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0;
 }
-/* x ** 3 and x ** 4 rounded once (x*x*x rounds twice: 1 ulp off pow), without pow and
- * without fma: asp compiles with -frounding-math, under which gcc takes fma() for a call
- * that reads the FP environment, and no loop calling it is vectorized.  Dekker's product
- * gives each product's rounding error exactly (round to nearest, no overflow or
- * underflow), so x is scaled by a power of two into the range where that holds (exact),
- * and the result scaled back (exact unless it is subnormal: then it may be 1 ulp off;
- * glibc's pow is not correctly rounded either, and differs from this in about 1 case in
- * 1200 of the normal range, as it did from the fma form).  An infinite or zero
- * product is the result itself (an infinite one has no error term: inf - inf).  The fma
- * form before this overflowed its error term for 1e108 < |x| < 1e154 and returned the
- * infinity of the wrong sign for x ** 3. */
-static inline double asp_mul_err(double a, double b, double p) {
-    double ca = 134217729.0 * a, ah = ca - (ca - a), al = a - ah;
-    double cb = 134217729.0 * b, bh = cb - (cb - b), bl = b - bh;
-    return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
-}
-static inline double asp_pow3(double x) {
-    double ax = fabs(x);
-    double in = ax > 0x1p300 ? 0x1p-300 : ax < 0x1p-300 ? 0x1p300 : 1.0;
-    double out = ax > 0x1p300 ? 0x1p900 : ax < 0x1p-300 ? 0x1p-900 : 1.0;
-    double y = x * in, p = y * y, e = asp_mul_err(y, y, p);
-    double c = p * y, r = c + (asp_mul_err(p, y, c) + e * y);
-    return (isfinite(c) && c != 0.0 ? r : c) * out;
-}
-static inline double asp_pow4(double x) {
-    double ax = fabs(x);
-    double in = ax > 0x1p200 ? 0x1p-200 : ax < 0x1p-200 ? 0x1p200 : 1.0;
-    double out = ax > 0x1p200 ? 0x1p800 : ax < 0x1p-200 ? 0x1p-800 : 1.0;
-    double y = x * in, p = y * y, e = asp_mul_err(y, y, p);
-    double q = p * p, r = q + (2.0 * p * e + asp_mul_err(p, p, q));
-    return (isfinite(q) && q != 0.0 ? r : q) * out;
-}
 /* Python ints: a result beyond 64 bits flags the call (*unrep) for Python to redo. */
 static inline int64_t asp_py_add(int64_t a, int64_t b, int *unrep) {
     int64_t r;
@@ -429,4 +399,4 @@ static inline double asp_floordiv_f64(double a, double b) {
     if (div - q > 0.5) q += 1.0;
     return q;
 }
-""" + _integer_helpers()
+""" + POWERS + _integer_helpers()

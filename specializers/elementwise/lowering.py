@@ -25,7 +25,7 @@ from asp.codegen.entry import abi_params, extent_name
 from asp.frontend.scalar import ScalarFunction
 from asp.ir import platform as ir
 from asp.ir.pyscalar import unrep_flag
-from asp.passes import parallelize_outer, run_pipeline, serial_below, vectorize_inner
+from asp.passes import parallelize_outer, run_pipeline, serial_below, simd_calls, vectorize_inner
 from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
 from specializers.elementwise.lanes import lanes_function
@@ -33,7 +33,7 @@ from specializers.elementwise.streaming import stream_function
 from specializers.elementwise.vlanes import WIDTH, vlanes_function
 
 __all__ = ["SCHEDULES", "SERIAL_ELEMENTS", "SERIAL_ELEMENTS_LOOPS", "fold_constants",
-           "lower_variants", "serial_elements"]
+           "lower_variants", "serial_elements", "simd_forms"]
 
 SCHEDULES: dict[str, tuple[str, int | None]] = {
     "chunk": ("static", None),
@@ -62,6 +62,20 @@ def fold_constants(sf: ScalarFunction) -> ScalarFunction:
     Before: ``x * (2.0 * 3.0)``  After: ``x * 6.0``.
     """
     return dataclasses.replace(sf, body=fold_expressions(sf.body))
+
+
+def simd_forms(sf: ScalarFunction) -> ScalarFunction:
+    """A kernel without loops (whose map loops are vectorized) calls the vector forms of
+    the helpers that have one where its body calls them unconditionally (a domain pass:
+    :func:`asp.passes.simd_calls`); poly's ``3 * x**3 + ...`` on 10M float64, 2 threads
+    on an Intel Xeon: 4.4-5.6 ms against 8.7-9.3 in a C loop.
+
+    Before: ``return 3.0 * asp_pow3(x) + ...``  After: ``return 3.0 * asp_pow3_simd(x) + ...``
+    """
+    if _has_loops(sf):
+        return sf
+    body = simd_calls(sf.body)
+    return sf if body is sf.body else dataclasses.replace(sf, body=body)
 
 
 def _has_loops(sf: ScalarFunction) -> bool:

@@ -25,7 +25,8 @@ from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, translate
-from asp.passes import run_pipeline
+from asp.ir.powers import SIMD_POWERS
+from asp.passes import calls_simd_forms, run_pipeline
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
     compilable,
@@ -35,7 +36,7 @@ from asp.runtime.mapargs import (
     scalar_types,
     size_bucket,
 )
-from specializers.elementwise.lowering import fold_constants, lower_variants
+from specializers.elementwise.lowering import fold_constants, lower_variants, simd_forms
 from specializers.elementwise.vlanes import PREAMBLE as VECTOR_PREAMBLE
 
 __all__ = ["ElementwiseFunction", "elementwise"]
@@ -124,7 +125,8 @@ class ElementwiseSpecializer(Specializer):
         self._src = src
         types, specs = scalar_types(self.params, inputs)
         sf = translate(src, self.fn, types)
-        sf = run_pipeline(sf, [fold_constants], title=f"{self.fn.__name__}: domain passes")
+        sf = run_pipeline(sf, [fold_constants, simd_forms],
+                          title=f"{self.fn.__name__}: domain passes")
         out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
         ndim = next(a.ndim for a in inputs if isinstance(a, np.ndarray))
         # Only the out=None signature may allocate: otherwise its entry, once on the hot
@@ -160,7 +162,9 @@ class ElementwiseSpecializer(Specializer):
 
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
-                    ret=len(specs) - 1, preamble=PREAMBLE + (VECTOR_PREAMBLE if any(
+                    ret=len(specs) - 1, preamble=PREAMBLE + (
+                        SIMD_POWERS if calls_simd_forms(sf.body) else "") + (
+                        VECTOR_PREAMBLE if any(
                         name.startswith("vlanes") for name, _ in variants) else "") + (
                         STREAMING if any(name == "stream" for name, _ in variants) else ""),
                     # The user's function, called by every variant: IR, so the dump shows it.
