@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from asp.ir import platform as ir
 from asp.ir.node import Node, Transformer
 
-__all__ = ["SIMD_FORMS", "calls_simd_forms", "simd_calls"]
+__all__ = ["SIMD_FORMS", "simd_calls", "simd_forms_called"]
 
 #: The helpers that have a vector form, and its name.
 SIMD_FORMS = {"asp_pow3": "asp_pow3_simd", "asp_pow4": "asp_pow4_simd"}
@@ -74,7 +74,7 @@ def simd_calls(body: ir.Block, forms: Mapping[str, str] = SIMD_FORMS) -> ir.Bloc
     return dataclasses.replace(body, body=tuple(out))
 
 
-def calls_simd_forms(node: Node, forms: Mapping[str, str] = SIMD_FORMS) -> bool:
-    """Whether ``node`` calls a vector form (then its code needs that form's C)."""
+def simd_forms_called(node: Node, forms: Mapping[str, str] = SIMD_FORMS) -> frozenset[str]:
+    """The vector forms ``node`` calls (its code needs their C)."""
     names = set(forms.values())
-    return any(isinstance(n, ir.Call) and n.func in names for n in node.walk())
+    return frozenset(n.func for n in node.walk() if isinstance(n, ir.Call) and n.func in names)

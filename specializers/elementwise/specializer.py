@@ -25,8 +25,8 @@ from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, translate
-from asp.ir.powers import SIMD_POWERS
-from asp.passes import calls_simd_forms, run_pipeline
+from asp.ir.powers import simd_powers
+from asp.passes import run_pipeline, simd_forms_called
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
     compilable,
@@ -162,8 +162,8 @@ class ElementwiseSpecializer(Specializer):
 
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
-                    ret=len(specs) - 1, preamble=PREAMBLE + (
-                        SIMD_POWERS if calls_simd_forms(sf.body) else "") + (
+                    ret=len(specs) - 1, preamble=PREAMBLE + simd_powers(
+                        simd_forms_called(sf.body)) + (
                         VECTOR_PREAMBLE if any(
                         name.startswith("vlanes") for name, _ in variants) else "") + (
                         STREAMING if any(name == "stream" for name, _ in variants) else ""),
