@@ -30,7 +30,14 @@ def _run_py(code: str, cache_dir: Path, **env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache):
+@pytest.fixture
+def short_calls(monkeypatch):
+    """The timings of a test in abstract units stand for short calls (whose blocks
+    always warm up), whatever their size against :data:`asp.tune.tuner.LONG_CALL`."""
+    monkeypatch.setattr(tuner, "LONG_CALL", float("inf"))
+
+
+def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache, short_calls):
     t = Tuning(_kernel(), "(f8)->auto", V3, mode="online")
     cost = {"chunk": 1.3, "stride": 1.0, "dynamic": 1.2}  # close: nothing is dropped
     order = []
@@ -48,7 +55,7 @@ def test_online_runs_round_robin_then_keeps_the_fastest(fresh_cache):
     assert t.winner == "stride"
 
 
-def test_online_winner_by_median_despite_a_stall_and_a_slow_first_call(fresh_cache):
+def test_online_winner_by_median_despite_a_stall_and_a_slow_first_call(fresh_cache, short_calls):
     t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", rounds=3)
     # 'a' is slow on the first call of each block (cold pages, caches left by 'b': not
     # timed) and stalls once by 2.5x: not far enough to be noise, so the median decides.
@@ -61,7 +68,7 @@ def test_online_winner_by_median_despite_a_stall_and_a_slow_first_call(fresh_cac
     assert t.winner == "a" and not t.provisional
 
 
-def test_a_first_call_that_flatters_a_variant_does_not_crown_it(fresh_cache):
+def test_a_first_call_that_flatters_a_variant_does_not_crown_it(fresh_cache, short_calls):
     """The demo's failure: early timings of a streaming-store variant looked fast on
     fresh pages; in steady state it is 2.5-4x slower.  Warm-up and the medians of
     later rounds decide."""
@@ -78,7 +85,8 @@ def test_a_first_call_that_flatters_a_variant_does_not_crown_it(fresh_cache):
     assert t.winner == "static"
 
 
-def test_inseparable_variants_are_decided_provisionally_and_retuned_next_time(fresh_cache):
+def test_inseparable_variants_are_decided_provisionally_and_retuned_next_time(fresh_cache,
+                                                                              short_calls):
     k = _kernel()
     t = Tuning(k, "sig", ["a", "b"], mode="online", max_rounds=5)
     noisy = iter([1.0, 1.0] + [1.0, 1.05, 1.04, 1.0, 1.0, 1.02, 1.03, 1.0, 1.01, 1.0] * 3)
@@ -528,7 +536,7 @@ def test_calls_that_never_take_the_hot_path_time_one_in_n():
     assert sum(due) == 3 and due[n - 1] and due[2 * n - 1]
 
 
-def test_clearly_slower_variants_are_dropped_after_two_rounds(fresh_cache):
+def test_clearly_slower_variants_are_dropped_after_two_rounds(fresh_cache, short_calls):
     """Racing: a variant whose fastest run is 1.5x the best median after two rounds
     takes no more calls; a late failure of the winner brings the dropped back."""
     k = _kernel()
@@ -544,6 +552,50 @@ def test_clearly_slower_variants_are_dropped_after_two_rounds(fresh_cache):
     assert "dropped after 2 rounds" in lookup(k, "sig")[1]["c"]["dropped"]
     t.exclude("a", "late failure")
     assert not t.dropped and set(t.candidates()) == {"b", "c", "d"}
+
+
+def test_variants_separated_from_the_best_are_dropped_from_the_third_round(fresh_cache):
+    """From ``ROUNDS`` rounds on, a variant whose fastest run is more than RACE_CLOSE
+    times the best median races no more (it could win only if the best's later timings
+    rose past it); one within that margin races on to the decision."""
+    k = _kernel()
+    t = Tuning(k, "sig", ["a", "b", "c", "d"], mode="online", max_rounds=6)
+    # c and d 1.2x and 1.3x: never dropped at 1.5x; b 1.04x with noise: inseparable.
+    cost = {"a": [0.010, 0.0108], "b": [0.0104, 0.0100], "c": [0.012], "d": [0.013]}
+    seen = {v: 0 for v in cost}
+    while not t.done:
+        v = t.pick()
+        if t.timed_next(v):
+            t.record(v, cost[v][seen[v] % len(cost[v])])
+            seen[v] += 1
+        else:
+            t.record(v, 0.05)  # a warm-up call
+    assert set(t.dropped) == {"c", "d"}
+    assert all(len(t.trials[v]) == tuner.ROUNDS for v in "cd")
+    assert "dropped after 3 rounds" in t.dropped["c"]
+    assert len(t.trials["a"]) == len(t.trials["b"]) == 6  # raced to the budget
+    assert t.winner in ("a", "b") and t.provisional
+
+
+def test_long_calls_of_a_warmed_variant_are_timed_without_a_warm_up(fresh_cache):
+    """A block warms up with one call; for calls of LONG_CALL seconds or more it does so
+    only in a variant's first block (its first call faults in code and buffers), later
+    blocks time their first call: half the calls of a tuning of 0.2-0.7 s calls."""
+    long, short = 2 * tuner.LONG_CALL, tuner.LONG_CALL / 20
+    for seconds, per_block in ((long, 1), (short, 2)):
+        t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", max_rounds=3)
+        cost = {"a": seconds, "b": 1.05 * seconds}
+        calls = 0
+        while not t.done:
+            t.record(t.pick(), cost[t.pick()])
+            calls += 1
+        assert t.trials["a"] == [seconds] * 3 and t.trials["b"] == [1.05 * seconds] * 3
+        # the first round warms up either way; the two later rounds do if calls are short
+        assert calls == 2 * 2 + 2 * 2 * per_block
+    # A long call of a variant never timed before is its warm-up, not a timing.
+    t = Tuning(_kernel(), "sig", ["a", "b"], mode="online")
+    t.record("a", 10 * long)
+    assert t.trials["a"] == [] and not t.timed_next("b")
 
 
 def test_a_lookup_in_an_empty_cache_creates_no_database(fresh_cache):

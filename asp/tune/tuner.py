@@ -15,9 +15,11 @@ Modes (``ASP_TUNE``):
   first calls and 42 us from the eighth on, and timed on its second call it lost to a
   variant 1.35x slower in steady state in 6 of 6 trials.  So a block warms up for
   :data:`WARM_SECONDS` of calls (one call, for calls slower than that; at most
-  :data:`MAX_WARM`).  A call that may run twice (``Plan.repeatable``) runs untimed right
-  before its timed run: after the slow path's Python, ``static`` on the 512^2 heat step
-  took 124 us, right after a run of its own (as in a loop) 79.  A timed call far slower
+  :data:`MAX_WARM`; none for a call of :data:`LONG_CALL` or more of a variant timed
+  before: a cache's worth of misses is a few per cent of it).  A call that may run
+  twice (``Plan.repeatable``) runs untimed right before its timed run: after the slow
+  path's Python, ``static`` on the 512^2 heat step took 124 us, right after a run of
+  its own (as in a loop) 79.  A timed call far slower
   than the fastest timing of any variant so far (:data:`SUSPECT` times, by more than
   :data:`SUSPECT_FLOOR` and less than :data:`SUSPECT_CEILING`) is a scheduler's doing,
   not the variant's: under load a 40 us call took 3.6, 7 or 15 ms whenever a thread of
@@ -33,7 +35,9 @@ Modes (``ASP_TUNE``):
   timings each on, after every round, the
   variant with the smallest median wins as soon as it is *separated*: every
   other variant's fastest timing is slower than its median, so noise (another
-  process, a stall) cannot have made the difference.  Variants that stay
+  process, a stall) cannot have made the difference; racing drops the variants
+  that are far slower after :data:`RACE_FROM` rounds (:data:`RACE_SLOWER`) and those
+  clearly separated from the best from ``rounds`` on (:data:`RACE_CLOSE`).  Variants that stay
   inseparable until ``max_rounds`` are as good as each other: the smallest
   median wins, marked *provisional* (``asp tune show`` says so), and the next
   process tunes again instead of trusting it.
@@ -120,6 +124,18 @@ TIMED_CALLS = 3
 #: make the best variant's fastest run lose it).
 RACE_FROM = 2
 RACE_SLOWER = 1.5
+#: And from :data:`ROUNDS` timed rounds on, a variant whose fastest run is this much
+#: slower than the best median: separated from the best (the decision's own test, with
+#: a margin), it could win only if the best's later timings rose past its fastest.  (A
+#: 4096 x 8192 blocked iteration, 25 variants, 0.2-0.7 s a call: 8 were left after two
+#: rounds, the 4 of depth 16 11-30 % slower, and all 8 raced 6 rounds, 164 calls.)
+RACE_CLOSE = 1.1
+#: A block of a variant already timed once (a kept timing) times its first call when
+#: that call took this long: a warm-up pays for the state the variant before left
+#: (caches, a page or two), a few milliseconds at most, a few per cent of such a call,
+#: while the warm-up call itself doubles the block (a variant's first block still warms
+#: up: its first call faults in its code and buffers).
+LONG_CALL = 0.1
 
 
 
@@ -130,7 +146,8 @@ def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     :data:`TIMED_CALLS` timed calls (one when a call takes :data:`TIMED_SECONDS` or
     more) follow one to :data:`MAX_WARM` untimed ones of the same variant (one when a
     call takes :data:`WARM_SECONDS` or more), and a suspect or preempted timing is
-    retried (:data:`MAX_RETRY`, :data:`MAX_PREEMPTED`)."""
+    retried (:data:`MAX_RETRY`, :data:`MAX_PREEMPTED`).  (Calls of :data:`LONG_CALL`
+    or more need fewer: a warmed variant's blocks have no warm-up call.)"""
     if at_most:
         return variants * (MAX_WARM + TIMED_CALLS + MAX_RETRY) * MAX_ROUNDS + MAX_PREEMPTED
     return variants * 2 * (min(ROUNDS, RACE_FROM) if variants > 2 else ROUNDS)
@@ -297,7 +314,9 @@ class Tuning(Verification):
             return
         if self.block != variant:
             self.block, self.warmed, self.tries, self.timed = variant, (1, seconds), [], []
-            return
+            if not (seconds >= LONG_CALL and self.trials[variant]):
+                return
+            self.warmed = (MAX_WARM, seconds)  # a long call of a warmed variant: timed
         calls, spent = self.warmed
         if spent < WARM_SECONDS and calls < MAX_WARM:
             self.warmed = (calls + 1, spent + seconds)
@@ -339,9 +358,10 @@ class Tuning(Verification):
         med = {v: statistics.median(clean[v]) for v in live}
         best = min(live, key=med.get)
         if n >= RACE_FROM and len(live) > 2:
+            margin = RACE_CLOSE if n >= self.rounds else RACE_SLOWER
             for v in live:
                 fastest = min(clean[v])
-                if v != best and fastest > RACE_SLOWER * med[best]:
+                if v != best and fastest > margin * med[best]:
                     self.dropped[v] = (f"dropped after {n} rounds: its fastest run "
                                        f"{fastest * 1e3:.4g} ms, {best}'s median "
                                        f"{med[best] * 1e3:.4g} ms")
