@@ -324,3 +324,65 @@ def test_wait_for_builds_returns_once_the_queued_builds_are_done(tiered, fresh_c
             wait_for_builds(timeout=bad)
     k(2.0, x, y)
     assert set(s.entries) == ALL
+
+
+def test_a_bucket_whose_late_variants_do_not_suit_it_decides_at_once(tiered, gate,
+                                                                      fresh_cache,
+                                                                      monkeypatch):
+    """The late variants of a 2-D stencil all stream their output (``stream`` and the
+    named points of the jam space); a grid that fits in cache excludes them, so its
+    bucket runs the first tier as its decision from the first call on, instead of after
+    2-3 s of compiling variants it would never run.  The late variants still join, for
+    the buckets they suit."""
+    from asp import config
+    from asp.codegen import streaming
+    from specializers.stencil import StencilKernel
+
+    # A 4 MiB L3 (the suite's own has none: every variant races at every size).
+    monkeypatch.setattr(config, "cache_sizes", lambda: (32 << 10, 256 << 10, 4 << 20))
+    streaming.unsuited_in_cache.cache_clear()
+
+    class Heat(StencilKernel):
+        def kernel(self, u, r, out):
+            for x in out.interior_points():
+                acc = -4.0 * u[x]
+                for y in u.neighbors(x, 1):
+                    acc += u[y]
+                out[x] = u[x] + r * acc
+
+    k = Heat()
+    u = np.random.default_rng(4).random((96, 80))
+    out = np.zeros_like(u)
+    k.kernel(u, 0.1, out)
+    jit = k.jit_for(u, 0.1, out)
+    s = _spec(jit)  # (k.specialization() would wait for the late variants)
+    t = s.tuning_for(jit.specializer.prepare((u, 0.1, out)).bucket)
+    late = {n for n in s.tuning.pending if n.startswith("stream")}
+    assert {"stream", "stream_jam2", "stream_jam4", "stream_jam8"} <= late
+    assert not any(n.startswith("space:") for n in s.tuning.pending)
+    assert set(t.excluded) >= late and not t.waiting()
+    assert jit.chosen_variant(u, 0.1, out) == "static" and not s.pending.done()
+    want = u.copy()
+    want[1:-1, 1:-1] = u[1:-1, 1:-1] + 0.1 * (-4.0 * u[1:-1, 1:-1] + u[:-2, 1:-1]
+                                              + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:])
+    gate.set()
+    s.pending.result(timeout=120)
+    for _ in range(20000):  # the hot entry serves the bucket; a sampled call takes them in
+        k.kernel(u, 0.1, out)
+        if s.pending is None:
+            break
+    np.testing.assert_allclose(out[1:-1, 1:-1], want[1:-1, 1:-1], rtol=1e-14)
+    assert late <= set(s.entries) and not s.check_failures
+    assert jit.chosen_variant(u, 0.1, out) == "static"
+
+
+def test_pending_variants_a_tuning_excludes_hold_no_decision_back(fresh_cache):
+    t = Tuning("test:k", "sig", ["a", "b"], mode="online")  # c: a point, not yet added
+    t.pending = {"b", "c"}
+    assert t.waiting() and t.winner is None
+    t.set_unsuited(lambda v: "streams" if v in ("b", "c") else None)
+    assert not t.waiting() and t.winner == "a" and set(t.excluded) == {"b", "c"}
+    t2 = Tuning("test:k2", "sig", ["a", "b"], mode="online")
+    t2.pending = {"b", "space:points"}  # a point not yet named may suit: it is waited for
+    t2.set_unsuited(lambda v: "streams" if v == "b" else None)
+    assert t2.waiting() and t2.winner is None

@@ -60,6 +60,10 @@ from asp.tune.tuner import Tuning
 
 #: Size buckets whose winners the hot path serves at once.
 MAX_HOT_BUCKETS = 4
+#: A bucket decided while late variants still compile (none of them suits its calls)
+#: sends one call in this many back to the slow path until they are taken in (their
+#: check against the Python, the record saved): a few microseconds in 256 calls.
+LATE_SAMPLE = 256
 
 __all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
 
@@ -200,8 +204,9 @@ class JitKernel:
             self._hot = _chain(list(self._hot_buckets.values()))
         if tuning.done and prepared.same and prepared.finish is None:
             entry = s.entries[tuning.winner]
-            if tuning.sample_every():  # one call in N comes back to be timed
-                entry = entry.sampled(tuning.sample_every())
+            every = tuning.sample_every() or (LATE_SAMPLE if s.pending is not None else 0)
+            if every:  # one call in N comes back: to be timed, or to take in late variants
+                entry = entry.sampled(every)
             if self._reads is not None and self._reads.guards:
                 entry = entry.assuming(tuple((ns, name, MISS if v is UNBOUND else v)
                                              for ns, name, v in self._reads.guards))

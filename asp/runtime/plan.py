@@ -75,6 +75,10 @@ class Space:
     compiles and times every point.  ``asp tune show`` lists the space, the points
     tried, and why each was dropped.  ``where``: the points of the product that exist
     (a parameter that means something only for some values of another), None for all.
+    ``label``, when given, names a point's variant without making it (``label(**point)``
+    is ``make(**point).name``): while the points compile, the tuner then knows which of
+    them a size bucket would exclude (:attr:`Prepared.unsuited`), and need not wait for
+    those before it decides.
     """
 
     name: str
@@ -82,6 +86,7 @@ class Space:
     make: Callable[..., Variant]
     sample: int = 6
     where: Callable[[dict[str, int]], bool] | None = None
+    label: Callable[..., str] | None = None
 
     def points(self, seed: str, whole: bool = False) -> list[dict[str, int]]:
         """The points compiled: ``sample`` of them, or all (``whole``)."""
@@ -93,6 +98,13 @@ class Space:
             return every
         rng = random.Random(hashlib.sha256(f"{seed}|{self.name}".encode()).digest())
         return sorted(rng.sample(every, self.sample), key=lambda p: [p[n] for n in names])
+
+    def pending_names(self, seed: str) -> list[str]:
+        """The names of the points :meth:`points` gives, while they compile: ``label``'s,
+        or without one ``space:<name>`` (a point's name is known once it is made)."""
+        if self.label is None:
+            return [f"space:{self.name}"]
+        return [self.label(**p) for p in self.points(seed)]
 
     def describe(self) -> dict[str, list[int]]:
         return {k: list(v) for k, v in self.params.items()}

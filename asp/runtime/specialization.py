@@ -120,15 +120,14 @@ class Specialization:
         ready.  ``rebuild``: variants built quick before the first result, built again
         with them (their entries are replaced)."""
         self._rebuild = set(rebuild)
-        # A space's points have no names before they are planned: ``space:<name>`` holds
-        # the decision back meanwhile.
+        seed = f"{self.kernel}|{plan.signature}"  # the points built: this seed's sample
         self.tuning.pending = {v.name for v in plan.variants} | {
-            f"space:{sp.name}" for sp in plan.spaces}
+            n for sp in plan.spaces for n in sp.pending_names(seed)}
         self._specializer = specializer
         plan = dataclasses.replace(plan, variants=(
             *(v for v in self.plan.variants if v.name in self._rebuild), *plan.variants)) \
             if self._rebuild and self.plan is not None else plan
-        args = (build_late, plan, self.kernel, f"{self.kernel}|{plan.signature}",
+        args = (build_late, plan, self.kernel, seed,
                 frozenset(n for n in self.entries if n not in self._rebuild))
         try:
             self.pending = _BUILDER.submit(*args)

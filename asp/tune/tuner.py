@@ -232,6 +232,11 @@ class Tuning(Verification):
         return [v for v in self.variants
                 if v not in self.excluded and v not in self.pending and v not in self.dropped]
 
+    def waiting(self) -> bool:
+        """Whether variants still compiling may take part: pending ones not excluded (a
+        late variant that does not suit this tuning's calls holds no decision back)."""
+        return any(v not in self.excluded for v in self.pending)
+
     def add(self, variants: Sequence[str], spaces: dict | None = None) -> None:
         """More variants to choose among (the sampled points of a search space, planned
         after the first result); they take part once they :meth:`join`."""
@@ -255,7 +260,7 @@ class Tuning(Verification):
             self.block = None
             self.dropped = {}
             live = self.candidates()
-            if len(live) == 1 and not self.pending:
+            if len(live) == 1 and not self.waiting():
                 self.winner = live[0]
             else:
                 self._maybe_decide()
@@ -348,7 +353,7 @@ class Tuning(Verification):
 
     def _maybe_decide(self) -> None:
         live = self.candidates()
-        if not live or self.pending:
+        if not live or self.waiting():
             return
         n = min(len(self.trials[v]) for v in live)
         if n == 0 or any(len(self.trials[v]) > n for v in live):
@@ -379,7 +384,10 @@ class Tuning(Verification):
         (:attr:`asp.runtime.Prepared.unsuited`); the first predicate given stays."""
         if self.unsuited is None and unsuited is not None:
             self.unsuited = unsuited
-            for v in self.variants:
+            # The pending ones too: a bucket whose late variants all stream while its
+            # grids fit in cache (512^2 heat) has its first variant decided at once,
+            # not after 2-3 s of compiling variants it would never run.
+            for v in [*self.variants, *sorted(self.pending - set(self.variants))]:
                 self._exclude_unsuited(v)
 
     def _exclude_unsuited(self, variant: str) -> None:
@@ -394,7 +402,7 @@ class Tuning(Verification):
             self.winner = None
             self.dropped = {}  # the race was won by a variant that cannot run: run it again
         live = self.candidates()
-        if len(live) == 1 and not self.pending:
+        if len(live) == 1 and not self.waiting():
             self.winner = live[0]
         else:
             self._maybe_decide()

@@ -326,7 +326,7 @@ class StencilSpecializer(Specializer):
         variants = [make(vname, opts) for vname, opts in variant_specs(dim, stream_ok)]
         # Tile and jam factors are searched: the runtime compiles a sample of each space.
         spaces = tuple(Space(name, params, lambda point=point, **p: make_point(*point(**p)),
-                             sample=sample)
+                             sample=sample, label=lambda point=point, **p: point(**p)[0])
                        for name, params, sample, point in variant_spaces(dim, stream_ok))
         # The remapping and indexing helpers they call, then the slabs (which call them).
         helpers = (*helpers_for([*helpers, *(v.function for v in variants)]), *helpers)
