@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from asp.errors import AspFallbackWarning, CompileError
-from asp.runtime import specialization
+from asp.runtime import build as building
 from specializers.gmm import GMM, GaussianMixture
 from specializers.gmm import kernels as K
 from specializers.gmm import stepper as S
@@ -180,7 +180,7 @@ def _broken_build(*args, **kwargs):
 def test_compile_failure_falls_back_once_or_raises_when_strict(blobs, fresh_cache,
                                                                monkeypatch):
     X, _ = blobs
-    monkeypatch.setattr(specialization, "build", _broken_build)
+    monkeypatch.setattr(building, "build", _broken_build)
     monkeypatch.setattr(K, "_kernels", {})
     monkeypatch.setattr(K, "_groups", {})
     kw = dict(covariance_type="diag", max_iter=5, random_state=0)

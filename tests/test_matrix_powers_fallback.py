@@ -24,7 +24,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from asp.errors import AspFallbackWarning, CompileError, SpecializationError
-from asp.runtime import specialization
+from asp.runtime import build as building
 from asp.tune import calls_to_decide
 from specializers.matrix_powers import MatrixPowers, ca_cg, cg, kernels, partition
 from specializers.matrix_powers.powers_kernel import TUNED_COUNT
@@ -194,14 +194,14 @@ def test_strict_mode_raises(broken, solver, monkeypatch, rng):
 def test_sstep_kernels_alone_fail(isolated, monkeypatch, rng):
     """The s-step kernels fail to build, the others build: ca_cg and sstep_basis still
     give SciPy's answers, with one warning naming the first s-step kernel."""
-    real = specialization.build
+    real = building.build
 
     def build(source, *, kernel, **kwargs):
         if kernel.startswith("matrix_powers:sstep"):
             raise CompileError("the C compiler rejected the generated code", kernel=kernel)
         return real(source, kernel=kernel, **kwargs)
 
-    monkeypatch.setattr(specialization, "build", build)
+    monkeypatch.setattr(building, "build", build)
     A = poisson2d(20)
     b = rng.standard_normal(A.shape[0])
     with warnings.catch_warnings(record=True) as record:

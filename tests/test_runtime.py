@@ -120,13 +120,13 @@ def test_load_failure_without_native_path_falls_back(monkeypatch, fresh_cache):
 
 
 def test_load_failure_in_make_entry_falls_back(monkeypatch, fresh_cache):
+    import asp.runtime.build as building
     import asp.runtime.dispatch as dispatch
-    import asp.runtime.specialization as specialization
 
     def broken(*args, **kwargs):
         raise LoadError("cannot load that")
 
-    monkeypatch.setattr(specialization, "make_entry", broken)  # a cold build
+    monkeypatch.setattr(building, "make_entry", broken)  # a cold build
     monkeypatch.setattr(dispatch, "make_entry", broken)  # a warm start
     f = elementwise(poly)
     with pytest.warns(AspFallbackWarning, match="cannot load that"):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import os
 import time
 import warnings
 import weakref
@@ -33,15 +32,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asp.codegen.entry import entry_point, render_module
-from asp.errors import CompileError, LoadError, SpecializationError
-from asp.ir import platform as ir
-from asp.jit.cache import build
-from asp.passes.pipeline import dump
-from asp.runtime.abi import MISS, OPENMP, ArgSpec, make_entry
-from asp.runtime.build import LATE_UNITS, QUICK, expand_spaces, quick_first, tiers, units
+from asp.errors import LoadError, SpecializationError
+from asp.runtime.abi import MISS, OPENMP, ArgSpec
+from asp.runtime.build import (
+    QUICK,
+    build_late,
+    build_variants,
+    expand_spaces,
+    quick_first,
+    tiers,
+)
 from asp.runtime.check import check_variants
-from asp.runtime.plan import Plan, Variant, functions_of
+from asp.runtime.plan import Plan
 from asp.tune.tuner import Tuning
 
 __all__ = ["QUICK", "Specialization", "build_late", "build_variants", "check_limits",
@@ -334,43 +336,6 @@ def run_stage(stage: str, kernel: str, fn, *args):
                                   kernel=kernel, stage=stage) from exc
 
 
-def build_late(plan: Plan, kernel_id: str, seed: str, skip: frozenset = frozenset()
-               ) -> tuple[dict, str, dict, Plan, dict]:
-    """The late tier, on the builder thread: the sampled points of ``plan``'s spaces
-    (planned here, while the first result is already in the user's hands), then every
-    variant not in ``skip`` built.  Returns :func:`build_variants`'s three results, the
-    plan with its points, and what :func:`expand_spaces` says was tried."""
-    plan, spaces = expand_spaces(plan, seed)
-    late = dataclasses.replace(plan, variants=tuple(v for v in plan.variants
-                                                    if v.name not in skip))
-    groups = units(late.variants, min(LATE_UNITS, os.cpu_count() or 1))
-    if len(groups) == 1:
-        return (*build_variants(late, kernel_id), plan, spaces)
-
-    def unit(group):
-        try:
-            return build_variants(dataclasses.replace(late, variants=group), kernel_id)
-        except Exception as exc:  # noqa: BLE001 - the other units' variants still join
-            return exc
-
-    try:
-        with ThreadPoolExecutor(len(groups), thread_name_prefix="asp-build-unit") as pool:
-            results = list(pool.map(unit, groups))
-    except RuntimeError:  # the interpreter is shutting down: one unit after another
-        results = [unit(g) for g in groups]
-    found, sources, broken = {}, [], {}
-    for group, r in zip(groups, results):
-        if isinstance(r, Exception):
-            broken.update({v.name: f"{type(r).__name__}: {r}"[:300] for v in group})
-        else:
-            found.update(r[0])
-            sources.append(r[1])
-            broken.update(r[2])
-    if not found:
-        raise next(r for r in results if isinstance(r, Exception))
-    return found, "\n".join(sources), broken, plan, spaces
-
-
 def check_limits(plan: Plan, kernel_id: str) -> None:
     """The native entry's limits, said in the user's terms before anything is built."""
     from asp.runtime.abi import MAX_ARGS, MAX_DIMS
@@ -384,66 +349,3 @@ def check_limits(plan: Plan, kernel_id: str) -> None:
             raise SpecializationError(
                 f"argument {i} has {sp.ndim} dimensions: compiled kernels take arrays of at "
                 f"most {MAX_DIMS}", kernel=kernel_id, stage="limits")
-
-
-def build_variants(plan: Plan, kernel_id: str, *, quick: bool = False
-                   ) -> tuple[dict[str, tuple], str, dict]:
-    """Compile all variants in one translation unit; if that fails, one by one.
-    ``quick``: prefixed with :data:`QUICK` (a first tier to be rebuilt).
-
-    Returns ``{variant: (entry, library key, symbol)}``, the source, and
-    ``{variant: why}`` for those that did not compile on their own.
-    """
-    def source_for(variants: Sequence[Variant]) -> tuple[str, list]:
-        eps = [entry_point(f"asp_entry_{v.name}", v.function.name, plan.specs, v.bound)
-               for v in variants]
-        module = ir.Module(functions=functions_of(variants),
-                           includes=plan.includes, preamble=plan.preamble,
-                           helpers=plan.helpers)
-        dump(f"{kernel_id} [{plan.signature}]: module", module)
-        source = render_module(module, eps, kernel=kernel_id, signature=plan.signature)
-        return (QUICK + source if quick else source), eps
-
-    def entries_for(variants, lib, eps):
-        return {v.name: (make_entry(lib.address(ep.symbol), plan.specs, ret=plan.ret,
-                                    errors=plan.errors, keepalive=lib), lib.key, ep.symbol)
-                for v, ep in zip(variants, eps)}
-
-    broken: dict[str, str] = {}
-    try:
-        source, eps = source_for(plan.variants)
-    except Exception:  # noqa: BLE001 - a specializer bug: exclude the variants it hits
-        printable = []
-        for v in plan.variants:
-            try:
-                source_for([v])
-            except Exception as exc:  # noqa: BLE001
-                broken[v.name] = f"internal error: {type(exc).__name__}: {exc} [printing]"
-            else:
-                printable.append(v)
-        if not printable:
-            name, why = next(iter(broken.items()))
-            raise SpecializationError(f"no variant could be printed (variant {name}: {why})",
-                                      kernel=kernel_id, stage="printing") from None
-        plan = dataclasses.replace(plan, variants=tuple(printable))
-        source, eps = source_for(plan.variants)
-    try:
-        lib = build(source, kernel=kernel_id)
-        return entries_for(plan.variants, lib, eps), source, broken
-    except CompileError as whole:
-        if len(plan.variants) == 1:
-            raise
-        entries: dict[str, tuple] = {}
-        for v in plan.variants:
-            src, eps1 = source_for([v])
-            try:
-                lib = build(src, kernel=kernel_id)
-            except CompileError as exc:
-                lines = str(exc).splitlines() or [""]
-                first = next((ln for ln in lines if "error" in ln), lines[0])
-                broken[v.name] = f"does not compile: {first.strip()[:200]}"
-                continue
-            entries.update(entries_for([v], lib, eps1))
-        if not entries:
-            raise whole from None
-        return entries, source, broken
