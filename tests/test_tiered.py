@@ -20,6 +20,7 @@ import pytest
 from asp.runtime import JitKernel
 from asp.runtime import specialization as specialization_module
 from asp.runtime.build import units
+from asp.runtime.dispatch import LATE_SAMPLE
 from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning, calls_to_decide
 from tests.test_spaces import ChunkedAxpy
@@ -366,11 +367,14 @@ def test_a_bucket_whose_late_variants_do_not_suit_it_decides_at_once(tiered, gat
     want[1:-1, 1:-1] = u[1:-1, 1:-1] + 0.1 * (-4.0 * u[1:-1, 1:-1] + u[:-2, 1:-1]
                                               + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:])
     gate.set()
-    s.pending.result(timeout=120)
-    for _ in range(20000):  # the hot entry serves the bucket; a sampled call takes them in
-        k.kernel(u, 0.1, out)
+    # The quick first tier rebuilt, then the streaming variants (built after it): the hot
+    # entry serves the bucket, and a sampled call takes each part in.
+    for _ in range(3):
         if s.pending is None:
             break
+        s.pending.result(timeout=120)
+        for _ in range(2 * LATE_SAMPLE):
+            k.kernel(u, 0.1, out)
     np.testing.assert_allclose(out[1:-1, 1:-1], want[1:-1, 1:-1], rtol=1e-14)
     assert late <= set(s.entries) and not s.check_failures
     assert jit.chosen_variant(u, 0.1, out) == "static"
@@ -386,3 +390,65 @@ def test_pending_variants_a_tuning_excludes_hold_no_decision_back(fresh_cache):
     t2.pending = {"b", "space:points"}  # a point not yet named may suit: it is waited for
     t2.set_unsuited(lambda v: "streams" if v == "b" else None)
     assert t2.waiting() and t2.winner is None
+
+
+def test_late_variants_a_first_bucket_does_not_run_are_built_after_the_others(
+        tiered, gate, fresh_cache, monkeypatch):
+    """A 3-D stencil's late variants, at a size whose grids fit in cache: the tiled and
+    collapsed ones (which its bucket races) are built first and decided among; the
+    streaming ones are built after, in a second build on the same thread, and are taken
+    in (checked against the Python, recorded) for the buckets they suit."""
+    from asp import config
+    from asp.codegen import streaming
+    from specializers.stencil import StencilKernel
+
+    monkeypatch.setattr(config, "cache_sizes", lambda: (32 << 10, 256 << 10, 4 << 20))
+    streaming.unsuited_in_cache.cache_clear()
+
+    class Heat3(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                acc = -6.0 * u[x]
+                for y in u.neighbors(x, 1):
+                    acc += u[y]
+                out[x] = u[x] + 0.1 * acc
+
+    k = Heat3()
+    u = np.random.default_rng(5).random((14, 12, 19))
+    out = np.zeros_like(u)
+    want = np.zeros_like(u)
+    c = u[1:-1, 1:-1, 1:-1]
+    want[1:-1, 1:-1, 1:-1] = c + 0.1 * (-6.0 * c + u[:-2, 1:-1, 1:-1] + u[2:, 1:-1, 1:-1]
+                                        + u[1:-1, :-2, 1:-1] + u[1:-1, 2:, 1:-1]
+                                        + u[1:-1, 1:-1, :-2] + u[1:-1, 1:-1, 2:])
+    k.kernel(u, out)
+    jit = k.jit_for(u, out)
+    s = _spec(jit)
+    streamed = {n for n in s.tuning.pending if n.startswith("stream")}
+    others = s.tuning.pending - streamed
+    assert streamed and others and s._later[2] == streamed
+    gate.set()
+    first = s.pending
+    first.result(timeout=120)
+    k.kernel(u, out)  # takes in the first part; the second is on its way
+    assert first is not s.pending and s.pending is not None
+    assert others <= set(s.entries) and not streamed & set(s.entries)
+    assert streamed <= s.tuning.pending and not others & s.tuning.pending
+    for _ in range(calls_to_decide(len(others) + 1)):
+        if jit.chosen_variant(u, out) is not None:
+            break
+        k.kernel(u, out)
+    assert jit.chosen_variant(u, out) in others | {"static"}
+    s.pending.result(timeout=120)
+    for _ in range(2 * LATE_SAMPLE):  # a sampled call takes the second part in
+        if s.pending is None:
+            break
+        k.kernel(u, out)
+    assert s.pending is None and streamed <= set(s.entries) and not s.check_failures
+    assert not s.tuning.pending
+    np.testing.assert_allclose(out, want, rtol=1e-14)
+    for v in streamed | others:
+        np.testing.assert_allclose(jit.run_variant(v, u, np.zeros_like(u)), want, rtol=1e-14)
+    # recorded once all are in: the record lists every variant, the streaming ones too
+    records = [json.loads(p.read_text()) for p in (fresh_cache / "specs").rglob("*.json")]
+    assert any(streamed <= set(r["variants"]) for r in records), records

@@ -126,15 +126,16 @@ def tiers(plan: Plan, tuning: Tuning) -> tuple[Plan, Plan | None]:
             dataclasses.replace(plan, variants=later))
 
 
-def build_late(plan: Plan, kernel_id: str, seed: str, skip: frozenset = frozenset()
-               ) -> tuple[dict, str, dict, Plan, dict]:
+def build_late(plan: Plan, kernel_id: str, seed: str, skip: frozenset = frozenset(),
+               only: frozenset | None = None) -> tuple[dict, str, dict, Plan, dict]:
     """The late tier, on the builder thread: the sampled points of ``plan``'s spaces
     (planned here, while the first result is already in the user's hands), then every
-    variant not in ``skip`` built.  Returns :func:`build_variants`'s three results, the
-    plan with its points, and what :func:`expand_spaces` says was tried."""
+    variant not in ``skip`` (and in ``only``, if given) built.  Returns
+    :func:`build_variants`'s three results, the plan with its points, and what
+    :func:`expand_spaces` says was tried."""
     plan, spaces = expand_spaces(plan, seed)
-    late = dataclasses.replace(plan, variants=tuple(v for v in plan.variants
-                                                    if v.name not in skip))
+    late = dataclasses.replace(plan, variants=tuple(
+        v for v in plan.variants if v.name not in skip and (only is None or v.name in only)))
     groups = units(late.variants, min(LATE_UNITS, os.cpu_count() or 1))
     if len(groups) == 1:
         return (*build_variants(late, kernel_id), plan, spaces)

@@ -351,7 +351,7 @@ class JitKernel:
                                libraries={n: (lib, sym) for n, (_, lib, sym) in found.items()})
             if later is not None:
                 s.build_later(later, spec, rebuild=[v.name for v in now.variants] if quick
-                              else ())
+                              else (), defer=prepared.unsuited)
             if plan.check_args is not None:
                 try:
                     run_stage("checking against the Python", kernel_id,

@@ -89,6 +89,7 @@ class Specialization:
     on_complete: Callable[[Specialization], None] | None = None  # every variant is in
     _specializer: object = None  # whose Python checks the late variants
     _rebuild: set = field(default_factory=set)  # built quick, rebuilt with the late ones
+    _later: tuple = (None, "", frozenset())  # the late plan, its seed, the part deferred
     repeatable: bool = False  # the plan's: a tuning call may run its variant twice
 
     def __hash__(self) -> int:  # kept in a WeakSet while variants are pending
@@ -116,21 +117,32 @@ class Specialization:
         return t
 
     # -- the late variants of a tiered first call --------------------------------------
-    def build_later(self, plan: Plan, specializer, *, rebuild: Sequence[str] = ()) -> None:
+    def build_later(self, plan: Plan, specializer, *, rebuild: Sequence[str] = (),
+                    defer: Callable[[str], str | None] | None = None) -> None:
         """Build ``plan``'s variants, and the sampled points of its spaces, on the builder
         thread (:func:`build_late`); they join the tuning when :meth:`absorb` finds them
         ready.  ``rebuild``: variants built quick before the first result, built again
-        with them (their entries are replaced)."""
+        with them (their entries are replaced).  ``defer``: the first call's
+        :attr:`~asp.runtime.Prepared.unsuited`; the variants it names a reason for are
+        built after the others, which its bucket's decision waits for (a 3-D 7-point
+        kernel's streaming variants are 0.7 s of the 1.6 s its late variants take at
+        64^3, a size at which it never runs them)."""
         self._rebuild = set(rebuild)
         seed = f"{self.kernel}|{plan.signature}"  # the points built: this seed's sample
         self.tuning.pending = {v.name for v in plan.variants} | {
             n for sp in plan.spaces for n in sp.pending_names(seed)}
         self._specializer = specializer
+        deferred = frozenset(n for n in self.tuning.pending if defer is not None and defer(n))
+        if deferred and not (self._rebuild or self.tuning.pending - deferred):
+            deferred = frozenset()  # nothing to build before them
+        self._later = (plan, seed, deferred)
         plan = dataclasses.replace(plan, variants=(
             *(v for v in self.plan.variants if v.name in self._rebuild), *plan.variants)) \
             if self._rebuild and self.plan is not None else plan
-        args = (build_late, plan, self.kernel, seed,
-                frozenset(n for n in self.entries if n not in self._rebuild))
+        self._submit((build_late, plan, self.kernel, seed,
+                      frozenset(n for n in self.entries if n not in self._rebuild) | deferred))
+
+    def _submit(self, args: tuple) -> None:
         try:
             self.pending = _BUILDER.submit(*args)
         except RuntimeError:  # the interpreter is shutting down: build them here
@@ -151,7 +163,8 @@ class Specialization:
             return
         self.pending = None
         _PENDING.discard(self)
-        names = {n for n in self.tuning.pending if not n.startswith("space:")}
+        later, seed, deferred = self._later
+        names = {n for n in self.tuning.pending if not n.startswith("space:")} - deferred
         added: list[str] = []
         try:
             found, source, broken, plan, spaces = f.result()
@@ -159,7 +172,7 @@ class Specialization:
                 self.source += "\n" + source
             known = set(self.tuning.variants)
             added = [v.name for v in plan.variants if v.name not in known]
-            names.update(added)
+            names.update(set(added) - deferred)
             if self.plan is not None:
                 self.plan = dataclasses.replace(self.plan, variants=self.plan.variants + tuple(
                     v for v in plan.variants if v.name in added))
@@ -189,8 +202,11 @@ class Specialization:
             for name, why in self.tuning.excluded.items():
                 if name not in t.excluded:
                     t.exclude(name, why)
-            t.join(names | set(t.pending))
-        if self.on_complete is not None:
+            t.join(names | {n for n in t.pending if n not in deferred})
+        if deferred:  # the variants the first call's bucket does not run: built now
+            self._later = (later, seed, frozenset())
+            self._submit((build_late, later, self.kernel, seed, frozenset(), deferred))
+        elif self.on_complete is not None:
             self.on_complete(self)
 
     def run(self, args: tuple, bucket: str = "", *, sampled: bool = True,
@@ -318,7 +334,8 @@ def _absorb_at_exit() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                s.absorb(wait=True)
+                while s.pending is not None:  # (a deferred part is built, here, after)
+                    s.absorb(wait=True)
             except Exception:  # noqa: BLE001, S110 - never fail an exiting program
                 pass
 
