@@ -23,6 +23,7 @@ from asp.runtime.build import units
 from asp.runtime.dispatch import LATE_SAMPLE
 from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning, calls_to_decide
+from tests.test_iterate import Heat, Heat3
 from tests.test_spaces import ChunkedAxpy
 from tests.test_template_style import BODY, Axpy
 
@@ -337,21 +338,14 @@ def test_a_bucket_whose_late_variants_do_not_suit_it_decides_at_once(tiered, gat
     the buckets they suit."""
     from asp import config
     from asp.codegen import streaming
-    from specializers.stencil import StencilKernel
-
     # A 4 MiB L3 (the suite's own has none: every variant races at every size).
     monkeypatch.setattr(config, "cache_sizes", lambda: (32 << 10, 256 << 10, 4 << 20))
     streaming.unsuited_in_cache.cache_clear()
 
-    class Heat(StencilKernel):
-        def kernel(self, u, r, out):
-            for x in out.interior_points():
-                acc = -4.0 * u[x]
-                for y in u.neighbors(x, 1):
-                    acc += u[y]
-                out[x] = u[x] + r * acc
+    class HeatHere(Heat):  # a runtime object of its own (kernels are cached per class)
+        pass
 
-    k = Heat()
+    k = HeatHere()
     u = np.random.default_rng(4).random((96, 80))
     out = np.zeros_like(u)
     k.kernel(u, 0.1, out)
@@ -400,20 +394,13 @@ def test_late_variants_a_first_bucket_does_not_run_are_built_after_the_others(
     in (checked against the Python, recorded) for the buckets they suit."""
     from asp import config
     from asp.codegen import streaming
-    from specializers.stencil import StencilKernel
-
     monkeypatch.setattr(config, "cache_sizes", lambda: (32 << 10, 256 << 10, 4 << 20))
     streaming.unsuited_in_cache.cache_clear()
 
-    class Heat3(StencilKernel):
-        def kernel(self, u, out):
-            for x in out.interior_points():
-                acc = -6.0 * u[x]
-                for y in u.neighbors(x, 1):
-                    acc += u[y]
-                out[x] = u[x] + 0.1 * acc
+    class Heat3Here(Heat3):  # a runtime object of its own (kernels are cached per class)
+        pass
 
-    k = Heat3()
+    k = Heat3Here()
     u = np.random.default_rng(5).random((14, 12, 19))
     out = np.zeros_like(u)
     want = np.zeros_like(u)
