@@ -100,6 +100,23 @@ def test_a_space_no_larger_than_its_sample_is_tried_whole():
     assert big.points("one") != big.points("two")
 
 
+def test_a_space_names_its_points_while_they_compile_by_its_label():
+    """``pending_names``: the label's names of the sampled points (the tuner's pending
+    set while they compile), or one ``space:<name>`` placeholder without a label; a label
+    that is not callable is refused when the space is made."""
+    def make(chunk):
+        return Variant(f"chunk{chunk}", None)
+
+    labelled = Space("chunks", {"chunk": (8, 16, 32, 64)}, make, sample=2,
+                     label=lambda chunk: f"chunk{chunk}")
+    names = labelled.pending_names("seed")
+    assert names == [f"chunk{p['chunk']}" for p in labelled.points("seed")]
+    assert len(names) == 2
+    assert Space("chunks", {"chunk": (8,)}, make).pending_names("seed") == ["space:chunks"]
+    with pytest.raises(TypeError, match="space chunks: label must be a callable"):
+        Space("chunks", {"chunk": (8,)}, make, label="chunk{chunk}")
+
+
 def test_a_space_samples_only_the_points_its_restriction_keeps():
     # ``where``: a parameter that means something for some values of another only (the
     # blocked iteration's vector form exists for jammed rows, not for a row alone).

@@ -88,6 +88,12 @@ class Space:
     where: Callable[[dict[str, int]], bool] | None = None
     label: Callable[..., str] | None = None
 
+    def __post_init__(self):
+        if self.label is not None and not callable(self.label):
+            raise TypeError(f"space {self.name}: label must be a callable naming a point's "
+                            f"variant (label(**point) -> str) or None, not "
+                            f"{type(self.label).__name__}")
+
     def points(self, seed: str, whole: bool = False) -> list[dict[str, int]]:
         """The points compiled: ``sample`` of them, or all (``whole``)."""
         names = list(self.params)
