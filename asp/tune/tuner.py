@@ -318,10 +318,11 @@ class Tuning(Verification):
         if self.winner is not None:
             return
         if self.block != variant:
-            self.block, self.warmed, self.tries, self.timed = variant, (1, seconds), [], []
-            if not (seconds >= LONG_CALL and self.trials[variant]):
+            timed = seconds >= LONG_CALL and bool(self.trials[variant])  # no warm-up
+            self.block, self.warmed = variant, (MAX_WARM if timed else 1, seconds)
+            self.tries, self.timed = [], []
+            if not timed:
                 return
-            self.warmed = (MAX_WARM, seconds)  # a long call of a warmed variant: timed
         calls, spent = self.warmed
         if spent < WARM_SECONDS and calls < MAX_WARM:
             self.warmed = (calls + 1, spent + seconds)
