@@ -45,7 +45,7 @@ def _challenge_often(_decisions_stay, monkeypatch):  # (after the suite's MAX_RE
     monkeypatch.setattr(verify.Verification, "sample_every", lambda self: 2)
     # (the other test worker's load preempts most calls, and preempted timings are not
     # evidence: too few checks to start challenging; this test is not about noise)
-    monkeypatch.setattr(Tuning, "preempted_since", lambda self: False)
+    monkeypatch.setattr(Tuning, "undisturbed", lambda self, seconds: (seconds, False))
     real = verify.Verification.challenged
 
     def challenged(self, seconds, preempted=False):

@@ -598,6 +598,30 @@ def test_long_calls_of_a_warmed_variant_are_timed_without_a_warm_up(fresh_cache)
     assert t.trials["a"] == [] and not t.timed_next("b")
 
 
+def test_sparse_calls_of_a_warmed_variant_are_timed_without_a_warm_up(fresh_cache,
+                                                                      monkeypatch):
+    """Short calls far apart (SPARSE: a Dask worker's 20 ms strip, once a round after its
+    block's 0.6 s core) find the caches in the state the caller's other work leaves,
+    warm-up or not: a warmed variant's blocks time their first call.  Calls back to back
+    still warm up (the variant before left the caches in its own state)."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(tuner, "time", type("Clock", (), {
+        "perf_counter": staticmethod(lambda: clock["now"])}))
+    seconds = 20e-3
+    for gap, per_block in ((0.6, 1), (1e-4, 2)):
+        t = Tuning(_kernel(), "sig", ["a", "b"], mode="online", max_rounds=3)
+        cost = {"a": seconds, "b": 1.05 * seconds}
+        calls = 0
+        while not t.done:
+            v = t.pick()
+            clock["now"] += gap + cost[v]  # the caller's other work, then the call
+            t.record(v, cost[v])
+            calls += 1
+        assert t.trials["a"] == [seconds] * 3 and t.trials["b"] == [1.05 * seconds] * 3
+        assert calls == 2 * 2 + 2 * 2 * per_block  # first blocks warm up either way
+        assert gap < tuner.SPARSE * seconds or gap > tuner.SPARSE * 1.05 * seconds
+
+
 def test_a_lookup_in_an_empty_cache_creates_no_database(fresh_cache):
     """The first call of a kernel in an empty cache asks the database twice; creating it
     (schema, journal) cost that call about 30 ms of its 0.17 s.  Lookups (and `asp tune

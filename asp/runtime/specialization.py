@@ -256,7 +256,7 @@ class Specialization:
                 t0 = time.perf_counter()
                 result = self.entries[rival](*args)
                 seconds = time.perf_counter() - t0
-                if result is not MISS and t.challenged(seconds, t.preempted_since()):
+                if result is not MISS and t.challenged(*t.undisturbed(seconds)):
                     self.stale.add(bucket)
                 return result
             # A real call of the winner: timed, so a decision gone stale is reopened.
@@ -266,7 +266,8 @@ class Specialization:
             t0 = time.perf_counter()
             result = self.entries[t.winner](*args)
             t.last_run = time.perf_counter() - t0
-            if result is not MISS and t.verify(t.last_run, t.preempted_since()):
+            seconds, preempted = t.undisturbed(t.last_run)
+            if result is not MISS and t.verify(seconds, preempted):
                 self.stale.add(bucket)  # the runtime drops the bucket's hot entry
             return result
         if t.mode == "exhaustive":
@@ -284,7 +285,7 @@ class Specialization:
             self.entries[v](*args)
         t0 = time.perf_counter()
         result = self.entries[v](*args)
-        t.record(v, time.perf_counter() - t0, t.preempted_since())
+        t.record(v, *t.undisturbed(time.perf_counter() - t0))
         return result
 
     def _exhaustive(self, args: tuple, tuning: Tuning, complete=None) -> None:

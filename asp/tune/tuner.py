@@ -6,41 +6,30 @@ Modes (``ASP_TUNE``):
 * ``online`` (default, the paper's way): real calls run the variants in turn, the
   one with the fewest timings next, each for a *block* of consecutive calls of which
   the last few are timed and the fastest of those counts (:data:`TIMED_CALLS`: one
-  call's time jitters).  The others warm up: fresh pages on a variant's first call,
-  and the caches every time, since the variant before it left them in its own state (a
-  streaming-store variant leaves the output out of cache, so a cache-friendly variant
-  timed right after it pays for misses it never has in steady state).  One warm-up
-  call is not enough for grids that live in the last-level cache: after a streaming
-  variant, ``static`` on the 512^2 heat step took 115-129, 80, 64, 56, 48 us on its
-  first calls and 42 us from the eighth on, and timed on its second call it lost to a
-  variant 1.35x slower in steady state in 6 of 6 trials.  So a block warms up for
-  :data:`WARM_SECONDS` of calls (one call, for calls slower than that; at most
-  :data:`MAX_WARM`; none for a call of :data:`LONG_CALL` or more of a variant timed
-  before: a cache's worth of misses is a few per cent of it).  A call that may run
-  twice (``Plan.repeatable``) runs untimed right before its timed run: after the slow
-  path's Python, ``static`` on the 512^2 heat step took 124 us, right after a run of
-  its own (as in a loop) 79.  A timed call far slower
-  than the fastest timing of any variant so far (:data:`SUSPECT` times, by more than
-  :data:`SUSPECT_FLOOR` and less than :data:`SUSPECT_CEILING`) is a scheduler's doing,
-  not the variant's: under load a 40 us call took 3.6, 7 or 15 ms whenever a thread of
-  its team waited for a core, and two such timings in a row had the racing drop the
-  fastest variant.  So is a call during which the kernel preempted a thread of the
-  process, however fast.
-  The block times its next call instead (at most :data:`MAX_RETRY` times for a
-  suspect one, :data:`MAX_PREEMPTED` preempted ones in all, then the fastest of its
-  tries counts), and statistics leave out timings that are suspect against the
-  final fastest (a first round timed before any fast timing existed).  A decision
-  made with much noise (:data:`NOISY_SHARE`) is *noisy*: provisional, and tuned
-  again in this process once sampled calls run undisturbed.  From ``rounds``
-  timings each on, after every round, the
-  variant with the smallest median wins as soon as it is *separated*: every
-  other variant's fastest timing is slower than its median, so noise (another
-  process, a stall) cannot have made the difference; racing drops the variants
-  that are far slower after :data:`RACE_FROM` rounds (:data:`RACE_SLOWER`) and those
-  clearly separated from the best from ``rounds`` on (:data:`RACE_CLOSE`).  Variants that stay
-  inseparable until ``max_rounds`` are as good as each other: the smallest
-  median wins, marked *provisional* (``asp tune show`` says so), and the next
-  process tunes again instead of trusting it.
+  call's time jitters).  The others warm up (:data:`WARM_SECONDS`): fresh pages on a
+  variant's first call, and the caches every time, since the variant before it left
+  them in its own state (a streaming-store variant leaves the output out of cache).  A
+  block of a variant timed before does not warm up when its call is long
+  (:data:`LONG_CALL`) or the calls are far apart (:data:`SPARSE`): then a cache's worth
+  of misses is a small part of the call, or the caches are someone else's whatever
+  ran before.  A call that may run twice (``Plan.repeatable``) runs untimed right
+  before its timed run, as in a loop of its own calls.  A timed call far slower than
+  the fastest timing of any variant so far (:data:`SUSPECT`) is a scheduler's doing,
+  not the variant's; so is one that waited for a core (:data:`PREEMPTED_SHARE`; a
+  shorter wait is taken off its time).  The block times its next call instead (at
+  most :data:`MAX_RETRY` times for a suspect one, :data:`MAX_PREEMPTED` preempted ones
+  in all, then the fastest of its tries counts), and statistics leave out timings
+  that are suspect against the final fastest.  A decision made with much noise
+  (:data:`NOISY_SHARE`) is *noisy*: provisional, and tuned again in this process once
+  sampled calls run undisturbed.  From ``rounds`` timings each on, after every round,
+  the variant with the smallest median wins as soon as it is *separated*: every other
+  variant's fastest timing is slower than its median, so noise (another process, a
+  stall) cannot have made the difference; racing drops the variants that are far
+  slower after :data:`RACE_FROM` rounds (:data:`RACE_SLOWER`) and those clearly
+  separated from the best from ``rounds`` on (:data:`RACE_CLOSE`).  Variants that stay
+  inseparable until ``max_rounds`` are as good as each other: the smallest median
+  wins, marked *provisional* (``asp tune show`` says so), and the next process tunes
+  again instead of trusting it.
 * ``exhaustive``: before the first real call, every variant is run with
   warm-up and interleaved repetitions on the real arguments (the caller
   restores outputs between runs), and the fastest minimum wins.
@@ -56,7 +45,7 @@ from collections.abc import Callable, Sequence
 
 from asp import config
 from asp.tune import db
-from asp.tune.preempt import kernel_preemptions
+from asp.tune.preempt import kernel_waits, longest_wait
 from asp.tune.verify import (  # noqa: F401 - the verification constants, as before
     _DECISION,
     CHALLENGE_FIRST,
@@ -79,7 +68,9 @@ __all__ = ["MAX_ROUNDS", "ROUNDS", "TIMED_CALLS", "Tuning", "calls_to_decide", "
 ROUNDS = 3
 MAX_ROUNDS = 6
 #: A block's warm-up: calls until they took this long together, at least one and at most
-#: :data:`MAX_WARM` (then one timed call).
+#: :data:`MAX_WARM` (then one timed call).  One is not enough for grids that live in the
+#: last-level cache: after a streaming variant, ``static`` on the 512^2 heat step took
+#: 115-129, 80, 64, 56, 48 us on its first calls and 42 us from the eighth on.
 WARM_SECONDS = 1e-3
 MAX_WARM = 8
 #: A timed call is suspect (noise: a thread of the team waited for a core) when it is
@@ -91,18 +82,18 @@ SUSPECT = 3.0
 SUSPECT_FLOOR = 2e-4
 SUSPECT_CEILING = 30e-3
 MAX_RETRY = 4
-#: A timed call below :data:`SUSPECT_CEILING` during which (or in its warm-up run just
-#: before it) a thread that runs the kernel was preempted (:mod:`asp.tune.preempt`) is
-#: not evidence either, unless it ran no more than :data:`PREEMPTED_SLACK` slower than
-#: the variant's fastest timing so far (noise only slows a call: one that fast lost
-#: nothing measurable; on a Dask worker, its profiler and event loop take the core for
-#: tens of microseconds every few milliseconds, and 90 of a 9 ms strip's 121 timed calls
-#: were left out): the block times its next call instead.  Under a busy loop and a bursty
-#: one on 2 cores, every call of whole tuning sessions was preempted (3.6-15 ms each);
-#: such calls still do the caller's work, so waiting for undisturbed ones costs little:
-#: at most this many of them per tuning, then they count like the others.
+#: A timed call counts less the time a thread of the kernel's waited for a core during it
+#: (or in its warm-up run just before it: :mod:`asp.tune.preempt`).  One below
+#: :data:`SUSPECT_CEILING` that waited more than :data:`PREEMPTED_SHARE` of its time is
+#: noise (its caches were another's too), unless it ran no more than
+#: :data:`PREEMPTED_SLACK` slower than the variant's fastest timing so far: the block times
+#: its next call instead.  Under a busy loop and a bursty one on 2 cores, every call of
+#: whole tuning sessions was preempted (3.6-15 ms each); such calls still do the caller's
+#: work, so waiting for undisturbed ones costs little: at most :data:`MAX_PREEMPTED` of
+#: them per tuning, then they count.
 MAX_PREEMPTED = 200
 PREEMPTED_SLACK = 0.05
+PREEMPTED_SHARE = 0.1
 #: A decision is *noisy* when the calls left out as noise were at least this share of the
 #: timed ones: the machine was busy, and what wins on a busy machine may not win on a quiet
 #: one (under a busy loop and a bursty one, ``static`` ran its undisturbed calls at
@@ -136,7 +127,10 @@ RACE_CLOSE = 1.1
 #: while the warm-up call itself doubles the block (a variant's first block still warms
 #: up: its first call faults in its code and buffers).
 LONG_CALL = 0.1
-
+#: Nor when this tuning's previous call ended this many times the call's time before it
+#: began: the caller works between its calls, and leaves the caches to that work in its
+#: steady state too (a Dask worker's 20 ms strip after its block's 0.6 s core).
+SPARSE = 10.0
 
 
 def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
@@ -153,11 +147,8 @@ def calls_to_decide(variants: int, *, at_most: bool = True) -> int:
     return variants * 2 * (min(ROUNDS, RACE_FROM) if variants > 2 else ROUNDS)
 
 
-
-def _preemptions() -> int:
-    """Involuntary context switches so far of the threads that run kernels (the calling
-    thread and its OpenMP team: :mod:`asp.tune.preempt`)."""
-    return kernel_preemptions()
+#: Seconds each kernel thread waited for a core so far (tests replace it).
+_preemptions = kernel_waits
 
 
 def time_call(fn: Callable[[], object]) -> float:
@@ -186,15 +177,15 @@ class Tuning(Verification):
         self.max_rounds = max(max_rounds, rounds)
         self.trials: dict[str, list[float]] = {v: [] for v in self.variants}
         self.block: str | None = None  # the variant whose warm-up calls are running
+        self._end = -float("inf")  # when the last call recorded ended (perf_counter)
         self.warmed = (0, 0.0)  # the block's warm-up calls so far, and their seconds
         self.tries: list[float] = []  # the block's suspect timed calls so far
         self.timed: list[float] = []  # the block's kept timed calls so far
-        self.kept = 0  # timed calls kept (for the share of noise)
-        self.preempted = 0  # timed calls left out because a thread was preempted
+        self.kept, self.preempted = 0, 0  # timed calls kept; left out as preempted
         self.noise = 0  # timed calls left out as noise (preempted or suspect)
         self.noisy = False  # the decision was made on a busy machine
         self.quiet = 0  # sampled calls of a noisy winner in a row with no preemption
-        self._switches = _preemptions()
+        self._waits = _preemptions()
         self.excluded: dict[str, str] = {}
         self.unsuited: Callable[[str], str | None] | None = None  # see set_unsuited
         self.winner: str | None = None
@@ -295,11 +286,17 @@ class Tuning(Verification):
         return kept or self.trials[variant]
 
     def preempted_since(self) -> bool:
-        """Whether the kernel preempted a thread of this process since the last call of
-        this method (the tuner's previous call): the runtime asks after each timed call."""
-        now = _preemptions()
-        was, self._switches = self._switches, now
-        return now != was
+        """Whether a kernel thread waited for a core since the tuner's last reading."""
+        return self.undisturbed(0.0)[1]
+
+    def undisturbed(self, seconds: float) -> tuple[float, bool]:
+        """A timed call's ``seconds`` less the longest wait of a thread of it for a core
+        since the last reading, or, when that was over :data:`PREEMPTED_SHARE` of them
+        (noise), the ``seconds`` as timed; and which of the two."""
+        was, self._waits = self._waits, _preemptions()
+        lost = longest_wait(was, self._waits)
+        return (seconds, True) if lost > PREEMPTED_SHARE * seconds \
+            else (seconds - max(lost, 0.0), False)
 
     def timed_next(self, variant: str) -> bool:
         """Whether :meth:`record` keeps the next timing of ``variant`` (not warm-up)."""
@@ -317,8 +314,11 @@ class Tuning(Verification):
         the rest, or when the budget is spent."""
         if self.winner is not None:
             return
-        if self.block != variant:
-            timed = seconds >= LONG_CALL and bool(self.trials[variant])  # no warm-up
+        now = time.perf_counter()
+        gap, self._end = now - seconds - self._end, now
+        if self.block != variant:  # no warm-up for a long or a sparse call:
+            timed = bool(self.trials[variant]) and (seconds >= LONG_CALL
+                                                    or gap > SPARSE * seconds)
             self.block, self.warmed = variant, (MAX_WARM if timed else 1, seconds)
             self.tries, self.timed = [], []
             if not timed:
