@@ -81,6 +81,9 @@ ROWS = {2: (64,), 3: (8, 32)}
 #: power of two): the larger one reads less for the same cache.  (3-D heat on a Zen 3,
 #: planes in pairs against one at a time: 256^3 5.64 vs 6.44 ms a step at the best
 #: tile, faster at 9 of 10 tiles and within 2 % at the tenth; 158^3 and float32 alike.)
+#: Larger jams were no faster on the Intel Xeon VM (Emerald Rapids): 2-D rows in eights
+#: 3.83-3.92 ms a step against 3.52-3.53 in fours, 3-D planes in fours 7.66 against
+#: 7.77 in pairs (each the best tile of its space, side by side).
 JAMS = {2: (1, 2, 4), 3: (1, 2)}
 #: A thread's rings may take this share of L2 (the pass's input and output rows and
 #: the other thread's traffic share it); a point may add at most this much work in
@@ -105,6 +108,14 @@ MAX_WORK = 1.3
 #: that fit in L2 was no faster: depth 32 at 256 wide 3.7-4.1 ms, depth 16 at 512 wide
 #: 3.7-4.0 against 3.6-4.0 at 1024; kept, it made 16 points a depth to race, and the
 #: online choice of one whole run 1.16x the exhaustive tuner's best.)
+#: (Measured again on that Xeon, every variant of a space side by side: 4096^2 depth 32
+#: at 768 or 1024 wide, rows in pairs, 2.60-2.74 ms a step, no better than 512 wide at
+#: 2.60-2.71; 256^3 on square tiles, 32 to 128 wide at depths 4 and 8, 9.7-33 ms against
+#: 7.4-8.7 for 32 x 256 tiles spanning whole rows.  What bounds 3-D here: a level's
+#: 32 x 256 plane is 64 KiB, so its stores and the planes above and below it come from
+#: L2, not L1 (in a profile a fifth of the sweep's samples fall just after a ring store),
+#: while a 2-D row of 512 is 4 KiB and its neighbours stay in L1: 16.7M points of 7
+#: and 9 operations ran 2.9 ms a step on 4096^2 and 7.4-8.7 on 256^3.)
 L3_SHARE = 0.5
 #: Points compiled of each depth's space (all of them if there are no more); half as
 #: many again of a space whose jammed sweeps come in two forms (``east``: :mod:`.vectors`):
