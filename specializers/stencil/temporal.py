@@ -56,6 +56,7 @@ import numpy as np
 from asp import config
 from asp.config import cache_sizes
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
+from specializers.stencil import vectors
 from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radius
 from specializers.stencil.lines import LineBuilder
 from specializers.stencil.lowering import converts, needs_load, pname
@@ -279,9 +280,12 @@ class IterateSpecializer(Specializer):
         self.prefix = "iterate" + (f"{levels}" if levels > 1 else "")
         self.name = f"{stencil.name} {self.prefix}"
         # The spaces are part of the code: other caches or depths are another record.
-        # (Spaces depend on the threads sharing L3.)
+        # (Spaces depend on the threads sharing L3.)  So is the vector width (the
+        # processor's, which the compiler's identity names, but for the tests that patch
+        # it: without it here, widths run in one process after the first loaded its
+        # record and ran its code, and the tests of the other widths passed untested).
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
-                  f"{cache_sizes()}|{config.num_threads()}")
+                  f"{cache_sizes()}|{config.num_threads()}|v{vectors.vector_bytes()}")
         self.digest = hashlib.sha256(f"{stencil.digest}|iterate-10|{levels}|{spaces}".encode(
             )).hexdigest() if stencil.digest else ""
 
