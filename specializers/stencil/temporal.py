@@ -280,10 +280,10 @@ class IterateSpecializer(Specializer):
         self.prefix = "iterate" + (f"{levels}" if levels > 1 else "")
         self.name = f"{stencil.name} {self.prefix}"
         # The spaces are part of the code: other caches or depths are another record.
-        # (Spaces depend on the threads sharing L3.)  So is the vector width (the
-        # processor's, which the compiler's identity names, but for the tests that patch
-        # it: without it here, widths run in one process after the first loaded its
-        # record and ran its code, and the tests of the other widths passed untested).
+        # (Spaces depend on the threads sharing L3.)  So is the vector width: the
+        # processor's, which the compiler's identity names only under -march=native, and
+        # the tests patch it (without it here, the widths tested in one process after the
+        # first loaded its record and ran its code: they passed untested).
         spaces = (f"{DEPTHS}|{ROWS}|{JAMS}|{RING_SHARE}|{L3_SHARE}|{MAX_WORK}|{SAMPLE}|"
                   f"{cache_sizes()}|{config.num_threads()}|v{vectors.vector_bytes()}")
         self.digest = hashlib.sha256(f"{stencil.digest}|iterate-10|{levels}|{spaces}".encode(
