@@ -85,6 +85,15 @@ class CheckError(SpecializationError):
 
     stage = "check"
 
+    @classmethod
+    def none_left(cls, kernel: str, excluded: dict[str, str]) -> CheckError:
+        """A tuning's error when no variant is left to run (each failed to build or to
+        run, or disagreed): the call falls back with one warning.  (It was a bare
+        RuntimeError, which escaped into the user's program.)"""
+        why = next(iter(excluded.items()), None)
+        return cls("no compiled variant is left to run: every one failed or was excluded"
+                   + (f" (variant {why[0]}: {why[1]})" if why else ""), kernel=kernel)
+
 
 class LoadError(SpecializationError):
     """A compiled object could not be loaded or called."""

@@ -439,3 +439,79 @@ def test_late_variants_a_first_bucket_does_not_run_are_built_after_the_others(
     # recorded once all are in: the record lists every variant, the streaming ones too
     records = [json.loads(p.read_text()) for p in (fresh_cache / "specs").rglob("*.json")]
     assert any(streamed <= set(r["variants"]) for r in records), records
+
+
+DIVIDING = """
+from specializers.stencil import StencilKernel
+
+class Ratio(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = 1.0
+            for y in a.neighbors(x, 1):
+                out[x] += int(a[y] / a[y])
+"""
+
+RUN_DIVIDING = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from kern import Ratio
+k = Ratio(boundary="nearest")
+a = np.random.default_rng(0).integers(1, 127, (40, 40)).astype(np.int8)
+for _ in range(3):
+    out = np.zeros((40, 40))
+    k.kernel(a, out)
+    assert np.array_equal(out, np.full((40, 40), 5.0)), out
+if sys.argv[2] == "inspect":
+    s = k.jit_for(a, out).specialization(a, out)
+    print(json.dumps({"planned": s.plan is not None, "excluded": s.tuning.excluded}))
+else:
+    print(json.dumps({}))
+"""
+
+
+def _run_dividing(tmp_path, what: str) -> dict:
+    env = dict(os.environ, ASP_TIERED="1", ASP_STRICT="1",
+               ASP_CACHE_DIR=str(tmp_path / "c"))
+    out = subprocess.run([sys.executable, "-c", RUN_DIVIDING, str(tmp_path), what],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_late_variants_of_a_kernel_python_cannot_run_on_random_inputs(tmp_path):
+    """The Python raises on the random check inputs (int(0 / 0)), so the first variant is
+    checked on inputs cut from the call; the late ones, absorbed by ``specialization()``
+    or at exit without a call's arguments, are checked on the same inputs.  They were
+    excluded as unchecked instead, the rebuilt first one among them: the process's next
+    call raised a RuntimeError ("every variant ... failed"), and so did every call of
+    every later process, which loaded the record written so.  ``ASP_STRICT``: no call
+    falls back unnoticed."""
+    (tmp_path / "kern.py").write_text(textwrap.dedent(DIVIDING))
+    first = _run_dividing(tmp_path, "inspect")
+    assert first["planned"] and first["excluded"] == {}
+    _run_dividing(tmp_path, "call")  # exits with the late variants absorbed at exit
+    (tmp_path / "c").rename(tmp_path / "c0")
+    _run_dividing(tmp_path, "call")
+    warm = _run_dividing(tmp_path, "inspect")
+    assert not warm["planned"] and warm["excluded"] == {}
+
+
+def test_a_record_whose_every_variant_is_excluded_is_built_again(tmp_path):
+    """A record written with every variant excluded (as the bug above wrote it) is not
+    loaded: the signature is built and checked again, and its record rewritten."""
+    (tmp_path / "kern.py").write_text(textwrap.dedent(DIVIDING))
+    _run_dividing(tmp_path, "call")
+    records = [p for p in (tmp_path / "c").rglob("*")
+               if p.is_file() and b'"excluded"' in p.read_bytes()]
+    assert records
+    for p in records:
+        data = json.loads(p.read_text())
+        data["excluded"] = {name: "excluded by the test" for name in data["variants"]}
+        p.write_text(json.dumps(data))
+    again = _run_dividing(tmp_path, "inspect")
+    assert again["planned"] and again["excluded"] == {}
+    rewritten = [json.loads(p.read_text()) for p in records]
+    assert all(d["excluded"] == {} for d in rewritten)
+

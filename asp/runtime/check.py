@@ -8,7 +8,8 @@ kernel whose valid inputs random values do not hit, e.g. a lookup-table index),
 it tries small arguments cut from the user's own call (``Plan.check_args_from``);
 if the Python raises on those too, nothing could be checked and the
 specialization fails with a message that says so: a variant is never trusted
-unchecked.
+unchecked.  The inputs that worked and the Python's results on them are kept on the
+specialization (``Specialization.reference``): every later variant is checked on them.
 """
 from __future__ import annotations
 
@@ -68,17 +69,24 @@ def check_variants(s, spec, call_args: tuple | None = None, names=None) -> None:
     when no input could be made on which the Python runs, or when no variant of ``s``
     is left."""
     plan = s.plan
-    ref = _reference(spec, plan.check_args)
-    if isinstance(ref, Exception) and plan.check_args_from is not None \
-            and call_args is not None:
-        first = ref
-        ref = _reference(spec, lambda: plan.check_args_from(call_args))
+    ref = s.reference
+    if ref is None:
+        ref = _reference(spec, plan.check_args)
+        if isinstance(ref, Exception) and plan.check_args_from is not None \
+                and call_args is not None:
+            first = ref
+            ref = _reference(spec, lambda: plan.check_args_from(call_args))
+            if isinstance(ref, Exception):
+                ref = first
         if isinstance(ref, Exception):
-            ref = first
-    if isinstance(ref, Exception):
-        raise CheckError(
-            "the compiled code could not be checked: the Python raised "
-            f"{type(ref).__name__}: {ref} on the check inputs", kernel=s.kernel)
+            raise CheckError(
+                "the compiled code could not be checked: the Python raised "
+                f"{type(ref).__name__}: {ref} on the check inputs", kernel=s.kernel)
+        # Kept: the late variants are checked on the same inputs, also when no call's
+        # arguments are at hand (absorbed at exit, or by ``specialization()``); without
+        # it, a kernel whose Python raises on the random inputs had its rebuilt first
+        # variant excluded as unchecked, and its record, saved so, crashed later processes.
+        s.reference = ref
     args, expected_args, expected = ref
     for name, entry in s.entries.items():
         if names is not None and name not in names:

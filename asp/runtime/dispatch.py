@@ -365,6 +365,8 @@ class JitKernel:
                         raise
             if key:
                 def save(s: Specialization, keys=keys, plan=plan) -> None:
+                    if all(n in s.check_failures for n in s.libraries):
+                        return  # nothing a later process could run
                     for k in keys:
                         save_record(k, variants=dict(s.libraries), specs=plan.specs,
                                     ret=plan.ret, errors=plan.errors,
@@ -383,6 +385,8 @@ class JitKernel:
         if rec is None:
             return None
         variants, specs, ret, errors, excluded, libs, repeatable = rec
+        if all(name in excluded for name in variants):
+            return None  # (written so by an older asp): build and check again
         entries = {name: make_entry(libs[lib].address(sym), specs, ret=ret, errors=errors,
                                     keepalive=libs[lib])
                    for name, (lib, sym) in variants.items()}

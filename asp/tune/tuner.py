@@ -3,39 +3,38 @@
 Modes (``ASP_TUNE``):
 
 * ``off``: always the first variant (the specializer lists its safest first).
-* ``online`` (default, the paper's way): real calls run the variants in turn, the
-  one with the fewest timings next, each for a *block* of consecutive calls of which
-  the last few are timed and the fastest of those counts (:data:`TIMED_CALLS`: one
-  call's time jitters).  The others warm up (:data:`WARM_SECONDS`): fresh pages on a
-  variant's first call, and the caches every time, since the variant before it left
-  them in its own state (a streaming-store variant leaves the output out of cache).  A
-  block of a variant timed before does not warm up when its call is long
-  (:data:`LONG_CALL`) or the calls are far apart (:data:`SPARSE`): then a cache's worth
-  of misses is a small part of the call, or the caches are someone else's whatever
-  ran before.  A call that may run twice (``Plan.repeatable``) runs untimed right
-  before its timed run, as in a loop of its own calls.  A timed call far slower than
-  the fastest timing of any variant so far (:data:`SUSPECT`) is a scheduler's doing,
-  not the variant's; so is one that waited for a core (:data:`PREEMPTED_SHARE`; a
-  shorter wait is taken off its time).  The block times its next call instead (at
-  most :data:`MAX_RETRY` times for a suspect one, :data:`MAX_PREEMPTED` preempted ones
-  in all, then the fastest of its tries counts), and statistics leave out timings
-  that are suspect against the final fastest.  A decision made with much noise
-  (:data:`NOISY_SHARE`) is *noisy*: provisional, and tuned again in this process once
-  sampled calls run undisturbed.  From ``rounds`` timings each on, after every round,
-  the variant with the smallest median wins as soon as it is *separated*: every other
-  variant's fastest timing is slower than its median, so noise (another process, a
-  stall) cannot have made the difference; racing drops the variants that are far
-  slower after :data:`RACE_FROM` rounds (:data:`RACE_SLOWER`) and those clearly
+* ``online`` (default, the paper's way): real calls run the variants in turn, the one
+  with the fewest timings next, each for a *block* of consecutive calls of which the
+  last few are timed and the fastest of those counts (:data:`TIMED_CALLS`: one call's
+  time jitters).  The others warm up (:data:`WARM_SECONDS`): fresh pages on a variant's
+  first call, and the caches every time, since the variant before it left them in its
+  own state (a streaming-store variant leaves the output out of cache).  A block of a
+  variant timed before does not warm up when its call is long (:data:`LONG_CALL`) or the
+  calls are far apart (:data:`SPARSE`): then a cache's worth of misses is a small part
+  of the call, or the caches are someone else's whatever ran before.  A call that may
+  run twice (``Plan.repeatable``) runs untimed right before its timed run, as in a loop
+  of its own calls.  A timed call far slower than the fastest timing of any variant so
+  far (:data:`SUSPECT`) is a scheduler's doing, not the variant's; so is one that waited
+  for a core (:data:`PREEMPTED_SHARE`; a shorter wait is taken off its time).  The block
+  times its next call instead (at most :data:`MAX_RETRY` times for a suspect one,
+  :data:`MAX_PREEMPTED` preempted ones in all, then the fastest of its tries counts),
+  and statistics leave out timings that are suspect against the final fastest.  A
+  decision made with much noise (:data:`NOISY_SHARE`) is *noisy*: provisional, tuned
+  again once sampled calls run undisturbed.  From ``rounds`` timings each on, after
+  every round, the variant with the smallest median wins as soon as it is *separated*:
+  every other variant's fastest timing is slower than its median, so noise (another
+  process, a stall) cannot have made the difference; racing drops the variants that are
+  far slower after :data:`RACE_FROM` rounds (:data:`RACE_SLOWER`) and those clearly
   separated from the best from ``rounds`` on (:data:`RACE_CLOSE`).  Variants that stay
-  inseparable until ``max_rounds`` are as good as each other: the smallest median
-  wins, marked *provisional* (``asp tune show`` says so), and the next process tunes
-  again instead of trusting it.
-* ``exhaustive``: before the first real call, every variant is run with
-  warm-up and interleaved repetitions on the real arguments (the caller
-  restores outputs between runs), and the fastest minimum wins.
+  inseparable until ``max_rounds`` are as good as each other: the smallest median wins,
+  marked *provisional* (``asp tune show`` says so), and the next process tunes again
+  instead of trusting it.
+* ``exhaustive``: before the first real call, every variant is run with warm-up and
+  interleaved repetitions on the real arguments (the caller restores outputs between
+  runs); the fastest minimum wins.
 
-A winner is stored in the tuning database and reused by later processes
-without re-timing.  A variant that fails (raises) is excluded, not fatal.
+A winner is stored in the tuning database and reused by later processes without
+re-timing.  A failing variant is excluded; with none left, a CheckError (falls back).
 """
 from __future__ import annotations
 
@@ -44,6 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from asp import config
+from asp.errors import CheckError
 from asp.tune import db
 from asp.tune.preempt import kernel_waits, longest_wait
 from asp.tune.verify import (  # noqa: F401 - the verification constants, as before
@@ -262,7 +262,7 @@ class Tuning(Verification):
             return self.winner
         live = self.candidates()
         if not live:
-            raise RuntimeError(f"every variant of {self.kernel} failed")
+            raise CheckError.none_left(self.kernel, self.excluded)
         if self.block in live:
             return self.block  # the block goes on: warm-up, or its timed call
         return min(live, key=lambda v: len(self.trials[v]))
@@ -419,7 +419,7 @@ class Tuning(Verification):
                 self.exclude(v, f"{type(exc).__name__}: {exc}")
         live = self.candidates()
         if not live:
-            raise RuntimeError(f"every variant of {self.kernel} failed")
+            raise CheckError.none_left(self.kernel, self.excluded)
         start = time.perf_counter()
         for rep in range(max_reps):
             for v in live:
