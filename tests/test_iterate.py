@@ -3,10 +3,12 @@ blocked in time where it can be (every blocked variant checked on grids larger t
 tiles, with at least two threads), step by step where it cannot."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -544,3 +546,30 @@ def test_each_size_class_gets_its_own_tiles(monkeypatch):
     assert temporal.size_class(same.shape) == temporal.size_class(large.shape)
     assert len([s for s in iterate_module.iteration_jit(k, large, 0.1).specializations
                 if "@1024x1024|" in s]) == 1
+
+
+
+class Rooted(StencilKernel):
+    """Its Python raises on the random check grids (uniform in (0.05, 1)): a square root
+    of ``f - 0.5``, a source term the caller keeps at 0.5 or more."""
+
+    def kernel(self, u, f, out):
+        for x in out.interior_points():
+            acc = math.sqrt(f[x] - 0.5) - 4 * u[x]
+            for y in u.neighbors(x, 1):
+                acc += u[y]
+            out[x] = u[x] + 0.2 * acc
+
+
+def test_a_kernel_whose_python_raises_on_random_grids_is_blocked(monkeypatch):
+    """Its iteration is checked on the corner of the call's own grids, as its single step
+    is, and blocked (it iterated step by step, with a warning, before); every variant of
+    it is the loop bit for bit."""
+    u = RNG.random((130, 170))
+    f = 0.5 + RNG.random(u.shape)
+    k = Rooted(boundary="interior")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspFallbackWarning)
+        np.testing.assert_array_equal(k.iterate(u, f, steps=19), loop(k, u, f, steps=19))
+    s = _every_blocked_variant(monkeypatch, k, (u,), (f,), 19)
+    assert any(name.startswith("blk_") for name in s.entries)

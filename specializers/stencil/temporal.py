@@ -358,7 +358,7 @@ class IterateSpecializer(Specializer):
                                  sample=SAMPLE + SAMPLE // 2 if "east" in params else SAMPLE,
                                  where=point_exists)
                            for d, params in points.items())
-        check = base.check_args
+        check, check_from = base.check_args, base.check_args_from
         return dataclasses.replace(
             base, signature=prepared.signature, specs=specs, variants=variants,
             spaces=spaces, ret=out_i, helpers=(),
@@ -368,7 +368,11 @@ class IterateSpecializer(Specializer):
             includes=("stdint.h", "stdbool.h", "math.h", "stdlib.h",
                                          "string.h"),
             check_args=lambda: _with_steps(check(), out_i, K),
-            check_args_from=None)
+            # A kernel whose Python raises on random grids (int(a / a) where a holds
+            # zeros) is checked on the corner of the call's own grids, as its step is;
+            # it iterated step by step before, with a warning.
+            check_args_from=lambda call: _with_steps(
+                check_from(tuple(self._split(call)[0])), out_i, K))
 
     def run_python(self, args: tuple):
         kernel_args, older, _, steps = self._split(args)
