@@ -454,3 +454,25 @@ def test_regression_kernels_do_not_fall_back_silently():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AspFallbackWarning)
         assert np.array_equal(_to_float(x), x.astype(np.float64) + 1)
+
+
+def test_a_reduction_of_python_ints_is_not_compared_modulo_the_compiled_type():
+    """F16 (seed 1309): every term of ``min(~2, y)`` with ``y`` uint64 is the Python int
+    -3; the compiled code typed the term uint64 and returned 2**64 - 3 (the sum: 2**64 -
+    90), and the check compared the results modulo uint64, so they agreed.  Now they
+    disagree, and the call runs as Python (one warning)."""
+    from specializers.reduction import reduction
+
+    @reduction("max")
+    def biggest(x, y):
+        return min((~2), y)
+
+    @reduction("+")
+    def total(x, y):
+        return min((~2), y)
+
+    x, y = np.linspace(0, 1, 30), np.arange(30, dtype=np.uint64) + 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        assert biggest(x, y) == -3
+        assert total(x, y) == -90
