@@ -91,7 +91,8 @@ class Specialization:
     _rebuild: set = field(default_factory=set)  # built quick, rebuilt with the late ones
     _later: tuple = (None, "", frozenset())  # the late plan, its seed, the part deferred
     repeatable: bool = False  # the plan's: a tuning call may run its variant twice
-    reference: tuple | None = None  # (check inputs, the Python's arguments after, result)
+    reference: tuple | None = field(default=None, repr=False)  # (check inputs, the
+    # Python's arguments after, its result): arrays, kept out of the repr
 
     def __hash__(self) -> int:  # kept in a WeakSet while variants are pending
         return id(self)
