@@ -35,6 +35,7 @@ from asp.ir.pyscalar import (
     binop_type,
     cast,
     checked_int,
+    converted,
     join,
     numeric,
 )
@@ -201,5 +202,5 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
     if kind == "bool":  # the builtin: a Python bool
         return truth(e, t), T("bool", True)
     if kind == "cast":
-        return cast(e, t, cname), T(cname)
+        return converted(e, t, cname), T(cname)  # np.uint8(300) raises
     raise err(node, f"call to unsupported function '{name}'")

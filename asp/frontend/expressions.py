@@ -34,6 +34,7 @@ from asp.ir.pyscalar import (
     arith,
     binop_type,
     cast,
+    converted,
     floordiv,
     invert,
     mod,
@@ -299,7 +300,7 @@ class ExpressionTranslator:
             if t.is_float:  # uint64 with a signed integer: NumPy has no common integer
                 raise self.err(node, f"'{op}' of {lt.ctype} and {rt.ctype}: NumPy has no "
                                      "integer type for both (Python raises TypeError)")
-            a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+            a, b = converted(le, lt, t.ctype), converted(re_, rt, t.ctype)
             return (shift(op, a, b, t) if op in ("<<", ">>") else arith(op, a, b, t)), t
         if op == "/":
             t = binop_type(lt, rt, true_div=True)
@@ -307,7 +308,7 @@ class ExpressionTranslator:
         if op == "**":
             return self.power(node, le, lt, re_, rt)
         t = binop_type(lt, rt)
-        a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+        a, b = converted(le, lt, t.ctype), converted(re_, rt, t.ctype)
         if op == "//":
             return floordiv(a, b, t), t
         if op == "%":
@@ -348,7 +349,7 @@ class ExpressionTranslator:
             return self.square_root(cast(le, lt, t.ctype), t), t
         # NEP 50: both operands take the result type first (a weak Python float exponent
         # of a float32 base is rounded to float32), then pow computes in double.
-        a, b = cast(le, lt, t.ctype), cast(re_, rt, t.ctype)
+        a, b = converted(le, lt, t.ctype), converted(re_, rt, t.ctype)
         call = ir.Call("pow", (cast(a, t, "double"), cast(b, t, "double")))
         return cast(call, FLOAT, t.ctype), t
 

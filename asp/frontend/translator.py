@@ -44,7 +44,7 @@ from asp.frontend.mixed import (
 from asp.frontend.source import KernelSource
 from asp.ir import platform as ir
 from asp.ir.names import Namer
-from asp.ir.pyscalar import BOOL, INT, T, cast
+from asp.ir.pyscalar import BOOL, INT, T, cast, converted
 
 __all__ = ["ScalarTranslator", "settle"]
 
@@ -220,7 +220,7 @@ class ScalarTranslator(ExpressionTranslator):
         e, t = self.expr(node.value)
         self.returns.append(t)
         ret = self.ret.ctype if self.ret is not None else t.ctype
-        return [ir.Return(cast(e, t, ret))]
+        return [ir.Return(converted(e, t, ret))]
 
     def s_If(self, node: ast.If):
         c = self.settled(lambda: self.condition(node.test), BOOL, node)

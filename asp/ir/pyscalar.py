@@ -31,8 +31,9 @@ from asp.ir.powers import POWERS
 from asp.ir.types import ctype_of, dtype_of
 
 __all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "UNREP", "absolute", "arith",
-           "binop_type", "cast", "checked_int", "compare_chain", "floordiv", "invert", "join",
-           "mod", "negate", "numeric", "shift", "translate_compare", "unrep_flag"]
+           "binop_type", "cast", "checked_int", "compare_chain", "converted", "floordiv",
+           "invert", "join", "mod", "negate", "numeric", "shift", "translate_compare",
+           "unrep_flag"]
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,32 @@ def checked_int(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     return ir.Cast(dst, check)
 
 
+#: The values each NumPy integer type holds, exactly.
+_INT_BOUNDS = {c: (int(lo), int(hi) - 1) for c, (lo, hi) in _INT_RANGE.items()}
+
+
+def converted(e: ir.Expr, src: T, dst: str) -> ir.Expr:
+    """``e`` (of type ``src``) converted to ``dst`` as NumPy 2 converts a Python int that
+    meets a NumPy integer type (an operand of arithmetic, ``np.uint8(x)``, a store into an
+    integer array): exactly, or not at all: ``np.uint64(5) + (-1)``, ``np.uint8(300)``
+    and ``a[i] = 300`` for a ``uint8`` array raise OverflowError, and a value that is a
+    uint64 on one path and the Python int -1 on another stays -1 in Python (C's
+    conversion wrapped each silently).  A constant that fits converts here; one that
+    does not, or a value known only at run time that does not, sets the :data:`UNREP`
+    flag where it is converted (the call then runs as Python, which raises or keeps its
+    Python int).  Any other conversion is :func:`cast`'s."""
+    if src != INT or dst not in _INT_BOUNDS or dst == "int64_t":
+        return cast(e, src, dst)
+    lo, hi = _INT_BOUNDS[dst]
+    if isinstance(e, ir.Const) and not isinstance(e.value, bool | float):
+        if lo <= e.value <= hi:
+            return cast(e, src, dst)
+        return ir.Cast(dst, ir.Call("asp_pyint_out", (UNREP,)))
+    return ir.Cast(dst, ir.Call("asp_pyint_in", (e, ir.Const(lo, "int64_t"),
+                                                 ir.Const(min(hi, 2**63 - 1), "int64_t"),
+                                                 UNREP)))
+
+
 def shift(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:
     """``a << b`` or ``a >> b`` on integers already of type ``t``, with NumPy's rule for
     counts outside ``[0, width)`` (C leaves them undefined)."""
@@ -343,6 +370,16 @@ static inline double asp_py_fpow(double a, double b, int *unrep) {
 /* int() of a uint64: a Python int, which int64 holds only up to INT64_MAX. */
 static inline int64_t asp_ucheck(uint64_t x, int *unrep) {
     if (x <= (uint64_t)INT64_MAX) return (int64_t)x;
+    __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+/* A Python int meeting a NumPy integer type: itself if that type holds it (in [lo, hi]),
+ * else *unrep is set (NumPy raises OverflowError, or Python keeps its int). */
+static inline int64_t asp_pyint_in(int64_t x, int64_t lo, int64_t hi, int *unrep) {
+    if (x < lo || x > hi) __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
+    return x;
+}
+static inline int64_t asp_pyint_out(int *unrep) {
     __atomic_store_n(unrep, 1, __ATOMIC_RELAXED);
     return 0;
 }

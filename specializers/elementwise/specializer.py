@@ -43,8 +43,7 @@ __all__ = ["ElementwiseFunction", "elementwise"]
 
 
 #: The entry's error 1: a value only Python can represent (the call runs as Python).
-UNREP_ERRORS = ((UnrepresentableValue, "a value only Python represents: an int beyond 64 "
-                 "bits, or int() of a NaN or an infinity"),)
+UNREP_ERRORS = ((UnrepresentableValue, UnrepresentableValue.reason),)
 
 
 class ElementwiseSpecializer(Specializer):

@@ -119,8 +119,7 @@ class ReductionSpecializer(Specializer):
                     # The user's term, called by every variant: IR, so the dump shows it.
                     helpers=(sf.as_function(),),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
-                    errors=((UnrepresentableValue, "a value only Python represents: an int "
-                             "beyond 64 bits, or int() of a NaN or an infinity"),
+                    errors=((UnrepresentableValue, UnrepresentableValue.reason),
                             (ValueError, f"zero-size arrays have no {self.op} (it has no "
                              "identity)")),
                     rtol=1e-10 if tight else 1e-5, atol=0.0)

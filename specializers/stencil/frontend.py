@@ -33,7 +33,7 @@ from asp.frontend.mixed import local_vars
 from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
-from asp.ir.pyscalar import FLOAT, INT, T, cast, checked_int, join
+from asp.ir.pyscalar import FLOAT, INT, T, cast, checked_int, converted, join
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -285,7 +285,7 @@ class StencilTranslator(ScalarTranslator):
             # NumPy stores a float in an int grid as Python's int() would: NaN, an
             # infinity or a value out of range raises there.
             return [GridWrite(grid, checked_int(e, t, ot.ctype))]
-        return [GridWrite(grid, cast(e, t, ot.ctype))]
+        return [GridWrite(grid, converted(e, t, ot.ctype))]  # a[i] = 300: uint8 raises
 
     def assign_name(self, name, e, t, node):
         if name in self.args or name == self.point or name in self.nbrs:

@@ -50,9 +50,7 @@ Geometry = tuple
 #: as Python, which computes with unbounded ints or raises its own error (a kernel that
 #: reads its output works on a copy, see prepare, so nothing is counted twice).
 _TABLE = (IndexError, "lookup table index out of range")
-_UNREP = ("a value only Python represents: an int beyond the integer type (64 bits for "
-          "Python ints), or int() of a NaN or an infinity")
-_ERRORS = (_TABLE, (UnrepresentableValue, _UNREP), _TABLE)
+_ERRORS = (_TABLE, (UnrepresentableValue, UnrepresentableValue.reason), _TABLE)
 
 
 class StencilSpecializer(Specializer):
