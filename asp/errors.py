@@ -106,12 +106,15 @@ class AspFallbackWarning(RuntimeWarning):
 
 
 class UnrepresentableValue(ArithmeticError):
-    """A compiled entry met a value its C types cannot hold as Python would: ``int()``
-    of a NaN, an infinity or a float beyond 64 bits (Python's int is unbounded, or it
-    raises), or a Python int that the NumPy integer type it meets does not hold (NumPy
-    raises OverflowError, or Python keeps the int).  The runtime runs that call as
-    Python, which gives Python's answer."""
+    """A compiled entry met a value its C types cannot hold as Python would, or where
+    Python raises: ``int()`` of a NaN, an infinity or a float beyond 64 bits (Python's
+    int is unbounded, or it raises), a Python int that the NumPy integer type it meets
+    does not hold (NumPy raises OverflowError, or Python keeps the int), a :mod:`math`
+    function outside its domain or range (``math.log(0.0)``), a Python number divided by
+    zero.  The runtime runs that call as Python, which gives Python's answer or error."""
 
     #: How the call's one warning says it (an entry's error 1 in every specializer).
-    reason = ("a value only Python represents: an int beyond 64 bits or beyond the NumPy "
-              "integer type it meets (-1 for a uint64), or int() of a NaN or an infinity")
+    reason = ("a value only Python represents, or an error only Python raises: an int "
+              "beyond 64 bits or beyond the NumPy integer type it meets (-1 for a uint64), "
+              "int() of a NaN or an infinity, a math function outside its domain or range, "
+              "or a Python number divided by zero")

@@ -31,7 +31,7 @@ from specializers.reduction import reduction
 from specializers.stencil import StencilKernel
 
 
-def _quiet(fn, *args):
+def call_quietly(fn, *args):
     """``fn(*args)`` and the fallback warnings it gave."""
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -95,7 +95,7 @@ def test_a_reduction_of_terms_python_keeps_as_python_ints(fn):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         want_small, want_big = _python_sum(fn, small), _python_sum(fn, big)
-    got, fell = _quiet(fn, big)
+    got, fell = call_quietly(fn, big)
     assert int(got) == int(want_big), (got, want_big)  # was 2**64 - 1777 for -1777
     assert len(fell) == 1 and "beyond the NumPy integer type" in str(fell[0].message)
     # Every variant: exact where no term is a Python int beyond uint64, and reporting
@@ -131,7 +131,7 @@ def test_a_stencil_raises_where_python_raises(kernel, dtype, big):
     plain.pure_python = True
     want = plain(u)  # no element takes the branch: Python computes it
     k = kernel()
-    got, fell = _quiet(k, u)
+    got, fell = call_quietly(k, u)
     np.testing.assert_array_equal(got, want)
     assert not fell
     u[20, 11] = big
@@ -154,12 +154,12 @@ def _plus_int32(x, c):
 
 def test_np_int32_of_a_python_int_it_cannot_hold_raises():
     x = np.arange(5000, dtype=np.int32)
-    got, fell = _quiet(_plus_int32, x, 2**31 - 1)
+    got, fell = call_quietly(_plus_int32, x, 2**31 - 1)
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(got, x + np.int32(2**31 - 1))
     assert not fell
     with pytest.raises(OverflowError, match="out of bounds for int32"):
-        _quiet(_plus_int32, x, 2**31)  # was x - 2**31
+        call_quietly(_plus_int32, x, 2**31)  # was x - 2**31
     s = _plus_int32.jit.specialization(x, 7, None)
     assert s.variant_names
     for name in s.variant_names:
@@ -180,10 +180,10 @@ def _plus_one(x):
 
 def test_constants_that_fit_compile_without_a_run_time_test():
     y = _uint64s(True)
-    got, fell = _quiet(_total_or_five, y)
+    got, fell = call_quietly(_total_or_five, y)
     assert not fell and got == np.sum(np.where(y < 1000, y, np.uint64(5)))
     x = np.arange(5000, dtype=np.uint8)
-    got, fell = _quiet(_plus_one, x)
+    got, fell = call_quietly(_plus_one, x)
     assert not fell
     np.testing.assert_array_equal(got, x + np.uint8(1))
     # No run-time test (a kernel with one has no SIMD-lanes form, and reports through a

@@ -26,10 +26,12 @@ import math
 import numpy as np
 
 from asp.ir import platform as ir
+from asp.ir.pymath import math_call
 from asp.ir.pyscalar import (
     BOOL,
     FLOAT,
     INT,
+    UNREP,
     T,
     absolute,
     binop_type,
@@ -140,8 +142,7 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
     if kind in ("float", "npfloat", "log"):
         if kind == "log" and len(args) == 2:
             (x, xt), (b, bt) = args
-            return ir.BinOp("/", ir.Call("log", (cast(x, xt, "double"),)),
-                            ir.Call("log", (cast(b, bt, "double"),))), FLOAT
+            return math_call("log", (cast(x, xt, "double"), cast(b, bt, "double")), UNREP), FLOAT
         n = _ARITY.get(cname, 1)
         if len(args) != n:
             raise err(node, f"{name}() takes {n} argument(s)")
@@ -160,7 +161,8 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
             call = ir.Call(cname, tuple(cast(cast(e, et, out.ctype), out, "double")
                                         for e, et in args))
             return cast(call, FLOAT, out.ctype), out
-        return ir.Call(cname, tuple(cast(e, t, "double") for e, t in args)), FLOAT
+        # math's functions raise where libm's result is out of domain or range
+        return math_call(cname, tuple(cast(e, t, "double") for e, t in args), UNREP), FLOAT
     if kind == "int" and cname in _MATH_INT.values():
         _arity(err, node, args, 1, name)
         t = args[0][1]

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from asp.errors import FrontendError, where
 
-__all__ = ["KernelSource", "attach_source", "get_source", "parse_module", "reject",
+__all__ = ["KernelSource", "attach_source", "describe", "get_source", "parse_module", "reject",
            "source_text"]
 
 
@@ -172,3 +172,17 @@ def _parse(raw: str, filename: str, firstlineno: int, qualname: str) -> KernelSo
     ast.increment_lineno(module, firstlineno - 1)
     return KernelSource(func=func, filename=filename, firstlineno=firstlineno, text=text,
                         qualname=qualname)
+
+
+_DESCRIBE = {"While": "'while' loops", "Lambda": "lambdas", "ListComp": "list comprehensions",
+             "List": "lists", "Dict": "dicts", "Subscript": "indexing", "Try": "'try'",
+             "With": "'with'", "Global": "'global'", "Nonlocal": "'nonlocal'",
+             "FunctionDef": "nested functions", "Tuple": "tuples", "JoinedStr": "f-strings",
+             "Yield": "'yield'", "Await": "'await'", "Raise": "'raise'", "Assert": "'assert'",
+             "Delete": "'del'", "Import": "'import'", "ImportFrom": "'import'",
+             "Return": "'return'", "Break": "'break'", "Continue": "'continue'"}
+
+
+def describe(node: ast.AST) -> str:
+    """How a message names a construct (``'while' loops``)."""
+    return _DESCRIBE.get(type(node).__name__, f"'{type(node).__name__}'")

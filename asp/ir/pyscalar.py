@@ -28,6 +28,7 @@ import numpy as np
 
 from asp.ir import platform as ir
 from asp.ir.powers import POWERS
+from asp.ir.pymath import PYMATH
 from asp.ir.types import ctype_of, dtype_of
 
 __all__ = ["BOOL", "COMPARE_OPS", "FLOAT", "HELPERS", "INT", "T", "UNREP", "absolute", "arith",
@@ -436,4 +437,4 @@ static inline double asp_floordiv_f64(double a, double b) {
     if (div - q > 0.5) q += 1.0;
     return q;
 }
-""" + POWERS + _integer_helpers()
+""" + POWERS + PYMATH + _integer_helpers()

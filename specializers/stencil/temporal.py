@@ -55,11 +55,12 @@ import numpy as np
 
 from asp import config
 from asp.config import cache_sizes
+from asp.errors import UnrepresentableValue
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant
 from specializers.stencil import vectors
 from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radius
 from specializers.stencil.lines import LineBuilder
-from specializers.stencil.lowering import converts, needs_load, pname
+from specializers.stencil.lowering import needs_load, pname
 from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
 from specializers.stencil.variants import PREAMBLE
 from specializers.stencil.vectors import lanes
@@ -260,8 +261,6 @@ def why_not_blocked(k: StencilIR, params: list[str], boundary: str, dim: int,
             return "the state and the output have different types"
     if needs_load(k):
         return "the kernel reads or accumulates into its output"
-    if converts(k):
-        return "the kernel has operations that may need Python's unbounded ints"
     if any(isinstance(n, NeighborLoop) for n in k.walk()):
         return "a neighbour loop is not unrolled (should_unroll=False, or a large neighbourhood)"
     if any(isinstance(n, TableRead) for n in k.walk()):
@@ -362,7 +361,7 @@ class IterateSpecializer(Specializer):
         return dataclasses.replace(
             base, signature=prepared.signature, specs=specs, variants=variants,
             spaces=spaces, ret=out_i, helpers=(),
-            errors=((MemoryError, "out of memory for the blocked iteration's buffers"),),
+            errors=(_MEMORY, (UnrepresentableValue, UnrepresentableValue.reason), _MEMORY),
             preamble=PREAMBLE + (vector_preamble(build.ctype) if lanes(build.ctype) > 1
                                  else ""),
             includes=("stdint.h", "stdbool.h", "math.h", "stdlib.h",
@@ -390,6 +389,9 @@ class IterateSpecializer(Specializer):
         for grid, level in zip(older, state[1:]):
             grid[...] = level
         return out
+
+
+_MEMORY = (MemoryError, "out of memory for the blocked iteration's buffers")
 
 
 def _with_steps(args: tuple, out_i: int, levels: int) -> tuple:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from asp.codegen.entry import abi_params, extent_name
 from asp.ir import platform as ir
+from asp.ir.pyscalar import UNREP
 from asp.ir.types import dtype_of
 from specializers.stencil.domain import GridRead
-from specializers.stencil.lowering import _Body, pname
+from specializers.stencil.lowering import _Body, converts, pname
 from specializers.stencil.ringir import I64, LINE, ring_index, ring_rows
 from specializers.stencil.ringir import block as _block
 from specializers.stencil.ringir import c as _c
@@ -337,8 +338,11 @@ class Builder(JammedSweeps):
     def finish(self, name: str, pre: list[ir.Stmt], region: ir.Block,
                bound: tuple[str, ...] = ()) -> ir.Function:
         """The entry function: ``pre``, then ``region`` on a team of threads when the grid
-        is large enough; returns whether a thread's buffers could not be allocated.
-        ``bound``: ``int64_t`` parameters after the entry's own (a variant's constants)."""
+        is large enough; returns 1 (bit 0) if a thread's buffers could not be allocated,
+        2 (bit 1) if a checked operation met a value only Python represents or an error
+        only Python raises (``int()`` of NaN, ``math.log(0.0)``: the steps then run as
+        Python).  ``bound``: ``int64_t`` parameters after the entry's own (a variant's
+        constants)."""
         size: ir.Expr = self.n(0)
         for a in range(1, self.dim):
             size = _op("*", size, self.n(a))
@@ -346,8 +350,14 @@ class Builder(JammedSweeps):
                          reductions=(("|", "asp_bad"),))
         params = (*abi_params(self.names, self.specs),
                   *(ir.Param(b, I64) for b in bound))
+        code: ir.Expr = _v("asp_bad")
+        if converts(self.k):  # the flag is shared by the team (set atomically)
+            pre = [ir.Declare("int", "asp_unrep_v", ir.Const(0, "int")),
+                   ir.Declare("int *const", UNREP.name, ir.UnaryOp("&", _v("asp_unrep_v"))),
+                   *pre]
+            code = _op("|", code, ir.Ternary(_v("asp_unrep_v"), _c(2), _c(0)))
         fn = ir.Function(f"stencil_iter_{name}", params,
-                         _block(*pre, team, ir.Return(_v("asp_bad"))), ret="int")
+                         _block(*pre, team, ir.Return(code)), ret="int")
         return vectorize_points(fn, var=f"asp_i{self.dim - 1}")
 
     def steps_function(self, name: str) -> ir.Function:

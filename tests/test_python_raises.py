@@ -1,0 +1,263 @@
+"""Where the kernel's Python raises, the call raises it: :mod:`math` outside its domain or
+range, and Python numbers divided by zero (``asp.ir.pymath``).
+
+CPython's math functions raise ``ValueError`` or ``OverflowError`` where libm returns a
+NaN from arguments that are not NaN, or an infinity from finite ones (``math.log(0.0)``,
+``math.exp(1000.0)``), and Python's ints and floats raise ``ZeroDivisionError``; the
+compiled code returned libm's -inf, inf or NaN (and 0 for an int), and a check on random
+inputs that never reached the point passed it.  Now such a point sets the entry's flag and
+the call runs as Python (one warning), which raises.  NumPy's functions and numbers do not
+raise (``np.log(0.0)`` is -inf, ``np.float64(1) / 0`` is inf): they compile as before.
+
+Every compiled variant, parallel branches included (conftest: threshold 0, 2 threads),
+runs on inputs with and without such a point.
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from asp.errors import UnrepresentableValue
+from asp.ir.pymath import ONE, TWO
+from specializers.elementwise import elementwise
+from specializers.reduction import reduction
+from specializers.stencil import StencilKernel
+from tests.test_python_int_bounds import call_quietly as _call
+
+
+def _every_variant_reports(fn, good, bad):
+    """Every variant of elementwise or reduction ``fn``: Python's result on ``good``, the
+    flag (never a number) on ``bad``."""
+    s = fn.jit.specialization(*good, None)
+    assert s.variant_names and not s.check_failures, s.check_failures
+    want = fn.jit.specializer.run_python((*good, None))
+    for name in s.variant_names:
+        got = fn.jit.run_variant(name, *good, None)
+        if np.ndim(want) == 0:  # a reduction: sums reassociated across threads and lanes
+            np.testing.assert_allclose(got, want, rtol=1e-10, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        with pytest.raises(UnrepresentableValue):
+            fn.jit.run_variant(name, *bad, None)
+
+
+# -- math's domain and range ------------------------------------------------------------------
+@elementwise
+def _log(x):
+    return math.log(x)
+
+
+@elementwise
+def _exp_above(x):
+    return math.exp(x) if x > 100.0 else x
+
+
+@elementwise
+def _log_base(x, b):
+    return math.log(x, b)
+
+
+@pytest.mark.parametrize("fn, good, bad, error", [
+    (_log, (np.linspace(0.5, 9, 3000),), (np.linspace(0.0, 9, 3000),), ValueError),
+    (_exp_above, (np.linspace(0, 99, 3000),), (np.linspace(0, 990, 3000),), OverflowError),
+    (_log_base, (np.linspace(0.5, 9, 3000), 2.0), (np.linspace(0.5, 9, 3000), 1.0),
+     ZeroDivisionError),
+], ids=["log(0)", "exp(990)", "log(x, 1)"])
+def test_math_raises_where_python_raises(fn, good, bad, error):
+    got, fell = _call(fn, *good)
+    np.testing.assert_array_equal(got, [fn.__wrapped__(*v) for v in zip(
+        good[0], *(np.broadcast_to(a, good[0].shape) for a in good[1:]), strict=True)])
+    assert not fell
+    with pytest.raises(error):
+        _call(fn, *bad)  # was -inf, inf, inf: a number where Python raises
+    _every_variant_reports(fn, good, bad)
+
+
+@elementwise
+def _log_sum(x, n):
+    s = 0.0
+    for i in range(n):
+        s += math.log(x - i)
+    return s
+
+
+def test_lockstep_lanes_report_too():
+    """A loop kernel with a checked call keeps its lockstep lanes (the flag rides along;
+    they were left out before), and they report like every other variant."""
+    good, bad = (np.linspace(5, 9, 3001), 3), (np.linspace(0.5, 9, 3001), 3)
+    got, fell = _call(_log_sum, *good)  # checked on the call's own first elements: the
+    assert not fell  # random check inputs (below 1) are outside log's domain here
+    with pytest.raises(ValueError):
+        _call(_log_sum, *bad)
+    names = _log_sum.jit.specialization(*good, None).variant_names
+    assert {"lanes8", "lanes32"} <= set(names), names
+    _every_variant_reports(_log_sum, good, bad)
+
+
+# CPython's rule, function by function: the compiled function agrees with math on every
+# pair of these values, raising (the flag) exactly where math raises.
+_VALUES = (0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -8.0, 1e-310, 1e308, -1e308, 710.0, -1100.0,
+           math.pi / 2, math.inf, -math.inf, math.nan)
+_FUNCS = [("1", f) for f in ONE] + [("2", f) for f in TWO]
+
+
+def _chain_source() -> str:
+    lines = ["import math\n\n\ndef any_math(x, y, k):\n"]
+    for i, (arity, f) in enumerate(_FUNCS):
+        args = "x" if arity == "1" else "x, y"
+        lines.append(f"    if k == {i}:\n        return math.{f}({args})\n")
+    lines.append("    return x\n")
+    return "".join(lines)
+
+
+def test_every_math_function_raises_exactly_where_python_does(tmp_path):
+    path = tmp_path / "anymath.py"  # a kernel's source is read from its file
+    path.write_text(_chain_source())
+    spec = importlib.util.spec_from_file_location("anymath", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _any_math = elementwise(module.any_math)
+    x = np.array([v for v, _ in itertools.product(_VALUES, _VALUES)])
+    y = np.array([w for _, w in itertools.product(_VALUES, _VALUES)])
+    name = _any_math.jit.specialization(x[:1], y[:1], 0, None).variant_names[0]
+    for k, (_, f) in enumerate(_FUNCS):
+        fn = getattr(math, f)
+        for a, b in zip(x, y, strict=True):
+            args = (a,) if f in ONE else (a, b)
+            try:
+                want = fn(*map(float, args))
+            except (ValueError, OverflowError):
+                want = None
+            try:
+                got = _any_math.jit.run_variant(name, np.array([a]), np.array([b]), k, None)
+            except UnrepresentableValue:
+                got = None
+            assert (want is None) == (got is None), (f, args, want, got)
+            if want is not None:
+                assert np.array_equal(got[0], want, equal_nan=True), (f, args, want, got)
+
+
+# -- Python numbers divided by zero -----------------------------------------------------------
+@elementwise
+def _inverse_root(x):
+    return 1.0 / math.sqrt(x)
+
+
+@elementwise
+def _int_quotient(x, y):
+    return int(x) // int(y) + int(x) % int(y)
+
+
+@elementwise
+def _numpy_quotient(x, y):
+    return x / y + np.log(y)
+
+
+def test_python_numbers_divided_by_zero_raise():
+    x = np.linspace(1, 9, 3000)
+    with pytest.raises(ZeroDivisionError):
+        _call(_inverse_root, np.linspace(0, 9, 3000))  # was inf at 0
+    _every_variant_reports(_inverse_root, (x,), (np.linspace(0, 9, 3000),))
+    y = np.arange(3000) % 7 + 1.0
+    _every_variant_reports(_int_quotient, (x * 10, y), (x * 10, y - 1))  # was 0 at y = 0
+    with pytest.raises(ZeroDivisionError):
+        _call(_int_quotient, x, y - 1)
+
+
+def test_numpy_numbers_and_functions_still_compile():
+    """NumPy's x / 0 is inf and np.log(0) is -inf: no flag, no fallback."""
+    x, y = np.linspace(-1, 1, 3000), np.arange(3000) % 3 * 1.0
+    got, fell = _call(_numpy_quotient, x, y)
+    assert not fell
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(got, x / y + np.log(y))
+
+
+# -- the same in a stencil and a reduction ----------------------------------------------------
+class _Root(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = math.sqrt(u[x])
+
+
+@reduction("+")
+def _log_total(y):
+    return math.log(y)
+
+
+def test_a_stencil_and_a_reduction_raise_where_python_raises():
+    u = np.linspace(0.5, 3, 40 * 36).reshape(40, 36)
+    k = _Root()
+    got, fell = _call(k, u)
+    assert not fell and np.array_equal(got[1:-1, 1:-1], np.sqrt(u[1:-1, 1:-1]))
+    bad = u.copy()
+    bad[17, 9] = -1.0
+    with pytest.raises(ValueError, match="math domain error"):
+        _call(k, bad)  # was NaN at [17, 9]
+    s = k.specialization(u, np.zeros_like(u))
+    for name in s.variant_names:
+        with pytest.raises(UnrepresentableValue):
+            k.run_variant(name, bad, np.zeros_like(u))
+    y = np.linspace(0.5, 3, 5000)
+    got, fell = _call(_log_total, y)
+    assert not fell and math.isclose(got, np.sum(np.log(y)), rel_tol=1e-10)
+    with pytest.raises(ValueError):
+        _call(_log_total, y - 0.5)  # was -inf
+    _every_variant_reports(_log_total, (y,), (y - 0.5,))
+
+
+# -- an iterated stencil: blocked in time, the flag read after the blocked steps --------------
+class _SqrtSink(StencilKernel):
+    def kernel(self, u, c, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = u[x] + 0.2 * lap - c * math.sqrt(u[x])
+
+
+def test_an_iterated_kernel_with_checked_operations_is_blocked_and_raises(monkeypatch):
+    """A kernel with a checked operation (here math.sqrt) was iterated step by step; now
+    it is blocked in time, and where a later step meets a negative value (c = 0.2: the
+    seventh step, inside a pass's rings) every variant reports it and the call raises
+    Python's ValueError."""
+    from specializers.stencil import iterate as iterate_module
+    from specializers.stencil import temporal
+
+    monkeypatch.setattr(temporal, "ROWS", {2: (1, 4), 3: (1, 4)})  # several tiles a pass
+    monkeypatch.setattr(temporal, "MAX_WORK", 100.0)
+    iterate_module._JITS.clear()
+    u = 1 + np.random.default_rng(3).random((130, 170))
+    u[0], u[-1], u[:, 0], u[:, -1] = 0, 0, 0, 0
+    k = _SqrtSink(boundary="interior")
+
+    def loop(c, steps=19):
+        v = u
+        for _ in range(steps):
+            v = k(v, c)
+        return v
+
+    got, fell = _call(lambda: k.iterate(u, 0.01, steps=19))
+    assert not fell
+    np.testing.assert_array_equal(got, loop(0.01))
+    jit = iterate_module.iteration_jit(k, u, 0.01)
+    assert jit is not None, "not blocked"
+
+    def full(c):
+        return (u, c, np.zeros_like(u), np.zeros_like(u), 19)
+
+    s = jit.specialization(*full(0.01))
+    assert any(name.startswith("blk_") for name in s.entries) and not s.check_failures
+    with pytest.raises(ValueError, match="math domain error"):
+        _call(lambda: loop(0.2))  # the steps alone: the seventh runs as Python and raises
+    with pytest.raises(ValueError, match="math domain error"):
+        _call(lambda: k.iterate(u, 0.2, steps=19))  # was NaN from the seventh step on
+    for name in s.entries:
+        np.testing.assert_array_equal(jit.run_variant(name, *full(0.01)), loop(0.01),
+                                      err_msg=name)
+        with pytest.raises(UnrepresentableValue):
+            jit.run_variant(name, *full(0.2))
