@@ -29,15 +29,16 @@ OPS_NP = {"max": np.max, "min": np.min}
 
 
 def reduction_tolerance(terms: np.ndarray, op: str, result: np.dtype,
-                        term: tuple[int, float] = (0, 0.0)) -> float | None:
+                        term: tuple[int, float, bool] = (0, 0.0, True)) -> float | None:
     """How far a reassociated reduction of ``terms`` may be from NumPy's, as an absolute
     bound (0.0: exactly, NaN equal to NaN), or None when the order of the terms decides
     the result (partial sums or products that may overflow or underflow in one order
     and not in another).  ``term`` is how far each term may be from Python's, (ulps,
-    relative), as :func:`tests.fuzz.worker.tolerance` says: libm's results differ."""
+    relative, integers exact), as :func:`tests.fuzz.worker.tolerance` says: libm's results
+    differ (an integer result from a NumPy libm function is not compared: F17)."""
+    ulps, rel, exact = term
     if result.kind != "f":
-        return 0.0
-    ulps, rel = term
+        return 0.0 if exact else None
     info = np.finfo(result)
     eps = float(info.eps)
     if result == np.float32 and rel:
