@@ -85,16 +85,18 @@ def _log_sum(x, n):
     return s
 
 
-def test_lockstep_lanes_report_too():
-    """A loop kernel with a checked call keeps its lockstep lanes (the flag rides along;
-    they were left out before), and they report like every other variant."""
+def test_a_loop_kernel_with_checked_calls_reports_and_has_no_lockstep_lanes():
+    """Its variants report like every other kernel's.  It has no lockstep lanes: they
+    evaluate some expressions for lanes that Python's control flow does not reach, and a
+    checked call there would set the flag where Python raises nothing (tried: a fuzz
+    batch's lanes flagged the math calls of other kernels' branches)."""
     good, bad = (np.linspace(5, 9, 3001), 3), (np.linspace(0.5, 9, 3001), 3)
     got, fell = _call(_log_sum, *good)  # checked on the call's own first elements: the
     assert not fell  # random check inputs (below 1) are outside log's domain here
     with pytest.raises(ValueError):
         _call(_log_sum, *bad)
     names = _log_sum.jit.specialization(*good, None).variant_names
-    assert {"lanes8", "lanes32"} <= set(names), names
+    assert names and not any("lanes" in n for n in names), names
     _every_variant_reports(_log_sum, good, bad)
 
 

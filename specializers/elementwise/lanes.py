@@ -24,7 +24,6 @@ from __future__ import annotations
 from asp.ir import platform as ir
 from asp.ir.names import Namer
 from asp.ir.node import Transformer
-from asp.ir.pyscalar import UNREP, unrep_flag
 
 __all__ = ["MASK", "blocked_function", "lanes_function", "lower_lanes"]
 
@@ -206,13 +205,11 @@ def lower_lanes(sf, names: list[str], specs):
     of lane values indexed ``[l]`` and the element inputs at ``[asp_base + l]``), the
     lowering (its ``varying`` locals with their C types, its ``masks``, its ``uniform``
     values) and the element inputs; None if the function cannot run in lockstep."""
-    if any(isinstance(n, ir.While) for n in sf.body.walk()):
-        return None
+    if any(isinstance(n, ir.While) for n in sf.body.walk()) or sf.checked:
+        return None  # (checked: its float -> int conversions report through a flag)
     arrays = {n for n, s in zip(names[:-1], specs[:-1]) if s.kind == "array"}
     scalars = {n for n, s in zip(names[:-1], specs[:-1]) if s.kind != "array"}
     low = _Lower(sf, arrays, scalars)
-    if sf.checked:  # its checked operations report through the function's one flag
-        low.uniform.add(UNREP.name)
     try:
         body = low.block(sf.body.body, ())
     except _Unsupported:
@@ -271,17 +268,17 @@ def blocked_function(name: str, lanes: int, block: list[ir.Stmt], *, sf, names, 
                       for n in names[:-1])
     tail = ir.For("k", ir.BinOp("*", ir.Var("asp_nblocks"), ir.Const(lanes, "int64_t")),
                   ir.Var("n"), ir.Block((ir.Assign(ir.ArrayRef(out, ir.Var("k")),
-                                                   ir.Cast(out_ctype, sf.call(call_args))),)))
+                                                   ir.Cast(out_ctype, ir.Call(sf.name,
+                                                                              call_args))),)))
     # The lane count is a named constant of the generated function's body.
-    stmts: tuple[ir.Stmt, ...] = (
+    fn_body = ir.Block((
         ir.Declare("int64_t", "ASP_LANES", ir.Const(lanes, "int64_t"), const=True),
         ir.Declare("int64_t", "n", size, const=True),
         ir.Declare("int64_t", "asp_nblocks", nblocks, const=True),
         ir.If(when, ir.Block((blocks,)), ir.Block((serial_blocks,))),
-        tail)
-    if sf.checked:  # error 1: a checked operation met what only Python can do
-        stmts = unrep_flag(stmts, 1)
-    fn_body = ir.Block((*stmts, ir.Return(ir.Const(0, "int32_t"))))
+        tail,
+        ir.Return(ir.Const(0, "int32_t")),
+    ))
     return ir.Function(name, params, fn_body, ret="int")
 
 
