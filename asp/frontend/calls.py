@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from asp.ir import platform as ir
-from asp.ir.pymath import math_call
+from asp.ir.pymath import ONE, TWO, math_call
 from asp.ir.pyscalar import (
     BOOL,
     FLOAT,
@@ -45,14 +45,9 @@ from asp.ir.types import dtype_of
 
 __all__ = ["MATH_CONST", "callable_kind", "defined_at", "known_call"]
 
-_MATH_FLOAT = {
-    "sqrt": "sqrt", "exp": "exp", "log10": "log10", "log2": "log2", "log1p": "log1p",
-    "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos",
-    "atan": "atan", "atan2": "atan2", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
-    "asinh": "asinh", "acosh": "acosh", "atanh": "atanh", "pow": "pow", "fabs": "fabs",
-    "hypot": "hypot", "copysign": "copysign", "fmod": "fmod", "erf": "erf", "erfc": "erfc",
-    "exp2": "exp2", "cbrt": "cbrt",
-}
+#: The math functions compiled as libm calls of the same name, checked as CPython's are
+#: (:mod:`asp.ir.pymath` keeps the one list; ``math.log`` is its own kind).
+_MATH_FLOAT = {f: f for f in (*ONE, *TWO) if f != "log"}
 _MATH_INT = {"floor": "floor", "ceil": "ceil", "trunc": "trunc"}  # return Python ints
 _MATH_BOOL = {"isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite"}
 #: ``math`` constants a kernel may read (``math.pi``).
@@ -71,7 +66,7 @@ _NP_CAST = {"float64": "double", "float32": "float", "int64": "int64_t", "int32"
 _NP_ROUND_KEEPS_INTS = frozenset(c for c in ("floor", "ceil", "trunc")
                                  if getattr(np, c)(np.int16(3)).dtype == np.int16)
 #: Arguments of the float functions that take other than one.
-_ARITY = {"pow": 2, "atan2": 2, "hypot": 2, "copysign": 2, "fmod": 2}
+_ARITY = dict.fromkeys(TWO, 2)
 
 
 def _resolve_callables() -> dict[int, tuple[str, str]]:
