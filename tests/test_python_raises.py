@@ -263,3 +263,61 @@ def test_an_iterated_kernel_with_checked_operations_is_blocked_and_raises(monkey
                                       err_msg=name)
         with pytest.raises(UnrepresentableValue):
             jit.run_variant(name, *full(0.2))
+
+
+# -- a value that is a Python float on one path and a float64 on another (F18) ----------------
+@elementwise
+def _assigned_on_a_path(a, c):
+    q = 1.0
+    if c > 0:
+        q = a
+    return 5.0 / (q - 1.0)
+
+
+@elementwise
+def _picked_by_a_ternary(a, c):
+    q = 1.0 if c > 0 else a
+    return 3.0 % (q - 1.0)
+
+
+@elementwise
+def _picked_by_max(a):
+    return 2.0 // (max(1.0, a) - 1.0)
+
+
+@elementwise
+def _raised_to_a_negative_power(a, c):
+    q = 0.0
+    if c > 0:
+        q = a
+    return q ** -0.75
+
+
+_X, _X1 = np.linspace(2, 9, 3000), np.linspace(1, 9, 3000)  # _X1[0] is 1.0
+
+
+@pytest.mark.parametrize("fn, good, bad, numpy_zero", [
+    (_assigned_on_a_path, (_X, 1), (_X, 0), (_X1, 1)),
+    (_picked_by_a_ternary, (_X, 0), (_X, 1), (_X1, 0)),
+    (_picked_by_max, (_X,), (_X1 - 1,), None),
+    (_raised_to_a_negative_power, (_X, 1), (_X, 0), (_X1 - 1, 1)),
+], ids=["assigned", "ternary", "max", "power"])
+def test_a_value_that_is_a_python_float_on_some_paths_raises_where_python_raises(
+        fn, good, bad, numpy_zero):
+    """The compiled code holds such a value in one double (a kernel without float32 cannot
+    tell the two apart otherwise); it gave inf, NaN or 0 where Python's float raises
+    ZeroDivisionError.  Now it is checked as a Python float: where it was one, the call
+    raises; where a float64 takes the check (``numpy_zero``: NumPy's path meets the zero),
+    the call runs as Python, which gives NumPy's inf or NaN (right, and slower)."""
+    got, fell = _call(fn, *good)
+    assert not fell
+    np.testing.assert_array_equal(got, fn.jit.specializer.run_python((*good, None)))
+    with pytest.raises(ZeroDivisionError):
+        _call(fn, *bad)
+    _every_variant_reports(fn, good, bad)
+    if numpy_zero is not None:
+        got, _ = _call(fn, *numpy_zero)
+        with np.errstate(all="ignore"):
+            want = [fn.__wrapped__(a, numpy_zero[1]) for a in numpy_zero[0]]
+        assert not np.isfinite(want[0])
+        np.testing.assert_array_equal(got, want)

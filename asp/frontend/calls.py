@@ -176,7 +176,7 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
         _arity(err, node, args, 1, name)
         e, t = args[0]
         nt = numeric(t)
-        if kind == "npabs" and nt.weak:  # np.abs(2.5) is a NumPy float64 (strong)
+        if kind == "npabs" and nt.pythonic:  # np.abs(2.5) is a NumPy float64 (strong)
             nt = T(nt.ctype)
         return absolute(cast(e, t, nt.ctype), nt), nt
     if kind in ("min", "max"):
@@ -184,7 +184,7 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
             raise err(node, f"{name}() needs at least two arguments in a kernel")
         e, t = args[0]
         for e2, t2 in args[1:]:
-            tt = join(t, t2) if (t.weak == t2.weak) else binop_type(t, t2)
+            tt = join(t, t2)  # (types that differ in more than weakness were split)
             a, b = cast(e, t, tt.ctype), cast(e2, t2, tt.ctype)
             # Python: min(a, b) is b if b < a else a (and max: b if b > a else a).
             cmp = "<" if kind == "min" else ">"

@@ -28,6 +28,7 @@ from asp.ir.names import Namer, user
 from asp.ir.pymath import divisor
 from asp.ir.pyscalar import (
     COMPARE_OPS,
+    DOUBLE_EITHER,
     FLOAT,
     INT,
     UNREP,
@@ -93,9 +94,9 @@ class ExpressionTranslator:
         # A Python float and a float64 differ only where they meet a float32 (the weak one
         # becomes float32): in a kernel without float32 values they are one type, and a
         # variable holding either needs no tag.  ``settle`` assumes so, and translates
-        # again without the assumption when a float32 was seen.  (Not quite: a Python
-        # float divided by zero raises where a float64 gives NaN, and a value taken for a
-        # float64 here is not checked: F18, open; see the README.)
+        # again without the assumption when a float32 was seen.  Such a value's type is
+        # ``DOUBLE_EITHER``: where a Python float raises (a zero divisor) it is checked as
+        # one (F18).
         self.one_double = True
         self.saw_float32 = False
 
@@ -166,7 +167,7 @@ class ExpressionTranslator:
 
     def kind_of(self, t: T) -> T:
         """``t``, or the type it cannot be told apart from in this kernel."""
-        return T("double") if self.one_double and t.ctype == "double" else t
+        return DOUBLE_EITHER if self.one_double and t.ctype == "double" else t
 
     def e_Constant(self, node: ast.Constant):
         return self.constant(node.value, node)
@@ -291,7 +292,7 @@ class ExpressionTranslator:
                                      "integer type for both (Python raises TypeError)")
             a, b = converted(le, lt, t.ctype), converted(re_, rt, t.ctype)
             return (shift(op, a, b, t) if op in ("<<", ">>") else arith(op, a, b, t)), t
-        python = lt.weak and rt.weak  # two Python numbers: a zero divisor raises
+        python = lt.pythonic and rt.pythonic  # two Python numbers: a zero divisor raises
         if op == "/":
             t = binop_type(lt, rt, true_div=True)
             b = cast(re_, rt, t.ctype)
@@ -311,7 +312,7 @@ class ExpressionTranslator:
 
     def power(self, node, le, lt, re_, rt):
         t = binop_type(lt, rt)
-        if t.weak and t.is_float:
+        if t.pythonic and t.is_float:
             # Python floats: pow() as Python calls it, and where Python's result is complex
             # ((-8.0) ** (1/3)) or an error (0.0 ** -1, 10.0 ** 400) the call is Python's.
             return ir.Call("asp_py_fpow", (cast(le, lt, "double"), cast(re_, rt, "double"),
