@@ -75,6 +75,8 @@ def test_every_stencil_variant_types_a_numpy_scalar_as_numpy_does(r, dtype, rng)
     u = rng.random((260, 200)).astype(dtype)
     k = Scaled()
     check_every_variant(k, (u, r, np.zeros_like(u)), rtol=0)
+    if dtype is np.float64 and type(r) is not np.float32:
+        return  # the blocked code computes in double for each: iterated for float32's value
     loop = u
     for _ in range(5):
         loop = k(loop, r)
