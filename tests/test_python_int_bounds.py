@@ -195,3 +195,49 @@ def test_constants_that_fit_compile_without_a_run_time_test():
         types = {"x": T(t), "c": T("int64_t", weak=True)} if fn.__name__ == "_plus_int32" \
             else {fn.__code__.co_varnames[0]: T(t)}
         assert translate(get_source(fn), fn, types).checked == checked, fn.__name__
+
+
+# -- a Python int argument: tested once per call, before any element --------------------------
+@elementwise
+def _offset(x, c):
+    return x + c
+
+
+@elementwise
+def _offset_above(x, c):
+    return x + c if x > 100 else x
+
+
+@reduction("+")
+def _offset_total(x, c):
+    return x * c
+
+
+def test_a_python_int_argument_is_tested_once_per_call():
+    """``x + c`` with ``x`` int16 and ``c`` a Python int argument: ``c`` was tested at every
+    element (GCC moved one test out of the loop, not several).  It is tested once, before
+    the loop (the tightest range of its uses); out of range every variant reports,
+    and the call runs as Python, which raises where ``c`` meets the int16, and gives its own
+    result where no element reaches that point."""
+    x = np.arange(-3000, 3000, dtype=np.int16)
+    for fn in (_offset, _offset_total):
+        s = fn.jit.specialization(x, 7, None)
+        body = s.source[s.source.index("asp_pyint_in(int64_t") + 1:]
+        assert "asp_pyint_in(" not in body, "still tested at each element"
+        assert "if (v_c < -32768 || v_c > 32767)" in body
+        want = fn.jit.specializer.run_python((x, 7, None))
+        for name in s.variant_names:
+            np.testing.assert_array_equal(fn.jit.run_variant(name, x, 7, None), want,
+                                          err_msg=name)
+            for c in (32768, -32769, 2**62):
+                with pytest.raises(UnrepresentableValue):
+                    fn.jit.run_variant(name, x, c, None)
+        got, fell = call_quietly(fn, x, 32767)  # in range: compiled; NumPy's wrapping
+        assert not fell
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(got, fn.jit.specializer.run_python((x, 32767, None)))
+        with pytest.raises(OverflowError):
+            call_quietly(fn, x, 32768)
+    small = np.arange(0, 100, dtype=np.int16)  # no element takes the branch: no error
+    got, _ = call_quietly(_offset_above, small, 40000)
+    np.testing.assert_array_equal(got, small)

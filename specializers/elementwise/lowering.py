@@ -24,7 +24,6 @@ from asp import config
 from asp.codegen.entry import abi_params, extent_name
 from asp.frontend.scalar import ScalarFunction
 from asp.ir import platform as ir
-from asp.ir.pyscalar import unrep_flag
 from asp.passes import parallelize_outer, run_pipeline, serial_below, simd_calls, vectorize_inner
 from asp.passes.fold import fold_constants as fold_expressions
 from asp.runtime.abi import ArgSpec
@@ -102,7 +101,7 @@ def lower_variants(sf: ScalarFunction, names: list[str], specs: tuple[ArgSpec, .
                   ir.Block((ir.Assign(ir.ArrayRef(names[-1], k), ir.Cast(out_ctype, call)),)))
     stmts = (ir.Declare("int64_t", "n", size, const=True), loop)
     if sf.checked:  # error 1: a float -> int conversion Python would do otherwise
-        stmts = unrep_flag(stmts, 1)
+        stmts = sf.flagged(stmts, 1, tuple(call_args))
     body = ir.Block((*stmts, ir.Return(ir.Const(0, "int32_t"))))
     params = abi_params(names, specs)
     heavy = _has_loops(sf)

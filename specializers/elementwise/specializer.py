@@ -24,7 +24,7 @@ from asp.codegen.streaming import PREAMBLE as STREAMING
 from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
-from asp.frontend.scalar import PREAMBLE, c_name, translate
+from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.ir.powers import simd_powers
 from asp.passes import run_pipeline, simd_forms_called
 from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
@@ -124,7 +124,7 @@ class ElementwiseSpecializer(Specializer):
         self._src = src
         types, specs = scalar_types(self.params, inputs)
         sf = translate(src, self.fn, types)
-        sf = run_pipeline(sf, [fold_constants, simd_forms],
+        sf = run_pipeline(sf, [fold_constants, simd_forms, hoist_guards],
                           title=f"{self.fn.__name__}: domain passes")
         out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
         ndim = next(a.ndim for a in inputs if isinstance(a, np.ndarray))

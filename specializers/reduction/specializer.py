@@ -17,9 +17,8 @@ from asp.codegen import abi_params
 from asp.codegen.entry import extent_name
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
-from asp.frontend.scalar import PREAMBLE, c_name, translate
+from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.ir import platform as ir
-from asp.ir.pyscalar import unrep_flag
 from asp.ir.types import ctype_of, dtype_of
 from asp.passes import (
     fold_constants,
@@ -96,7 +95,8 @@ class ReductionSpecializer(Specializer):
         inputs = prepared.args[:-1]
         types, specs = scalar_types(self.params, inputs)
         sf = translate(get_source(self.fn), self.fn, types, name="asp_term", kind="a reduction")
-        sf = run_pipeline(sf, [functools.partial(_fold)], title=f"{self.fn.__name__}: domain")
+        sf = run_pipeline(sf, [functools.partial(_fold), hoist_guards],
+                          title=f"{self.fn.__name__}: domain")
         term = dtype_of(sf.ret.ctype)
         result = self.result_dtype(term)
         # float32 sums accumulate in double (NumPy sums pairwise; a float accumulator over
@@ -135,8 +135,9 @@ class ReductionSpecializer(Specializer):
         for k in range(1, ndim):
             size = ir.BinOp("*", size, ir.Var(extent_name(first, k)))
         k = ir.Var("k")
-        call = sf.call(tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
-                             for n, s in zip(names[:-1], specs[:-1])))
+        args = tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
+                     for n, s in zip(names[:-1], specs[:-1]))
+        call = sf.call(args)
         acc, v = ir.Var("asp_acc"), ir.Var("asp_v")
         nan = ir.Var("asp_nan")  # max/min of floats: NumPy propagates NaN
         body = [ir.Declare(acc_t, "asp_v", ir.Cast(acc_t, call)), OPS[self.op][2](acc, v)]
@@ -166,7 +167,7 @@ class ReductionSpecializer(Specializer):
                           ir.Ternary(nan, ir.Var("NAN"), acc) if floating else acc)
         stmts = (*decls, loop, store)
         if sf.checked:  # error 1: a float -> int conversion only Python can do
-            stmts = unrep_flag(stmts, 1)
+            stmts = sf.flagged(stmts, 1, args)
         if identity is None:  # error 2: max/min of nothing (the hot path skips prepare)
             stmts = (ir.If(ir.BinOp("==", size, ir.Const(0, "int64_t")),
                            ir.Block((ir.Return(ir.Const(2, "int32_t")),))), *stmts)
