@@ -70,14 +70,9 @@ MAX_ROUNDS = 6
 #: A block's warm-up: calls until they took this long together, at least one and at most
 #: :data:`MAX_WARM` (then one timed call).  One is not enough for grids that live in the
 #: last-level cache: after a streaming variant, ``static`` on the 512^2 heat step took
-#: 115-129, 80, 64, 56, 48 us on its first calls and 42 us from the eighth on (AMD EPYC).
-#: On an Intel Xeon with 2 MiB of L2 a core, eight (1 ms) still left ``static``'s race
-#: timings 10-40 % above its steady state, and 5 of 20 fresh processes chose a streaming
-#: variant 1.07-1.20x slower (the tune benchmark's quiet trials: 1.22x and 1.29x); with
-#: up to 24 calls (3 ms), 3 of 20 (at most 1.14x; the benchmark 1.06x and 1.05x), the
-#: decision taking 0.08-0.25 s of calls instead of 0.04-0.1.
-WARM_SECONDS = 3e-3
-MAX_WARM = 24
+#: 115-129, 80, 64, 56, 48 us on its first calls and 42 us from the eighth on.
+WARM_SECONDS = 1e-3
+MAX_WARM = 8
 #: A timed call is suspect (noise: a thread of the team waited for a core) when it is
 #: this many times slower than the fastest timing of any variant, and slower by more than
 #: the floor and less than what a few scheduler time slices cost (a variant that much
