@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asp.tune.tuner import VERIFY_WINDOW
+from asp.tune.verify import VERIFY_WINDOW
 from benchmarks.harness import (
     CallProbe,
     Figure,

@@ -454,9 +454,9 @@ def test_the_sampling_rate_follows_the_calls_time_now_not_the_record(fresh_cache
     for _ in range(5):
         t.verify(80e-6)
     assert t.winner == "a"
-    now = math.ceil(tuner.SLOW_PATH / (tuner.VERIFY_SHARE * 80e-6))
+    now = math.ceil(verify.SLOW_PATH / (verify.VERIFY_SHARE * 80e-6))
     # The first sampled calls after a decision come VERIFY_EARLY_RATE times as often.
-    early = math.ceil(tuner.SLOW_PATH / (tuner.VERIFY_SHARE * verify.VERIFY_EARLY_RATE * 80e-6))
+    early = math.ceil(verify.SLOW_PATH / (verify.VERIFY_SHARE * verify.VERIFY_EARLY_RATE * 80e-6))
     assert t.sample_every() == max(early, 16) and early < now
     while t._samples < verify.VERIFY_EARLY:
         t.verify(80e-6)
@@ -502,7 +502,7 @@ def test_a_dear_slow_path_is_sampled_less_often(fresh_cache, monkeypatch, rng):
     import statistics
     import time
 
-    from asp.tune.tuner import SLOW_PATH, VERIFY_SHARE
+    from asp.tune.verify import SLOW_PATH, VERIFY_SHARE
     from specializers.elementwise import elementwise
 
     @elementwise

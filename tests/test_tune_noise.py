@@ -32,6 +32,25 @@ def test_a_block_warms_up_for_a_millisecond_of_calls(fresh_cache):
         assert t.trials["a"] == [cost]
 
 
+def test_a_block_warms_up_until_its_calls_stop_getting_faster(fresh_cache):
+    """A variant that keeps getting faster past MAX_WARM calls (the caches the variant
+    before left out of its state, refilled slowly) goes on warming up until its last
+    SETTLE_WINDOW calls are no faster than the ones before (SETTLING), and is timed at its
+    steady state; one that keeps getting faster is timed after MAX_SETTLE calls."""
+    # (10 % faster a call from 100 us, 42 us from the 10th call on; 0.1 %, 1 %.)
+    for decline, warm_calls, timing in ((0.9, 14, 42e-6), (0.999, MAX_WARM, 100e-6 * 0.999 ** 10),
+                                        (0.99, tuner.MAX_SETTLE, 100e-6 * 0.99 ** 34)):
+        t = Tuning(_kernel(), "sig", ["a", "b"], mode="online")
+        n, cost = 0, 100e-6
+        while not t.trials["a"]:
+            if not t.timed_next("a"):
+                n += 1
+            t.record("a", max(cost, 42e-6))
+            cost *= decline
+        assert n == warm_calls, decline
+        assert t.trials["a"] == [pytest.approx(timing)], decline
+
+
 def test_a_block_keeps_the_fastest_of_its_timed_calls(fresh_cache):
     # One call of a 2-thread kernel in the cache jitters by a third and more (82-126 us
     # for a 63-78 us step): three timed calls per block, the fastest kept, and the
