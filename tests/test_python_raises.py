@@ -321,3 +321,19 @@ def test_a_value_that_is_a_python_float_on_some_paths_raises_where_python_raises
             want = [fn.__wrapped__(a, numpy_zero[1]) for a in numpy_zero[0]]
         assert not np.isfinite(want[0])
         np.testing.assert_array_equal(got, want)
+
+
+@reduction("+")
+def _root_of_sine(x):
+    return math.sin(x) ** 0.5  # a Python float: a complex where the sine is negative
+
+
+def test_a_reduction_whose_python_gives_complex_terms_reduces_them_as_numpy_does():
+    """A Python float raised to a fractional power is a complex where it is negative (a
+    float64's is NaN): the compiled code cannot give it, so the call runs as Python, and
+    its terms were forced into float64 there: TypeError from asp's own code (fuzz seed
+    1404).  They reduce as NumPy reduces the Python's results."""
+    x = np.arange(1, 60, dtype=np.int32)
+    got, _ = _call(_root_of_sine, x)
+    want = np.sum(np.array([math.sin(v) ** 0.5 for v in x]))
+    assert isinstance(want, np.complexfloating) and got == want

@@ -204,6 +204,8 @@ class ReductionSpecializer(Specializer):
             term = None
         try:
             return np.asarray(values, dtype=term).reshape(-1)
+        except TypeError:  # a value that type cannot hold (a complex: a Python float's
+            return np.asarray(values).reshape(-1)  # ** of a negative): NumPy's own type
         except OverflowError:  # Python's numbers, reduced as Python reduces them (a NumPy
             # scalar would take the big int into its own type and raise again)
             return np.array([v.item() if isinstance(v, np.generic) else v for v in values],
