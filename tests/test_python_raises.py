@@ -323,6 +323,87 @@ def test_a_value_that_is_a_python_float_on_some_paths_raises_where_python_raises
         np.testing.assert_array_equal(got, want)
 
 
+# -- the type a value has on the path (asp.frontend.translator: ``exact``) ----------------------
+@elementwise
+def _reassigned_a_float64(a):
+    q = 1.0
+    q = a
+    return 5.0 / (q - 1.0)  # a float64 from the second line on: inf at a == 1
+
+
+@elementwise
+def _reassigned_a_python_float(a):
+    q = a
+    q = float(int(a))
+    return 5.0 / (q - 3.0)  # a Python float from the second line on: raises at 3 <= a < 4
+
+
+@elementwise
+def _assigned_in_a_loop(a, n):
+    q = 1.0
+    for _ in range(n):
+        q = a
+    return 5.0 / (q - 1.0)  # a Python float when the loop did not run
+
+
+@elementwise
+def _doubled_in_a_while(a):
+    q = 1.0
+    while q < a:
+        q = q * a
+    return 5.0 / (q - 1.0)  # a Python float when the loop did not run
+
+
+class _MeanOver(StencilKernel):
+    def kernel(self, u, c, out):
+        for x in out.interior_points():
+            acc = 0.0
+            for y in u.neighbors(x, 1):
+                acc += u[y]  # a float64 after the first neighbour
+            out[x] = acc / c
+
+
+def test_a_value_is_typed_as_it_is_on_the_path_since_its_last_assignment():
+    """A double assigned a Python float and a float64 is one C double; where Python's
+    float raises it is checked as one (F18).  Along straight-line code its type is the
+    last assignment's: a float64 there divides as NumPy's (inf, no check: the call runs
+    compiled), a Python float raises; a loop's body may not have run, so after a loop
+    what it assigns is checked again."""
+    x1 = np.linspace(1, 9, 3000)  # x1[0] is 1.0
+    # (Specialized on inputs where the Python does not raise, as a kernel's check needs.)
+    for fn, good, bad in ((_assigned_in_a_loop, (x1 + 1, 1), (x1, 0)),
+                          (_doubled_in_a_while, (x1[1:] + 1,), (np.linspace(0.5, 9, 3000),)),
+                          (_reassigned_a_python_float, (x1 + 3,), (x1,))):
+        _every_variant_reports(fn, good, bad)
+    got, fell = _call(_reassigned_a_float64, x1)
+    assert not fell and got[0] == np.inf
+    np.testing.assert_array_equal(got[1:], 5.0 / (x1[1:] - 1.0))
+    with pytest.raises(ZeroDivisionError):
+        _call(_reassigned_a_python_float, x1)
+    got, fell = _call(_reassigned_a_python_float, x1 + 3)
+    assert not fell
+    np.testing.assert_array_equal(got, 5.0 / (np.floor(x1 + 3) - 3.0))
+    with pytest.raises(ZeroDivisionError):
+        _call(_assigned_in_a_loop, x1, 0)
+    got, fell = _call(_assigned_in_a_loop, x1, 1)  # a float64 (a): inf at 1, no raise
+    assert not fell and got[0] == np.inf
+    np.testing.assert_array_equal(got[1:], 5.0 / (x1[1:] - 1.0))
+    with pytest.raises(ZeroDivisionError):
+        _call(_doubled_in_a_while, np.linspace(0.5, 9, 3000))
+
+    k, ref = _MeanOver(), _MeanOver(pure_python=True)
+    u = np.random.default_rng(4).random((40, 36))
+    u[7:12, 5:9] = 0.0  # 0 / 0 inside: NaN
+    for c in (0.0, 4.0):
+        got, fell = _call(lambda c=c: k(u, c))
+        assert not fell  # compiled, no check: a float64 divided by zero is NumPy's inf or NaN
+        with np.errstate(all="ignore"):
+            want = ref(u, c)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(want).any() and np.isinf(want).any() if c == 0 else \
+            np.isfinite(want).all()
+
+
 @reduction("+")
 def _root_of_sine(x):
     return math.sin(x) ** 0.5  # a Python float: a complex where the sine is negative

@@ -99,6 +99,10 @@ class ExpressionTranslator:
         # one (F18).
         self.one_double = True
         self.saw_float32 = False
+        # A DOUBLE_EITHER variable's type on the straight-line path since its last
+        # assignment, where known (the translator keeps it: ``acc = 0.0`` then
+        # ``acc += u[y]`` is a float64 from there on, and divides as one).
+        self.exact: dict[str, T] = {}
 
     def err(self, node, message: str):
         return self.src.error(node, message)
@@ -183,7 +187,7 @@ class ExpressionTranslator:
                     raise Split(name)  # the statement is translated once per member
                 i = self.pins[name]
                 return ir.Var(member_name(self.variable(name).name, i)), t.members[i]
-            return self.variable(name), t
+            return self.variable(name), self.exact.get(name, t) if t.either else t
         if name in self.assigned:
             raise self.err(node, f"local {name!r} is used before it is assigned")
         value = self.lookup(name, node)

@@ -57,12 +57,19 @@ class ScalarTranslator(ExpressionTranslator):
     types is :class:`~asp.frontend.mixed.Mixed`), so a caller translates until it stops
     changing (:func:`settle`).  A statement that reads a mixed variable, or holds a
     ternary whose branches differ in type, is translated once per choice (:meth:`split`).
+
+    ``exact`` follows a ``DOUBLE_EITHER`` variable along the path: after ``acc = 0.0`` it
+    is a Python float, after ``acc += u[y]`` a float64, whatever ``env`` joins.  A loop
+    (a domain's too: :meth:`stmt`) forgets what its body assigns (:meth:`forget`), in it
+    and after it unless its handler adds it to ``trips``; an ``if`` keeps what both
+    branches agree on, and a statement translated once per choice forgets what it assigns.
     """
 
     def __init__(self, src: KernelSource, ns: Mapping[str, object], params: dict[str, T],
                  env: dict[str, T], *, kind: str = "a kernel", names: Namer | None = None):
         super().__init__(src, ns, params, env, kind=kind, names=names)
         self.loop_depth = 0
+        self.trips: set[ast.AST] = set()  # loops whose whole body runs at least once
         self.returns: list[T] = []
         self.ret: T | None = None  # the function's return type, once known
 
@@ -85,9 +92,24 @@ class ScalarTranslator(ExpressionTranslator):
             self.pending = pending
 
     def stmt(self, node) -> list[ir.Stmt]:
-        if isinstance(node, ast.If | ast.While | ast.For):
-            return self.dispatch("s", node)  # they settle their own headers
+        if isinstance(node, ast.While | ast.For):  # a domain's loops too
+            # Its body may run after its own later assignments, and not at all (or
+            # stop at a break): what it assigns has no path type in it nor after it,
+            # unless its handler knows it runs whole at least once (``trips``).
+            self.forget(node)
+            out = self.dispatch("s", node)
+            if node not in self.trips:
+                self.forget(node)
+            return out
+        if isinstance(node, ast.If):
+            return self.dispatch("s", node)  # it settles its own test
         return self.split(lambda: self.dispatch("s", node), node)
+
+    def forget(self, node) -> None:
+        """Drop the path types (:attr:`exact`) of the names ``node`` assigns."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                self.exact.pop(n.id, None)
 
     # -- values whose type depends on the path (asp.frontend.mixed) -------------------------
     def split(self, produce: Callable[[], list[ir.Stmt]], node, depth: int = 0) \
@@ -100,6 +122,7 @@ class ScalarTranslator(ExpressionTranslator):
             return produce()
         except Split as s:
             key = s.key
+        self.forget(node)  # each choice assigns its own types: none is the path's
         if depth >= MAX_SPLITS:
             raise self.err(node, f"the types of this statement's values depend on the path "
                                  f"taken in more than {MAX_SPLITS} ways; give its variables "
@@ -115,6 +138,7 @@ class ScalarTranslator(ExpressionTranslator):
             choices = [(c, True), (None, False)]
         branches = []
         for cond, pin in choices:
+            self.forget(node)
             self.pins[key] = pin
             outer, self.pending = self.pending, []
             try:
@@ -123,6 +147,7 @@ class ScalarTranslator(ExpressionTranslator):
             finally:
                 self.pending = outer
                 del self.pins[key]
+        self.forget(node)
         out = branches[-1][1]
         for cond, block in reversed(branches[:-1]):
             out = ir.Block((ir.If(cond, block, out),))
@@ -144,14 +169,19 @@ class ScalarTranslator(ExpressionTranslator):
     def bind(self, name: str, e: ir.Expr, t: T, node) -> list[ir.Stmt]:
         """``name = e`` for a value of type ``t``: a variable that holds values of several
         types keeps each in its own C variable, and a tag saying which it holds now."""
-        old = self.env.get(name)
+        old, t0 = self.env.get(name), t
         if old is not None and old != t:  # a Python float and a float64 may be one type
             t = self.kind_of(t)
             old = old if isinstance(old, Mixed) else self.kind_of(old)
         new = with_member(old, t)
         if not isinstance(new, Mixed):
             self.env[name] = new
+            if t0.ctype == "double" and not t0.either:
+                self.exact[name] = t0
+            else:
+                self.exact.pop(name, None)
             return [ir.Assign(self.variable(name), e)]
+        self.exact.pop(name, None)
         base = self.variable(name).name
         if len(new.members) > MAX_MEMBERS:
             raise self.err(node, f"{name!r} is assigned values of {len(new.members)} types "
@@ -229,8 +259,11 @@ class ScalarTranslator(ExpressionTranslator):
             # a variable's type (its value would have the taken branch's type).
             taken = node.body if c.value else node.orelse
             return [self.nested(taken)] if taken else []
+        before = dict(self.exact)
         then = self.nested(node.body)
+        after_then, self.exact = self.exact, before
         orelse = self.nested(node.orelse) if node.orelse else None
+        self.exact = {k: t for k, t in self.exact.items() if after_then.get(k) == t}
         return [ir.If(c, then, orelse)]
 
     def s_While(self, node: ast.While):

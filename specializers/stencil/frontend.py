@@ -253,6 +253,8 @@ class StencilTranslator(ScalarTranslator):
             self.nbrs[var] = (grid, offsets)
             body = self.nested(node.body)
             del self.nbrs[var]
+            if offsets:  # (no break in it): after it, the types of its body's last trip
+                self.trips.add(node)
             return [NeighborLoop(var, grid, nid, offsets, body)]
         raise self.err(node, f"'{grid}.{method}()' cannot be iterated in a stencil kernel")
 
