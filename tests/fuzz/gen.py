@@ -69,7 +69,8 @@ class E:
 
 @dataclass(frozen=True)
 class Body:
-    """One generated kernel: ``lets`` (local name, value), an optional ``if`` statement
+    """One generated kernel: ``lets`` (local name, value; a name may come again: assigned
+    again), an optional ``if`` statement
     ``(test, then, else)`` assigning the local ``$r``, the ``result``; for a stencil also
     ``acc`` ('=' or '+=': how the result reaches ``out[x]``) and ``nbr``, a value added
     to ``out[x]`` for each neighbour ``y`` (None: no neighbour loop)."""
@@ -339,6 +340,12 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
         kind = draw(st.sampled_from(local_kinds))
         lets.append((f"$t{i}", draw(exprs(ctx, kind, depth))))
         ctx = ctx.with_leaf(f"$t{i}", kind)
+    if lets and draw(st.integers(0, 2)) == 0:
+        # A local assigned again, from a value of its kind that may read it: its type
+        # changes along straight-line code (a Python float, then a float64).
+        name, _ = lets[draw(st.integers(0, len(lets) - 1))]
+        kind = dict(ctx.leaves)[name]
+        lets.append((name, draw(exprs(ctx, kind, depth))))
     loop = None
     if ctx.spec == EW and "loop" not in ctx.avoid and draw(st.integers(0, 2)) == 0:
         kind = draw(st.sampled_from("if"))
