@@ -134,9 +134,11 @@ class ReductionSpecializer(Specializer):
         size: ir.Expr = ir.Var(extent_name(first, 0))
         for k in range(1, ndim):
             size = ir.BinOp("*", size, ir.Var(extent_name(first, k)))
-        k = ir.Var("k")
-        args = tuple(ir.ArrayRef(n, k) if s.kind == "array" else ir.Var(n)
-                     for n, s in zip(names[:-1], specs[:-1]))
+        def args_at(i: ir.Expr) -> tuple:  # the term's arguments for element i
+            return tuple(ir.ArrayRef(n, i) if s.kind == "array" else ir.Var(n)
+                         for n, s in zip(names[:-1], specs[:-1]))
+
+        args = args_at(ir.Var("k"))
         call = sf.call(args)
         acc, v = ir.Var("asp_acc"), ir.Var("asp_v")
         nan = ir.Var("asp_nan")  # max/min of floats: NumPy propagates NaN
@@ -147,9 +149,7 @@ class ReductionSpecializer(Specializer):
         identity = OPS[self.op][1]
         # max and min have no identity: they start from the first term (prepare refused
         # empty arrays).
-        first_term = ir.Cast(acc_t, sf.call(tuple(
-            ir.ArrayRef(n, ir.Const(0, "int64_t")) if s.kind == "array" else ir.Var(n)
-            for n, s in zip(names[:-1], specs[:-1]))))
+        first_term = ir.Cast(acc_t, sf.call(args_at(ir.Const(0, "int64_t"))))
         decls = [ir.Declare("int64_t", "n", size, const=True),
                  ir.Declare(acc_t, "asp_acc", first_term if identity is None
                             else ir.Const(identity, acc_t)),
