@@ -409,12 +409,23 @@ def _root_of_sine(x):
     return math.sin(x) ** 0.5  # a Python float: a complex where the sine is negative
 
 
-def test_a_reduction_whose_python_gives_complex_terms_reduces_them_as_numpy_does():
+@elementwise
+def _roots_of_sines(x):
+    return math.sin(x) ** 0.5
+
+
+def test_complex_results_of_the_python_are_reduced_and_returned_as_numpy_does():
     """A Python float raised to a fractional power is a complex where it is negative (a
     float64's is NaN): the compiled code cannot give it, so the call runs as Python, and
-    its terms were forced into float64 there: TypeError from asp's own code (fuzz seed
-    1404).  They reduce as NumPy reduces the Python's results."""
+    its terms were forced into float64 there: TypeError from asp's own code (F19, fuzz
+    seed 1404).  They reduce as NumPy reduces the Python's results, and an elementwise
+    kernel returns them as NumPy's array of them (a stencil writes them into its float
+    output, which raises TypeError in Python too)."""
     x = np.arange(1, 60, dtype=np.int32)
+    terms = np.array([math.sin(v) ** 0.5 for v in x])
+    assert terms.dtype.kind == "c"
     got, _ = _call(_root_of_sine, x)
-    want = np.sum(np.array([math.sin(v) ** 0.5 for v in x]))
-    assert isinstance(want, np.complexfloating) and got == want
+    assert isinstance(got, np.complexfloating) and got == np.sum(terms)
+    got, _ = _call(_roots_of_sines, x)
+    assert got.dtype == terms.dtype
+    np.testing.assert_array_equal(got, terms)

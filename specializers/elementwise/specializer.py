@@ -187,7 +187,10 @@ class ElementwiseSpecializer(Specializer):
             out[...] = np.asarray(values).reshape(shape)
             return out
         dtype = self._result_dtype(inputs)
-        res = np.asarray(values) if dtype is None else np.asarray(values, dtype=dtype)
+        try:
+            res = np.asarray(values) if dtype is None else np.asarray(values, dtype=dtype)
+        except TypeError:  # a value that type cannot hold (a complex: a Python float's
+            res = np.asarray(values)  # ** of a negative): NumPy's own type (F19)
         return res.reshape(shape)
 
     def _result_dtype(self, inputs) -> np.dtype | None:
