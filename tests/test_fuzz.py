@@ -497,3 +497,33 @@ def test_a_reduction_of_python_ints_is_not_compared_modulo_the_compiled_type():
         warnings.simplefilter("ignore", AspFallbackWarning)
         assert biggest(x, y) == -3
         assert total(x, y) == -90
+
+
+def test_a_reduction_variant_that_gives_a_number_where_the_python_raised_is_a_mismatch():
+    """The reduction worker reduces the first elements where the Python raised alone
+    through every variant: each must report (UnrepresentableValue), as elementwise
+    variants must (F18 was found that way); a number there is a mismatch."""
+    import contextlib
+    import types
+
+    from asp.errors import UnrepresentableValue
+    from tests.fuzz.reduce import PYTHON_RAISED, _python_raised
+
+    x = np.arange(6.0)
+    valid = np.array([True, False, True, False, False, False])
+    for gives in ("flag", "number"):
+        def run_variant(v, i, a, out, gives=gives):
+            if gives == "number" and v == "b":
+                return np.float64(1.0)
+            raise UnrepresentableValue("flagged")
+
+        fn = types.SimpleNamespace(jit=types.SimpleNamespace(run_variant=run_variant))
+        batch = types.SimpleNamespace(inputs=(x,))
+        res = types.SimpleNamespace(bad=[])
+        _python_raised(0, fn, ["a", "b"], batch, valid, res, lambda _: None,
+                       contextlib.nullcontext)
+        if gives == "flag":
+            assert res.bad == []
+        else:  # variant b, at each of the first PYTHON_RAISED elements that raised
+            assert [(v, j, why) for v, j, _, why, _ in res.bad] == \
+                [("b", j, "the Python raises") for j in (1, 3, 4)][:PYTHON_RAISED]

@@ -162,6 +162,33 @@ def run_reduction(i: int, fn, variants: list[str], batch, mark, quiet, outcome_c
         elif not agrees(expected, g[0], tol):
             res.bad.append((label, None, None, expected, g[0]))
         res.cases += 1
+    _python_raised(i, fn, variants, batch, valid, res, mark, quiet)
     if res.bad:
         res.status = "mismatch"
     return res
+
+
+#: Elements where the Python raised that are reduced alone through every variant.
+PYTHON_RAISED = 3
+
+
+def _python_raised(i: int, fn, variants: list[str], batch, valid, res, mark, quiet) -> None:
+    """Where the Python raised, no variant may give a number: each reports the element
+    (UnrepresentableValue: the call then runs as Python, which raises).  The first few
+    such elements, each reduced alone."""
+    for j in np.flatnonzero(~valid)[:PYTHON_RAISED]:
+        one = tuple(a[j:j + 1] if isinstance(a, np.ndarray) else a for a in batch.inputs)
+        point = tuple(a[0] if isinstance(a, np.ndarray) else a for a in one)
+        for v in variants:
+            mark(f"run {i} {v} where the Python raised")
+            try:
+                with quiet():
+                    got = fn.jit.run_variant(v, i, *one, None)
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ != "UnrepresentableValue":
+                    res.bad.append((v, int(j), point, "UnrepresentableValue",
+                                    f"{type(exc).__name__}: {exc}"))
+                continue
+            res.bad.append((v, int(j), point, "the Python raises",
+                            np.asarray(got).reshape(-1)[0]))
+            break
