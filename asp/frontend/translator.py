@@ -122,7 +122,6 @@ class ScalarTranslator(ExpressionTranslator):
             return produce()
         except Split as s:
             key = s.key
-        self.forget(node)  # each choice assigns its own types: none is the path's
         if depth >= MAX_SPLITS:
             raise self.err(node, f"the types of this statement's values depend on the path "
                                  f"taken in more than {MAX_SPLITS} ways; give its variables "
@@ -138,7 +137,7 @@ class ScalarTranslator(ExpressionTranslator):
             choices = [(c, True), (None, False)]
         branches = []
         for cond, pin in choices:
-            self.forget(node)
+            self.forget(node)  # each choice assigns its own types: none is the path's
             self.pins[key] = pin
             outer, self.pending = self.pending, []
             try:
