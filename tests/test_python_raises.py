@@ -402,6 +402,26 @@ def test_a_value_is_typed_as_it_is_on_the_path_since_its_last_assignment():
         np.testing.assert_array_equal(got, want)
         assert np.isnan(want).any() and np.isinf(want).any() if c == 0 else \
             np.isfinite(want).all()
+    # Every compiled variant (threshold 0, 2 threads: the parallel branches), and the
+    # blocked iteration, against the Python.
+    out = np.zeros_like(u)
+    jit = k.jit_for(u, 0.0, out)
+    names = list(k.specialization(u, 0.0, out).entries)
+    assert len(names) > 1
+    for c in (0.0, 4.0):
+        with np.errstate(all="ignore"):
+            want = ref(u, c)
+        for name in names:
+            got = np.zeros_like(u)
+            with np.errstate(all="ignore"):
+                jit.run_variant(name, u, c, got)
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    v = u
+    for _ in range(5):
+        v = ref(v, 4.0)
+    got, fell = _call(lambda: k.iterate(u, 4.0, steps=5))
+    assert not fell
+    np.testing.assert_array_equal(got, v)
 
 
 @reduction("+")
