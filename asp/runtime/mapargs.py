@@ -20,7 +20,7 @@ from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
 __all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "numpy_scalar",
-           "random_like", "scalar_arg", "scalar_types", "size_bucket"]
+           "python_values", "random_like", "scalar_arg", "scalar_types", "size_bucket"]
 
 
 def compilable(dtype) -> bool:
@@ -151,6 +151,16 @@ def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:
             return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
 
     return [one(i) for i in range(int(np.prod(shape)))], shape
+
+
+def python_values(values: list, dtype) -> np.ndarray:
+    """:func:`map_python`'s values as an array of ``dtype`` (None: NumPy infers it), or of
+    NumPy's own type where ``dtype`` cannot hold a value: a complex (a Python float's
+    ``**`` of a negative number) in a kernel typed as real (F19)."""
+    try:
+        return np.asarray(values, dtype=dtype)
+    except TypeError:
+        return np.asarray(values)
 
 
 def random_like(rng: np.random.Generator, a: np.ndarray, shape) -> np.ndarray:

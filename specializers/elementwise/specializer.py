@@ -32,6 +32,7 @@ from asp.runtime.mapargs import (
     compilable,
     map_arguments,
     map_python,
+    python_values,
     random_like,
     scalar_types,
     size_bucket,
@@ -186,12 +187,7 @@ class ElementwiseSpecializer(Specializer):
         if out is not None:
             out[...] = np.asarray(values).reshape(shape)
             return out
-        dtype = self._result_dtype(inputs)
-        try:
-            res = np.asarray(values) if dtype is None else np.asarray(values, dtype=dtype)
-        except TypeError:  # a value that type cannot hold (a complex: a Python float's
-            res = np.asarray(values)  # ** of a negative): NumPy's own type (F19)
-        return res.reshape(shape)
+        return python_values(values, self._result_dtype(inputs)).reshape(shape)
 
     def _result_dtype(self, inputs) -> np.dtype | None:
         """The dtype the compiled kernel returns for ``inputs``, or None if it cannot be

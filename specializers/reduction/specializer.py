@@ -32,6 +32,7 @@ from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
     map_arguments,
     map_python,
+    python_values,
     random_like,
     scalar_types,
     size_bucket,
@@ -203,9 +204,7 @@ class ReductionSpecializer(Specializer):
         except Exception:  # noqa: BLE001 - untypable: NumPy infers from the values
             term = None
         try:
-            return np.asarray(values, dtype=term).reshape(-1)
-        except TypeError:  # a value that type cannot hold (a complex: a Python float's
-            return np.asarray(values).reshape(-1)  # ** of a negative): NumPy's own type
+            return python_values(values, term).reshape(-1)
         except OverflowError:  # Python's numbers, reduced as Python reduces them (a NumPy
             # scalar would take the big int into its own type and raise again)
             return np.array([v.item() if isinstance(v, np.generic) else v for v in values],
