@@ -123,6 +123,33 @@ def test_tuned_fit_matches_sklearn_and_predicts_alike():
     assert ours.aic(X) == pytest.approx(sk.aic(X), rel=1e-9)
 
 
+@pytest.mark.parametrize("cvtype", CVTYPES)
+def test_events_of_the_other_dtype_are_scored_in_numpys_common_type(cvtype):
+    """A float64 model scores float32 events in float64, as scikit-learn's NumPy does
+    (it returned float32, computed in float32: 1e-6 off); a float32 model scores
+    float64 events in float64.  Every E-step method agrees with the float64 events."""
+    X = _data(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for fit_dtype, other in ((np.float64, np.float32), (np.float32, np.float64)):
+            ours = GaussianMixture(M, covariance_type=cvtype, random_state=0).fit(
+                X.astype(fit_dtype))
+            sk = SkGaussianMixture(M, covariance_type=cvtype, random_state=0).fit(
+                X.astype(fit_dtype))
+            Y = X.astype(other)
+            exact = Y.astype(np.float64)  # the events' own values, scored in float64
+            for method in ("score_samples", "predict_proba"):
+                got = getattr(ours, method)(Y)
+                assert got.dtype == getattr(sk, method)(Y).dtype == np.float64, method
+                np.testing.assert_allclose(got, getattr(ours, method)(exact), rtol=1e-12,
+                                           atol=1e-12, err_msg=method)
+            np.testing.assert_array_equal(ours.predict(Y), ours.predict(exact))
+            assert ours.score(Y) == pytest.approx(ours.score(exact), rel=1e-12)
+            # (scikit-learn itself computes float32 events partly in float32: 1e-6 off)
+            np.testing.assert_allclose(ours.score_samples(Y), sk.score_samples(exact),
+                                       rtol=TOL[fit_dtype])
+
+
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_init_params_follow_sklearn(init_params):
     X = _data(np.float64)

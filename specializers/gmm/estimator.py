@@ -155,14 +155,18 @@ class GaussianMixture(_SkGaussianMixture):
         """The most likely component of each event of ``X`` (labels straight from
         the E-step kernel, without the N x M log-probabilities)."""
         check_is_fitted(self)
-        X = _float(validate_data(self, X, reset=False))
+        X = _float(validate_data(self, X, reset=False), self.means_)
         return self._stepper(X).labels(X, self._params())
 
     def _estimate_weighted_log_prob(self, X, xp=None):
-        X = _float(X)
+        X = _float(X, self.means_)
         return self._stepper(X).weighted_log_prob(X, self._params())
 
 
-def _float(X) -> np.ndarray:
+def _float(X, params: np.ndarray) -> np.ndarray:
+    """``X`` in the type scikit-learn's NumPy computes it with the fitted ``params`` in:
+    float32 events scored by a float64 model are float64 (and so are the results)."""
     X = as_native(X)
-    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+    kind = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    dtype = np.result_type(kind, params.dtype)
+    return X if X.dtype == dtype else X.astype(dtype)
