@@ -110,8 +110,6 @@ def test_hot_path_does_not_cross_size_buckets(rng):
 def test_byte_swapped_arrays_never_reach_native_code(rng):
     """'>f8' shares float64's type number: the guard must look at the byte order too,
     or a warm entry reads big-endian bytes as little-endian (silently wrong)."""
-    import pytest
-
     from asp.runtime import MISS
     from tests.test_stencil_kernels import Laplacian
 
@@ -122,9 +120,9 @@ def test_byte_swapped_arrays_never_reach_native_code(rng):
     for name in s.variant_names:
         assert s.entries[name](x.astype(">f8"), None) is MISS
     u = rng.random((64, 64))
-    Laplacian()(u)  # warm: the hot path holds a native entry
-    with pytest.raises(TypeError, match="argument 'in_grid' has dtype >f8"):
-        Laplacian()(u.astype(">f8"))
+    want = Laplacian()(u)  # warm: the hot path holds a native entry
+    for _ in range(3):  # the slow path computes on a native copy (tests/test_byte_order.py)
+        np.testing.assert_array_equal(Laplacian()(u.astype(">f8")), want)
 
 
 def test_restricted_entry_can_check_another_argument(rng):

@@ -19,13 +19,20 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
-__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "numpy_scalar",
+__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "native", "numpy_scalar",
            "python_values", "random_like", "scalar_arg", "scalar_types", "size_bucket"]
 
 
 def compilable(dtype) -> bool:
-    """A real numeric dtype with a C type (not float16, longdouble, complex, object, ...)."""
-    return dtype.kind in "biuf" and dtype.byteorder != ">" and dtype in CTYPES.values()
+    """A real numeric dtype with a C type (not float16, longdouble, complex, object, ...),
+    in this machine's byte order."""
+    return dtype.kind in "biuf" and dtype.isnative and dtype in CTYPES.values()
+
+
+def native(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in this machine's byte order: what a kernel computes data of ``dtype``
+    in (on a copy; NumPy's ufuncs do the same with big-endian arrays)."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
 @dataclass
@@ -52,9 +59,11 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
         if isinstance(a, np.ndarray) and a.ndim == 0:  # a 0-d array is a scalar
             a, same = a[()], False
         if isinstance(a, np.ndarray):
-            if not compilable(a.dtype):
+            if not compilable(native(a.dtype)):
                 raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
                                 "expected float32/64, (u)int8-64 or bool")
+            if not a.dtype.isnative:  # big-endian data (a FITS file's): a native copy
+                a, same = as_native(a, native(a.dtype)), False
             if shape is None:
                 shape, shape_of = a.shape, name
             elif a.shape != shape:

@@ -32,6 +32,7 @@ from asp.runtime.mapargs import (
     compilable,
     map_arguments,
     map_python,
+    native,
     python_values,
     random_like,
     scalar_types,
@@ -96,14 +97,15 @@ class ElementwiseSpecializer(Specializer):
                                  f"expected {shape}")
             if not out.flags.writeable:
                 raise ValueError(f"{fname}() argument 'out' is read-only")
-            if not compilable(out.dtype):
+            if not compilable(native(out.dtype)):
                 raise TypeError(f"{fname}() argument 'out' has dtype {out.dtype}; "
                                 "expected float32/64, (u)int8-64 or bool")
             overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
                            for a in conv)
-            if overlaps or not (out.flags.c_contiguous and out.flags.aligned):
+            if overlaps or not (out.flags.c_contiguous and out.flags.aligned
+                                and out.dtype.isnative):
                 user_out = out
-                out = np.empty(shape, out.dtype)
+                out = np.empty(shape, native(out.dtype))
                 same = False
 
                 def finish(result, user_out=user_out):

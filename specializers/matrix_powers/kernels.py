@@ -29,6 +29,7 @@ from asp.codegen.template import render, template
 from asp.errors import SpecializationError
 from asp.ir import platform as ir
 from asp.runtime import ArgSpec, JitKernel, Specializer, as_native
+from asp.runtime.mapargs import native
 from specializers.matrix_powers import partition
 
 __all__ = ["ERRORS", "INDEX_TYPES", "MATRIX_NAMES", "TEMPLATES", "VALUE_TYPES", "Matrix",
@@ -65,16 +66,18 @@ def as_csr(A, name: str = "A") -> sp.csr_matrix:
         arr = np.asarray(A)
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (a square matrix), got shape {arr.shape}")
-        if arr.dtype not in VALUE_TYPES:
+        if native(arr.dtype) not in VALUE_TYPES:
             raise TypeError(f"{name} has dtype {arr.dtype}; expected float64 or float32")
-        M = sp.csr_matrix(arr)
+        M = sp.csr_matrix(arr.astype(native(arr.dtype), copy=False))
     else:
         raise TypeError(f"{name} must be a scipy sparse matrix or a numpy array, "
                         f"not {type(A).__name__}")
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"{name} must be square, got shape {M.shape}")
-    if M.dtype not in VALUE_TYPES:
+    if native(M.dtype) not in VALUE_TYPES:
         raise TypeError(f"{name} has dtype {M.dtype}; expected float64 or float32")
+    if not M.dtype.isnative:  # big-endian values (a file's): a native copy
+        M = M.astype(native(M.dtype))
     if not np.isfinite(M.data).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     n, nnz = M.shape[0], M.indptr[-1] if M.indptr.size else 0

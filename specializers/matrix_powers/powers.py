@@ -26,6 +26,7 @@ import numpy as np
 from asp import config
 from asp.errors import SpecializationError
 from asp.runtime import JitKernel, as_native
+from asp.runtime.mapargs import native
 from specializers.matrix_powers.cg_kernels import SStepKernel
 from specializers.matrix_powers.kernels import (
     VALUE_TYPES,
@@ -229,7 +230,7 @@ class MatrixPowers:
         x = np.asarray(x)
         if x.ndim != 1 or x.shape[0] != self.n:
             raise ValueError(f"x must have shape ({self.n},), got {x.shape}")
-        if x.dtype != self.dtype:
+        if native(x.dtype) != self.dtype:  # (big-endian values are converted below)
             raise TypeError(f"x has dtype {x.dtype}; the matrix is {self.dtype}")
         V = np.empty((self.k + 1, self.n), dtype=self.dtype)
         V[0] = x

@@ -34,6 +34,7 @@ import numpy as np
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
 from asp.runtime import JitKernel, new_output, on_release_memory
+from asp.runtime.mapargs import native
 from asp.tune import db
 from specializers.stencil.grid import StencilGrid, like
 from specializers.stencil.temporal import IterateSpecializer, why_not_blocked
@@ -85,6 +86,12 @@ def iterate(kernel, state, *args, steps):
     if steps == 0:
         return state
     tuple_state = isinstance(state, tuple)
+    if not first.dtype.isnative:  # big-endian data (a FITS file's): iterated natively on
+        # a copy, and returned in the caller's byte order, as the loop of K(u) returns it
+        done = iterate(kernel, tuple(like(s, _data(s).astype(native(first.dtype)))
+                                     for s in levels), *args, steps=steps)
+        done = tuple(like(s, _data(d).astype(first.dtype)) for s, d in zip(levels, done))
+        return done if tuple_state else done[0]
     if not kernel.pure_python and not config.jit_disabled() and steps >= len(levels):
         done = _blocked(kernel, levels, args, steps)
         if done is not None:

@@ -23,7 +23,7 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
-from asp.runtime.mapargs import numpy_scalar, scalar_arg
+from asp.runtime.mapargs import native, numpy_scalar, scalar_arg
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -154,13 +154,17 @@ class StencilSpecializer(Specializer):
             raise TypeError(f"{fname}() takes {len(self.params)} argument(s) "
                             f"({', '.join(self.params)}), got {len(args)}")
         conv, parts, same = [], [], True
+        swapped = {}  # position -> the caller's array, not in this machine's byte order
         for name, a in zip(self.params, args):
             if isinstance(a, StencilGrid):
                 a, same = a.data, False
             if isinstance(a, np.ndarray) and a.ndim > 0:
-                if a.dtype.kind not in "biuf" or a.dtype.byteorder == ">":
+                if a.dtype.kind not in "biuf":
                     raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
                                     "expected a real numeric dtype")
+                if not a.dtype.isnative:  # big-endian data (a FITS file's): a native copy,
+                    swapped[len(conv)] = a  # and an output written back
+                    a, same = as_native(a, native(a.dtype)), False
                 if a.ndim > 3:
                     raise ValueError(f"{fname}() argument {name!r} has {a.ndim} dimensions; "
                                      "stencil grids have 1 to 3")
@@ -206,11 +210,12 @@ class StencilSpecializer(Specializer):
             if g.role == "table" and conv[pos[g.name]].size == 0:
                 raise ValueError(f"{fname}() lookup table {g.name!r} is empty")
         oi = pos[k.out]
-        out = conv[oi]
+        out = swapped.get(oi, conv[oi])
         if not out.flags.writeable:
             raise ValueError(f"{fname}() output argument {k.out!r} is read-only")
         for g in k.grids:
-            if g.name != k.out and np.may_share_memory(conv[pos[g.name]], out):
+            if g.name != k.out and np.may_share_memory(swapped.get(pos[g.name],
+                                                                   conv[pos[g.name]]), out):
                 raise ValueError(f"{fname}() output argument {k.out!r} overlaps input "
                                  f"{g.name!r}; a stencil's output must be a separate array")
         facts = self._facts.get(sig)
@@ -235,6 +240,10 @@ class StencilSpecializer(Specializer):
                     def finish(result, user_out=a):
                         user_out[...] = result
                         return user_out
+        if oi in swapped:
+            def finish(result, user_out=swapped[oi]):
+                user_out[...] = result
+                return user_out
         if finish is None and facts[2] and facts[3]:
             # A kernel that reads its output and may meet a value only Python represents
             # works on a copy: if it does, the call runs again as Python on the caller's
