@@ -147,6 +147,66 @@ def test_a_stencil_raises_where_python_raises(kernel, dtype, big):
             k.run_variant(name, u, np.zeros_like(u))
 
 
+# -- a NumPy integer stored into a signed grid that cannot hold it (F20) --------------------
+class _Square(StencilKernel):  # fuzz seed 1502: out[x] = (b[x] ** 2), b int64, out int16
+    def kernel(self, b, out):
+        for x in out.interior_points():
+            out[x] = b[x] ** 2
+
+
+class _Accumulate(StencilKernel):
+    def kernel(self, b, out):
+        for x in out.interior_points():
+            out[x] += b[x]
+
+
+@pytest.mark.parametrize("kernel, src, dst, big", [
+    (_Square, np.int64, np.int16, 410),  # 168100: beyond int16
+    (_Square, np.int32, np.int16, -200),
+    (_Square, np.uint64, np.int64, 2**32 - 1),  # a uint64 beyond int64's range
+    (_Accumulate, np.uint64, np.int64, 2**63),
+    (_Accumulate, np.int64, np.int32, 2**31),
+    (_Accumulate, np.uint16, np.int16, 40000),
+], ids=["int64 ** 2 -> int16", "int32 ** 2 -> int16", "uint64 ** 2 -> int64",
+        "int64 += uint64", "int32 += int64", "int16 += uint16"])
+def test_a_numpy_integer_a_signed_grid_cannot_hold_raises(kernel, src, dst, big):
+    """NumPy 2 stores a NumPy integer into a signed integer array through a Python int:
+    ``a[i] = np.int64(40000)`` raises OverflowError for an int16 ``a`` (an unsigned
+    array takes it modulo its size, as C does).  The compiled code wrapped it: 168100
+    became -28252 in the fuzzer's kernel.  Every variant reports it; values in range are
+    the Python's, and unsigned grids still wrap without a test."""
+    b = (np.arange(40 * 36).reshape(40, 36) % 90).astype(src)
+    plain = kernel()
+    plain.pure_python = True
+    want = np.zeros(b.shape, dst)
+    plain.kernel(b, want)
+    k = kernel()
+    got = np.zeros(b.shape, dst)
+    _, fell = call_quietly(k.kernel, b, got)
+    np.testing.assert_array_equal(got, want)
+    assert not fell
+    s = k.specialization(b, np.zeros(b.shape, dst))
+    for name in s.variant_names:  # in range: every variant computes, no flag
+        np.testing.assert_array_equal(k.run_variant(name, b, np.zeros(b.shape, dst)), want,
+                                      err_msg=name)
+    b[17, 9] = big
+    with pytest.raises(OverflowError):
+        plain.kernel(b, np.zeros(b.shape, dst))
+    with pytest.raises(OverflowError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        k.kernel(b, np.zeros(b.shape, dst))  # was a wrapped value at [17, 9]
+    for name in s.variant_names:
+        with pytest.raises(UnrepresentableValue):
+            k.run_variant(name, b, np.zeros(b.shape, dst))
+    unsigned = np.zeros(b.shape, np.dtype(dst).str.replace("i", "u"))
+    _, fell = call_quietly(k.kernel, b, unsigned)  # modulo its size, as NumPy stores it
+    plain_unsigned = np.zeros_like(unsigned)
+    with np.errstate(all="ignore"):
+        plain.kernel(b, plain_unsigned)
+    np.testing.assert_array_equal(unsigned, plain_unsigned)
+    assert not fell
+
+
 @elementwise
 def _plus_int32(x, c):
     return x + np.int32(c)

@@ -33,7 +33,7 @@ from asp.ir.types import ctype_of, dtype_of
 __all__ = ["BOOL", "COMPARE_OPS", "DOUBLE_EITHER", "FLOAT", "HELPERS", "INT", "T", "UNREP",
            "absolute", "arith", "binop_type", "cast", "checked_int", "compare_chain",
            "converted", "floordiv", "invert", "join", "mod", "negate", "numeric", "shift",
-           "translate_compare", "unrep_flag"]
+           "stored", "translate_compare", "unrep_flag"]
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,31 @@ def converted(e: ir.Expr, src: T, dst: str) -> ir.Expr:
     return ir.Cast(dst, ir.Call("asp_pyint_in", (e, ir.Const(lo, "int64_t"),
                                                  ir.Const(min(hi, 2**63 - 1), "int64_t"),
                                                  UNREP)))
+
+
+def stored(e: ir.Expr, src: T, dst: str) -> ir.Expr:
+    """``e`` (of type ``src``) stored into an element of a NumPy array of type ``dst``, as
+    NumPy 2's ``a[i] = v`` converts it: a float as Python's ``int()`` would
+    (:func:`checked_int`), a Python int exactly (:func:`converted`), and a NumPy integer
+    exactly too when ``dst`` is signed: ``a[i] = np.int64(40000)`` raises OverflowError
+    for an int16 ``a`` (NumPy goes through a Python int), while an unsigned ``a`` takes
+    any integer modulo its size (``np.int64(-1)`` is 65535 in a uint16), as C's
+    conversion does.  A NumPy integer outside a signed ``dst``'s range sets the
+    :data:`UNREP` flag (C's conversion wrapped it silently: F20)."""
+    if src.is_float and dst in _INT_BOUNDS:
+        return checked_int(e, src, dst)
+    if src.weak or src.is_float or src.is_bool or src.ctype not in _INT_BOUNDS \
+            or dst not in _INT_BOUNDS or dst.startswith("uint"):
+        return converted(e, src, dst)
+    if src.ctype == "uint64_t" and dst == "int64_t":
+        return ir.Call("asp_ucheck", (e, UNREP))
+    lo, hi = _INT_BOUNDS[dst]
+    slo, shi = _INT_BOUNDS[src.ctype]
+    if lo <= slo and shi <= hi:
+        return cast(e, src, dst)
+    v = ir.Call("asp_ucheck", (e, UNREP)) if src.ctype == "uint64_t" else cast(e, src, "int64_t")
+    return ir.Cast(dst, ir.Call("asp_pyint_in", (v, ir.Const(lo, "int64_t"),
+                                                 ir.Const(hi, "int64_t"), UNREP)))
 
 
 def shift(op: str, a: ir.Expr, b: ir.Expr, t: T) -> ir.Expr:

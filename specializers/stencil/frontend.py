@@ -33,7 +33,7 @@ from asp.frontend.mixed import local_vars
 from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
-from asp.ir.pyscalar import FLOAT, INT, T, cast, checked_int, converted, join
+from asp.ir.pyscalar import FLOAT, INT, T, cast, join, stored
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -282,12 +282,10 @@ class StencilTranslator(ScalarTranslator):
         grid = self.written(target, node)
         if grid is None:
             return super().store(target, e, t, node)
-        ot = T(self.args[grid].ctype)
-        if t.is_float and not ot.is_float:
-            # NumPy stores a float in an int grid as Python's int() would: NaN, an
-            # infinity or a value out of range raises there.
-            return [GridWrite(grid, checked_int(e, t, ot.ctype))]
-        return [GridWrite(grid, converted(e, t, ot.ctype))]  # a[i] = 300: uint8 raises
+        # As NumPy stores it: a float in an int grid as Python's int() would (NaN, an
+        # infinity or a value out of range raises), a[i] = 300 for uint8 raises, and so
+        # does an int16 grid's a[i] = np.int64(40000).
+        return [GridWrite(grid, stored(e, t, self.args[grid].ctype))]
 
     def assign_name(self, name, e, t, node):
         if name in self.args or name == self.point or name in self.nbrs:
