@@ -527,3 +527,42 @@ def test_a_reduction_variant_that_gives_a_number_where_the_python_raised_is_a_mi
         else:  # variant b, at each of the first PYTHON_RAISED elements that raised
             assert [(v, j, why) for v, j, _, why, _ in res.bad] == \
                 [("b", j, "the Python raises") for j in (1, 3, 4)][:PYTHON_RAISED]
+
+
+def test_a_stencil_variant_that_gives_numbers_where_the_python_raised_is_a_mismatch(fuzzer):
+    """Where a stencil's Python raises somewhere on the grid, the call and every variant
+    must report it (UnrepresentableValue; such kernels were skipped whole): with the
+    real compiled variants of ``math.sqrt`` of negative points, all do; a variant that
+    returns numbers instead is a mismatch."""
+    import types
+
+    from asp.errors import UnrepresentableValue
+    from tests.fuzz.worker import Outcome, Runner
+
+    a = np.random.default_rng(3).uniform(-2, 2, (6, 7))  # negative points: ValueError
+    root = Body((), None, E("call", "math.sqrt", (_leaf("a[x]"),)))
+    batch = Batch(ST, (("s", "float"), ("a", "float64"), ("b", "float64"), ("out", "float64")),
+                  (root,), (0.5, a, a.copy(), np.zeros_like(a)),
+                  (("boundary", "nearest"), ("parallel", "1")))
+    got = fuzzer.run(batch).outcomes[0]
+    assert got.status == "ok" and not got.bad and got.skipped == a.size, got
+
+    for gives in ("flag", "numbers"):
+        def run_variant(v, *args, gives=gives):
+            if gives == "numbers" and v == "b":
+                return args[-1]
+            raise UnrepresentableValue("flagged")
+
+        def call(*args):
+            raise UnrepresentableValue("flagged")
+
+        runner = object.__new__(Runner)
+        runner.batch = batch
+        runner.progress = types.SimpleNamespace(mark=lambda _: None)
+        kernel = types.SimpleNamespace(kernel=call, run_variant=run_variant)
+        res = runner.st_python_raised(0, kernel, ["a", "b"], Outcome())
+        if gives == "flag":
+            assert res.status == "ok" and res.bad == [], res
+        else:
+            assert res.status == "mismatch"
+            assert [(v, why) for v, _, _, why, _ in res.bad] == [("b", "the Python raises")]
