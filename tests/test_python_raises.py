@@ -449,3 +449,40 @@ def test_complex_results_of_the_python_are_reduced_and_returned_as_numpy_does():
     got, _ = _call(_roots_of_sines, x)
     assert got.dtype == terms.dtype
     np.testing.assert_array_equal(got, terms)
+
+
+# -- a base raised to the power 0 is still evaluated (F21) ------------------------------------
+@elementwise
+def _quotient_to_the_zeroth(a, r):
+    return (r // (r - 7)) ** 0 + a  # Python ints: r = 7 divides by zero
+
+
+class _ZerothPowers(StencilKernel):  # fuzz seed 1512, reduced
+    def kernel(self, s, a, out):
+        for x in out.interior_points():
+            r = x[0] + 1
+            out[x] = (r // s) ** 0 + ((0.5 ** 0) % (s + a[x])) ** 0
+
+
+def test_a_base_to_the_power_zero_raises_where_python_raises():
+    """``e ** 0`` was the constant 1 and ``e`` was never evaluated, so its checks never
+    ran: ``(r // 0) ** 0`` of Python ints, and ``s + a[x]`` with ``s = -15`` and ``a``
+    uint8 (NumPy raises OverflowError), gave 1 where Python raises (fuzz seed 1512,
+    four kernels).  Every variant now reports them (a base without checks is not
+    evaluated: 1, as before)."""
+    a = np.arange(1, 3001, dtype=np.int64)
+    _every_variant_reports(_quotient_to_the_zeroth, (a, 8), (a, 7))
+    k = _ZerothPowers()
+    u8 = (np.arange(40 * 36).reshape(40, 36) % 200).astype(np.uint8)
+    want = np.zeros(u8.shape, np.float64)
+    want[1:-1, 1:-1] = 2.0
+    spec = k.specialization(3, u8, np.zeros(u8.shape))
+    for name in spec.variant_names:
+        np.testing.assert_array_equal(k.run_variant(name, 3, u8, np.zeros(u8.shape)), want,
+                                      err_msg=name)
+        for bad in (0, -15):  # a zero divisor; a Python int no uint8 holds
+            with pytest.raises(UnrepresentableValue):
+                k.run_variant(name, bad, u8, np.zeros(u8.shape))
+    for bad, error in ((0, ZeroDivisionError), (-15, OverflowError)):
+        with pytest.raises(error):
+            _call(k, bad, u8)

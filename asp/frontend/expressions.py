@@ -324,6 +324,10 @@ class ExpressionTranslator:
         if isinstance(re_, ir.Const) and not rt.is_float and 0 <= re_.value <= 32:
             n = int(re_.value)
             if n == 0:
+                if any(sub == UNREP for sub in le.walk()):
+                    # Python evaluates the base, which may raise ((r // 0) ** 0): its
+                    # checks run before the statement, and x ** 0 is 1 (F21).
+                    self.temporary(le, lt)
                 return ir.Const(1, t.ctype), t
             base = cast(le, lt, t.ctype)
             if not isinstance(base, ir.Var | ir.Const) and n > 1:
