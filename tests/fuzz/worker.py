@@ -475,13 +475,8 @@ class Runner:
         tol = tolerance(b.bodies[i], b.params)
         for label in ["call", *variants]:
             self.progress.mark(f"run {i} {label}")
-            got = out.copy()
             try:
-                with _quiet():
-                    if label == "call":
-                        kernel.kernel(i, s, a, bb, got)
-                    else:
-                        got = kernel.run_variant(label, i, s, a, bb, got)
+                got = _run_st(kernel, label, i, s, a, bb, out)
             except Exception as exc:  # noqa: BLE001
                 if type(exc).__name__ == "UnrepresentableValue":
                     # As for elementwise kernels: by design such a call runs as Python
@@ -499,7 +494,6 @@ class Runner:
             res.status = "mismatch"
         return res
 
-
     def st_python_raised(self, i: int, kernel, variants: list[str], res: Outcome) -> Outcome:
         """Where the Python raises somewhere on the grid, the compiled code must not give
         numbers: the call and every variant report a value only Python represents
@@ -509,13 +503,8 @@ class Runner:
         s, a, bb, out = self.batch.inputs
         for label in ["call", *variants]:
             self.progress.mark(f"run {i} {label} where the Python raised")
-            got = out.copy()
             try:
-                with _quiet():
-                    if label == "call":
-                        kernel.kernel(i, s, a, bb, got)
-                    else:
-                        kernel.run_variant(label, i, s, a, bb, got)
+                _run_st(kernel, label, i, s, a, bb, out)
             except Exception as exc:  # noqa: BLE001
                 if type(exc).__name__ != "UnrepresentableValue":
                     res.bad.append((label, None, None, "UnrepresentableValue",
@@ -526,6 +515,17 @@ class Runner:
         if res.bad:
             res.status = "mismatch"
         return res
+
+
+def _run_st(kernel, label: str, i: int, s, a, bb, out: np.ndarray) -> np.ndarray:
+    """Stencil kernel ``i`` on the batch's grids into a copy of ``out``: the call users
+    make (``label`` 'call'), or one compiled variant."""
+    got = out.copy()
+    with _quiet():
+        if label == "call":
+            kernel.kernel(i, s, a, bb, got)
+            return got
+        return kernel.run_variant(label, i, s, a, bb, got)
 
 
 def run_batch(batch: Batch, directory: str, tag: str, progress_path: str,
