@@ -20,7 +20,8 @@ from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native
 
 __all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "native", "numpy_scalar",
-           "python_values", "random_like", "scalar_arg", "scalar_types", "size_bucket"]
+           "python_values", "random_like", "scalar_arg", "scalar_types", "size_bucket",
+           "write_back"]
 
 
 def compilable(dtype) -> bool:
@@ -160,6 +161,17 @@ def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:
             return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
 
     return [one(i) for i in range(int(np.prod(shape)))], shape
+
+
+def write_back(user_out: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A :attr:`Prepared.finish` for a call computed into a temporary in place of the
+    caller's output ``user_out`` (not contiguous, big-endian, overlapping an input):
+    the result copied into it, and it returned."""
+    def finish(result: np.ndarray) -> np.ndarray:
+        user_out[...] = result
+        return user_out
+
+    return finish
 
 
 def python_values(values: list, dtype) -> np.ndarray:

@@ -37,6 +37,7 @@ from asp.runtime.mapargs import (
     random_like,
     scalar_types,
     size_bucket,
+    write_back,
 )
 from specializers.elementwise.lowering import fold_constants, lower_variants, simd_forms
 from specializers.elementwise.vlanes import PREAMBLE as VECTOR_PREAMBLE
@@ -104,13 +105,8 @@ class ElementwiseSpecializer(Specializer):
                            for a in conv)
             if overlaps or not (out.flags.c_contiguous and out.flags.aligned
                                 and out.dtype.isnative):
-                user_out = out
-                out = np.empty(shape, native(out.dtype))
-                same = False
-
-                def finish(result, user_out=user_out):
-                    user_out[...] = result
-                    return user_out
+                finish = write_back(out)
+                out, same = np.empty(shape, native(out.dtype)), False
             out_sig = f"{out.dtype.str}"
         sig = f"({','.join(parts)})->{out_sig}"
         bucket, size_range = size_bucket(int(np.prod(shape)))

@@ -23,7 +23,7 @@ from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
 from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
-from asp.runtime.mapargs import native, numpy_scalar, scalar_arg
+from asp.runtime.mapargs import native, numpy_scalar, scalar_arg, write_back
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -237,23 +237,15 @@ class StencilSpecializer(Specializer):
             if isinstance(a, np.ndarray) and not (a.flags.c_contiguous and a.flags.aligned):
                 conv[i], same = as_native(a), False
                 if i == oi:
-                    def finish(result, user_out=a):
-                        user_out[...] = result
-                        return user_out
+                    finish = write_back(a)
         if oi in swapped:
-            def finish(result, user_out=swapped[oi]):
-                user_out[...] = result
-                return user_out
+            finish = write_back(swapped[oi])
         if finish is None and facts[2] and facts[3]:
             # A kernel that reads its output and may meet a value only Python represents
             # works on a copy: if it does, the call runs again as Python on the caller's
             # untouched output (no point counted twice); else the copy is written back.
-            user_out = conv[oi]
-            conv[oi], same = user_out.copy(), False
-
-            def finish(result, user_out=user_out):
-                user_out[...] = result
-                return user_out
+            finish = write_back(conv[oi])
+            conv[oi], same = conv[oi].copy(), False
         # Tune apart sizes a factor of four apart: what wins in cache may lose in memory.
         # The hot path serves one bucket only (the output's size decides), so a small grid
         # tuned first does not hand its winner to a large one.
