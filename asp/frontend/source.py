@@ -11,6 +11,7 @@ import ast
 import hashlib
 import inspect
 import linecache
+import os
 import textwrap
 import threading
 import types
@@ -139,6 +140,14 @@ def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
 #: asp's own parses take this lock; a collision with another library's parse is
 #: retried.
 _PARSE_LOCK = threading.RLock()
+
+
+def _after_fork() -> None:
+    global _PARSE_LOCK
+    _PARSE_LOCK = threading.RLock()  # a parent's thread that held it is not in the child
+
+
+os.register_at_fork(after_in_child=_after_fork)
 PARSE_ATTEMPTS = 3
 
 

@@ -176,7 +176,7 @@ class OpenMPTeam:
     runtime (never loaded here: a serial build has none); both None until then."""
 
     def __init__(self):
-        self.get = self.set = None
+        self.get = self.set = self.pause = None
 
     def ready(self) -> bool:
         if self.set is None:
@@ -186,8 +186,24 @@ class OpenMPTeam:
                 self.set.argtypes = [ctypes.c_int]
             except (OSError, AttributeError):
                 return False
+            # OpenMP 5.0 (GCC 10 on); without it a forked child's first team hangs.
+            self.pause = getattr(lib, "omp_pause_resource_all", None)
+            if self.pause is not None:
+                self.pause.argtypes = [ctypes.c_int]
         return True
+
+    def before_fork(self) -> None:
+        """Release the forking thread's team before ``os.fork()``.  GCC's runtime keeps a
+        thread's team (its pool of threads, parked at a barrier) for the thread's next
+        parallel region; a child of ``fork()`` inherits that thread's record of the pool
+        but not its threads, so its first parallel region waits for them forever (a
+        ``multiprocessing`` pool's workers hung at their first kernel).  Released
+        (``omp_pause_resource_all(omp_pause_hard)``), the parent makes a new team at its
+        next region (tens of microseconds) and the child makes its own."""
+        if self.ready() and self.pause is not None:
+            self.pause(2)  # omp_pause_hard
 
 
 #: The process's OpenMP runtime, once loaded (see :class:`OpenMPTeam`).
 OPENMP = OpenMPTeam()
+os.register_at_fork(before=OPENMP.before_fork)

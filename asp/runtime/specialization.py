@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import os
 import time
 import warnings
 import weakref
@@ -90,6 +91,7 @@ class Specialization:
     _specializer: object = None  # whose Python checks the late variants
     _rebuild: set = field(default_factory=set)  # built quick, rebuilt with the late ones
     _later: tuple = (None, "", frozenset())  # the late plan, its seed, the part deferred
+    _job: tuple = ()  # the pending build: the builder's function and its arguments
     repeatable: bool = False  # the plan's: a tuning call may run its variant twice
     reference: tuple | None = field(default=None, repr=False)  # (check inputs, the
     # Python's arguments after, its result): arrays, kept out of the repr
@@ -145,6 +147,7 @@ class Specialization:
                       frozenset(n for n in self.entries if n not in self._rebuild) | deferred))
 
     def _submit(self, args: tuple) -> None:
+        self._job = args  # submitted again in a child of fork() (_builder_after_fork)
         try:
             self.pending = _BUILDER.submit(*args)
         except RuntimeError:  # the interpreter is shutting down: build them here
@@ -326,6 +329,21 @@ def wait_for_builds(timeout: float | None = None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _builder_after_fork() -> None:
+    """In a child of ``fork()``: the builder thread stayed in the parent, with the builds
+    it had not finished, whose futures would never complete here (a ``multiprocessing``
+    worker's ``K.iterate``, which waits for every variant, hung).  A builder of the child's
+    own builds them again (the parent's finished objects are found in the cache)."""
+    global _BUILDER
+    _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
+    for s in list(_PENDING):
+        if s.pending is not None and not s.pending.done() and s._job:
+            s._submit(s._job)
+
+
+os.register_at_fork(after_in_child=_builder_after_fork)
 
 
 @atexit.register

@@ -94,6 +94,21 @@ _STATUS = _Native("status")
 _SCHEDSTAT = _Native("schedstat")
 _OWN: dict[int, int] = {}  # a calling thread's native id -> its schedstat descriptor
 _LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    """In a child of ``fork()``: the descriptors read the parent's threads, and a thread
+    of the parent's that held the lock is not here to release it."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    for fds in (_STATUS.fds, _SCHEDSTAT.fds, _OWN):
+        for fd in fds.values():
+            os.close(fd)
+        fds.clear()
+    _STATUS.listed = _SCHEDSTAT.listed = -float("inf")
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _PROC = os.path.isdir(_TASKS) and hasattr(resource, "RUSAGE_THREAD")
 _WAITS = _PROC and os.path.exists(f"{_TASKS}/{os.getpid()}/schedstat")
 
