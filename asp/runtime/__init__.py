@@ -8,6 +8,7 @@ from asp.runtime.abi import (
     native_available,
     new_output,
     on_release_memory,
+    refuse_masked,
     release_memory,
 )
 from asp.runtime.dispatch import (
@@ -25,5 +26,6 @@ from asp.runtime.specialization import wait_for_builds
 __all__ = [
     "MISS", "REUSE_MIN", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization",
     "Specializer", "Variant", "as_native", "generator_fingerprint", "make_entry",
-    "native_available", "new_output", "on_release_memory", "release_memory", "wait_for_builds",
+    "native_available", "new_output", "on_release_memory", "refuse_masked", "release_memory",
+    "wait_for_builds",
 ]

@@ -259,6 +259,32 @@ static void Entry_dealloc(Entry *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Whether an array of a subclass is a numpy.ma.MaskedArray: a kernel would compute on its
+   data as if nothing were masked, so the guard misses and the slow path refuses it by name
+   (asp.runtime.abi.refuse_masked).  Found in sys.modules, never imported: there is no
+   masked array before numpy.ma has been. */
+static PyObject *masked_type = NULL;  /* numpy.ma.MaskedArray, once numpy.ma is loaded */
+static PyObject *masked_name = NULL;  /* "numpy.ma" */
+
+static int is_masked(PyObject *obj)
+{
+    if (masked_type == NULL) {
+        PyObject *ma = PyImport_GetModule(masked_name);  /* never imports it */
+        if (ma == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        masked_type = PyObject_GetAttrString(ma, "MaskedArray");
+        Py_DECREF(ma);
+        if (masked_type == NULL || !PyType_Check(masked_type)) {
+            Py_CLEAR(masked_type);
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return PyObject_TypeCheck(obj, (PyTypeObject *)masked_type);
+}
+
 static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Entry *self = (Entry *)op;
@@ -313,6 +339,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             int fl;
             if (obj == Py_None && (s->flags & F_ALLOC)) continue;
             if (!PyArray_Check(obj)) goto miss;
+            if (Py_TYPE(obj) != &PyArray_Type && is_masked(obj)) goto miss;
             a = (PyArrayObject *)obj;
             fl = PyArray_FLAGS(a);
             if (PyArray_TYPE(a) != s->typenum || PyArray_NDIM(a) != s->ndim) goto miss;
@@ -729,6 +756,8 @@ PyMODINIT_FUNC PyInit__native(void)
     if (m == NULL) return NULL;
     big_handler_capsule = PyCapsule_New(&big_handler, "mem_handler", NULL);
     if (big_handler_capsule == NULL) return NULL;
+    masked_name = PyUnicode_InternFromString("numpy.ma");
+    if (masked_name == NULL) return NULL;
     Py_INCREF(&EntryType);
     if (PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
         Py_DECREF(&EntryType);

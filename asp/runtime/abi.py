@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from asp.errors import LoadError
 
 __all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "OPENMP", "REUSE_MIN", "ArgSpec", "OpenMPTeam",
            "as_native", "make_entry", "native_available", "new_output", "on_release_memory",
-           "release_memory"]
+           "refuse_masked", "release_memory"]
 
 try:
     from asp import _native
@@ -72,6 +73,20 @@ def as_native(a, dtype=None) -> np.ndarray:
         np.copyto(out, a)
         return out
     return np.require(a, dtype=dtype, requirements="CA")
+
+
+def refuse_masked(fname: str, name: str, a) -> None:
+    """Raise ``TypeError`` naming argument ``name`` of ``fname()`` if ``a`` is a NumPy
+    masked array: a kernel computes on every element of its data, as if nothing were
+    masked (an ``@reduction`` summed the masked values that ``np.sum`` leaves out), and
+    returns a plain array.  The entries' guards miss such arrays, so the call comes here.
+    (Looked up in ``sys.modules``: there is no masked array before ``numpy.ma`` is
+    imported, and importing it would cost every program that never uses one.)"""
+    ma = sys.modules.get("numpy.ma")
+    if ma is not None and isinstance(a, ma.MaskedArray):
+        raise TypeError(f"{fname}() argument {name!r} is a masked array: compiled kernels "
+                        "compute on every element and would ignore its mask; pass "
+                        f"{name}.filled(value) (masked elements as value) or plain arrays")
 
 
 @dataclass(frozen=True)

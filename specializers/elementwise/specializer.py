@@ -27,7 +27,16 @@ from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.ir.powers import simd_powers
 from asp.passes import run_pipeline, simd_forms_called
-from asp.runtime import MISS, ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
+from asp.runtime import (
+    MISS,
+    ArgSpec,
+    JitKernel,
+    Plan,
+    Prepared,
+    Specializer,
+    Variant,
+    refuse_masked,
+)
 from asp.runtime.mapargs import (
     compilable,
     map_arguments,
@@ -93,6 +102,7 @@ class ElementwiseSpecializer(Specializer):
             if not isinstance(out, np.ndarray):
                 raise TypeError(f"{fname}() argument 'out' must be a numpy array, "
                                 f"not {type(out).__name__}")
+            refuse_masked(fname, "out", out)
             if out.shape != shape:
                 raise ValueError(f"{fname}() argument 'out' has shape {out.shape}; "
                                  f"expected {shape}")

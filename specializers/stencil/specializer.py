@@ -22,7 +22,16 @@ from asp.frontend.names import global_reads, namespace
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of
 from asp.passes import run_pipeline
-from asp.runtime import ArgSpec, Plan, Prepared, Space, Specializer, Variant, as_native
+from asp.runtime import (
+    ArgSpec,
+    Plan,
+    Prepared,
+    Space,
+    Specializer,
+    Variant,
+    as_native,
+    refuse_masked,
+)
 from asp.runtime.mapargs import native, numpy_scalar, scalar_arg, write_back
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
@@ -156,6 +165,7 @@ class StencilSpecializer(Specializer):
         conv, parts, same = [], [], True
         swapped = {}  # position -> the caller's array, not in this machine's byte order
         for name, a in zip(self.params, args):
+            refuse_masked(fname, name, a)
             if isinstance(a, StencilGrid):
                 a, same = a.data, False
             if isinstance(a, np.ndarray) and a.ndim > 0:
