@@ -19,9 +19,9 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_masked
 
-__all__ = ["MapArgs", "compilable", "map_arguments", "map_python", "native", "numpy_scalar",
-           "python_values", "random_like", "scalar_arg", "scalar_types", "size_bucket",
-           "write_back"]
+__all__ = ["MapArgs", "bind_keywords", "compilable", "map_arguments", "map_python", "native",
+           "numpy_scalar", "python_values", "random_like", "scalar_arg", "scalar_types",
+           "size_bucket", "write_back"]
 
 
 def compilable(dtype) -> bool:
@@ -46,6 +46,21 @@ class MapArgs:
     parts: list[str]
     shape: tuple[int, ...]
     same: bool
+
+
+def bind_keywords(fname: str, params: Sequence[str], args: tuple, kwargs: dict) -> tuple:
+    """``args`` and the keyword arguments ``kwargs`` named after ``params`` as one tuple in
+    the order of ``params``, by Python's rules for a function ``fname(*params)``."""
+    for name in kwargs:
+        if name not in params:
+            raise TypeError(f"{fname}() got an unexpected keyword argument {name!r} "
+                            f"(its parameters: {', '.join(params)})")
+        if params.index(name) < len(args):
+            raise TypeError(f"{fname}() got multiple values for argument {name!r}")
+    missing = [p for p in params[len(args):] if p not in kwargs]
+    if missing:
+        raise TypeError(f"{fname}() missing argument(s): {', '.join(map(repr, missing))}")
+    return (*args, *(kwargs[p] for p in params[len(args):]))
 
 
 def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArgs:

@@ -38,6 +38,7 @@ from asp.runtime import (
     refuse_masked,
 )
 from asp.runtime.mapargs import (
+    bind_keywords,
     compilable,
     map_arguments,
     map_python,
@@ -233,7 +234,9 @@ class ElementwiseFunction:
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
 
-    def __call__(self, *args, out=None):
+    def __call__(self, *args, out=None, **kwargs):
+        if kwargs:  # arguments by name: in the function's order
+            args = bind_keywords(self.py_func.__name__, self.specializer.params, args, kwargs)
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit.hot_entry
         if hot is not None:

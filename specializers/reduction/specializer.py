@@ -30,6 +30,7 @@ from asp.passes import (
 )
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
+    bind_keywords,
     map_arguments,
     map_python,
     python_values,
@@ -225,7 +226,10 @@ class Reduction:
         self.py_func = fn
         self.jit = JitKernel(ReductionSpecializer(fn, op))
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:  # arguments by name: in the function's order
+            args = bind_keywords(self.py_func.__name__, self.jit.specializer.params, args,
+                                 kwargs)
         return self.jit(*args, None)  # the entry allocates the result slot
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ import weakref
 from asp.errors import UnrepresentableValue
 from asp.frontend import attach_source
 from asp.runtime import MISS, JitKernel
+from asp.runtime.mapargs import bind_keywords
 from specializers.stencil.fresh import (
     Remembered,
     arrays,
@@ -162,7 +163,17 @@ class StencilKernel:
             jit = jits[key] = JitKernel(spec)
         return jit
 
-    def _specialized(self, *args):
+    def _params(self) -> list[str]:
+        """The kernel method's parameters (after ``self``)."""
+        code = self.pure_kernel.__code__
+        return list(code.co_varnames[1:code.co_argcount])
+
+    def _bound(self, what: str, params: list[str], args: tuple, kwargs: dict) -> tuple:
+        return bind_keywords(f"{type(self).__name__}.{what}", params, args, kwargs)
+
+    def _specialized(self, *args, **kwargs):
+        if kwargs:  # arguments by name: in the kernel's order
+            args = self._bound("kernel", self._params(), args, kwargs)
         # The hot path: the options and grids are as last time (default geometry, arrays
         # or plain grids), so the last winning native entry may take the call; its guards
         # run in C and a miss costs one comparison.  A GridArray passes them as an array:
@@ -237,16 +248,18 @@ class StencilKernel:
         """Run one compiled variant on ``args`` (tests check every variant)."""
         return self.jit_for(*args).run_variant(name, *arrays(args))
 
-    def iterate(self, state, *args, steps: int):
+    def iterate(self, state, *args, steps: int, **kwargs):
         """``steps`` time steps from ``state``: what ``for _ in range(steps): state =
         self(state, *args)`` gives, bit for bit, several steps per pass over memory
         where the kernel can be blocked in time (see :mod:`specializers.stencil.iterate`;
         a tuple ``state`` holds several previous levels, newest first)."""
         from specializers.stencil.iterate import iterate
 
+        if kwargs:  # the kernel's other inputs by name (the state is its first)
+            args = self._bound("iterate", self._params()[1:-1], args, kwargs)
         return iterate(self, state, *args, steps=steps)
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs, **kwargs):
         """Run the kernel on ``inputs`` into a new output, and return it.
 
         Points the kernel does not write (the border in ``'interior'`` mode) are zero.
@@ -258,6 +271,8 @@ class StencilKernel:
         Dask arrays among the inputs give a lazy dask array computed block by block
         (see :mod:`specializers.stencil.dask`).
         """
+        if kwargs:  # inputs by name: in the kernel's order (all but its output)
+            inputs = self._bound("__call__", self._params()[:-1], inputs, kwargs)
         # The loop ``u = K(u, r)``: the same kinds and shapes of arguments as an earlier
         # call do what that call found (see .fresh), without asking the kernel again (a
         # 512^2 step costs 50 us; finding out cost several times that).  No Dask check
