@@ -92,6 +92,7 @@ class Specialization:
     _rebuild: set = field(default_factory=set)  # built quick, rebuilt with the late ones
     _later: tuple = (None, "", frozenset())  # the late plan, its seed, the part deferred
     _job: tuple = ()  # the pending build: the builder's function and its arguments
+    _orphaned: bool = False  # the pending build ran on a parent's builder (a fork's child)
     repeatable: bool = False  # the plan's: a tuning call may run its variant twice
     reference: tuple | None = field(default=None, repr=False)  # (check inputs, the
     # Python's arguments after, its result): arrays, kept out of the repr
@@ -163,6 +164,9 @@ class Specialization:
         against the Python (on the main thread, like every check), exclude those that
         failed, let the others be tuned.  Never raises: a late variant that cannot be
         had is excluded, and the variants already in keep running."""
+        if self._orphaned:  # a child of fork(): its parent's build, started here at need
+            self._orphaned = False
+            self._submit(self._job)
         f = self.pending
         if f is None or not (wait or f.done()):
             return
@@ -335,12 +339,14 @@ def _builder_after_fork() -> None:
     """In a child of ``fork()``: the builder thread stayed in the parent, with the builds
     it had not finished, whose futures would never complete here (a ``multiprocessing``
     worker's ``K.iterate``, which waits for every variant, hung).  A builder of the child's
-    own builds them again (the parent's finished objects are found in the cache)."""
+    own builds them again, each when the child next takes its kernel's slow path (a child
+    that never does compiles nothing; the parent's finished objects are found in the
+    cache)."""
     global _BUILDER
     _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asp-build")
     for s in list(_PENDING):
         if s.pending is not None and not s.pending.done() and s._job:
-            s._submit(s._job)
+            s._orphaned = True
 
 
 os.register_at_fork(after_in_child=_builder_after_fork)
@@ -352,6 +358,8 @@ def _absorb_at_exit() -> None:
     path): check them now so their signature's record is complete for the next process.
     The builder thread has finished by now (threads are joined before ``atexit``)."""
     for s in list(_PENDING):
+        if s._orphaned:  # a fork's child that never called it again: not built here
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
