@@ -140,6 +140,7 @@ def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
 #: asp's own parses take this lock; a collision with another library's parse is
 #: retried.
 _PARSE_LOCK = threading.RLock()
+PARSE_ATTEMPTS = 3
 
 
 def _after_fork() -> None:
@@ -148,7 +149,6 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-PARSE_ATTEMPTS = 3
 
 
 def parse_module(text: str, filename: str = "<unknown>") -> ast.Module:

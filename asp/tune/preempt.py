@@ -25,6 +25,7 @@ milliseconds noise, as it did before waits were measured.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import threading
@@ -103,7 +104,8 @@ def _after_fork() -> None:
     _LOCK = threading.Lock()
     for fds in (_STATUS.fds, _SCHEDSTAT.fds, _OWN):
         for fd in fds.values():
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
         fds.clear()
     _STATUS.listed = _SCHEDSTAT.listed = -float("inf")
 
