@@ -8,7 +8,7 @@ from asp.runtime.abi import (
     native_available,
     new_output,
     on_release_memory,
-    refuse_masked,
+    refuse_special_array,
     release_memory,
 )
 from asp.runtime.dispatch import (
@@ -26,6 +26,6 @@ from asp.runtime.specialization import wait_for_builds
 __all__ = [
     "MISS", "REUSE_MIN", "ArgSpec", "JitKernel", "Plan", "Prepared", "Space", "Specialization",
     "Specializer", "Variant", "as_native", "generator_fingerprint", "make_entry",
-    "native_available", "new_output", "on_release_memory", "refuse_masked", "release_memory",
+    "native_available", "new_output", "on_release_memory", "refuse_special_array", "release_memory",
     "wait_for_builds",
 ]

@@ -259,12 +259,16 @@ static void Entry_dealloc(Entry *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Whether an array of a subclass is a numpy.ma.MaskedArray: a kernel would compute on its
-   data as if nothing were masked, so the guard misses and the slow path refuses it by name
-   (asp.runtime.abi.refuse_masked).  Found in sys.modules, never imported: there is no
-   masked array before numpy.ma has been. */
+/* Whether an array of a subclass is one a kernel cannot compute on faithfully, so the guard
+   misses and the slow path refuses it by name (asp.runtime.abi.refuse_special_array): a
+   numpy.ma.MaskedArray (a kernel would compute on its data as if nothing were masked), or
+   a subclass with arithmetic of its own (__array_ufunc__ or __array_function__ other than
+   ndarray's: arrays with units, whose u + v converts units or refuses).  numpy.ma is found
+   in sys.modules, never imported: there is no masked array before numpy.ma has been. */
 static PyObject *masked_type = NULL;  /* numpy.ma.MaskedArray, once numpy.ma is loaded */
 static PyObject *masked_name = NULL;  /* "numpy.ma" */
+static PyObject *ufunc_name = NULL, *function_name = NULL;  /* the protocols' names */
+static PyObject *plain_ufunc = NULL, *plain_function = NULL;  /* ndarray's own */
 
 static int is_masked(PyObject *obj)
 {
@@ -283,6 +287,23 @@ static int is_masked(PyObject *obj)
         }
     }
     return PyObject_TypeCheck(obj, (PyTypeObject *)masked_type);
+}
+
+/* 1 if the type's attribute `name` is not ndarray's `plain` (or cannot be read). */
+static int differs(PyObject *type, PyObject *name, PyObject *plain)
+{
+    PyObject *f = PyObject_GetAttr(type, name);
+    int own = f != plain;
+    if (f == NULL) PyErr_Clear();
+    Py_XDECREF(f);
+    return own;
+}
+
+static int is_special(PyObject *obj)
+{
+    PyObject *type = (PyObject *)Py_TYPE(obj);
+    return is_masked(obj) || differs(type, ufunc_name, plain_ufunc) ||
+           differs(type, function_name, plain_function);
 }
 
 static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -339,7 +360,7 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             int fl;
             if (obj == Py_None && (s->flags & F_ALLOC)) continue;
             if (!PyArray_Check(obj)) goto miss;
-            if (Py_TYPE(obj) != &PyArray_Type && is_masked(obj)) goto miss;
+            if (Py_TYPE(obj) != &PyArray_Type && is_special(obj)) goto miss;
             a = (PyArrayObject *)obj;
             fl = PyArray_FLAGS(a);
             if (PyArray_TYPE(a) != s->typenum || PyArray_NDIM(a) != s->ndim) goto miss;
@@ -758,6 +779,12 @@ PyMODINIT_FUNC PyInit__native(void)
     if (big_handler_capsule == NULL) return NULL;
     masked_name = PyUnicode_InternFromString("numpy.ma");
     if (masked_name == NULL) return NULL;
+    ufunc_name = PyUnicode_InternFromString("__array_ufunc__");
+    function_name = PyUnicode_InternFromString("__array_function__");
+    if (ufunc_name == NULL || function_name == NULL) return NULL;
+    plain_ufunc = PyObject_GetAttr((PyObject *)&PyArray_Type, ufunc_name);
+    plain_function = PyObject_GetAttr((PyObject *)&PyArray_Type, function_name);
+    if (plain_ufunc == NULL || plain_function == NULL) return NULL;
     Py_INCREF(&EntryType);
     if (PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
         Py_DECREF(&EntryType);

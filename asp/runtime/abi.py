@@ -23,7 +23,7 @@ from asp.errors import LoadError
 
 __all__ = ["MAX_ARGS", "MAX_DIMS", "MISS", "OPENMP", "REUSE_MIN", "ArgSpec", "OpenMPTeam",
            "as_native", "make_entry", "native_available", "new_output", "on_release_memory",
-           "refuse_masked", "release_memory"]
+           "refuse_special_array", "release_memory"]
 
 try:
     from asp import _native
@@ -75,18 +75,39 @@ def as_native(a, dtype=None) -> np.ndarray:
     return np.require(a, dtype=dtype, requirements="CA")
 
 
-def refuse_masked(fname: str, name: str, a) -> None:
-    """Raise ``TypeError`` naming argument ``name`` of ``fname()`` if ``a`` is a NumPy
-    masked array: a kernel computes on every element of its data, as if nothing were
-    masked (an ``@reduction`` summed the masked values that ``np.sum`` leaves out), and
-    returns a plain array.  The entries' guards miss such arrays, so the call comes here.
-    (Looked up in ``sys.modules``: there is no masked array before ``numpy.ma`` is
-    imported, and importing it would cost every program that never uses one.)"""
+def refuse_special_array(fname: str, name: str, a) -> None:
+    """Raise ``TypeError`` naming argument ``name`` of ``fname()`` if ``a`` is an array
+    whose meaning a compiled kernel cannot keep, so that it is never computed silently on
+    its raw numbers (the entries' guards miss such arrays, so the call comes here):
+
+    * a NumPy masked array: a kernel computes on every element of its data, as if
+      nothing were masked (an ``@reduction`` summed the masked values that ``np.sum``
+      leaves out), and returns a plain array;
+    * an ``ndarray`` subclass with arithmetic of its own (``__array_ufunc__`` or
+      ``__array_function__`` other than ndarray's), as unit-carrying arrays have
+      (astropy's ``Quantity``, unyt): NumPy converts ``u + v`` with ``u`` in metres and
+      ``v`` in kilometres, or refuses it; the kernel would add the raw numbers.
+
+    Subclasses that keep NumPy's arithmetic (``np.memmap``, ``np.matrix``, the stencil's
+    ``GridArray``) are plain arrays to a kernel.  (``numpy.ma`` is looked up in
+    ``sys.modules``: there is no masked array before it is imported, and importing it
+    would cost every program that never uses one.)"""
+    if not isinstance(a, np.ndarray) or type(a) is np.ndarray:
+        return
     ma = sys.modules.get("numpy.ma")
     if ma is not None and isinstance(a, ma.MaskedArray):
         raise TypeError(f"{fname}() argument {name!r} is a masked array: compiled kernels "
                         "compute on every element and would ignore its mask; pass "
                         f"{name}.filled(value) (masked elements as value) or plain arrays")
+    t = type(a)
+    if (t.__array_ufunc__ is not np.ndarray.__array_ufunc__
+            or t.__array_function__ is not np.ndarray.__array_function__):
+        raise TypeError(f"{fname}() argument {name!r} is a {t.__module__}.{t.__qualname__}, "
+                        "an array with arithmetic of its own (__array_ufunc__ or "
+                        "__array_function__, as arrays with units have): compiled kernels "
+                        "compute on its raw numbers and would not follow it; pass "
+                        f"np.asarray({name}) for its numbers as they are, after converting "
+                        "the arguments to common units")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
-from asp.runtime.abi import ArgSpec, as_native, refuse_masked
+from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
 __all__ = ["MapArgs", "bind_keywords", "compilable", "map_arguments", "map_python", "native",
            "numpy_scalar", "python_values", "random_like", "scalar_arg", "scalar_types",
@@ -70,7 +70,7 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
                         f"got {len(inputs)}")
     conv, parts, same, shape, shape_of = [], [], True, None, None
     for name, a in zip(params, inputs):
-        refuse_masked(fname, name, a)
+        refuse_special_array(fname, name, a)
         if isinstance(a, list | tuple):
             a, same = np.asarray(a), False
         if isinstance(a, np.ndarray) and a.ndim == 0:  # a 0-d array is a scalar

@@ -35,7 +35,7 @@ from asp.runtime import (
     Prepared,
     Specializer,
     Variant,
-    refuse_masked,
+    refuse_special_array,
 )
 from asp.runtime.mapargs import (
     bind_keywords,
@@ -103,7 +103,7 @@ class ElementwiseSpecializer(Specializer):
             if not isinstance(out, np.ndarray):
                 raise TypeError(f"{fname}() argument 'out' must be a numpy array, "
                                 f"not {type(out).__name__}")
-            refuse_masked(fname, "out", out)
+            refuse_special_array(fname, "out", out)
             if out.shape != shape:
                 raise ValueError(f"{fname}() argument 'out' has shape {out.shape}; "
                                  f"expected {shape}")

@@ -33,7 +33,7 @@ import numpy as np
 
 from asp import config
 from asp.errors import AspFallbackWarning, SpecializationError
-from asp.runtime import JitKernel, new_output, on_release_memory, refuse_masked
+from asp.runtime import JitKernel, new_output, on_release_memory, refuse_special_array
 from asp.runtime.mapargs import native
 from asp.tune import db
 from specializers.stencil.grid import StencilGrid, like
@@ -75,12 +75,12 @@ def iterate(kernel, state, *args, steps):
         raise ValueError("state: an empty tuple; expected a grid or a tuple of grids")
     for i, s in enumerate(levels):
         where = f"state[{i}]" if isinstance(state, tuple) else "state"
-        refuse_masked("iterate", where, s)
+        refuse_special_array("iterate", where, s)
         if not isinstance(s, StencilGrid | np.ndarray) or np.ndim(_data(s)) == 0:
             raise TypeError(f"{where}: expected a numpy array or a StencilGrid, not "
                             f"{type(s).__name__}")
     for j, a in enumerate(args):
-        refuse_masked("iterate", f"args[{j}]", a)
+        refuse_special_array("iterate", f"args[{j}]", a)
     first = _data(levels[0])
     for i, s in enumerate(levels[1:], 1):
         if _data(s).shape != first.shape or _data(s).dtype != first.dtype:

@@ -30,7 +30,7 @@ from asp.runtime import (
     Specializer,
     Variant,
     as_native,
-    refuse_masked,
+    refuse_special_array,
 )
 from asp.runtime.mapargs import native, numpy_scalar, scalar_arg, write_back
 from specializers.stencil.border import lower_border
@@ -165,7 +165,7 @@ class StencilSpecializer(Specializer):
         conv, parts, same = [], [], True
         swapped = {}  # position -> the caller's array, not in this machine's byte order
         for name, a in zip(self.params, args):
-            refuse_masked(fname, name, a)
+            refuse_special_array(fname, name, a)
             if isinstance(a, StencilGrid):
                 a, same = a.data, False
             if isinstance(a, np.ndarray) and a.ndim > 0:
