@@ -1,7 +1,10 @@
 """Arguments by name, as the Python functions and methods take them: ``K(u, r=0.1)``,
 ``K.kernel(u, r=0.1, out=b)``, ``K.iterate(u, r=0.1, steps=5)``, ``f(x, a=2.0)``,
 ``energy(u=u, v=v)``; the result is the positional call's, and a wrong name, a
-duplicate or a missing argument is a ``TypeError`` that names it."""
+duplicate or a missing argument is a ``TypeError`` that names it.  Defaults, keyword-only
+and positional-only parameters of ``@elementwise`` and ``@reduction`` functions bind as
+Python binds them, and the code is compiled (they were a ``TypeError`` or ran as Python).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +32,43 @@ def affine(x, a, b):
 @reduction("+")
 def energy(u, v):
     return u * u + 0.5 * v * v
+
+
+@elementwise
+def scaled(x, a=2.0, *, shift, power=2):
+    return a * x ** power + shift
+
+
+@reduction("max")
+def peak(x, /, weight=-1.5):
+    return weight * x
+
+
+def test_defaults_keyword_only_and_positional_only_parameters_bind_as_python_binds(rng):
+    x = rng.random(70000) - 0.5  # above the parallel threshold of any machine
+    xs = x.tolist()
+
+    def python(**kw):  # the function on every element, as Python calls it
+        return np.array([scaled.py_func(np.float64(v), **kw) for v in xs])
+
+    for _ in range(2):  # the first call compiles; the second is served by the hot entry
+        np.testing.assert_array_equal(scaled(x, shift=1.0), python(shift=1.0))
+        np.testing.assert_array_equal(scaled(x, 3.0, shift=0.5, power=3),
+                                      python(a=3.0, shift=0.5, power=3))
+        np.testing.assert_array_equal(scaled(x, power=1, a=-1.0, shift=0.0), -x)
+        assert peak(x) == np.max(-1.5 * x)
+        assert peak(x, 2.0) == np.max(2.0 * x)
+        assert peak(x, weight=0.5) == np.max(0.5 * x)
+    for call, message in (
+            (lambda: scaled(x, 3.0, 1.0), r"scaled\(\) takes 2 positional argument\(s\) "
+                                         r"\(x, a\), got 3"),
+            (lambda: scaled(x), r"scaled\(\) missing argument\(s\): 'shift'"),
+            (lambda: scaled(x, shift=1.0, b=2), r"unexpected keyword argument 'b'"),
+            (lambda: peak(x=x), r"peak\(\) got positional-only argument 'x' by name"),
+            (lambda: peak(), r"peak\(\) missing argument\(s\): 'x'"),
+            (lambda: peak(x, 1.0, 2.0), r"peak\(\) takes 2 argument\(s\)")):
+        with pytest.raises(TypeError, match=message):
+            call()
 
 
 def test_stencil_calls_by_name_are_the_positional_calls(rng):

@@ -136,13 +136,13 @@ def test_arrays_with_arithmetic_of_their_own_are_refused_on_every_path(rng):
     hot = _hot(lambda: energy(x, y), energy.jit)
     assert hot(x, km, None) is MISS and hot(x, y.view(Dispatched), None) is MISS
     for cls in (Kilometres, Dispatched):
-        with pytest.raises(TypeError, match=rf"argument 'v' is a {__name__}\.{cls.__name__}, "
+        with pytest.raises(TypeError, match=rf"argument 'v' has type {__name__}\.{cls.__name__}, "
                                             r"an array with arithmetic of its own.*np\.asarray"):
             energy(x, y.view(cls))
     _hot(lambda: affine(x, y), affine.jit)
-    with pytest.raises(TypeError, match=r"argument 'x' is a .*Kilometres"):
+    with pytest.raises(TypeError, match=r"argument 'x' has type .*Kilometres"):
         affine(x.view(Kilometres), y)
-    with pytest.raises(TypeError, match=r"argument 'out' is a .*Kilometres"):
+    with pytest.raises(TypeError, match=r"argument 'out' has type .*Kilometres"):
         affine(x, y, out=np.zeros(5000).view(Kilometres))
     k = Heat()
     u = rng.random((120, 90))
@@ -151,11 +151,11 @@ def test_arrays_with_arithmetic_of_their_own_are_refused_on_every_path(rng):
     assert hot(u.view(Kilometres), 0.1, out) is MISS
     assert hot(u, 0.1, out.view(Kilometres)) is MISS
     _hot(lambda: k(u, 0.1), k.call_jit(u, 0.1))
-    with pytest.raises(TypeError, match=r"argument 'u' is a .*Kilometres"):
+    with pytest.raises(TypeError, match=r"argument 'u' has type .*Kilometres"):
         k(u.view(Kilometres), 0.1)
-    with pytest.raises(TypeError, match=r"argument 'out' is a .*Kilometres"):
+    with pytest.raises(TypeError, match=r"argument 'out' has type .*Kilometres"):
         k.kernel(u, 0.1, out.view(Kilometres))
-    with pytest.raises(TypeError, match=r"argument 'state\[0\]' is a .*Kilometres"):
+    with pytest.raises(TypeError, match=r"argument 'state\[0\]' has type .*Kilometres"):
         k.iterate((u.view(Kilometres), u), 0.1, steps=3)
     assert energy(x, y) == pytest.approx(np.sum(x * x + y * y), rel=1e-12)
 

@@ -180,10 +180,11 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     is how messages name the kernel."""
     func = src.func
     a = func.args
-    if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
-        raise src.error(func, f"{kind}: plain positional parameters only "
-                              "(no defaults, *args, **kwargs or keyword-only)")
-    names = [p.arg for p in a.args]
+    if a.vararg or a.kwarg:
+        raise src.error(func, f"{kind}: named parameters only (no *args or **kwargs)")
+    # Defaults and keyword-only parameters are the call's business: it binds every
+    # parameter (asp.runtime.mapargs.bind_keywords), and the C takes them all in order.
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
     if set(names) != set(param_types):
         raise src.error(func, "internal: parameter types do not match the signature")
     if not _always_returns(func.body):

@@ -19,9 +19,9 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
-__all__ = ["MapArgs", "bind_keywords", "compilable", "map_arguments", "map_python", "native",
-           "numpy_scalar", "python_values", "random_like", "scalar_arg", "scalar_types",
-           "size_bucket", "write_back"]
+__all__ = ["MapArgs", "Parameters", "bind_keywords", "compilable", "map_arguments",
+           "map_python", "native", "numpy_scalar", "python_values", "random_like", "scalar_arg",
+           "scalar_types", "size_bucket", "write_back"]
 
 
 def compilable(dtype) -> bool:
@@ -48,19 +48,62 @@ class MapArgs:
     same: bool
 
 
-def bind_keywords(fname: str, params: Sequence[str], args: tuple, kwargs: dict) -> tuple:
+@dataclass(frozen=True)
+class Parameters:
+    """What a call of a function binds: its parameters' ``names`` (those that may be given
+    by position, then the keyword-only ones), how many may be given by position
+    (``positional``), how many only by position (``posonly``), and the ``defaults`` by
+    name.  ``plain``: the number of positional arguments that binds nothing (every
+    parameter given by position), -1 if there is none (keyword-only parameters)."""
+
+    names: list[str]
+    positional: int
+    posonly: int
+    defaults: dict
+
+    @property
+    def plain(self) -> int:
+        return len(self.names) if self.positional == len(self.names) else -1
+
+    @classmethod
+    def of(cls, fn: Callable, skip: int = 0) -> Parameters:
+        """``fn``'s parameters after its first ``skip`` (``self``)."""
+        code = fn.__code__
+        npos = code.co_argcount
+        given = fn.__defaults__ or ()
+        defaults = dict(zip(code.co_varnames[npos - len(given):npos], given))
+        defaults.update(fn.__kwdefaults__ or {})
+        return cls(list(code.co_varnames[skip:npos + code.co_kwonlyargcount]), npos - skip,
+                   max(code.co_posonlyargcount - skip, 0), defaults)
+
+    def bind(self, fname: str, args: tuple, kwargs: dict) -> tuple:
+        """``args`` and ``kwargs`` as one tuple in the order of ``names``, by Python's
+        rules (defaults filled in)."""
+        if len(args) > self.positional and self.positional < len(self.names):
+            raise TypeError(f"{fname}() takes {self.positional} positional argument(s) "
+                            f"({', '.join(self.names[:self.positional])}), got {len(args)}")
+        for name in kwargs:
+            if name in self.names[:self.posonly]:
+                raise TypeError(f"{fname}() got positional-only argument {name!r} by name")
+        return bind_keywords(fname, self.names, args, kwargs, self.defaults)
+
+
+def bind_keywords(fname: str, params: Sequence[str], args: tuple, kwargs: dict,
+                  defaults: dict | None = None) -> tuple:
     """``args`` and the keyword arguments ``kwargs`` named after ``params`` as one tuple in
-    the order of ``params``, by Python's rules for a function ``fname(*params)``."""
+    the order of ``params``, by Python's rules for a function ``fname(*params)`` whose
+    parameters in ``defaults`` may be left out."""
+    defaults = defaults or {}
     for name in kwargs:
         if name not in params:
             raise TypeError(f"{fname}() got an unexpected keyword argument {name!r} "
                             f"(its parameters: {', '.join(params)})")
         if params.index(name) < len(args):
             raise TypeError(f"{fname}() got multiple values for argument {name!r}")
-    missing = [p for p in params[len(args):] if p not in kwargs]
+    missing = [p for p in params[len(args):] if p not in kwargs and p not in defaults]
     if missing:
         raise TypeError(f"{fname}() missing argument(s): {', '.join(map(repr, missing))}")
-    return (*args, *(kwargs[p] for p in params[len(args):]))
+    return (*args, *(kwargs[p] if p in kwargs else defaults[p] for p in params[len(args):]))
 
 
 def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArgs:
@@ -165,6 +208,9 @@ def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:
     Elements are NumPy scalars, so arithmetic follows NumPy's types (float32 stays
     float32); ``np.frompyfunc`` would pass Python floats and compute in double.
     """
+    params = Parameters.of(fn)
+    if params.plain < 0:  # inputs in the parameters' order; keyword-only ones by name
+        fn = _by_name(fn, params.positional, params.names[params.positional:])
     arrays = [a for a in inputs if isinstance(a, np.ndarray) and a.ndim > 0]
     shape = arrays[0].shape if arrays else ()
     flat = [a.reshape(-1) if isinstance(a, np.ndarray) and a.ndim > 0 else a for a in inputs]
@@ -177,6 +223,13 @@ def map_python(fn: Callable, inputs: Sequence) -> tuple[list, tuple[int, ...]]:
             return fn(*[x.item() if isinstance(x, np.generic) else x for x in xs])
 
     return [one(i) for i in range(int(np.prod(shape)))], shape
+
+
+def _by_name(fn: Callable, positional: int, keywords: list[str]) -> Callable:
+    def call(*xs):
+        return fn(*xs[:positional], **dict(zip(keywords, xs[positional:])))
+
+    return call
 
 
 def write_back(user_out: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -38,7 +38,7 @@ from asp.runtime import (
     refuse_special_array,
 )
 from asp.runtime.mapargs import (
-    bind_keywords,
+    Parameters,
     compilable,
     map_arguments,
     map_python,
@@ -65,7 +65,8 @@ class ElementwiseSpecializer(Specializer):
     def __init__(self, fn):
         self.fn = fn
         code = fn.__code__
-        self.params = list(code.co_varnames[: code.co_argcount])
+        self.parameters = Parameters.of(fn)
+        self.params = self.parameters.names
         self.name = f"elementwise:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
         self._src = None
         self._dtypes: dict[str, np.dtype] = {}  # signature -> result dtype, for run_python
@@ -233,10 +234,11 @@ class ElementwiseFunction:
         self.py_func = fn
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
+        self._plain = self.specializer.parameters.plain  # calls that bind nothing
 
     def __call__(self, *args, out=None, **kwargs):
-        if kwargs:  # arguments by name: in the function's order
-            args = bind_keywords(self.py_func.__name__, self.specializer.params, args, kwargs)
+        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
+            args = self.specializer.parameters.bind(self.py_func.__name__, args, kwargs)
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit.hot_entry
         if hot is not None:

@@ -30,7 +30,7 @@ from asp.passes import (
 )
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
-    bind_keywords,
+    Parameters,
     map_arguments,
     map_python,
     python_values,
@@ -69,7 +69,8 @@ class ReductionSpecializer(Specializer):
     def __init__(self, fn, op: str):
         self.fn, self.op = fn, op
         code = fn.__code__
-        self.params = list(code.co_varnames[: code.co_argcount])
+        self.parameters = Parameters.of(fn)
+        self.params = self.parameters.names
         self.name = f"reduction[{op}]:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
         try:
             self.digest = get_source(fn).digest + op
@@ -224,12 +225,12 @@ class Reduction:
     def __init__(self, fn, op: str):
         functools.update_wrapper(self, fn)
         self.py_func = fn
-        self.jit = JitKernel(ReductionSpecializer(fn, op))
+        self.jit = JitKernel(sp := ReductionSpecializer(fn, op))
+        self._plain = sp.parameters.plain  # calls that bind nothing
 
     def __call__(self, *args, **kwargs):
-        if kwargs:  # arguments by name: in the function's order
-            args = bind_keywords(self.py_func.__name__, self.jit.specializer.params, args,
-                                 kwargs)
+        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
+            args = self.jit.specializer.parameters.bind(self.py_func.__name__, args, kwargs)
         return self.jit(*args, None)  # the entry allocates the result slot
 
     def __repr__(self) -> str:
