@@ -103,8 +103,9 @@ def refuse_special_array(fname: str, name: str, a) -> None:
     if (t.__array_ufunc__ is not np.ndarray.__array_ufunc__
             or t.__array_function__ is not np.ndarray.__array_function__):
         raise TypeError(f"{fname}() argument {name!r} has type {t.__module__}."
-                        f"{t.__qualname__}, an array with arithmetic of its own (__array_ufunc__ or "
-                        "__array_function__, as arrays with units have): compiled kernels "
+                        f"{t.__qualname__}, an array with arithmetic of its own "
+                        "(__array_ufunc__ or __array_function__, as arrays with units have): "
+                        "compiled kernels "
                         "compute on its raw numbers and would not follow it; pass "
                         f"np.asarray({name}) for its numbers as they are, after converting "
                         "the arguments to common units")
