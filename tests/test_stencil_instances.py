@@ -46,7 +46,8 @@ class Pick(StencilKernel):
 
 
 class Scale(StencilKernel):
-    """Reads a number off its object: runs as Python (attributes are not compiled)."""
+    """Reads a number off its object: a constant of code shared by the objects that hold
+    the same number."""
 
     def __init__(self, coef, **options):
         super().__init__(**options)
@@ -139,17 +140,33 @@ def test_an_attribute_changed_after_calls_is_seen(rng):
 
 
 def test_instances_reading_different_numbers_give_their_own_results(rng):
-    u = rng.random((9, 8))
-    with pytest.warns(AspFallbackWarning, match="self.coef"):
-        two, three = Scale(2.0)(u), Scale(3.0)(u)
-    assert np.allclose(two[1:-1, 1:-1], 2.0 * u[1:-1, 1:-1])
-    assert np.allclose(three[1:-1, 1:-1], 3.0 * u[1:-1, 1:-1])
-    with pytest.warns(AspFallbackWarning):
-        k = Scale(7.0)
-        k(u)  # the shared code for 7.0 is made by this instance ...
-        k.coef = 5  # ... which then changes: it gets other code, the others keep 7.0
-        assert np.allclose(k(u)[1:-1, 1:-1], 5 * u[1:-1, 1:-1])
-    assert np.allclose(Scale(7.0)(u)[1:-1, 1:-1], 7.0 * u[1:-1, 1:-1])
+    u = rng.random((90, 80))
+    out = np.zeros_like(u)
+    two, three = Scale(2.0), Scale(3.0)
+    np.testing.assert_array_equal(two(u), Scale(2.0, pure_python=True)(u))
+    np.testing.assert_array_equal(three(u), Scale(3.0, pure_python=True)(u))
+    assert two.jit_for(u, out) is not three.jit_for(u, out)
+    assert Scale(2.0).jit_for(u, out) is two.jit_for(u, out)  # equal numbers share code
+    for k in (two, three):  # compiled: the number is a constant of each one's code
+        assert k.jit_for(u, out).chosen_variant(u, out) != "python"
+    k = Scale(7)
+    for _ in range(30):  # the shared code for 7 is made by this instance, used hot ...
+        k(u)
+    k.coef = np.float32(0.5)  # ... which then changes: it gets other code, typed as
+    np.testing.assert_array_equal(k(u), Scale(np.float32(0.5), pure_python=True)(u))
+    np.testing.assert_array_equal(Scale(7)(u), Scale(7, pure_python=True)(u))
+    Scale.coef = 4.0  # the class's number, where an instance has none
+    plain = Scale.__new__(Scale)
+    StencilKernel.__init__(plain)
+    np.testing.assert_array_equal(plain(u), 4.0 * u * (np.pad(np.ones((88, 78)), 1) > 0))
+    del Scale.coef
+
+
+def test_a_number_that_is_not_real_runs_as_python(rng):
+    u = rng.random((9, 8))  # Python stores a complex into a float grid: its TypeError
+    with pytest.warns(AspFallbackWarning, match="self.coef"), \
+            pytest.raises(TypeError, match="complex"):
+        Scale(2 + 1j)(u)
 
 
 def test_a_kernel_calling_its_own_methods_runs_on_its_own_instance(rng):

@@ -46,7 +46,7 @@ from asp.ir.pyscalar import (
     translate_compare,
 )
 
-__all__ = ["BINOPS", "ExpressionTranslator", "describe"]
+__all__ = ["BINOPS", "NUMBERS", "ExpressionTranslator", "describe"]
 
 #: Python's binary operators (``ast`` classes) as the translator's operator names.
 BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
@@ -58,7 +58,7 @@ _PY_INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": op
                "%": operator.mod, "<<": operator.lshift, ">>": operator.rshift,
                "&": operator.and_, "|": operator.or_, "^": operator.xor}
 
-_NUMBERS = (int, float, bool, np.number, np.bool_, complex)
+NUMBERS = (int, float, bool, np.number, np.bool_, complex)
 
 class ExpressionTranslator:
     """Translates Python expressions to typed platform IR: ``expr(node)`` gives
@@ -191,7 +191,7 @@ class ExpressionTranslator:
         if name in self.assigned:
             raise self.err(node, f"local {name!r} is used before it is assigned")
         value = self.lookup(name, node)
-        if isinstance(value, _NUMBERS):
+        if isinstance(value, NUMBERS):
             return self.constant(value, node)
         raise self.err(node, f"{name!r} ({type(value).__name__}) cannot be used as a value "
                              f"in {self.kind}")

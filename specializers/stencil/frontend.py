@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
-from asp.frontend.expressions import describe
+from asp.frontend.expressions import NUMBERS, describe
 from asp.frontend.mixed import local_vars
 from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
@@ -82,11 +82,11 @@ class StencilTranslator(ScalarTranslator):
     s_While = s_Return = s_Break = s_Continue = None
 
     def __init__(self, src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgInfo],
-                 out: str, env: dict[str, T], owner=None):
+                 out: str, env: dict[str, T], owner=None, keyed: bool = False):
         scalars = {n: a.scalar_type() for n, a in args.items() if a.kind != "grid"}
         used = {n.id for n in ast.walk(src.func) if isinstance(n, ast.Name)} | set(args)
         super().__init__(src, ns, scalars, env, kind="a stencil kernel", names=Namer(used))
-        self.args, self.out, self.owner = args, out, owner
+        self.args, self.out, self.owner, self.keyed = args, out, owner, keyed
         self.self_name = src.func.args.args[0].arg if src.func.args.args else None
         self.point: str | None = None      # the point loop variable
         self.nbrs: dict[str, tuple[str, tuple]] = {}  # neighbour var -> (grid, offsets)
@@ -160,6 +160,12 @@ class StencilTranslator(ScalarTranslator):
         if isinstance(node.value, ast.Name) and self.is_grid(node.value.id) \
                 and node.attr == "dim":
             return ir.Const(self.args[node.value.id].ndim, "int64_t"), INT
+        if self.keyed and isinstance(node.value, ast.Name) and node.value.id == self.self_name:
+            # A number of the kernel object (self.coef) is a constant of this code, which
+            # is keyed on the values of what the kernel reads (.state.read_key).
+            value = self.static_value(node)
+            if isinstance(value, NUMBERS) and not isinstance(value, complex):
+                return self.constant(value, node)
         return super().e_Attribute(node)
 
     def e_Subscript(self, node):
@@ -315,12 +321,14 @@ def _output(src: KernelSource, params: list[str], args: dict[str, ArgInfo]) -> s
 
 
 def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgInfo], *,
-              owner=None) -> StencilIR:
+              owner=None, keyed: bool = False) -> StencilIR:
     """The domain IR of the kernel ``src`` for arguments described by ``args``.
 
     ``ns`` maps the kernel's free names as Python would resolve them (closure, module,
     builtins: :func:`asp.frontend.names.namespace`); ``owner`` is the kernel object
-    ``self.name`` calls resolve through."""
+    ``self.name`` calls resolve through; ``keyed``: the code is keyed on the values of
+    the attributes of ``owner`` the kernel reads, so its numbers (``self.coef``) compile
+    as constants (otherwise the kernel runs as Python)."""
     func = src.func
     a = func.args
     if a.vararg or a.kwarg or a.kwonlyargs or a.defaults:
@@ -337,7 +345,7 @@ def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgIn
         bad = next((s for s in body if not isinstance(s, ast.For)), body[-1] if body else func)
         raise src.error(bad, f"{describe(bad)} outside the point loop: a stencil kernel's "
                              "body is one 'for x in grid.interior_points()' loop")
-    tr, block = settle(lambda env: StencilTranslator(src, ns, args, out, env, owner), body)
+    tr, block = settle(lambda env: StencilTranslator(src, ns, args, out, env, owner, keyed), body)
     loop = block.body[0]
     if not isinstance(loop, PointLoop):
         raise src.error(body[0], "a stencil kernel's body is one "

@@ -153,7 +153,7 @@ class StencilKernel:
             owner = self if reads is PER_INSTANCE else self.with_options()
             spec = StencilSpecializer(owner, fn, boundary=self.boundary, cval=float(self.cval),
                                       unroll=bool(self.should_unroll), geometry=geometry,
-                                      zero=zero)
+                                      zero=zero, keyed=reads is not PER_INSTANCE)
             if reads:
                 # Code compiled for other values of what the kernel reads has another
                 # record on disk; values with no stable description get none.

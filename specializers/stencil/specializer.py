@@ -66,8 +66,9 @@ class StencilSpecializer(Specializer):
     """Specializes ``kernel_fn`` (a ``kernel(self, ...)`` function) for one kernel object."""
 
     def __init__(self, owner, kernel_fn, *, boundary: str, cval: float, unroll: bool,
-                 geometry: Geometry, zero: bool = False):
-        self.owner, self.fn = owner, kernel_fn
+                 geometry: Geometry, zero: bool = False, keyed: bool = False):
+        # keyed: this code serves only objects equal in what the kernel reads of them
+        self.owner, self.fn, self.keyed = owner, kernel_fn, keyed
         self.boundary, self.cval, self.unroll, self.geometry = boundary, cval, unroll, geometry
         # In 'interior' mode: the code also zeroes the border the kernel does not visit
         # (a fresh output of StencilKernel.__call__; see .border).
@@ -136,7 +137,8 @@ class StencilSpecializer(Specializer):
                                               ctype_of(a.dtype), strong=True)
                     else:
                         infos[name] = ArgInfo("float" if isinstance(a, float) else "int")
-                got = translate(self._src, namespace(self.fn), infos, owner=self.owner)
+                got = translate(self._src, namespace(self.fn), infos, owner=self.owner,
+                                keyed=self.keyed)
                 self._roles = {g.name: g.role for g in got.grids}
             except SpecializationError as exc:
                 got = exc
