@@ -322,7 +322,7 @@ def test_large_call_output_zeroes_the_widest_ghost_border(rng):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("dtype", [object, ">c16", complex])
+@pytest.mark.parametrize("dtype", [object, ">c16", complex, np.float16, np.longdouble])
 def test_large_call_with_a_bad_dtype_names_the_argument(dtype):
     """The reusing allocator is skipped for dtypes no kernel takes: the kernel's own
     check speaks, naming the argument."""

@@ -32,7 +32,7 @@ from asp.runtime import (
     as_native,
     refuse_special_array,
 )
-from asp.runtime.mapargs import native, numpy_scalar, scalar_arg, write_back
+from asp.runtime.mapargs import compilable, native, numpy_scalar, scalar_arg, write_back
 from specializers.stencil.border import lower_border
 from specializers.stencil.domain import StencilIR, radius
 from specializers.stencil.frontend import ArgInfo, translate
@@ -171,18 +171,18 @@ class StencilSpecializer(Specializer):
             if isinstance(a, StencilGrid):
                 a, same = a.data, False
             if isinstance(a, np.ndarray) and a.ndim > 0:
-                if a.dtype.kind not in "biuf":
+                if a.dtype == np.bool_:
+                    raise TypeError(f"{fname}() argument {name!r} has dtype bool; "
+                                    "expected a numeric dtype")
+                if not compilable(native(a.dtype)):  # complex, float16, longdouble, ...
                     raise TypeError(f"{fname}() argument {name!r} has dtype {a.dtype}; "
-                                    "expected a real numeric dtype")
+                                    "expected float32/64 or (u)int8-64")
                 if not a.dtype.isnative:  # big-endian data (a FITS file's): a native copy,
                     swapped[len(conv)] = a  # and an output written back
                     a, same = as_native(a, native(a.dtype)), False
                 if a.ndim > 3:
                     raise ValueError(f"{fname}() argument {name!r} has {a.ndim} dimensions; "
                                      "stencil grids have 1 to 3")
-                if a.dtype == np.bool_:
-                    raise TypeError(f"{fname}() argument {name!r} has dtype bool; "
-                                    "expected a numeric dtype")
                 conv.append(a)
                 parts.append(f"{a.dtype.str}:{a.ndim}")
             elif isinstance(a, np.number):  # strong, as NumPy types it (see numpy_scalar)
