@@ -162,6 +162,22 @@ def test_instances_reading_different_numbers_give_their_own_results(rng):
     del Scale.coef
 
 
+def test_numbers_equal_in_python_but_not_in_the_code_get_their_own_code(rng):
+    """0.0 == -0.0, but 1 / c is inf for one and -inf for the other; a NaN equals no NaN,
+    but all of them make the same code."""
+    u = rng.random((40, 30)) + 0.5
+    out = np.zeros_like(u)
+    plus, minus = Scale(0.0), Scale(-0.0)
+    assert plus.jit_for(u, out) is not minus.jit_for(u, out)
+    for k in (plus, minus, plus):
+        got = k(u)
+        want = Scale(k.coef, pure_python=True)(u)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert np.signbit(minus(u)[1:-1, 1:-1]).all() and not np.signbit(plus(u)).any()
+    assert Scale(float("nan")).jit_for(u, out) is Scale(float("nan")).jit_for(u, out)
+    assert np.isnan(Scale(float("nan"))(u)[1:-1, 1:-1]).all()
+
+
 def test_a_number_that_is_not_real_runs_as_python(rng):
     u = rng.random((9, 8))  # Python stores a complex into a float grid: its TypeError
     with pytest.warns(AspFallbackWarning, match="self.coef"), \

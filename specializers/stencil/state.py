@@ -19,6 +19,8 @@ import inspect
 import numbers
 import types
 
+import numpy as np
+
 from asp.errors import SpecializationError
 from asp.frontend import get_source
 
@@ -99,7 +101,7 @@ def read_key(obj, names: tuple[str, ...] | None):
             v = getattr(obj, name)
         except AttributeError:
             v = _ABSENT
-        values.append((name, type(v), v))
+        values.append((name, type(v), _comparable(v)))
     key = tuple(values)
     try:
         hash(key)
@@ -108,15 +110,24 @@ def read_key(obj, names: tuple[str, ...] | None):
     return key
 
 
+def _comparable(v):
+    """``v`` as a key compares it: a float or complex by its ``repr``, since ``0.0 == -0.0``
+    (code compiled with one gives ``inf`` for ``1 / c`` where the other gives ``-inf``)
+    and a NaN equals nothing, not even another NaN (a new key every call)."""
+    if isinstance(v, float | complex | np.floating | np.complexfloating):
+        return repr(v)
+    return v
+
+
 def describe(key) -> str | None:
     """A description of ``key`` that is the same in every process (it joins the on-disk
     record key), or None when some value has none (such code is not recorded)."""
     parts = []
-    for name, _, v in key:
+    for name, t, v in key:
         text = _stable(v)
         if text is None:
             return None
-        parts.append(f"{name}={text}")
+        parts.append(f"{name}={t.__qualname__}:{text}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest() if parts else ""
 
 
