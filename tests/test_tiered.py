@@ -25,6 +25,7 @@ from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning, calls_to_decide
 from tests.test_iterate import Heat, Heat3
 from tests.test_spaces import ChunkedAxpy
+from specializers.elementwise import elementwise
 from tests.test_template_style import BODY, Axpy
 
 ALL = {"static", "dynamic", "guided"}
@@ -211,6 +212,45 @@ def test_exhaustive_tuning_and_a_single_variant_are_not_tiered(tiered, gate, mon
     np.testing.assert_allclose(k(2.0, x, y), 2 * x + y)  # the gate holds the builder: no wait
     s = _spec(k)
     assert set(s.entries) == {"static", "dynamic"} and s.pending is None
+
+
+def _cubic(x):
+    return x * x * x - 2.0 * x
+
+
+def test_a_bucket_remembering_a_variant_not_built_yet_runs_what_is_built(tiered, gate,
+                                                                        fresh_cache):
+    """A size bucket whose winner an earlier run remembers, with no record to load (that
+    run ended before its late variants were in, or the kernel's globals were rebound and
+    bound back): the bucket's tuning took the remembered winner while it was still
+    compiling, and the call raised ``KeyError`` (found by rebinding a global 0.0 to -0.0
+    and back).  The remembered winner now wins when it joins."""
+    from asp.tune import db
+
+    x = np.random.default_rng(5).standard_normal(100)
+    want = np.array([_cubic(np.float64(v)) for v in x])
+    first = elementwise(_cubic)
+    np.testing.assert_array_equal(first(x), want)
+    s = _spec(first.jit)
+    bucket = first.jit.specializer.prepare((x, None)).bucket
+    assert bucket and s.pending is not None and not s.pending.done()
+    late = sorted(s.tuning.pending)[0]
+    assert late not in s.entries
+    db.store(s.kernel, f"{s.signature} {bucket} [code {s.code[:12]}]", late, {}, "online")
+    again = elementwise(_cubic)  # its own runtime object: no record, the same tuning keys
+    for _ in range(3):
+        np.testing.assert_array_equal(again(x), want)
+    s2 = _spec(again.jit)
+    assert s2 is not s and s2.pending is not None
+    t = s2.tuning_for(bucket)
+    assert t.remembered == late and t.winner is None and late not in s2.entries
+    gate.set()
+    s2.pending.result(timeout=120)
+    for _ in range(2 * LATE_SAMPLE):
+        np.testing.assert_array_equal(again(x), want)
+        if s2.pending is None:
+            break
+    assert late in s2.entries and t.winner == late  # remembered, it won once built
 
 
 def test_the_first_tier_is_the_remembered_winner(tiered):

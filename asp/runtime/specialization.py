@@ -114,6 +114,11 @@ class Specialization:
             t = Tuning(self.kernel, f"{self.signature} {bucket}", self.tuning.variants,
                        mode=self.tuning.mode, code=self.code)
             t.pending = set(self.tuning.pending)
+            if t.winner in t.pending:
+                # Remembered, but not built yet (this process has no record: the one that
+                # tuned ended, or the kernel's globals were rebound and bound back, before
+                # its late variants were in): it wins when it joins (Tuning.join).
+                t.winner, t.recorded = None, {}
             t.spaces = self.tuning.spaces
             for v, why in self.tuning.excluded.items():
                 t.exclude(v, why)

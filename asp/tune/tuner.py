@@ -191,13 +191,14 @@ class Tuning(Verification):
         self.dropped: dict[str, str] = {}  # lost the race (not failures: reopen restores)
         self.spaces: dict = {}  # the search spaces sampled into the variants (for show)
         self.remembered: str | None = None  # the stored winner, even one not among variants
+        self._remembered: dict = {}  # and the timings it was decided on
         if self.mode == "off" or len(self.variants) == 1:
             self.winner = self.variants[0]
         if self.mode != "off":  # (one variant: a remembered point of a space may be more)
             found = db.lookup(kernel, self.signature)
             # A provisional winner is re-checked: this process tunes again.
             if found is not None and not found[1].get(_DECISION, {}).get("provisional"):
-                self.remembered = found[0]
+                self.remembered, self._remembered = found
                 if self.winner is None and found[0] in self.variants:
                     self.winner = found[0]
                     self.recorded = found[1]
@@ -229,6 +230,10 @@ class Tuning(Verification):
         """``variants`` finished compiling (or failed to, and were excluded): they take
         part from the next call on."""
         self.pending.difference_update(variants)
+        if self.winner is None and self.remembered in variants \
+                and self.remembered in self.candidates():
+            self.winner, self.recorded = self.remembered, self._remembered  # built only now
+            return
         if self.winner is None and variants:
             # Timings taken so far ran while the late variants compiled on another core:
             # not comparable with the ones to come (the first variant looked slower than it
