@@ -24,6 +24,15 @@ class Heat(StencilKernel):
             out[x] = u[x] + r * lap
 
 
+class Wave(StencilKernel):
+    def kernel(self, u, u_prev, c, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = 2.0 * u[x] - u_prev[x] + c * lap
+
+
 @elementwise
 def affine(x, a, b):
     return a * x + b
@@ -113,5 +122,30 @@ def test_elementwise_and_reduction_calls_by_name(rng):
     (lambda u: energy(u, w=u), r"energy\(\) got an unexpected keyword argument 'w'"),
 ])
 def test_a_wrong_name_is_named(call, message):
+    with pytest.raises(TypeError, match=message):
+        call(np.ones((8, 8)))
+
+
+def test_a_tuple_state_iterates_with_the_other_inputs_by_name(rng):
+    u, v = rng.random((70, 60)), rng.random((70, 60))
+    by_position = Wave().iterate((u, v), 0.1, steps=5)
+    for got, want in zip(Wave().iterate((u, v), c=0.1, steps=5), by_position):
+        np.testing.assert_array_equal(got, want)  # was: missing argument 'u_prev'
+
+
+@pytest.mark.parametrize("call, message", [
+    # counted as the user calls them: K(u) is the kernel without its output
+    (lambda u: Heat()(u), r"Heat\(\) takes 2 argument\(s\) \(u, r; the output is made\), "
+                          r"got 1"),
+    (lambda u: Heat()(u, 0.1, 0.2), r"Heat\(\) takes 2 argument\(s\) .*got 3"),
+    (lambda u: Heat().kernel(u, 0.1), r"Heat.kernel\(\) takes 3 argument\(s\) \(u, r, out\), "
+                                      r"got 2"),
+    (lambda u: Heat().iterate(u, steps=2), r"Heat.iterate\(\) takes the state and 1 more "
+                                           r"argument\(s\) \(r\), got 0"),
+    (lambda u: Wave().iterate((u, u), steps=2), r"Wave.iterate\(\) takes the state and 1 "
+                                                r"more argument\(s\) \(c\), got 0"),
+    (lambda u: Wave().iterate((u, u), 0.1, 0.2, steps=2), r"\(c\), got 2"),
+])
+def test_a_wrong_count_is_counted_as_the_call_was_written(call, message):
     with pytest.raises(TypeError, match=message):
         call(np.ones((8, 8)))

@@ -23,9 +23,9 @@ from asp.runtime.build import units
 from asp.runtime.dispatch import LATE_SAMPLE
 from asp.runtime.specialization import QUICK, quick_first, tiers
 from asp.tune import Tuning, calls_to_decide
+from specializers.elementwise import elementwise
 from tests.test_iterate import Heat, Heat3
 from tests.test_spaces import ChunkedAxpy
-from specializers.elementwise import elementwise
 from tests.test_template_style import BODY, Axpy
 
 ALL = {"static", "dynamic", "guided"}

@@ -85,6 +85,10 @@ def run_remembered(kernel, r: Remembered, inputs: tuple):
 
 def call_fresh(kernel, inputs: tuple):
     """``kernel(*inputs)`` when nothing is remembered for these kinds of arguments."""
+    params = kernel._params()[:-1]
+    if len(inputs) != len(params):  # counted as the user calls it: without the output
+        raise TypeError(f"{type(kernel).__name__}() takes {len(params)} argument(s) "
+                        f"({', '.join(params)}; the output is made), got {len(inputs)}")
     if any(hasattr(a, "__dask_graph__") for a in inputs):
         from specializers.stencil.dask import apply  # dask stays an optional extra
 

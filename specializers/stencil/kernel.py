@@ -255,8 +255,14 @@ class StencilKernel:
         a tuple ``state`` holds several previous levels, newest first)."""
         from specializers.stencil.iterate import iterate
 
-        if kwargs:  # the kernel's other inputs by name (the state is its first)
-            args = self._bound("iterate", self._params()[1:-1], args, kwargs)
+        # The state is the kernel's first input, or its first len(state) for a tuple.
+        params = self._params()[len(state) if isinstance(state, tuple) else 1:-1]
+        if kwargs:  # the kernel's other inputs by name
+            args = self._bound("iterate", params, args, kwargs)
+        if len(args) != len(params):
+            raise TypeError(f"{type(self).__name__}.iterate() takes the state and "
+                            f"{len(params)} more argument(s) ({', '.join(params) or 'none'}), "
+                            f"got {len(args)}")
         return iterate(self, state, *args, steps=steps)
 
     def __call__(self, *inputs, **kwargs):
