@@ -178,6 +178,28 @@ def test_numbers_equal_in_python_but_not_in_the_code_get_their_own_code(rng):
     assert np.isnan(Scale(float("nan"))(u)[1:-1, 1:-1]).all()
 
 
+class Forgetful(StencilKernel):
+    """An __init__ that does not call super().__init__()."""
+
+    def __init__(self, coef):
+        self.coef = coef
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = self.coef * u[x]
+
+
+def test_a_kernel_whose_init_skips_the_base_class_works(rng):
+    u = rng.random((50, 40))
+    k = Forgetful(3.0)  # failed: 'Forgetful' object has no attribute 'pure_kernel'
+    want = np.zeros_like(u)
+    want[1:-1, 1:-1] = 3.0 * u[1:-1, 1:-1]
+    np.testing.assert_array_equal(k(u), want)
+    assert k.jit_for(u, np.zeros_like(u)).chosen_variant(u, np.zeros_like(u)) != "python"
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(k))(u), want)
+    np.testing.assert_array_equal(copy.deepcopy(k).iterate(u, steps=1), want)
+
+
 def test_a_number_that_is_not_real_runs_as_python(rng):
     u = rng.random((9, 8))  # Python stores a complex into a float grid: its TypeError
     with pytest.warns(AspFallbackWarning, match="self.coef"), \

@@ -24,6 +24,7 @@ never its compiled entries: the receiving process loads or builds its own.
 from __future__ import annotations
 
 import hashlib
+import types
 import weakref
 
 from asp.errors import UnrepresentableValue
@@ -87,10 +88,18 @@ class StencilKernel:
         _check_mode(self.boundary)
         self._wire()
 
+    def __new__(cls, *args, **kwargs):
+        # Wired before any __init__: a subclass's __init__ that does not call
+        # super().__init__() makes a working kernel (it made one that failed with
+        # "'K' object has no attribute 'pure_kernel'").
+        obj = super().__new__(cls)
+        obj._wire()
+        return obj
+
     def _wire(self) -> None:
         self._fast: tuple | None = None
         # The instance attribute shadows the class's method: calls go through asp.
-        self.pure_kernel = self.kernel
+        self.pure_kernel = types.MethodType(type(self).kernel, self)
         self.kernel = self._specialized
 
     def __init_subclass__(cls, **kwargs):
