@@ -87,7 +87,12 @@ def iterate(kernel, state, *args, steps):
             raise ValueError(f"state[{i}] has shape {_data(s).shape} and dtype "
                              f"{_data(s).dtype}; state[0] has {first.shape}, {first.dtype}")
     if steps == 0:
-        return state
+        return state  # (the loop calls nothing: no argument is counted)
+    params = kernel._params()[len(levels):-1]  # the state is the first len(levels) inputs
+    if len(args) != len(params):
+        raise TypeError(f"{type(kernel).__name__}.iterate() takes the state and "
+                        f"{len(params)} more argument(s) ({', '.join(params) or 'none'}), "
+                        f"got {len(args)}")
     tuple_state = isinstance(state, tuple)
     if not first.dtype.isnative:  # big-endian data (a FITS file's): iterated natively on
         # a copy, and returned in the caller's byte order, as the loop of K(u) returns it

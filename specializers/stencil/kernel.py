@@ -268,10 +268,6 @@ class StencilKernel:
         params = self._params()[len(state) if isinstance(state, tuple) else 1:-1]
         if kwargs:  # the kernel's other inputs by name
             args = self._bound("iterate", params, args, kwargs)
-        if len(args) != len(params):
-            raise TypeError(f"{type(self).__name__}.iterate() takes the state and "
-                            f"{len(params)} more argument(s) ({', '.join(params) or 'none'}), "
-                            f"got {len(args)}")
         return iterate(self, state, *args, steps=steps)
 
     def __call__(self, *inputs, **kwargs):
