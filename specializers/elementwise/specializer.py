@@ -25,6 +25,7 @@ from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
+from asp.frontend.shipping import reduce_function_object
 from asp.ir.powers import simd_powers
 from asp.passes import run_pipeline, simd_forms_called
 from asp.runtime import (
@@ -254,6 +255,11 @@ class ElementwiseFunction:
 
     def __repr__(self) -> str:
         return f"<elementwise {self.py_func.__qualname__}>"
+
+    def __reduce__(self):
+        # By name where its module holds it, else by value (asp.frontend.shipping): a
+        # pool's workers or a cluster's compile it again (or load it from their cache).
+        return reduce_function_object(self, self.py_func, ElementwiseFunction)
 
     def __get__(self, obj, objtype=None):
         return self if obj is None else functools.partial(self, obj)

@@ -18,6 +18,7 @@ from asp.codegen.entry import extent_name
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
+from asp.frontend.shipping import reduce_function_object
 from asp.ir import platform as ir
 from asp.ir.types import ctype_of, dtype_of
 from asp.passes import (
@@ -235,6 +236,9 @@ class Reduction:
 
     def __repr__(self) -> str:
         return f"<reduction[{self.jit.specializer.op}] {self.py_func.__qualname__}>"
+
+    def __reduce__(self):  # by name or by value, as a function travels
+        return reduce_function_object(self, self.py_func, Reduction, self.jit.specializer.op)
 
 
 def reduction(op: str = "+"):
