@@ -8,7 +8,61 @@ import numpy as np
 
 from asp.runtime import as_native
 
-__all__ = ["gather"]
+__all__ = ["blockwise", "gather", "has_dask"]
+
+
+def has_dask(args) -> bool:
+    """Whether any of ``args`` is a dask collection (imports nothing)."""
+    return any(hasattr(a, "__dask_graph__") for a in args)
+
+
+def blockwise(fn, fname: str, params, args: tuple, reduce=None):
+    """``fn`` (a kernel of arrays of one shape and numbers) on arguments some of which are
+    dask arrays: block by block, a lazy dask array, as NumPy's ufuncs give on dask arrays.
+
+    ``reduce`` (e.g. ``np.sum``): ``fn`` returns a scalar of its blocks, and the result is
+    the lazy 0-d dask array of ``reduce`` over the blocks' scalars (a sum adds its blocks'
+    sums: floating-point totals round in another order than one pass over the array).
+    NumPy arrays among the arguments are split like the dask arrays; numbers apply to
+    every block."""
+    import dask.array as da
+
+    shape = shape_of = None
+    conv = []
+    for name, a in zip(params, args):
+        if hasattr(a, "__dask_graph__") or (isinstance(a, np.ndarray) and a.ndim > 0):
+            if not isinstance(a, np.ndarray) and not isinstance(a, da.Array):
+                raise TypeError(f"{fname}() argument {name!r} is a {type(a).__name__}; "
+                                "expected a dask array, a NumPy array or a number")
+            if shape is None:
+                shape, shape_of = a.shape, name
+            elif a.shape != shape:
+                raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
+                                 f"{shape_of!r} has shape {shape}; arrays must have the "
+                                 "same shape (scalars broadcast)")
+            a = da.asarray(a)
+        conv.append(a)
+    # The result's type: the kernel on one element of each (compiled or not, as any call).
+    sample = fn(*[np.ones((1,) * a.ndim, a.dtype) if isinstance(a, da.Array) else a
+                  for a in conv])
+    dtype = np.asarray(sample).dtype
+    # The arrays' blocks made common (a NumPy array comes as one block).
+    _, conv = da.core.unify_chunks(*[x for a in conv for x in (
+        (a, tuple(range(a.ndim))) if isinstance(a, da.Array) else (a, None))])
+    if reduce is None:
+        return da.map_blocks(fn, *conv, dtype=dtype)
+    # One scalar per block, none for an empty block (max and min have no identity).
+    grid = next(a.chunks for a in conv if isinstance(a, da.Array))
+    ndim = len(grid)
+
+    def one(*blocks):
+        if any(isinstance(b, np.ndarray) and b.size == 0 for b in blocks):
+            return np.empty((0,) * ndim, dtype)
+        return np.asarray(fn(*blocks), dtype).reshape((1,) * ndim)
+
+    scalars = da.map_blocks(one, *conv, dtype=dtype,
+                            chunks=tuple(tuple(1 if c else 0 for c in axis) for axis in grid))
+    return reduce(scalars)
 
 
 def gather(x) -> np.ndarray:

@@ -50,6 +50,7 @@ from asp.runtime.mapargs import (
     size_bucket,
     write_back,
 )
+from asp.scaleout import blockwise, has_dask
 from specializers.elementwise.lowering import fold_constants, lower_variants, simd_forms
 from specializers.elementwise.vlanes import PREAMBLE as VECTOR_PREAMBLE
 
@@ -251,6 +252,11 @@ class ElementwiseFunction:
                 return self.jit.run_as_python((*args, out), exc)
             if result is not MISS:
                 return result
+        if has_dask(args):  # block by block, a lazy dask array (as NumPy's ufuncs give)
+            if out is not None:
+                raise TypeError(f"{self.py_func.__name__}() argument 'out' cannot be given "
+                                "with dask arrays (the result is a new, lazy dask array)")
+            return blockwise(self, self.py_func.__name__, self.specializer.params, args)
         return self.jit.slow_call((*args, out))
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ from asp.runtime.mapargs import (
     scalar_types,
     size_bucket,
 )
+from asp.scaleout import blockwise, has_dask
 
 __all__ = ["OPS", "Reduction", "reduction"]
 
@@ -232,7 +233,14 @@ class Reduction:
     def __call__(self, *args, **kwargs):
         if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
             args = self.jit.specializer.parameters.bind(self.py_func.__name__, args, kwargs)
-        return self.jit(*args, None)  # the entry allocates the result slot
+        try:
+            return self.jit(*args, None)  # the entry allocates the result slot
+        except TypeError:
+            if not has_dask(args):
+                raise
+        # Dask arrays: each block reduced, then the blocks' results (lazy, as np.sum is)
+        sp = self.jit.specializer
+        return blockwise(self, self.py_func.__name__, sp.params, args, OPS[sp.op][0])
 
     def __repr__(self) -> str:
         return f"<reduction[{self.jit.specializer.op}] {self.py_func.__qualname__}>"
