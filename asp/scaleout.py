@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from asp.runtime import as_native
+from asp.runtime.mapargs import same_shape
 
 __all__ = ["blockwise", "gather", "has_dask"]
 
@@ -34,12 +35,7 @@ def blockwise(fn, fname: str, params, args: tuple, reduce=None):
             if not isinstance(a, np.ndarray) and not isinstance(a, da.Array):
                 raise TypeError(f"{fname}() argument {name!r} is a {type(a).__name__}; "
                                 "expected a dask array, a NumPy array or a number")
-            if shape is None:
-                shape, shape_of = a.shape, name
-            elif a.shape != shape:
-                raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
-                                 f"{shape_of!r} has shape {shape}; arrays must have the "
-                                 "same shape (scalars broadcast)")
+            shape, shape_of = same_shape(fname, name, a.shape, shape, shape_of)
             a = da.asarray(a)
         conv.append(a)
     # The result's type: the kernel on one element of each (compiled or not, as any call).

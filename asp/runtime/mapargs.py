@@ -20,8 +20,8 @@ from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
 __all__ = ["MapArgs", "Parameters", "bind_keywords", "compilable", "map_arguments",
-           "map_python", "native", "numpy_scalar", "python_values", "random_like", "scalar_arg",
-           "scalar_types", "size_bucket", "write_back"]
+           "map_python", "native", "numpy_scalar", "python_values", "random_like", "same_shape",
+           "scalar_arg", "scalar_types", "size_bucket", "write_back"]
 
 
 def compilable(dtype) -> bool:
@@ -124,12 +124,7 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
                                 "expected float32/64, (u)int8-64 or bool")
             if not a.dtype.isnative:  # big-endian data (a FITS file's): a native copy
                 a, same = as_native(a, native(a.dtype)), False
-            if shape is None:
-                shape, shape_of = a.shape, name
-            elif a.shape != shape:
-                raise ValueError(f"{fname}() argument {name!r} has shape {a.shape} but "
-                                 f"{shape_of!r} has shape {shape}; arrays must have "
-                                 "the same shape (scalars broadcast)")
+            shape, shape_of = same_shape(fname, name, a.shape, shape, shape_of)
             if not (a.flags.c_contiguous and a.flags.aligned):
                 a, same = as_native(a), False
             conv.append(a)
@@ -163,6 +158,19 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
         raise TypeError(f"{fname}() needs at least one array argument "
                         "(call the Python function directly for scalars)")
     return MapArgs(conv, parts, shape, same)
+
+
+def same_shape(fname: str, name: str, this: tuple, shape: tuple | None,
+               shape_of: str | None) -> tuple[tuple, str]:
+    """The common shape so far (and whose it is) once argument ``name`` of shape ``this``
+    is in: ``ValueError`` naming both if they differ."""
+    if shape is None:
+        return this, name
+    if this != shape:
+        raise ValueError(f"{fname}() argument {name!r} has shape {this} but {shape_of!r} "
+                         f"has shape {shape}; arrays must have the same shape (scalars "
+                         "broadcast)")
+    return shape, shape_of
 
 
 def numpy_scalar(fname: str, name: str, a: np.number) -> np.number:
