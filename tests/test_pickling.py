@@ -125,3 +125,32 @@ def test_a_scripts_kernels_run_in_a_pool_and_compile_where_the_file_is_gone(meth
     run = subprocess.run([sys.executable, str(receiver), str(sent)], env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+def _table_lookup():
+    @elementwise
+    def lookup(i):
+        return TABLE[i]  # indexing: runs as Python, on the table it travelled with
+
+    return lookup
+
+
+def test_kernels_sent_with_different_large_values_stay_apart():
+    """The receiving process reuses the kernel it made from the same parts: the parts
+    are compared whole (their reprs summarized two 5000-element tables as the same)."""
+    global TABLE
+    from asp.errors import AspFallbackWarning
+
+    TABLE = np.zeros(5000)
+    TABLE[3] = 1.0
+    first = pickle.dumps(_table_lookup())
+    TABLE = np.zeros(5000)
+    TABLE[3] = 2.0
+    second = pickle.dumps(_table_lookup())
+    a, b = pickle.loads(first), pickle.loads(second)
+    assert a is not b and pickle.loads(first) is a  # one made per distinct parts
+    with pytest.warns(AspFallbackWarning):
+        assert a(np.array([3]))[0] == 1.0 and b(np.array([3]))[0] == 2.0
+
+
+TABLE = np.zeros(1)

@@ -19,8 +19,10 @@ sent as :func:`reduce_function_object` says instead:
 from __future__ import annotations
 
 import builtins
+import hashlib
 import importlib
 import marshal
+import pickle
 import sys
 import types
 from collections.abc import Callable
@@ -92,11 +94,17 @@ _MADE_MAX = 64
 
 
 def _rebuild(rebuild: Callable, parts: tuple, args: tuple):
-    key = repr((rebuild, args, parts))  # (repr: 0.0 and -0.0 differ, a NaN equals itself)
+    # Keyed by the bytes it travelled as (pickled again: 0.0 and -0.0 differ, a NaN is
+    # itself, and a large array is whole, where its repr is a summary that two different
+    # arrays can share).
+    try:
+        key = hashlib.sha256(pickle.dumps((rebuild, args, parts), protocol=4)).hexdigest()
+    except Exception:  # noqa: BLE001 - cannot be pickled here: made anew, not kept
+        return rebuild(_function(*parts), *args)
     made = _MADE.get(key)
     if made is None:
         made = rebuild(_function(*parts), *args)
         if len(_MADE) >= _MADE_MAX:
-            _MADE.pop(next(iter(_MADE)))
+            _MADE.pop(next(iter(_MADE)), None)
         _MADE[key] = made
     return made
