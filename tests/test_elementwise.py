@@ -527,14 +527,55 @@ def test_out_of_another_dtype_does_not_change_calls_without_out():
     np.testing.assert_allclose(f(X), POLY)
 
 
-def test_out_of_another_dtype_casts_like_c():
+def test_out_of_another_dtype_casts_as_a_ufunc_does():
     out = np.empty(X.shape, np.float32)
     assert poly(X, out=out) is out
     np.testing.assert_allclose(out, POLY.astype(np.float32), rtol=1e-6)
-    iout = np.empty(5, np.int64)
-    poly(np.arange(5.0), out=iout)
-    np.testing.assert_array_equal(iout, 3 * np.arange(5)**3 + 2 * np.arange(5)**2
+    # Integers into a narrower integer, booleans into integers: NumPy's 'same_kind'.
+    i32 = np.empty(5, np.int32)
+    assert poly(np.arange(5), out=i32) is i32
+    np.testing.assert_array_equal(i32, 3 * np.arange(5)**3 + 2 * np.arange(5)**2
                                   + np.arange(5) + 1)
+    def above(x):
+        return x > 1.5
+
+    f = elementwise(above)
+    iout = np.zeros(4, np.int64)
+    f(np.arange(4.0), out=iout)
+    np.testing.assert_array_equal(iout, [0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("out_dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_float_results_into_an_integer_out_are_refused(out_dtype):
+    """A ufunc refuses float results into an integer out=; the compiled cast made NaN and
+    1e300 into INT64_MIN, silently."""
+    x = np.array([1.0, np.nan, 3.0, 1e300] * 10)
+    out = np.full(x.shape, 7).astype(out_dtype)
+    before = out.copy()
+    with pytest.raises(TypeError, match="'out'.*same_kind"):
+        poly(x, out=out)
+    with pytest.raises(TypeError):  # NumPy's own verdict on the same out=
+        np.multiply(x, 2.0, out=out)
+    np.testing.assert_array_equal(out, before)  # nothing was written
+    ints = np.arange(40)
+    with pytest.raises(TypeError, match="'out'"):  # integers into booleans: not same_kind
+        poly(ints, out=np.zeros(40, bool))
+
+
+def test_an_integer_out_is_refused_when_running_as_python_too():
+    from asp.errors import AspFallbackWarning
+
+    def halve(x):
+        try:  # not compiled: the call runs as Python
+            return x / 2
+        except ZeroDivisionError:
+            return 0.0
+
+    f = elementwise(halve)
+    out = np.full(3, 7, np.int64)
+    with pytest.warns(AspFallbackWarning), pytest.raises(TypeError, match="'out'.*same_kind"):
+        f(np.array([1.0, np.nan, 3.0]), out=out)
+    assert np.all(out == 7)
 
 
 def test_non_contiguous_out():

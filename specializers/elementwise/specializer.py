@@ -115,6 +115,9 @@ class ElementwiseSpecializer(Specializer):
             if not compilable(native(out.dtype)):
                 raise TypeError(f"{fname}() argument 'out' has dtype {out.dtype}; "
                                 "expected float32/64, (u)int8-64 or bool")
+            # As a ufunc's out=: NumPy's 'same_kind' rule (C's cast of a NaN or a float
+            # out of range into an integer gave INT64_MIN where NumPy refuses the call).
+            _refuse_cast(fname, self._result_dtype(conv), out.dtype)
             overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
                            for a in conv)
             if overlaps or not (out.flags.c_contiguous and out.flags.aligned
@@ -197,7 +200,9 @@ class ElementwiseSpecializer(Specializer):
         *inputs, out = args
         values, shape = map_python(self.fn, inputs)
         if out is not None:
-            out[...] = np.asarray(values).reshape(shape)
+            values = np.asarray(values).reshape(shape)
+            _refuse_cast(self.fn.__name__, values.dtype, out.dtype)
+            out[...] = values
             return out
         return python_values(values, self._result_dtype(inputs)).reshape(shape)
 
@@ -214,6 +219,17 @@ class ElementwiseSpecializer(Specializer):
             return self._dtypes[key]
         except Exception:  # any failure: NumPy infers the dtype from the values
             return None
+
+
+def _refuse_cast(fname: str, results, out_dtype) -> None:
+    """A TypeError naming ``out`` when results of dtype ``results`` (None: not known
+    yet) cannot go into it under NumPy's ``'same_kind'`` casting, as a ufunc's would not."""
+    if results is None or np.can_cast(results, native(out_dtype), casting="same_kind"):
+        return
+    raise TypeError(f"{fname}() argument 'out' has dtype {out_dtype}, but the results are "
+                    f"{np.dtype(results)}, which NumPy's 'same_kind' casting does not put "
+                    f"into it (a ufunc refuses such an out= too); pass an out of dtype "
+                    f"{np.dtype(results)}, or convert the result yourself (.astype)")
 
 
 def _ctype(dtype) -> str:
