@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dis
+import hashlib
 import types
 from collections import ChainMap
 from collections.abc import Mapping
@@ -65,6 +66,9 @@ def _describe(value) -> str:
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
     name = getattr(value, "__qualname__", None)
+    if _helper(value):  # compiled with the kernel: its text and defaults are its meaning
+        return f"function:{value.__module__}.{name}#{_source_digest(value)}" \
+               f"{value.__defaults__!r}"
     if callable(value) and name is not None:
         return f"callable:{getattr(value, '__module__', '?')}.{name}"
     return f"object:{type(value).__module__}.{type(value).__qualname__}"
@@ -102,30 +106,53 @@ class GlobalReads:
 
 
 def global_reads(fn) -> GlobalReads:
-    """The module-level and closure names ``fn``'s code (and code nested in it) loads."""
-    fn = getattr(fn, "__func__", fn)
+    """The module-level and closure names ``fn``'s code (and code nested in it) loads, and
+    those of the user's functions it calls (:mod:`asp.frontend.helpers`), which are
+    compiled with it: theirs are assumptions of the kernel's code too."""
+    guards: dict[tuple[int, str], tuple] = {}
+    _reads(getattr(fn, "__func__", fn), guards, set())
+    found = sorted(guards.values(), key=lambda g: (not isinstance(g[0], dict), g[1]))
+    return GlobalReads(tuple(found))
+
+
+def _reads(fn, guards: dict, done: set) -> None:
+    """Add ``fn``'s reads to ``guards`` (by namespace and name), then its helpers'."""
+    done.add(fn)
     code = fn.__code__
     globals_ = fn.__globals__
     cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
-    seen: set[tuple[str, str]] = set()
-    guards = []
     for co in _code_objects(code):
         for ins in dis.get_instructions(co):
             name = ins.argval
             if not isinstance(name, str):
                 continue
-            if ins.opname in _LOADS_GLOBAL and ("g", name) not in seen:
-                seen.add(("g", name))
-                guards.append((globals_, name, globals_.get(name, UNBOUND)))
-            elif ins.opname in _LOADS_CELL and name in cells and ("c", name) not in seen:
-                seen.add(("c", name))
+            if ins.opname in _LOADS_GLOBAL and (id(globals_), name) not in guards:
+                guards[id(globals_), name] = (globals_, name, globals_.get(name, UNBOUND))
+            elif ins.opname in _LOADS_CELL and name in cells \
+                    and (id(cells[name]), name) not in guards:
                 try:
                     value = cells[name].cell_contents
                 except ValueError:
                     value = UNBOUND
-                guards.append((cells[name], name, value))
-    guards.sort(key=lambda g: (not isinstance(g[0], dict), g[1]))
-    return GlobalReads(tuple(guards))
+                guards[id(cells[name]), name] = (cells[name], name, value)
+    for _, _, value in list(guards.values()):
+        if _helper(value) and value not in done:
+            _reads(value, guards, done)
+
+
+def _helper(value) -> bool:
+    from asp.frontend.helpers import is_helper  # (it imports the calls table)
+
+    return is_helper(value)
+
+
+def _source_digest(fn) -> str:
+    from asp.frontend.source import source_text
+
+    try:
+        return hashlib.sha256(source_text(fn)[0].encode()).hexdigest()[:16]
+    except (OSError, TypeError):  # no file: the kernel cannot compile the call anyway
+        return "?"
 
 
 def namespace(fn) -> Mapping[str, object]:

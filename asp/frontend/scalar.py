@@ -17,8 +17,9 @@ Supported: arithmetic ``+ - * / // % ** & | ^ << >> ~``, comparisons (chained to
 ``and or not`` (on booleans, or as a test), ``x if c else y``, local variables and
 tuple assignment, augmented assignment, ``if/elif/else``, ``for`` over ``range`` with
 ``break``/``continue``, ``while``, early ``return``, the builtins ``abs min max int
-float bool``, the functions of ``math`` and their NumPy counterparts, and module-level
-numeric constants (names resolve as Python resolves them: closure, module, builtins).
+float bool``, the functions of ``math`` and their NumPy counterparts, module-level
+numeric constants (names resolve as Python resolves them: closure, module, builtins), and
+calls of the user's own Python functions (:mod:`asp.frontend.helpers`: ``sf.helpers``).
 Anything else raises a :class:`~asp.errors.FrontendError` naming ``file:line``.
 
 ::
@@ -47,6 +48,7 @@ import ast
 import dataclasses
 from dataclasses import dataclass
 
+from asp.frontend.helpers import Helpers
 from asp.frontend.mixed import local_vars
 from asp.frontend.names import namespace
 from asp.frontend.source import KernelSource
@@ -87,6 +89,9 @@ class ScalarFunction(Node):
     #: holds only ``[lo, hi]``; see :func:`hoist_guards`).  A kernel function calling this
     #: one tests them before its loop, through :meth:`flagged`.
     guards: tuple[tuple[int, int, int], ...] = ()
+    #: The user's functions the body calls (:mod:`asp.frontend.helpers`), translated, each
+    #: after the ones it calls: the kernel's C defines them before this function.
+    helpers: tuple[ScalarFunction, ...] = ()
     child_fields = ("body",)
 
     def as_function(self) -> ir.Function:
@@ -175,9 +180,12 @@ def _always_returns(stmts) -> bool:
 
 
 def translate(src: KernelSource, fn, param_types: dict[str, T], *,
-              name: str = "asp_elem", kind: str = "an elementwise kernel") -> ScalarFunction:
+              name: str = "asp_elem", kind: str = "an elementwise kernel",
+              helpers: Helpers | None = None) -> ScalarFunction:
     """The typed scalar function for ``src`` with parameters of ``param_types``; ``kind``
-    is how messages name the kernel."""
+    is how messages name the kernel.  Calls of the user's own functions are translated
+    too (into ``helpers``, a new :class:`~asp.frontend.helpers.Helpers` by default)."""
+    helpers = Helpers() if helpers is None else helpers
     func = src.func
     a = func.args
     if a.vararg or a.kwarg:
@@ -190,19 +198,37 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     if not _always_returns(func.body):
         raise src.error(func, f"'{func.name}' can reach its end without returning a value")
     ns = namespace(fn)
-    tr, _ = settle(lambda env: ScalarTranslator(src, ns, param_types, env, kind=kind),
-                   func.body)
+
+    def make(env):
+        tr = ScalarTranslator(src, ns, param_types, env, kind=kind)
+        tr.helpers = helpers
+        return tr
+
+    tr, _ = settle(make, func.body)
     ret = tr.returns[0]
     for t in tr.returns[1:]:
         ret = join(ret, t)
     # Once more, now that the return type is known (every return converts to it).
-    tr, one_double = ScalarTranslator(src, ns, param_types, tr.env, kind=kind), tr.one_double
+    tr, one_double = make(tr.env), tr.one_double
     tr.one_double = one_double
     tr.ret = ret
     body = tr.block(func.body)
     params = tuple(ir.Param(user(n), param_types[n].ctype) for n in names)
     locals_ = tuple(local_vars(tr.env, user))
+    called = {n.func for n in body.walk() if isinstance(n, ir.Call)}
     return ScalarFunction(name=name, params=params,
                           param_types=tuple(param_types[n] for n in names), ret=ret,
                           locals=locals_, body=body,
-                          checked=any(n == UNREP for n in body.walk()))
+                          checked=any(n == UNREP for n in body.walk()),
+                          helpers=_needed(helpers.functions(), called))
+
+
+def _needed(functions: tuple[ScalarFunction, ...], called: set[str]) -> tuple:
+    """The helpers a body calls, directly or through others, callees first (a translation
+    that settled over several rounds may have met argument types it no longer has)."""
+    keep: set[str] = set()
+    for f in reversed(functions):  # callers come after their callees
+        if f.name in called or f.name in keep:
+            keep.add(f.name)
+            keep.update(n.func for n in f.body.walk() if isinstance(n, ir.Call))
+    return tuple(f for f in functions if f.name in keep)

@@ -55,7 +55,9 @@ def function_by_value(fn: types.FunctionType) -> tuple:
     reads = global_reads(fn)
     names, modules = {}, {}  # (modules do not pickle: they are imported again)
     for ns, name, value in reads.guards:
-        if isinstance(ns, dict) and value is not UNBOUND:
+        # (the reads of the helpers it calls are in their own modules, which they travel
+        # with: only this function's own module-level names make its namespace)
+        if ns is fn.__globals__ and value is not UNBOUND:
             if isinstance(value, types.ModuleType):
                 modules[name] = value.__name__
             else:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from asp.frontend.calls import callable_kind
 from asp.frontend.expressions import BINOPS, ExpressionTranslator
+from asp.frontend.helpers import is_helper
 from asp.frontend.mixed import (
     MAX_MEMBERS,
     MAX_SPLITS,
@@ -72,6 +73,18 @@ class ScalarTranslator(ExpressionTranslator):
         self.trips: set[ast.AST] = set()  # loops whose whole body runs at least once
         self.returns: list[T] = []
         self.ret: T | None = None  # the function's return type, once known
+        self.helpers = None  # a Helpers: calls of the user's functions are compiled too
+
+    def domain_call(self, node: ast.Call, fn) -> tuple[ir.Expr, T]:
+        if self.helpers is not None and is_helper(fn):  # the user's own function
+            return self.helpers.call(self, node, fn)
+        return super().domain_call(node, fn)
+
+    @property
+    def callables(self) -> str:  # (what refusals of a call say it may call)
+        own = ", and functions of your own written in Python (a def)" if self.helpers \
+            is not None else ""
+        return ExpressionTranslator.callables + own
 
     def block(self, stmts: Iterable[ast.stmt]) -> ir.Block:
         out: list[ir.Stmt] = []

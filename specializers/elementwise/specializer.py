@@ -24,6 +24,7 @@ from asp.codegen.streaming import PREAMBLE as STREAMING
 from asp.codegen.streaming import unsuited_in_cache
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, source_text
+from asp.frontend.helpers import passed
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.frontend.shipping import reduce_function_object
 from asp.ir.powers import simd_powers
@@ -142,6 +143,7 @@ class ElementwiseSpecializer(Specializer):
         sf = translate(src, self.fn, types)
         sf = run_pipeline(sf, [fold_constants, simd_forms, hoist_guards],
                           title=f"{self.fn.__name__}: domain passes")
+        called = passed(sf, [fold_constants, simd_forms])  # the user's functions it calls
         out_dtype = out.dtype if out is not None else _dtype(sf.ret.ctype)
         ndim = next(a.ndim for a in inputs if isinstance(a, np.ndarray))
         # Only the out=None signature may allocate: otherwise its entry, once on the hot
@@ -178,12 +180,13 @@ class ElementwiseSpecializer(Specializer):
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
                     ret=len(specs) - 1, preamble=PREAMBLE + simd_powers(
-                        simd_forms_called(sf.body)) + (
+                        simd_forms_called(sf.body).union(
+                            *(simd_forms_called(h.body) for h in called))) + (
                         VECTOR_PREAMBLE if any(
                         name.startswith("vlanes") for name, _ in variants) else "") + (
                         STREAMING if any(name == "stream" for name, _ in variants) else ""),
                     # The user's function, called by every variant: IR, so the dump shows it.
-                    helpers=(sf.as_function(),),
+                    helpers=(*(h.as_function() for h in called), sf.as_function()),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     check_args_from=check_args_from, errors=UNREP_ERRORS if sf.checked else (),
                     rtol=1e-4 if float32 else 1e-9, atol=1e-6 if float32 else 1e-12)

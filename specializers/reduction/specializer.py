@@ -17,6 +17,7 @@ from asp.codegen import abi_params
 from asp.codegen.entry import extent_name
 from asp.errors import UnrepresentableValue
 from asp.frontend import get_source, global_reads
+from asp.frontend.helpers import passed
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.frontend.shipping import reduce_function_object
 from asp.ir import platform as ir
@@ -122,7 +123,8 @@ class ReductionSpecializer(Specializer):
         return Plan(signature=prepared.signature, specs=tuple(specs), variants=variants,
                     ret=len(specs) - 1, preamble=PREAMBLE,
                     # The user's term, called by every variant: IR, so the dump shows it.
-                    helpers=(sf.as_function(),),
+                    helpers=(*(h.as_function() for h in passed(sf, [_fold])),
+                             sf.as_function()),
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     errors=((UnrepresentableValue, UnrepresentableValue.reason),
                             (ValueError, f"zero-size arrays have no {self.op} (it has no "

@@ -1,0 +1,124 @@
+"""The user's own functions a kernel calls, compiled with it.
+
+Scientists factor code into functions: ``return weight(x) * y`` where ``weight`` is a
+plain ``def`` of the user's.  A call of such a function (one :func:`is_helper` accepts:
+written in Python, not a ``math``, NumPy or builtin function the core knows) is
+translated like the kernel itself, once per distinct tuple of argument types, into a
+C function the kernel's code calls (``static inline``: gcc inlines it where that pays),
+before its callers.  Python's meaning is kept: arguments bind by position, numeric
+defaults fill the rest, the function's names resolve in its own module and closure, and
+its result has the type Python gives it (a Python float returned stays weak).  Refused,
+so that the kernel runs as Python and says why: keyword arguments, a call through a
+module attribute (``mod.weight(x)``: import it by name), recursion, and anything a kernel
+itself may not contain.
+
+A helper is part of the kernel's specification, so :func:`asp.frontend.names.global_reads`
+follows it: its source text and numeric defaults are in the kernel's cache and record
+keys, and its module-level names are guarded as the kernel's own are (rebinding
+``weight``, or a constant it reads, specializes again).
+
+::
+
+    helpers = Helpers()           # one per kernel translation (translate() makes it)
+    tr.helpers = helpers          # a ScalarTranslator then compiles calls of helpers
+    ...
+    helpers.functions()           # the ScalarFunctions, callees first
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import types
+
+from asp.frontend.calls import callable_kind
+
+__all__ = ["Helpers", "is_helper", "passed"]
+
+
+def is_helper(fn) -> bool:
+    """Whether ``fn`` is a function of the user's that a kernel's call compiles: a plain
+    Python function the core does not already know (``math.sqrt`` is a libm call)."""
+    return isinstance(fn, types.FunctionType) and callable_kind(fn)[0] is None
+
+
+class Helpers:
+    """The helpers one kernel translation met, each translated once per argument types;
+    :meth:`functions` lists them in an order C compiles (a callee before its callers)."""
+
+    def __init__(self):
+        self._done: dict[tuple, object] = {}  # (function, argument types) -> ScalarFunction
+        self._busy: list[tuple] = []          # translations under way (recursion)
+        self._order: list = []
+        self._names = 0  # C names handed out (a helper's callees are named inside it)
+
+    def functions(self) -> tuple:
+        """The translated helpers (:class:`~asp.frontend.scalar.ScalarFunction`), each
+        after the helpers it calls."""
+        return tuple(self._order)
+
+    def call(self, tr, node: ast.Call, fn):
+        """The IR of ``node``, a call of helper ``fn``, in translator ``tr``: ``(expr,
+        type)``."""
+        name = ast.unparse(node.func)
+        if not isinstance(node.func, ast.Name):
+            raise tr.err(node, f"call to function '{name}' through an attribute is not "
+                               f"supported in {tr.kind}; import it by name (from "
+                               f"{fn.__module__} import {fn.__name__})")
+        code = fn.__code__
+        if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) \
+                or code.co_kwonlyargcount:
+            raise tr.err(node, f"function '{name}' takes *args, **kwargs or keyword-only "
+                               f"parameters: not supported in {tr.kind}")
+        params = code.co_varnames[:code.co_argcount]
+        given = list(node.args)
+        if any(isinstance(a, ast.Starred) for a in given) or len(given) > len(params):
+            raise tr.err(node, f"function '{name}' takes {len(params)} positional "
+                               f"arguments; the call passes {len(given)}")
+        defaults = fn.__defaults__ or ()
+        missing = len(params) - len(given)
+        if missing > len(defaults):
+            raise tr.err(node, f"function '{name}' is called without argument "
+                               f"'{params[len(given)]}'")
+        for value in defaults[len(defaults) - missing:]:
+            if not isinstance(value, bool | int | float):
+                raise tr.err(node, f"function '{name}' has a default that is not a number "
+                                   f"({value!r}): pass the argument")
+            given.append(ast.copy_location(ast.Constant(value), node))
+        args = [tr.expr(a) for a in given]
+        sf = self._translate(tr, node, fn, dict(zip(params, (t for _, t in args))))
+        return sf.call(tuple(e for e, _ in args)), sf.ret
+
+    def _translate(self, tr, node, fn, param_types: dict):
+        from asp.frontend.scalar import translate  # (it imports the translator)
+        from asp.frontend.source import get_source
+
+        key = (fn, tuple(param_types.items()))
+        if key in self._done:
+            return self._done[key]
+        if any(k[0] is fn for k in self._busy):
+            raise tr.err(node, f"function '{fn.__name__}' calls itself (recursion is not "
+                               f"supported in {tr.kind})")
+        self._busy.append(key)
+        self._names += 1
+        try:
+            ident = re.sub(r"\W", "_", fn.__name__)
+            sf = translate(get_source(fn), fn, param_types,
+                           name=f"asp_fn{self._names}_{ident}",
+                           kind=f"function '{fn.__name__}' (called by {tr.kind})",
+                           helpers=self)
+        finally:
+            self._busy.pop()
+        self._done[key] = sf
+        self._order.append(sf)
+        return sf
+
+
+
+def passed(sf, passes) -> tuple:
+    """The helpers ``sf`` calls (callees first), each through the domain ``passes`` its
+    kernel went through (constant folding: C does not fold what rounds)."""
+    from asp.passes import run_pipeline
+
+    return tuple(run_pipeline(h, list(passes), title=f"{h.name}: domain passes")
+                 for h in sf.helpers)

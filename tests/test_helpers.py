@@ -1,0 +1,201 @@
+"""The user's own functions called from elementwise and reduction kernels compile with
+them (asp.frontend.helpers): every variant agrees with the Python, and a helper's text,
+defaults and the names it reads are assumptions the cache keys and guards follow."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asp.errors import AspFallbackWarning
+from specializers.elementwise import elementwise
+from specializers.reduction import reduction
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALE = 2.0
+
+
+def bump(x):
+    return math.exp(-x * x) * SCALE
+
+
+def affine(a, b=3):
+    return a * b + 1
+
+
+def piecewise(x):
+    if x > 0:
+        return affine(x) + bump(x)
+    return affine(x, 2)
+
+
+def countdown(n):
+    return 0 if n <= 0 else countdown(n - 1)
+
+
+@elementwise
+def blend(x, y):
+    return bump(x) * y + piecewise(x)
+
+
+@elementwise
+def twice_typed(i):
+    return affine(i) + affine(i * 1.5)  # an int64 helper and a float64 one
+
+
+@reduction("+")
+def weighted(u, v):
+    return bump(u) * v
+
+
+def every_variant(fn, *args):
+    s = fn.jit.specialization(*args, None)
+    assert not s.check_failures, s.check_failures
+    assert len(s.variant_names) > 1
+    return {name: fn.jit.run_variant(name, *args, None) for name in s.variant_names}
+
+
+def onto_the_hot_path(fn, *args):
+    """Call ``fn(*args)`` until its tuner decided and the calls take the native entry."""
+    from asp.tune import calls_to_decide
+
+    n = len(fn.jit.specialization(*args, None).variant_names)
+    for _ in range(3 * calls_to_decide(n)):
+        result = fn(*args)
+        if fn.jit._hot is not None:
+            return result
+    raise AssertionError("no hot path")
+
+
+def test_helpers_compile_and_every_variant_is_the_python(rng):
+    x = rng.standard_normal(3001) * 2
+    y = rng.random(3001)
+    want = np.array([blend.py_func(a, b) for a, b in zip(x, y)])
+    np.testing.assert_allclose(blend(x, y), want, rtol=1e-14)
+    for name, got in every_variant(blend, x, y).items():
+        np.testing.assert_allclose(got, want, rtol=1e-14, err_msg=name)
+    i = np.arange(-50, 50)
+    want = np.array([twice_typed.py_func(np.int64(k)) for k in i])
+    for name, got in every_variant(twice_typed, i).items():
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    total = float(np.sum(np.exp(-x * x) * SCALE * y))
+    assert weighted(x, y) == pytest.approx(total, rel=1e-12)
+    for name, got in every_variant(weighted, x, y).items():
+        assert float(got) == pytest.approx(total, rel=1e-12), name
+
+
+def test_a_helper_is_translated_once_per_argument_types():
+    from asp.frontend import get_source
+    from asp.frontend.scalar import INT, T, translate
+
+    fn = twice_typed.py_func
+    sf = translate(get_source(fn), fn, {"i": T("int64_t")})
+    assert [h.name.split("_", 2)[-1] for h in sf.helpers] == ["affine", "affine"]
+    # affine(i): an int64 and the default's Python int; affine(i * 1.5): a float64.
+    assert {h.param_types for h in sf.helpers} == {(T("int64_t"), INT), (T("double"), INT)}
+    sf = translate(get_source(blend.py_func), blend.py_func,
+                   {"x": T("double"), "y": T("double")})
+    names = [h.name.split("_", 2)[-1] for h in sf.helpers]
+    # Each before its callers: piecewise calls affine and bump.
+    assert names.index("piecewise") > max(names.index("affine"), names.index("bump"))
+
+
+def test_rebinding_a_constant_a_helper_reads_specializes_again(monkeypatch):
+    x = np.linspace(-1, 1, 257)
+    y = np.ones_like(x)
+    before = onto_the_hot_path(blend, x, y)
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 5.0)
+    want = np.array([blend.py_func(a, b) for a, b in zip(x, y)])
+    assert not np.allclose(before, want)
+    np.testing.assert_allclose(blend(x, y), want, rtol=1e-14)
+
+
+def test_rebinding_a_helper_specializes_again(monkeypatch):
+    def flat(x):
+        return 0.25
+
+    x = np.linspace(-1, 1, 129)
+    y = np.full_like(x, 2.0)
+    onto_the_hot_path(blend, x, y)
+    monkeypatch.setattr(sys.modules[__name__], "bump", flat)
+    want = np.array([blend.py_func(a, b) for a, b in zip(x, y)])
+    np.testing.assert_allclose(blend(x, y), want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("body, words", [
+    ("return countdown(x)", "calls itself"),
+    ("return affine(x, b=2.0)", "keyword arguments"),
+    ("return math_helpers.bump(x)", "import it by name"),
+    ("return affine()", "without argument 'a'"),
+])
+def test_calls_it_cannot_compile_run_as_python_and_say_why(tmp_path, monkeypatch, body, words):
+    mod = tmp_path / "calls_mod.py"
+    mod.write_text(textwrap.dedent(f"""
+        import sys
+        import tests.test_helpers as math_helpers
+        from tests.test_helpers import affine, countdown
+        from specializers.elementwise import elementwise
+
+        @elementwise
+        def k(x):
+            {body}
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("calls_mod", None)
+    import calls_mod
+
+    x = np.arange(4.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AspFallbackWarning)
+        try:
+            calls_mod.k(x)
+        except TypeError:  # the Python itself raises (affine() without its argument)
+            pass
+    messages = [str(w.message) for w in caught if issubclass(w.category, AspFallbackWarning)]
+    assert len(messages) == 1 and words in messages[0], messages
+
+
+def test_a_helper_edited_between_processes_is_compiled_again(tmp_path):
+    """The cache and the warm-start records are keyed on the helper's text: a helper
+    edited while its kernel's text stayed the same must not load the old code."""
+    mod = tmp_path / "edited.py"
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error")
+        import numpy as np
+        import edited
+        x = np.arange(6.0)
+        for _ in range(30):
+            r = edited.k(x)
+        print(r.tolist())
+    """))
+    env = {**os.environ, "ASP_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    seen = []
+    for factor in ("2.0", "3.0", "2.0"):
+        mod.write_text(textwrap.dedent(f"""
+            from specializers.elementwise import elementwise
+
+            def helper(x, c=1.0):
+                return x * {factor} + c
+
+            @elementwise
+            def k(x):
+                return helper(x)
+        """))
+        out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        seen.append(out.stdout.strip())
+    x = np.arange(6.0)
+    assert seen == [str((x * 2 + 1).tolist()), str((x * 3 + 1).tolist()),
+                    str((x * 2 + 1).tolist())]
