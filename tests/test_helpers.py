@@ -1,6 +1,7 @@
-"""The user's own functions called from elementwise and reduction kernels compile with
-them (asp.frontend.helpers): every variant agrees with the Python, and a helper's text,
-defaults and the names it reads are assumptions the cache keys and guards follow."""
+"""The user's own functions called from elementwise, reduction and stencil kernels compile
+with them (asp.frontend.helpers): every variant agrees with the Python (a stencil's
+`iterate` bit for bit), and a helper's text, defaults and the names it reads are
+assumptions the cache keys and guards follow."""
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ import pytest
 from asp.errors import AspFallbackWarning
 from specializers.elementwise import elementwise
 from specializers.reduction import reduction
+from specializers.stencil import StencilKernel
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 2.0
@@ -38,6 +40,32 @@ def piecewise(x):
 
 def countdown(n):
     return 0 if n <= 0 else countdown(n - 1)
+
+
+def diffuse(c, lap):
+    return c + SCALE * 0.125 * lap
+
+
+def clipped(a, lo=-0.5):
+    return a if a > lo else lo
+
+
+class HelperHeat(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            lap = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += u[y]
+            out[x] = diffuse(u[x], lap)
+
+
+class HelperHeat3(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            lap = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap += clipped(u[y])
+            out[x] = diffuse(u[x], lap)
 
 
 @elementwise
@@ -199,3 +227,25 @@ def test_a_helper_edited_between_processes_is_compiled_again(tmp_path):
     x = np.arange(6.0)
     assert seen == [str((x * 2 + 1).tolist()), str((x * 3 + 1).tolist()),
                     str((x * 2 + 1).tolist())]
+
+
+@pytest.mark.parametrize("mode", ["interior", "wrap", "reflect", "constant"])
+def test_a_stencil_calling_helpers_is_the_python_in_every_variant(mode, rng):
+    from tests.test_stencil_kernels import check_every_variant
+
+    u = rng.standard_normal((67, 93))
+    check_every_variant(HelperHeat(boundary=mode, cval=0.5), (u, np.zeros_like(u)), 1e-13)
+    u3 = rng.standard_normal((9, 10, 11))
+    check_every_variant(HelperHeat3(boundary=mode), (u3, np.zeros_like(u3)), 1e-13)
+
+
+def test_iterate_of_a_stencil_calling_helpers_is_the_loop_bit_for_bit(monkeypatch, rng):
+    from tests.test_iterate import _every_blocked_variant
+
+    u = rng.random((300, 333))
+    s = _every_blocked_variant(monkeypatch, HelperHeat(), (u,), (), 37,
+                               caches=(4 << 10, 64 << 10, 0))
+    assert len(s.entries) >= 3
+    u3 = rng.standard_normal((40, 45, 50))
+    _every_blocked_variant(monkeypatch, HelperHeat3(), (u3,), (), 13,
+                           caches=(8 << 10, 128 << 10, 0))

@@ -32,6 +32,7 @@ import re
 import types
 
 from asp.frontend.calls import callable_kind
+from asp.ir import platform as ir
 
 __all__ = ["Helpers", "is_helper", "passed"]
 
@@ -56,6 +57,16 @@ class Helpers:
         """The translated helpers (:class:`~asp.frontend.scalar.ScalarFunction`), each
         after the helpers it calls."""
         return tuple(self._order)
+
+    def used_by(self, body) -> tuple:
+        """The helpers ``body`` (a translated IR tree) calls, directly or through others,
+        callees first: a translation that settled over several rounds may have met
+        argument types it no longer has."""
+        keep = {n.func for n in body.walk() if isinstance(n, ir.Call)}
+        for f in reversed(self._order):  # callers come after their callees
+            if f.name in keep:
+                keep.update(n.func for n in f.body.walk() if isinstance(n, ir.Call))
+        return tuple(f for f in self._order if f.name in keep)
 
     def call(self, tr, node: ast.Call, fn):
         """The IR of ``node``, a call of helper ``fn``, in translator ``tr``: ``(expr,

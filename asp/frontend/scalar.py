@@ -215,20 +215,8 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     body = tr.block(func.body)
     params = tuple(ir.Param(user(n), param_types[n].ctype) for n in names)
     locals_ = tuple(local_vars(tr.env, user))
-    called = {n.func for n in body.walk() if isinstance(n, ir.Call)}
     return ScalarFunction(name=name, params=params,
                           param_types=tuple(param_types[n] for n in names), ret=ret,
                           locals=locals_, body=body,
                           checked=any(n == UNREP for n in body.walk()),
-                          helpers=_needed(helpers.functions(), called))
-
-
-def _needed(functions: tuple[ScalarFunction, ...], called: set[str]) -> tuple:
-    """The helpers a body calls, directly or through others, callees first (a translation
-    that settled over several rounds may have met argument types it no longer has)."""
-    keep: set[str] = set()
-    for f in reversed(functions):  # callers come after their callees
-        if f.name in called or f.name in keep:
-            keep.add(f.name)
-            keep.update(n.func for n in f.body.walk() if isinstance(n, ir.Call))
-    return tuple(f for f in functions if f.name in keep)
+                          helpers=helpers.used_by(body))

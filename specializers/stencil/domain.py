@@ -106,6 +106,8 @@ class StencilIR(Node):
     out: str
     locals: tuple[tuple[str, str], ...]
     loop: PointLoop
+    #: The user's functions the kernel calls (:mod:`asp.frontend.helpers`), callees first.
+    helpers: tuple = ()
     child_fields: ClassVar = ("loop",)
 
     def grid(self, name: str) -> GridInfo:

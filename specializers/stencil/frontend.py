@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
 from asp.frontend.expressions import NUMBERS, describe
+from asp.frontend.helpers import Helpers
 from asp.frontend.mixed import local_vars
 from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
@@ -76,8 +77,8 @@ class StencilTranslator(ScalarTranslator):
     so temporaries are locals too, named apart from every name the kernel uses.
     """
 
-    callables = ("distance(), the builtins abs, min, max, int, float and bool, and math and "
-                 "NumPy functions")
+    callables = ("distance(), the builtins abs, min, max, int, float and bool, math and "
+                 "NumPy functions, and functions of your own written in Python (a def)")
     # A stencil's body is one point loop of neighbour loops: no other loops, no early exits.
     s_While = s_Return = s_Break = s_Continue = None
 
@@ -345,7 +346,14 @@ def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgIn
         bad = next((s for s in body if not isinstance(s, ast.For)), body[-1] if body else func)
         raise src.error(bad, f"{describe(bad)} outside the point loop: a stencil kernel's "
                              "body is one 'for x in grid.interior_points()' loop")
-    tr, block = settle(lambda env: StencilTranslator(src, ns, args, out, env, owner, keyed), body)
+    helpers = Helpers()
+
+    def make(env):
+        tr = StencilTranslator(src, ns, args, out, env, owner, keyed)
+        tr.helpers = helpers  # the user's own functions it calls, on numbers
+        return tr
+
+    tr, block = settle(make, body)
     loop = block.body[0]
     if not isinstance(loop, PointLoop):
         raise src.error(body[0], "a stencil kernel's body is one "
@@ -358,4 +366,5 @@ def translate(src: KernelSource, ns: Mapping[str, object], args: dict[str, ArgIn
         else:
             scalars.append((p, info.scalar_type().ctype))
     return StencilIR(params=tuple(params), grids=tuple(grids), scalars=tuple(scalars), out=out,
-                     locals=tuple(local_vars(tr.env, str)), loop=loop)
+                     locals=tuple(local_vars(tr.env, str)), loop=loop,
+                     helpers=helpers.used_by(loop))

@@ -44,6 +44,7 @@ from specializers.stencil.variants import (
     PREAMBLE,
     apply_variant,
     helpers_for,
+    own_functions,
     variant_spaces,
     variant_specs,
 )
@@ -339,8 +340,10 @@ class StencilSpecializer(Specializer):
         spaces = tuple(Space(name, params, lambda point=point, **p: make_point(*point(**p)),
                              sample=sample, label=lambda point=point, **p: point(**p)[0])
                        for name, params, sample, point in variant_spaces(dim, stream_ok))
-        # The remapping and indexing helpers they call, then the slabs (which call them).
-        helpers = (*helpers_for([*helpers, *(v.function for v in variants)]), *helpers)
+        # The remapping and indexing helpers they call, then the user's functions the
+        # kernel calls, then the slabs (which call both).
+        helpers = (*helpers_for([*helpers, *(v.function for v in variants)]),
+                   *own_functions(k), *helpers)
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),

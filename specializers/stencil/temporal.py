@@ -62,7 +62,7 @@ from specializers.stencil.domain import NeighborLoop, StencilIR, TableRead, radi
 from specializers.stencil.lines import LineBuilder
 from specializers.stencil.lowering import needs_load, pname
 from specializers.stencil.specializer import StencilSpecializer  # plans each step's code
-from specializers.stencil.variants import PREAMBLE
+from specializers.stencil.variants import PREAMBLE, own_functions
 from specializers.stencil.vectors import lanes
 from specializers.stencil.vectors import preamble as vector_preamble
 from specializers.stencil.wavefront import STEPS, Builder, ring_rows
@@ -360,7 +360,7 @@ class IterateSpecializer(Specializer):
         check, check_from = base.check_args, base.check_args_from
         return dataclasses.replace(
             base, signature=prepared.signature, specs=specs, variants=variants,
-            spaces=spaces, ret=out_i, helpers=(),
+            spaces=spaces, ret=out_i, helpers=own_functions(k),
             errors=(_MEMORY, (UnrepresentableValue, UnrepresentableValue.reason), _MEMORY),
             preamble=PREAMBLE + (vector_preamble(build.ctype) if lanes(build.ctype) > 1
                                  else ""),

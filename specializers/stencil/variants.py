@@ -29,15 +29,18 @@ import functools
 
 from asp import config
 from asp.codegen.streaming import PREAMBLE as STREAMING
+from asp.frontend.helpers import passed
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
 from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
+from asp.passes.fold import fold_constants
 from specializers.stencil.aliasing import PREAMBLE as ALIASING
 
 __all__ = ["HELPER_FUNCTIONS", "JAMS", "JAMS_3D", "JAM_SAMPLE", "PREAMBLE", "SERIAL_POINTS",
            "TILES", "TILE_SAMPLE", "apply_variant", "helpers_for", "jam_sample",
-           "serial_points", "variant_spaces", "variant_specs", "vectorize_points"]
+           "own_functions", "serial_points", "variant_spaces", "variant_specs",
+           "vectorize_points"]
 
 #: Python's scalar helpers (``//``, ``%``), the streaming line store
 #: (:mod:`asp.codegen.streaming`) and the 4K-aliasing ring (:mod:`.aliasing`): C text.
@@ -108,6 +111,12 @@ def helpers_for(functions) -> tuple[ir.Function, ...]:
     the boundary mode's remapping, only what the kernel uses."""
     called = {n.func for f in functions for n in f.walk() if isinstance(n, ir.Call)}
     return tuple(f for name, f in HELPER_FUNCTIONS.items() if name in called)
+
+
+def own_functions(kernel) -> tuple[ir.Function, ...]:
+    """The C functions of the user's own functions ``kernel`` (a :class:`StencilIR`)
+    calls, callees first, their constants folded (:mod:`asp.frontend.helpers`)."""
+    return tuple(h.as_function() for h in passed(kernel, [fold_constants]))
 
 
 #: Below this many points a call runs on one thread (a team costs microseconds).
