@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import dis
 import hashlib
+import marshal
 import types
 from collections import ChainMap
 from collections.abc import Mapping
@@ -147,12 +148,16 @@ def _helper(value) -> bool:
 
 
 def _source_digest(fn) -> str:
+    """A digest of what ``fn`` says: its source (the text shipped with it, else its
+    file's), else its code object."""
     from asp.frontend.source import source_text
 
+    shipped = getattr(fn, "__asp_source__", None)
     try:
-        return hashlib.sha256(source_text(fn)[0].encode()).hexdigest()[:16]
-    except (OSError, TypeError):  # no file: the kernel cannot compile the call anyway
-        return "?"
+        text = shipped[0] if shipped is not None else source_text(fn)[0]
+    except (OSError, TypeError):  # no source: the kernel cannot compile the call anyway
+        text = repr(marshal.dumps(fn.__code__))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def namespace(fn) -> Mapping[str, object]:

@@ -14,7 +14,8 @@ sent as :func:`reduce_function_object` says instead:
   names it reads as they are now, its defaults, closure and source, from which the
   receiver makes the function again and specializes it (the source: it may have no
   such file).  What a kernel can read (numbers, modules, NumPy and math functions)
-  pickles; anything else fails to pickle, naming it.
+  pickles; the functions of the user's it calls travel by name where pickle finds them
+  so, else by value as it does; anything else fails to pickle, naming it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import sys
 import types
 from collections.abc import Callable
 
+from asp.frontend.helpers import is_helper
 from asp.frontend.names import UNBOUND, global_reads
 from asp.frontend.source import attach_source
 
@@ -36,18 +38,15 @@ __all__ = ["function_by_value", "reduce_function_object"]
 def reduce_function_object(obj, fn: types.FunctionType, rebuild: Callable, *args):
     """What ``obj.__reduce__`` returns for ``obj``, which wraps the function ``fn`` and is
     made again by ``rebuild(fn, *args)``: see the module's docstring."""
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
-    if module is not None and module.__name__ != "__main__":
-        found = module
-        for part in obj.__qualname__.split("."):
-            found = getattr(found, part, None)
-        if found is obj:
-            return obj.__qualname__  # pickle stores a reference: (module, qualname)
+    if _by_name(obj):
+        return obj.__qualname__  # pickle stores a reference: (module, qualname)
     return _rebuild, (rebuild, function_by_value(fn), args)
 
 
-def function_by_value(fn: types.FunctionType) -> tuple:
-    """``fn`` as picklable parts (:func:`_function` makes it again)."""
+def function_by_value(fn: types.FunctionType, _sending: frozenset = frozenset()) -> tuple:
+    """``fn`` as picklable parts (:func:`_function` makes it again).  The functions of the
+    user's it calls that pickle cannot find by name (a script's, a notebook's) go by
+    value too, so that the receiver compiles them with it."""
     try:
         attach_source(fn)  # (kept on the function: a second send finds it there)
     except (OSError, TypeError):
@@ -60,6 +59,8 @@ def function_by_value(fn: types.FunctionType) -> tuple:
         if ns is fn.__globals__ and value is not UNBOUND:
             if isinstance(value, types.ModuleType):
                 modules[name] = value.__name__
+            elif is_helper(value) and value not in _sending and not _by_name(value):
+                names[name] = _ByValue(function_by_value(value, _sending | {fn}))
             else:
                 names[name] = value
     # (an empty cell as (False,): the UNBOUND marker is not itself once unpickled)
@@ -67,6 +68,27 @@ def function_by_value(fn: types.FunctionType) -> tuple:
                   for c in fn.__closure__ or ())
     return (marshal.dumps(fn.__code__), fn.__module__, names, modules, fn.__name__,
             fn.__qualname__, fn.__defaults__, fn.__kwdefaults__, cells, dict(vars(fn)))
+
+
+class _ByValue(tuple):
+    """A helper function's parts, sent by value in a kernel's namespace."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _ByValue, (tuple(self),)
+
+
+def _by_name(obj) -> bool:
+    """Whether pickle finds ``obj`` again by its module and qualified name (not
+    ``__main__``, and the module holds this very object there)."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return False
+    found = module
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is obj
 
 
 def _filled(cell) -> bool:
@@ -79,7 +101,9 @@ def _filled(cell) -> bool:
 
 def _function(code: bytes, module: str, names: dict, modules: dict, name: str, qualname: str,
               defaults, kwdefaults, cells: tuple, attrs: dict) -> types.FunctionType:
-    namespace = {"__name__": module, "__builtins__": builtins, **names,
+    namespace = {"__name__": module, "__builtins__": builtins,
+                 **{k: _function(*v) if isinstance(v, _ByValue) else v
+                    for k, v in names.items()},
                  **{k: importlib.import_module(m) for k, m in modules.items()}}
     closure = tuple(types.CellType(c[1]) if c[0] else types.CellType() for c in cells)
     fn = types.FunctionType(marshal.loads(code), namespace, name, defaults, closure or None)
