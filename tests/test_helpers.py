@@ -249,3 +249,16 @@ def test_iterate_of_a_stencil_calling_helpers_is_the_loop_bit_for_bit(monkeypatc
     u3 = rng.standard_normal((40, 45, 50))
     _every_blocked_variant(monkeypatch, HelperHeat3(), (u3,), (), 13,
                            caches=(8 << 10, 128 << 10, 0))
+
+
+def test_only_the_users_own_python_functions_are_helpers():
+    import json
+    import textwrap as tw
+
+    from asp.frontend.helpers import is_helper
+
+    assert is_helper(bump) and is_helper(affine)
+    # Python's library, installed packages (NumPy's Python functions work on arrays),
+    # builtins and the math functions the core compiles itself are not.
+    assert not any(is_helper(f) for f in (json.dumps, tw.dedent, np.clip, len, math.sqrt,
+                                          abs, np.sqrt))

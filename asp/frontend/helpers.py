@@ -27,8 +27,11 @@ keys, and its module-level names are guarded as the kernel's own are (rebinding
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
+import os
 import re
+import sysconfig
 import types
 
 from asp.frontend.calls import callable_kind
@@ -39,8 +42,20 @@ __all__ = ["Helpers", "is_helper", "passed"]
 
 def is_helper(fn) -> bool:
     """Whether ``fn`` is a function of the user's that a kernel's call compiles: a plain
-    Python function the core does not already know (``math.sqrt`` is a libm call)."""
-    return isinstance(fn, types.FunctionType) and callable_kind(fn)[0] is None
+    Python function the core does not already know (``math.sqrt`` is a libm call), not
+    one of Python's library or of an installed package (NumPy's Python functions are
+    written for arrays, not numbers: a call of one is refused by name, as before)."""
+    return isinstance(fn, types.FunctionType) and callable_kind(fn)[0] is None \
+        and not fn.__code__.co_filename.startswith(_library_dirs())
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Python's library and the installed packages' directories (as given and resolved)."""
+    paths = sysconfig.get_paths()
+    dirs = {os.path.join(f(paths[k]), "") for k in ("stdlib", "platstdlib", "purelib", "platlib")
+            for f in (str, os.path.realpath)}
+    return tuple(sorted(dirs))
 
 
 class Helpers:
