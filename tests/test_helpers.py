@@ -262,3 +262,17 @@ def test_only_the_users_own_python_functions_are_helpers():
     # builtins and the math functions the core compiles itself are not.
     assert not any(is_helper(f) for f in (json.dumps, tw.dedent, np.clip, len, math.sqrt,
                                           abs, np.sqrt))
+
+
+def test_a_stencil_sent_by_value_carries_its_helpers_sources(monkeypatch):
+    """A class sent whole to a worker without its file: the helpers it calls (and theirs)
+    travel with their source, from which the worker compiles them."""
+    from specializers.stencil.dask import ship_by_value
+
+    for f in (diffuse, clipped):
+        monkeypatch.delattr(f, "__asp_source__", raising=False)
+    monkeypatch.delattr(HelperHeat3.kernel, "__asp_source__", raising=False)
+    ship_by_value(HelperHeat3)
+    for f in (HelperHeat3.kernel, diffuse, clipped):
+        text, _ = f.__asp_source__
+        assert text.lstrip().startswith(f"def {f.__name__}(")

@@ -140,7 +140,6 @@ class Helpers:
         return sf
 
 
-
 def passed(sf, passes) -> tuple:
     """The helpers ``sf`` calls (callees first), each through the domain ``passes`` its
     kernel went through (constant folding: C does not fold what rounds)."""

@@ -28,7 +28,8 @@ import types
 import weakref
 
 from asp.errors import UnrepresentableValue
-from asp.frontend import attach_source
+from asp.frontend import attach_source, global_reads
+from asp.frontend.helpers import is_helper
 from asp.runtime import MISS, JitKernel
 from asp.runtime.mapargs import bind_keywords
 from specializers.stencil.fresh import (
@@ -312,10 +313,13 @@ def attach_kernel_source(cls: type) -> None:
     with it by value; without a file to read it from, the receiving front end decides."""
     fn = cls.__dict__.get("kernel") or getattr(cls, "kernel", None)
     if fn is not None and not hasattr(fn, "__asp_source__"):
-        try:
-            attach_source(fn)
-        except (OSError, TypeError):  # defined in a REPL or with exec
-            pass
+        # The user's functions it calls are compiled with it: their sources go too.
+        for f in (fn, *(v for _, _, v in global_reads(fn).guards if is_helper(v))):
+            try:
+                if not hasattr(f, "__asp_source__"):
+                    attach_source(f)
+            except (OSError, TypeError):  # defined in a REPL or with exec
+                pass
 
 
 def _restore(cls: type, state: dict) -> StencilKernel:
