@@ -34,6 +34,7 @@ import re
 import sysconfig
 import types
 
+from asp.errors import SpecializationError
 from asp.frontend.calls import callable_kind
 from asp.ir import platform as ir
 
@@ -128,8 +129,13 @@ class Helpers:
         self._busy.append(key)
         self._names += 1
         try:
+            try:
+                src = get_source(fn)
+            except SpecializationError as exc:  # a lambda, no source: say where it is called
+                raise tr.err(node, f"call to function '{ast.unparse(node.func)}': "
+                                   f"{exc.message}") from None
             ident = re.sub(r"\W", "_", fn.__name__)
-            sf = translate(get_source(fn), fn, param_types,
+            sf = translate(src, fn, param_types,
                            name=f"asp_fn{self._names}_{ident}",
                            kind=f"function '{fn.__name__}' (called by {tr.kind})",
                            helpers=self)
