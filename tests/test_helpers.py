@@ -276,3 +276,88 @@ def test_a_stencil_sent_by_value_carries_its_helpers_sources(monkeypatch):
     for f in (HelperHeat3.kernel, diffuse, clipped):
         text, _ = f.__asp_source__
         assert text.lstrip().startswith(f"def {f.__name__}(")
+
+
+def grow(x):  # an int8 on one path, a Python int on the other
+    if x > 0:
+        return x
+    return 300
+
+
+def floor_at(v):  # a float64 on one path, a Python float on the other
+    if v > 0.1:
+        return v
+    return 0.1
+
+
+def nonzero(x):
+    if x > 0:
+        return x
+    return 0.0
+
+
+@elementwise
+def grown(x):
+    return grow(x) + 100  # int8 + 100 wraps in Python; 300 + 100 does not
+
+
+@elementwise
+def floored(x, y):
+    return floor_at(x) * y  # 0.1 * a float32 is a float32 in Python; x * y a float64
+
+
+@elementwise
+def inverse(x):
+    return 1.0 / nonzero(x)  # no float32 here: a float64 and a Python float compute alike
+
+
+def test_a_helper_whose_paths_return_different_types_is_not_joined():
+    """Python returns each path's own object, and the caller computes on its type: a
+    helper's returns joined into one C type gave 200 where Python's int8 wraps to -56, and
+    float64 products where Python's were float32."""
+    x = np.array([5, -3, 100, -128], np.int8)
+    with pytest.warns(AspFallbackWarning, match="different types on different paths "
+                                                r"\(a Python int, int8\)"):
+        got = grown(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's int8 overflow warning
+        want = [grown.py_func(v) for v in x]
+    assert got.tolist() == [int(v) for v in want] and got[2] == -56
+    x = np.array([0.5, -3.0, 2.0, -1.0])
+    y = np.array([0.3, 0.7, 1.1, 0.9], np.float32)
+    with pytest.warns(AspFallbackWarning, match="different types on different paths"):
+        got = floored(x, y)
+    np.testing.assert_array_equal(got, [float(floored.py_func(a, b)) for a, b in zip(x, y)])
+
+
+def test_a_float64_or_a_python_float_compiles_where_no_float32_tells_them_apart(rng):
+    x = rng.random(1000) + 0.01  # (where a path gives 0.0, Python raises: below)
+    for name, got in every_variant(inverse, x).items():
+        np.testing.assert_array_equal(got, [inverse.py_func(v) for v in x], err_msg=name)
+    # ... and a Python float's zero divisor still raises, as Python's does.
+    with pytest.warns(AspFallbackWarning), pytest.raises(ZeroDivisionError):
+        inverse(np.array([0.5, -3.0]))
+
+
+def test_a_numpy_scalar_default_is_not_taken_for_a_python_number(tmp_path, monkeypatch):
+    mod = tmp_path / "np_default.py"
+    mod.write_text(textwrap.dedent("""
+        import numpy as np
+        from specializers.elementwise import elementwise
+
+        def scaled(v, c=np.float64(0.1)):
+            return v * c
+
+        @elementwise
+        def k(y):
+            return scaled(y)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("np_default", None)
+    import np_default
+
+    y = np.array([0.3, 0.7], np.float32)
+    with pytest.warns(AspFallbackWarning, match="not a Python number"):
+        got = np_default.k(y)
+    assert got.dtype == np.float64  # float32 * a float64 scalar: float64, as in Python
+    np.testing.assert_array_equal(got, [np_default.k.py_func(v) for v in y])

@@ -108,12 +108,23 @@ class Helpers:
             raise tr.err(node, f"function '{name}' is called without argument "
                                f"'{params[len(given)]}'")
         for value in defaults[len(defaults) - missing:]:
-            if not isinstance(value, bool | int | float):
-                raise tr.err(node, f"function '{name}' has a default that is not a number "
-                                   f"({value!r}): pass the argument")
+            if type(value) not in (bool, int, float):  # (a NumPy scalar is not weak)
+                raise tr.err(node, f"function '{name}' has a default that is not a Python "
+                                   f"number ({value!r}): pass the argument")
             given.append(ast.copy_location(ast.Constant(value), node))
         args = [tr.expr(a) for a in given]
         sf = self._translate(tr, node, fn, dict(zip(params, (t for _, t in args))))
+        kinds = set(sf.returns)
+        # Python returns each path's own object: the caller computes on its type.  One C
+        # type for them all is right only where they cannot differ in what follows: a
+        # float64 and a Python float in a kernel without float32 values.
+        if (len(kinds) > 1 or any(t.either for t in kinds)) and not (
+                tr.one_double and all(t.ctype == "double" for t in kinds)):
+            raise tr.err(node, f"function '{name}' returns values of different types on "
+                               f"different paths ({', '.join(sorted(map(_named, kinds)))}), "
+                               f"which the code using its result would follow apart (an "
+                               f"int8 wraps where a Python int does not; a float32 meets a "
+                               f"Python float and a float64 apart): return one type")
         return sf.call(tuple(e for e, _ in args)), sf.ret
 
     def _translate(self, tr, node, fn, param_types: dict):
@@ -144,6 +155,16 @@ class Helpers:
         self._done[key] = sf
         self._order.append(sf)
         return sf
+
+
+def _named(t) -> str:
+    from asp.ir.types import dtype_of
+
+    if t.either:
+        return "a float64 or a Python float"
+    if t.weak:
+        return {"int64_t": "a Python int", "double": "a Python float"}.get(t.ctype, "a bool")
+    return str(dtype_of(t.ctype))
 
 
 def passed(sf, passes) -> tuple:

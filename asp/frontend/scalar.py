@@ -92,6 +92,9 @@ class ScalarFunction(Node):
     #: The user's functions the body calls (:mod:`asp.frontend.helpers`), translated, each
     #: after the ones it calls: the kernel's C defines them before this function.
     helpers: tuple[ScalarFunction, ...] = ()
+    #: The types of its ``return`` statements (``ret`` joins them): a caller of a function
+    #: whose returns differ follows Python only where the difference cannot show.
+    returns: tuple[T, ...] = ()
     child_fields = ("body",)
 
     def as_function(self) -> ir.Function:
@@ -219,4 +222,4 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
                           param_types=tuple(param_types[n] for n in names), ret=ret,
                           locals=locals_, body=body,
                           checked=any(n == UNREP for n in body.walk()),
-                          helpers=helpers.used_by(body))
+                          helpers=helpers.used_by(body), returns=tuple(tr.returns))
