@@ -91,10 +91,10 @@ class ScalarFunction(Node):
     guards: tuple[tuple[int, int, int], ...] = ()
     #: The user's functions the body calls (:mod:`asp.frontend.helpers`), translated, each
     #: after the ones it calls: the kernel's C defines them before this function.
-    helpers: tuple[ScalarFunction, ...] = ()
+    helpers: tuple[ScalarFunction, ...] = dataclasses.field(default=(), repr=False)
     #: The types of its ``return`` statements (``ret`` joins them): a caller of a function
     #: whose returns differ follows Python only where the difference cannot show.
-    returns: tuple[T, ...] = ()
+    returns: tuple[T, ...] = dataclasses.field(default=(), repr=False)
     child_fields = ("body",)
 
     def as_function(self) -> ir.Function:

@@ -39,6 +39,8 @@ def _tree(node, depth: int) -> str:
     kids = []
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
+        if not f.repr:  # (the user's helpers: the module dump shows them as functions)
+            continue
         if f.name in node.child_fields:
             kids.append((f.name, value))
         else:

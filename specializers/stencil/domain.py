@@ -8,7 +8,7 @@ offset, after unrolling) or ``nbr`` (the variable of an enclosing
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from asp.ir import platform as ir
@@ -107,7 +107,7 @@ class StencilIR(Node):
     locals: tuple[tuple[str, str], ...]
     loop: PointLoop
     #: The user's functions the kernel calls (:mod:`asp.frontend.helpers`), callees first.
-    helpers: tuple = ()
+    helpers: tuple = field(default=(), repr=False)
     child_fields: ClassVar = ("loop",)
 
     def grid(self, name: str) -> GridInfo:
