@@ -72,7 +72,7 @@ class ElementwiseSpecializer(Specializer):
         self.params = self.parameters.names
         self.name = f"elementwise:{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
         self._src = None
-        self._dtypes: dict[str, np.dtype] = {}  # signature -> result dtype, for run_python
+        self._dtypes: dict[str, np.dtype | None] = {}  # signature -> result dtype, or None
         self.digest = ""
         try:
             import hashlib
@@ -118,7 +118,8 @@ class ElementwiseSpecializer(Specializer):
                                 "expected float32/64, (u)int8-64 or bool")
             # As a ufunc's out=: NumPy's 'same_kind' rule (C's cast of a NaN or a float
             # out of range into an integer gave INT64_MIN where NumPy refuses the call).
-            _refuse_cast(fname, self._result_dtype(conv), out.dtype)
+            _refuse_cast(fname, self._result_dtype(conv, f"({','.join(parts)})->auto"),
+                         out.dtype)
             overlaps = any(isinstance(a, np.ndarray) and np.may_share_memory(a, out)
                            for a in conv)
             if overlaps or not (out.flags.c_contiguous and out.flags.aligned
@@ -209,18 +210,23 @@ class ElementwiseSpecializer(Specializer):
             return out
         return python_values(values, self._result_dtype(inputs)).reshape(shape)
 
-    def _result_dtype(self, inputs) -> np.dtype | None:
-        """The dtype the compiled kernel returns for ``inputs``, or None if it cannot be
-        typed (the reason it runs as Python)."""
+    def _result_dtype(self, inputs, key: str | None = None) -> np.dtype | None:
+        """The dtype the compiled kernel returns for ``inputs`` (whose signature without
+        ``out``, if known, is ``key``), or None if it cannot be typed (the reason it runs
+        as Python).  Both answers are kept per signature: a call with ``out=`` that stays
+        on the slow path asks at every call."""
         try:
-            prepared = self.prepare((*inputs, None))
-            key = prepared.signature
+            if key is None:
+                key = self.prepare((*inputs, None)).signature
             if key not in self._dtypes:
-                types, _ = scalar_types(self.params, prepared.args[:-1])
-                src = self._src or get_source(self.fn)
-                self._dtypes[key] = _dtype(translate(src, self.fn, types).ret.ctype)
+                try:
+                    types, _ = scalar_types(self.params, inputs)
+                    src = self._src or get_source(self.fn)
+                    self._dtypes[key] = _dtype(translate(src, self.fn, types).ret.ctype)
+                except Exception:  # any failure: NumPy infers the dtype from the values
+                    self._dtypes[key] = None
             return self._dtypes[key]
-        except Exception:  # any failure: NumPy infers the dtype from the values
+        except Exception:
             return None
 
 
