@@ -316,8 +316,11 @@ def test_a_helper_whose_paths_return_different_types_is_not_joined():
     helper's returns joined into one C type gave 200 where Python's int8 wraps to -56, and
     float64 products where Python's were float32."""
     x = np.array([5, -3, 100, -128], np.int8)
+    # Run as Python, the helper's int8 arithmetic overflows as it does in Python, with
+    # NumPy's warning.
     with pytest.warns(AspFallbackWarning, match="different types on different paths "
-                                                r"\(a Python int, int8\)"):
+                                                r"\(a Python int, int8\)"), \
+            pytest.warns(RuntimeWarning, match="overflow encountered"):
         got = grown(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's int8 overflow warning
