@@ -201,6 +201,9 @@ def _body_candidates(b: Body) -> list[Body]:
         for k in range(3):
             out += [dataclasses.replace(b, branch=b.branch[:k] + (r,) + b.branch[k + 1:])
                     for r in _smaller(b.branch[k])]
+    for i, (name, kinds, hb) in enumerate(b.helpers):  # a smaller function of the user's
+        out += [dataclasses.replace(b, helpers=b.helpers[:i] + ((name, kinds, c),)
+                                    + b.helpers[i + 1:]) for c in _body_candidates(hb)]
     return sorted(out, key=Body.size)
 
 

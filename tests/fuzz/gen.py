@@ -2,7 +2,9 @@
 
 A kernel is a :class:`Body`: a few local variables, an optional ``if``/``else``
 statement assigning one more, and a result expression (for a stencil also an
-accumulation over the neighbours).  Trees are generated *by kind* (``'b'`` bool,
+accumulation over the neighbours); one in four calls a function of the user's (a
+*helper*: a module-level ``def`` with a body of its own, which the specializers compile
+with the kernel), whose value the result adds.  Trees are generated *by kind* (``'b'`` bool,
 ``'i'`` integer, ``'f'`` float), so an ``&`` gets integer operands and a
 ``math.sqrt`` a number: only what the front ends claim to accept, so that
 few kernels fall back.  Everything is drawn from hypothesis strategies, so a
@@ -51,7 +53,7 @@ class E:
         if self.op == "un":
             return f"(not {a[0]})" if self.text == "not" else f"({self.text}{a[0]})"
         if self.op == "call":
-            return f"{self.text}({', '.join(a)})"
+            return f"{self.text.replace('$', prefix)}({', '.join(a)})"
         if self.op == "cmp":
             out = a[0]
             for op, b in zip(self.text.split(), a[1:]):
@@ -87,6 +89,20 @@ class Body:
     #: true before it (no test: no exit).  It makes the kernel's lockstep variants
     #: (``lanes``, ``vlanes``) run, which loop-free kernels never get.
     loop: tuple | None = None
+    #: Functions of the user's own the kernel calls (``$h<j>(...)``, assigned to a local
+    #: the result adds): ``(name, parameter kinds, body)``, each body a function's
+    #: (``return result``), its parameters ``p0, p1, ...``.
+    helpers: tuple[tuple[str, str, Body], ...] = ()
+
+    def helper_lines(self, prefix: str) -> list[str]:
+        """The module-level ``def`` of each helper (named with ``prefix``), unindented."""
+        out = []
+        for name, kinds, body in self.helpers:
+            fname = name.replace("$", prefix)
+            params = ", ".join(f"p{j}" for j in range(len(kinds)))
+            out += [f"def {fname}({params}):",
+                    *("    " + ln for ln in body.lines(f"{fname}_", stencil=False)), ""]
+        return out
 
     def lines(self, prefix: str, *, stencil: bool) -> list[str]:
         """The statements of the kernel, unindented (locals renamed with ``prefix``)."""
@@ -113,7 +129,8 @@ class Body:
     def size(self) -> int:
         parts = [e for _, e in self.lets] + list(self.branch or ()) + [self.result]
         parts += [e for e in (self.loop or ())[1:4] if e is not None]
-        return sum(e.size() for e in parts) + (self.nbr.size() if self.nbr else 0)
+        return (sum(e.size() for e in parts) + (self.nbr.size() if self.nbr else 0)
+                + sum(b.size() for _, _, b in self.helpers))
 
 
 @dataclass(frozen=True)
@@ -329,10 +346,12 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
 
 
 @st.composite
-def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
+def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f", helper: str = "") -> Body:
     """One kernel over the leaves of ``ctx``.  A stencil writing an integer grid
     (``out_kind`` 'i') gets integer values only: a float out of the integer's range
-    converts to an unspecified value, in NumPy as in C."""
+    converts to an unspecified value, in NumPy as in C.  ``helper``: the body of a
+    function of the user's a kernel calls, returning a value of one of these kinds
+    (it calls none itself)."""
     lets = []
     # 'boollocal' in avoid: no boolean locals (a stencil's did not compile: F3).
     local_kinds = "if" if "boollocal" in ctx.avoid else "bif"
@@ -346,6 +365,20 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
         name, _ = lets[draw(st.integers(0, len(lets) - 1))]
         kind = dict(ctx.leaves)[name]
         lets.append((name, draw(exprs(ctx, kind, depth))))
+    helpers, call = (), None
+    if not helper and "helper" not in ctx.avoid and draw(st.integers(0, 3)) == 0:
+        # A function of the user's: its parameters of the kinds its arguments have
+        # (a Python int or float literal among them, weak, as often as not), its value
+        # added to the result (an integer grid's stencil: an integer helper).
+        kinds = "".join(draw(st.sampled_from("if" if ctx.spec == ST else "bif"))
+                        for _ in range(draw(st.integers(1, 2))))
+        hctx = Ctx(ctx.spec, tuple((f"p{j}", k) for j, k in enumerate(kinds)), ctx.avoid)
+        hbody = draw(bodies(hctx, depth - 1, helper="i" if out_kind == "i" else "if"))
+        args = tuple(draw(exprs(ctx, k, depth - 2)) for k in kinds)
+        helpers = (("$h0", kinds, hbody),)
+        call = (f"$t{len(lets)}", hbody.result.kind)
+        lets.append((call[0], E("call", "$h0", args, kind=call[1])))
+        ctx = ctx.with_leaf(*call)
     loop = None
     if ctx.spec == EW and "loop" not in ctx.avoid and draw(st.integers(0, 2)) == 0:
         kind = draw(st.sampled_from("if"))
@@ -361,18 +394,32 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f") -> Body:
         branch = (draw(exprs(ctx, "b", depth - 1)), draw(exprs(ctx, kind, depth - 1)),
                   draw(exprs(ctx, kind, depth - 1)))
         ctx = ctx.with_leaf("$r", kind)
-    result = draw(exprs(ctx, draw(st.sampled_from("bifff" if ctx.spec == EW else "iff")), depth))
-    if ctx.spec == EW:
-        return Body(tuple(lets), branch, result, loop=loop)
+    kinds = helper or ("bifff" if ctx.spec == EW else "iff")
+    result = draw(exprs(ctx, draw(st.sampled_from(kinds)), depth))
+    if ctx.spec == EW or helper:
+        return Body(tuple(lets), branch, _plus(result, call), loop=loop, helpers=helpers)
     if out_kind == "i":
         result = draw(exprs(ctx, "i", depth))
+    result = _plus(result, call)
     acc = draw(st.sampled_from(["=", "=", "+="]))
     nbr = None
     if draw(st.integers(0, 2)) == 0:
         nctx = ctx.with_leaf("a[y]", dict(ctx.leaves)["a[x]"])
         nbr = draw(exprs(nctx, draw(st.sampled_from("i" if out_kind == "i" else "if")),
                          depth - 1))
-    return Body(tuple(lets), branch, result, acc, nbr)
+    return Body(tuple(lets), branch, result, acc, nbr, helpers=helpers)
+
+
+def _plus(result: E, call: tuple[str, str] | None) -> E:
+    """``result`` plus the local holding a helper's value (a boolean result: or-ed with
+    its truth), so the helper's every value reaches the output."""
+    if call is None:
+        return result
+    leaf = E("leaf", call[0], kind=call[1])
+    if result.kind == "b":
+        return E("boolop", "or", (E("call", "bool", (leaf,), "b"), result), "b")
+    kind = "f" if "f" in (result.kind, call[1]) else "i"
+    return E("bin", "+", (result, leaf), kind)
 
 
 # -- batches ---------------------------------------------------------------------------------------

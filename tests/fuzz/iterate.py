@@ -157,7 +157,8 @@ def iterate_source(batch: Batch, i: int, name: str = "Fuzz") -> str:
     body = [" " * 12 + ln for ln in _lines(batch.bodies[i], "" if name == "K" else "v_",
                                           floats, bool(batch.option("start")))]
     head = "import math\n\nimport numpy as np\n\nfrom specializers.stencil import StencilKernel\n\n"
-    return "\n".join([head if name != "K" else "", f"class {name}(StencilKernel):",
+    helpers = batch.bodies[i].helper_lines("" if name == "K" else "v_")
+    return "\n".join([head if name != "K" else "", *helpers, f"class {name}(StencilKernel):",
                       "    def kernel(self, u, a, s, out):",
                       "        for x in out.interior_points():", *body]) + "\n"
 

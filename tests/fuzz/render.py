@@ -25,6 +25,7 @@ def singles_module(batch: Batch, which: list[int]) -> str:
     names = ", ".join(n for n, _ in batch.params)
     out = [_HEADER]
     for i in which:
+        out += batch.bodies[i].helper_lines(f"v{i}_")
         out.append(f"def s_{i}({names}):")
         out += _indent(batch.bodies[i].lines(f"v{i}_", stencil=False), 4)
         out.append("\n")
@@ -37,8 +38,9 @@ def elementwise_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, i
     the text and {line number: kernel}."""
     assert batch.specializer in (EW, RD)
     names = ", ".join(n for n, _ in batch.params)
-    lines = [_HEADER + _decorator(batch)[0], "", _decorator(batch)[1], f"def fuzz(k, {names}):"]
-    owner: dict[int, int] = {}
+    lines = [_HEADER + _decorator(batch)[0]]
+    owner = _helpers(batch, which, lines)
+    lines += ["", _decorator(batch)[1], f"def fuzz(k, {names}):"]
     for pos, i in enumerate(which):
         body = batch.bodies[i].lines(f"v{i}_", stencil=False)
         if pos < len(which) - 1:
@@ -55,10 +57,10 @@ def elementwise_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, i
 def stencil_module(batch: Batch, which: list[int]) -> tuple[str, dict[int, int]]:
     """``class Fuzz(StencilKernel)`` whose point loop branches on ``k`` to kernel ``k``."""
     names = ", ".join(n for n, _ in batch.params)
-    lines = [_HEADER + "from specializers.stencil import StencilKernel\n", "",
-             "class Fuzz(StencilKernel):", f"    def kernel(self, k, {names}):",
-             "        for x in out.interior_points():"]
-    owner: dict[int, int] = {}
+    lines = [_HEADER + "from specializers.stencil import StencilKernel\n"]
+    owner = _helpers(batch, which, lines)
+    lines += ["", "class Fuzz(StencilKernel):", f"    def kernel(self, k, {names}):",
+              "        for x in out.interior_points():"]
     for pos, i in enumerate(which):
         lines.append(f"            {'if' if pos == 0 else 'elif'} k == {i}:")
         owner[_line_no(lines)] = i
@@ -73,11 +75,23 @@ def stencil_solo_module(batch: Batch, i: int) -> str:
     no ``if`` gets every variant then (streaming stores, jammed rows), where the batch's
     branches keep it to ``static``."""
     names = ", ".join(n for n, _ in batch.params)
-    lines = [_HEADER + "from specializers.stencil import StencilKernel\n", "",
+    lines = [_HEADER + "from specializers.stencil import StencilKernel\n",
+             *batch.bodies[i].helper_lines(f"v{i}_"), "",
              "class Fuzz(StencilKernel):", f"    def kernel(self, k, {names}):",
              "        for x in out.interior_points():",
              *_indent(batch.bodies[i].lines(f"v{i}_", stencil=True), 12)]
     return "\n".join(lines) + "\n"
+
+
+def _helpers(batch: Batch, which: list[int], lines: list[str]) -> dict[int, int]:
+    """The kernels' helpers appended to ``lines`` (module level); {line number: kernel}
+    for their lines, as for the kernels' own."""
+    owner: dict[int, int] = {}
+    for i in which:
+        for ln in batch.bodies[i].helper_lines(f"v{i}_"):
+            lines.append(ln)
+            owner[_line_no(lines)] = i
+    return owner
 
 
 def _decorator(batch: Batch) -> tuple[str, str]:
@@ -100,10 +114,10 @@ def kernel_source(batch: Batch, i: int) -> str:
     names = ", ".join(n for n, _ in batch.params)
     body: Body = batch.bodies[i]
     if batch.specializer in (EW, RD):
-        return "\n".join([_decorator(batch)[1], f"def f({names}):",
+        return "\n".join([*body.helper_lines(""), _decorator(batch)[1], f"def f({names}):",
                           *_indent(body.lines("", stencil=False), 4)])
     mode = batch.option("boundary", "interior")
-    return "\n".join([f"class K(StencilKernel):  # boundary={mode!r}",
+    return "\n".join([*body.helper_lines(""), f"class K(StencilKernel):  # boundary={mode!r}",
                       f"    def kernel(self, {names}):",
                       "        for x in out.interior_points():",
                       *_indent(body.lines("", stencil=True), 12)])

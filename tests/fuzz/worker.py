@@ -353,11 +353,16 @@ class Runner:
             except FrontendError as exc:
                 i = owner.get(_error_line(exc))
                 if i is not None:
-                    # Elementwise kernels were accepted one by one: rejected in a batch
-                    # is not by design.
+                    which = [j for j in which if j != i]
+                    if b.specializer != ST and which:
+                        # Elementwise kernels were accepted one by one, but a call of a
+                        # helper is judged in its caller, here the batch's one function
+                        # (its paths of other kernels' types): kernel i alone, as written.
+                        self.build_and_run([i])
+                        continue
+                    # Rejected alone, where it was accepted: not by design.
                     status = "fallback" if b.specializer == ST else "error"
                     self.out[i] = Outcome(status, exc.message)
-                    which = [j for j in which if j != i]
                     continue
                 if len(which) == 1:
                     self.out[which[0]] = Outcome("error", f"{type(exc).__name__}: {exc}")
