@@ -302,7 +302,7 @@ class Builder(JammedSweeps):
         # vectors or marked ``omp simd`` (which gcc vectorizes regardless): gcc's own
         # loop vectorizer has nothing left here but the scalar peels, the jam's few
         # rows of scalar points and the outer loops, where it spent half of each build
-        # (2-D heat: a unit of four blocked functions 7.5-9.3 s of gcc, 3.7-4.5 without).
+        # (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc, 3.7-4.5 without).
         return dataclasses.replace(fn, optimize="no-tree-loop-vectorize")
 
     def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
