@@ -468,6 +468,53 @@ def test_a_ufunc_of_python_numbers_is_a_numpy_float64(strict):
         assert got.dtype == np.float64 and np.array_equal(got, want), name
 
 
+@elementwise
+def _min_of_a_shift(x, y, z):
+    return min(math.trunc(z) << x, math.floor(y)) * 1.0
+
+
+@elementwise
+def _compared_shift(x, y, z):
+    return 1.0 if math.floor(y) < (math.trunc(z) << x) else 2.0
+
+
+@elementwise
+def _bool_sum(x, z):
+    return (x > 0) + ((math.trunc(z) << x) > 5)
+
+
+@elementwise
+def _bool_product(x, z):
+    return (x > 5) * ((math.trunc(z) << x) > 5)
+
+
+def test_an_operand_whose_value_is_not_needed_is_still_checked():
+    """F22 (seed 31, a kernel calling a helper; the helper was not the cause): a
+    negative Python int shifted by a uint64, ``t << x``, raises in NumPy (the int does
+    not convert), but compared with a negative Python int the compiled comparison was
+    decided by that int's sign alone and never computed ``t << x``: ``min(t << x,
+    math.floor(y))`` returned ``math.floor(y)``, -33, where Python raises.  So did
+    NumPy bools' ``+`` and ``*`` (C's ``||`` and ``&&`` stopped at a left operand that
+    decided).  Every operand with checks is evaluated now: the call runs as Python, which
+    raises; and where nothing raises, the values are Python's."""
+    x = np.array([2, 3, 0], np.uint64)
+    bad, ok = np.array([-32.9, 4.2, 7.0]), np.array([3.5, 4.2, 7.0])
+    y = np.array([-32.9, -1.5, 4.2])
+    for kernel, args in ((_min_of_a_shift, (x, y, bad)), (_compared_shift, (x, y, bad)),
+                         (_bool_sum, (x, bad)), (_bool_product, (x, bad))):
+        with pytest.warns(AspFallbackWarning), pytest.raises(OverflowError, match="-32"):
+            kernel(*args)
+        good = (x, y, ok) if len(args) == 3 else (x, ok)
+        want = [kernel.py_func(*vals) for vals in zip(*good)]
+        for name, got in _every_variant(kernel, good).items():
+            assert got.tolist() == [type(got.tolist()[0])(w) for w in want], name
+
+
+def _every_variant(kernel, args) -> dict:
+    spec = kernel.jit.specialization(*args, None)
+    return {v: kernel.jit.run_variant(v, *args, None) for v in spec.entries}
+
+
 def test_regression_kernels_do_not_fall_back_silently():
     """The regression kernels above fail loudly in strict mode; without it each still
     returns Python's answer (one fallback warning at most), never a wrong number."""

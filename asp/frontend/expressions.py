@@ -36,6 +36,7 @@ from asp.ir.pyscalar import (
     arith,
     binop_type,
     cast,
+    checked,
     converted,
     floordiv,
     invert,
@@ -281,6 +282,10 @@ class ExpressionTranslator:
             # 'and', - raises, and // % ** << >> compute in int8 (np.True_ // np.True_).
             if op in ("+", "*", "|", "&", "^"):
                 c_op = {"+": "||", "|": "||", "*": "&&", "&": "&&", "^": "!="}[op]
+                if c_op != "!=" and checked(re_):
+                    # NumPy computes both operands: C's || and && would skip the right
+                    # one's checks when the left decides (F22's kind).
+                    return ir.Cast("bool", ir.BinOp(c_op[0], le, re_)), T("bool")
                 return ir.BinOp(c_op, le, re_), T("bool")
             if op == "-":
                 raise self.err(node, "NumPy's bools cannot be subtracted (Python raises "
@@ -324,7 +329,7 @@ class ExpressionTranslator:
         if isinstance(re_, ir.Const) and not rt.is_float and 0 <= re_.value <= 32:
             n = int(re_.value)
             if n == 0:
-                if any(sub == UNREP for sub in le.walk()):
+                if checked(le):
                     # Python evaluates the base, which may raise ((r // 0) ** 0): its
                     # checks run before the statement, and x ** 0 is 1 (F21).
                     self.temporary(le, lt)

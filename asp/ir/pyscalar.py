@@ -31,7 +31,7 @@ from asp.ir.pyhelpers import HELPERS, SHORT
 from asp.ir.types import ctype_of, dtype_of
 
 __all__ = ["BOOL", "COMPARE_OPS", "DOUBLE_EITHER", "FLOAT", "HELPERS", "INT", "T", "UNREP",
-           "absolute", "arith", "binop_type", "cast", "checked_int", "compare_chain",
+           "absolute", "arith", "binop_type", "cast", "checked", "checked_int", "compare_chain",
            "converted", "floordiv", "invert", "join", "mod", "negate", "numeric", "shift",
            "stored", "translate_compare", "unrep_flag"]
 
@@ -160,10 +160,29 @@ def _compare(op: str, left: ir.Expr, lt: T, right: ir.Expr, rt: T) -> ir.Expr:
             return ir.BinOp(xop, cast(x, xt, "int64_t"), cast(w, wt, "int64_t"))
         wide = ir.BinOp(xop, x, cast(w, wt, "uint64_t"))
         if isinstance(w, ir.Const):
-            return ir.Const(_ABOVE_NEGATIVE[xop], "bool") if w.value < 0 else wide
+            return _once_evaluated(x, _ABOVE_NEGATIVE[xop]) if w.value < 0 else wide
         return ir.Ternary(ir.BinOp("<", cast(w, wt, "int64_t"), ir.Const(0, "int64_t")),
-                          ir.Const(_ABOVE_NEGATIVE[xop], "bool"), wide)
+                          _once_evaluated(x, _ABOVE_NEGATIVE[xop]), wide)
     return ir.BinOp(op, cast(left, lt, t.ctype), cast(right, rt, t.ctype))
+
+
+def checked(e: ir.Expr) -> bool:
+    """Whether evaluating ``e`` runs a check (sets :data:`UNREP`: Python would raise)."""
+    return any(sub == UNREP for sub in e.walk())
+
+
+def _once_evaluated(x: ir.Expr, value: bool) -> ir.Expr:
+    """``value``, a comparison's result that the other operand's sign decides, after
+    evaluating the unsigned operand ``x`` all the same when it runs checks: Python
+    evaluates every operand it compares, and ``min(t << x, -33)`` of a negative Python
+    int ``t`` and a uint64 ``x`` raises (the comparison's constant skipped ``t << x``, and
+    the kernel returned -33: F22)."""
+    if not checked(x):
+        return ir.Const(value, "bool")
+    zero = ir.Const(0, "uint64_t")
+    if value:  # x >= 0 is true, and || stops there: x is evaluated, the value is true
+        return ir.BinOp("||", ir.BinOp(">=", x, zero), ir.Const(True, "bool"))
+    return ir.BinOp("&&", ir.BinOp("<", x, zero), ir.Const(False, "bool"))
 
 
 def compare_chain(items: list[tuple[ir.Expr, T]], ops: list[str]) -> tuple[ir.Expr, T]:
