@@ -282,9 +282,7 @@ class ExpressionTranslator:
             # 'and', - raises, and // % ** << >> compute in int8 (np.True_ // np.True_).
             if op in ("+", "*", "|", "&", "^"):
                 c_op = {"+": "||", "|": "||", "*": "&&", "&": "&&", "^": "!="}[op]
-                if c_op != "!=" and checked(re_):
-                    # NumPy computes both operands: C's || and && would skip the right
-                    # one's checks when the left decides (F22's kind).
+                if c_op != "!=" and checked(re_):  # NumPy computes both (F22): no || &&
                     return ir.Cast("bool", ir.BinOp(c_op[0], le, re_)), T("bool")
                 return ir.BinOp(c_op, le, re_), T("bool")
             if op == "-":
