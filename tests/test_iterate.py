@@ -566,6 +566,19 @@ class Rooted(StencilKernel):
             out[x] = u[x] + 0.2 * acc
 
 
+def test_a_kernel_whose_sweeps_are_not_explicit_vectors_keeps_gccs_vectorizer(fresh_cache):
+    # Its jammed sweeps (a call: not plain arithmetic) are gcc's own vectors: its blocked
+    # functions keep the loop vectorizer that the explicit-vector kernels' units go without.
+    iterate_module._JITS.clear()
+    u, f = RNG.random((200, 300)), np.full((200, 300), 0.75)
+    k = Rooted()
+    np.testing.assert_array_equal(k.iterate(u, f, steps=19), loop(k, u, f, steps=19))
+    jit = iterate_module.iteration_jit(k, u, f)
+    src = jit.specialization(u, f, np.zeros_like(u), np.zeros_like(u), 19).source
+    assert re.search(r"^int stencil_iter_j\d+e?\(", src, re.M)
+    assert "no-tree-loop-vectorize" not in src
+
+
 def test_a_kernel_whose_python_raises_on_random_grids_is_blocked(monkeypatch):
     """Its iteration is checked on the corner of the call's own grids, as its single step
     is, and blocked (it iterated step by step, with a warning, before); every variant of

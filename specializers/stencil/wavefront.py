@@ -298,11 +298,17 @@ class Builder(JammedSweeps):
 
         region = self.passes(tile, _op("*", _op("-", depth, 1), lvl), itemsize)
         fn = self.finish(f"j{jam}" + ("e" if east else ""), pre, region, bound=BOUND[:1 + dim])
-        # Every loop over the contiguous axis that gains by vectors is either explicit
-        # vectors or marked ``omp simd`` (which gcc vectorizes regardless): gcc's own
-        # loop vectorizer has nothing left here but the scalar peels, the jam's few
-        # rows of scalar points and the outer loops, where it spent half of each build
-        # (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc, 3.7-4.5 without).
+        if not self.vectorizes():  # its sweeps are gcc's vectors: keep its vectorizer
+            return fn
+        # The hot loops are explicit vectors, which need no vectorizer; gcc's spent half
+        # of each build (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc,
+        # 3.7-4.5 without).  Without it the rest is scalar, ``omp simd`` loops included
+        # (gcc 12: -fopt-info-vec lists 5 vectorized loops in that unit, against about 65):
+        # the rows a jam does one by one (at a tile's first and last rows) and each
+        # row's tail.  That costs nothing measurable on 4096^2 (2048 x 512 tiles) or
+        # 256^3, and 4-8 % on a 96 x 8192 Dask halo strip at depth 32 and on 64 x 256
+        # tiles of 1024^2 (one thread, old and new objects alternated); explicit vectors
+        # for those rows too would take it back.
         return dataclasses.replace(fn, optimize="no-tree-loop-vectorize")
 
     def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
