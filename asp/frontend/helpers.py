@@ -37,6 +37,7 @@ import types
 from asp.errors import SpecializationError
 from asp.frontend.calls import callable_kind
 from asp.ir import platform as ir
+from asp.ir.types import dtype_of
 
 __all__ = ["Helpers", "is_helper", "passed"]
 
@@ -158,8 +159,6 @@ class Helpers:
 
 
 def _named(t) -> str:
-    from asp.ir.types import dtype_of
-
     if t.either:
         return "a float64 or a Python float"
     if t.weak:

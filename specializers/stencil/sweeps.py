@@ -3,6 +3,8 @@
 vectors where the kernel allows (:mod:`specializers.stencil.vectors`)."""
 from __future__ import annotations
 
+import functools
+
 from asp.ir import platform as ir
 from specializers.stencil.lowering import pname
 from specializers.stencil.ringir import I64, ring_index
@@ -99,9 +101,11 @@ class JammedSweeps:
                       *points, *(store(target(row), _v(f"asp_v{jj}"), ct)
                                  for jj, row in enumerate(rows)))
 
+    @functools.cached_property
     def vectorizes(self) -> bool:
         """Whether a jammed sweep of this kernel is explicit vectors (then its two forms,
-        shuffled or loaded neighbours, are different code)."""
+        shuffled or loaded neighbours, are different code, and its blocked functions need
+        no loop vectorizer); asked once per builder."""
         rows = [[_v("asp_i0_0"), *self.ivars()[1:]]]
         rix = (3, (None, *(_v(f"asp_rs{a}") for a in range(1, self.dim))))
         return self.vector_rows(lambda ix: ir.ArrayRef("asp_rout", ring_index(ix, *rix)),

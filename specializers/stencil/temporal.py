@@ -350,7 +350,7 @@ class IterateSpecializer(Specializer):
             def make_line(depth: int, width: int) -> Variant:  # a 1-D grid's point
                 return Variant(f"blk_d{depth}_w{width}", blocked(1), bound=(depth, width))
             bounds = tuple(int(n) for n in cls.split("x"))  # the size class of the grids
-            east = dim > 1 and lanes(build.ctype) > 1 and build.vectorizes()
+            east = dim > 1 and lanes(build.ctype) > 1 and build.vectorizes
             points = blocking_points(dim, np.dtype(out_spec.dtype).itemsize, bounds, reach, K,
                                      east=east)
             spaces = tuple(Space(f"blocking d{d}", params, make_line if dim == 1 else make,

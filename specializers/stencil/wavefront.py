@@ -298,7 +298,7 @@ class Builder(JammedSweeps):
 
         region = self.passes(tile, _op("*", _op("-", depth, 1), lvl), itemsize)
         fn = self.finish(f"j{jam}" + ("e" if east else ""), pre, region, bound=BOUND[:1 + dim])
-        if not self.vectorizes():  # its sweeps are gcc's vectors: keep its vectorizer
+        if not self.vectorizes:  # its sweeps are gcc's vectors: keep its vectorizer
             return fn
         # The hot loops are explicit vectors, which need no vectorizer; gcc's spent half
         # of each build (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc,
