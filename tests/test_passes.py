@@ -12,6 +12,7 @@ from asp.ir import platform as ir
 from asp.jit import build
 from asp.passes import (
     dump,
+    fold_constants,
     format_ir,
     innermost_loops,
     outer_loops,
@@ -322,3 +323,29 @@ def test_vectorize_inner_gives_a_carried_sum_its_reduction_clause():
     loops = [n for n in out.body.walk() if isinstance(n, ir.For)]
     assert [lp.simd for lp in loops] == [True, True]
     assert [lp.reductions for lp in loops] == [(("+", "s"),), ()]
+
+
+def test_fold_decides_conditions_of_constants_as_c_does():
+    """Comparisons of two constants of one type, ``!`` of a constant, and ``&&`` / ``||``
+    whose constant left operand decides (C never evaluates the right one) fold to a bool
+    constant: how the front end knows a branch is dead.  Anything whose value C computes
+    from an operand that is not constant is kept, operand and all (its checks run)."""
+    c, x = ir.Const, ir.Var("x")
+    assert fold_constants(ir.BinOp(">", c(3, "int64_t"), c(5, "int64_t"))) == c(False, "bool")
+    assert fold_constants(ir.BinOp("<=", c(-0.0), c(0.0))) == c(True, "bool")
+    assert fold_constants(ir.BinOp("!=", c(float("nan")), c(0.0))) == c(True, "bool")
+    assert fold_constants(ir.UnaryOp("!", c(0, "int64_t"))) == c(True, "bool")
+    # A float literal is rounded as C reads 0.1f: equal to float32(0.1)'s double value.
+    assert fold_constants(ir.BinOp("==", c(0.1, "float"), c(0.10000000149011612, "float"))) \
+        == c(True, "bool")
+    assert fold_constants(ir.BinOp("&&", c(False, "bool"), ir.BinOp(">", x, c(0.0)))) \
+        == c(False, "bool")
+    assert fold_constants(ir.BinOp("||", c(1, "int64_t"), x)) == c(True, "bool")
+    assert fold_constants(ir.BinOp("||", c(False, "bool"), ir.BinOp(
+        "==", c(2, "int64_t"), c(2, "int64_t")))) == c(True, "bool")
+    for kept in (ir.BinOp("||", ir.BinOp(">=", x, c(0.0)), c(True, "bool")),  # x still runs
+                 ir.BinOp("&&", c(True, "bool"), x),  # the value is x's truth, not x
+                 ir.BinOp(">", c(2**53 + 1, "int64_t"), c(2.0**53)),  # two C types
+                 ir.BinOp("<", c(1, "uint64_t"), c(2, "uint64_t")),  # not folded: unsigned
+                 ir.UnaryOp("!", x)):
+        assert fold_constants(kept) == kept

@@ -28,6 +28,7 @@ from asp.ir import platform as ir
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
+from specializers.reduction import reduction
 from specializers.stencil import StencilGrid, StencilKernel
 
 K = 2.0
@@ -564,6 +565,62 @@ def test_a_constant_condition_types_only_the_branch_python_takes():
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(constant_branch(b), b * b)
     assert constant_branch(b).dtype == np.int16
+
+
+# Conditions Python decides from constants alone: a module constant compared, 'and', 'or'
+# and 'not' of constants, a loop over an empty constant range.  Folded when compiling, so
+# their dead branch (or loop) is not typed either.
+LIMIT = 3
+DEBUG = False
+
+
+@elementwise
+def limited(x):
+    if LIMIT > 5:
+        return 0.5
+    return x * 3
+
+
+@elementwise
+def debugged(x):
+    if DEBUG and x > 0:
+        return 0.5
+    return x * 3 if not (DEBUG or LIMIT == 4) else 1.5
+
+
+@elementwise
+def never_looped(x):
+    y = x
+    while LIMIT > 5:
+        y = y + 1.5
+    for _ in range(LIMIT - 3):
+        y = y + 1.5
+    return y * 3
+
+
+@reduction("+")
+def tripled(u):
+    if LIMIT >= 4 or DEBUG:
+        return 0.5
+    return u * 3
+
+
+def test_a_condition_of_constants_types_only_the_branch_python_takes():
+    """``if LIMIT > 5: return 0.5`` with ``LIMIT = 3`` never runs, but the comparison was
+    compiled as a comparison, not a constant: the result dtype joined its float with the
+    int64 of the path taken, and ``x * 3`` came back as float64 (3 * (2**60 + 1) rounded,
+    no warning); a reduction's sum likewise, and a variable a loop that never runs assigns
+    a float (``while LIMIT > 5``, ``for _ in range(LIMIT - 3)``).  Now an int64, exact,
+    as Python gives.  (A stencil's variables already kept each path's type, and its
+    output has its own.)"""
+    x = np.array([2**60 + 1, 5, -7, 2**58 - 3], dtype=np.int64)
+    want = [int(v) * 3 for v in x]
+    for f in (limited, debugged, never_looped):
+        got = f(x)
+        assert got.dtype == np.int64, f.__name__
+        assert [int(v) for v in got] == want, f.__name__
+    total = tripled(x)  # the sum of the terms' type: int64, exact
+    assert isinstance(total, np.int64) and int(total) == sum(want)
 
 
 @elementwise

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import functools
 import math
-import operator
 import types
 from collections.abc import Mapping
 
@@ -46,6 +45,7 @@ from asp.ir.pyscalar import (
     shift,
     translate_compare,
 )
+from asp.passes.fold import PY_INT_OPS, fold_constants, python_int
 
 __all__ = ["BINOPS", "NUMBERS", "ExpressionTranslator", "describe"]
 
@@ -53,11 +53,6 @@ __all__ = ["BINOPS", "NUMBERS", "ExpressionTranslator", "describe"]
 BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
           ast.Mod: "%", ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
           ast.LShift: "<<", ast.RShift: ">>"}
-
-#: Python's operators on two int constants (folded exactly; see ``binop``).
-_PY_INT_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv,
-               "%": operator.mod, "<<": operator.lshift, ">>": operator.rshift,
-               "&": operator.and_, "|": operator.or_, "^": operator.xor}
 
 NUMBERS = (int, float, bool, np.number, np.bool_, complex)
 
@@ -239,13 +234,14 @@ class ExpressionTranslator:
         return ir.BinOp("!=", e, ir.Const(0.0 if t.is_float else 0, t.ctype))
 
     def condition(self, node) -> ir.Expr:
-        """``node`` as the test of an ``if``, ``while`` or ternary.  Here ``a and b`` may
-        join values of any types: ``bool(a and b)`` is ``bool(a) and bool(b)``."""
+        """``node`` as the test of an ``if``, ``while`` or ternary, folded (a constant where
+        Python's is: its dead branch compiles not).  Here ``a and b`` may join values of
+        any types: ``bool(a and b)`` is ``bool(a) and bool(b)``."""
         if isinstance(node, ast.BoolOp):
             op = "&&" if isinstance(node.op, ast.And) else "||"
-            return functools.reduce(lambda a, b: ir.BinOp(op, a, b),
-                                    [self.condition(v) for v in node.values])
-        return self.truth(*self.expr(node))
+            return fold_constants(functools.reduce(lambda a, b: ir.BinOp(op, a, b), [
+                self.condition(v) for v in node.values]))
+        return fold_constants(self.truth(*self.expr(node)))
 
     def e_BinOp(self, node: ast.BinOp):
         op = BINOPS.get(type(node.op))
@@ -258,24 +254,15 @@ class ExpressionTranslator:
     def binop(self, node, op, le, lt, re_, rt):
         """``le op re_`` on typed operands (also the value of ``x op= v``)."""
         if isinstance(le, ir.Const) and isinstance(re_, ir.Const) and lt == INT and rt == INT \
-                and op in _PY_INT_OPS:
+                and op in PY_INT_OPS:
             # Two Python ints: Python's unbounded arithmetic, folded exactly (C's int64 would
             # wrap 7 << 100 to 0).
-            a, b = le.value, re_.value
-            if (op == "<<" and a and b >= 64) or (op == "**" and abs(a) >= 2 and b >= 64):
-                # Surely beyond 64 bits; not computed (4294967296 << 2147483647 has 2**31
-                # bits: the fuzzer's folding ran out of time and memory).
-                raise self.err(node, f"'{ast.unparse(node)}' is beyond 64 bits (Python ints "
-                                     "are unbounded; compiled ints are not)")
             try:
-                v = _PY_INT_OPS[op](a, b)
-            except (ZeroDivisionError, ValueError, OverflowError):
-                v = None  # leave it to the C (and the check against Python)
-            if isinstance(v, int):
-                if not -(2**63) <= v < 2**63:
-                    shown = str(v) if v.bit_length() < 200 else f"a {v.bit_length()}-bit int"
-                    raise self.err(node, f"'{ast.unparse(node)}' is {shown}, beyond 64 bits "
-                                         "(Python ints are unbounded; compiled ints are not)")
+                v = python_int(op, le.value, re_.value)
+            except OverflowError as e:
+                raise self.err(node, f"'{ast.unparse(node)}' is {e} (Python ints are "
+                                     "unbounded; compiled ints are not)") from None
+            if v is not None:
                 return ir.Const(v, "int64_t"), INT
         if lt.is_bool and rt.is_bool and not (lt.weak and rt.weak):
             # NumPy's bools (a Python bool meeting one is one): + and * are 'or' and

@@ -296,6 +296,8 @@ class ScalarTranslator(ExpressionTranslator):
             self.pending = inner
             c = ir.Const(True, "bool")
             head.append(ir.If(ir.UnaryOp("!", flag), ir.Block((ir.Break(),))))
+        if isinstance(c, ir.Const) and not c.value:
+            return []  # never runs: what it assigns must not widen a variable's type
         self.loop_depth += 1
         body = self.nested(node.body)
         self.loop_depth -= 1
@@ -329,6 +331,9 @@ class ScalarTranslator(ExpressionTranslator):
             step = args[2] if len(args) == 3 else one
         if isinstance(step, ir.Const) and step.value == 0:
             raise self.err(node, "range() step must not be zero")
+        if all(isinstance(a, ir.Const) for a in (start, stop, step)) \
+                and not range(start.value, stop.value, step.value):
+            return []  # never runs (range(LIMIT - 3)): as an if whose test is constant
         name = node.target.id
         if name in self.params:
             raise self.err(node, f"cannot use parameter {name!r} as a loop variable")
