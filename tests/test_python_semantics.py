@@ -598,6 +598,30 @@ def never_looped(x):
     return y * 3
 
 
+@elementwise
+def unreachable(x):
+    if x > 0:
+        return x * 3
+    else:
+        for _ in range(2):
+            while True:
+                y = x * 3
+                break
+                y = 0.5  # after a break
+            return y
+        return 0.5  # the loop above returns in its first pass
+    return 1.5  # both branches returned
+
+
+@elementwise
+def after_a_constant_return(x):
+    while True:
+        if True:
+            return x * 3
+        return 0.5
+    return 1.5
+
+
 @reduction("+")
 def tripled(u):
     if LIMIT >= 4 or DEBUG:
@@ -610,12 +634,13 @@ def test_a_condition_of_constants_types_only_the_branch_python_takes():
     compiled as a comparison, not a constant: the result dtype joined its float with the
     int64 of the path taken, and ``x * 3`` came back as float64 (3 * (2**60 + 1) rounded,
     no warning); a reduction's sum likewise, and a variable a loop that never runs assigns
-    a float (``while LIMIT > 5``, ``for _ in range(LIMIT - 3)``).  Now an int64, exact,
-    as Python gives.  (A stencil's variables already kept each path's type, and its
-    output has its own.)"""
+    a float (``while LIMIT > 5``, ``for _ in range(LIMIT - 3)``), or code no path reaches
+    (after a return, a break, ``while True`` or a loop that returns in its first pass).
+    Now an int64, exact, as Python gives.  (A stencil's variables already kept each
+    path's type, and its output has its own.)"""
     x = np.array([2**60 + 1, 5, -7, 2**58 - 3], dtype=np.int64)
     want = [int(v) * 3 for v in x]
-    for f in (limited, debugged, never_looped):
+    for f in (limited, debugged, never_looped, unreachable, after_a_constant_return):
         got = f(x)
         assert got.dtype == np.int64, f.__name__
         assert [int(v) for v in got] == want, f.__name__

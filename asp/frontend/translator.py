@@ -71,6 +71,7 @@ class ScalarTranslator(ExpressionTranslator):
         super().__init__(src, ns, params, env, kind=kind, names=names)
         self.loop_depth = 0
         self.trips: set[ast.AST] = set()  # loops whose whole body runs at least once
+        self.entered: set[str] = set()  # counters of loops over constant, non-empty ranges
         self.returns: list[T] = []
         self.ret: T | None = None  # the function's return type, once known
         self.helpers = None  # a Helpers: calls of the user's functions are compiled too
@@ -93,7 +94,33 @@ class ScalarTranslator(ExpressionTranslator):
             produced = self.stmt(s)
             out.extend(self.pending)
             out.extend(produced)
+            if self.ends(produced):
+                # What follows never runs, in Python or C: it must not widen a type either
+                # (`return x * 3` then `return 0.5` made an int64 kernel's results float64).
+                break
         return ir.Block(tuple(out))
+
+    def ends(self, stmts) -> bool:
+        """Whether control never passes the end of translated statements ``stmts``: the
+        last is a ``return``, ``break`` or ``continue``, an ``if`` all of whose branches
+        end, a ``while`` whose test is true with no ``break`` of its own, or a ``for``
+        over a constant range that is not empty whose body ends with no ``break`` or
+        ``continue`` of its own (its first pass ends it)."""
+        last = stmts[-1] if stmts else None
+        if isinstance(last, ir.Return | ir.Break | ir.Continue):
+            return True
+        if isinstance(last, ir.Block):
+            return self.ends(last.body)
+        if isinstance(last, ir.If):
+            return self.ends(last.then.body) and last.orelse is not None \
+                and self.ends(last.orelse.body)
+        if isinstance(last, ir.While):
+            return isinstance(last.cond, ir.Const) and bool(last.cond.value) \
+                and not _jumps(last.body, (ir.Break,))
+        if isinstance(last, ir.For):
+            return last.var in self.entered and self.ends(last.body.body) \
+                and not _jumps(last.body, (ir.Break, ir.Continue))
+        return False
 
     def nested(self, stmts: Iterable[ast.stmt]) -> ir.Block:
         """The body of an ``if`` or a loop: its temporaries stay inside it, the statement
@@ -331,13 +358,15 @@ class ScalarTranslator(ExpressionTranslator):
             step = args[2] if len(args) == 3 else one
         if isinstance(step, ir.Const) and step.value == 0:
             raise self.err(node, "range() step must not be zero")
-        if all(isinstance(a, ir.Const) for a in (start, stop, step)) \
-                and not range(start.value, stop.value, step.value):
+        known = all(isinstance(a, ir.Const) for a in (start, stop, step))
+        if known and not range(start.value, stop.value, step.value):
             return []  # never runs (range(LIMIT - 3)): as an if whose test is constant
         name = node.target.id
         if name in self.params:
             raise self.err(node, f"cannot use parameter {name!r} as a loop variable")
         counter = self.names.fresh("i")
+        if known:
+            self.entered.add(counter)
         v_start, v_step, v_count = (ir.Var(self.names.fresh(h))
                                     for h in ("start", "step", "count"))
         # Python's range: the trip count is computed once, up front (len(range(...))).
@@ -363,6 +392,16 @@ class ScalarTranslator(ExpressionTranslator):
         if not self.loop_depth:
             raise self.err(node, "'continue' outside a loop")
         return [ir.Continue()]
+
+
+def _jumps(node, kinds: tuple) -> bool:
+    """Whether ``node`` holds a statement of ``kinds`` (break, continue) of the loop that
+    holds ``node``: not inside a loop of its own."""
+    if isinstance(node, kinds):
+        return True
+    if isinstance(node, ir.While | ir.For):
+        return False
+    return any(_jumps(c, kinds) for c in node.children() if isinstance(c, ir.Stmt))
 
 
 def settle(make: Callable[[dict[str, T]], ScalarTranslator], stmts: list[ast.stmt],
