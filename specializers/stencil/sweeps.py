@@ -61,14 +61,15 @@ class JammedSweeps:
             *each)
         return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
 
-    def vector_rows(self, target, rows: list, rix: tuple,
-                    east: bool = False, case: int = 0) -> ir.Block | None:
+    def vector_rows(self, target, rows: list, rix: tuple, east: bool = False,
+                    case: int = 0, base: ir.Expr | None = None) -> ir.Block | None:
         """The body of a jammed sweep's vector loop for level case ``case`` (see
         :meth:`body`: the levels a pass has not computed yet are read from its input
         grids, the others from rings; :mod:`specializers.stencil.vectors`), or None if
-        the kernel's body is not plain arithmetic on the grid's type.  (Level 1 left to
-        the compiler ran 3-D heat at 256^3, depth 4, on a Zen 2 core at 10.8-11.0 ms a
-        step; in explicit vectors, 10.4-10.5.)"""
+        the kernel's body is not plain arithmetic on the grid's type; ``rows`` are
+        ``base + jj`` (``base``: ``asp_yj``, the jam's first row, by default).  (Level 1
+        left to the compiler ran 3-D heat at 256^3, depth 4, on a Zen 2 core at
+        10.8-11.0 ms a step; in explicit vectors, 10.4-10.5.)"""
         ct, last = self.ctype, self.dim - 1
         n = lanes(ct)
         if n < 2:
@@ -76,10 +77,11 @@ class JammedSweeps:
         ix = self.ivars()
 
         grids = {f"asp_src{j}" for j in range(self.K)}  # a pass's input (level ``case``)
+        base = _v("asp_yj") if base is None else base
 
         def address(key: tuple, shift: int) -> ir.ArrayRef:
             array, row, *offs = key
-            coords = [_op("+", _v("asp_yj"), row),
+            coords = [_op("+", base, row),
                       *(_op("+", i, o) for i, o in zip(ix[1:last], offs)),
                       _op("+", ix[last], shift * n)]
             return ir.ArrayRef(array, self.linear(coords) if array in grids

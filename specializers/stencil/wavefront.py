@@ -259,8 +259,12 @@ class Builder(JammedSweeps):
         dst0 = ir.ArrayRef("asp_dst0", self.linear(ix))
 
         def compute(case: int, target) -> ir.Block:
-            return _block(*self.rings_in(case, lvl),
-                          self.nest(self.body(case, target, rix), f, t, aligned=line))
+            # A row alone (jam 1, or a tile's first and last rows of a jam) in explicit
+            # vectors too, where the kernel's are: its blocked functions have no loop
+            # vectorizer (below).
+            vector = self.vector_rows(lambda _: target, [ix], rix, east, case, base=y)
+            return _block(*self.rings_in(case, lvl), self.nest(
+                self.body(case, target, rix), f, t, aligned=line, vector=vector))
 
         rout = ir.ArrayRef("asp_rout", ring_index(ix, *rix))
         zero_row = ir.ExprStmt(ir.Call("memset", (
@@ -300,15 +304,15 @@ class Builder(JammedSweeps):
         fn = self.finish(f"j{jam}" + ("e" if east else ""), pre, region, bound=BOUND[:1 + dim])
         if not self.vectorizes:  # its sweeps are gcc's vectors: keep its vectorizer
             return fn
-        # The hot loops are explicit vectors, which need no vectorizer; gcc's spent half
-        # of each build (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc,
-        # 3.7-4.5 without).  Without it the rest is scalar, ``omp simd`` loops included
-        # (gcc 12: -fopt-info-vec lists 5 vectorized loops in that unit, against about 65):
-        # the rows a jam does one by one (at a tile's first and last rows) and each
-        # row's tail.  That costs nothing measurable on 4096^2 (2048 x 512 tiles) or
-        # 256^3, and 4-8 % on a 96 x 8192 Dask halo strip at depth 32 and on 64 x 256
-        # tiles of 1024^2 (one thread, old and new objects alternated); explicit vectors
-        # for those rows too would take it back.
+        # Every row's sweep is explicit vectors (the jammed rows, and a row alone: jam 1,
+        # a tile's first and last rows), which need no vectorizer; gcc's spent half of
+        # each build (2-D heat: a unit of four blocked functions 7.5-9.9 s of gcc, 3.7-4.5
+        # without).  Without it the rest is scalar, ``omp simd`` loops included (gcc 12:
+        # -fopt-info-vec lists 5 vectorized loops in that unit, against about 65): each
+        # row's peel and tail, fewer than a vector's points.  (While the rows alone were
+        # left to gcc, they were scalar too: 64 x 256 tiles of 1024^2 ran 3-10 % slower,
+        # a 96 x 8192 Dask halo strip up to 7 %, 3-D tiles of 32 x 256 1-4 %; one thread,
+        # 2 on 256^3, both objects alternated.)
         return dataclasses.replace(fn, optimize="no-tree-loop-vectorize")
 
     def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
