@@ -312,7 +312,8 @@ class Builder(JammedSweeps):
         # row's peel and tail, fewer than a vector's points.  (While the rows alone were
         # left to gcc, they were scalar too: 64 x 256 tiles of 1024^2 ran 3-10 % slower,
         # a 96 x 8192 Dask halo strip up to 7 %, 3-D tiles of 32 x 256 1-4 %; one thread,
-        # 2 on 256^3, both objects alternated.)
+        # 2 on 256^3, both objects alternated.  A vector at any point for the peel and
+        # one for the tail, every read unaligned, was no faster: 3-D 5-8 % slower.)
         return dataclasses.replace(fn, optimize="no-tree-loop-vectorize")
 
     def passes(self, tile: list[ir.Stmt], elems: ir.Expr, itemsize: int) -> ir.Block:
