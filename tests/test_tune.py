@@ -950,3 +950,91 @@ def test_a_new_decision_is_challenged_first_by_the_winner_it_overturned(fresh_ca
             if t.challenged({"jam": 1.1, "static": 0.62}[rival]):
                 break
     assert ran == ["static"] * 3 and t.reopened == 2 and not t.done
+
+
+def test_a_challenge_is_warmed_as_a_race_block_is(fresh_cache, monkeypatch, rng):
+    """The tuned-quiet miss of 2026-12-07, on a clock of the test's own: a repeatable
+    call whose rival runs slow right after the winner (its caches are the winner's) and
+    settles over its next calls, to 0.6x the winner's time.  Warmed by one untimed run,
+    its challenges ran 1.1x, never 1.2x faster, and a provisional choice 1.27x slower
+    stayed; warmed until its runs took WARM_SECONDS (at most MAX_WARM), the challenge
+    reopens the decision, and the warm-up is counted in the challenges' cost."""
+    from asp.runtime import specialization as specialization_module
+    from specializers.elementwise import elementwise
+
+    @elementwise
+    def triple(x):
+        return x * 3.0
+
+    x = rng.random(5000)
+    prepared = triple.jit.specializer.prepare((x, None))
+    spec = triple.jit.specialization(x, None)
+    real = dict(spec.entries)
+    assert len(real) >= 2
+    favoured = sorted(real)[0]
+    busy = {"on": True}
+    clock = {"now": 0.0}
+    streak = {"name": None, "n": 0}
+    ran = []
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return clock["now"]
+
+    def variant(name):
+        def run(*args):
+            ran.append(name)
+            streak["n"] = streak["n"] + 1 if streak["name"] == name else 1
+            streak["name"] = name
+            if name == favoured:
+                cost = 1e-4
+            elif busy["on"]:
+                cost = 1.3e-4
+            else:  # 1.4x the winner's time at its first call after it, 0.6x from the 9th
+                cost = max(1.5e-4 - 1e-5 * streak["n"], 6e-5)
+            clock["now"] += cost
+            return real[name](*args)
+        return run
+
+    for name in real:
+        monkeypatch.setitem(spec.entries, name, variant(name))
+    monkeypatch.setattr(spec, "repeatable", True)
+    monkeypatch.setattr(specialization_module, "time", Clock)
+    monkeypatch.setattr(tuner, "_preemptions", lambda: 0)
+    monkeypatch.setattr(verify, "MAX_REOPEN", 1)
+    t = spec.tuning_for(prepared.bucket)
+
+    def call():
+        out = spec.run(prepared.args, prepared.bucket, sampled=True)
+        np.testing.assert_array_equal(out, x * 3.0)
+
+    until_decided(call, lambda: t.done, len(real))
+    assert t.winner == favoured
+    busy["on"] = False
+    ran.clear()
+    costs, challenged = [], t.challenged
+
+    def counted(seconds, preempted=False, warmed=0.0):
+        costs.append(warmed)
+        return challenged(seconds, preempted, warmed=warmed)
+
+    monkeypatch.setattr(t, "challenged", counted)
+    for _ in range(2000):
+        call()
+        if t.reopened:
+            break
+    assert t.reopened == 1
+    # The untimed runs' time is part of each challenge's cost: 1.4e-4 + ... + 0.7e-4 s.
+    assert costs and all(w == pytest.approx(8.4e-4) for w in costs), costs
+    # Each challenge: the rival's untimed runs until they took WARM_SECONDS (1e-3 s; at
+    # most MAX_WARM), then its timed run.
+    runs, i = [], 0
+    while i < len(ran):
+        j = i
+        while j < len(ran) and ran[j] == ran[i]:
+            j += 1
+        if ran[i] != favoured:
+            runs.append(j - i)
+        i = j
+    assert runs and all(n == tuner.MAX_WARM + 1 for n in runs), runs

@@ -44,14 +44,14 @@ MAX_REOPEN = 2
 #: quiet trial of the tune benchmark chose ``stream`` while a neighbour kept the shared
 #: cache busy, ``static`` 1.95x faster once it stopped; challenges at doubling gaps, the
 #: rule before, were already 26 sampled calls apart and the trial ended first).  A
-#: challenge is warmed by an untimed run of its own where
-#: the call may be repeated (and short).  When the last :data:`CHALLENGE_WINDOW`
-#: undisturbed challenges of one rival have a median :data:`REOPEN_RIVAL` times faster than
-#: the winner's sampled calls, the decision is reopened.  What challenges cost beyond the
-#: winner's time is kept within :data:`CHALLENGE_SHARE` of the calls' time since the
-#: decision: a challenge waits for the budget (a rival dropped at 3x the winner's time,
-#: on a call of 150 ms, runs about once in six sampled calls).  The budget, not the gap,
-#: is what bounds the cost.
+#: challenge is warmed as a race block is (untimed runs of its own, counted in its cost:
+#: ``Specialization._warm``) where the call may be repeated (and short).  When the last
+#: :data:`CHALLENGE_WINDOW` undisturbed challenges of one rival have a median
+#: :data:`REOPEN_RIVAL` times faster than the winner's sampled calls, the decision is
+#: reopened.  What challenges cost beyond the winner's time is kept within
+#: :data:`CHALLENGE_SHARE` of the calls' time since the decision: a challenge waits for
+#: the budget (a rival dropped at 3x the winner's time, on a call of 150 ms, runs about
+#: once in six sampled calls).  The budget, not the gap, is what bounds the cost.
 CHALLENGE_FIRST = 4
 CHALLENGE_WINDOW = 3
 CHALLENGE_GAP = 2
@@ -175,10 +175,13 @@ class Verification:
                              else self._challenges_run % len(rivals)]
         return self._rival
 
-    def challenged(self, seconds: float, preempted: bool = False) -> bool:
-        """One timed call of the rival :meth:`challenger` named.  Reopen the decision
-        (and return True) when the rival's last :data:`CHALLENGE_WINDOW` undisturbed
-        ones ran :data:`REOPEN_RIVAL` times faster than the winner's sampled calls."""
+    def challenged(self, seconds: float, preempted: bool = False,
+                   warmed: float = 0.0) -> bool:
+        """One timed call of the rival :meth:`challenger` named (after untimed runs of
+        it that took ``warmed`` seconds: part of the challenge's cost).  Reopen the
+        decision (and return True) when the rival's last :data:`CHALLENGE_WINDOW`
+        undisturbed ones ran :data:`REOPEN_RIVAL` times faster than the winner's sampled
+        calls."""
         # Each rival's window at consecutive sampled calls (a verdict within about a
         # second of calls: the tune benchmark's quiet half second saw 10-16 sampled
         # calls, and challenges at doubling gaps had not reopened a decision there),
@@ -191,7 +194,7 @@ class Verification:
         if self.winner is None or rival is None:
             return False
         winner = statistics.median(self.checks) if self.checks else seconds
-        self._cost += max(seconds - winner, 0.0)
+        self._cost += max(seconds - winner, 0.0) + warmed
         if preempted:
             return False
         mine = self.challenges.setdefault(rival, [])
