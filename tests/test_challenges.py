@@ -48,9 +48,9 @@ def _challenge_often(_decisions_stay, monkeypatch):  # (after the suite's MAX_RE
     monkeypatch.setattr(Tuning, "undisturbed", lambda self, seconds: (seconds, False))
     real = verify.Verification.challenged
 
-    def challenged(self, seconds, preempted=False):
+    def challenged(self, seconds, preempted=False, warmed=0.0):
         CHALLENGES.append(self._rival)
-        return real(self, seconds, preempted)
+        return real(self, seconds, preempted, warmed)
 
     monkeypatch.setattr(verify.Verification, "challenged", challenged)
     CHALLENGES.clear()
