@@ -305,18 +305,18 @@ class Specialization:
     def _warm(self, variant: str, args: tuple) -> float:
         """Untimed runs of a challenging ``variant`` (a repeatable call) before its timed
         one, as a race block warms a variant: until they took :data:`WARM_SECONDS`
-        together, at least one, at most :data:`MAX_WARM`; returns their time (what the
-        challenge costs beyond the call).  One was not enough: after the winner
+        together, at least one, at most :data:`MAX_WARM`; returns the time of those after
+        the first (what the challenge costs beyond what a sampled call of the winner
+        does: one untimed run and the timed one).  One was not enough: after the winner
         ``stream_jam4``, ``static`` ran the 512^2 heat step in 99-116 us at its second
         call and 69 us in its steady state, so its challenges (not 1.2x faster than the
         winner's 93-110 us) left a provisional choice 1.27x slower in place."""
-        calls, spent = 0, 0.0
-        while calls < 1 or (spent < WARM_SECONDS and calls < MAX_WARM):
+        times: list[float] = []
+        while not times or (sum(times) < WARM_SECONDS and len(times) < MAX_WARM):
             t0 = time.perf_counter()
             self.entries[variant](*args)
-            spent += time.perf_counter() - t0
-            calls += 1
-        return spent
+            times.append(time.perf_counter() - t0)
+        return sum(times[1:])
 
     def _exhaustive(self, args: tuple, tuning: Tuning, complete=None) -> None:
         # Outputs may accumulate (``out += ...``): restore them after every timed run.

@@ -44,8 +44,9 @@ MAX_REOPEN = 2
 #: quiet trial of the tune benchmark chose ``stream`` while a neighbour kept the shared
 #: cache busy, ``static`` 1.95x faster once it stopped; challenges at doubling gaps, the
 #: rule before, were already 26 sampled calls apart and the trial ended first).  A
-#: challenge is warmed as a race block is (untimed runs of its own, counted in its cost:
-#: ``Specialization._warm``) where the call may be repeated (and short).  When the last
+#: challenge is warmed as a race block is (untimed runs of its own, those beyond the
+#: one a sampled call of the winner also has counted in its cost: ``Specialization._warm``)
+#: where the call may be repeated (and short).  When the last
 #: :data:`CHALLENGE_WINDOW` undisturbed challenges of one rival have a median
 #: :data:`REOPEN_RIVAL` times faster than the winner's sampled calls, the decision is
 #: reopened.  What challenges cost beyond the winner's time is kept within
@@ -177,8 +178,8 @@ class Verification:
 
     def challenged(self, seconds: float, preempted: bool = False,
                    warmed: float = 0.0) -> bool:
-        """One timed call of the rival :meth:`challenger` named (after untimed runs of
-        it that took ``warmed`` seconds: part of the challenge's cost).  Reopen the
+        """One timed call of the rival :meth:`challenger` named (after extra untimed runs
+        of it that took ``warmed`` seconds: part of the challenge's cost).  Reopen the
         decision (and return True) when the rival's last :data:`CHALLENGE_WINDOW`
         undisturbed ones ran :data:`REOPEN_RIVAL` times faster than the winner's sampled
         calls."""
