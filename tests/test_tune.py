@@ -1,6 +1,7 @@
 """The tuner: online round-robin, exhaustive, off; winners remembered across processes."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -806,15 +807,21 @@ def test_a_preempted_challenge_is_no_evidence(fresh_cache):
     assert t.winner == "a" and t.challenges == {}
 
 
-def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeypatch, rng):
-    """The scenario of the tuned-under-load miss, on a clock of the test's own (each
-    variant's call advances it by a set cost: deterministic, no real timing): while
-    tuning, every variant but one costs 1.3 ms (a busy machine that penalised them, not
-    so much that the timings look like noise or lose the race), so that one wins at its
-    1 ms; then the others cost what they really do (10 us) and the winner what it was
-    recorded at, so its own sampled calls show nothing.  Sampled calls run the
-    runner-up, reopen the decision, and tuning again picks one of the others; every
-    result stays right."""
+@dataclasses.dataclass
+class _Clocked:
+    """A decided tuning of an elementwise kernel on a clock of the test's own: each
+    variant's call advances it by ``cost(name, favoured)`` seconds; ``ran`` lists the
+    variants run, ``call()`` makes one sampled call and checks its result."""
+
+    spec: object
+    t: Tuning
+    favoured: str
+    ran: list
+    call: object
+    variants: int
+
+
+def _clocked(monkeypatch, rng, cost, repeatable: bool | None = None) -> _Clocked:
     from asp.runtime import specialization as specialization_module
     from specializers.elementwise import elementwise
 
@@ -828,7 +835,6 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     real = dict(spec.entries)
     assert len(real) >= 2
     favoured = sorted(real)[0]
-    busy = {"on": True}
     clock = {"now": 0.0}
     ran = []
 
@@ -840,12 +846,14 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     def variant(name):
         def run(*args):
             ran.append(name)
-            clock["now"] += 1e-3 if name == favoured else 1.3e-3 if busy["on"] else 1e-5
+            clock["now"] += cost(name, favoured)
             return real[name](*args)
         return run
 
     for name in real:
         monkeypatch.setitem(spec.entries, name, variant(name))
+    if repeatable is not None:
+        monkeypatch.setattr(spec, "repeatable", repeatable)
     monkeypatch.setattr(specialization_module, "time", Clock)
     monkeypatch.setattr(tuner, "_preemptions", lambda: 0)  # no thread preempted
     monkeypatch.setattr(verify, "MAX_REOPEN", 1)
@@ -856,7 +864,24 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
         np.testing.assert_array_equal(out, x * 3.0)
 
     until_decided(call, lambda: t.done, len(real))
-    assert t.winner == favoured and not t.noisy and not t.provisional
+    assert t.winner == favoured
+    return _Clocked(spec, t, favoured, ran, call, len(real))
+
+
+def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeypatch, rng):
+    """The scenario of the tuned-under-load miss, on a clock of the test's own (each
+    variant's call advances it by a set cost: deterministic, no real timing): while
+    tuning, every variant but one costs 1.3 ms (a busy machine that penalised them, not
+    so much that the timings look like noise or lose the race), so that one wins at its
+    1 ms; then the others cost what they really do (10 us) and the winner what it was
+    recorded at, so its own sampled calls show nothing.  Sampled calls run the
+    runner-up, reopen the decision, and tuning again picks one of the others; every
+    result stays right."""
+    busy = {"on": True}
+    c = _clocked(monkeypatch, rng, lambda name, favoured: (
+        1e-3 if name == favoured else 1.3e-3 if busy["on"] else 1e-5))
+    t, spec, favoured, ran, call = c.t, c.spec, c.favoured, c.ran, c.call
+    assert not t.noisy and not t.provisional
     busy["on"] = False
     ran.clear()
     for _ in range(4 * verify.CHALLENGE_FIRST * 2 ** verify.CHALLENGE_WINDOW):
@@ -868,7 +893,7 @@ def test_challenges_run_the_runner_up_through_the_call_path(fresh_cache, monkeyp
     # verification window is full (the 6th sampled call on).
     assert spec.repeatable is False  # (so no warm-up run: one run per challenge)
     assert [i for i, v in enumerate(ran) if v != favoured] == [5, 6, 7]
-    until_decided(call, lambda: t.done, len(real))
+    until_decided(call, lambda: t.done, c.variants)
     assert t.winner != favoured
 
 
@@ -960,58 +985,20 @@ def test_a_challenge_is_warmed_as_a_race_block_is(fresh_cache, monkeypatch, rng)
     stayed; warmed until its runs took WARM_SECONDS (at most MAX_WARM), the challenge
     reopens the decision, and the warm-up beyond one run is counted in the challenges'
     cost."""
-    from asp.runtime import specialization as specialization_module
-    from specializers.elementwise import elementwise
-
-    @elementwise
-    def triple(x):
-        return x * 3.0
-
-    x = rng.random(5000)
-    prepared = triple.jit.specializer.prepare((x, None))
-    spec = triple.jit.specialization(x, None)
-    real = dict(spec.entries)
-    assert len(real) >= 2
-    favoured = sorted(real)[0]
     busy = {"on": True}
-    clock = {"now": 0.0}
     streak = {"name": None, "n": 0}
-    ran = []
 
-    class Clock:
-        @staticmethod
-        def perf_counter():
-            return clock["now"]
+    def cost(name, favoured):
+        streak["n"] = streak["n"] + 1 if streak["name"] == name else 1
+        streak["name"] = name
+        if name == favoured:
+            return 1e-4
+        if busy["on"]:
+            return 1.3e-4
+        return max(1.5e-4 - 1e-5 * streak["n"], 6e-5)  # 1.4x after the winner, 0.6x from 9
 
-    def variant(name):
-        def run(*args):
-            ran.append(name)
-            streak["n"] = streak["n"] + 1 if streak["name"] == name else 1
-            streak["name"] = name
-            if name == favoured:
-                cost = 1e-4
-            elif busy["on"]:
-                cost = 1.3e-4
-            else:  # 1.4x the winner's time at its first call after it, 0.6x from the 9th
-                cost = max(1.5e-4 - 1e-5 * streak["n"], 6e-5)
-            clock["now"] += cost
-            return real[name](*args)
-        return run
-
-    for name in real:
-        monkeypatch.setitem(spec.entries, name, variant(name))
-    monkeypatch.setattr(spec, "repeatable", True)
-    monkeypatch.setattr(specialization_module, "time", Clock)
-    monkeypatch.setattr(tuner, "_preemptions", lambda: 0)
-    monkeypatch.setattr(verify, "MAX_REOPEN", 1)
-    t = spec.tuning_for(prepared.bucket)
-
-    def call():
-        out = spec.run(prepared.args, prepared.bucket, sampled=True)
-        np.testing.assert_array_equal(out, x * 3.0)
-
-    until_decided(call, lambda: t.done, len(real))
-    assert t.winner == favoured
+    c = _clocked(monkeypatch, rng, cost, repeatable=True)
+    t, favoured, ran, call = c.t, c.favoured, c.ran, c.call
     busy["on"] = False
     ran.clear()
     costs, challenged = [], t.challenged
