@@ -10,6 +10,13 @@ function's code can load; :class:`GlobalReads` says whether they all still
 hold (one identity test each: cheap enough for every call) and describes them
 stably, so code specialized for other values is cached under another key.
 
+The function itself, and each function of the user's it calls (compiled with it), is
+an assumption too: its ``__code__``, ``__defaults__`` and ``__kwdefaults__`` can be
+replaced in place, which is how IPython's ``%autoreload`` brings an edited module's
+functions, and its classes' methods, up to date.  Those three are guarded the same way
+(the namespace is the function), and described by what they hold, so that a reload that
+left a function as it was costs nothing.
+
 ::
 
     reads = global_reads(fn)
@@ -31,7 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UNBOUND", "GlobalReads", "global_reads", "namespace"]
+__all__ = ["CODE_ATTRS", "UNBOUND", "GlobalReads", "global_reads", "namespace"]
+
+#: What a function object holds that its code's meaning depends on and that can be
+#: assigned in place (``__closure__`` and ``__globals__`` are read-only).
+CODE_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
 
 
 class _Unbound:
@@ -80,8 +91,9 @@ class GlobalReads:
     """The bindings a function's code can load from outside itself, as they are now.
 
     ``guards`` holds ``(namespace, name, value)``: ``namespace`` is the module's
-    globals dict (``value`` is :data:`UNBOUND` if the module lacks the name) or a
-    closure cell (``name`` is the free variable's name).
+    globals dict (``value`` is :data:`UNBOUND` if the module lacks the name), a
+    closure cell (``name`` is the free variable's name), or a function (``name`` one
+    of :data:`CODE_ATTRS`).
     """
 
     guards: tuple[tuple[object, str, object], ...]
@@ -91,6 +103,9 @@ class GlobalReads:
         for ns, name, value in self.guards:
             if isinstance(ns, dict):
                 if ns.get(name, UNBOUND) is not value:
+                    return False
+            elif isinstance(ns, types.FunctionType):
+                if getattr(ns, name) is not value:
                     return False
             else:
                 try:
@@ -103,7 +118,9 @@ class GlobalReads:
 
     def describe(self) -> str:
         """One line per name: what it is bound to, stably (for cache and record keys)."""
-        return "\n".join(f"{name}={_describe(value)}" for _, name, value in self.guards)
+        return "\n".join(f"{ns.__qualname__}.{name}={_describe_attr(value)}"
+                         if isinstance(ns, types.FunctionType)
+                         else f"{name}={_describe(value)}" for ns, name, value in self.guards)
 
 
 def global_reads(fn) -> GlobalReads:
@@ -117,8 +134,11 @@ def global_reads(fn) -> GlobalReads:
 
 
 def _reads(fn, guards: dict, done: set) -> None:
-    """Add ``fn``'s reads to ``guards`` (by namespace and name), then its helpers'."""
+    """Add ``fn``'s code and defaults and its reads to ``guards`` (by namespace and
+    name), then its helpers'."""
     done.add(fn)
+    for attr in CODE_ATTRS:
+        guards[id(fn), attr] = (fn, attr, getattr(fn, attr))
     code = fn.__code__
     globals_ = fn.__globals__
     cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
@@ -141,6 +161,20 @@ def _reads(fn, guards: dict, done: set) -> None:
             _reads(value, guards, done)
 
 
+def _describe_attr(value) -> str:
+    """A function's code by what it does (its bytecode, names and constants, not its
+    line numbers), its defaults by value: stable across processes."""
+    if isinstance(value, types.CodeType):
+        from asp.frontend.source import code_digest
+
+        return code_digest(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_describe(v) for v in value) + ")"
+    return repr(value)
+
+
 def _helper(value) -> bool:
     from asp.frontend.helpers import is_helper  # (it imports the calls table)
 
@@ -150,9 +184,9 @@ def _helper(value) -> bool:
 def _source_digest(fn) -> str:
     """A digest of what ``fn`` says: its source (the text shipped with it, else its
     file's), else its code object."""
-    from asp.frontend.source import source_text
+    from asp.frontend.source import shipped_source, source_text
 
-    shipped = getattr(fn, "__asp_source__", None)
+    shipped = shipped_source(fn)
     try:
         text = shipped[0] if shipped is not None else source_text(fn)[0]
     except (OSError, TypeError):  # no source: the kernel cannot compile the call anyway

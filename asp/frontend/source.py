@@ -21,7 +21,7 @@ from typing import NoReturn
 from asp.errors import FrontendError, where
 
 __all__ = ["KernelSource", "attach_source", "describe", "get_source", "parse_module", "reject",
-           "source_text"]
+           "code_digest", "shipped_source", "source_text"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def get_source(fn) -> KernelSource:
     code = fn.__code__
     qualname = fn.__qualname__
     filename = code.co_filename
-    shipped = getattr(fn, "__asp_source__", None)
+    shipped = shipped_source(fn)
     if shipped is not None:  # source shipped with a pickled kernel (a Dask worker, say)
         return _parse(shipped[0], filename, shipped[1], qualname)
     if fn.__name__ == "<lambda>":
@@ -127,8 +127,44 @@ def attach_source(fn, text: str | None = None, firstlineno: int | None = None):
     """
     if text is None:
         text, firstlineno = source_text(fn)
-    fn.__asp_source__ = (text, firstlineno or fn.__code__.co_firstlineno)
+    fn.__asp_source__ = (text, firstlineno or fn.__code__.co_firstlineno,
+                         code_digest(fn.__code__))
     return fn
+
+
+def shipped_source(fn) -> tuple[str, int] | None:
+    """The text and first line recorded on ``fn`` by :func:`attach_source`, if it is the
+    text of ``fn``'s code now: a function whose ``__code__`` was replaced since has
+    another text."""
+    shipped = getattr(fn, "__asp_source__", None)
+    if shipped is None or (len(shipped) > 2 and shipped[2] != code_digest(fn.__code__)):
+        return None
+    return shipped[0], shipped[1]
+
+
+def code_digest(code: types.CodeType) -> str:
+    """What a code object does (its bytecode, names and constants, nested code
+    included; not its line numbers), stably across processes."""
+    h = hashlib.sha256()
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        stack += [c for c in co.co_consts if isinstance(c, types.CodeType)]
+        h.update(co.co_code)
+        h.update(repr((co.co_name, co.co_names, co.co_varnames, co.co_freevars,
+                       co.co_argcount, co.co_kwonlyargcount, co.co_flags,
+                       [_const(c) for c in co.co_consts if not isinstance(c, types.CodeType)]))
+                 .encode())
+    return h.hexdigest()[:16]
+
+
+def _const(c) -> str:
+    # (a set's order follows its strings' hashes, which differ from process to process)
+    if isinstance(c, frozenset):
+        return "frozenset" + repr(sorted(map(_const, c)))
+    if isinstance(c, tuple):
+        return "(" + ", ".join(map(_const, c)) + ")"
+    return repr(c)
 
 
 #: ``ast.parse`` is not safe across threads in CPython 3.11: the tree's conversion to

@@ -343,6 +343,12 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             if (PyDict_Check(ns)) {
                 now = PyDict_GetItemWithError(ns, PyTuple_GET_ITEM(g, 1));
                 if (now == NULL && PyErr_Occurred()) return NULL;
+            } else if (PyFunction_Check(ns)) {
+                /* a function the code was compiled from: its code and defaults, which
+                 * can be replaced in place (0, 1, 2: see assuming) */
+                long which = PyLong_AsLong(PyTuple_GET_ITEM(g, 1));
+                now = which == 0 ? PyFunction_GET_CODE(ns)
+                    : which == 1 ? PyFunction_GET_DEFAULTS(ns) : PyFunction_GET_KW_DEFAULTS(ns);
             } else {
                 now = PyCell_GET(ns);
             }
@@ -618,7 +624,9 @@ static PyObject *Entry_restricted(PyObject *op, PyObject *args)
 
 /* entry.assuming(guards): the same kernel, serving calls only while every (namespace,
  * name, value) of guards holds: namespace (a dict, or a cell) maps name to value
- * (identity), or lacks it and value is the miss sentinel. */
+ * (identity), or lacks it and value is the miss sentinel; or namespace is a function
+ * and name 0, 1 or 2 selects its __code__, __defaults__ or __kwdefaults__ (the miss
+ * sentinel for None). */
 static PyObject *Entry_assuming(PyObject *op, PyObject *guards)
 {
     Entry *self = (Entry *)op, *copy;
@@ -629,13 +637,26 @@ static PyObject *Entry_assuming(PyObject *op, PyObject *guards)
     }
     for (k = 0; k < PyTuple_GET_SIZE(guards); k++) {
         PyObject *g = PyTuple_GET_ITEM(guards, k);
-        if (!PyTuple_Check(g) || PyTuple_GET_SIZE(g) != 3 ||
-            !(PyDict_Check(PyTuple_GET_ITEM(g, 0)) || PyCell_Check(PyTuple_GET_ITEM(g, 0)))) {
-            PyErr_SetString(PyExc_TypeError,
-                            "assuming(): each guard is (dict or cell, name, value)");
-            return NULL;
+        PyObject *ns;
+        if (!PyTuple_Check(g) || PyTuple_GET_SIZE(g) != 3) goto bad;
+        ns = PyTuple_GET_ITEM(g, 0);
+        if (PyFunction_Check(ns)) {
+            PyObject *which = PyTuple_GET_ITEM(g, 1);
+            long w = PyLong_Check(which) ? PyLong_AsLong(which) : -1;
+            if (w < 0 || w > 2) {
+                PyErr_Clear();
+                goto bad;
+            }
+        } else if (!(PyDict_Check(ns) || PyCell_Check(ns))) {
+            goto bad;
         }
     }
+    goto good;
+bad:
+    PyErr_SetString(PyExc_TypeError, "assuming(): each guard is (dict or cell, name, value) "
+                    "or (function, 0-2, value)");
+    return NULL;
+good:
     copy = entry_copy(self);
     if (copy == NULL) return NULL;
     Py_XDECREF(copy->assume);

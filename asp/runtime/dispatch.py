@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import hashlib
 import time
+import types
 import warnings
 from collections.abc import Callable
 
@@ -41,7 +42,7 @@ from asp.errors import (
     SpecializationError,
     UnrepresentableValue,
 )
-from asp.frontend.names import UNBOUND, GlobalReads
+from asp.frontend.names import CODE_ATTRS, UNBOUND, GlobalReads
 from asp.runtime.abi import MISS, make_entry
 from asp.runtime.check import check_variants
 from asp.runtime.plan import Plan, Prepared, Space, Specializer, Variant
@@ -66,6 +67,15 @@ MAX_HOT_BUCKETS = 4
 LATE_SAMPLE = 256
 
 __all__ = ["JitKernel", "Plan", "Prepared", "Space", "Specialization", "Specializer", "Variant"]
+
+
+def _native_guard(ns, name, value) -> tuple:
+    """A guard of :class:`GlobalReads` as the native entry checks it (``assuming``): a
+    function's attribute by its index in :data:`CODE_ATTRS`, None and unbound as the miss
+    sentinel."""
+    if isinstance(ns, types.FunctionType):
+        return ns, CODE_ATTRS.index(name), MISS if value is None else value
+    return ns, name, MISS if value is UNBOUND else value
 
 
 def _chain(entries: list):
@@ -208,8 +218,7 @@ class JitKernel:
             if every:  # one call in N comes back: to be timed, or to take in late variants
                 entry = entry.sampled(every)
             if self._reads is not None and self._reads.guards:
-                entry = entry.assuming(tuple((ns, name, MISS if v is UNBOUND else v)
-                                             for ns, name, v in self._reads.guards))
+                entry = entry.assuming(tuple(_native_guard(*g) for g in self._reads.guards))
             if prepared.size_range:
                 # One hot entry per size bucket, chained in C (newest first): calls that
                 # alternate between buckets (multigrid levels; a Dask block's interior

@@ -213,8 +213,9 @@ class Specializer(ABC):
         return None
 
     def forget(self) -> None:  # noqa: B027 - a hook; most specializers cache nothing
-        """Drop whatever was derived from names that have since been rebound (cached
-        front-end results): the next :meth:`plan` must see the new bindings."""
+        """Drop whatever was derived from names that have since been rebound, or from the
+        function, whose code or defaults were replaced in place (cached front-end
+        results, parameters, source): the next :meth:`plan` must see the new ones."""
 
     def code_digest(self) -> str:
         """Digest of everything besides the signature that the generated code depends on.

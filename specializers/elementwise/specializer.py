@@ -93,7 +93,9 @@ class ElementwiseSpecializer(Specializer):
         return global_reads(self.fn)
 
     def forget(self) -> None:
-        self._dtypes.clear()
+        # Names it reads were rebound, or the function's code or defaults were replaced
+        # in place (``%autoreload``): everything is derived from the function again.
+        self.__init__(self.fn)
 
     # -- validation -------------------------------------------------------------------------
     def prepare(self, args: tuple) -> Prepared:
@@ -261,11 +263,14 @@ class ElementwiseFunction:
         self.py_func = fn
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
-        self._plain = self.specializer.parameters.plain  # calls that bind nothing
 
     def __call__(self, *args, out=None, **kwargs):
-        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
-            args = self.specializer.parameters.bind(self.py_func.__name__, args, kwargs)
+        params = self.specializer.parameters
+        if not params.current(self.py_func):  # its code or defaults replaced in place
+            self.specializer.forget()
+            params = self.specializer.parameters
+        if kwargs or len(args) != params.plain:  # by name, defaults: in the function's order
+            args = params.bind(self.py_func.__name__, args, kwargs)
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit.hot_entry
         if hot is not None:

@@ -86,6 +86,11 @@ class ReductionSpecializer(Specializer):
     def global_reads(self):
         return global_reads(self.fn)
 
+    def forget(self) -> None:
+        # Names it reads were rebound, or the function's code or defaults were replaced
+        # in place (``%autoreload``): everything is derived from the function again.
+        self.__init__(self.fn, self.op)
+
     def prepare(self, args: tuple) -> Prepared:
         *inputs, _ = args  # the entry's result slot: the caller passes None
         m = map_arguments(self.fn.__name__, self.params, inputs)
@@ -229,12 +234,14 @@ class Reduction:
     def __init__(self, fn, op: str):
         functools.update_wrapper(self, fn)
         self.py_func = fn
-        self.jit = JitKernel(sp := ReductionSpecializer(fn, op))
-        self._plain = sp.parameters.plain  # calls that bind nothing
+        self.jit = JitKernel(ReductionSpecializer(fn, op))
 
     def __call__(self, *args, **kwargs):
-        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
-            args = self.jit.specializer.parameters.bind(self.py_func.__name__, args, kwargs)
+        sp = self.jit.specializer
+        if not sp.parameters.current(self.py_func):  # its code or defaults replaced in place
+            sp.forget()
+        if kwargs or len(args) != sp.parameters.plain:  # by name, defaults: in order
+            args = sp.parameters.bind(self.py_func.__name__, args, kwargs)
         try:
             return self.jit(*args, None)  # the entry allocates the result slot
         except TypeError:

@@ -23,7 +23,6 @@ never its compiled entries: the receiving process loads or builds its own.
 """
 from __future__ import annotations
 
-import hashlib
 import types
 import weakref
 
@@ -161,15 +160,12 @@ class StencilKernel:
             # Shared code runs its Python on a snapshot: equal in what the kernel reads,
             # and unchanged when this instance changes later.
             owner = self if reads is PER_INSTANCE else self.with_options()
+            # Code compiled for other values of what the kernel reads has another record
+            # on disk; values with no stable description get none.
             spec = StencilSpecializer(owner, fn, boundary=self.boundary, cval=float(self.cval),
                                       unroll=bool(self.should_unroll), geometry=geometry,
-                                      zero=zero, keyed=reads is not PER_INSTANCE)
-            if reads:
-                # Code compiled for other values of what the kernel reads has another
-                # record on disk; values with no stable description get none.
-                text = describe(reads)
-                spec.digest = "" if text is None or not spec.digest else \
-                    hashlib.sha256(f"{spec.digest}|self:{text}".encode()).hexdigest()
+                                      zero=zero, keyed=reads is not PER_INSTANCE,
+                                      reads=describe(reads) if reads else "")
             jit = jits[key] = JitKernel(spec)
         return jit
 

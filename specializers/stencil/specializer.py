@@ -67,17 +67,24 @@ class StencilSpecializer(Specializer):
     """Specializes ``kernel_fn`` (a ``kernel(self, ...)`` function) for one kernel object."""
 
     def __init__(self, owner, kernel_fn, *, boundary: str, cval: float, unroll: bool,
-                 geometry: Geometry, zero: bool = False, keyed: bool = False):
-        # keyed: this code serves only objects equal in what the kernel reads of them
-        self.owner, self.fn, self.keyed = owner, kernel_fn, keyed
+                 geometry: Geometry, zero: bool = False, keyed: bool = False,
+                 reads: str | None = ""):
+        # keyed: this code serves only objects equal in what the kernel reads of them;
+        # reads: those values described stably ("": none read; None: no description)
+        self.owner, self.fn, self.keyed, self.reads = owner, kernel_fn, keyed, reads
         self.boundary, self.cval, self.unroll, self.geometry = boundary, cval, unroll, geometry
         # In 'interior' mode: the code also zeroes the border the kernel does not visit
         # (a fresh output of StencilKernel.__call__; see .border).
         self.zero = zero and boundary == "interior"
-        code = kernel_fn.__code__
-        self.params = list(code.co_varnames[1: code.co_argcount])
         self.fname = f"{type(owner).__name__}.kernel"
-        self.name = f"stencil:{kernel_fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
+        self._derive()
+
+    def _derive(self) -> None:
+        """What is read from the kernel function: again when its code was replaced in
+        place (``%autoreload`` updates a class's methods so)."""
+        code = self.fn.__code__
+        self.params = list(code.co_varnames[1: code.co_argcount])
+        self.name = f"stencil:{self.fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})"
         if self.zero:  # K(u)'s code: tuned apart, shown apart
             self.name = self.name.replace(" (", " [zeroing the border] (", 1)
         self._src = None
@@ -89,13 +96,18 @@ class StencilSpecializer(Specializer):
         # sample a winner and hear its challengers).
         self._facts: dict[str, tuple] = {}
         try:  # get_source honours source shipped with a pickled kernel (a Dask worker)
-            text = get_source(kernel_fn).text
+            text = get_source(self.fn).text
         except SpecializationError:
             text = ""
         # Module constants the kernel reads are baked in too: the runtime adds their
         # values to this digest and guards them (see global_reads).
-        options = f"{boundary}|{cval!r}|{unroll}|{geometry!r}" + ("|zero" if self.zero else "")
+        options = f"{self.boundary}|{self.cval!r}|{self.unroll}|{self.geometry!r}" \
+            + ("|zero" if self.zero else "")
         self.digest = hashlib.sha256((text + options).encode()).hexdigest() if text else ""
+        if self.reads and self.digest:  # what it reads of the object, by value
+            self.digest = hashlib.sha256(f"{self.digest}|self:{self.reads}".encode()).hexdigest()
+        elif self.reads is None:
+            self.digest = ""
 
     def location(self) -> str:
         code = self.fn.__code__
@@ -107,8 +119,7 @@ class StencilSpecializer(Specializer):
         return global_reads(self.fn)
 
     def forget(self) -> None:
-        self._ir.clear()
-        self._facts.clear()
+        self._derive()
 
     # -- geometry ---------------------------------------------------------------------------
     def ghost(self, i: int) -> int:

@@ -36,7 +36,7 @@ _READS: dict[tuple, tuple[str, ...] | None] = {}
 def reads_of(cls: type, fn) -> tuple[str, ...] | None:
     """The names ``self.<name>`` that ``fn`` (``cls``'s ``kernel``) reads, sorted, or None
     when the kernel may read (or change) anything of the instance."""
-    key = (cls, fn)
+    key = (cls, fn, getattr(fn, "__code__", None))  # (code replaced in place: read again)
     try:
         return _READS[key]
     except KeyError:
