@@ -39,7 +39,7 @@ from asp.frontend.calls import callable_kind
 from asp.ir import platform as ir
 from asp.ir.types import dtype_of
 
-__all__ = ["Helpers", "is_helper", "passed"]
+__all__ = ["Helpers", "helper_function", "is_helper", "passed"]
 
 
 def is_helper(fn) -> bool:
@@ -49,6 +49,17 @@ def is_helper(fn) -> bool:
     written for arrays, not numbers: a call of one is refused by name, as before)."""
     return isinstance(fn, types.FunctionType) and callable_kind(fn)[0] is None \
         and not fn.__code__.co_filename.startswith(_library_dirs())
+
+
+def helper_function(value):
+    """The Python function a kernel's call of ``value`` compiles with the kernel: ``value``
+    itself if it is a helper (:func:`is_helper`), the scalar function of a kernel that
+    applies one element by element (its ``__asp_scalar__``: an ``@elementwise`` function
+    called from another kernel), else None."""
+    if is_helper(value):
+        return value
+    scalar = getattr(value, "__asp_scalar__", None)
+    return scalar if is_helper(scalar) else None
 
 
 @functools.cache

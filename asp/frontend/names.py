@@ -78,9 +78,9 @@ def _describe(value) -> str:
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
     name = getattr(value, "__qualname__", None)
-    if _helper(value):  # compiled with the kernel: its text and defaults are its meaning
-        return f"function:{value.__module__}.{name}#{_source_digest(value)}" \
-               f"{value.__defaults__!r}"
+    own = _helper(value)
+    if own is not None:  # compiled with the kernel: its text and defaults are its meaning
+        return f"function:{own.__module__}.{name}#{_source_digest(own)}{own.__defaults__!r}"
     if callable(value) and name is not None:
         return f"callable:{getattr(value, '__module__', '?')}.{name}"
     return f"object:{type(value).__module__}.{type(value).__qualname__}"
@@ -157,8 +157,9 @@ def _reads(fn, guards: dict, done: set) -> None:
                     value = UNBOUND
                 guards[id(cells[name]), name] = (cells[name], name, value)
     for _, _, value in list(guards.values()):
-        if _helper(value) and value not in done:
-            _reads(value, guards, done)
+        own = _helper(value)
+        if own is not None and own not in done:
+            _reads(own, guards, done)
 
 
 def _describe_attr(value) -> str:
@@ -175,10 +176,11 @@ def _describe_attr(value) -> str:
     return repr(value)
 
 
-def _helper(value) -> bool:
-    from asp.frontend.helpers import is_helper  # (it imports the calls table)
+def _helper(value):
+    """The function of the user's a call of ``value`` compiles, or None."""
+    from asp.frontend.helpers import helper_function  # (it imports the calls table)
 
-    return is_helper(value)
+    return helper_function(value)
 
 
 def _source_digest(fn) -> str:

@@ -179,7 +179,9 @@ def _always_returns(stmts) -> bool:
     if isinstance(last, ast.While):
         is_true = isinstance(last.test, ast.Constant) and bool(last.test.value)
         return is_true and not any(isinstance(n, ast.Break) for n in ast.walk(last))
-    return False
+    # A statement no kernel may hold: its translation names it (before, a kernel ending
+    # in try/except was told it "can reach its end without returning a value").
+    return isinstance(last, ast.Raise | ast.Try | ast.TryStar | ast.With | ast.Match)
 
 
 def translate(src: KernelSource, fn, param_types: dict[str, T], *,

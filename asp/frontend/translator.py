@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from asp.frontend.calls import callable_kind
 from asp.frontend.expressions import BINOPS, ExpressionTranslator
-from asp.frontend.helpers import is_helper
+from asp.frontend.helpers import helper_function
 from asp.frontend.mixed import (
     MAX_MEMBERS,
     MAX_SPLITS,
@@ -77,8 +77,9 @@ class ScalarTranslator(ExpressionTranslator):
         self.helpers = None  # a Helpers: calls of the user's functions are compiled too
 
     def domain_call(self, node: ast.Call, fn) -> tuple[ir.Expr, T]:
-        if self.helpers is not None and is_helper(fn):  # the user's own function
-            return self.helpers.call(self, node, fn)
+        own = helper_function(fn) if self.helpers is not None else None
+        if own is not None:  # the user's own function (or an elementwise kernel's)
+            return self.helpers.call(self, node, own)
         return super().domain_call(node, fn)
 
     @property

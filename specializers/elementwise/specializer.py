@@ -17,6 +17,7 @@ a non-contiguous or overlapping ``out`` is written through a temporary.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 
@@ -263,6 +264,7 @@ class ElementwiseFunction:
         self.py_func = fn
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
+        self.__asp_scalar__ = fn  # what another kernel's call of this one compiles
 
     def __call__(self, *args, out=None, **kwargs):
         params = self.specializer.parameters
@@ -287,7 +289,28 @@ class ElementwiseFunction:
                 raise TypeError(f"{self.py_func.__name__}() argument 'out' cannot be given "
                                 "with dask arrays (the result is a new, lazy dask array)")
             return blockwise(self, self.py_func.__name__, self.specializer.params, args)
+        if args and all(isinstance(a, numbers.Number) for a in args):
+            return self._on_numbers(args, out)
         return self.jit.slow_call((*args, out))
+
+    def _on_numbers(self, args: tuple, out):
+        """Numbers alone (a kernel that calls this one and runs as Python passes them):
+        the value a one-element array gives, a NumPy scalar, as a ufunc gives it (NumPy's
+        scalars become the arrays, Python's numbers stay weak (NEP 50), unless all are);
+        with ``out``, that value in every element of it."""
+        strong = any(isinstance(a, np.generic) for a in args)
+        value = self(*(np.asarray(a).reshape(1) if isinstance(a, np.generic) or not strong
+                       else a for a in args))[0]
+        if out is None:
+            return value
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{self.py_func.__name__}() argument 'out' must be a NumPy "
+                            f"array, not {type(out).__name__}")
+        try:
+            np.copyto(out, value, casting="same_kind")
+        except TypeError as exc:
+            raise TypeError(f"{self.py_func.__name__}() argument 'out': {exc}") from None
+        return out
 
     def __repr__(self) -> str:
         return f"<elementwise {self.py_func.__qualname__}>"
