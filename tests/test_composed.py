@@ -16,6 +16,7 @@ import pytest
 from asp.errors import AspFallbackWarning
 from specializers.elementwise import elementwise
 from specializers.reduction import reduction
+from specializers.stencil import StencilKernel
 from tests.test_helpers import every_variant
 
 LIMIT = 2.5
@@ -123,3 +124,24 @@ def test_numbers_alone_fill_an_output_array_as_a_ufunc_does():
         scaled(1.5, 2.0, out=np.zeros(3, np.int64))
     with pytest.raises(TypeError, match="'out' must be a NumPy array"):
         scaled(1.5, 2.0, out=[0.0])
+
+
+@elementwise
+def soft(x):
+    return x / (1.0 + abs(x))
+
+
+class SoftSum(StencilKernel):
+    def kernel(self, u, out):
+        for p in out.interior_points():
+            acc = 0.0
+            for q in u.neighbors(p, 1):
+                acc += soft(u[q])
+            out[p] = acc
+
+
+@pytest.mark.parametrize("mode", ["interior", "wrap"])
+def test_a_stencil_calling_an_elementwise_kernel_is_its_python(mode, rng):
+    u = rng.standard_normal((67, 45)) * 4
+    want = SoftSum(boundary=mode, pure_python=True)(u)
+    np.testing.assert_array_equal(SoftSum(boundary=mode)(u), want)
