@@ -54,26 +54,18 @@ class Parameters:
     by position, then the keyword-only ones), how many may be given by position
     (``positional``), how many only by position (``posonly``), and the ``defaults`` by
     name.  ``plain``: the number of positional arguments that binds nothing (every
-    parameter given by position), -1 if there is none (keyword-only parameters).
-    ``made``: the function's code, defaults and keyword defaults they were read from
-    (:meth:`current`)."""
+    parameter given by position), -1 if there is none (keyword-only parameters).  (They
+    are read from the function's code and defaults, which can be replaced in place: a
+    wrapper that binds checks those first.)"""
 
     names: list[str]
     positional: int
     posonly: int
     defaults: dict
-    made: tuple = ()
 
     @property
     def plain(self) -> int:
         return len(self.names) if self.positional == len(self.names) else -1
-
-    def current(self, fn) -> bool:
-        """Whether ``fn`` still has the code and defaults these were read from (they can
-        be replaced in place: IPython's ``%autoreload`` does so)."""
-        made = self.made
-        return fn.__code__ is made[0] and fn.__defaults__ is made[1] \
-            and fn.__kwdefaults__ is made[2]
 
     @classmethod
     def of(cls, fn: Callable, skip: int = 0) -> Parameters:
@@ -84,8 +76,7 @@ class Parameters:
         defaults = dict(zip(code.co_varnames[npos - len(given):npos], given))
         defaults.update(fn.__kwdefaults__ or {})
         return cls(list(code.co_varnames[skip:npos + code.co_kwonlyargcount]), npos - skip,
-                   max(code.co_posonlyargcount - skip, 0), defaults,
-                   (code, fn.__defaults__, fn.__kwdefaults__))
+                   max(code.co_posonlyargcount - skip, 0), defaults)
 
     def bind(self, fname: str, args: tuple, kwargs: dict) -> tuple:
         """``args`` and ``kwargs`` as one tuple in the order of ``names``, by Python's

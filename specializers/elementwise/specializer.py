@@ -265,14 +265,17 @@ class ElementwiseFunction:
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
         self.__asp_scalar__ = fn  # what another kernel's call of this one compiles
+        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self._plain = self.specializer.parameters.plain  # calls that bind nothing
 
     def __call__(self, *args, out=None, **kwargs):
-        params = self.specializer.parameters
-        if not params.current(self.py_func):  # its code or defaults replaced in place
-            self.specializer.forget()
-            params = self.specializer.parameters
-        if kwargs or len(args) != params.plain:  # by name, defaults: in the function's order
-            args = params.bind(self.py_func.__name__, args, kwargs)
+        fn = self.py_func
+        if fn.__code__ is not self._made[0]:  # replaced in place (%autoreload)
+            self._renew()
+        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
+            if fn.__defaults__ is not self._made[1] or fn.__kwdefaults__ is not self._made[2]:
+                self._renew()
+            args = self.specializer.parameters.bind(fn.__name__, args, kwargs)
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit.hot_entry
         if hot is not None:
@@ -292,6 +295,12 @@ class ElementwiseFunction:
         if args and all(isinstance(a, numbers.Number) for a in args):
             return self._on_numbers(args, out)
         return self.jit.slow_call((*args, out))
+
+    def _renew(self) -> None:
+        fn = self.py_func
+        self.specializer.forget()
+        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self._plain = self.specializer.parameters.plain
 
     def _on_numbers(self, args: tuple, out):
         """Numbers alone (a kernel that calls this one and runs as Python passes them):

@@ -234,14 +234,24 @@ class Reduction:
     def __init__(self, fn, op: str):
         functools.update_wrapper(self, fn)
         self.py_func = fn
-        self.jit = JitKernel(ReductionSpecializer(fn, op))
+        self.jit = JitKernel(sp := ReductionSpecializer(fn, op))
+        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self._plain = sp.parameters.plain  # calls that bind nothing
+
+    def _renew(self) -> None:
+        fn = self.py_func
+        self.jit.specializer.forget()
+        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self._plain = self.jit.specializer.parameters.plain
 
     def __call__(self, *args, **kwargs):
-        sp = self.jit.specializer
-        if not sp.parameters.current(self.py_func):  # its code or defaults replaced in place
-            sp.forget()
-        if kwargs or len(args) != sp.parameters.plain:  # by name, defaults: in order
-            args = sp.parameters.bind(self.py_func.__name__, args, kwargs)
+        fn = self.py_func
+        if fn.__code__ is not self._made[0]:  # replaced in place (%autoreload)
+            self._renew()
+        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
+            if fn.__defaults__ is not self._made[1] or fn.__kwdefaults__ is not self._made[2]:
+                self._renew()
+            args = self.jit.specializer.parameters.bind(fn.__name__, args, kwargs)
         try:
             return self.jit(*args, None)  # the entry allocates the result slot
         except TypeError:
