@@ -766,6 +766,38 @@ def test_unsupported_constructs_fall_back_with_a_location():
         np.testing.assert_array_equal(f(np.arange(3.0)), [1.0, 2.0, 3.0])
 
 
+def _ends_in_try(x):
+    try:
+        return x + 1.0
+    except ValueError:
+        return 0.0
+
+
+def _ends_in_match(x):
+    match x:
+        case 1.0:
+            return 2.0
+        case _:
+            return x
+
+
+def _ends_in_raise(x):
+    if x > -1.0:
+        return x + 1.0
+    raise ValueError("below -1")
+
+
+@pytest.mark.parametrize("fn, words", [(_ends_in_try, "'try'"), (_ends_in_match, "'match'"),
+                                       (_ends_in_raise, "'raise'")])
+def test_a_kernel_ending_in_a_construct_it_may_not_hold_is_told_which(fn, words):
+    # (before, these were told they could reach their end without returning a value)
+    from asp.errors import AspFallbackWarning
+
+    x = np.arange(3.0)
+    with pytest.warns(AspFallbackWarning, match=words):
+        np.testing.assert_array_equal(elementwise(fn)(x), [fn(v) for v in x])
+
+
 def test_identity_comparisons_fall_back_naming_the_operator():
     from asp.errors import AspFallbackWarning
 

@@ -225,7 +225,11 @@ _DESCRIBE = {"While": "'while' loops", "Lambda": "lambdas", "ListComp": "list co
              "FunctionDef": "nested functions", "Tuple": "tuples", "JoinedStr": "f-strings",
              "Yield": "'yield'", "Await": "'await'", "Raise": "'raise'", "Assert": "'assert'",
              "Delete": "'del'", "Import": "'import'", "ImportFrom": "'import'",
-             "Return": "'return'", "Break": "'break'", "Continue": "'continue'"}
+             "Return": "'return'", "Break": "'break'", "Continue": "'continue'",
+             "Match": "'match'", "TryStar": "'try'", "AsyncWith": "'async with'",
+             "AsyncFor": "'async for'", "SetComp": "set comprehensions",
+             "DictComp": "dict comprehensions", "GeneratorExp": "generator expressions",
+             "Set": "sets", "Starred": "'*' unpacking", "NamedExpr": "':=' assignments"}
 
 
 def describe(node: ast.AST) -> str:
