@@ -108,6 +108,7 @@ def test_a_caller_that_runs_as_python_calls_the_kernels_on_numbers(rng):
     ((np.int16(7), 2), np.int16(14), np.int16),
     ((7, 2), 14, np.int64),
     ((True, 2), 2, np.int64),
+    ((np.bool_(True), 2), 2, np.int64),               # (np.bool_ is no numbers.Number)
 ])
 def test_numbers_alone_give_a_numpy_scalar_as_a_ufunc_does(args, value, dtype):
     got = scaled(*args)

@@ -292,7 +292,7 @@ class ElementwiseFunction:
                 raise TypeError(f"{self.py_func.__name__}() argument 'out' cannot be given "
                                 "with dask arrays (the result is a new, lazy dask array)")
             return blockwise(self, self.py_func.__name__, self.specializer.params, args)
-        if args and all(isinstance(a, numbers.Number) for a in args):
+        if args and all(isinstance(a, numbers.Number | np.generic) for a in args):
             return self._on_numbers(args, out)
         return self.jit.slow_call((*args, out))
 
@@ -304,9 +304,9 @@ class ElementwiseFunction:
 
     def _on_numbers(self, args: tuple, out):
         """Numbers alone (a kernel that calls this one and runs as Python passes them):
-        the value a one-element array gives, a NumPy scalar, as a ufunc gives it (NumPy's
-        scalars become the arrays, Python's numbers stay weak (NEP 50), unless all are);
-        with ``out``, that value in every element of it."""
+        the value a one-element array gives, a NumPy scalar, as a ufunc gives it.  NumPy's
+        scalars become the arrays and Python's numbers stay weak (NEP 50); Python's
+        numbers alone all become arrays.  With ``out``: that value in every element."""
         strong = any(isinstance(a, np.generic) for a in args)
         value = self(*(np.asarray(a).reshape(1) if isinstance(a, np.generic) or not strong
                        else a for a in args))[0]
