@@ -70,6 +70,40 @@ def test_a_kernel_calling_kernels_compiles_and_every_variant_is_the_python(dtype
                                                             dtype=np.float64)), rel=1e-6)
 
 
+@elementwise
+def three(x):
+    return 3
+
+
+@elementwise
+def half(x):
+    return 0.5
+
+
+@elementwise
+def plus_numbers(x):
+    return x + three(x) + half(x) * 0.0
+
+
+def test_a_kernel_returns_a_numpy_scalar_to_its_caller_never_a_python_number():
+    # three(x) is an int64 and half(x) a float64 whatever x is, as their arrays are: an
+    # int8 plus three(x) is an int64 (before: a Python 3, and the int8 wrapped at 127), a
+    # float32 plus half(x) a float64
+    for x in (np.array([1, 120, 127, -128], np.int8), np.array([1.5, -2.25], np.float32)):
+        want = [plus_numbers.py_func(v) for v in x]
+        got = plus_numbers(x)
+        assert got.dtype == np.asarray(want).dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+    got = composed_ints(np.array([1, 120, 127, -128], np.int8))
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [4, 123, 130, -125])
+
+
+@elementwise
+def composed_ints(x):
+    return x + three(x)
+
+
 def test_a_callee_edited_in_place_is_compiled_again_in_its_callers(rng):
     x = rng.standard_normal(1031) * 3
     y = rng.standard_normal(1031)

@@ -78,9 +78,14 @@ class ScalarTranslator(ExpressionTranslator):
 
     def domain_call(self, node: ast.Call, fn) -> tuple[ir.Expr, T]:
         own = helper_function(fn) if self.helpers is not None else None
-        if own is not None:  # the user's own function (or an elementwise kernel's)
-            return self.helpers.call(self, node, own)
-        return super().domain_call(node, fn)
+        if own is None:
+            return super().domain_call(node, fn)
+        e, t = self.helpers.call(self, node, own)  # the user's own function
+        if own is not fn:  # an elementwise kernel's: it returns an array's element, a
+            # NumPy scalar, never a Python number (``return 3`` gives an int64: an int8
+            # plus it is an int64, where plus a Python 3 it would wrap as an int8)
+            t = T(t.ctype)
+        return e, t
 
     @property
     def callables(self) -> str:  # (what refusals of a call say it may call)
