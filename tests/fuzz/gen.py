@@ -4,7 +4,8 @@ A kernel is a :class:`Body`: a few local variables, an optional ``if``/``else``
 statement assigning one more, and a result expression (for a stencil also an
 accumulation over the neighbours); one in four calls a function of the user's (a
 *helper*: a module-level ``def`` with a body of its own, which the specializers compile
-with the kernel), whose value the result adds.  Trees are generated *by kind* (``'b'`` bool,
+with the kernel; for an elementwise kernel, one in three of those is an ``@elementwise``
+kernel itself), whose value the result adds.  Trees are generated *by kind* (``'b'`` bool,
 ``'i'`` integer, ``'f'`` float), so an ``&`` gets integer operands and a
 ``math.sqrt`` a number: only what the front ends claim to accept, so that
 few kernels fall back.  Everything is drawn from hypothesis strategies, so a
@@ -100,6 +101,7 @@ class Body:
         for name, kinds, body in self.helpers:
             fname = name.replace("$", prefix)
             params = ", ".join(f"p{j}" for j in range(len(kinds)))
+            out += ["@elementwise"] if name.startswith("$e") else []
             out += [f"def {fname}({params}):",
                     *("    " + ln for ln in body.lines(f"{fname}_", stencil=False)), ""]
         return out
@@ -375,9 +377,12 @@ def bodies(draw, ctx: Ctx, depth: int, out_kind: str = "f", helper: str = "") ->
         hctx = Ctx(ctx.spec, tuple((f"p{j}", k) for j, k in enumerate(kinds)), ctx.avoid)
         hbody = draw(bodies(hctx, depth - 1, helper="i" if out_kind == "i" else "if"))
         args = tuple(draw(exprs(ctx, k, depth - 2)) for k in kinds)
-        helpers = (("$h0", kinds, hbody),)
+        # One in three of an elementwise kernel's is itself an ``@elementwise`` kernel
+        # (``$e0``): a kernel built of kernels, whose call's value is a NumPy scalar.
+        name = "$e0" if ctx.spec == EW and draw(st.integers(0, 2)) == 0 else "$h0"
+        helpers = ((name, kinds, hbody),)
         call = (f"$t{len(lets)}", hbody.result.kind)
-        lets.append((call[0], E("call", "$h0", args, kind=call[1])))
+        lets.append((call[0], E("call", name, args, kind=call[1])))
         ctx = ctx.with_leaf(*call)
     loop = None
     if ctx.spec == EW and "loop" not in ctx.avoid and draw(st.integers(0, 2)) == 0:

@@ -13,7 +13,8 @@ from tests.fuzz.iterate import IT, iterate_source
 
 __all__ = ["elementwise_module", "singles_module", "stencil_module", "stencil_solo_module"]
 
-_HEADER = "import math\n\nimport numpy as np\n\n"
+_HEADER = ("import math\n\nimport numpy as np\n\n"
+           "from specializers.elementwise import elementwise  # (helpers may be kernels)\n")
 
 
 def _indent(lines: list[str], n: int) -> list[str]:
