@@ -59,6 +59,8 @@ def modules(tmp_path, monkeypatch):
     written = []
 
     def write(name: str, text: str) -> None:
+        if name not in written:  # (no module of another test by that name)
+            sys.modules.pop(name, None)
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(text))
         importlib.invalidate_caches()
         written.append(name)
@@ -76,7 +78,7 @@ HELPERS = """
 KERNELS = """
     from specializers.elementwise import elementwise
     from specializers.reduction import reduction
-    from scaling import scale
+    from cr_scaling import scale
 
     @elementwise
     def shifted(x):
@@ -89,16 +91,16 @@ KERNELS = """
 
 
 def test_an_edited_helper_module_autoreloaded_is_what_its_kernels_run(modules, rng):
-    modules("scaling", HELPERS.format(k=2.0, factor="k"))
-    modules("kernels", KERNELS)
-    import kernels
-    import scaling
+    modules("cr_scaling", HELPERS.format(k=2.0, factor="k"))
+    modules("cr_kernels", KERNELS)
+    import cr_kernels as kernels
+    import cr_scaling as scaling
 
     x = rng.standard_normal(4099)
     np.testing.assert_array_equal(onto_the_hot_path(kernels.shifted, x), x * 2.0 + 1.0)
     assert kernels.total(x) == pytest.approx(np.sum(x * 2.0), rel=1e-12)
     for k, factor, want in ((2.0, "x", x), (5.0, "k", 5.0 * x), (5.0, "k * k", x * 5.0 * 5.0)):
-        modules("scaling", HELPERS.format(k=k, factor=factor).replace("x * x", "x"))
+        modules("cr_scaling", HELPERS.format(k=k, factor=factor).replace("x * x", "x"))
         autoreload(scaling)
         assert kernels.scale is not scaling.scale  # the kernel's module holds the old one
         np.testing.assert_array_equal(kernels.shifted(x), want + 1.0)
@@ -106,10 +108,10 @@ def test_an_edited_helper_module_autoreloaded_is_what_its_kernels_run(modules, r
 
 
 def test_a_reload_that_changed_nothing_keeps_the_compiled_code(modules, rng):
-    modules("scaling", HELPERS.format(k=2.0, factor="k"))
-    modules("kernels", KERNELS)
-    import kernels
-    import scaling
+    modules("cr_scaling", HELPERS.format(k=2.0, factor="k"))
+    modules("cr_kernels", KERNELS)
+    import cr_kernels as kernels
+    import cr_scaling as scaling
 
     x = rng.standard_normal(2051)
     onto_the_hot_path(kernels.shifted, x)
@@ -135,8 +137,8 @@ STENCIL = """
 
 
 def test_an_edited_stencil_class_autoreloaded_runs_the_new_kernel(modules, rng):
-    modules("heat", STENCIL.format(coef="1.0"))
-    import heat
+    modules("cr_heat", STENCIL.format(coef="1.0"))
+    import cr_heat as heat
 
     k = heat.Heat()
     u = rng.random((67, 131))
@@ -144,7 +146,7 @@ def test_an_edited_stencil_class_autoreloaded_runs_the_new_kernel(modules, rng):
     for _ in range(40):  # onto the hot path of the call and of iterate
         k(u, 0.1)
         k.iterate(u, 0.1, steps=3)
-    modules("heat", STENCIL.format(coef="0.5"))
+    modules("cr_heat", STENCIL.format(coef="0.5"))
     autoreload(heat)
     assert type(k) is not heat.Heat  # the instance's class is the old one, updated
     want = heat.Heat.kernel  # the loop of the new code, in Python
@@ -171,7 +173,7 @@ def hot(fn, *args):
 
 
 def test_defaults_replaced_in_place_are_the_ones_bound(modules, rng):
-    modules("defaults", """
+    modules("cr_defaults", """
         from specializers.elementwise import elementwise
         from specializers.reduction import reduction
 
@@ -186,7 +188,7 @@ def test_defaults_replaced_in_place_are_the_ones_bound(modules, rng):
         def g(x, k=2.0):
             return x * k
     """)
-    import defaults as d
+    import cr_defaults as d
 
     x = rng.standard_normal(1031)
     np.testing.assert_array_equal(hot(d.f, x), (x + 1.0) * 2.0)
@@ -202,7 +204,7 @@ def test_defaults_replaced_in_place_are_the_ones_bound(modules, rng):
 
 
 def test_a_kernel_given_a_new_signature_in_place_binds_it(modules, rng):
-    modules("signature", """
+    modules("cr_signature", """
         from specializers.elementwise import elementwise
 
         @elementwise
@@ -212,7 +214,7 @@ def test_a_kernel_given_a_new_signature_in_place_binds_it(modules, rng):
         def g(x, k=3.0):
             return x * k
     """)
-    import signature as s
+    import cr_signature as s
 
     x = rng.standard_normal(515)
     onto_the_hot_path(s.f, x)
@@ -222,14 +224,14 @@ def test_a_kernel_given_a_new_signature_in_place_binds_it(modules, rng):
 
 
 def test_source_attached_to_a_function_is_not_the_text_of_code_put_in_its_place(modules):
-    modules("attached", """
+    modules("cr_attached", """
         def one(x):
             return x + 1
 
         def two(x):
             return x + 2
     """)
-    import attached as a
+    import cr_attached as a
 
     attach_source(a.one)
     assert "x + 1" in get_source(a.one).text
