@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from asp.frontend.source import attach_source, get_source
+from specializers.stencil import StencilKernel
 from tests.test_helpers import onto_the_hot_path
 
 _OLD: dict[tuple[str, str], list] = {}
@@ -249,3 +250,46 @@ def test_the_native_entry_refuses_a_malformed_function_guard(rng):
         entry.assuming(((blend.py_func, 3, None),))
     with pytest.raises(TypeError, match="function, 0-2"):
         entry.assuming(((blend.py_func, "__code__", None),))
+
+
+class Scaled(StencilKernel):
+    boundary = "interior"
+
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = alpha
+
+    def kernel(self, u, out):
+        for p in out.interior_points():
+            out[p] = u[p] * 2.0
+
+
+class _ReadsAlpha(StencilKernel):
+    def kernel(self, u, out):
+        for p in out.interior_points():
+            out[p] = u[p] * self.alpha
+
+
+def test_a_kernel_method_replaced_to_read_an_attribute_reads_each_objects(rng):
+    """Before the swap the kernel reads nothing of its object, so both objects share one
+    runtime object (the class's); after it, each must get code for its own ``alpha``
+    (before the fix the shared one was planned again from the first object's snapshot,
+    and the second object got the first one's ``alpha``)."""
+    u = rng.random((40, 37))
+    k1, k2 = Scaled(3.0), Scaled(5.0)
+    out = np.zeros_like(u)
+    for _ in range(30):  # onto every remembered and hot path: K(u), K.kernel(u, out)
+        k1(u), k2(u), k1.kernel(u, out), k2.kernel(u, out), k1.iterate(u, steps=2)
+    saved = Scaled.kernel.__code__
+    try:
+        Scaled.kernel.__code__ = _ReadsAlpha.kernel.__code__
+        for k, alpha in ((k1, 3.0), (k2, 5.0), (k1, 3.0), (k2, 5.0)):
+            want = np.zeros_like(u)
+            want[1:-1, 1:-1] = u[1:-1, 1:-1] * alpha
+            np.testing.assert_array_equal(k(u), want)
+            got = np.zeros_like(u)
+            k.kernel(u, got)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(k.iterate(u, steps=2), k(k(u)))
+    finally:
+        Scaled.kernel.__code__ = saved

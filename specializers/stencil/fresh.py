@@ -43,7 +43,7 @@ class Remembered(NamedTuple):
     """What a ``__call__`` found, for later calls with the same :func:`kinds` of
     arguments (its key in the kernel's ``_fresh``)."""
 
-    options: tuple  # (boundary, cval, should_unroll) it was found for
+    options: tuple  # (boundary, cval, should_unroll, the kernel's code) it was found for
     shape: tuple
     dtype: np.dtype
     plan: list | None  # what to zero here: index tuples, or None for everything
@@ -117,7 +117,8 @@ def call_fresh(kernel, inputs: tuple):
         # The kind remembered first (pop: another thread may have dropped it already).
         remembered.pop(next(iter(remembered), None), None)
     remembered[key] = Remembered(
-        (kernel.boundary, kernel.cval, kernel.should_unroll), data.shape,
+        (kernel.boundary, kernel.cval, kernel.should_unroll, type(kernel).kernel.__code__),
+        data.shape,
         data.dtype, plan, at if grid else None,
         None if reads is PER_INSTANCE else zeroing, reads if names else None, names,
         not any(isinstance(a, StencilGrid) for a in inputs), at)

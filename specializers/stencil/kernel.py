@@ -147,8 +147,9 @@ class StencilKernel:
         cls = type(self)
         fn = cls.kernel
         zero = zero and self.boundary == "interior"  # other modes write every point
-        options = (fn, self.boundary, float(self.cval), bool(self.should_unroll), geometry,
-                   zero)
+        # (its code too: replaced in place, it may read other attributes of the object)
+        options = (fn, fn.__code__, self.boundary, float(self.cval),
+                   bool(self.should_unroll), geometry, zero)
         if reads is PER_INSTANCE:
             jits = vars(self).setdefault("_own_jits", {})
             key = options
@@ -203,7 +204,11 @@ class StencilKernel:
                 # A miss on plain grids is the guards' or the tuner's (one call in N comes
                 # back to be timed): it goes to the slow path, not to the hot entry again
                 # (which would serve it, and the winner would never be verified); only
-                # grid objects retry, as their arrays.
+                # grid objects retry, as their arrays.  A kernel method whose code was
+                # replaced (its guard missed) may read other attributes of the object:
+                # the call finds its runtime object again.
+                if fast[6] is not type(self).kernel.__code__:
+                    return self._call(args)
                 conv, grids = [], False
                 for a in args:
                     if type(a) is StencilGrid:
@@ -235,7 +240,7 @@ class StencilKernel:
         if not geometry and reads is not PER_INSTANCE:
             # The hot path checks what the kernel reads only if it reads anything.
             self._fast = (self.boundary, self.cval, self.should_unroll, jit,
-                          reads if names else None, names)
+                          reads if names else None, names, type(self).kernel.__code__)
         arrays = tuple(a._data if isinstance(a, StencilGrid) else a for a in args)
         return jit(*arrays)
 
@@ -287,7 +292,8 @@ class StencilKernel:
         # either: an argument of a remembered type never held a dask graph.
         if self._fresh and not self.pure_python:
             r = self._fresh.get(kinds(inputs))
-            if r is not None and r.options == (self.boundary, self.cval, self.should_unroll):
+            if r is not None and r.options == (self.boundary, self.cval, self.should_unroll,
+                                               type(self).kernel.__code__):
                 return run_remembered(self, r, inputs)
         return call_fresh(self, inputs)
 
