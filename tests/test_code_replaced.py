@@ -165,8 +165,14 @@ def test_an_edited_stencil_class_autoreloaded_runs_the_new_kernel(modules, rng):
 
 
 def hot(fn, *args):
-    """``fn(*args)`` once its calls take the native entry (binding its defaults)."""
-    for _ in range(200):
+    """``fn(*args)`` once its calls take the native entry (binding its defaults), within
+    as many calls as :func:`tests.test_helpers.onto_the_hot_path` allows (200 calls were
+    too few for a tuner on a host running two test suites at once)."""
+    from asp.tune import calls_to_decide
+
+    bound = fn.specializer.parameters.bind(fn.py_func.__name__, args, {})
+    n = len(fn.jit.specialization(*bound, None).variant_names)
+    for _ in range(3 * calls_to_decide(n)):
         result = fn(*args)
         if fn.jit.hot_entry is not None:
             return result
