@@ -613,3 +613,44 @@ def test_a_stencil_variant_that_gives_numbers_where_the_python_raised_is_a_misma
         else:
             assert res.status == "mismatch"
             assert [(v, why) for v, _, _, why, _ in res.bad] == [("b", "the Python raises")]
+
+
+def test_a_result_dtype_of_another_kind_than_numpys_is_a_mismatch():
+    """The reference's dtype is asp's own typing of the kernel (run_python casts
+    Python's values to it), so the comparison of values cannot see a wrong one: float
+    results typed as integers compare equal once cast.  The worker checks the typing
+    against the dtype NumPy gives Python's values; a wider type or a narrower one of the
+    same kind is the documented common type of every path, another kind a mismatch."""
+    import types
+
+    from tests.fuzz.reduce import run_reduction
+    from tests.fuzz.worker import Outcome, Runner, holds, numpy_dtype
+
+    def half(k, x):
+        return x / 2
+
+    x = np.arange(5, dtype=np.int64)
+    assert numpy_dtype(half, 0, (x,)) == np.float64
+    assert numpy_dtype(lambda k, x: 0.5 if x > 2 else 1, 0, (x,)) is None  # two types
+    assert numpy_dtype(lambda k, x: x > 2, 0, (x,)) == np.bool_
+    assert numpy_dtype(lambda k, x: 7, 0, (x,)) == np.int64
+    assert holds(np.dtype(np.int32), np.dtype(np.int64))          # a path not taken
+    assert holds(np.dtype(np.float64), np.dtype(np.float32))      # a Python float beside f32
+    assert holds(None, np.dtype(np.int8))
+    assert not holds(np.dtype(np.float64), np.dtype(np.int64))
+    assert not holds(np.dtype(np.int64), np.dtype(np.uint64))
+    assert not holds(np.dtype(np.int64), np.dtype(np.bool_))
+
+    # A reference typed int64 for float results: caught before any variant runs.
+    spec = types.SimpleNamespace(fn=half, run_python=lambda a: (a[1] / 2).astype(np.int64))
+    runner = object.__new__(Runner)
+    runner.batch = types.SimpleNamespace(inputs=(x,))
+    res = runner.run_ew(0, types.SimpleNamespace(specializer=spec), [])
+    assert res.status == "mismatch" and res.bad[0][0] == "dtype", res
+
+    terms = types.SimpleNamespace(fn=half, terms=lambda a: (a[1] / 2).astype(np.int64))
+    batch = types.SimpleNamespace(inputs=(x,), option=lambda _: "+")
+    res = run_reduction(0, types.SimpleNamespace(jit=types.SimpleNamespace(specializer=terms)),
+                        [], batch, lambda _: None, __import__("contextlib").nullcontext,
+                        Outcome, (4, 0.0))
+    assert res.status == "mismatch" and res.bad[0][0] == "dtype", res

@@ -121,6 +121,13 @@ def run_reduction(i: int, fn, variants: list[str], batch, mark, quiet, outcome_c
         inputs = tuple(a[valid] if isinstance(a, np.ndarray) else a for a in batch.inputs)
         terms = spec.terms((i, *inputs))
     res.skipped = int((~valid).sum())
+    from tests.fuzz.worker import holds, numpy_dtype  # the worker imports this module
+    own = numpy_dtype(spec.fn, i, inputs) if terms.size else None
+    if not holds(own, terms.dtype):
+        res.bad.append(("dtype", None, None, f"terms of {own} (NumPy's)",
+                        f"terms of {terms.dtype} (asp's)"))
+        res.status = "mismatch"
+        return res
     reps = PARALLEL_TERMS // max(terms.size, 1) + 1
     big = tuple(np.tile(a, reps) if isinstance(a, np.ndarray) else a for a in inputs)
     empty = OPS[op][1] is None and terms.size == 0   # max/min of nothing: ValueError

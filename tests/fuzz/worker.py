@@ -151,9 +151,43 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
+def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | None:
+    """The dtype NumPy itself gives the kernel's results, found without asp's typing:
+    the type of the values Python computes element by element when they all have one
+    (NumPy scalars: their dtype; Python bool, int or float: the dtype ``np.asarray``
+    gives them), else None (values of several types: nothing to say)."""
+    from asp.runtime.mapargs import map_python
+    with _quiet():
+        try:
+            values, _ = map_python(fn, (k, *inputs))
+        except Exception:  # noqa: BLE001 - some element raised: not this oracle's case
+            return None
+    kinds = {type(v) for v in values}
+    if len(kinds) != 1 or not values:
+        return None
+    (kind,) = kinds
+    if issubclass(kind, np.generic):
+        return values[0].dtype
+    if kind in (bool, float) or (kind is int and all(-2**63 <= v < 2**63 for v in values)):
+        return np.asarray(values).dtype
+    return None
+
+
+def holds(own: np.dtype | None, typed: np.dtype) -> bool:
+    """Whether asp's result dtype ``typed`` may hold values NumPy gives as ``own`` (None:
+    not known).  Not equality: a kernel returns the common type of every value it may
+    return, paths not taken on these inputs included (docs/specializers/elementwise.rst),
+    so its dtype may be wider than the values', or narrower within a kind (a Python
+    float beside a float32 is a float32); it may not change their kind (float values
+    in an integer dtype, negative ones in an unsigned one), which the comparison of
+    values cannot see, the reference being cast to ``typed``."""
+    return own is None or bool(np.can_cast(own, typed, casting="same_kind"))
+
+
 def ew_reference(spec, k: int, inputs: tuple) -> tuple[np.ndarray | None, np.ndarray]:
     """``run_python`` on the arrays; where it raises, element by element (an element
-    whose Python raises is not compared: the compiled code cannot raise)."""
+    whose Python raises is not compared: the compiled code cannot raise).  The
+    reference's dtype is asp's typing of the kernel; :func:`numpy_dtype` checks it."""
     n = next(a.size for a in inputs if isinstance(a, np.ndarray))
     with _quiet():
         try:
@@ -401,6 +435,11 @@ class Runner:
         expected, valid = ew_reference(fn.specializer, i, b.inputs)
         if expected is None:
             res.skipped = int(valid.size)
+            return res
+        own = numpy_dtype(fn.specializer.fn, i, b.inputs)
+        if not holds(own, expected.dtype):
+            res.bad.append(("dtype", 0, None, f"{own} (NumPy's)", f"{expected.dtype} (asp's)"))
+            res.status = "mismatch"
             return res
         tol = tolerance(b.bodies[i], b.params)
         n = expected.size
