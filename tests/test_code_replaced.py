@@ -164,21 +164,6 @@ def test_an_edited_stencil_class_autoreloaded_runs_the_new_kernel(modules, rng):
         np.testing.assert_array_equal(kernel.iterate(u, 0.1, steps=3), steps)
 
 
-def hot(fn, *args):
-    """``fn(*args)`` once its calls take the native entry (binding its defaults), within
-    as many calls as :func:`tests.test_helpers.onto_the_hot_path` allows (200 calls were
-    too few for a tuner on a host running two test suites at once)."""
-    from asp.tune import calls_to_decide
-
-    bound = fn.specializer.parameters.bind(fn.py_func.__name__, args, {})
-    n = len(fn.jit.specialization(*bound, None).variant_names)
-    for _ in range(3 * calls_to_decide(n)):
-        result = fn(*args)
-        if fn.jit.hot_entry is not None:
-            return result
-    raise AssertionError("no hot path")
-
-
 def test_defaults_replaced_in_place_are_the_ones_bound(modules, rng):
     modules("cr_defaults", """
         from specializers.elementwise import elementwise
@@ -198,7 +183,7 @@ def test_defaults_replaced_in_place_are_the_ones_bound(modules, rng):
     import cr_defaults as d
 
     x = rng.standard_normal(1031)
-    np.testing.assert_array_equal(hot(d.f, x), (x + 1.0) * 2.0)
+    np.testing.assert_array_equal(onto_the_hot_path(d.f, x), (x + 1.0) * 2.0)
     assert d.g(x) == np.max(x * 2.0)
     d.f.py_func.__defaults__ = (3.0,)
     np.testing.assert_array_equal(d.f(x), (x + 1.0) * 3.0)

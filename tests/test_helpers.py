@@ -91,13 +91,16 @@ def every_variant(fn, *args):
 
 
 def onto_the_hot_path(fn, *args):
-    """Call ``fn(*args)`` until its tuner decided and the calls take the native entry."""
+    """Call ``fn(*args)`` until its tuner decided and the calls take the native entry
+    (``args`` with the defaults ``fn`` binds); the last call's result.  Three times the
+    calls a decision may take: one host running two test suites at once needed more."""
     from asp.tune import calls_to_decide
 
-    n = len(fn.jit.specialization(*args, None).variant_names)
+    bound = fn.specializer.parameters.bind(fn.py_func.__name__, args, {})
+    n = len(fn.jit.specialization(*bound, None).variant_names)
     for _ in range(3 * calls_to_decide(n)):
         result = fn(*args)
-        if fn.jit._hot is not None:
+        if fn.jit.hot_entry is not None:
             return result
     raise AssertionError("no hot path")
 

@@ -17,13 +17,12 @@ import math
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from conftest import MIN_THREADS, openmp_max_threads
+from conftest import MIN_THREADS, openmp_max_threads, until_decided
 
 from asp import config
 from asp.ir import platform as ir
 from asp.passes import dependences
 from asp.runtime.specialization import expand_spaces
-from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 from specializers.elementwise.lowering import SERIAL_ELEMENTS, SERIAL_ELEMENTS_LOOPS
 from specializers.stencil import StencilGrid, StencilKernel
@@ -332,10 +331,16 @@ def test_stencil_above_the_default_threshold(shape, mode, rng, monkeypatch):
     plain = [n for n, _ in variant_specs(u.ndim, True)]
     assert names[:len(plain)] == plain
     assert len(names) == len(plain) + (TILE_SAMPLE if u.ndim == 3 else 0) + jam_sample(u.ndim)
-    # The tuner's winner, through the ordinary call, agrees too.
-    for _ in range(calls_to_decide(len(names))):
-        np.testing.assert_allclose(k(u, 2.0, 0.5), scipy_oracle(u, mode, 1, 2.0, 0.5),
-                                   rtol=1e-12, atol=1e-12)
+    # Every call agrees while the tuner races the variants, and the winner's after.
+    want = scipy_oracle(u, mode, 1, 2.0, 0.5)
+
+    def call():
+        np.testing.assert_allclose(k(u, 2.0, 0.5), want, rtol=1e-12, atol=1e-12)
+
+    until_decided(call, lambda: k.call_jit(u, 2.0, 0.5).chosen_variant(
+        u, 2.0, 0.5, np.zeros_like(u)) is not None, len(names))
+    for _ in range(8):
+        call()
 
 
 # -- elementwise ----------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from asp.errors import AspFallbackWarning
-from asp.tune import calls_to_decide
 from specializers.stencil import StencilKernel
+from tests.conftest import until_decided
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,8 +97,8 @@ def test_instances_share_one_specialization_and_its_tuning(rng):
     first = Heat(boundary="wrap")
     jit = first.jit_for(u, 0.1, out)
     n = len(jit.specialization(u, 0.1, out).variant_names)
-    for _ in range(calls_to_decide(n)):  # enough calls for online tuning to pick a winner
-        first.kernel(u, 0.1, out)
+    until_decided(lambda: first.kernel(u, 0.1, out),
+                  lambda: jit.chosen_variant(u, 0.1, out) is not None, n)
     winner = jit.chosen_variant(u, 0.1, out)
     assert winner is not None
     spec = jit.specialization(u, 0.1, out)
