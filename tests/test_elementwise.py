@@ -798,6 +798,63 @@ def test_a_kernel_ending_in_a_construct_it_may_not_hold_is_told_which(fn, words)
         np.testing.assert_array_equal(elementwise(fn)(x), [fn(v) for v in x])
 
 
+ALWAYS = 3
+
+
+def _ends_in_an_if_on_a_module_constant(x):
+    if ALWAYS > 2:
+        return x + 1.0
+
+
+def _ends_in_a_loop_that_is_entered(x):
+    for i in range(3):
+        if x > i:
+            return x * i
+        return -x
+
+
+def _ends_in_while_true(x):
+    y = x
+    while True:
+        if y > 0.0:
+            return y
+        y = y + 1.0
+
+
+@pytest.mark.parametrize("fn", [_ends_in_an_if_on_a_module_constant,
+                                _ends_in_a_loop_that_is_entered, _ends_in_while_true])
+def test_a_kernel_whose_end_python_never_reaches_compiles(fn):
+    """Whether a kernel can reach its end is what Python knows when compiling: an `if`
+    on a module constant takes one branch, a loop over a constant range is entered.
+    (Before 2026-12-07 the first two were refused, "can reach its end without returning
+    a value", and ran as Python: the syntax alone was asked.)  A fallback fails here."""
+    from tests.test_helpers import every_variant
+
+    x = np.linspace(-2.5, 2.5, 11)
+    want = np.array([fn(v) for v in x])
+    f = elementwise(fn)
+    np.testing.assert_array_equal(f(x), want)
+    variants = every_variant(f, x)
+    assert len(variants) >= 3
+    for name, got in variants.items():
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def _may_reach_its_end(x):
+    for i in range(ALWAYS - 3):  # never entered
+        return x
+    if x > 0.0:
+        return x
+
+
+def test_a_kernel_that_can_reach_its_end_is_told_so():
+    from asp.errors import AspFallbackWarning
+
+    x = np.arange(1.0, 4.0)
+    with pytest.warns(AspFallbackWarning, match="'_may_reach_its_end' can reach its end"):
+        np.testing.assert_array_equal(elementwise(_may_reach_its_end)(x), x)
+
+
 def test_identity_comparisons_fall_back_naming_the_operator():
     from asp.errors import AspFallbackWarning
 

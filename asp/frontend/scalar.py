@@ -44,7 +44,6 @@ A domain front end (the sketch of :mod:`specializers.stencil.frontend`)::
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 from dataclasses import dataclass
 
@@ -168,22 +167,6 @@ def hoist_guards(sf: ScalarFunction) -> ScalarFunction:
         (i, lo, hi) for i, (lo, hi) in sorted(h.bounds.items())))
 
 
-def _always_returns(stmts) -> bool:
-    if not stmts:
-        return False
-    last = stmts[-1]
-    if isinstance(last, ast.Return):
-        return True
-    if isinstance(last, ast.If):
-        return _always_returns(last.body) and _always_returns(last.orelse)
-    if isinstance(last, ast.While):
-        is_true = isinstance(last.test, ast.Constant) and bool(last.test.value)
-        return is_true and not any(isinstance(n, ast.Break) for n in ast.walk(last))
-    # A statement no kernel may hold: its translation names it (before, a kernel ending
-    # in try/except was told it "can reach its end without returning a value").
-    return isinstance(last, ast.Raise | ast.Try | ast.TryStar | ast.With | ast.Match)
-
-
 def translate(src: KernelSource, fn, param_types: dict[str, T], *,
               name: str = "asp_elem", kind: str = "an elementwise kernel",
               helpers: Helpers | None = None) -> ScalarFunction:
@@ -200,8 +183,6 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
     names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
     if set(names) != set(param_types):
         raise src.error(func, "internal: parameter types do not match the signature")
-    if not _always_returns(func.body):
-        raise src.error(func, f"'{func.name}' can reach its end without returning a value")
     ns = namespace(fn)
 
     def make(env):
@@ -209,7 +190,12 @@ def translate(src: KernelSource, fn, param_types: dict[str, T], *,
         tr.helpers = helpers
         return tr
 
-    tr, _ = settle(make, func.body)
+    tr, first = settle(make, func.body)
+    # Whether control can pass the end is asked of the translation, which knows what
+    # Python knows when compiling (an `if` on a module constant, a loop over a constant
+    # range that is entered): asked of the syntax, `if LIMIT > 2: return x` was refused.
+    if not tr.returns or not tr.ends(first.body):
+        raise src.error(func, f"'{func.name}' can reach its end without returning a value")
     ret = tr.returns[0]
     for t in tr.returns[1:]:
         ret = join(ret, t)
