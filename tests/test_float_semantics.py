@@ -289,3 +289,67 @@ def test_a_kernel_only_python_can_run_falls_back_with_the_reason():
     x = np.array([1.0, 2.0])
     with pytest.warns(AspFallbackWarning, match="could not be checked: a value only Python"):
         np.testing.assert_array_equal(always_huge(x), -0.0 * int(1e300) + x)
+
+
+@elementwise
+def expm1_of_either(x):
+    return np.expm1(x if x < 100 else 0)
+
+
+class Expm1(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = np.expm1(u[x])
+
+
+def test_a_float32_function_of_integers_is_checked_with_float32s_tolerance():
+    """``np.expm1`` of an int16 is a float32; compiled, it is computed in double and
+    rounded to float, and may differ from NumPy's float32 loop in the last place (as
+    docs/specializers/elementwise.rst says).  The check of the compiled code allowed that
+    only where an array of the call was a float32: here the output is a float64 (the
+    common type of the float32 and the ``0`` arm's float64) or the grids int16 and
+    float64, so every elementwise kernel, reduction and stencil calling it was refused,
+    "every compiled variant disagrees with the Python reference", and ran as Python (a
+    fuzz campaign's finding).  Now they compile (a fallback fails here) and agree."""
+    from specializers.reduction import reduction
+    from tests.test_helpers import every_variant
+
+    x = np.arange(-18, 19, dtype=np.int16)
+    want = np.array([expm1_of_either.py_func(v) for v in x])
+    assert want.dtype == np.float32
+    got = expm1_of_either(x)
+    assert got.dtype == np.float64  # the common type of both arms' results
+    np.testing.assert_allclose(got, want, rtol=2**-22)
+    for name, v in every_variant(expm1_of_either, x).items():
+        np.testing.assert_allclose(v, want, rtol=2**-22, err_msg=name)
+
+    total = reduction("+")(expm1_of_either.py_func)
+    np.testing.assert_allclose(total(x), np.sum(want.astype(np.float64)), rtol=1e-6)
+
+    u = x[:36].reshape(6, 6)
+    out = np.zeros((6, 6))
+    Expm1().kernel(u, out)
+    ref = np.zeros((6, 6))
+    ref[1:-1, 1:-1] = np.expm1(u[1:-1, 1:-1])
+    np.testing.assert_allclose(out, ref, rtol=2**-22)
+
+
+@elementwise
+def scaled(x, r):
+    return x * r + 1.0
+
+
+def test_a_float64_kernel_with_a_float32_argument_is_checked_tightly():
+    """The looser tolerance is for float32 functions only: float32 arithmetic rounds as
+    NumPy's does, and a float64 kernel taking a float32 scalar is checked as tightly as
+    before (the check is the net that catches wrong code)."""
+    from asp.ir import platform as ir
+
+    x = np.linspace(0, 1, 50)
+    spec = scaled.jit.specializer
+    plan = spec.plan(spec.prepare((x, np.float32(0.5), None)))
+    assert plan.rtol == 1e-9
+    plan = expm1_of_either.jit.specializer.plan(
+        expm1_of_either.jit.specializer.prepare((x.astype(np.int16), None)))
+    assert plan.rtol == 1e-4
+    assert ir.rounds_a_call_to("float", *plan.helpers)

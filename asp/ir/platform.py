@@ -17,6 +17,7 @@ __all__ = [
     "ArrayRef", "Assign", "BinOp", "Block", "Break", "Call", "Cast", "Const", "Continue",
     "Declare", "Expr", "ExprStmt", "For", "Function", "If", "Module", "Param", "Parallel",
     "Pragma", "Region", "Return", "Stmt", "Ternary", "UnaryOp", "Var", "Verbatim", "While",
+    "rounds_a_call_to",
 ]
 
 
@@ -325,3 +326,13 @@ class Module(Node):
     preamble: str = ""
     helpers: tuple[Function, ...] = ()
     child_fields: ClassVar = ("helpers", "functions")
+
+
+def rounds_a_call_to(ctype: str, *nodes: Node) -> bool:
+    """Whether any of ``nodes`` (functions, blocks) casts a call's result to ``ctype``:
+    a float32 math function is computed in double and rounded (``(float)expm1((double)
+    x)``), which may differ in the last place from NumPy's own float32 loop, so a kernel
+    that calls one (``np.expm1`` of an int16 is a float32) is checked with float32's
+    tolerance although none of its arrays is a float32."""
+    return any(isinstance(n, Cast) and n.ctype == ctype and isinstance(n.expr, Call)
+               for node in nodes for n in node.walk())

@@ -28,6 +28,7 @@ from asp.frontend import get_source, source_text
 from asp.frontend.helpers import passed
 from asp.frontend.scalar import PREAMBLE, c_name, hoist_guards, translate
 from asp.frontend.shipping import reduce_function_object
+from asp.ir import platform as ir
 from asp.ir.powers import simd_powers
 from asp.passes import run_pipeline, simd_forms_called
 from asp.runtime import (
@@ -181,7 +182,9 @@ class ElementwiseSpecializer(Specializer):
             oo = None if o is None else np.zeros((m,) + (1,) * (o.ndim - 1), o.dtype)
             return (*made, oo)
 
-        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
+        functions = (*(h.as_function() for h in called), sf.as_function())
+        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs) \
+            or ir.rounds_a_call_to("float", *functions)
         return Plan(signature=prepared.signature, specs=specs, variants=funcs,
                     ret=len(specs) - 1, preamble=PREAMBLE + simd_powers(
                         simd_forms_called(sf.body).union(
@@ -190,7 +193,7 @@ class ElementwiseSpecializer(Specializer):
                         name.startswith("vlanes") for name, _ in variants) else "") + (
                         STREAMING if any(name == "stream" for name, _ in variants) else ""),
                     # The user's function, called by every variant: IR, so the dump shows it.
-                    helpers=(*(h.as_function() for h in called), sf.as_function()),
+                    helpers=functions,
                     includes=("stdint.h", "stdbool.h", "math.h"), check_args=check_args,
                     check_args_from=check_args_from, errors=UNREP_ERRORS if sf.checked else (),
                     rtol=1e-4 if float32 else 1e-9, atol=1e-6 if float32 else 1e-12)

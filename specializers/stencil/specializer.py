@@ -355,7 +355,8 @@ class StencilSpecializer(Specializer):
         # kernel calls, then the slabs (which call both).
         helpers = (*helpers_for([*helpers, *(v.function for v in variants)]),
                    *own_functions(k), *helpers)
-        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs)
+        float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs) \
+            or ir.rounds_a_call_to("float", *helpers, *(v.function for v in variants))
         lo, hi = radius(k, dim)
         return Plan(signature=prepared.signature, specs=specs, variants=tuple(variants),
                     spaces=spaces, repeatable=not needs_load(k),  # out is noalias
@@ -380,8 +381,7 @@ class StencilSpecializer(Specializer):
 
     def check_args(self, k: StencilIR, args: tuple, reach: int) -> tuple:
         """Small random arguments of the same kinds: fields of one shape a few points past
-        the reach of the neighbourhood, tables as given (their contents decide valid
-        indices)."""
+        the neighbourhood's reach, tables as given (their contents decide valid indices)."""
         rng = np.random.default_rng(7)
         n = self._check_extent(k, args, reach)
         made = []
