@@ -151,11 +151,12 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
-def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | None:
+def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | str | None:
     """The dtype NumPy itself gives the kernel's results, found without asp's typing:
     the type of the values Python computes element by element when they all have one
-    (NumPy scalars: their dtype; Python bool, int or float: the dtype ``np.asarray``
-    gives them), else None (values of several types: nothing to say)."""
+    (NumPy scalars: their dtype; Python bool or float: the dtype ``np.asarray`` gives
+    them; Python ints: ``"int"``, any integer type), else None (values of several
+    types: nothing to say)."""
     from asp.runtime.mapargs import map_python
     with _quiet():
         try:
@@ -168,7 +169,9 @@ def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | None:
     (kind,) = kinds
     if issubclass(kind, np.generic):
         return values[0].dtype
-    if kind in (bool, float) or (kind is int and all(-2**63 <= v < 2**63 for v in values)):
+    if kind is int:  # weak: NumPy takes a Python int into any integer type it meets
+        return "int"
+    if kind in (bool, float):
         return np.asarray(values).dtype
     return None
 
@@ -180,7 +183,10 @@ def holds(own: np.dtype | None, typed: np.dtype) -> bool:
     so its dtype may be wider than the values', or narrower within a kind (a Python
     float beside a float32 is a float32); it may not change their kind (float values
     in an integer dtype, negative ones in an unsigned one), which the comparison of
-    values cannot see, the reference being cast to ``typed``."""
+    values cannot see, the reference being cast to ``typed``.  Python ints are weak:
+    beside a ``uint64`` their common type is ``uint64``."""
+    if isinstance(own, str):  # Python ints: an integer dtype, signed or not, or a float
+        return typed.kind in "iuf"
     return own is None or bool(np.can_cast(own, typed, casting="same_kind"))
 
 
