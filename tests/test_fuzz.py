@@ -635,6 +635,7 @@ def test_a_result_dtype_of_another_kind_than_numpys_is_a_mismatch():
     assert numpy_dtype(lambda k, x: x > 2, 0, (x,)) == np.bool_
     assert numpy_dtype(lambda k, x: 7, 0, (x,)) == "int"                 # weak
     assert holds("int", np.dtype(np.uint64)) and not holds("int", np.dtype(np.bool_))
+    assert holds("int", np.dtype(object))  # ints beyond 64 bits: Python's own, kept
     assert holds(np.dtype(np.int32), np.dtype(np.int64))          # a path not taken
     assert holds(np.dtype(np.float64), np.dtype(np.float32))      # a Python float beside f32
     assert holds(None, np.dtype(np.int8))

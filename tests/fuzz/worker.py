@@ -185,6 +185,8 @@ def holds(own: np.dtype | None, typed: np.dtype) -> bool:
     in an integer dtype, negative ones in an unsigned one), which the comparison of
     values cannot see, the reference being cast to ``typed``.  Python ints are weak:
     beside a ``uint64`` their common type is ``uint64``."""
+    if typed.kind == "O":  # Python's own numbers (an int beyond 64 bits): not asp's typing
+        return True
     if isinstance(own, str):  # Python ints: an integer dtype, signed or not, or a float
         return typed.kind in "iuf"
     return own is None or bool(np.can_cast(own, typed, casting="same_kind"))
