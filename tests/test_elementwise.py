@@ -891,3 +891,23 @@ def test_python_fallback_keeps_numpy_types(monkeypatch):
     np.testing.assert_array_equal(r, x * np.float32(0.5))
     ints = f(np.arange(4, dtype=np.int16))  # cannot be typed: NumPy's own result type
     assert ints.dtype == np.float64
+
+
+def _factorial(x):
+    return math.factorial(x)
+
+
+def _clipped(x):
+    return np.clip(x, 0, 1)
+
+
+@pytest.mark.parametrize("fn, name", [(_factorial, "math.factorial"), (_clipped, "np.clip")])
+def test_a_math_or_numpy_function_that_does_not_compile_is_named(fn, name):
+    """(Before 2026-12-07 the message said the kernel could call only "... math and NumPy
+    functions", of one of them.)"""
+    from asp.errors import AspFallbackWarning
+
+    x = np.arange(4)
+    with pytest.warns(AspFallbackWarning, match=f"'{name}' is not among the math and NumPy "
+                                                 "functions an elementwise kernel can call"):
+        np.testing.assert_array_equal(elementwise(fn)(x), [fn(v) for v in x])

@@ -431,6 +431,11 @@ class ExpressionTranslator:
         """A call of ``fn``, which the core does not translate: a domain front end
         translates its own functions here and leaves the rest to this, which refuses."""
         name = ast.unparse(node.func)
+        module = (getattr(fn, "__module__", None) or "") if callable(fn) else ""
+        if module == "math" or module.split(".")[0] == "numpy" or isinstance(fn, np.ufunc):
+            # (before, "can call only ... math and NumPy functions", of one of them)
+            raise self.err(node, f"'{name}' is not among the math and NumPy functions "
+                                 f"{self.kind} can call (see asp.frontend.calls)")
         if callable(fn):
             raise self.err(node, f"call to function '{name}'{defined_at(fn)} is not "
                                  f"supported: {self.kind} can call only {self.callables}")
