@@ -176,7 +176,7 @@ def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | str | None:
     return None
 
 
-def holds(own: np.dtype | None, typed: np.dtype) -> bool:
+def holds(own: np.dtype | str | None, typed: np.dtype) -> bool:
     """Whether asp's result dtype ``typed`` may hold values NumPy gives as ``own`` (None:
     not known).  Not equality: a kernel returns the common type of every value it may
     return, paths not taken on these inputs included (docs/specializers/elementwise.rst),
