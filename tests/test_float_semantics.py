@@ -353,3 +353,62 @@ def test_a_float64_kernel_with_a_float32_argument_is_checked_tightly():
         expm1_of_either.jit.specializer.prepare((x.astype(np.int16), None)))
     assert plan.rtol == 1e-4
     assert ir.rounds_a_call_to("float", *plan.helpers)
+
+
+@elementwise
+def _larger(a, b):
+    return np.maximum(a, b)
+
+
+@elementwise
+def _smaller(a, b):
+    return np.minimum(a, b)
+
+
+class Relu(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = np.maximum(u[x], 0.0) + np.minimum(u[x], -0.5)
+
+
+@pytest.mark.parametrize("fn, ufunc", [(_larger, np.maximum), (_smaller, np.minimum)])
+def test_np_maximum_and_minimum_are_numpys_in_every_variant(fn, ufunc):
+    """``np.maximum``/``np.minimum`` compile (before 2026-12-07 a kernel calling them ran
+    as Python; a fallback fails here) with NumPy's rules: a NaN wins, the second
+    argument unless the first is strictly larger (smaller), so the sign of a zero is
+    NumPy's, the arguments' promoted type (NEP 50), bools stay bools."""
+    import itertools
+
+    vals = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 2.5])
+    a = np.array([x for x, _ in itertools.product(vals, vals)] * 300)
+    b = np.array([y for _, y in itertools.product(vals, vals)] * 300)  # past the threshold
+    for da, db in (("f8", "f8"), ("f4", "f4"), ("f4", "f8")):
+        x, y = a.astype(da), b.astype(db)
+        want = ufunc(x, y)
+        got = _every_variant(fn, x, y)
+        assert len(got) > 1
+        for g in [fn(x, y), *got]:
+            assert g.dtype == want.dtype
+            np.testing.assert_array_equal(g, want)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(want))
+    i = np.arange(-50, 50, dtype=np.int16)
+    u = np.arange(100, dtype=np.uint8)[::-1].copy()
+    for x, y in ((i, u), (i, 3), (u, 7), (i, 2.5), (i > 0, u > 40), (3, i)):
+        want = ufunc(x, y)
+        got = fn(x, y)
+        assert got.dtype == want.dtype, (x, y)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_stencil_clamps_with_np_maximum_as_numpy_does(rng):
+    u = rng.standard_normal((40, 50))
+    u[3, 4], u[5, 6] = -0.0, np.nan
+    out = Relu()(u)
+    want = np.zeros_like(u)
+    c = u[1:-1, 1:-1]
+    want[1:-1, 1:-1] = np.maximum(c, 0.0) + np.minimum(c, -0.5)
+    np.testing.assert_array_equal(out, want)
+    from tests.test_stencil_kernels import check_every_variant
+
+    names = check_every_variant(Relu(), (u, np.zeros_like(u)), rtol=0)
+    assert len(names) > 2

@@ -13,6 +13,7 @@ log         ``math.log`` (one argument, or two: a base)
 npfloat     NumPy ufuncs (``np.sqrt``): their arguments' promoted type (NEP 50)
 int         ``math.floor/ceil/trunc``: a Python int, converted as Python does
 bool        ``math.isnan/isinf/isfinite`` and NumPy's
+npextreme   ``np.maximum`` and ``np.minimum``: NEP 50's promoted type, NaN propagated
 abs min max int bool, tofloat (``float``), cast (``np.float32``), range
 =========== =====================================================================
 """
@@ -84,6 +85,8 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
         out[id(getattr(np, py))] = ("npfloat", c)
     for py in ("abs", "absolute"):
         out[id(getattr(np, py))] = ("npabs", "abs")
+    out[id(np.maximum)] = ("npextreme", ">")
+    out[id(np.minimum)] = ("npextreme", "<")
     for py, c in _NP_CAST.items():
         out[id(getattr(np, py))] = ("cast", c)
     for name in ("abs", "min", "max", "int", "bool"):
@@ -179,6 +182,19 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
         if kind == "npabs" and nt.pythonic:  # np.abs(2.5) is a NumPy float64 (strong)
             nt = T(nt.ctype)
         return absolute(cast(e, t, nt.ctype), nt), nt
+    if kind == "npextreme":
+        _arity(err, node, args, 2, name)
+        (a, at), (b, bt) = args
+        # A ufunc: both arguments in their promoted type (NEP 50), a NumPy scalar even of
+        # Python numbers; a NaN wins (the first), else the second unless the first is
+        # strictly greater (less): np.maximum(0.0, -0.0) is -0.0, np.maximum(-0.0, 0.0) 0.0.
+        t = T("bool") if at.is_bool and bt.is_bool else T(binop_type(at, bt).ctype)
+        x, y = converted(a, at, t.ctype), converted(b, bt, t.ctype)
+        wins = ir.BinOp(cname, x, y)
+        if t.is_float:
+            nan = ir.BinOp("!=", ir.Call("isnan", (cast(x, t, "double"),)), ir.Const(0, "int"))
+            wins = ir.BinOp("||", wins, nan)
+        return ir.Ternary(wins, x, y), t
     if kind in ("min", "max"):
         if len(args) < 2:
             raise err(node, f"{name}() needs at least two arguments in a kernel")

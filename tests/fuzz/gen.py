@@ -306,9 +306,9 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
         if choice == "abs":
             return E("call", "abs", (sub("i"),), "i")
         if choice == "minmax":
-            n = draw(st.integers(2, 3))
-            return E("call", draw(st.sampled_from(["min", "max"])),
-                     tuple(sub("i") for _ in range(n)), "i")
+            fn = draw(st.sampled_from(["min", "max", "np.maximum", "np.minimum"]))
+            n = 2 if fn.startswith("np.") else draw(st.integers(2, 3))
+            return E("call", fn, tuple(sub("i") for _ in range(n)), "i")
         if choice == "int":
             return E("call", "int", (sub(draw(st.sampled_from("fib" if ew else "fi"))),), "i")
         if choice == "floor":
@@ -333,9 +333,9 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
     if choice == "abs":
         return E("call", "abs", (sub("f"),), "f")
     if choice == "minmax":
-        n = draw(st.integers(2, 3))
-        return E("call", draw(st.sampled_from(["min", "max"])),
-                 tuple(sub("f") for _ in range(n)), "f")
+        fn = draw(st.sampled_from(["min", "max", "np.maximum", "np.minimum"]))
+        n = 2 if fn.startswith("np.") else draw(st.integers(2, 3))
+        return E("call", fn, tuple(sub("f") for _ in range(n)), "f")
     if choice == "float":
         return E("call", "float", (sub(draw(st.sampled_from("ib" if ew else "i"))),), "f")
     if choice == "unary":
