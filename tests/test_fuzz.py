@@ -16,6 +16,7 @@ Every bug the fuzzer found has a named regression test below; one still open is
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -550,7 +551,6 @@ def test_a_reduction_variant_that_gives_a_number_where_the_python_raised_is_a_mi
     """The reduction worker reduces the first elements where the Python raised alone
     through every variant: each must report (UnrepresentableValue), as elementwise
     variants must (F18 was found that way); a number there is a mismatch."""
-    import contextlib
     import types
 
     from asp.errors import UnrepresentableValue
@@ -653,6 +653,6 @@ def test_a_result_dtype_of_another_kind_than_numpys_is_a_mismatch():
     terms = types.SimpleNamespace(fn=half, terms=lambda a: (a[1] / 2).astype(np.int64))
     batch = types.SimpleNamespace(inputs=(x,), option=lambda _: "+")
     res = run_reduction(0, types.SimpleNamespace(jit=types.SimpleNamespace(specializer=terms)),
-                        [], batch, lambda _: None, __import__("contextlib").nullcontext,
+                        [], batch, lambda _: None, contextlib.nullcontext,
                         Outcome, (4, 0.0))
     assert res.status == "mismatch" and res.bad[0][0] == "dtype", res
