@@ -14,6 +14,9 @@ npfloat     NumPy ufuncs (``np.sqrt``): their arguments' promoted type (NEP 50)
 int         ``math.floor/ceil/trunc``: a Python int, converted as Python does
 bool        ``math.isnan/isinf/isfinite`` and NumPy's
 npextreme   ``np.maximum`` and ``np.minimum``: NEP 50's promoted type, NaN propagated
+npscale     ``np.deg2rad``/``radians``, ``np.rad2deg``/``degrees``: times NumPy's factor
+npsquare    ``np.square``: ``x * x`` in ``x``'s NumPy type (a bool squares to an int8)
+npsign      ``np.sign``: -1, 0 or 1 in ``x``'s NumPy type, NaN for NaN
 abs min max int bool, tofloat (``float``), cast (``np.float32``), range
 =========== =====================================================================
 """
@@ -35,6 +38,7 @@ from asp.ir.pyscalar import (
     UNREP,
     T,
     absolute,
+    arith,
     binop_type,
     cast,
     checked_int,
@@ -59,7 +63,15 @@ _NP_FLOAT = {
     "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2", "sinh": "sinh",
     "cosh": "cosh", "tanh": "tanh", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
     "trunc": "trunc", "fabs": "fabs", "power": "pow", "cbrt": "cbrt", "exp2": "exp2",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "copysign": "copysign",
+    "fmod": "fmod",
 }
+#: Angle conversions: NumPy multiplies by a factor rounded in the result's type (float32:
+#: ``180f / pi_f``, the float32 constants divided in float32, as NumPy's C has it;
+#: checked against NumPy on a million float32s, where ``float32(180 / pi)`` differed in
+#: 80 % of them).
+_NP_SCALE = {"deg2rad": (np.pi, 180.0), "radians": (np.pi, 180.0),
+             "rad2deg": (180.0, np.pi), "degrees": (180.0, np.pi)}
 _NP_CAST = {"float64": "double", "float32": "float", "int64": "int64_t", "int32": "int32_t",
             "double": "double", "single": "float"}
 #: The rounding ufuncs that return an integer argument as it is (NumPy >= 2.1: floor, ceil
@@ -85,6 +97,10 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
         out[id(getattr(np, py))] = ("npfloat", c)
     for py in ("abs", "absolute"):
         out[id(getattr(np, py))] = ("npabs", "abs")
+    for py in _NP_SCALE:
+        out[id(getattr(np, py))] = ("npscale", py)
+    out[id(np.square)] = ("npsquare", "square")
+    out[id(np.sign)] = ("npsign", "sign")
     out[id(np.maximum)] = ("npextreme", ">")
     out[id(np.minimum)] = ("npextreme", "<")
     for py, c in _NP_CAST.items():
@@ -126,17 +142,53 @@ def _ufunc_float(t: T, node, name: str, err) -> T:
                     "compiled kernels do not support (convert it first: float(x))")
 
 
+def _np_unary(node, kind: str, cname: str, e: ir.Expr, t: T, err, temporary) -> tuple[ir.Expr, T]:
+    """``np.square``, ``np.sign`` or an angle conversion of ``e`` (of type ``t``), as
+    NumPy computes it: a ufunc's result is a NumPy scalar even of a Python number."""
+    name = ast.unparse(node.func)
+    if kind == "npscale":  # float loops only: an integer converts as np.sqrt's does
+        out = T((t if t.is_float else _ufunc_float(t, node, name, err)).ctype)
+        num, den = _NP_SCALE[cname]
+        factor = float(np.float32(num) / np.float32(den)) if out.ctype == "float" \
+            else num / den
+        return ir.BinOp("*", cast(e, t, out.ctype), ir.Const(factor, out.ctype)), out
+    if t.is_bool:
+        if kind == "npsign":
+            raise err(node, f"{name}() of a bool: NumPy has no such loop (Python raises "
+                            "TypeError; convert it first: int(x))")
+        t = T("int8_t")  # np.square(True) is np.int8(1): NumPy's bools square as int8
+    out = T(t.ctype)  # strong: np.square(3) is np.int64(9), which wraps as NumPy's do
+    x = cast(e, t, out.ctype)
+    if not isinstance(x, ir.Var | ir.Const):
+        x, _ = temporary(x, out)  # used twice (three times): evaluated once
+    if kind == "npsquare":
+        return arith("*", x, x, out), out
+    zero = ir.Const(0.0 if out.is_float else 0, out.ctype)
+    one = ir.Const(1.0 if out.is_float else 1, out.ctype)
+    if out.ctype.startswith("uint"):
+        return ir.Ternary(ir.BinOp(">", x, zero), one, zero), out
+    minus = ir.Const(-1.0 if out.is_float else -1, out.ctype)
+    # NumPy's: a NaN is its own sign, and so is no zero (np.sign(-0.0) is 0.0)
+    rest = ir.Ternary(ir.BinOp("==", x, zero), zero, x) if out.is_float else zero
+    return ir.Ternary(ir.BinOp(">", x, zero), one,
+                      ir.Ternary(ir.BinOp("<", x, zero), minus, rest)), out
+
+
 def _arity(err, node, args, n: int, name: str) -> None:
     if len(args) != n:
         raise err(node, f"{name}() takes {n} argument(s) here")
 
 
 def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, T]],
-               err, truth) -> tuple[ir.Expr, T]:
+               err, truth, temporary) -> tuple[ir.Expr, T]:
     """The call ``node`` of a known callable of ``kind`` (see :func:`callable_kind`) on the
     typed ``args``, typed as Python and NumPy type it.  ``err(node, message)`` makes the
-    front end's error; ``truth(e, t)`` its C truth value of a typed expression."""
+    front end's error; ``truth(e, t)`` its C truth value of a typed expression;
+    ``temporary(e, t)`` a name holding ``e``, evaluated once (an argument used twice)."""
     name = ast.unparse(node.func)
+    if kind in ("npsquare", "npsign", "npscale"):
+        _arity(err, node, args, 1, name)
+        return _np_unary(node, kind, cname, *args[0], err, temporary)
     if kind in ("float", "npfloat", "log"):
         if kind == "log" and len(args) == 2:
             (x, xt), (b, bt) = args
@@ -150,6 +202,9 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
                 t = binop_type(t, t2)
             if not t.is_float and cname == "pow":
                 raise err(node, f"{name}() of integers is an integer power; write x ** n")
+            if not t.is_float and cname == "fmod":
+                raise err(node, f"{name}() of integers is not compiled (NumPy's integer "
+                                "fmod); convert an argument to float")
             if not t.is_float and cname in _NP_ROUND_KEEPS_INTS:
                 # NumPy >= 2.1: np.floor(np.int16(x)) is that int16 (no float in between)
                 return args[0][0], T(t.ctype)

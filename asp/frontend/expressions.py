@@ -418,7 +418,7 @@ class ExpressionTranslator:
         if kind in ("min", "max") and len({self.kind_of(t) for _, t in args}) > 1:
             # Python's max returns the operand it picked, with that operand's type.
             return self.expr(self.rewritten(node, lambda: as_ternaries(node, kind)))
-        return known_call(node, kind, cname, args, self.err, self.truth)
+        return known_call(node, kind, cname, args, self.err, self.truth, self.temporary)
 
     def rewritten(self, node: ast.AST, build) -> ast.AST:
         """``build()``, the construct ``node`` means in Python's terms, built once per node

@@ -214,11 +214,13 @@ _EW_UNARY = ("math.sqrt", "math.exp", "math.log", "math.log10", "math.log2", "ma
              "np.sqrt", "np.exp", "np.log", "np.log10", "np.log2", "np.log1p", "np.expm1",
              "np.sin", "np.cos", "np.tan", "np.arcsin", "np.arccos", "np.arctan", "np.sinh",
              "np.cosh", "np.tanh", "np.fabs", "np.cbrt", "np.exp2", "np.floor", "np.ceil",
-             "np.trunc")
+             "np.trunc", "np.arcsinh", "np.arccosh", "np.arctanh", "np.deg2rad", "np.radians",
+             "np.rad2deg", "np.degrees", "np.square", "np.sign")
 _EW_BINARY = ("math.atan2", "math.hypot", "math.copysign", "math.fmod", "math.pow", "math.log",
-              "np.arctan2", "np.hypot", "np.power")
+              "np.arctan2", "np.hypot", "np.power", "np.copysign", "np.fmod")
 _ST_UNARY = ("math.sqrt", "math.exp", "math.log", "math.sin", "math.cos", "math.tan",
-             "math.fabs", "math.atan", "math.tanh", "math.log10", "math.cbrt")
+             "math.fabs", "math.atan", "math.tanh", "math.log10", "math.cbrt", "np.square",
+             "np.sign", "np.deg2rad")
 _ST_BINARY = ("math.pow", "math.atan2", "math.hypot")
 _CMP = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -304,7 +306,8 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
             op = draw(st.sampled_from(["-", "+", "~"] if ew else ["-", "+"]))
             return E("un", op, (sub("b" if ew and draw(st.integers(0, 9)) == 0 else "i"),), "i")
         if choice == "abs":
-            return E("call", "abs", (sub("i"),), "i")
+            fn = draw(st.sampled_from(["abs", "abs", "np.square", "np.sign"] if ew else ["abs"]))
+            return E("call", fn, (sub("i"),), "i")
         if choice == "minmax":
             fn = draw(st.sampled_from(["min", "max", "np.maximum", "np.minimum"]))
             n = 2 if fn.startswith("np.") else draw(st.integers(2, 3))
