@@ -1,5 +1,5 @@
-"""NumPy functions a kernel calls compile as NumPy computes them: ``np.square``,
-``np.sign``, the angle conversions, the inverse hyperbolic functions, ``np.copysign`` and
+"""NumPy functions a kernel calls compile as NumPy computes them: ``np.where``,
+``np.square``, ``np.sign``, the angle conversions, the inverse hyperbolic functions, ``np.copysign`` and
 ``np.fmod`` (before 2026-12-07 a kernel calling any of them ran as Python, with one
 warning; a fallback fails these tests, which turn it into an error).  Every variant is
 compared with NumPy past the parallel threshold (conftest: threshold 0, 2 threads), on
@@ -7,6 +7,7 @@ edge values, with NumPy's result dtype."""
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -156,6 +157,56 @@ def test_inverse_hyperbolic_copysign_and_fmod_are_numpys(rng):
             want = np.copysign(u, v) + np.fmod(u, v)
             for got in _every_variant(sign_and_rest, u, v):
                 _same(got, want)
+
+
+@elementwise
+def leaky(x, slope):
+    return np.where(x > 0, x, slope * x)
+
+
+@elementwise
+def picked(c, a, b):
+    return np.where(c, a, b)
+
+
+@elementwise
+def where_root(x):
+    return np.where(x >= 0, math.sqrt(x), 0.0)
+
+
+def test_where_picks_in_numpys_type_in_every_variant(rng):
+    """``np.where(c, a, b)``: ``a`` where ``c`` is true (a NaN is), else ``b``, in the
+    type NumPy promotes the two to (NEP 50: a Python number takes the array's type)."""
+    x = np.concatenate([EDGES, rng.standard_normal(3000)])
+    for dtype in ("f8", "f4"):
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300: inf in float32
+            v = x.astype(dtype)
+            want = np.where(v > 0, v, 0.1 * v)
+        for got in _every_variant(leaky, v, 0.1):
+            _same(got, want)
+    n = 2000
+    i8, u8 = rng.integers(-128, 128, n).astype(np.int8), rng.integers(0, 256, n).astype(np.uint8)
+    with np.errstate(over="ignore"):
+        x32 = x[:n].astype(np.float32)
+    for c, a, b in ((i8 > 0, i8, u8), (x[:n], i8, 2.5), (i8, True, 7), (i8 % 3 == 0, u8, 7),
+                    (np.isnan(x[:n]) | (x[:n] > 0), x[:n], x32),
+                    (x[:n] * np.nan, i8, u8)):
+        want = np.where(c, a, b)
+        for got in _every_variant(picked, c, a, b):
+            _same(got, want)
+
+
+def test_where_evaluates_both_values_as_numpy_does():
+    """NumPy evaluates both values before it picks: where the one not picked raises in
+    Python (``math.sqrt`` of a negative), the call raises as Python does, not the C
+    ``?:``'s value (which evaluates one); elsewhere it is compiled."""
+    x = np.linspace(0, 4, 50)
+    for got in _every_variant(where_root, x):
+        _same(got, np.sqrt(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        with pytest.raises(ValueError, match="math domain error"):
+            where_root(np.array([4.0, -1.0]))
 
 
 class Squared(StencilKernel):

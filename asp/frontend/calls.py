@@ -17,6 +17,7 @@ npextreme   ``np.maximum`` and ``np.minimum``: NEP 50's promoted type, NaN propa
 npscale     ``np.deg2rad``/``radians``, ``np.rad2deg``/``degrees``: times NumPy's factor
 npsquare    ``np.square``: ``x * x`` in ``x``'s NumPy type (a bool squares to an int8)
 npsign      ``np.sign``: -1, 0 or 1 in ``x``'s NumPy type, NaN for NaN
+npwhere     ``np.where(c, a, b)``: ``a`` or ``b`` in their promoted type, both evaluated
 abs min max int bool, tofloat (``float``), cast (``np.float32``), range
 =========== =====================================================================
 """
@@ -41,6 +42,7 @@ from asp.ir.pyscalar import (
     arith,
     binop_type,
     cast,
+    checked,
     checked_int,
     converted,
     join,
@@ -100,6 +102,7 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
     for py in _NP_SCALE:
         out[id(getattr(np, py))] = ("npscale", py)
     out[id(np.square)] = ("npsquare", "square")
+    out[id(np.where)] = ("npwhere", "where")
     out[id(np.sign)] = ("npsign", "sign")
     out[id(np.maximum)] = ("npextreme", ">")
     out[id(np.minimum)] = ("npextreme", "<")
@@ -186,6 +189,17 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
     front end's error; ``truth(e, t)`` its C truth value of a typed expression;
     ``temporary(e, t)`` a name holding ``e``, evaluated once (an argument used twice)."""
     name = ast.unparse(node.func)
+    if kind == "npwhere":
+        _arity(err, node, args, 3, name)
+        (c, ct), (a, at), (b, bt) = args
+        # NumPy's result type of the two values (NEP 50; a 0-d array, strong even of Python
+        # numbers), each converted as arithmetic converts it.
+        t = T("bool") if at.is_bool and bt.is_bool else T(binop_type(at, bt).ctype)
+        x, y = converted(a, at, t.ctype), converted(b, bt, t.ctype)
+        if checked(x) or checked(y):  # NumPy evaluates both: where either raises, Python
+            x, _ = temporary(x, t)    # does, whichever is picked (a C ?: evaluates one)
+            y, _ = temporary(y, t)
+        return ir.Ternary(truth(c, ct), x, y), t
     if kind in ("npsquare", "npsign", "npscale"):
         _arity(err, node, args, 1, name)
         return _np_unary(node, kind, cname, *args[0], err, temporary)

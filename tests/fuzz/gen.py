@@ -317,6 +317,9 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
         if choice == "floor":
             fn = draw(st.sampled_from(["math.floor", "math.ceil", "math.trunc"]))
             return E("call", fn, (sub("f"),), "i")
+        if ew and draw(st.booleans()):  # both evaluated, the promoted type: not a ?:
+            return E("call", "np.where", (sub("bi"[draw(st.integers(0, 1))]), sub("i"),
+                                          sub("i")), "i")
         return E("ifexp", "", (sub("b"), sub("i"), sub("i")), "i")
     # kind == "f"
     choice = draw(st.sampled_from(["bin"] * 5 + ["div", "un", "abs", "minmax", "float", "unary",
@@ -347,6 +350,9 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
     if choice == "binary":
         fn = draw(st.sampled_from(_EW_BINARY if ew else _ST_BINARY))
         return E("call", fn, (sub("f"), sub(draw(st.sampled_from("fi")))), "f")
+    if ew and draw(st.booleans()):
+        return E("call", "np.where", (sub(draw(st.sampled_from("bf"))), sub("f"),
+                                      sub(draw(st.sampled_from("fi")))), "f")
     return E("ifexp", "", (sub("b"), sub("f"), sub("f")), "f")
 
 

@@ -155,7 +155,7 @@ def _quiet():
 def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | str | None:
     """The dtype NumPy itself gives the kernel's results, found without asp's typing:
     the type of the values Python computes element by element when they all have one
-    (NumPy scalars: their dtype; Python bool or float: the dtype ``np.asarray`` gives
+    (NumPy scalars and 0-d arrays: their dtype; Python bool or float: the dtype ``np.asarray`` gives
     them; Python ints: ``"int"``, any integer type), else None (values of several
     types: nothing to say)."""
     from asp.runtime.mapargs import map_python
@@ -168,7 +168,7 @@ def numpy_dtype(fn, k: int, inputs: tuple) -> np.dtype | str | None:
     if len(kinds) != 1 or not values:
         return None
     (kind,) = kinds
-    if issubclass(kind, np.generic):
+    if issubclass(kind, np.generic | np.ndarray):  # a 0-d array: np.where's
         return values[0].dtype
     if kind is int:  # weak: NumPy takes a Python int into any integer type it meets
         return "int"
