@@ -1,9 +1,9 @@
 """NumPy functions a kernel calls compile as NumPy computes them: ``np.where``,
-``np.square``, ``np.sign``, the angle conversions, the inverse hyperbolic functions, ``np.copysign`` and
-``np.fmod`` (before 2026-12-07 a kernel calling any of them ran as Python, with one
-warning; a fallback fails these tests, which turn it into an error).  Every variant is
-compared with NumPy past the parallel threshold (conftest: threshold 0, 2 threads), on
-edge values, with NumPy's result dtype."""
+``np.square``, ``np.sign``, the angle conversions, the inverse hyperbolic functions,
+``np.copysign`` and ``np.fmod`` (before 2026-12-07 a kernel calling any of them ran as
+Python, with one warning; a fallback fails these tests, which turn it into an error).
+Every variant is compared with NumPy past the parallel threshold (conftest: threshold 0,
+2 threads), on edge values, with NumPy's result dtype."""
 from __future__ import annotations
 
 import itertools
