@@ -1,5 +1,5 @@
 """NumPy functions a kernel calls compile as NumPy computes them: ``np.where``,
-``np.square``, ``np.sign``, the angle conversions, the inverse hyperbolic functions,
+``np.clip``, ``np.square``, ``np.sign``, the angle conversions, the inverse hyperbolic functions,
 ``np.copysign`` and ``np.fmod`` (before 2026-12-07 a kernel calling any of them ran as
 Python, with one warning; a fallback fails these tests, which turn it into an error).
 Every variant is compared with NumPy past the parallel threshold (conftest: threshold 0,
@@ -207,6 +207,64 @@ def test_where_evaluates_both_values_as_numpy_does():
         warnings.simplefilter("ignore", AspFallbackWarning)
         with pytest.raises(ValueError, match="math domain error"):
             where_root(np.array([4.0, -1.0]))
+
+
+@elementwise
+def clipped(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+@elementwise
+def clipped_to_int8ish(x):
+    return np.clip(x, -1000, 100)
+
+
+def _same_scalars(got, want):
+    """``got`` equal to the NumPy scalars ``want`` computed one element at a time."""
+    _same(got, np.array(want, dtype=got.dtype))
+    assert {np.asarray(w).dtype for w in want} == {got.dtype}
+
+
+def test_clip_is_numpys_in_every_variant_on_every_edge():
+    """``np.clip`` of every triple of signed zeros, NaN, infinities and numbers, float64,
+    float32 and mixed: a NaN anywhere is the result, ``lo > hi`` gives ``hi``, and a
+    value equal to a bound is kept, sign of zero and all, as NumPy's clip of a scalar
+    keeps it (what the kernel's Python computes, element by element; NumPy's SIMD loop
+    over a contiguous array returns the bound instead, so ``np.clip(-0.0, 0.0, 1.0)`` is
+    ``-0.0`` and ``np.clip(np.array([-0.0]), 0.0, 1.0)`` is ``[0.0]``)."""
+    edges = EDGES[:8]
+    triples = np.array(list(itertools.product(edges, edges, edges)))
+    for types in (("f8", "f8", "f8"), ("f4", "f4", "f4"), ("f4", "f8", "f4")):
+        x, lo, hi = (np.tile(triples[:, k].astype(t), 20) for k, t in enumerate(types))
+        want = [np.clip(a, b, c) for a, b, c in zip(x, lo, hi)]
+        for got in _every_variant(clipped, x, lo, hi):
+            _same_scalars(got, want)
+
+
+def test_clip_of_integers_drops_python_int_bounds_past_the_type_as_numpy_does():
+    """NumPy 2 drops a Python-int bound at or past the end of an integer argument's type
+    (``np.clip(int8, -1000, 100)`` clips at 100 only); a bound past the other end
+    raises OverflowError (Python's, from a call run as Python); NumPy scalar bounds
+    promote (an int8 clipped by a uint8 is an int16)."""
+    i8 = np.tile(np.arange(-128, 128, dtype=np.int8), 40)
+    u8 = i8.view(np.uint8)
+    for x, lo, hi in ((i8, 0, 100), (i8, -1000, 1000), (u8, -1, 3), (u8, 0, 300),
+                      (i8, np.int16(-5), 1000), (i8, 2.5, 1000), (i8, np.uint8(3), 1000),
+                      (i8, 50, -50), (i8 > 0, False, True), (i8 > 0, 0, 2)):
+        want = [np.clip(a, lo, hi) for a in x]
+        for got in _every_variant(clipped, x, lo, hi):
+            _same_scalars(got, want)
+        for got in [clipped(x, lo, hi)]:  # bounds as Python ints the kernel is given
+            _same_scalars(got, want)
+    _same_scalars(clipped_to_int8ish(i8), [np.clip(a, -1000, 100) for a in i8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        for x, lo, hi in ((u8, -5, -1), (i8, 1000, 2000)):
+            with pytest.raises(OverflowError, match="out of bounds"):
+                clipped(x, lo, hi)
+    for x, lo, hi in ((3, 0, 2), (3.5, np.float32(0), np.float32(2)), (True, 0, 2)):
+        got, want = clipped(x, lo, hi), np.clip(x, lo, hi)
+        assert got == want and got.dtype == want.dtype, (x, lo, hi)
 
 
 class Squared(StencilKernel):

@@ -18,6 +18,7 @@ npscale     ``np.deg2rad``/``radians``, ``np.rad2deg``/``degrees``: times NumPy'
 npsquare    ``np.square``: ``x * x`` in ``x``'s NumPy type (a bool squares to an int8)
 npsign      ``np.sign``: -1, 0 or 1 in ``x``'s NumPy type, NaN for NaN
 npwhere     ``np.where(c, a, b)``: ``a`` or ``b`` in their promoted type, both evaluated
+npclip      ``np.clip(x, lo, hi)``: NumPy's, Python-int bounds beyond ``x``'s type dropped
 abs min max int bool, tofloat (``float``), cast (``np.float32``), range
 =========== =====================================================================
 """
@@ -103,6 +104,7 @@ def _resolve_callables() -> dict[int, tuple[str, str]]:
         out[id(getattr(np, py))] = ("npscale", py)
     out[id(np.square)] = ("npsquare", "square")
     out[id(np.where)] = ("npwhere", "where")
+    out[id(np.clip)] = ("npclip", "clip")
     out[id(np.sign)] = ("npsign", "sign")
     out[id(np.maximum)] = ("npextreme", ">")
     out[id(np.minimum)] = ("npextreme", "<")
@@ -177,6 +179,56 @@ def _np_unary(node, kind: str, cname: str, e: ir.Expr, t: T, err, temporary) -> 
                       ir.Ternary(ir.BinOp("<", x, zero), minus, rest)), out
 
 
+def _np_clip(x: tuple[ir.Expr, T], lo: tuple[ir.Expr, T], hi: tuple[ir.Expr, T],
+             temporary) -> tuple[ir.Expr, T]:
+    """``np.clip(x, lo, hi)`` as NumPy 2 computes it: ``x`` made an array (a Python
+    number is a strong int64, float64 or bool); a Python-int bound at or beyond the end
+    of an integer ``x``'s type is dropped (a bound inside it converts as arithmetic
+    converts it, and one beyond the far end raises OverflowError, flagged); then
+    ``x`` if it is NaN or not below ``lo``, else ``lo``; that if NaN or not above ``hi``,
+    else ``hi``: a NaN anywhere is the result, a value equal to a bound stays ``x`` (the
+    sign of a zero), and ``lo > hi`` gives ``hi``."""
+    (xe, xt), bounds = x, [lo, hi]
+    xt = T(xt.ctype)  # np.asanyarray(x): strong even of a Python number
+    t = xt
+    for _, bt in bounds:
+        t = binop_type(t, bt)
+    t = T("bool") if all(bt.is_bool for _, bt in (x, *bounds)) else T(t.ctype)
+    if not xt.is_float and not xt.is_bool and xt.ctype != "int64_t" and xt.ctype != "uint64_t":
+        # NumPy's _clip: a Python-int bound past the end of x's type is no bound at all,
+        # the same as that end (x is inside it).
+        info = np.iinfo(dtype_of(xt.ctype))
+        for k, (end, cmp) in enumerate(((info.min, "<="), (info.max, ">="))):
+            b, bt = bounds[k]
+            if bt == INT:
+                if isinstance(b, ir.Const):
+                    b = ir.Const(end if (b.value <= end if cmp == "<=" else b.value >= end)
+                                 else b.value, "int64_t")
+                else:
+                    if not isinstance(b, ir.Var):
+                        b, _ = temporary(b, bt)
+                    b = ir.Ternary(ir.BinOp(cmp, b, ir.Const(end, "int64_t")),
+                                   ir.Const(end, "int64_t"), b)
+                bounds[k] = (b, bt)
+    vals = []
+    for e, et in ((xe, xt), *bounds):
+        v = converted(e, et, t.ctype)
+        if not isinstance(v, ir.Var | ir.Const):
+            v, _ = temporary(v, t)  # each is read twice
+        vals.append(v)
+    xv, lov, hiv = vals
+
+    def nan_or(v: ir.Expr, test: ir.Expr) -> ir.Expr:
+        if not t.is_float:
+            return test
+        return ir.BinOp("||", ir.BinOp("!=", v, v), test)
+
+    low = ir.Ternary(nan_or(xv, ir.BinOp(">=", xv, lov)), xv, lov)
+    if not isinstance(low, ir.Var):
+        low, _ = temporary(low, t)
+    return ir.Ternary(nan_or(low, ir.BinOp("<=", low, hiv)), low, hiv), t
+
+
 def _arity(err, node, args, n: int, name: str) -> None:
     if len(args) != n:
         raise err(node, f"{name}() takes {n} argument(s) here")
@@ -200,6 +252,9 @@ def known_call(node: ast.Call, kind: str, cname: str, args: list[tuple[ir.Expr, 
             x, _ = temporary(x, t)    # does, whichever is picked (a C ?: evaluates one)
             y, _ = temporary(y, t)
         return ir.Ternary(truth(c, ct), x, y), t
+    if kind == "npclip":
+        _arity(err, node, args, 3, name)
+        return _np_clip(*args, temporary)
     if kind in ("npsquare", "npsign", "npscale"):
         _arity(err, node, args, 1, name)
         return _np_unary(node, kind, cname, *args[0], err, temporary)
