@@ -206,7 +206,8 @@ static PyArrayObject *new_output(int ndim, npy_intp *shape, int typenum, const v
 typedef int (*asp_kernel_fn)(void **, const int64_t *, const double *, const int64_t *);
 
 enum { ARG_ARRAY = 0, ARG_FLOAT = 1, ARG_INT = 2 };
-enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4, F_SCALAR = 8 };
+/* F_PYBOOL: an int argument that is a Python bool (weak, typed as a bool), not an int. */
+enum { F_WRITE = 1, F_ALLOC = 2, F_NOALIAS = 4, F_SCALAR = 8, F_PYBOOL = 16 };
 
 #define MAX_ARGS 32
 #define MAX_DIMS 8
@@ -221,7 +222,7 @@ static int scalar_typenum(PyObject *obj)
 {
     PyArray_Descr *d;
     int t;
-    if (!PyArray_IsScalar(obj, Number)) return -1;
+    if (!PyArray_IsScalar(obj, Number) && !PyArray_IsScalar(obj, Bool)) return -1;
     d = PyArray_DescrFromScalar(obj);
     if (d == NULL) { PyErr_Clear(); return -1; }
     t = d->type_num;
@@ -389,7 +390,9 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
             /* A Python float (weak); np.float64, a float subclass, is strong: not here. */
             if (!PyFloat_CheckExact(obj)) goto miss;
         } else {
-            if (!PyLong_Check(obj) || PyBool_Check(obj)) goto miss;
+            /* A Python int, or a Python bool where the spec says so: never one for the
+             * other (True + np.True_ is a bool, 1 + np.True_ an int64). */
+            if (!PyLong_Check(obj) || !PyBool_Check(obj) != !(s->flags & F_PYBOOL)) goto miss;
         }
     }
 
@@ -458,6 +461,10 @@ static PyObject *Entry_call(PyObject *op, PyObject *const *args, size_t nargsf, 
                                                    : PyFloat_AsDouble(args[i]);
             if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto miss; }
             fs[nf++] = v;
+        } else if (s->typenum == NPY_BOOL) {  /* np.bool_ has no __index__ */
+            int v = PyObject_IsTrue(args[i]);
+            if (v < 0) goto fail;
+            is[ni++] = v;
         } else {
             int overflow = 0;
             long long v = PyLong_AsLongLongAndOverflow(args[i], &overflow);
@@ -820,6 +827,7 @@ PyMODINIT_FUNC PyInit__native(void)
     PyModule_AddIntConstant(m, "F_WRITE", F_WRITE);
     PyModule_AddIntConstant(m, "F_ALLOC", F_ALLOC);
     PyModule_AddIntConstant(m, "F_NOALIAS", F_NOALIAS);
+    PyModule_AddIntConstant(m, "F_PYBOOL", F_PYBOOL);
     PyModule_AddIntConstant(m, "MAX_ARGS", MAX_ARGS);
     PyModule_AddIntConstant(m, "MAX_DIMS", MAX_DIMS);
     return m;

@@ -115,10 +115,12 @@ def refuse_special_array(fname: str, name: str, a) -> None:
 class ArgSpec:
     """What one argument of a compiled entry must be.
 
-    ``kind`` is ``'array'``, ``'float'`` or ``'int'``.  A ``'float'`` or ``'int'`` with a
-    ``dtype`` must be a NumPy scalar of that dtype (typed by NumPy's rules as the dtype,
-    *strong*); without one, a Python ``float`` (exactly: ``np.float64`` is a float
-    subclass, and strong) or ``int`` (*weak*).  Arrays must have ``dtype``
+    ``kind`` is ``'array'``, ``'float'``, ``'int'`` or ``'bool'``.  A ``'float'`` or
+    ``'int'`` with a ``dtype`` must be a NumPy scalar of that dtype (typed by NumPy's rules
+    as the dtype, *strong*; ``np.bool_`` is an ``'int'`` of dtype bool); without one, a
+    Python ``float`` (exactly: ``np.float64`` is a float subclass, and strong) or ``int``
+    (*weak*), never a ``bool``; ``'bool'`` is a Python bool (weak: ``True + np.True_`` is
+    a NumPy bool where ``1 + np.True_`` is an int64), passed as 0 or 1.  Arrays must have ``dtype``
     and ``ndim``, be C-contiguous and aligned, be writeable if ``write``, match
     ``shape`` where it is not -1, and have the same shape as every other array in
     the same ``group`` (-1: no group).  ``alloc`` lets the caller pass ``None``
@@ -142,9 +144,10 @@ class ArgSpec:
     scratch: bool = False
 
     def native(self) -> tuple:
-        kind = {"array": 0, "float": 1, "int": 2}[self.kind]
+        kind = {"array": 0, "float": 1, "int": 2, "bool": 2}[self.kind]
         if self.kind != "array":  # a NumPy scalar of ``dtype`` (strong), or a Python number
-            return (kind, -1 if self.dtype is None else np.dtype(self.dtype).num, 0, 0, -1, ())
+            return (kind, -1 if self.dtype is None else np.dtype(self.dtype).num, 0,
+                    16 if self.kind == "bool" else 0, -1, ())  # 16: F_PYBOOL
         flags = ((1 if self.write else 0) | (2 if self.alloc else 0)
                  | (4 if self.noalias else 0) | (8 if self.scalar else 0))
         shape = self.shape if self.shape is not None else (-1,) * self.ndim

@@ -131,10 +131,12 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
                 a, same = as_native(a), False
             conv.append(a)
             parts.append(f"{a.dtype.str}{a.ndim}")
-        elif isinstance(a, bool | np.bool_):
-            conv.append(int(a))
-            same = False
-            parts.append("i")
+        elif isinstance(a, bool):  # weak, a bool: True + np.True_ is np.True_, not 2
+            conv.append(a)
+            parts.append("b")
+        elif isinstance(a, np.bool_):  # strong: -np.True_ raises, where -True is -1
+            conv.append(a)
+            parts.append(f"{a.dtype.str}s")
         elif isinstance(a, np.number):
             conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check its type
             parts.append(f"{a.dtype.str}s")
@@ -205,7 +207,11 @@ def scalar_types(params: Sequence[str], args: Sequence) -> tuple[dict[str, T], l
 
 def scalar_arg(a) -> tuple[T, ArgSpec]:
     """The translator's type and the guard of a normalized scalar argument: a NumPy
-    scalar typed as its dtype (strong), a Python ``float`` or ``int`` weak."""
+    scalar typed as its dtype (strong), a Python ``float``, ``int`` or ``bool`` weak."""
+    if isinstance(a, np.bool_):
+        return T("bool"), ArgSpec("int", np.dtype(bool))
+    if isinstance(a, bool):
+        return T("bool", True), ArgSpec("bool")
     if isinstance(a, np.number):
         return T(ctype_of(a.dtype)), ArgSpec("float" if a.dtype.kind == "f" else "int",
                                              a.dtype)

@@ -26,6 +26,8 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
 from asp.frontend.expressions import NUMBERS, describe
@@ -35,6 +37,7 @@ from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
 from asp.ir.pyscalar import FLOAT, INT, T, cast, join, stored
+from asp.ir.types import ctype_of
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -54,8 +57,8 @@ __all__ = ["ArgInfo", "StencilTranslator", "T", "translate"]
 @dataclass(frozen=True)
 class ArgInfo:
     """What the front end knows of one argument: a grid (dtype, ndim, neighbourhoods) or a
-    scalar (``kind`` 'float' or 'int'; ``strong``: a NumPy scalar, typed as ``ctype`` by
-    NumPy's rules, where a Python number is weak)."""
+    scalar (``kind`` 'float', 'int' or 'bool'; ``strong``: a NumPy scalar, typed as
+    ``ctype`` by NumPy's rules, where a Python number is weak)."""
 
     kind: str
     ctype: str = "double"
@@ -63,10 +66,23 @@ class ArgInfo:
     neighbors: tuple[tuple[tuple[int, ...], ...], ...] = ()
     strong: bool = False
 
+    @staticmethod
+    def of_scalar(a) -> ArgInfo:
+        """A scalar argument's: a NumPy scalar (``np.bool_`` too) strong, typed as its
+        dtype; a Python number (a bool too: ``True + np.True_`` is a NumPy bool) weak."""
+        if isinstance(a, bool | np.bool_):
+            return ArgInfo("bool", "bool", strong=isinstance(a, np.bool_))
+        if isinstance(a, np.number):
+            return ArgInfo("float" if a.dtype.kind == "f" else "int", ctype_of(a.dtype),
+                           strong=True)
+        return ArgInfo("float" if isinstance(a, float) else "int")
+
     def scalar_type(self) -> T:
         """The translator's type of a scalar argument."""
         if self.strong:
             return T(self.ctype)
+        if self.kind == "bool":
+            return T("bool", True)
         return FLOAT if self.kind == "float" else INT
 
 

@@ -144,11 +144,8 @@ class StencilSpecializer(Specializer):
                     if isinstance(a, np.ndarray):
                         infos[name] = ArgInfo("grid", ctype_of(a.dtype), a.ndim,
                                               self.neighbors(i, a.ndim))
-                    elif isinstance(a, np.number):  # strong: typed as its dtype
-                        infos[name] = ArgInfo("float" if a.dtype.kind == "f" else "int",
-                                              ctype_of(a.dtype), strong=True)
                     else:
-                        infos[name] = ArgInfo("float" if isinstance(a, float) else "int")
+                        infos[name] = ArgInfo.of_scalar(a)
                 got = translate(self._src, namespace(self.fn), infos, owner=self.owner,
                                 keyed=self.keyed)
                 self._roles = {g.name: g.role for g in got.grids}
@@ -200,7 +197,10 @@ class StencilSpecializer(Specializer):
             elif isinstance(a, np.number):  # strong, as NumPy types it (see numpy_scalar)
                 conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check it
                 parts.append(f"{a.dtype.str}s")
-            elif isinstance(a, bool | np.bool_) or isinstance(a, numbers.Integral):
+            elif isinstance(a, bool | np.bool_):  # a bool: weak (Python's) or strong
+                conv.append(a)
+                parts.append("b" if isinstance(a, bool) else f"{a.dtype.str}s")
+            elif isinstance(a, numbers.Integral):
                 conv.append(int(a))
                 same = same and type(a) is int
                 parts.append("i")
