@@ -153,7 +153,7 @@ class Batch:
 
 def kind_of(dtype: str) -> str:
     dtype = dtype.removeprefix("np.")  # a NumPy scalar's: its dtype's kind
-    if dtype in ("bool",):
+    if dtype in ("bool", "pybool"):  # pybool: a Python bool argument
         return "b"
     if dtype in INT_DTYPES or dtype == "int":
         return "i"
@@ -301,7 +301,10 @@ def _node(draw, ctx: Ctx, kind: str, depth: int) -> E:
             if op == "**":
                 exp = draw(st.integers(0, 4 if ew else 3))
                 return E("bin", "**", (left, E("leaf", str(exp), kind="i")), "i")
-            return E("bin", op, (left, sub("i")), "i")
+            # Now and then bools on both sides (NumPy's + and * of bools are 'or' and
+            # 'and'; of Python bools, ints): a bool argument typed as an int went unseen.
+            right = sub("b" if left.kind == "b" and draw(st.booleans()) else "i")
+            return E("bin", op, (left, right), "i")
         if choice == "un":
             op = draw(st.sampled_from(["-", "+", "~"] if ew else ["-", "+"]))
             return E("un", op, (sub("b" if ew and draw(st.integers(0, 9)) == 0 else "i"),), "i")
@@ -481,10 +484,12 @@ def batches(draw, spec: str, size: int, depth: int = 3,
         params = [(n, draw(st.sampled_from(_EW_DTYPES))) for n in "xyz"[:nparams]]
         if "mixed" in avoid:  # one array dtype (and Python scalars): no value-typed arms
             params = [(n, params[0][1]) for n, _ in params]
-        if nparams > 1 and draw(st.integers(0, 4)) == 0:  # a Python or NumPy scalar
-            params[-1] = (params[-1][0], draw(st.sampled_from(["int", "float", "np"])))
+        if nparams > 1 and draw(st.integers(0, 2)) == 0:  # a Python or NumPy scalar
+            params[-1] = (params[-1][0], draw(st.sampled_from(["int", "float", "np",
+                                                               "pybool"])))
             if params[-1][1] == "np":
-                params[-1] = (params[-1][0], "np." + draw(st.sampled_from(_NP_SCALARS)))
+                params[-1] = (params[-1][0],
+                              "np." + draw(st.sampled_from(_NP_SCALARS + ("bool",))))
         n = draw(st.integers(12, 40))
         inputs = []
         for _, dt in params:
@@ -493,6 +498,8 @@ def batches(draw, spec: str, size: int, depth: int = 3,
             elif dt in ("int", "float"):
                 inputs.append(draw(_values("int64" if dt == "int" else "float64",
                                            specials=True).map(int if dt == "int" else float)))
+            elif dt == "pybool":
+                inputs.append(draw(st.booleans()))
             elif dt.startswith("np."):
                 inputs.append(draw(_values(dt[3:], specials=True).map(np.dtype(dt[3:]).type)))
             else:
@@ -508,10 +515,12 @@ def batches(draw, spec: str, size: int, depth: int = 3,
     da, db, do = (draw(st.sampled_from(_ST_DTYPES)) for _ in range(3))
     if "mixed" in avoid:
         db = da
-    scalar = draw(st.sampled_from(["int", "float", "np"]))
+    scalar = draw(st.sampled_from(["int", "float", "np", "pybool"]))
     if scalar == "np":
-        scalar = "np." + draw(st.sampled_from(_NP_SCALARS))
+        scalar = "np." + draw(st.sampled_from(_NP_SCALARS + ("bool",)))
         sval = np.dtype(scalar[3:]).type(draw(_values(scalar[3:], specials=specials)))
+    elif scalar == "pybool":
+        sval = draw(st.booleans())
     else:
         sval = draw(st.integers(0, 100) if scalar == "int" and "wideint" in avoid else
                     _values("int16" if scalar == "int" else "float64", specials=specials))

@@ -358,7 +358,7 @@ class Runner:
         types = {}
         for (name, dt), a in zip(self.batch.params, self.batch.inputs):
             types[name] = INT if dt == "int" else FLOAT if dt == "float" else \
-                T(_ctype(a.dtype))
+                T("bool", True) if dt == "pybool" else T(_ctype(a.dtype))
         groups: dict[str, list[int]] = {}
         for i in which:
             fn = getattr(mod, f"s_{i}")
