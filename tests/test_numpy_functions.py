@@ -248,7 +248,9 @@ def test_clip_of_integers_drops_python_int_bounds_past_the_type_as_numpy_does():
     promote (an int8 clipped by a uint8 is an int16)."""
     i8 = np.tile(np.arange(-128, 128, dtype=np.int8), 40)
     u8 = i8.view(np.uint8)
+    u64 = np.array([0, 1, 5, 2**63, 2**64 - 1] * 100, dtype=np.uint64)
     for x, lo, hi in ((i8, 0, 100), (i8, -1000, 1000), (u8, -1, 3), (u8, 0, 300),
+                      (u64, -1, 3), (u64, -5, 2**63 - 1),
                       (i8, np.int16(-5), 1000), (i8, 2.5, 1000), (i8, np.uint8(3), 1000),
                       (i8, 50, -50), (i8 > 0, False, True), (i8 > 0, 0, 2)):
         want = [np.clip(a, lo, hi) for a in x]

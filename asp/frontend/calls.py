@@ -194,13 +194,13 @@ def _np_clip(x: tuple[ir.Expr, T], lo: tuple[ir.Expr, T], hi: tuple[ir.Expr, T],
     for _, bt in bounds:
         t = binop_type(t, bt)
     t = T("bool") if all(bt.is_bool for _, bt in (x, *bounds)) else T(t.ctype)
-    if not xt.is_float and not xt.is_bool and xt.ctype != "int64_t" and xt.ctype != "uint64_t":
+    if not xt.is_float and not xt.is_bool:
         # NumPy's _clip: a Python-int bound past the end of x's type is no bound at all,
         # the same as that end (x is inside it).
         info = np.iinfo(dtype_of(xt.ctype))
         for k, (end, cmp) in enumerate(((info.min, "<="), (info.max, ">="))):
             b, bt = bounds[k]
-            if bt == INT:
+            if bt == INT and end < 2**63:  # (a Python int here is an int64)
                 if isinstance(b, ir.Const):
                     b = ir.Const(end if (b.value <= end if cmp == "<=" else b.value >= end)
                                  else b.value, "int64_t")
