@@ -13,9 +13,12 @@ Grids and arrays are above the parallel thresholds (the suite sets them to 0), 2
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from asp.errors import AspFallbackWarning
 from specializers.elementwise import elementwise
 from specializers.reduction import reduction
 from specializers.stencil import StencilKernel
@@ -112,8 +115,44 @@ def test_the_hot_path_tells_a_python_float_from_a_numpy_float64(rng):
             np.testing.assert_array_equal(out, wants[type(r)], err_msg=type(r).__name__)
 
 
+@pytest.mark.parametrize("big", [2**70, -(2**63) - 1, np.uint64(2**63), np.uint64(2**64 - 1)])
+def test_an_integer_beyond_int64_runs_as_python_with_one_warning(big, rng, monkeypatch):
+    """An int the compiled code cannot take (it passes integers as int64) is a value
+    Python and NumPy compute with: that call runs as Python, with one warning naming the
+    argument (one per kernel: each here is new), and gives Python's result (before
+    2026-12-07: ValueError); later calls with ints that fit are compiled (the signature is
+    not given up)."""
+    x, u = rng.random(100), rng.random((20, 20))
+    words = "argument '{}' = .* is beyond the int64"
+    f, t = elementwise(affine.py_func), reduction("+")(total.py_func)
+    K = type("Big", (Scaled,), {})  # kernels are compiled, and warn, per class
+    with np.errstate(over="ignore"):  # a uint64 squared wraps, in NumPy too
+        with pytest.warns(AspFallbackWarning, match=words.format("a")):
+            got = f(x, big)
+        np.testing.assert_array_equal(got, [affine.py_func(v, big) for v in x])
+        with pytest.warns(AspFallbackWarning, match=words.format("a")):
+            assert t(x, big) == np.sum([total.py_func(v, big) for v in x])
+        k = K()
+        with pytest.warns(AspFallbackWarning, match=words.format("r")):
+            got = k(u, big)
+        with monkeypatch.context() as m:
+            m.setenv("ASP_DISABLE_JIT", "1")  # the kernel's Python, as written
+            want = K()(u, big)
+    np.testing.assert_array_equal(got, want)
+    with warnings.catch_warnings():  # ints that fit: compiled, never a warning
+        warnings.simplefilter("error", AspFallbackWarning)
+        for _ in range(3):
+            np.testing.assert_array_equal(f(x, 3), 3 * x + 9)
+            assert t(x, 3) == pytest.approx(np.sum(3 * x + 9), rel=1e-12)
+            k(u, 2)
+    b = np.zeros_like(u)
+    for jit, args in ((f.jit, (x, 3, None)), (t.jit, (x, 3, None)),
+                      (k.jit_for(u, 2, b), (u, 2, b))):
+        spec = jit.specialization(*args)
+        assert spec.variant_names and not spec.check_failures
+
+
 @pytest.mark.parametrize("bad, error, words", [
-    (np.uint64(2**63), ValueError, "does not fit in int64"),
     (np.float16(0.5), TypeError, "float16"),
     (np.complex128(1j), TypeError, "complex128"),
 ])
@@ -125,3 +164,18 @@ def test_a_numpy_scalar_without_a_c_type_is_refused_by_name(bad, error, words, r
     with pytest.raises(error, match=words) as info:
         Scaled()(rng.random((20, 20)), bad)
     assert "'r'" in str(info.value)
+
+
+def test_iterate_with_an_integer_beyond_int64_steps_as_python(rng):
+    """``K.iterate`` with such an argument: each step runs as Python (warned), and the
+    result is the loop's."""
+    u = rng.random((12, 12))
+    K = type("BigSteps", (Scaled,), {})
+    with pytest.warns(AspFallbackWarning, match="argument 'r' = .* is beyond the int64"):
+        got = K().iterate(u, 2**70, steps=3)
+    want = u
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AspFallbackWarning)
+        for _ in range(3):
+            want = K()(want, 2**70)
+    np.testing.assert_array_equal(got, want)

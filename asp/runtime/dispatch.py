@@ -173,6 +173,8 @@ class JitKernel:
             s = self._specialization(prepared)
         except SpecializationError as exc:
             return self._fallback(args, exc)
+        except UnrepresentableValue as exc:  # an argument C cannot take (2**70): this call
+            return self.run_as_python(args, exc)  # alone runs as Python
         if prepared.unsuited is not None:  # the bucket's tuner never tries those
             s.tuning_for(prepared.bucket, prepared.unsuited)
         if s.pending is not None:  # late variants of a tiered first call: in when ready

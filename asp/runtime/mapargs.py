@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asp.errors import UnrepresentableValue
 from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
 __all__ = ["MapArgs", "Parameters", "bind_keywords", "compilable", "map_arguments",
            "map_python", "native", "numpy_scalar", "python_values", "random_like", "same_shape",
-           "scalar_arg", "scalar_types", "size_bucket", "write_back"]
+           "as_int64", "scalar_arg", "scalar_types", "size_bucket", "write_back"]
 
 
 def compilable(dtype) -> bool:
@@ -141,8 +142,7 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
             conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check its type
             parts.append(f"{a.dtype.str}s")
         elif isinstance(a, numbers.Integral):
-            if not -(2**63) <= int(a) < 2**63:
-                raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
+            as_int64(fname, name, a)
             if type(a) is not int:
                 a, same = int(a), False
             conv.append(a)
@@ -185,9 +185,22 @@ def numpy_scalar(fname: str, name: str, a: np.number) -> np.number:
     if not compilable(a.dtype):
         raise TypeError(f"{fname}() argument {name!r} is a NumPy {a.dtype} scalar; expected "
                         "float32/64 or (u)int8-64")
-    if a.dtype.kind == "u" and int(a) >= 2**63:
-        raise ValueError(f"{fname}() argument {name!r} = {a} does not fit in int64")
+    if a.dtype.kind == "u":
+        as_int64(fname, name, a)
     return a
+
+
+def as_int64(fname: str, name: str, a) -> int:
+    """The integer argument ``a`` as an int, or :class:`UnrepresentableValue` (the call
+    runs as Python, with one warning) where the compiled code cannot take it: it passes
+    integers as int64, and a Python int beyond it, or a uint64 at 2**63 or more, is a
+    value Python and NumPy compute with (``x + 2**70`` of a float64 ``x``).  Before
+    2026-12-07 such a call raised ValueError."""
+    value = int(a)
+    if not -(2**63) <= value < 2**63:
+        raise UnrepresentableValue(f"{fname}() argument {name!r} = {a} is beyond the int64 "
+                                   "that compiled code passes integers in")
+    return value
 
 
 def scalar_types(params: Sequence[str], args: Sequence) -> tuple[dict[str, T], list[ArgSpec]]:

@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from asp import config
-from asp.errors import AspFallbackWarning, SpecializationError
+from asp.errors import AspFallbackWarning, SpecializationError, UnrepresentableValue
 from asp.runtime import JitKernel, new_output, on_release_memory, refuse_special_array
 from asp.runtime.mapargs import native
 from asp.tune import db
@@ -170,7 +170,7 @@ def _blocked(kernel, levels: tuple, args: tuple, steps: int) -> tuple | None:
     try:
         prepared = spec.prepare(arrays)
         k = spec.planned(spec.domain_ir(prepared.args, prepared.signature))
-    except SpecializationError:
+    except (SpecializationError, UnrepresentableValue):
         return None  # the step kernel runs as Python: its own call says why, once
     why = why_not_blocked(k, spec.params, spec.boundary, data.ndim, K)
     if why is not None:

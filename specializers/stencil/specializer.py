@@ -1,10 +1,9 @@
 """The stencil specializer: argument checks, planning of variants, the Python reference.
 
-One :class:`StencilSpecializer` serves one kernel class with one set of options
-(boundary mode, ``cval``, unrolling) and one *geometry* (the ghost depth and
-neighbourhoods of the grids passed): all of these are baked into the code.
-Dtypes and numbers of dimensions make its signatures; shapes are not baked
-in, so a new grid size reuses the compiled code.
+One :class:`StencilSpecializer` serves one kernel class with one set of options (boundary
+mode, ``cval``, unrolling) and one *geometry* (the ghost depth and neighbourhoods of the
+grids passed): all of these are baked into the code.  Dtypes and numbers of dimensions
+make its signatures; shapes are not baked in, so a new grid size reuses the compiled code.
 """
 from __future__ import annotations
 
@@ -30,6 +29,7 @@ from asp.runtime import (
     Specializer,
     Variant,
     as_native,
+    mapargs,
     refuse_special_array,
 )
 from asp.runtime.mapargs import compilable, native, numpy_scalar, scalar_arg, write_back
@@ -164,7 +164,7 @@ class StencilSpecializer(Specializer):
         try:
             prepared = self.prepare(args)
             return not needs_load(self.domain_ir(prepared.args, prepared.signature))
-        except (SpecializationError, TypeError, ValueError):
+        except (SpecializationError, TypeError, ValueError, UnrepresentableValue):
             return False
 
     # -- validation -------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class StencilSpecializer(Specializer):
                 conv.append(a)
                 parts.append("b" if isinstance(a, bool) else f"{a.dtype.str}s")
             elif isinstance(a, numbers.Integral):
-                conv.append(int(a))
+                conv.append(mapargs.as_int64(fname, name, a))
                 same = same and type(a) is int
                 parts.append("i")
             elif isinstance(a, numbers.Real):
