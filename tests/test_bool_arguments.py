@@ -7,6 +7,11 @@ each with a signature and a C-side guard of its own: an int's compiled code neve
 a bool, nor a bool's an int."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -93,3 +98,36 @@ def test_a_stencil_adds_bools_as_bools():
         want = np.zeros_like(u)
         want[1:-1, 1:-1] = u[1:-1, 1:-1] + add_
         np.testing.assert_array_equal(Doubled()(u, flag), want)
+
+
+def test_a_new_process_warm_started_from_a_record_keeps_the_bool(tmp_path):
+    """The warm-start record of a bool call (its guards: a Python bool, a NumPy bool)
+    serves bools in the next process, and an int call there gets its own code."""
+    (tmp_path / "boolk.py").write_text(textwrap.dedent("""
+        from specializers.elementwise import elementwise
+
+        @elementwise
+        def add(x, y):
+            return x + y
+    """))
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np
+        import boolk
+        mask = np.arange(50) % 3 == 0
+        for flag in (True, np.True_, 1, True):
+            got = boolk.add(mask, flag)
+            print(got.dtype, int(got.sum()))
+    """))
+    env = dict(os.environ, ASP_CACHE_DIR=str(tmp_path / "cache"))
+    outs = []
+    for _ in range(2):  # the second process starts from the first one's records
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout.split())
+    ones = int((np.arange(50) % 3 == 0).sum())
+    want = ["bool", "50", "bool", "50", "int64", str(50 + ones), "bool", "50"]
+    assert outs == [want, want]
