@@ -20,9 +20,10 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
-__all__ = ["MapArgs", "Parameters", "bind_keywords", "compilable", "map_arguments",
-           "map_python", "native", "numpy_scalar", "python_values", "random_like", "same_shape",
-           "as_int64", "scalar_arg", "scalar_types", "size_bucket", "write_back"]
+__all__ = ["MapArgs", "Parameters", "as_int64", "bind_keywords", "compilable",
+           "map_arguments", "map_python", "native", "numpy_scalar", "python_values",
+           "random_like", "same_shape", "scalar_arg", "scalar_types", "size_bucket",
+           "write_back"]
 
 
 def compilable(dtype) -> bool:
