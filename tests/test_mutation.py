@@ -86,18 +86,27 @@ def skip_tile_remainder(monkeypatch) -> None:
 def break_parallel_branch(monkeypatch) -> None:
     """``serial_below`` emits a parallel copy that starts one iteration late (and so does
     the elementwise ``stream`` variant's team, which has an ``if()`` of its own); the
-    serial copy, which every call below the shipped thresholds runs, stays right."""
+    serial copy, or the serial function a stencil's variants share, which every call
+    below the shipped thresholds runs, stays right."""
     real = asp.passes.serial_below
 
     def late(loop: ir.For) -> ir.For:
         return dataclasses.replace(loop, start=ir.BinOp("+", loop.start,
                                                         ir.Const(1, "int64_t")))
 
+    class EveryLate(Transformer):  # each parallel or shared loop
+        def visit_For(self, node: ir.For):
+            return late(node) if node.parallel else self.generic_visit(node)
+
     class Late(Transformer):
         def visit_If(self, node: ir.If):
             body = node.then.body
             if len(body) == 1 and isinstance(body[0], ir.For) and body[0].parallel:
                 return dataclasses.replace(node, then=ir.Block((late(body[0]),)))
+            other = node.orelse.body if node.orelse is not None else ()
+            if len(other) == 1 and isinstance(other[0], ir.Return) \
+                    and isinstance(other[0].value, ir.Call):  # a call of a shared serial loop
+                return dataclasses.replace(node, then=EveryLate().visit(node.then))
             return self.generic_visit(node)
 
     class LateTeam(Transformer):  # a region with an ``if()`` of its own: its shared loops

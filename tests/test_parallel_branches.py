@@ -41,15 +41,18 @@ CVAL = 0.5
 # -- where the parallel loops are, and what guards them -------------------------------------
 
 def parallel_guards(fn: ir.Function) -> list[tuple[ir.For, ir.Expr | None]]:
-    """Each parallel loop of ``fn`` with the condition it runs under: the ``if`` that
-    :func:`asp.passes.serial_below` (or the lanes lowering) put around it, else its own
-    ``if()`` clause or its region's, else None (always parallel)."""
+    """Each parallel loop of ``fn`` with the condition it runs under: the ``if (work >
+    T)`` that :func:`asp.passes.serial_below` (or the lanes lowering) put around it (the
+    nearest: other conditions, e.g. whether rows are aligned, choose between parallel
+    codes), else its own ``if()`` clause or its region's, else None (always parallel)."""
     found: list[tuple[ir.For, ir.Expr | None]] = []
 
     def walk(node: ir.Node, guard: ir.Expr | None) -> None:
         if isinstance(node, ir.If):
             walk(node.cond, guard)
-            walk(node.then, node.cond)
+            threshold = isinstance(node.cond, ir.BinOp) and node.cond.op == ">" \
+                and isinstance(node.cond.right, ir.Const)
+            walk(node.then, node.cond if threshold else guard)
             if node.orelse is not None:
                 walk(node.orelse, guard)
             return
@@ -341,6 +344,68 @@ def test_stencil_above_the_default_threshold(shape, mode, rng, monkeypatch):
         u, 2.0, 0.5, np.zeros_like(u)) is not None, len(names))
     for _ in range(8):
         call()
+
+
+# -- stencils below a threshold: the serial loop every variant shares -----------------------
+
+class CorrelateSmall(Correlate):
+    """Its own class: compiled under a threshold the small grids here stay below."""
+
+
+SMALL = 4000
+
+
+def assert_serial_branch_calls(variants, helpers, serial: str = "stencil_serial") -> None:
+    """Each variant's whole body is its parallel branch; its serial branch is one call of
+    ``serial``, a function with no team and no shared loop (one copy a unit)."""
+    fn, = [h for h in helpers if h.name == serial]
+    assert fn.static and not any(isinstance(n, ir.Region) or isinstance(n, ir.For)
+                                 and n.parallel is not None for n in fn.walk()), serial
+    for v in variants:
+        branch, = v.function.body.body
+        assert isinstance(branch, ir.If) and threshold_of(branch.cond) == SMALL, v.name
+        ret, = branch.orelse.body
+        assert isinstance(ret, ir.Return) and ret.value.func == serial, v.name
+        assert [a.name for a in ret.value.args] == [p.name for p in fn.params], v.name
+
+
+@pytest.mark.parametrize("dim, mode, dtype", [(1, "reflect", np.float64),
+                                              (2, "interior", np.float32),
+                                              (2, "wrap", np.float64),
+                                              (3, "constant", np.float64)])
+def test_stencil_below_the_threshold_runs_the_shared_serial_loop(dim, mode, dtype, rng,
+                                                                 monkeypatch):
+    """With the threshold at 4000 points: on grids below it every variant (the plain
+    ones and the sampled tile and jam points) runs ``stencil_serial`` and agrees with
+    SciPy and, on edge values, with the Python; on a grid above it, the parallel
+    branch of the same variants."""
+    monkeypatch.setenv("ASP_PARALLEL_THRESHOLD", str(SMALL))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    k = CorrelateSmall(boundary=mode, cval=CVAL)
+    c, w = -1.5 * dim, 0.75
+    small = SHAPES[dim][1]
+    assert np.prod(small) <= SMALL
+    u = rng.uniform(-1, 1, small).astype(dtype)
+    g, out = grids(u, 1)
+    spec = k.jit_for(g, c, w, out).specializer
+    s = k.specialization(g, c, w, out)
+    plan, _ = expand_spaces(spec.plan(spec.prepare((u, c, w, out.data))),
+                            f"{s.kernel}|{s.signature}")
+    assert [v.name for v in plan.variants] == s.variant_names
+    assert len(s.variant_names) > (1 if dim > 1 else 0)
+    assert_serial_branch_calls(plan.variants, plan.helpers)
+    assert s.source.count("stencil_serial(") == 1 + len({id(v.function) for v in plan.variants})
+    for e in (u, with_edges(u, rng)):
+        want = (scipy_oracle(e, mode, 1, c, w) if e is u
+                else python_oracle(Correlate, mode, 1, e, c, w))
+        for name in s.variant_names:
+            g2, out2 = grids(e.copy(), 1)
+            np.testing.assert_allclose(k.run_variant(name, g2, c, w, out2), want, rtol=rtol,
+                                       atol=rtol, equal_nan=True, err_msg=f"variant {name}")
+    big = rng.uniform(-1, 1, (SMALL + 1,) if dim == 1 else (9,) * (dim - 2) + (70, 70))
+    big = big.astype(dtype)
+    run_every_stencil_variant(k, big, 1, (c, w), scipy_oracle(big, mode, 1, c, w), rtol,
+                              threshold=SMALL)
 
 
 # -- elementwise ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Platform passes (pure functions IR -> IR) and the pipeline runner that dumps each stage."""
+from asp.passes.branches import serial_below, unshare
 from asp.passes.fold import fold_constants
 from asp.passes.loops import (
     Dependences,
@@ -6,7 +7,6 @@ from asp.passes.loops import (
     innermost_loops,
     outer_loops,
     parallelize_outer,
-    serial_below,
     tile_loops,
     unroll_inner,
     vectorize_inner,
@@ -20,5 +20,5 @@ __all__ = [
     "Dependences", "SIMD_FORMS", "dependences", "dump", "fold_constants", "format_ir",
     "innermost_loops", "outer_loops", "parallelize_outer", "prefetched_blocks",
     "propagate_constants", "run_pipeline", "serial_below", "simd_calls", "simd_forms_called",
-    "tile_loops", "unread_locals", "unroll_inner", "vectorize_inner",
+    "tile_loops", "unread_locals", "unroll_inner", "unshare", "vectorize_inner",
 ]

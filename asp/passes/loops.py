@@ -25,7 +25,7 @@ from asp.ir.node import Transformer, Visitor
 
 __all__ = [
     "Dependences", "dependences", "innermost_loops", "outer_loops", "parallelize_outer",
-    "serial_below", "tile_loops", "unroll_inner", "vectorize_inner",
+    "tile_loops", "unroll_inner", "vectorize_inner",
 ]
 
 
@@ -398,42 +398,3 @@ def tile_loops(fn: ir.Function, *, sizes: tuple[int | ir.Expr | None, ...]) -> i
             return node
 
     return dataclasses.replace(fn, body=Tile().visit(fn.body))
-
-
-class _Unshare(Transformer):
-    """A region's body as one thread runs it: its work-shared loops serial."""
-
-    def visit_For(self, node: ir.For):
-        node = self.generic_visit(node)
-        return dataclasses.replace(node, parallel=None) if node.parallel is not None else node
-
-    def visit_Region(self, node: ir.Region):
-        return node
-
-
-def serial_below(fn: ir.Function, *, when: ir.Expr) -> ir.Function:
-    """Run each parallel loop (and each parallel region) in parallel only when ``when``
-    holds, else serially.
-
-    Before: ``#pragma omp parallel for`` ``for (...) s;``
-    After:  ``if (when) { #pragma omp parallel for  for (...) s; } else { for (...) s; }``
-    A region's serial copy is its body with the work-shared loops serial: the same
-    work, once, when the statements outside those loops only touch what each thread
-    declares for itself (what a region's body holds).  An OpenMP ``if()`` clause
-    still pays for a team of one thread; a plain branch makes a call on a tiny array
-    cost nothing extra.
-    """
-    class Split(Transformer):
-        def visit_For(self, node: ir.For):
-            if node.parallel is None:
-                return self.generic_visit(node)
-            serial = dataclasses.replace(node, parallel=None)
-            return ir.If(when, ir.Block((node,)), ir.Block((serial,)))
-
-        def visit_Region(self, node: ir.Region):
-            return ir.If(when, ir.Block((node,)), _Unshare().visit(node.body))
-
-        def visit_While(self, node):
-            return node
-
-    return dataclasses.replace(fn, body=Split().visit(fn.body))

@@ -90,8 +90,10 @@ def _pass_name(p) -> str:
     if isinstance(p, functools.partial):
         from asp.codegen.cprinter import expr_to_c
 
-        args = [repr(a) for a in p.args] + [
-            f"{k}={expr_to_c(v) if isinstance(v, Node) else repr(v)}"
-            for k, v in p.keywords.items()]
+        def shown(v) -> str:  # a function argument by its name
+            return (v.name if isinstance(v, ir.Function) else expr_to_c(v)
+                    if isinstance(v, Node) else repr(v))
+
+        args = [repr(a) for a in p.args] + [f"{k}={shown(v)}" for k, v in p.keywords.items()]
         return f"{_pass_name(p.func)}({', '.join(args)})"
     return getattr(p, "__name__", repr(p))

@@ -45,6 +45,7 @@ from specializers.stencil.variants import (
     apply_variant,
     helpers_for,
     own_functions,
+    serial_variant,
     variant_spaces,
     variant_specs,
 )
@@ -293,10 +294,9 @@ class StencilSpecializer(Specializer):
         specs = []
         for g_name, a in zip(self.params, args):
             if isinstance(a, np.ndarray):
-                role = k.grid(g_name).role
                 out = g_name == k.out
                 specs.append(ArgSpec("array", a.dtype, a.ndim, write=out, noalias=out,
-                                     group=0 if role == "field" else -1))
+                                     group=0 if k.grid(g_name).role == "field" else -1))
             else:
                 specs.append(scalar_arg(a)[1])
         specs = tuple(specs)
@@ -304,12 +304,9 @@ class StencilSpecializer(Specializer):
         dim = args[pos[k.loop.grid]].ndim
         out_ct = k.grid(k.out).ctype
         stream_ok = not needs_load(k) and out_ct in ("double", "float")
-        loop_grid = f"p_{k.loop.grid}"
-        size: ir.Expr = ir.Var(f"{loop_grid}_n0")
-        for a in range(1, dim):
-            size = ir.BinOp("*", size, ir.Var(f"{loop_grid}_n{a}"))
-        variants, helpers = [], ()
-        border = None
+        size = functools.reduce(lambda e, a: ir.BinOp("*", e, ir.Var(f"p_{k.loop.grid}_n{a}")),
+                                range(1, dim), ir.Var(f"p_{k.loop.grid}_n0"))
+        helpers, border = (), None
         ghost = self.ghost(pos[k.loop.grid])
         if self.boundary != "interior" or self.zero:
             # The slabs: one work-sharing helper every variant's team calls (the lowering
@@ -322,12 +319,16 @@ class StencilSpecializer(Specializer):
             # 256^3 17.7 vs 17.5 ms, side by side; at -O1 9-27 % slower).
             helpers = (dataclasses.replace(run_pipeline(bfn, [], title=f"{self.fname} border"),
                                            optimize="O2"),)
+        def lowered(name: str, opts: dict) -> ir.Function:
+            return lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
+                         ghost=ghost, loops=loops, border=border, name=name,
+                         streaming=opts.get("streaming", False), jam=opts.get("jam", 1))
+
+        serial = serial_variant(lowered("stencil_serial", {}), f"{self.fname} serial", dim)
+
         def make(vname: str, opts: dict) -> Variant:
-            fn = lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
-                       ghost=ghost, loops=loops, border=border,
-                       streaming=opts.get("streaming", False), name=f"stencil_{vname}",
-                       jam=opts.get("jam", 1))
-            return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim))
+            return Variant(vname, apply_variant(lowered(f"stencil_{vname}", opts), opts, size,
+                                                f"{self.fname} {vname}", dim, serial=serial))
 
         shared: dict = {}
 
@@ -353,8 +354,8 @@ class StencilSpecializer(Specializer):
                        for name, params, sample, point in variant_spaces(dim, stream_ok))
         # The remapping and indexing helpers they call, then the user's functions the
         # kernel calls, then the slabs (which call both).
-        helpers = (*helpers_for([*helpers, *(v.function for v in variants)]),
-                   *own_functions(k), *helpers)
+        helpers = (*helpers_for([*helpers, serial, *(v.function for v in variants)]),
+                   *own_functions(k), *helpers, serial)
         float32 = any(s.kind == "array" and np.dtype(s.dtype) == np.float32 for s in specs) \
             or ir.rounds_a_call_to("float", *helpers, *(v.function for v in variants))
         lo, hi = radius(k, dim)
@@ -430,8 +431,7 @@ class StencilSpecializer(Specializer):
                 grids.append(g)
             else:
                 grids.append(a)
-        out = args[out_i]
-        out = out.data if isinstance(out, StencilGrid) else out
+        out = args[out_i].data if isinstance(args[out_i], StencilGrid) else args[out_i]
         if self.zero:  # the border of the deepest ghost (the kernel writes what it visits)
             g = max(self.ghost(i) for i, a in enumerate(args)
                     if isinstance(a, np.ndarray | StencilGrid))

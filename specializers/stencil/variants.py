@@ -1,10 +1,11 @@
 """The variants of a stencil signature: platform passes over the lowered kernel.
 
-Every variant runs the outermost loop of each nest in parallel (only for grids
-big enough to pay for an OpenMP team: :func:`asp.passes.serial_below` with
-:func:`serial_points`; with a boundary mode the box and the border slabs share
-one team, see :mod:`~specializers.stencil.lowering`) and marks the contiguous
-innermost loop ``omp simd``.  They differ in
+Every variant runs the outermost loop of each nest in parallel (with a boundary
+mode the box and the border slabs share one team, see
+:mod:`~specializers.stencil.lowering`) and marks the contiguous innermost loop
+``omp simd``.  A grid too small to pay for an OpenMP team (:func:`serial_points`)
+runs ``stencil_serial`` instead, one serial loop every variant calls
+(:func:`serial_variant`, :func:`asp.passes.serial_below`).  They differ in
 
 * ``static``: one block of outer iterations per thread (a stencil's work is
   uniform, so dynamic schedules only add overhead);
@@ -33,13 +34,13 @@ from asp.frontend.helpers import passed
 from asp.ir import platform as ir
 from asp.ir.node import Transformer
 from asp.ir.pyscalar import HELPERS
-from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops
+from asp.passes import parallelize_outer, run_pipeline, serial_below, tile_loops, unshare
 from asp.passes.fold import fold_constants
 from specializers.stencil.aliasing import PREAMBLE as ALIASING
 
 __all__ = ["HELPER_FUNCTIONS", "JAMS", "JAMS_3D", "JAM_SAMPLE", "PREAMBLE", "SERIAL_POINTS",
            "TILES", "TILE_SAMPLE", "apply_variant", "helpers_for", "jam_sample",
-           "own_functions", "serial_points", "variant_spaces", "variant_specs",
+           "own_functions", "serial_points", "serial_variant", "variant_spaces", "variant_specs",
            "vectorize_points"]
 
 #: Python's scalar helpers (``//``, ``%``), the streaming line store
@@ -194,8 +195,10 @@ def vectorize_points(fn: ir.Function, *, var: str) -> ir.Function:
 
 
 def apply_variant(fn: ir.Function, options: dict, size: ir.Expr, title: str,
-                  dim: int) -> ir.Function:
-    """The platform passes of one variant, as a readable pipeline."""
+                  dim: int, serial: ir.Function | None = None) -> ir.Function:
+    """The platform passes of one variant, as a readable pipeline.  A call of fewer
+    points than :func:`serial_points` runs ``serial`` (:func:`serial_variant`), which
+    every variant of the kernel shares, or, without it, a serial copy of the variant."""
     schedule, chunk = options.get("schedule", ("static", None))
     passes = []
     if options.get("tile"):
@@ -204,7 +207,19 @@ def apply_variant(fn: ir.Function, options: dict, size: ir.Expr, title: str,
         functools.partial(parallelize_outer, schedule=schedule, chunk=chunk,
                           collapse=options.get("collapse", 1)),
         functools.partial(vectorize_points, var=f"asp_i{dim - 1}"),
-        functools.partial(serial_below, when=ir.BinOp(">", size, ir.Const(serial_points(),
-                                                                           "int64_t"))),
+        functools.partial(serial_below, serial=serial,
+                          when=ir.BinOp(">", size, ir.Const(serial_points(), "int64_t"))),
     ]
     return run_pipeline(fn, passes, title=title)
+
+
+def serial_variant(fn: ir.Function, title: str, dim: int) -> ir.Function:
+    """The code every variant runs below :func:`serial_points`: ``fn`` (the ``static``
+    variant's lowering) on one thread, vectorized, as ``stencil_serial``.  Below the
+    threshold the grid sits in cache and the plain loop is what the variants' serial
+    copies were worth (they differed only in how they stream to memory and share rows
+    among threads); one copy a unit instead of one a variant halves the C gcc compiles."""
+    fn = dataclasses.replace(fn, static=True)
+    return run_pipeline(fn, [functools.partial(unshare, name="stencil_serial"),
+                             functools.partial(vectorize_points, var=f"asp_i{dim - 1}")],
+                        title=title)
