@@ -85,5 +85,10 @@ def test_stencil_border_slabs_are_a_helper_in_the_dump(stages):
     # and the boundary mode's index remapping it calls, the only one the module has
     assert_helper_in_dump(s.plan, stages, "Blur", "asp_reflect")
     # (the neighbour loop is unrolled: no offset table, no linear offsets to compute)
-    assert [h.name for h in s.plan.helpers] == ["asp_reflect", "stencil_border"]
+    assert [h.name for h in s.plan.helpers] == ["asp_reflect", "stencil_border",
+                                                "stencil_serial"]
+    # the serial loop the variants call below the threshold, which calls the slabs
+    serial = assert_helper_in_dump(s.plan, stages, "Blur", "stencil_serial")
+    assert any(title.endswith("Blur.kernel serial: input") for title, _ in stages)
+    assert any(isinstance(n, ir.Call) and n.func == "stencil_border" for n in serial.walk())
     assert "asp_wrap" not in s.source and "asp_linear_offsets" not in s.source
