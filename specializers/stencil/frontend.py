@@ -26,8 +26,6 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from asp.codegen.entry import extent_name
 from asp.frontend import KernelSource
 from asp.frontend.expressions import NUMBERS, describe
@@ -37,7 +35,7 @@ from asp.frontend.translator import ScalarTranslator, settle
 from asp.ir import platform as ir
 from asp.ir.names import Namer, param
 from asp.ir.pyscalar import FLOAT, INT, T, cast, join, stored
-from asp.ir.types import ctype_of
+from asp.runtime.mapargs import scalar_arg
 from specializers.stencil.domain import (
     Coord,
     Distance,
@@ -57,33 +55,25 @@ __all__ = ["ArgInfo", "StencilTranslator", "T", "translate"]
 @dataclass(frozen=True)
 class ArgInfo:
     """What the front end knows of one argument: a grid (dtype, ndim, neighbourhoods) or a
-    scalar (``kind`` 'float', 'int' or 'bool'; ``strong``: a NumPy scalar, typed as
-    ``ctype`` by NumPy's rules, where a Python number is weak)."""
+    scalar (``kind`` 'scalar'; ``type``: the translator's type of it, by the core's rule
+    for every specializer, :func:`asp.runtime.mapargs.scalar_arg`: a NumPy scalar strong,
+    typed as its dtype, a Python number, ``bool`` too, weak)."""
 
     kind: str
     ctype: str = "double"
     ndim: int = 0
     neighbors: tuple[tuple[tuple[int, ...], ...], ...] = ()
-    strong: bool = False
+    type: T | None = None
 
     @staticmethod
     def of_scalar(a) -> ArgInfo:
-        """A scalar argument's: a NumPy scalar (``np.bool_`` too) strong, typed as its
-        dtype; a Python number (a bool too: ``True + np.True_`` is a NumPy bool) weak."""
-        if isinstance(a, bool | np.bool_):
-            return ArgInfo("bool", "bool", strong=isinstance(a, np.bool_))
-        if isinstance(a, np.number):
-            return ArgInfo("float" if a.dtype.kind == "f" else "int", ctype_of(a.dtype),
-                           strong=True)
-        return ArgInfo("float" if isinstance(a, float) else "int")
+        """A scalar argument's."""
+        t = scalar_arg(a)[0]
+        return ArgInfo("scalar", t.ctype, type=t)
 
     def scalar_type(self) -> T:
         """The translator's type of a scalar argument."""
-        if self.strong:
-            return T(self.ctype)
-        if self.kind == "bool":
-            return T("bool", True)
-        return FLOAT if self.kind == "float" else INT
+        return self.type
 
 
 class StencilTranslator(ScalarTranslator):
