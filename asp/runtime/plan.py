@@ -32,11 +32,16 @@ class Variant:
     differ only in such values (the points of a search space over tile sizes) may share
     one function object: a translation unit holds it once, and each variant is an entry
     that calls it with its own constants, so the space costs one function's compile
-    instead of one per point."""
+    instead of one per point.
+
+    ``calls``: other functions ``function`` calls that are not the plan's helpers (a
+    sibling variant's function it hands part of the work to): a translation unit that
+    holds the variant holds them too, before it, once."""
 
     name: str
     function: ir.Function
     bound: tuple[int, ...] = ()
+    calls: tuple[ir.Function, ...] = ()
 
     def __post_init__(self):
         if not (self.name.isascii() and self.name.isidentifier()):
@@ -48,15 +53,17 @@ class Variant:
 
 
 def functions_of(variants) -> tuple[ir.Function, ...]:
-    """The distinct functions of ``variants``, in order (variants may share one, see
-    :attr:`Variant.bound`); two different functions under one name are a specializer's
-    bug, said here rather than by the C compiler."""
+    """The distinct functions of ``variants`` and of what they call (:attr:`Variant.calls`),
+    callees first, in order (variants may share one, see :attr:`Variant.bound`); two
+    different functions under one name are a specializer's bug, said here rather than by
+    the C compiler."""
     seen: dict[str, ir.Function] = {}
     for v in variants:
-        fn = seen.setdefault(v.function.name, v.function)
-        if fn is not v.function and fn != v.function:
-            raise ValueError(f"variant {v.name}: another variant's function has the name "
-                             f"{fn.name!r} but other code")
+        for f in (*v.calls, v.function):
+            fn = seen.setdefault(f.name, f)
+            if fn is not f and fn != f:
+                raise ValueError(f"variant {v.name}: another variant's function has the "
+                                 f"name {fn.name!r} but other code")
     return tuple(seen.values())
 
 

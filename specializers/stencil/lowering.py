@@ -207,7 +207,8 @@ def _nest(ranges, body: ir.Block, first: int = 0) -> ir.For:
 
 def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mode: str,
           cval: float, ghost: int, loops: list[NeighborLoop], streaming: bool,
-          name: str, border: str | None = None, jam: int = 1) -> ir.Function:
+          name: str, border: str | None = None, jam: int = 1,
+          unjammed: str | None = None) -> ir.Function:
     """The kernel function of one variant (before platform passes).
 
     With a boundary mode, ``border`` names the work-sharing function (from
@@ -219,7 +220,9 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
 
     ``streaming``: the interior box writes each output row through a small buffer
     and non-temporal stores (only valid when :func:`needs_load` is False); ``jam``
-    rows at a time (see :func:`_streaming_nest`).
+    rows at a time (see :func:`_streaming_nest`).  ``unjammed``: the function (of the
+    same parameters) a jammed variant calls when rows cannot be jammed, instead of a
+    copy of that code of its own (the ``stream`` variant: one copy a unit).
     """
     dim = kernel.grid(kernel.loop.grid).ndim
     grid = pname(kernel.loop.grid)
@@ -245,6 +248,9 @@ def lower(kernel: StencilIR, names: list[str], specs: tuple[ArgSpec, ...], *, mo
     else:
         call = ir.Call(border, tuple(ir.Var(p.name) for p in params))
         work = _team(interior, ir.Assign(ir.Var("asp_bad"), call, "|"))
+    if unjammed is not None and isinstance(work, ir.If):  # jammed rows, or the rows alone
+        call = ir.Call(unjammed, tuple(ir.Var(p.name) for p in params))
+        work = dataclasses.replace(work, orelse=ir.Block((ir.Return(call),)))
     body = ir.Block((*pre, work, _result(kernel)))
     return ir.Function(name, params, body, ret="int")
 

@@ -111,8 +111,7 @@ class StencilSpecializer(Specializer):
             self.digest = ""
 
     def location(self) -> str:
-        code = self.fn.__code__
-        return f"{code.co_filename}:{code.co_firstlineno}"
+        return f"{self.fn.__code__.co_filename}:{self.fn.__code__.co_firstlineno}"
 
     def global_reads(self):
         """The module-level names the kernel reads (numbers are baked in as constants,
@@ -302,8 +301,7 @@ class StencilSpecializer(Specializer):
         specs = tuple(specs)
         loops = neighbor_loops(k)
         dim = args[pos[k.loop.grid]].ndim
-        out_ct = k.grid(k.out).ctype
-        stream_ok = not needs_load(k) and out_ct in ("double", "float")
+        stream_ok = not needs_load(k) and k.grid(k.out).ctype in ("double", "float")
         size = functools.reduce(lambda e, a: ir.BinOp("*", e, ir.Var(f"p_{k.loop.grid}_n{a}")),
                                 range(1, dim), ir.Var(f"p_{k.loop.grid}_n0"))
         helpers, border = (), None
@@ -314,22 +312,24 @@ class StencilSpecializer(Specializer):
             border = "stencil_zero" if self.zero else "stencil_border"
             bfn = lower_border(k, self.params, specs, mode=self.boundary, cval=self.cval,
                                loops=loops, name=border, zero=ghost if self.zero else None)
-            # At -O2: the slabs took 1.07 s of a 3-D reflect unit's 1.3 s of gcc at -O3 (every
-            # unit repeats them), 0.4 s at -O2, and ran as fast (64^3 static 218 vs 219 us,
-            # 256^3 17.7 vs 17.5 ms, side by side; at -O1 9-27 % slower).
+            # At -O2: 0.4 s of gcc, not 1.07 s of a 3-D reflect unit's 1.3 s at -O3, as fast
+            # (64^3 static 218 vs 219 us, 256^3 17.7 vs 17.5 ms; at -O1 9-27 % slower).
             helpers = (dataclasses.replace(run_pipeline(bfn, [], title=f"{self.fname} border"),
                                            optimize="O2"),)
-        def lowered(name: str, opts: dict) -> ir.Function:
+        def lowered(name: str, opts: dict, unjammed: str | None = None) -> ir.Function:
             return lower(k, self.params, specs, mode=self.boundary, cval=self.cval,
-                         ghost=ghost, loops=loops, border=border, name=name,
+                         ghost=ghost, loops=loops, border=border, name=name, unjammed=unjammed,
                          streaming=opts.get("streaming", False), jam=opts.get("jam", 1))
 
         serial = serial_variant(lowered("stencil_serial", {}), f"{self.fname} serial", dim)
 
-        def make(vname: str, opts: dict) -> Variant:
-            return Variant(vname, apply_variant(lowered(f"stencil_{vname}", opts), opts, size,
-                                                f"{self.fname} {vname}", dim, serial=serial))
+        def make(vname: str, opts: dict) -> Variant:  # a jammed one hands the rows it
+            calls = (stream(),) if opts.get("jam", 1) > 1 else ()  # cannot jam to ``stream``
+            fn = lowered(f"stencil_{vname}", opts, calls[0].name if calls else None)
+            return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim,
+                                                serial=serial), calls=calls)
 
+        stream = functools.cache(lambda: make("stream", {"streaming": True}).function)
         shared: dict = {}
 
         def make_point(vname: str, opts: dict) -> Variant:

@@ -17,7 +17,9 @@ runs ``stencil_serial`` instead, one serial loop every variant calls
   register-resident buffer and written with one non-temporal store (no
   read-for-ownership of the output), when the kernel writes each output point
   once and never reads it;
-* ``stream_jam<N>``: the same, ``N`` neighbouring rows per pass.
+* ``stream_jam<N>``: the same, ``N`` neighbouring rows per pass (when a row is a
+  whole number of cache lines; otherwise the call is the ``stream`` variant's, whose
+  function a jammed one calls rather than holding a copy: :attr:`asp.runtime.Variant.calls`).
 
 The tile block ``N`` and the jam factor ``N`` are search spaces
 (:class:`asp.runtime.Space`, :func:`variant_spaces`): each signature compiles a
