@@ -589,3 +589,38 @@ def test_streaming_sweeps_fence_once_per_outer_iteration(rng):
             last = loop.body.body[-1]
             assert fences(last) == 1 and isinstance(last, ir.ExprStmt), v.name
             assert fences(loop) == 1, (v.name, fences(loop))  # none per row
+
+
+# -- jammed variants: the rows they cannot jam go to the ``stream`` variant's code ----------
+
+class NanBelow(StencilKernel):
+    """Streams (writes each point once, never reads it); a NaN constant in its code."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = u[x]
+            for y in u.neighbors(x, 1):
+                s += u[y]
+            out[x] = s if s > 0.0 else math.nan
+
+
+@pytest.mark.parametrize("shape", [(45, 37), (45, 64), (7, 9, 37)])
+def test_jammed_variants_call_the_stream_variant_for_rows_they_cannot_jam(shape, rng):
+    """Rows of 37 float64 are no whole number of cache lines (a jammed variant calls
+    ``stencil_stream``), rows of 64 are (it jams them): each variant agrees with the
+    Python either way (NaN where the sum is not positive).  The unit holds
+    ``stencil_stream`` once: the ``stream`` variant's own function object, which each
+    jammed variant names as its callee (not a second lowering of the same code)."""
+    k = NanBelow()
+    u = rng.uniform(-1, 1, shape)
+    s = k.specialization(u, np.zeros(shape))
+    assert s.check_failures == {}, s.check_failures
+    stream, = [v for v in s.plan.variants if v.name == "stream"]
+    jams = [v for v in s.plan.variants if v.name.startswith("stream_jam")]
+    assert jams and all(len(v.calls) == 1 and v.calls[0] is stream.function for v in jams)
+    assert s.source.count("int stencil_stream(") == 1
+    want = np.zeros(shape)
+    NanBelow(pure_python=True).kernel(u.copy(), want)
+    for name in s.variant_names:
+        np.testing.assert_array_equal(k.run_variant(name, u, np.zeros(shape)), want,
+                                      err_msg=f"variant {name}")

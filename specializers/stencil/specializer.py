@@ -304,8 +304,7 @@ class StencilSpecializer(Specializer):
         stream_ok = not needs_load(k) and k.grid(k.out).ctype in ("double", "float")
         size = functools.reduce(lambda e, a: ir.BinOp("*", e, ir.Var(f"p_{k.loop.grid}_n{a}")),
                                 range(1, dim), ir.Var(f"p_{k.loop.grid}_n0"))
-        helpers, border = (), None
-        ghost = self.ghost(pos[k.loop.grid])
+        ghost, helpers, border = self.ghost(pos[k.loop.grid]), (), None
         if self.boundary != "interior" or self.zero:
             # The slabs: one work-sharing helper every variant's team calls (the lowering
             # shares its loops; no pass changes them, the dump shows them).
@@ -323,13 +322,13 @@ class StencilSpecializer(Specializer):
 
         serial = serial_variant(lowered("stencil_serial", {}), f"{self.fname} serial", dim)
 
-        def make(vname: str, opts: dict) -> Variant:  # a jammed one hands the rows it
-            calls = (stream(),) if opts.get("jam", 1) > 1 else ()  # cannot jam to ``stream``
+        def make(vname: str, opts: dict) -> Variant:  # jammed: calls ``stream`` for rows
+            calls = (stream().function,) if opts.get("jam", 1) > 1 else ()  # it can't jam
             fn = lowered(f"stencil_{vname}", opts, calls[0].name if calls else None)
             return Variant(vname, apply_variant(fn, opts, size, f"{self.fname} {vname}", dim,
                                                 serial=serial), calls=calls)
 
-        stream = functools.cache(lambda: make("stream", {"streaming": True}).function)
+        stream = functools.cache(lambda: make("stream", {"streaming": True}))  # one object
         shared: dict = {}
 
         def make_point(vname: str, opts: dict) -> Variant:
@@ -347,7 +346,8 @@ class StencilSpecializer(Specializer):
                     ir.Param(f"asp_tile{a}", "int64_t") for a, t in enumerate(sizes) if t))
             return Variant(vname, shared[key], bound=tuple(t for t in sizes if t))
 
-        variants = [make(vname, opts) for vname, opts in variant_specs(dim, stream_ok)]
+        variants = [stream() if vname == "stream" else make(vname, opts)
+                    for vname, opts in variant_specs(dim, stream_ok)]
         # Tile and jam factors are searched: the runtime compiles a sample of each space.
         spaces = tuple(Space(name, params, lambda point=point, **p: make_point(*point(**p)),
                              sample=sample, label=lambda point=point, **p: point(**p)[0])
