@@ -9,6 +9,7 @@ from asp.ir import platform as ir
 from specializers.stencil.lowering import pname
 from specializers.stencil.ringir import I64, ring_index
 from specializers.stencil.ringir import block as _block
+from specializers.stencil.ringir import c as _c
 from specializers.stencil.ringir import op as _op
 from specializers.stencil.ringir import v as _v
 from specializers.stencil.vectors import Loads, NotVector, lanes, store, vector_block, vtype
@@ -19,7 +20,36 @@ __all__ = ["JammedSweeps"]
 class JammedSweeps:
     """The jammed sweeps of :class:`~specializers.stencil.wavefront.Builder` (whose
     ``body``, ``nest``, ``by_level``, ``rings_in``, ``zero_edges``, ``copy_out``,
-    ``ivars`` and ``linear`` they use)."""
+    ``ivars``, ``linear`` and ``n`` they use), and where a sweep's rows go."""
+
+    def out_frame(self) -> list[ir.Stmt]:
+        """Where level ``l``'s rows go, for one sweep of both kinds: the pass's output
+        grid ``asp_dst0`` at its last level (origin 0, the grid's row lengths), else
+        the level's ring (origin the tile's halo ``asp_b<a>``, the ring's row lengths):
+        ``asp_ob<a>``, ``asp_os<a>`` for the axes after the first (:meth:`out_ref`).
+        (Two sweeps, one for each, doubled a blocked function's code: gcc's time.)"""
+        last = _op("==", _v("asp_l"), _v("asp_d"))
+        out: list[ir.Stmt] = [
+            ir.Declare(I64, f"asp_ob{a}", ir.Ternary(last, _c(0), _v(f"asp_b{a}")), const=True)
+            for a in range(1, self.dim)]
+        out += [ir.Declare(I64, f"asp_os{a}", ir.Ternary(last, self.n(a), _v(f"asp_rs{a}")),
+                           const=True) for a in range(2, self.dim)]
+        return out
+
+    def out_row(self, name: str, y: ir.Expr, mask: int) -> ir.Declare:
+        """``name``: the start of level ``l``'s row (plane) ``y``, in the pass's output
+        grid at its last level, else in the level's ring ``asp_rout`` (:meth:`out_frame`)."""
+        grid = _op("+", _v("asp_dst0"), self.linear([y, *([_c(0)] * (self.dim - 1))]))
+        ring = _op("+", _v("asp_rout"), _op("*", _op("&", y, mask), _v("asp_plane")))
+        return ir.Declare(f"{self.ctype} *restrict", name, ir.Ternary(
+            _op("==", _v("asp_l"), _v("asp_d")), grid, ring))
+
+    def out_ref(self, name: str, ix) -> ir.ArrayRef:
+        """The point ``ix`` of the row (plane) that starts at ``name`` (:meth:`out_row`)."""
+        e: ir.Expr = _op("-", ix[1], _v("asp_ob1"))
+        for a in range(2, self.dim):
+            e = _op("+", _op("*", e, _v(f"asp_os{a}")), _op("-", ix[a], _v(f"asp_ob{a}")))
+        return ir.ArrayRef(name, e)
 
     def jammed(self, jam: int, lvl: int, rix: tuple, f: list, t: list,
                line: int, east: bool = False) -> ir.Block:
@@ -47,19 +77,22 @@ class JammedSweeps:
             return _block(*self.rings_in(case, lvl),
                           self.nest(_block(*points), f, t, aligned=line, vector=vector))
 
-        to_dst = _block(*at, self.by_level(
-            lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_dst0", self.linear(ix)))))
+        # Level l's rows: the pass's output at its last level, else its ring (one sweep
+        # for both: Builder.out_frame), in a block of its own (``asp_o<jj>`` are
+        # restrict; the edges and copies read the rows through ``asp_rout``).
+        outs = [self.out_row(f"asp_o{jj}", _op("+", _v("asp_yj"), jj), rix[0])
+                for jj in range(jam)]
+
+        def target(ix) -> ir.ArrayRef:
+            return self.out_ref(f"asp_o{rows.index(ix)}", ix)
+
         rout = ir.ArrayRef("asp_rout", ring_index(self.ivars(), *rix))
         each = [_block(ir.Declare(I64, "asp_y", _op("+", _v("asp_yj"), jj), const=True),
                        ir.Declare(I64, "asp_i0", _v("asp_y"), const=True),
                        *self.zero_edges(rout), *self.copy_out(rout)) for jj in range(jam)]
-        to_ring = _block(
-            ir.Declare(f"{self.ctype} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
-                "*", _op("-", _v("asp_l"), 1), lvl))),
-            *at, self.by_level(
-                lambda c: sweep(c, lambda ix: ir.ArrayRef("asp_rout", ring_index(ix, *rix)))),
-            *each)
-        return _block(ir.If(_op("==", _v("asp_l"), _v("asp_d")), to_dst, to_ring))
+        last = _op("==", _v("asp_l"), _v("asp_d"))
+        return _block(*at, _block(*outs, self.by_level(lambda c: sweep(c, target))),
+                      ir.If(ir.UnaryOp("!", last), _block(*each)))
 
     def vector_rows(self, target, rows: list, rix: tuple, east: bool = False,
                     case: int = 0, base: ir.Expr | None = None) -> ir.Block | None:

@@ -244,6 +244,9 @@ class Builder(JammedSweeps):
             ir.Declare(I64, "asp_yj", _op("-", s, _op("*", _op("-", _v("asp_l"), 1), R)),
                        const=True),
             ir.Declare(I64, "asp_ext", _op("*", _op("-", D, _v("asp_l")), R), const=True),
+            ir.Declare(f"{ct} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
+                "*", _op("-", _v("asp_l"), 1), lvl))),
+            *self.out_frame(),
         ]
         for a in range(1, dim):
             head += [ir.Declare(I64, f"asp_f{a}", _max(_op("-", _v(f"asp_lo{a}"), ext), _c(g)),
@@ -256,7 +259,7 @@ class Builder(JammedSweeps):
         set_i0 = ir.Declare(I64, "asp_i0", y, const=True)
         f = [_v(f"asp_f{a}") for a in range(1, dim)]
         t = [_v(f"asp_t{a}") for a in range(1, dim)]
-        dst0 = ir.ArrayRef("asp_dst0", self.linear(ix))
+        last = _op("==", _v("asp_l"), D)
 
         def compute(case: int, target) -> ir.Block:
             # A row alone (jam 1, or a tile's first and last rows of a jam) in explicit
@@ -273,17 +276,17 @@ class Builder(JammedSweeps):
         # Rows of the grid's border are zero after the first step (as K(u) leaves
         # them): a ring slot that a border row takes is cleared, not computed.
         border = _op("||", _op("<", y, g), _op(">=", y, _op("-", n[0], g)))
-        to_ring = _block(
-            ir.Declare(f"{ct} *restrict", "asp_rout", _op("+", _v("asp_ring"), _op(
-                "*", _op("-", _v("asp_l"), 1), lvl))),
-            ir.If(border, _block(zero_row, ir.Continue())),
+        out = self.out_ref("asp_o", ix)
+        step += [
+            ir.If(_op("&&", ir.UnaryOp("!", last), border), _block(zero_row, ir.Continue())),
             set_i0,
-            self.by_level(lambda c: compute(c, rout)),
-            *self.zero_edges(rout),
-            *self.copy_out(rout),
-        )
-        to_dst = _block(set_i0, self.by_level(lambda c: compute(c, dst0)))
-        step.append(ir.If(_op("==", _v("asp_l"), D), to_dst, to_ring))
+            # (a block of its own: ``asp_o`` is restrict, the edges and copy read the row
+            # through ``asp_rout``)
+            _block(self.out_row("asp_o", y, mask),
+                   self.by_level(lambda c: compute(c, out))),
+        ]
+        if edges := [*self.zero_edges(rout), *self.copy_out(rout)]:
+            step.append(ir.If(ir.UnaryOp("!", last), _block(*edges)))
         if jam == 1:  # the row alone (its ``continue`` goes on to the next level)
             rows = _block(ir.Declare(I64, "asp_y", yj, const=True), *step)
         else:  # every row in range and off the border: in one sweep; else each alone
