@@ -445,7 +445,7 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
     (full of generated .c files) was hashed too, so every build changed every key."""
     import shutil
 
-    import asp.runtime.record as record
+    import asp.runtime.fingerprint as fingerprint
 
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
@@ -458,20 +458,20 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
         cache = pkg / "asp-cache"
         cache.mkdir(mode=0o700)
         monkeypatch.setenv("ASP_CACHE_DIR", str(cache))
-        record._source_fingerprint.cache_clear()
-        before = record._source_fingerprint("mypkg.gen")
+        fingerprint.source_fingerprint.cache_clear()
+        before = fingerprint.source_fingerprint("mypkg.gen")
         (cache / "build").mkdir()
         (cache / "build" / "kernel.c").write_text("int f(void) { return 1; }\n")
-        record._source_fingerprint.cache_clear()
-        assert record._source_fingerprint("mypkg.gen") == before
+        fingerprint.source_fingerprint.cache_clear()
+        assert fingerprint.source_fingerprint("mypkg.gen") == before
         (pkg / "gen.py").write_text("Y = 3\n")  # the generating code itself: a new key
-        record._source_fingerprint.cache_clear()
-        assert record._source_fingerprint("mypkg.gen") != before
+        fingerprint.source_fingerprint.cache_clear()
+        assert fingerprint.source_fingerprint("mypkg.gen") != before
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("mypkg.gen", None)
         sys.modules.pop("mypkg", None)
-        record._source_fingerprint.cache_clear()
+        fingerprint.source_fingerprint.cache_clear()
         shutil.rmtree(pkg)
 
 
@@ -481,7 +481,7 @@ def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
     imports, at any depth, or a template, makes new keys."""
     import shutil
 
-    import asp.runtime.record as record
+    import asp.runtime.fingerprint as fingerprint
 
     pkg = tmp_path / "genpkg"
     (pkg / "templates").mkdir(parents=True)
@@ -495,8 +495,8 @@ def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
     sys.path.insert(0, str(tmp_path))
 
     def key():
-        record._source_fingerprint.cache_clear()
-        return record._source_fingerprint("genpkg.spec")
+        fingerprint.source_fingerprint.cache_clear()
+        return fingerprint.source_fingerprint("genpkg.spec")
 
     try:
         import genpkg.spec  # noqa: F401
@@ -514,7 +514,7 @@ def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
         sys.path.remove(str(tmp_path))
         for m in [m for m in sys.modules if m == "genpkg" or m.startswith("genpkg.")]:
             sys.modules.pop(m)
-        record._source_fingerprint.cache_clear()
+        fingerprint.source_fingerprint.cache_clear()
         shutil.rmtree(pkg)
 
 

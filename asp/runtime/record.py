@@ -14,12 +14,8 @@ is ignored (the caller rebuilds and rewrites it).
 from __future__ import annotations
 
 import builtins
-import functools
 import hashlib
 import json
-import os
-import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +26,7 @@ from asp.jit.cache import load_library
 from asp.jit.toolchain import compiler
 from asp.jit.trust import cache_subdir, write_atomic
 from asp.runtime.abi import ArgSpec
+from asp.runtime.fingerprint import source_fingerprint
 
 __all__ = ["generator_fingerprint", "load_record", "record_key", "save_record"]
 
@@ -42,129 +39,8 @@ def generator_fingerprint(module: str) -> str:
     under the same version number (an editable install, a patched specializer).
     """
     settings = config.codegen_settings()
-    source = _source_fingerprint(module)
+    source = source_fingerprint(module)
     return hashlib.sha256(f"{source}|{settings}".encode()).hexdigest() if settings else source
-
-
-@functools.cache
-def _source_fingerprint(module: str) -> str:
-    """The generating code: the source, C and template files of asp, and of ``module``'s
-    package what generates code: the Python modules ``module`` imports from its package
-    (directly or through each other, at any depth of the code), and every template and C
-    file.  A module of the package the specializer never imports (its Dask support, the
-    user-facing kernel class) is not its generator: editing it must not re-plan and
-    re-tune every kernel.  Directories that hold no source are skipped: ``__pycache__``,
-    hidden ones, and the cache directory if it lives inside a package (its thousands of
-    generated .c files used to be hashed, and changed every key at every build)."""
-    import asp
-
-    try:
-        cache = Path(os.path.realpath(config.cache_dir()))
-    except (OSError, ValueError):
-        cache = None
-    asp_root = Path(asp.__file__).parent.resolve()
-    files = {p: asp_root for p in _source_files(asp_root, cache, (".py", ".mako", ".c", ".h"))}
-    mod = sys.modules.get(module)
-    if mod is not None and getattr(mod, "__file__", None):
-        root = Path(mod.__file__).parent.resolve()
-        if root != asp_root:
-            files.update({p: root for p in _source_files(root, cache, (".mako", ".c", ".h"))})
-            files.update({p: root for p in _imported(Path(mod.__file__).resolve(), module, root)})
-    h = hashlib.sha256()
-    for p in sorted(files):
-        h.update(str(p.relative_to(files[p])).encode())
-        try:
-            h.update(p.read_bytes())
-        except OSError:
-            pass
-    return h.hexdigest()
-
-
-def _source_files(root: Path, cache: Path | None, suffixes: tuple[str, ...]) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"
-                       and (cache is None or (here / d).resolve() != cache)]
-        out += [here / f for f in filenames if os.path.splitext(f)[1] in suffixes]
-    return out
-
-
-#: Import statements, read as text (parsing every module cost tens of milliseconds on the
-#: first call of each process): ``from BASE import NAMES`` (parenthesized or not) or
-#: ``import NAMES``, at any indentation (imports inside functions count).
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)"
-                     r"|import[ \t]+([^\n]+))", re.M)
-
-
-def _names(text: str) -> list[str]:
-    """The imported names of an import statement's list (``a as b, c``, parenthesized,
-    with comments)."""
-    text = re.sub(r"#[^\n]*", "", text).strip().strip("()")
-    return [n.split()[0] for n in text.replace("\n", " ").split(",") if n.strip()]
-
-
-def _imported(start: Path, name: str, root: Path) -> set[Path]:
-    """``start`` and the modules under ``root`` it imports, transitively (every import
-    statement, in functions too; a package's ``__init__`` only when a name is imported
-    from it that is no submodule)."""
-    # The package's dotted name, from the module's: its parent packages are the folders
-    # above it (a module's name maps to a path: no import machinery, which costs tens of
-    # milliseconds on the first call of every new process).
-    depth = len(start.relative_to(root).parts) - 1
-    package = ".".join(name.split(".")[: len(name.split(".")) - 1 - depth]) \
-        if start.name != "__init__.py" else name
-
-    known: dict[str, Path | None] = {}
-
-    def resolve(mod: str) -> Path | None:
-        # (paths under the resolved root, not resolved each: a module's imports name the
-        # same few modules many times, and each realpath is a system call per folder)
-        if mod in known:
-            return known[mod]
-        found = None
-        if mod == package or mod.startswith(package + "."):
-            rel = mod[len(package):].lstrip(".").split(".") if mod != package else []
-            base = os.path.join(root, *rel)
-            for candidate in ((base + ".py") if rel else None,
-                              os.path.join(base, "__init__.py")):
-                if candidate is not None and os.path.isfile(candidate):
-                    found = Path(candidate)
-                    break
-        known[mod] = found
-        return found
-
-    seen: set[Path] = set()
-    todo = [(start, name)]
-    while todo:
-        path, mod = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        here = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for m in _IMPORT.finditer(text):
-            found: list[tuple[Path | None, str]] = []
-            if m.group(1) is not None:  # from BASE import NAMES
-                base = m.group(1)
-                dots = len(base) - len(base.lstrip("."))
-                if dots:
-                    parts = here.split(".")
-                    parent = ".".join(parts[: len(parts) - dots + 1])
-                    base = f"{parent}.{base[dots:]}" if base[dots:] else parent
-                for alias in _names(m.group(2)):  # a submodule, else a name BASE defines
-                    sub = f"{base}.{alias}"
-                    there = resolve(sub)
-                    found.append((there, sub) if there is not None else (resolve(base), base))
-            else:  # import A.B, C
-                found = [(resolve(n), n) for n in _names(m.group(3))]
-            # The packages a dotted name passes through are not followed: a package's
-            # __init__ re-exports its user-facing API, which generates no code.
-            todo += [(p, n) for p, n in found if p is not None and p not in seen]
-    return seen
 
 
 def record_key(kernel: str, digest: str, signature: str, generator: str = "") -> str:
