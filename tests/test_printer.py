@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 
 import numpy as np
@@ -193,6 +194,29 @@ def test_params_and_function_golden():
     helper = ir.Function("h", (ir.Param("a", "double"),), ir.Block((ir.Return(V("a")),)),
                          ret="double", static=True, inline=True)
     assert str(function_to_cgen(helper)).startswith("static inline double h(double a)\n{")
+
+
+def test_a_threshold_branch_is_a_macro_a_quick_tier_makes_the_parallel_code(fresh_cache):
+    """``if (work > T)`` of a parallel function (``ir.If`` role "threshold") prints as
+    ``ASP_PARALLEL(work > T)``: its own test, unless the quick first tier defined it 1
+    (then gcc compiles no serial code); a module without one has no macro."""
+    from asp.runtime.build import QUICK
+
+    branch = ir.If(ir.BinOp(">", V("n"), I(100)), ir.Block((ir.Return(I(1)),)),
+                   ir.Block((ir.Return(I(2)),)), role="threshold")
+    fn = ir.Function("f", (ir.Param("n", "int64_t"),), ir.Block((branch,)), ret="int")
+    src = module_to_c(ir.Module((fn,), includes=("stdint.h",)))
+    assert "if (ASP_PARALLEL(n > 100))" in src
+    assert "#ifndef ASP_PARALLEL\n#define ASP_PARALLEL(work) (work)\n#endif" in src
+    assert "#define ASP_PARALLEL(work) 1" in QUICK
+    for source, small in ((src, 2), (QUICK + src, 1)):
+        f = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64)(
+            build(source, kernel="test.threshold").address("f"))
+        assert f(101) == 1 and f(5) == small
+    plain = dataclasses.replace(branch, role=None)
+    src = module_to_c(ir.Module((dataclasses.replace(fn, body=ir.Block((plain,))),),
+                                includes=("stdint.h",)))
+    assert "if (n > 100)" in src and "ASP_PARALLEL" not in src
 
 
 def test_module_golden_with_includes_and_preamble():

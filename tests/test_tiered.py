@@ -102,6 +102,45 @@ def test_a_guessed_first_tier_is_built_quick_and_rebuilt_with_the_others(tiered,
     assert {lib for lib, _ in named.values()} == {s.libraries["dynamic"][0]} != {quick_lib}
 
 
+def test_a_quick_stencil_tier_compiles_no_serial_loop_and_is_right_at_every_size(
+        tiered, gate, fresh_cache, monkeypatch, rng):
+    """A quick first tier takes its parallel code at every size (``ASP_PARALLEL`` is 1),
+    so gcc leaves out the serial loop each stencil variant calls below the threshold (a
+    third of a 3-D first variant's compile time); the rebuilt variant has it again.
+    Both compute what the Python does, below and above the threshold."""
+    monkeypatch.setenv("ASP_PARALLEL_THRESHOLD", "2000")
+    k, ref = Heat(), Heat(pure_python=True)
+    grids = [rng.random((20, 30)), rng.random((70, 90))]  # 600 and 6,300 points
+
+    def symbols(s, variant):
+        lib = fresh_cache / "lib" / f"{s.libraries[variant][0]}.so"
+        return subprocess.run(["nm", str(lib)], capture_output=True, text=True,
+                              check=True).stdout
+
+    def agree():
+        for u in grids:
+            want = np.zeros_like(u)
+            ref.kernel(u, 0.1, want)
+            got = np.zeros_like(u)
+            k.kernel(u, 0.1, got)
+            np.testing.assert_array_equal(got[1:-1, 1:-1], want[1:-1, 1:-1])
+
+    u = grids[0]
+    k.kernel(u, 0.1, np.zeros_like(u))
+    s = _spec(k.jit_for(u, 0.1, np.zeros_like(u)))  # (not waiting for the late variants)
+    assert s.source.startswith(QUICK) and s._rebuild == {"static"}
+    assert "if (ASP_PARALLEL(p_out_n0 * p_out_n1 > 2000))" in s.source
+    assert "stencil_static" in symbols(s, "static")
+    assert "stencil_serial" not in symbols(s, "static")  # (a static function: a local symbol)
+    agree()
+    assert s._rebuild == {"static"} and "stencil_serial" not in symbols(s, "static")
+    gate.set()
+    s.pending.result(timeout=120)
+    agree()
+    assert s.pending is None and not s.check_failures
+    assert "stencil_serial" in symbols(s, "static")
+
+
 def test_no_quick_tier_for_a_known_winner_off_or_own_flags(tiered, monkeypatch):
     plan = Axpy(variants=("static", "dynamic")).plan(None)
     t = Tuning("quick-test", "sig", ["static", "dynamic"], mode="online")

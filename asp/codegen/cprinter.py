@@ -197,7 +197,9 @@ class _StmtPrinter(Visitor):
         then = c.Block(self.body(node.then, region))
         orelse = (c.Block(self.body(node.orelse, region)) if node.orelse and node.orelse.body
                   else None)
-        return [c.If(expr_to_c(node.cond), then, orelse)]
+        cond = expr_to_c(node.cond)
+        return [c.If(f"ASP_PARALLEL({cond})" if node.role == "threshold" else cond, then,
+                     orelse)]
 
     def visit_For(self, node: ir.For, region: bool = False):
         start = f"int64_t {node.var} = {expr_to_c(node.start)}"
@@ -253,9 +255,20 @@ def function_to_cgen(fn: ir.Function) -> c.FunctionBody:
     return c.FunctionBody(decl, c.Block(_STMT.body(fn.body, fn.worksharing)))
 
 
+_PARALLEL = """
+#ifndef ASP_PARALLEL
+#define ASP_PARALLEL(work) (work)
+#endif"""
+
+
 def module_to_c(module: ir.Module) -> str:
     """The C source of a translation unit."""
     parts: list[c.Generable] = [c.Include(h, system=True) for h in module.includes]
+    if any(isinstance(n, ir.If) and n.role == "threshold"
+           for fn in (*module.helpers, *module.functions) for n in fn.walk()):
+        # A threshold branch's test; a quick first tier has defined it as 1
+        # (asp.runtime.build.QUICK).
+        parts += [c.Line(), c.LiteralLines(_PARALLEL)]
     if module.preamble:
         # cgen's LiteralLines insists on a leading newline; accept any preamble text.
         parts += [c.Line(), c.LiteralLines("\n" + module.preamble.lstrip("\n"))]

@@ -154,9 +154,16 @@ class ExprStmt(Stmt):
 
 @dataclass(frozen=True)
 class If(Stmt):
+    """``if (cond) then else orelse``.  ``role="threshold"``: ``then`` is the parallel
+    code, ``orelse`` the serial code for calls too small for a team
+    (:func:`asp.passes.serial_below`); printed ``if (ASP_PARALLEL(cond))``, which a
+    quick first tier defines as 1 (:data:`asp.runtime.build.QUICK`): it compiles no
+    serial code."""
+
     cond: Expr
     then: Block
     orelse: Block | None = None
+    role: str | None = None
     child_fields: ClassVar = ("cond", "then", "orelse")
 
 

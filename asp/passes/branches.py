@@ -11,6 +11,10 @@ against 0.9 us.  So a parallel function gets a plain branch instead, in one of t
   serial one calls ``serial``, a function of the same parameters that several variants
   share (:func:`unshare` makes it).  A unit of five stencil variants compiles six bodies
   instead of ten.
+
+Either branch is an :class:`~asp.ir.platform.If` of role ``"threshold"``: a quick first
+tier (:data:`asp.runtime.build.QUICK`) takes the parallel code at every size and
+compiles no serial code (a 3-D stencil's first variant 0.17 -> 0.12 s of gcc).
 """
 from __future__ import annotations
 
@@ -73,18 +77,19 @@ def serial_below(fn: ir.Function, *, when: ir.Expr,
             raise ValueError(f"{serial.name}'s parameters are not the first of {fn.name}'s")
         call = ir.Call(serial.name, tuple(ir.Var(p.name) for p in serial.params))
         other = (ir.Return(call) if fn.ret != "void" else ir.ExprStmt(call))
-        return dataclasses.replace(fn, body=ir.Block((ir.If(when, fn.body,
-                                                            ir.Block((other,))),)))
+        return dataclasses.replace(fn, body=ir.Block((ir.If(when, fn.body, ir.Block((other,)),
+                                                            role="threshold"),)))
 
     class Split(Transformer):
         def visit_For(self, node: ir.For):
             if node.parallel is None:
                 return self.generic_visit(node)
             serial = dataclasses.replace(node, parallel=None)
-            return ir.If(when, ir.Block((node,)), ir.Block((serial,)))
+            return ir.If(when, ir.Block((node,)), ir.Block((serial,)), role="threshold")
 
         def visit_Region(self, node: ir.Region):
-            return ir.If(when, ir.Block((node,)), _Unshare().visit(node.body))
+            return ir.If(when, ir.Block((node,)), _Unshare().visit(node.body),
+                         role="threshold")
 
         def visit_While(self, node):
             return node

@@ -143,9 +143,9 @@ def map_arguments(fname: str, params: Sequence[str], inputs: Sequence) -> MapArg
             conv.append(numpy_scalar(fname, name, a))  # as it is: the guards check its type
             parts.append(f"{a.dtype.str}s")
         elif isinstance(a, numbers.Integral):
-            as_int64(fname, name, a)
-            if type(a) is not int:
-                a, same = int(a), False
+            value = as_int64(fname, name, a)
+            if type(a) is not int:  # (a bool's, a NumPy integer's subclass: a plain int)
+                a, same = value, False
             conv.append(a)
             parts.append("i")
         elif isinstance(a, numbers.Real):
