@@ -62,6 +62,26 @@ def openmp_max_threads() -> int | None:
 
 
 @contextlib.contextmanager
+def package_on_path(root, name: str):
+    """``root`` (a folder holding the package ``name``) on ``sys.path`` while in the
+    block; then the package's modules forgotten, the generator fingerprints (which hash
+    its files) recomputed, and the package's folder removed."""
+    import sys
+
+    from asp.runtime.fingerprint import source_fingerprint
+
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for m in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            sys.modules.pop(m)
+        source_fingerprint.cache_clear()
+        shutil.rmtree(root / name)
+
+
+@contextlib.contextmanager
 def environ_restored():
     """Put ``os.environ`` back as it was: ``distributed.LocalCluster`` sets variables such
     as ``OMP_NUM_THREADS=1`` in the *calling* process, which would leak into later tests."""

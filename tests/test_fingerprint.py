@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 
 import pytest
 
 import asp.runtime.fingerprint as fingerprint
+from tests.conftest import package_on_path
 
 
 @pytest.fixture
@@ -33,18 +33,11 @@ def package(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
     monkeypatch.setenv("ASP_CACHE_DIR", str(cache))
-    sys.path.insert(0, str(tmp_path))
-    import fppkg.spec  # noqa: F401
+    with package_on_path(tmp_path, "fppkg"):
+        import fppkg.spec  # noqa: F401
 
-    fingerprint.source_fingerprint.cache_clear()
-    try:
-        yield pkg, cache
-    finally:
-        sys.path.remove(str(tmp_path))
-        for m in [m for m in sys.modules if m == "fppkg" or m.startswith("fppkg.")]:
-            sys.modules.pop(m)
         fingerprint.source_fingerprint.cache_clear()
-        shutil.rmtree(pkg)
+        yield pkg, cache
 
 
 def digest() -> str:

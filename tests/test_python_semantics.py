@@ -30,6 +30,7 @@ from asp.tune import calls_to_decide
 from specializers.elementwise import elementwise
 from specializers.reduction import reduction
 from specializers.stencil import StencilGrid, StencilKernel
+from tests.conftest import package_on_path
 
 K = 2.0
 C = 0.25
@@ -443,16 +444,13 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
                                                                            monkeypatch):
     """Records are keyed on the generating code; a cache directory kept inside a package
     (full of generated .c files) was hashed too, so every build changed every key."""
-    import shutil
-
     import asp.runtime.fingerprint as fingerprint
 
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("X = 1\n")
     (pkg / "gen.py").write_text("Y = 2\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
+    with package_on_path(tmp_path, "mypkg"):
         import mypkg.gen  # noqa: F401
 
         cache = pkg / "asp-cache"
@@ -467,20 +465,12 @@ def test_a_cache_inside_a_package_does_not_change_the_generator_fingerprint(tmp_
         (pkg / "gen.py").write_text("Y = 3\n")  # the generating code itself: a new key
         fingerprint.source_fingerprint.cache_clear()
         assert fingerprint.source_fingerprint("mypkg.gen") != before
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("mypkg.gen", None)
-        sys.modules.pop("mypkg", None)
-        fingerprint.source_fingerprint.cache_clear()
-        shutil.rmtree(pkg)
 
 
 def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
     """Editing a module of the specializer's package that its code generation never
     imports (Dask support, the user-facing class) keeps every record; editing one it
     imports, at any depth, or a template, makes new keys."""
-    import shutil
-
     import asp.runtime.fingerprint as fingerprint
 
     pkg = tmp_path / "genpkg"
@@ -492,13 +482,12 @@ def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
     (pkg / "lower.py").write_text("def f():\n    return 1\n")
     (pkg / "deep.py").write_text("D = 1\n")
     (pkg / "templates" / "k.c.mako").write_text("int k(void) { return 0; }\n")
-    sys.path.insert(0, str(tmp_path))
 
     def key():
         fingerprint.source_fingerprint.cache_clear()
         return fingerprint.source_fingerprint("genpkg.spec")
 
-    try:
+    with package_on_path(tmp_path, "genpkg"):
         import genpkg.spec  # noqa: F401
 
         before = key()
@@ -510,12 +499,6 @@ def test_records_are_keyed_on_the_modules_that_generate_code(tmp_path):
             (pkg / path).write_text(text)
             assert key() != before, path
             before = key()
-    finally:
-        sys.path.remove(str(tmp_path))
-        for m in [m for m in sys.modules if m == "genpkg" or m.startswith("genpkg.")]:
-            sys.modules.pop(m)
-        fingerprint.source_fingerprint.cache_clear()
-        shutil.rmtree(pkg)
 
 
 def test_a_warm_start_loads_a_stencil_whose_errors_are_asps_own(fresh_cache, rng):
