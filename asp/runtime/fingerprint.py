@@ -95,7 +95,9 @@ def _compute(module: str, asp_root: Path, start: Path | None, cache: Path | None
     return h.hexdigest(), read, listed
 
 
-def _stat(path: Path) -> tuple:
+def _stat(path: Path | str) -> tuple:
+    """What a change to a file or folder changes: its size, modification and
+    status-change times, inode and device."""
     st = os.stat(path)
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
@@ -161,9 +163,7 @@ def _walk(root: Path, listed: dict[Path, tuple]):
     while todo:
         here = todo.pop()
         try:
-            st = os.stat(here)
-            listed[Path(here)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                                  st.st_dev)
+            listed[Path(here)] = _stat(here)
             entries = list(os.scandir(here))
         except OSError:
             continue
