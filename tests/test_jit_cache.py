@@ -303,8 +303,11 @@ def test_missing_compiler_makes_elementwise_fall_back_once(fresh_cache, monkeypa
 def test_clear_cache_removes_everything(fresh_cache):
     build(_source(uuid.uuid4().hex), kernel="test.clear")
     build(_source(uuid.uuid4().hex), kernel="test.clear")
+    (fresh_cache / "fingerprints").mkdir()
+    (fresh_cache / "fingerprints" / "memo.json").write_text("{}")
     assert len(cache_entries()) == 2
     assert clear_cache() == 2
     assert cache_entries() == []
     assert cache._memory == {}
     assert not list((fresh_cache / "lib").glob("*.so"))
+    assert not (fresh_cache / "fingerprints").exists()

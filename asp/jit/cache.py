@@ -38,6 +38,7 @@ from pathlib import Path
 from asp.errors import CompileError, LoadError
 from asp.jit.toolchain import compiler
 from asp.jit.trust import (
+    SUBDIRS,
     cache_root,
     cache_subdir,
     environment_error,
@@ -291,7 +292,8 @@ def cache_entries() -> list[dict]:
 
 
 def clear_cache() -> int:
-    """Remove every compiled object and the tuning database; returns the count removed.
+    """Remove every compiled object, record and remembered fingerprint, and the tuning
+    database; returns the count of objects removed.
 
     Refuses (CompileError) a cache directory that is not safely this user's.
     """
@@ -299,7 +301,7 @@ def clear_cache() -> int:
     entries = root / "entries"
     n = len(list(entries.glob("*.json"))) if entries.is_dir() and not entries.is_symlink() \
         else 0
-    for name in ("lib", "entries", "build", "locks", "specs"):
+    for name in SUBDIRS:
         try:
             remove_path(root / name)  # a link is removed, never what it points to
         except OSError:

@@ -38,7 +38,9 @@ __all__ = [
     "write_atomic",
 ]
 
-SUBDIRS = ("lib", "entries", "build", "locks", "specs")
+#: The cache's folders (``asp cache clear`` removes them): compiled objects, their entries,
+#: sources and locks, specialization records, remembered generator fingerprints.
+SUBDIRS = ("lib", "entries", "build", "locks", "specs", "fingerprints")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _write = os.write  # (tests make it fail as a full disk would)
