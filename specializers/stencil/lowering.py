@@ -298,8 +298,8 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[i
     axis are computed in the same loops, so a point's neighbours in the rows they
     share are loaded once for all of them (a 5-point sweep loads 1.5 rows per row
     instead of 3).  The rows' cache lines then start at the same column only when
-    a row is a whole number of lines long; otherwise, and for the rows left over,
-    each row is done alone.
+    a row is a whole number of lines long; otherwise each row is done alone; the rows
+    left over (fewer than ``jam``) are stored as usual.
     """
     out = kernel.grid(kernel.out)
     last = dim - 1
@@ -314,32 +314,26 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[i
 
     def rows(count: int) -> ir.Block:
         """``count`` rows starting at the current index of the next-to-last axis."""
-        if count == 1:
-            names = [list(ivars)]
-            pre: list[ir.Stmt] = []
-        else:
-            r = dim - 2
-            names = [[ir.Var(f"asp_j{k}") if a == r else v for a, v in enumerate(ivars)]
-                     for k in range(count)]
-            pre = [ir.Declare(I64, f"asp_j{k}", ir.BinOp("+", ivars[r], _c(k)), const=True)
-                   for k in range(count)]
+        r = dim - 2
+        names = [list(ivars)] if count == 1 else [
+            [ir.Var(f"asp_j{k}") if a == r else v for a, v in enumerate(ivars)]
+            for k in range(count)]
+        pre = [] if count == 1 else [
+            ir.Declare(I64, f"asp_j{k}", ir.BinOp("+", ivars[r], _c(k)), const=True)
+            for k in range(count)]
         bufs = ["asp_buf" if count == 1 else f"asp_buf{k}" for k in range(count)]
 
         def to_buffer(buf):
             return lambda here: [ir.Assign(ir.ArrayRef(buf, ir.BinOp("-", iv, c)),
                                            ir.Var("asp_acc"))]
 
-        def each(blocks: list[ir.Block]) -> ir.Block:
-            # One row's body as it is; several in a scope each (they declare alike).
-            return blocks[0] if count == 1 else ir.Block(tuple(blocks))
-
-        lines = each([_point_body(kernel, loops, dim, v, checked=False, mode=mode, cval=cval,
-                                  load=False, store=to_buffer(buf))
-                      for v, buf in zip(names, bufs)])
+        # One row's body as it is; several in a scope each (they declare alike).
+        lines = [_point_body(kernel, loops, dim, v, checked=False, mode=mode, cval=cval,
+                             load=False, store=to_buffer(buf)) for v, buf in zip(names, bufs)]
+        lines = lines[0] if count == 1 else ir.Block(tuple(lines))
         # The points before the first whole line and after the last (fewer than a line
         # each) a row at a time, whatever the jam: one copy of the body, not one a row
         # (a 2-D unit's jammed variants held 28 more copies; gcc's time).
-        r = dim - 2
         one = list(ivars) if count == 1 else [
             ir.Var("asp_jr") if a == r else v for a, v in enumerate(ivars)]
         plain = _point_body(kernel, loops, dim, one, checked=False, mode=mode, cval=cval,
@@ -390,9 +384,14 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[i
     lo, hi = box[r]
     full = ir.BinOp("+", lo, ir.BinOp("*", ir.BinOp("/", ir.BinOp("-", hi, lo), _c(jam)),
                                       _c(jam)))
+    # The rows left over (fewer than ``jam``, of the grid in 2-D, of each plane in 3-D)
+    # with plain stores: a streamed row of its own was a fourth copy of the body in each
+    # jammed variant, for at most 0.3 % of a 4096^2 grid's rows.
+    plain = _point_body(kernel, loops, dim, ivars, checked=False, mode=mode, cval=cval,
+                        load=False, store=None)
     groups = ir.Block((ir.For(ivars[r].name, lo, full, rows(jam), step=_c(jam),
                               independent=True),
-                       ir.For(ivars[r].name, full, hi, rows(1), independent=True)))
+                       _nest([(full, hi), box[last]], plain, first=r)))
     jammed = fenced(_nest(box[:r], groups))
     # A row is a whole number of cache lines: every row's lines start at one column.
     stride = t.linear(out.name, [_c(1) if a == r else _c(0) for a in range(dim)])
