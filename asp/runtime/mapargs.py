@@ -20,7 +20,7 @@ from asp.frontend.scalar import FLOAT, INT, T
 from asp.ir.types import CTYPES, ctype_of
 from asp.runtime.abi import ArgSpec, as_native, refuse_special_array
 
-__all__ = ["MapArgs", "Parameters", "as_int64", "bind_keywords", "compilable",
+__all__ = ["FunctionCalls", "MapArgs", "Parameters", "as_int64", "bind_keywords", "compilable",
            "map_arguments", "map_python", "native", "numpy_scalar", "python_values",
            "random_like", "same_shape", "scalar_arg", "scalar_types", "size_bucket",
            "write_back"]
@@ -90,6 +90,38 @@ class Parameters:
             if name in self.names[:self.posonly]:
                 raise TypeError(f"{fname}() got positional-only argument {name!r} by name")
         return bind_keywords(fname, self.names, args, kwargs, self.defaults)
+
+
+class FunctionCalls:
+    """The arguments a decorated function's call hands its kernel, as one tuple in the
+    function's order (keywords and defaults bound: :meth:`Parameters.bind`), after its
+    specializer is renewed (``forget()``) if the function was replaced in place
+    (``%autoreload`` assigns a new ``__code__``) or its defaults were.  The elementwise
+    and reduction decorators share it; ``specializer`` has ``parameters`` and
+    ``forget()``."""
+
+    def __init__(self, fn: Callable, specializer):
+        self.fn, self.specializer = fn, specializer
+        self._note()
+
+    def _note(self) -> None:
+        fn = self.fn
+        self.made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+        self.plain = self.specializer.parameters.plain  # calls that bind nothing
+
+    def renew(self) -> None:
+        self.specializer.forget()
+        self._note()
+
+    def args(self, args: tuple, kwargs: dict) -> tuple:
+        fn, made = self.fn, self.made
+        if fn.__code__ is not made[0]:  # replaced in place (%autoreload)
+            self.renew()
+        if kwargs or len(args) != self.plain:  # by name, defaults: in the function's order
+            if fn.__defaults__ is not made[1] or fn.__kwdefaults__ is not made[2]:
+                self.renew()
+            args = self.specializer.parameters.bind(fn.__name__, args, kwargs)
+        return args
 
 
 def bind_keywords(fname: str, params: Sequence[str], args: tuple, kwargs: dict,

@@ -42,6 +42,7 @@ from asp.runtime import (
     refuse_special_array,
 )
 from asp.runtime.mapargs import (
+    FunctionCalls,
     Parameters,
     compilable,
     map_arguments,
@@ -268,17 +269,10 @@ class ElementwiseFunction:
         self.specializer = ElementwiseSpecializer(fn)
         self.jit = JitKernel(self.specializer)
         self.__asp_scalar__ = fn  # what another kernel's call of this one compiles
-        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
-        self._plain = self.specializer.parameters.plain  # calls that bind nothing
+        self._calls = FunctionCalls(fn, self.specializer)
 
     def __call__(self, *args, out=None, **kwargs):
-        fn = self.py_func
-        if fn.__code__ is not self._made[0]:  # replaced in place (%autoreload)
-            self._renew()
-        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
-            if fn.__defaults__ is not self._made[1] or fn.__kwdefaults__ is not self._made[2]:
-                self._renew()
-            args = self.specializer.parameters.bind(fn.__name__, args, kwargs)
+        args = self._calls.args(args, kwargs)
         # The hot path, inlined: the last winning native entry checks its own guards.
         hot = self.jit.hot_entry
         if hot is not None:
@@ -298,12 +292,6 @@ class ElementwiseFunction:
         if args and all(isinstance(a, numbers.Number | np.generic) for a in args):
             return self._on_numbers(args, out)
         return self.jit.slow_call((*args, out))
-
-    def _renew(self) -> None:
-        fn = self.py_func
-        self.specializer.forget()
-        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
-        self._plain = self.specializer.parameters.plain
 
     def _on_numbers(self, args: tuple, out):
         """Numbers alone (a kernel that calls this one and runs as Python passes them):

@@ -32,6 +32,7 @@ from asp.passes import (
 )
 from asp.runtime import ArgSpec, JitKernel, Plan, Prepared, Specializer, Variant
 from asp.runtime.mapargs import (
+    FunctionCalls,
     Parameters,
     map_arguments,
     map_python,
@@ -238,23 +239,10 @@ class Reduction:
         functools.update_wrapper(self, fn)
         self.py_func = fn
         self.jit = JitKernel(sp := ReductionSpecializer(fn, op))
-        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
-        self._plain = sp.parameters.plain  # calls that bind nothing
-
-    def _renew(self) -> None:
-        fn = self.py_func
-        self.jit.specializer.forget()
-        self._made = (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
-        self._plain = self.jit.specializer.parameters.plain
+        self._calls = FunctionCalls(fn, sp)
 
     def __call__(self, *args, **kwargs):
-        fn = self.py_func
-        if fn.__code__ is not self._made[0]:  # replaced in place (%autoreload)
-            self._renew()
-        if kwargs or len(args) != self._plain:  # by name, defaults: in the function's order
-            if fn.__defaults__ is not self._made[1] or fn.__kwdefaults__ is not self._made[2]:
-                self._renew()
-            args = self.jit.specializer.parameters.bind(fn.__name__, args, kwargs)
+        args = self._calls.args(args, kwargs)
         try:
             return self.jit(*args, None)  # the entry allocates the result slot
         except TypeError:
