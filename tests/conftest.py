@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import sys
 import tempfile
 
 import numpy as np
@@ -66,8 +67,6 @@ def package_on_path(root, name: str):
     """``root`` (a folder holding the package ``name``) on ``sys.path`` while in the
     block; then the package's modules forgotten, the generator fingerprints (which hash
     its files) recomputed, and the package's folder removed."""
-    import sys
-
     from asp.runtime.fingerprint import source_fingerprint
 
     sys.path.insert(0, str(root))

@@ -333,7 +333,7 @@ def _streaming_nest(kernel, loops, dim, box, ivars, mode, cval, prologue: list[i
         lines = lines[0] if count == 1 else ir.Block(tuple(lines))
         # The points before the first whole line and after the last (fewer than a line
         # each) a row at a time, whatever the jam: one copy of the body, not one a row
-        # (a 2-D unit's jammed variants held 28 more copies; gcc's time).
+        # (a 2-D unit's three jammed variants held 28 copies for them, now 6; gcc's time).
         one = list(ivars) if count == 1 else [
             ir.Var("asp_jr") if a == r else v for a, v in enumerate(ivars)]
         plain = _point_body(kernel, loops, dim, one, checked=False, mode=mode, cval=cval,

@@ -14,7 +14,10 @@ from specializers.stencil.ringir import op as _op
 from specializers.stencil.ringir import v as _v
 from specializers.stencil.vectors import Loads, NotVector, lanes, store, vector_block, vtype
 
-__all__ = ["JammedSweeps"]
+__all__ = ["LAST", "JammedSweeps"]
+
+#: Whether level ``asp_l`` is the pass's last (``asp_d``): its rows go to the output grid.
+LAST = _op("==", _v("asp_l"), _v("asp_d"))
 
 
 class JammedSweeps:
@@ -28,11 +31,10 @@ class JammedSweeps:
         the level's ring (origin the tile's halo ``asp_b<a>``, the ring's row lengths):
         ``asp_ob<a>``, ``asp_os<a>`` for the axes after the first (:meth:`out_ref`).
         (Two sweeps, one for each, doubled a blocked function's code: gcc's time.)"""
-        last = _op("==", _v("asp_l"), _v("asp_d"))
         out: list[ir.Stmt] = [
-            ir.Declare(I64, f"asp_ob{a}", ir.Ternary(last, _c(0), _v(f"asp_b{a}")), const=True)
+            ir.Declare(I64, f"asp_ob{a}", ir.Ternary(LAST, _c(0), _v(f"asp_b{a}")), const=True)
             for a in range(1, self.dim)]
-        out += [ir.Declare(I64, f"asp_os{a}", ir.Ternary(last, self.n(a), _v(f"asp_rs{a}")),
+        out += [ir.Declare(I64, f"asp_os{a}", ir.Ternary(LAST, self.n(a), _v(f"asp_rs{a}")),
                            const=True) for a in range(2, self.dim)]
         return out
 
@@ -41,8 +43,7 @@ class JammedSweeps:
         grid at its last level, else in the level's ring ``asp_rout`` (:meth:`out_frame`)."""
         grid = _op("+", _v("asp_dst0"), self.linear([y, *([_c(0)] * (self.dim - 1))]))
         ring = _op("+", _v("asp_rout"), _op("*", _op("&", y, mask), _v("asp_plane")))
-        return ir.Declare(f"{self.ctype} *restrict", name, ir.Ternary(
-            _op("==", _v("asp_l"), _v("asp_d")), grid, ring))
+        return ir.Declare(f"{self.ctype} *restrict", name, ir.Ternary(LAST, grid, ring))
 
     def out_ref(self, name: str, ix) -> ir.ArrayRef:
         """The point ``ix`` of the row (plane) that starts at ``name`` (:meth:`out_row`)."""
@@ -90,9 +91,8 @@ class JammedSweeps:
         each = [_block(ir.Declare(I64, "asp_y", _op("+", _v("asp_yj"), jj), const=True),
                        ir.Declare(I64, "asp_i0", _v("asp_y"), const=True),
                        *self.zero_edges(rout), *self.copy_out(rout)) for jj in range(jam)]
-        last = _op("==", _v("asp_l"), _v("asp_d"))
         return _block(*at, _block(*outs, self.by_level(lambda c: sweep(c, target))),
-                      ir.If(ir.UnaryOp("!", last), _block(*each)))
+                      ir.If(ir.UnaryOp("!", LAST), _block(*each)))
 
     def vector_rows(self, target, rows: list, rix: tuple, east: bool = False,
                     case: int = 0, base: ir.Expr | None = None) -> ir.Block | None:

@@ -32,7 +32,7 @@ from specializers.stencil.ringir import op as _op
 from specializers.stencil.ringir import v as _v
 from specializers.stencil.ringir import vmax as _max
 from specializers.stencil.ringir import vmin as _min
-from specializers.stencil.sweeps import JammedSweeps
+from specializers.stencil.sweeps import LAST, JammedSweeps
 from specializers.stencil.variants import serial_points, vectorize_points
 from specializers.stencil.vectors import Loads, NotVector, lanes
 
@@ -259,7 +259,6 @@ class Builder(JammedSweeps):
         set_i0 = ir.Declare(I64, "asp_i0", y, const=True)
         f = [_v(f"asp_f{a}") for a in range(1, dim)]
         t = [_v(f"asp_t{a}") for a in range(1, dim)]
-        last = _op("==", _v("asp_l"), D)
 
         def compute(case: int, target) -> ir.Block:
             # A row alone (jam 1, or a tile's first and last rows of a jam) in explicit
@@ -278,7 +277,7 @@ class Builder(JammedSweeps):
         border = _op("||", _op("<", y, g), _op(">=", y, _op("-", n[0], g)))
         out = self.out_ref("asp_o", ix)
         step += [
-            ir.If(_op("&&", ir.UnaryOp("!", last), border), _block(zero_row, ir.Continue())),
+            ir.If(_op("&&", ir.UnaryOp("!", LAST), border), _block(zero_row, ir.Continue())),
             set_i0,
             # (a block of its own: ``asp_o`` is restrict, the edges and copy read the row
             # through ``asp_rout``)
@@ -286,7 +285,7 @@ class Builder(JammedSweeps):
                    self.by_level(lambda c: compute(c, out))),
         ]
         if edges := [*self.zero_edges(rout), *self.copy_out(rout)]:
-            step.append(ir.If(ir.UnaryOp("!", last), _block(*edges)))
+            step.append(ir.If(ir.UnaryOp("!", LAST), _block(*edges)))
         if jam == 1:  # the row alone (its ``continue`` goes on to the next level)
             rows = _block(ir.Declare(I64, "asp_y", yj, const=True), *step)
         else:  # every row in range and off the border: in one sweep; else each alone
